@@ -1,0 +1,10 @@
+//! The Shoal agent, one per machine: starts the machine's controller and data node(s) as child
+//! processes, restarts a crashed one, stops and starts them on an authenticated request, and
+//! reports itself to the controllers.
+
+pub mod process;
+pub mod server;
+pub mod service;
+pub mod supervisor;
+
+pub use server::{AgentError, AgentOptions, run};

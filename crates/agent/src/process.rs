@@ -1,0 +1,41 @@
+//! Signals to processes by pid, for the agent and the local-cluster tool.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// True while a process with this pid exists (a zombie counts until reaped).
+pub fn is_alive(pid: u32) -> bool {
+    i32::try_from(pid).is_ok_and(|p| kill(Pid::from_raw(p), None).is_ok())
+}
+
+/// True if `pid` is alive and runs a `shoal` executable: guards against signalling a process
+/// that reused the pid of one of ours.
+pub fn is_shoal(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()
+        .and_then(|c| c.split(|b| *b == 0).next().map(<[u8]>::to_vec))
+        .is_some_and(|exe| exe.ends_with(b"shoal"))
+}
+
+pub fn signal(pid: u32, sig: Signal) -> bool {
+    i32::try_from(pid).is_ok_and(|p| kill(Pid::from_raw(p), sig).is_ok())
+}
+
+/// SIGTERM, then SIGKILL if the process still exists after `grace`. For processes that are not
+/// our children (they cannot be awaited); returns when the pid is gone or after SIGKILL.
+pub async fn terminate(pid: u32, grace: Duration) {
+    if !signal(pid, Signal::SIGTERM) {
+        return;
+    }
+    let deadline = Instant::now() + grace;
+    // Not our child: no exit notification exists, so poll its existence.
+    while is_alive(pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if is_alive(pid) {
+        tracing::warn!("pid {pid} ignored SIGTERM for {grace:?}; sending SIGKILL");
+        signal(pid, Signal::SIGKILL);
+    }
+}

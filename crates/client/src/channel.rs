@@ -1,0 +1,60 @@
+//! One lazily connected, authenticated channel per address, reused across calls.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use shoal_proto::auth::ClientAuth;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::ClientError;
+
+/// A channel that adds the cluster secret to every call.
+pub type AuthChannel = InterceptedService<Channel, ClientAuth>;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Caches channels by address. Cloning shares the cache.
+#[derive(Clone)]
+pub struct Channels {
+    auth: ClientAuth,
+    cache: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl Channels {
+    pub fn new(secret: &str) -> Result<Self, ClientError> {
+        let auth = ClientAuth::new(secret).map_err(|s| ClientError::BadAddress {
+            addr: "<cluster secret>".into(),
+            message: s.message().to_owned(),
+        })?;
+        Ok(Self {
+            auth,
+            cache: Arc::default(),
+        })
+    }
+
+    /// The channel to `addr` (`host:port`), created on first use; connects lazily and
+    /// reconnects by itself after the peer restarts.
+    pub fn get(&self, addr: &str) -> Result<AuthChannel, ClientError> {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let channel = match cache.get(addr) {
+            Some(c) => c.clone(),
+            None => {
+                let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|e| {
+                    ClientError::BadAddress {
+                        addr: addr.to_owned(),
+                        message: e.to_string(),
+                    }
+                })?;
+                let c = endpoint
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                cache.insert(addr.to_owned(), c.clone());
+                c
+            }
+        };
+        Ok(InterceptedService::new(channel, self.auth.clone()))
+    }
+}

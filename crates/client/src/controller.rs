@@ -1,0 +1,145 @@
+//! Calls to the controller group: finds the Raft leader among the given sites, follows
+//! redirects (`shoal-leader` metadata), and retries on another controller while a new leader is
+//! being elected.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use shoal_proto::controller_client::ControllerClient as PbClient;
+use shoal_proto::{
+    ClusterStatusRequest, ClusterStatusResponse, HeartbeatRequest, HeartbeatResponse,
+    LEADER_METADATA_KEY,
+};
+
+use crate::ClientError;
+use crate::channel::{AuthChannel, Channels};
+use crate::error::is_retryable_elsewhere;
+
+/// Default time to keep trying while no leader answers (covers an election).
+pub const DEFAULT_LEADER_WAIT: Duration = Duration::from_secs(10);
+
+/// Pause between two rounds over all sites, so a leaderless group is not hammered.
+const ROUND_PAUSE: Duration = Duration::from_millis(100);
+
+/// Per-call deadline: a hung controller must not stall the caller.
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Clone)]
+pub struct ControllerClient {
+    sites: Vec<String>,
+    channels: Channels,
+    leader: Arc<Mutex<Option<String>>>,
+    leader_wait: Duration,
+}
+
+impl ControllerClient {
+    /// `sites` are controller addresses (`host:port`); any of them will do.
+    pub fn new(sites: Vec<String>, channels: Channels) -> Self {
+        Self {
+            sites,
+            channels,
+            leader: Arc::default(),
+            leader_wait: DEFAULT_LEADER_WAIT,
+        }
+    }
+
+    pub fn with_leader_wait(mut self, wait: Duration) -> Self {
+        self.leader_wait = wait;
+        self
+    }
+
+    /// The controller that answered last as leader.
+    pub fn known_leader(&self) -> Option<String> {
+        self.leader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub async fn heartbeat(&self, req: HeartbeatRequest) -> Result<HeartbeatResponse, ClientError> {
+        self.call(move |mut c| {
+            let req = req.clone();
+            async move { c.heartbeat(timed(req)).await }
+        })
+        .await
+    }
+
+    pub async fn cluster_status(&self) -> Result<ClusterStatusResponse, ClientError> {
+        self.call(|mut c| async move { c.cluster_status(timed(ClusterStatusRequest {})).await })
+            .await
+    }
+
+    async fn call<T, F, Fut>(&self, op: F) -> Result<T, ClientError>
+    where
+        F: Fn(PbClient<AuthChannel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let started = Instant::now();
+        let mut last = String::from("no site tried");
+        loop {
+            let mut candidates: Vec<String> = self.known_leader().into_iter().collect();
+            candidates.extend(self.sites.iter().cloned());
+            let mut i = 0;
+            while i < candidates.len() {
+                let addr = candidates[i].clone();
+                i += 1;
+                let client = PbClient::new(self.channels.get(&addr)?);
+                match op(client).await {
+                    Ok(resp) => {
+                        self.set_leader(Some(addr));
+                        return Ok(resp.into_inner());
+                    }
+                    Err(s) => {
+                        if let Some(leader) = redirect(&s) {
+                            last = format!("{addr} redirected to {leader}");
+                            if !candidates[i..].contains(&leader) {
+                                candidates.insert(i, leader);
+                            }
+                            continue;
+                        }
+                        if is_retryable_elsewhere(s.code())
+                            || s.code() == tonic::Code::FailedPrecondition
+                        {
+                            last = format!("{addr}: {}", s.message());
+                            if self.known_leader().as_deref() == Some(addr.as_str()) {
+                                self.set_leader(None);
+                            }
+                            continue;
+                        }
+                        return Err(ClientError::from_status(&addr, s));
+                    }
+                }
+            }
+            if started.elapsed() >= self.leader_wait {
+                return Err(ClientError::NoLeader {
+                    sites: self.sites.join(","),
+                    waited: started.elapsed(),
+                    last,
+                });
+            }
+            tokio::time::sleep(ROUND_PAUSE).await;
+        }
+    }
+
+    fn set_leader(&self, addr: Option<String>) {
+        *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = addr;
+    }
+}
+
+fn timed<T>(msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.set_timeout(CALL_TIMEOUT);
+    req
+}
+
+/// The leader address a follower named in its refusal, if any.
+fn redirect(s: &tonic::Status) -> Option<String> {
+    if s.code() != tonic::Code::FailedPrecondition {
+        return None;
+    }
+    s.metadata()
+        .get(LEADER_METADATA_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}

@@ -1,0 +1,51 @@
+//! The heartbeat loop every node runs: report itself to the controller leader at a fixed
+//! interval, so the leader knows it is up and which version it runs.
+
+use std::time::Duration;
+
+use shoal_proto::HeartbeatRequest;
+use tokio::sync::watch;
+
+use crate::controller::ControllerClient;
+
+/// Sends `report` every `interval` until `shutdown` turns true, then sends one last heartbeat
+/// with `stopping = true` so the leader learns of a graceful stop at once.
+pub async fn run(
+    client: ControllerClient,
+    report: HeartbeatRequest,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+        // A heartbeat must not outlive its interval by much: the next one supersedes it.
+        let sent = tokio::time::timeout(interval * 4, client.heartbeat(report.clone())).await;
+        match sent {
+            Ok(Ok(_)) if failing => {
+                tracing::info!("heartbeats reach the controller leader again");
+                failing = false;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if !failing => {
+                tracing::warn!("heartbeat failed: {e}");
+                failing = true;
+            }
+            Err(_) if !failing => {
+                tracing::warn!("heartbeat timed out");
+                failing = true;
+            }
+            _ => {}
+        }
+    }
+    let last = HeartbeatRequest {
+        stopping: true,
+        ..report
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), client.heartbeat(last)).await;
+}

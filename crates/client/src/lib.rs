@@ -1,0 +1,10 @@
+//! Shoal's client library: talks to controllers (finding and following the Raft leader), agents
+//! and data nodes over gRPC, authenticated with the cluster secret.
+
+pub mod agent;
+pub mod channel;
+pub mod controller;
+pub mod error;
+pub mod heartbeat;
+
+pub use error::ClientError;

@@ -1,0 +1,233 @@
+//! The replicated cluster metadata (the Raft state machine's contents) and how commands change it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use shoal_common::config::NodeMode;
+
+use crate::command::{Command, CommandResponse, DeclaredNode, NodeReport};
+use crate::raft_types::TypeConfig;
+
+/// The cluster version a fresh cluster starts at. Raised only by an explicit finalize after an
+/// upgrade; features and formats newer than it stay off.
+pub const INITIAL_CLUSTER_VERSION: u32 = 1;
+
+/// A node's liveness as the controller leader sees it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Declared in `cluster.nodes`, never heard from.
+    #[default]
+    Unknown,
+    Up,
+    /// No heartbeat for longer than `nodeHeartbeatTimeout`.
+    Down,
+    /// Said it is shutting down and still sends heartbeats.
+    Stopping,
+}
+
+/// One node (controller, agent or data node) as the metadata records it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub alias: String,
+    pub mode: Option<NodeMode>,
+    pub machine: String,
+    pub addr: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub build_date: String,
+    #[serde(default)]
+    pub pid: u32,
+    #[serde(default)]
+    pub state: NodeState,
+    /// When `state` last changed (ms since the Unix epoch, leader's clock).
+    #[serde(default)]
+    pub state_since_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMeta {
+    #[serde(default = "initial_cluster_version")]
+    pub cluster_version: u32,
+    /// Every node by alias.
+    #[serde(default)]
+    pub nodes: BTreeMap<String, NodeRecord>,
+}
+
+fn initial_cluster_version() -> u32 {
+    INITIAL_CLUSTER_VERSION
+}
+
+impl Default for ClusterMeta {
+    fn default() -> Self {
+        Self {
+            cluster_version: INITIAL_CLUSTER_VERSION,
+            nodes: BTreeMap::new(),
+        }
+    }
+}
+
+impl ClusterMeta {
+    /// True when committing `report` would change nothing: heartbeats are not Raft writes unless
+    /// something about the node changed.
+    pub fn report_is_current(&self, report: &NodeReport) -> bool {
+        let want_state = if report.stopping {
+            NodeState::Stopping
+        } else {
+            NodeState::Up
+        };
+        self.nodes.get(&report.alias).is_some_and(|n| {
+            n.state == want_state
+                && n.addr == report.addr
+                && n.version == report.version
+                && n.build_date == report.build_date
+                && n.pid == report.pid
+        })
+    }
+
+    /// The declared nodes missing from the metadata.
+    pub fn undeclared<'a>(&self, nodes: &'a [DeclaredNode]) -> Vec<DeclaredNode> {
+        nodes
+            .iter()
+            .filter(|n| !self.nodes.contains_key(&n.alias))
+            .cloned()
+            .collect()
+    }
+
+    fn declare(&mut self, nodes: &[DeclaredNode]) -> CommandResponse {
+        for n in nodes {
+            self.nodes
+                .entry(n.alias.clone())
+                .or_insert_with(|| NodeRecord {
+                    alias: n.alias.clone(),
+                    mode: Some(n.mode),
+                    machine: n.machine.clone(),
+                    addr: n.addr.clone(),
+                    ..NodeRecord::default()
+                });
+        }
+        CommandResponse::applied()
+    }
+
+    fn report(&mut self, r: &NodeReport, at_ms: u64) -> CommandResponse {
+        let Some(node) = self.nodes.get_mut(&r.alias) else {
+            return CommandResponse::rejected(format!(
+                "node `{}` is not in cluster.nodes",
+                r.alias
+            ));
+        };
+        if node.mode != Some(r.mode) {
+            return CommandResponse::rejected(format!(
+                "node `{}` is declared as {:?}, reported as {}",
+                r.alias, node.mode, r.mode
+            ));
+        }
+        let state = if r.stopping {
+            NodeState::Stopping
+        } else {
+            NodeState::Up
+        };
+        if node.state != state {
+            node.state = state;
+            node.state_since_ms = at_ms;
+        }
+        node.addr = r.addr.clone();
+        node.version = r.version.clone();
+        node.build_date = r.build_date.clone();
+        node.pid = r.pid;
+        CommandResponse::applied()
+    }
+
+    fn set_state(&mut self, alias: &str, state: NodeState, at_ms: u64) -> CommandResponse {
+        match self.nodes.get_mut(alias) {
+            Some(node) if node.state != state => {
+                node.state = state;
+                node.state_since_ms = at_ms;
+                CommandResponse::applied()
+            }
+            Some(_) => CommandResponse::applied(),
+            None => CommandResponse::rejected(format!("unknown node `{alias}`")),
+        }
+    }
+}
+
+impl shoal_raft_store::MetaState<TypeConfig> for ClusterMeta {
+    fn apply(&mut self, cmd: &Command) -> CommandResponse {
+        match cmd {
+            Command::DeclareNodes { nodes } => self.declare(nodes),
+            Command::ReportNode { report, at_ms } => self.report(report, *at_ms),
+            Command::SetNodeState {
+                alias,
+                state,
+                at_ms,
+            } => self.set_state(alias, *state, *at_ms),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_raft_store::MetaState;
+
+    use super::*;
+
+    fn declared(alias: &str) -> DeclaredNode {
+        DeclaredNode {
+            alias: alias.into(),
+            mode: NodeMode::DataNode,
+            machine: "127.0.0.1".into(),
+            addr: "127.0.0.1:8922".into(),
+        }
+    }
+
+    fn report(alias: &str, version: &str) -> NodeReport {
+        NodeReport {
+            alias: alias.into(),
+            mode: NodeMode::DataNode,
+            addr: "127.0.0.1:8922".into(),
+            version: version.into(),
+            build_date: "2026.11.24".into(),
+            pid: 7,
+            stopping: false,
+        }
+    }
+
+    #[test]
+    fn report_of_undeclared_node_is_rejected_and_changes_nothing() {
+        let mut meta = ClusterMeta::default();
+        let resp = meta.apply(&Command::ReportNode {
+            report: report("ghost", "1"),
+            at_ms: 1,
+        });
+        assert!(resp.rejected.contains("ghost"));
+        assert!(meta.nodes.is_empty());
+    }
+
+    #[test]
+    fn a_repeated_heartbeat_needs_no_write_but_a_new_version_does() {
+        let mut meta = ClusterMeta::default();
+        meta.apply(&Command::DeclareNodes {
+            nodes: vec![declared("node1")],
+        });
+        assert_eq!(meta.nodes["node1"].state, NodeState::Unknown);
+        let r = report("node1", "0.1.0");
+        assert!(!meta.report_is_current(&r));
+        meta.apply(&Command::ReportNode {
+            report: r.clone(),
+            at_ms: 5,
+        });
+        assert!(meta.report_is_current(&r));
+        assert_eq!(meta.nodes["node1"].state, NodeState::Up);
+        assert!(!meta.report_is_current(&report("node1", "0.2.0")));
+    }
+
+    #[test]
+    fn metadata_written_by_an_older_version_still_loads() {
+        // A record without the fields added later (version, pid, state...) keeps loading.
+        let json = r#"{"nodes":{"n":{"alias":"n","mode":"datanode","machine":"m","addr":"a"}}}"#;
+        let meta: ClusterMeta = serde_json::from_str(json).expect("old format loads");
+        assert_eq!(meta.cluster_version, INITIAL_CLUSTER_VERSION);
+        assert_eq!(meta.nodes["n"].state, NodeState::Unknown);
+    }
+}

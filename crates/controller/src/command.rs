@@ -1,0 +1,85 @@
+//! Raft commands: the only way controller metadata changes.
+//!
+//! Encoded as JSON tagged by `cmd`, with `#[serde(default)]` on fields added later, so a log
+//! written by version N is applied identically by N+1 (and the reverse for commands N knows).
+//! A command a version does not know must not be proposed until the cluster version says every
+//! controller understands it.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use shoal_common::config::NodeMode;
+
+use crate::cluster_meta::NodeState;
+
+/// A node declared in `cluster.nodes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeclaredNode {
+    pub alias: String,
+    pub mode: NodeMode,
+    pub machine: String,
+    pub addr: String,
+}
+
+/// What a heartbeat reported, committed when it differs from what the metadata holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeReport {
+    pub alias: String,
+    pub mode: NodeMode,
+    pub addr: String,
+    pub version: String,
+    pub build_date: String,
+    pub pid: u32,
+    pub stopping: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Command {
+    /// Adds the nodes of `cluster.nodes` the metadata does not hold yet, in state UNKNOWN.
+    DeclareNodes { nodes: Vec<DeclaredNode> },
+    /// A node reported itself with something new (first contact, version, address, pid, state).
+    ReportNode { report: NodeReport, at_ms: u64 },
+    /// The leader's liveness check changed a node's state (heartbeats stopped: DOWN).
+    SetNodeState {
+        alias: String,
+        state: NodeState,
+        at_ms: u64,
+    },
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::DeclareNodes { nodes } => write!(f, "declare_nodes({})", nodes.len()),
+            Command::ReportNode { report, .. } => write!(
+                f,
+                "report_node({} {} {})",
+                report.alias, report.version, report.addr
+            ),
+            Command::SetNodeState { alias, state, .. } => {
+                write!(f, "set_node_state({alias} {state:?})")
+            }
+        }
+    }
+}
+
+/// What applying a command answered.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandResponse {
+    /// Empty when applied; otherwise why the command changed nothing.
+    #[serde(default)]
+    pub rejected: String,
+}
+
+impl CommandResponse {
+    pub fn applied() -> Self {
+        Self::default()
+    }
+
+    pub fn rejected(why: impl Into<String>) -> Self {
+        Self {
+            rejected: why.into(),
+        }
+    }
+}

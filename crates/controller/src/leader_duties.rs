@@ -1,0 +1,64 @@
+//! What the leader does on its own, on a fixed tick: seed the metadata with the nodes of
+//! `cluster.nodes`, and mark nodes DOWN whose heartbeats stopped.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::cluster_meta::NodeState;
+use crate::command::Command;
+use crate::controller_service::{ControllerCore, now_ms};
+
+/// How often the leader looks for silent nodes; bounds how late a DOWN is noticed.
+const TICK: Duration = Duration::from_millis(250);
+
+pub async fn run(
+    core: ControllerCore,
+    heartbeat_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        if core.ensure_leader().is_err() {
+            continue;
+        }
+        if let Err(e) = tick(&core, heartbeat_timeout).await {
+            tracing::debug!("leader duties: {}", e.message());
+        }
+    }
+}
+
+async fn tick(core: &ControllerCore, heartbeat_timeout: Duration) -> Result<(), tonic::Status> {
+    let missing = core.read(|m| m.undeclared(core.topology.declared()));
+    if !missing.is_empty() {
+        tracing::info!("declaring {} nodes from cluster.nodes", missing.len());
+        core.write(Command::DeclareNodes { nodes: missing }).await?;
+    }
+    let live: Vec<String> = core.read(|m| {
+        m.nodes
+            .values()
+            .filter(|n| matches!(n.state, NodeState::Up | NodeState::Stopping))
+            .map(|n| n.alias.clone())
+            .collect()
+    });
+    for alias in live {
+        if core
+            .liveness
+            .silent_for(&alias)
+            .is_some_and(|d| d > heartbeat_timeout)
+        {
+            tracing::warn!("node {alias}: no heartbeat for {heartbeat_timeout:?}, marking it down");
+            core.write(Command::SetNodeState {
+                alias,
+                state: NodeState::Down,
+                at_ms: now_ms(),
+            })
+            .await?;
+        }
+    }
+    Ok(())
+}

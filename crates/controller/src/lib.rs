@@ -1,0 +1,23 @@
+//! The Shoal controller: a Raft group (openraft) whose state machine is the cluster metadata —
+//! machines, nodes, their versions and liveness. Only the leader decides; followers redirect.
+//!
+//! Layout: [`raft_types`] declares openraft's types, [`command`] the replicated commands and
+//! [`cluster_meta`] how they change the metadata; [`raft_network`] / [`raft_service`] carry
+//! Raft RPCs over tonic; [`controller_service`] answers nodes and operators; [`leader_duties`]
+//! runs the leader's periodic work; [`server`] assembles it all.
+
+pub mod cluster_meta;
+pub mod command;
+pub mod controller_service;
+pub mod leader_duties;
+pub mod liveness;
+pub mod raft_network;
+pub mod raft_service;
+pub mod raft_types;
+pub mod server;
+pub mod topology;
+
+mod error;
+
+pub use error::ControllerError;
+pub use server::{ControllerOptions, run};

@@ -1,0 +1,96 @@
+//! Assembles a data node.
+
+use std::future::Future;
+
+use shoal_client::channel::Channels;
+use shoal_client::controller::ControllerClient;
+use shoal_common::config::{ClusterNodes, DataNodeConfig, NodeMode};
+use shoal_common::version::{BUILD_DATE, VERSION};
+use shoal_proto::HeartbeatRequest;
+use shoal_proto::auth::ServerAuth;
+use shoal_proto::node_info_server::NodeInfoServer;
+use shoal_server::node_info::NodeInfoService;
+use tokio::sync::watch;
+
+pub struct DataNodeOptions {
+    pub config: DataNodeConfig,
+    pub nodes: ClusterNodes,
+    pub secret: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataNodeError {
+    #[error("data node `{0}` is not a datanode in cluster.nodes")]
+    NotDeclared(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Client(#[from] shoal_client::ClientError),
+    #[error("gRPC server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+pub async fn run(
+    opts: DataNodeOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), DataNodeError> {
+    let cfg = &opts.config;
+    let site = match opts.nodes.by_alias(&cfg.alias) {
+        Some(n) if n.mode == NodeMode::DataNode => n.site.clone(),
+        _ => return Err(DataNodeError::NotDeclared(cfg.alias.clone())),
+    };
+    for dir in std::iter::once(&cfg.chunk_meta_dir).chain(&cfg.volumes) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))
+        })?;
+    }
+    let listener = shoal_server::serve::bind(&site.addr()).await?;
+    tracing::info!(
+        "data node {} version {VERSION} listening on {}",
+        site.alias,
+        site.addr()
+    );
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let router = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(NodeInfoServer::with_interceptor(
+            NodeInfoService::new(&site.alias, shoal_proto::NodeMode::Datanode, cfg.entries()),
+            ServerAuth::new(&opts.secret),
+        ));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let controllers = ControllerClient::new(
+        opts.nodes.controllers().map(|n| n.site.addr()).collect(),
+        Channels::new(&opts.secret)?,
+    );
+    let heartbeats = tokio::spawn(shoal_client::heartbeat::run(
+        controllers,
+        HeartbeatRequest {
+            alias: site.alias.clone(),
+            mode: shoal_proto::NodeMode::Datanode.into(),
+            addr: site.addr(),
+            version: VERSION.into(),
+            build_date: BUILD_DATE.into(),
+            pid: std::process::id(),
+            stopping: false,
+        },
+        cfg.heartbeat_interval,
+        stop_rx,
+    ));
+
+    let served = shoal_server::serve::serve(router, listener, async move {
+        shutdown.await;
+        // Tell load balancers and the controller before the socket closes.
+        health_reporter
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        let _ = stop_tx.send(true);
+        let _ = heartbeats.await;
+    })
+    .await;
+    Ok(served?)
+}

@@ -1,0 +1,18 @@
+//! Shoal's wire protocol: the generated tonic/prost code for `proto/shoal/v1/shoal.proto`, and
+//! the authentication every call carries.
+//!
+//! Fields are only ever added (see the header of the `.proto`), so every version of Shoal can
+//! decode every other version's messages during a rolling upgrade.
+
+pub mod auth;
+
+/// Generated code of package `shoal.v1`.
+#[allow(clippy::all, missing_docs, clippy::unwrap_used)]
+pub mod v1 {
+    tonic::include_proto!("shoal.v1");
+}
+
+pub use v1::*;
+
+/// Response metadata key naming the controller leader's address when a follower refuses a call.
+pub const LEADER_METADATA_KEY: &str = "shoal-leader";

@@ -1,0 +1,49 @@
+//! Binding and serving a role's gRPC services with a bounded graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::Router;
+
+/// In-flight calls get this long after shutdown starts; tonic alone would wait forever.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Binds `addr` now, so a port conflict is reported before the role says it is up.
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let sock: SocketAddr = addr.parse().map_err(|e| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("`{addr}`: {e}"))
+    })?;
+    TcpListener::bind(sock)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains for at most
+/// [`SHUTDOWN_GRACE`].
+pub async fn serve(
+    router: Router,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server =
+        router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = stop_rx.await;
+        });
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => return r,
+        _ = shutdown => {}
+    }
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!("in-flight calls did not finish within {SHUTDOWN_GRACE:?}; closing");
+            Ok(())
+        }
+    }
+}

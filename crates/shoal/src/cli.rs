@@ -1,0 +1,182 @@
+//! Command-line definitions (clap). Libraries take plain structs; flags stay here.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use shoal_common::version::VERSION_LINE;
+
+#[derive(Parser)]
+#[command(name = "shoal", version = VERSION_LINE, about = "A replicated, partitioned time-series database you can upgrade while it runs")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a controller (reads controller.cfg, cluster.nodes and cluster.secret in --home).
+    Controller(RoleArgs),
+    /// Run a machine's agent (reads agent.cfg, cluster.nodes and cluster.secret in --home).
+    Agent(AgentArgs),
+    /// Run a data node (reads cluster.cfg, cluster.nodes and cluster.secret in --home).
+    Datanode(DataNodeArgs),
+    /// A whole cluster on this machine, on 127.0.0.1-3.
+    #[command(subcommand)]
+    Local(LocalCommand),
+    /// Every node: alias, mode, machine, address, state, version, build date, Raft role.
+    Status(StatusArgs),
+    /// Stop or start every node of one machine through its agent.
+    #[command(subcommand)]
+    Host(HostCommand),
+    /// Configuration as the nodes run it.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+impl Command {
+    /// Long-running server roles, as opposed to one-shot tools.
+    pub fn is_role(&self) -> bool {
+        matches!(
+            self,
+            Command::Controller(_) | Command::Agent(_) | Command::Datanode(_)
+        )
+    }
+}
+
+#[derive(Args)]
+pub struct RoleArgs {
+    /// The machine's home directory holding its config files.
+    #[arg(long)]
+    pub home: PathBuf,
+}
+
+#[derive(Args)]
+pub struct AgentArgs {
+    #[arg(long)]
+    pub home: PathBuf,
+    /// Do not start the machine's nodes when the agent starts.
+    #[arg(long)]
+    pub no_start: bool,
+}
+
+#[derive(Args)]
+pub struct DataNodeArgs {
+    #[arg(long)]
+    pub home: PathBuf,
+    /// This data node's alias in cluster.nodes.
+    #[arg(long)]
+    pub alias: String,
+}
+
+#[derive(Subcommand)]
+pub enum LocalCommand {
+    /// Write a 3-machine cluster's config under DIR (unless there is one), start its agents in
+    /// the background and return when every node is up.
+    Up(LocalUpArgs),
+    /// Stop everything `local up` started under DIR.
+    Down(LocalDirArgs),
+}
+
+#[derive(Args)]
+pub struct LocalUpArgs {
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Machine addresses, one per simulated machine.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "127.0.0.1,127.0.0.2,127.0.0.3"
+    )]
+    pub hosts: Vec<String>,
+    /// Controller port; the agent uses the next, the data node the one after.
+    #[arg(long, default_value_t = 8920)]
+    pub base_port: u16,
+    /// How long to wait for every node to be up.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct LocalDirArgs {
+    #[arg(long)]
+    pub dir: PathBuf,
+}
+
+/// Where a client-side command finds the cluster.
+#[derive(Args, Clone)]
+pub struct TargetArgs {
+    /// Controller addresses (host:port,...); the cluster secret comes from --secret-file or
+    /// $SHOAL_CLUSTER_SECRET.
+    #[arg(long, value_delimiter = ',', conflicts_with = "dir")]
+    pub sites: Vec<String>,
+    /// The directory of a local cluster (`shoal local up --dir`).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// File holding the cluster secret (with --sites).
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum HostCommand {
+    /// Stop the machine's controller and data nodes (its agent keeps running).
+    Stop(HostArgs),
+    /// Start the machine's nodes and wait until they are up.
+    Start(HostArgs),
+}
+
+#[derive(Args)]
+pub struct HostArgs {
+    /// The machine (host address as in cluster.nodes) or its agent's alias.
+    pub host: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// With `start`: how long to wait for the nodes to be up.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// A key's value on every node that has it (the seed's pnodeRun(getConfig{`KEY})).
+    Get(ConfigGetArgs),
+}
+
+#[derive(Args)]
+pub struct ConfigGetArgs {
+    pub key: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `500ms`, `30s`, `2m` or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 500ms, 30s, 2m)"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("`{s}`: unknown unit `{unit}` (use ms, s or m)")),
+    }
+}

@@ -1,0 +1,148 @@
+//! `shoal host stop|start HOST`: the seed's stopAllNodes.sh / startAll for one machine, done
+//! through the machine's agent.
+
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use shoal_client::agent::AgentClient;
+use shoal_proto::{ListProcessesResponse, NodeMode, NodeState, ProcessState};
+
+use crate::cli::HostArgs;
+use crate::cmd::status::mode_name;
+use crate::output;
+use crate::target::Target;
+
+/// Finds the agent of `host` (a machine address or the agent's alias) in the cluster metadata.
+async fn agent_of(target: &Target, host: &str) -> anyhow::Result<(String, AgentClient)> {
+    let status = target.controllers.cluster_status().await?;
+    let agent = status
+        .nodes
+        .iter()
+        .find(|n| n.mode() == NodeMode::Agent && (n.machine == host || n.alias == host));
+    let Some(agent) = agent else {
+        let machines: Vec<&str> = status
+            .nodes
+            .iter()
+            .filter(|n| n.mode() == NodeMode::Agent)
+            .map(|n| n.machine.as_str())
+            .collect();
+        bail!(
+            "no machine `{host}` in the cluster (machines: {})",
+            machines.join(", ")
+        );
+    };
+    let client = AgentClient::new(&agent.addr, &target.channels)?;
+    Ok((agent.machine.clone(), client))
+}
+
+#[derive(Serialize)]
+struct ProcessView {
+    alias: String,
+    mode: String,
+    state: String,
+    pid: u32,
+    restarts: u32,
+    last_exit: String,
+}
+
+fn process_name(state: ProcessState) -> &'static str {
+    match state {
+        ProcessState::Running => "RUNNING",
+        ProcessState::Stopped => "STOPPED",
+        ProcessState::Crashed => "CRASHED",
+        ProcessState::Starting => "STARTING",
+        ProcessState::Unspecified => "?",
+    }
+}
+
+fn print(listing: &ListProcessesResponse, json: bool) -> anyhow::Result<()> {
+    let views: Vec<ProcessView> = listing
+        .processes
+        .iter()
+        .map(|p| ProcessView {
+            alias: p.alias.clone(),
+            mode: mode_name(p.mode()).into(),
+            state: process_name(p.state()).into(),
+            pid: p.pid,
+            restarts: p.restarts,
+            last_exit: p.last_exit.clone(),
+        })
+        .collect();
+    if json {
+        println!("{}", output::json(&views)?);
+        return Ok(());
+    }
+    let rows = views
+        .into_iter()
+        .map(|v| {
+            vec![
+                v.alias,
+                v.mode,
+                v.state,
+                v.pid.to_string(),
+                v.restarts.to_string(),
+                v.last_exit,
+            ]
+        })
+        .collect();
+    println!(
+        "machine {}\n{}",
+        listing.machine,
+        output::table(
+            &["ALIAS", "MODE", "PROCESS", "PID", "RESTARTS", "LAST EXIT"],
+            rows
+        )
+    );
+    Ok(())
+}
+
+pub async fn stop(args: HostArgs) -> anyhow::Result<()> {
+    let target = Target::resolve(&args.target)?;
+    let (machine, mut agent) = agent_of(&target, &args.host).await?;
+    let listing = agent
+        .stop(Vec::new())
+        .await
+        .with_context(|| format!("stopping the nodes of {machine}"))?;
+    print(&listing, args.json)
+}
+
+pub async fn start(args: HostArgs) -> anyhow::Result<()> {
+    let target = Target::resolve(&args.target)?;
+    let (machine, mut agent) = agent_of(&target, &args.host).await?;
+    let listing = agent
+        .start(Vec::new())
+        .await
+        .with_context(|| format!("starting the nodes of {machine}"))?;
+    let aliases: Vec<String> = listing.processes.iter().map(|p| p.alias.clone()).collect();
+    wait_up(&target, &aliases, args.timeout).await?;
+    print(&listing, args.json)
+}
+
+/// Waits until the controller leader reports every alias UP with a fresh heartbeat.
+pub async fn wait_up(
+    target: &Target,
+    aliases: &[String],
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let status = target.controllers.cluster_status().await?;
+        let pending: Vec<&str> = aliases
+            .iter()
+            .filter(|a| {
+                !status.nodes.iter().any(|n| {
+                    &n.alias == *a && n.state() == NodeState::Up && n.last_heartbeat_ms_ago >= 0
+                })
+            })
+            .map(String::as_str)
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            bail!("not up after {timeout:?}: {}", pending.join(", "));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,261 @@
+//! `shoal local up|down --dir DIR`: the seed's three-machine cluster on one machine, each
+//! "machine" a loopback address with its own home directory `DIR/<host>/`.
+//!
+//! ```text
+//! DIR/cluster.nodes, DIR/cluster.secret      what client commands read with --dir
+//! DIR/<host>/{controller,agent,cluster}.cfg  the machine's files, as on a real machine
+//! DIR/<host>/{log,run}/                      process logs and pid files
+//! ```
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::future::join_all;
+use indicatif::{ProgressBar, ProgressStyle};
+use shoal_agent::process;
+use shoal_common::config::{ClusterNodes, NodeMode};
+use shoal_common::secret::{self, SECRET_FILE};
+use shoal_proto::NodeState;
+
+use crate::cli::{LocalDirArgs, LocalUpArgs, TargetArgs};
+use crate::cmd::status;
+use crate::output;
+use crate::target::Target;
+
+/// How long `local down` lets an agent stop its nodes before SIGKILL.
+const AGENT_STOP_GRACE: Duration = Duration::from_secs(40);
+
+fn cluster_nodes_text(hosts: &[String], base_port: u16) -> String {
+    let mut text = String::from("localSite,mode\n");
+    let roles = [
+        ("ctl", "controller", 0),
+        ("agent", "agent", 1),
+        ("node", "datanode", 2),
+    ];
+    for (prefix, mode, offset) in roles {
+        for (i, host) in hosts.iter().enumerate() {
+            text.push_str(&format!(
+                "{host}:{}:{prefix}{},{mode}\n",
+                base_port + offset,
+                i + 1
+            ));
+        }
+    }
+    text
+}
+
+/// The seed's controller.cfg for one machine.
+fn controller_cfg(site: &str) -> String {
+    format!(
+        "mode=controller\nlocalSite={site}\ndfsHAMode=Raft\ndfsReplicationFactor=2\n\
+         dfsReplicaReliabilityLevel=1\ndataSync=1\nworkerNum=4\nmaxConnections=512\nmaxMemSize=8\n\
+         lanCluster=0\ndfsRecoveryWaitTime=30000\ndfsMetaDir=dfsMeta\n"
+    )
+}
+
+fn agent_cfg(site: &str, controller: &str) -> String {
+    format!(
+        "mode=agent\nlocalSite={site}\ncontrollerSite={controller}\nworkerNum=4\nmaxMemSize=4\nlanCluster=0\n"
+    )
+}
+
+const CLUSTER_CFG: &str = "# Data nodes; <ALIAS> is replaced by each node's alias.\n\
+    chunkMetaDir=<ALIAS>/storage\nvolumes=<ALIAS>/volumes\ndataSync=1\nworkerNum=4\nmaxMemSize=8\n";
+
+/// Writes the cluster's files unless DIR already holds a cluster (then it is reused as is).
+fn write_config(args: &LocalUpArgs) -> anyhow::Result<ClusterNodes> {
+    let dir = &args.dir;
+    let nodes_path = dir.join("cluster.nodes");
+    if nodes_path.exists() {
+        return Ok(ClusterNodes::load(&nodes_path)?);
+    }
+    if args.hosts.is_empty() {
+        bail!("--hosts needs at least one address");
+    }
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let text = cluster_nodes_text(&args.hosts, args.base_port);
+    let nodes = ClusterNodes::parse(&nodes_path, &text)?;
+    let secret_path = dir.join(SECRET_FILE);
+    secret::generate(&secret_path)?;
+    let controller = nodes
+        .controllers()
+        .next()
+        .map(|n| n.site.to_string())
+        .context("no controller")?;
+    for host in nodes.machines() {
+        let home = dir.join(&host);
+        fs::create_dir_all(&home)?;
+        for n in nodes.on_machine(&host) {
+            match n.mode {
+                NodeMode::Controller => fs::write(
+                    home.join("controller.cfg"),
+                    controller_cfg(&n.site.to_string()),
+                )?,
+                NodeMode::Agent => fs::write(
+                    home.join("agent.cfg"),
+                    agent_cfg(&n.site.to_string(), &controller),
+                )?,
+                NodeMode::DataNode => {}
+            }
+        }
+        fs::write(home.join("cluster.cfg"), CLUSTER_CFG)?;
+        fs::write(home.join("cluster.nodes"), &text)?;
+        fs::copy(&secret_path, home.join(SECRET_FILE))?;
+    }
+    // Only now, with every file in place, does DIR count as a cluster.
+    fs::write(&nodes_path, &text)?;
+    Ok(nodes)
+}
+
+fn agent_pid_file(home: &Path) -> PathBuf {
+    home.join("run").join("agent.pid")
+}
+
+fn read_pid(path: &Path) -> Option<u32> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn spawn_agent(home: &Path) -> anyhow::Result<u32> {
+    let run = home.join("run");
+    let log_dir = home.join("log");
+    fs::create_dir_all(&run)?;
+    fs::create_dir_all(&log_dir)?;
+    if let Some(pid) = read_pid(&agent_pid_file(home)).filter(|p| process::is_alive(*p)) {
+        bail!(
+            "the agent of {} is already running (pid {pid}); run `shoal local down` first",
+            home.display()
+        );
+    }
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_dir.join("agent.log"))?;
+    let exe = std::env::current_exe().context("cannot find the shoal executable")?;
+    let child = std::process::Command::new(exe)
+        .arg("agent")
+        .arg("--home")
+        .arg(home)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group: a Ctrl-C in this terminal must not take the cluster down.
+        .process_group(0)
+        .spawn()
+        .context("cannot start the agent")?;
+    let pid = child.id();
+    fs::write(agent_pid_file(home), format!("{pid}\n"))?;
+    Ok(pid)
+}
+
+pub async fn up(args: LocalUpArgs) -> anyhow::Result<()> {
+    let nodes = write_config(&args)?;
+    let dir = fs::canonicalize(&args.dir)?;
+    for host in nodes.machines() {
+        spawn_agent(&dir.join(&host))?;
+    }
+    let target = Target::resolve(&TargetArgs {
+        sites: Vec::new(),
+        dir: Some(dir.clone()),
+        secret_file: None,
+    })?;
+    let all: Vec<String> = nodes.nodes.iter().map(|n| n.site.alias.clone()).collect();
+    wait_healthy(&target, &all, args.timeout).await?;
+    let view = status::cluster_view(&target.controllers.cluster_status().await?);
+    if args.json {
+        println!("{}", output::json(&view)?);
+    } else {
+        println!("{}", status::render(&view));
+        println!(
+            "cluster directory: {}  (shoal status --dir {0})",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Waits until every node is UP and a controller leads, with a progress bar.
+async fn wait_healthy(
+    target: &Target,
+    aliases: &[String],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let bar = ProgressBar::new(aliases.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} nodes up {pos}/{len} {wide_msg} [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(100));
+    let started = Instant::now();
+    loop {
+        let (up, pending, leader) = match target.controllers.cluster_status().await {
+            Ok(s) => {
+                let pending: Vec<String> = aliases
+                    .iter()
+                    .filter(|a| {
+                        !s.nodes
+                            .iter()
+                            .any(|n| &n.alias == *a && n.state() == NodeState::Up)
+                    })
+                    .cloned()
+                    .collect();
+                (aliases.len() - pending.len(), pending, s.leader_alias)
+            }
+            Err(_) => (0, aliases.to_vec(), String::new()),
+        };
+        bar.set_position(up as u64);
+        if pending.is_empty() && !leader.is_empty() {
+            bar.finish_and_clear();
+            return Ok(());
+        }
+        bar.set_message(if leader.is_empty() {
+            "electing a controller leader".to_string()
+        } else {
+            format!("waiting for {}", pending.join(", "))
+        });
+        if started.elapsed() > timeout {
+            bar.abandon();
+            bail!(
+                "cluster not healthy after {timeout:?}: waiting for {}; see the logs under */log/",
+                pending.join(", ")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn down(args: LocalDirArgs) -> anyhow::Result<()> {
+    let nodes = ClusterNodes::load(&args.dir.join("cluster.nodes"))
+        .with_context(|| format!("{} is not a local cluster directory", args.dir.display()))?;
+    let homes: Vec<PathBuf> = nodes.machines().iter().map(|h| args.dir.join(h)).collect();
+    // Agents first: each stops its own nodes gracefully before exiting.
+    let agents = homes
+        .iter()
+        .filter_map(|home| read_pid(&agent_pid_file(home)))
+        .filter(|p| process::is_shoal(*p));
+    join_all(agents.map(|pid| process::terminate(pid, AGENT_STOP_GRACE))).await;
+    // Anything an agent left behind (it was killed, say) by its pid file.
+    let mut leftovers = Vec::new();
+    for home in &homes {
+        if let Ok(entries) = fs::read_dir(home.join("run")) {
+            for e in entries.flatten() {
+                // A pid file can outlive its process; only signal a pid that still runs shoal.
+                if let Some(pid) = read_pid(&e.path()).filter(|p| process::is_shoal(*p)) {
+                    leftovers.push(pid);
+                }
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+    join_all(
+        leftovers
+            .iter()
+            .map(|pid| process::terminate(*pid, AGENT_STOP_GRACE)),
+    )
+    .await;
+    println!("stopped the local cluster in {}", args.dir.display());
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! One module per subcommand.
+
+mod config;
+mod host;
+mod local;
+mod roles;
+mod status;
+
+use std::process::ExitCode;
+
+use crate::cli::{Command, ConfigCommand, HostCommand, LocalCommand};
+
+pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Controller(a) => roles::controller(a).await,
+        Command::Agent(a) => roles::agent(a).await,
+        Command::Datanode(a) => roles::datanode(a).await,
+        Command::Local(LocalCommand::Up(a)) => local::up(a).await,
+        Command::Local(LocalCommand::Down(a)) => local::down(a).await,
+        Command::Status(a) => status::run(a).await,
+        Command::Host(HostCommand::Stop(a)) => host::stop(a).await,
+        Command::Host(HostCommand::Start(a)) => host::start(a).await,
+        Command::Config(ConfigCommand::Get(a)) => config::get(a).await,
+    }
+    .map(|()| ExitCode::SUCCESS)
+}

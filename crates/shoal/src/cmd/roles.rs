@@ -1,0 +1,56 @@
+//! The long-running roles. Each loads its files from `--home`, refuses to start on any bad
+//! file, then runs until SIGTERM / SIGINT.
+
+use std::path::Path;
+
+use anyhow::Context;
+use shoal_common::config::{AgentConfig, ClusterCfg, ClusterNodes, ControllerConfig};
+use shoal_common::secret::{self, SECRET_FILE};
+use shoal_server::signals::terminated;
+
+use crate::cli::{AgentArgs, DataNodeArgs, RoleArgs};
+
+fn nodes_and_secret(home: &Path) -> anyhow::Result<(ClusterNodes, String)> {
+    let nodes = ClusterNodes::load(&home.join("cluster.nodes"))?;
+    let secret = secret::load(&home.join(SECRET_FILE))?;
+    Ok((nodes, secret))
+}
+
+pub async fn controller(args: RoleArgs) -> anyhow::Result<()> {
+    let config = ControllerConfig::load(&args.home.join("controller.cfg"))?;
+    let (nodes, secret) = nodes_and_secret(&args.home)?;
+    let opts = shoal_controller::ControllerOptions {
+        config,
+        nodes,
+        secret,
+    };
+    Ok(shoal_controller::run(opts, terminated()).await?)
+}
+
+pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let config = AgentConfig::load(&args.home.join("agent.cfg"))?;
+    let (nodes, secret) = nodes_and_secret(&args.home)?;
+    let program = std::env::current_exe().context("cannot find the shoal executable")?;
+    let opts = shoal_agent::AgentOptions {
+        config,
+        nodes,
+        secret,
+        home: args.home,
+        program,
+        start_nodes: !args.no_start,
+    };
+    Ok(shoal_agent::run(opts, terminated()).await?)
+}
+
+pub async fn datanode(args: DataNodeArgs) -> anyhow::Result<()> {
+    let cluster_cfg = ClusterCfg::load(&args.home.join("cluster.cfg"))?;
+    let (nodes, secret) = nodes_and_secret(&args.home)?;
+    cluster_cfg.check_aliases(&nodes)?;
+    let config = cluster_cfg.for_node(&args.alias)?;
+    let opts = shoal_datanode::DataNodeOptions {
+        config,
+        nodes,
+        secret,
+    };
+    Ok(shoal_datanode::run(opts, terminated()).await?)
+}

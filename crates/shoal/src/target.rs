@@ -1,0 +1,50 @@
+//! Resolving `--sites` / `--dir` into an authenticated connection to the cluster.
+
+use anyhow::{Context, bail};
+use shoal_client::channel::Channels;
+use shoal_client::controller::ControllerClient;
+use shoal_common::config::ClusterNodes;
+use shoal_common::secret::{self, SECRET_ENV, SECRET_FILE};
+
+use crate::cli::TargetArgs;
+
+pub struct Target {
+    pub channels: Channels,
+    pub controllers: ControllerClient,
+}
+
+impl Target {
+    pub fn resolve(args: &TargetArgs) -> anyhow::Result<Self> {
+        let (sites, secret) = match (&args.dir, args.sites.is_empty()) {
+            (Some(dir), _) => {
+                let nodes = ClusterNodes::load(&dir.join("cluster.nodes")).with_context(|| {
+                    format!("{} is not a local cluster directory", dir.display())
+                })?;
+                let sites = nodes.controllers().map(|n| n.site.addr()).collect();
+                let secret_path = args
+                    .secret_file
+                    .clone()
+                    .unwrap_or_else(|| dir.join(SECRET_FILE));
+                (sites, secret::load(&secret_path)?)
+            }
+            (None, false) => {
+                let secret = match &args.secret_file {
+                    Some(path) => secret::load(path)?,
+                    None if std::env::var_os(SECRET_ENV).is_some() => {
+                        secret::load(std::path::Path::new(SECRET_FILE))?
+                    }
+                    None => bail!(
+                        "--sites needs the cluster secret: pass --secret-file FILE or set ${SECRET_ENV}"
+                    ),
+                };
+                (args.sites.clone(), secret)
+            }
+            (None, true) => bail!("say where the cluster is: --sites host:port,... or --dir DIR"),
+        };
+        let channels = Channels::new(&secret)?;
+        Ok(Self {
+            controllers: ControllerClient::new(sites, channels.clone()),
+            channels,
+        })
+    }
+}

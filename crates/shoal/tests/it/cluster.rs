@@ -1,0 +1,179 @@
+//! The cluster of the original request comes up, survives losing its controller leader, and
+//! loses and regains one machine.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{LocalCluster, all_up, kill9, leader, node, nodes, shoal, stderr, stdout};
+
+#[test]
+fn local_cluster_comes_up_with_nine_nodes_and_one_leader() {
+    let cluster = LocalCluster::start();
+    let status = cluster.status();
+    let all = nodes(&status);
+    assert_eq!(all.len(), 9, "{status:#}");
+    assert!(all_up(&status), "{status:#}");
+
+    let version_line = stdout(&shoal(&["--version"]));
+    let (version, build_date) = version_line
+        .trim()
+        .trim_start_matches("shoal ")
+        .split_once(' ')
+        .expect("`shoal <version> <date>`");
+    for n in all {
+        assert_eq!(n["version"], version, "{n}");
+        assert_eq!(n["build_date"], build_date, "{n}");
+    }
+
+    let controllers: Vec<_> = all.iter().filter(|n| n["mode"] == "controller").collect();
+    assert_eq!(controllers.len(), 3);
+    let roles: Vec<&str> = controllers
+        .iter()
+        .map(|n| n["raft_role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles.iter().filter(|r| **r == "leader").count(),
+        1,
+        "{roles:?}"
+    );
+    assert_eq!(
+        roles.iter().filter(|r| **r == "follower").count(),
+        2,
+        "{roles:?}"
+    );
+    assert_eq!(status["leader"], leader(&status).unwrap().as_str());
+
+    // Every machine runs one controller, one agent and one data node.
+    for host in &cluster.hosts {
+        let mut modes: Vec<&str> = all
+            .iter()
+            .filter(|n| n["machine"] == host.as_str())
+            .map(|n| n["mode"].as_str().unwrap())
+            .collect();
+        modes.sort();
+        assert_eq!(modes, ["agent", "controller", "datanode"], "{host}");
+    }
+
+    // The table view names every node too.
+    let table = stdout(&cluster.run(&["status"]));
+    for n in all {
+        assert!(table.contains(n["alias"].as_str().unwrap()), "{table}");
+    }
+    assert!(table.contains("9/9 nodes up"), "{table}");
+
+    // The seed's pnodeRun(getConfig{`chunkMetaDir}): one row per data node, its own directory.
+    let out = cluster.run(&["config", "get", "chunkMetaDir", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for r in rows {
+        let node = r["node"].as_str().unwrap();
+        assert!(
+            r["value"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("{node}/storage")),
+            "{r}"
+        );
+    }
+    let out = cluster.run(&["config", "get", "noSuchKey"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("noSuchKey"), "{}", stderr(&out));
+}
+
+#[test]
+fn killing_the_leader_elects_a_new_one_and_the_old_one_rejoins() {
+    let cluster = LocalCluster::start();
+    let before = cluster.status();
+    let old = leader(&before).expect("one leader");
+    let old_pid = node(&before, &old)["pid"].as_u64().unwrap();
+
+    let killed_at = Instant::now();
+    kill9(old_pid);
+    let after = cluster.wait_status("a new leader", Duration::from_secs(10), |s| {
+        leader(s).is_some_and(|l| l != old)
+    });
+    let elected_in = killed_at.elapsed();
+    eprintln!(
+        "new leader {} elected {elected_in:?} after kill -9",
+        leader(&after).unwrap()
+    );
+
+    // Metadata intact: the same nine nodes, the same versions.
+    let aliases = |s: &serde_json::Value| {
+        let mut v: Vec<(String, String)> = nodes(s)
+            .iter()
+            .map(|n| (n["alias"].to_string(), n["version"].to_string()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(aliases(&before), aliases(&after));
+
+    // The agent restarts the killed controller; it rejoins as a follower with a new pid.
+    let healed = cluster.wait_status(
+        "the old leader back as follower",
+        Duration::from_secs(30),
+        |s| {
+            let n = node(s, &old);
+            n["state"] == "UP" && n["raft_role"] == "follower" && n["pid"].as_u64() != Some(old_pid)
+        },
+    );
+    assert!(all_up(&healed), "{healed:#}");
+}
+
+#[test]
+fn stopping_one_machine_leaves_the_others_working_and_it_comes_back() {
+    let cluster = LocalCluster::start();
+    let host = cluster.hosts[1].clone();
+
+    let out = cluster.run(&["host", "stop", &host]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("STOPPED"), "{}", stdout(&out));
+
+    let stopped = cluster.wait_status("the machine's nodes down", Duration::from_secs(15), |s| {
+        nodes(s)
+            .iter()
+            .filter(|n| n["machine"] == host.as_str() && n["mode"] != "agent")
+            .all(|n| n["state"] == "DOWN")
+    });
+    // The two other machines keep a controller quorum and their nodes.
+    assert!(leader(&stopped).is_some(), "{stopped:#}");
+    for n in nodes(&stopped)
+        .iter()
+        .filter(|n| n["machine"] != host.as_str())
+    {
+        assert_eq!(n["state"], "UP", "{n}");
+    }
+
+    let out = cluster.run(&["host", "start", &host]);
+    assert!(out.status.success(), "{}\n{}", stderr(&out), cluster.logs());
+    let whole = cluster.status();
+    assert!(all_up(&whole), "{whole:#}");
+    assert!(leader(&whole).is_some());
+}
+
+#[test]
+fn a_wrong_cluster_secret_is_refused() {
+    let cluster = LocalCluster::start();
+    let controller = format!("{}:8920", cluster.hosts[0]);
+    let bad = cluster.dir.join("wrong.secret");
+    std::fs::write(&bad, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let out = shoal(&[
+        "host",
+        "stop",
+        &cluster.hosts[0],
+        "--sites",
+        &controller,
+        "--secret-file",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("authentication failed"),
+        "{}",
+        stderr(&out)
+    );
+    // Nothing was stopped.
+    assert!(all_up(&cluster.status()));
+}

@@ -1,0 +1,197 @@
+//! A local cluster for one test: its own directory, its own loopback subnet (so tests run in
+//! parallel without port clashes), torn down by `Drop` even when the test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn shoal_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_shoal")
+}
+
+/// Runs `shoal ARGS` to completion.
+pub fn shoal(args: &[&str]) -> Output {
+    Command::new(shoal_bin())
+        .args(args)
+        .output()
+        .expect("run shoal")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A loopback /24 no other test of this run uses: 127.<pid-derived>.<counter>.0.
+fn fresh_subnet() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("127.{}.{}", 10 + std::process::id() % 240, n % 250)
+}
+
+pub struct LocalCluster {
+    _tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+    pub hosts: Vec<String>,
+}
+
+impl LocalCluster {
+    /// `shoal local up` on a fresh subnet; panics with the logs if it fails.
+    pub fn start() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("cluster");
+        let subnet = fresh_subnet();
+        let hosts: Vec<String> = (1..=3).map(|i| format!("{subnet}.{i}")).collect();
+        let cluster = Self {
+            dir,
+            hosts,
+            _tmp: tmp,
+        };
+        let out = shoal(&[
+            "local",
+            "up",
+            "--dir",
+            cluster.dir_str(),
+            "--hosts",
+            &cluster.hosts.join(","),
+            "--timeout",
+            "60s",
+        ]);
+        assert!(
+            out.status.success(),
+            "local up failed: {}\n{}",
+            stderr(&out),
+            cluster.logs()
+        );
+        cluster
+    }
+
+    pub fn dir_str(&self) -> &str {
+        self.dir.to_str().expect("utf-8 path")
+    }
+
+    /// `shoal <args> --dir DIR`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut all = args.to_vec();
+        all.extend(["--dir", self.dir_str()]);
+        shoal(&all)
+    }
+
+    /// `shoal status --json`, parsed; panics if the command fails.
+    pub fn status(&self) -> Value {
+        let out = self.run(&["status", "--json"]);
+        assert!(out.status.success(), "status failed: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+    }
+
+    /// Polls `status` until `pred` holds, or panics after `timeout` with the last status.
+    pub fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let started = Instant::now();
+        loop {
+            let out = self.run(&["status", "--json"]);
+            if out.status.success() {
+                let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+                if pred(&v) {
+                    return v;
+                }
+                if started.elapsed() > timeout {
+                    panic!(
+                        "timed out after {timeout:?} waiting for {what}; last status:\n{v:#}\n{}",
+                        self.logs()
+                    );
+                }
+            } else if started.elapsed() > timeout {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; status failed: {}",
+                    stderr(&out)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The tail of every process log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut text = String::new();
+        for host in &self.hosts {
+            let log_dir = self.dir.join(host).join("log");
+            let Ok(entries) = std::fs::read_dir(&log_dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let content = std::fs::read_to_string(e.path()).unwrap_or_default();
+                let tail: Vec<&str> = content.lines().rev().take(15).collect();
+                text.push_str(&format!("--- {} ---\n", e.path().display()));
+                for l in tail.into_iter().rev() {
+                    text.push_str(l);
+                    text.push('\n');
+                }
+            }
+        }
+        text
+    }
+
+    pub fn home(&self, host: &str) -> PathBuf {
+        self.dir.join(host)
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        let out = shoal(&["local", "down", "--dir", self.dir_str()]);
+        if !out.status.success() {
+            eprintln!("local down failed: {}", stderr(&out));
+        }
+    }
+}
+
+/// Nodes of a status JSON.
+pub fn nodes(status: &Value) -> &Vec<Value> {
+    status["nodes"].as_array().expect("nodes array")
+}
+
+pub fn node<'a>(status: &'a Value, alias: &str) -> &'a Value {
+    nodes(status)
+        .iter()
+        .find(|n| n["alias"] == alias)
+        .unwrap_or_else(|| panic!("no node {alias} in {status:#}"))
+}
+
+pub fn leader(status: &Value) -> Option<String> {
+    let leaders: Vec<&Value> = nodes(status)
+        .iter()
+        .filter(|n| n["raft_role"] == "leader")
+        .collect();
+    match leaders.as_slice() {
+        [one] => Some(one["alias"].as_str()?.to_owned()),
+        _ => None,
+    }
+}
+
+pub fn all_up(status: &Value) -> bool {
+    nodes(status).iter().all(|n| n["state"] == "UP")
+}
+
+pub fn kill9(pid: u64) {
+    let ok = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -9 {pid} failed");
+}
+
+pub fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write file");
+}

@@ -1,0 +1,6 @@
+//! Shoal's integration tests: one binary (each test binary that links the whole stack is large),
+//! real `shoal` processes on real loopback sockets.
+
+mod cluster;
+mod config_files;
+mod harness;
