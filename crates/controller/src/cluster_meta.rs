@@ -87,7 +87,7 @@ impl ClusterMeta {
     }
 
     /// The declared nodes missing from the metadata.
-    pub fn undeclared<'a>(&self, nodes: &'a [DeclaredNode]) -> Vec<DeclaredNode> {
+    pub fn undeclared(&self, nodes: &[DeclaredNode]) -> Vec<DeclaredNode> {
         nodes
             .iter()
             .filter(|n| !self.nodes.contains_key(&n.alias))

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{LocalCluster, all_up, kill9, leader, node, nodes, shoal, stderr, stdout};
+use crate::harness::{
+    Frozen, LocalCluster, all_up, kill9, leader, node, nodes, shoal, stderr, stdout,
+};
 
 #[test]
 fn local_cluster_comes_up_with_nine_nodes_and_one_leader() {
@@ -87,7 +89,16 @@ fn killing_the_leader_elects_a_new_one_and_the_old_one_rejoins() {
     let before = cluster.status();
     let old = leader(&before).expect("one leader");
     let old_pid = node(&before, &old)["pid"].as_u64().unwrap();
+    let machine = node(&before, &old)["machine"].as_str().unwrap().to_owned();
+    let agent_pid = nodes(&before)
+        .iter()
+        .find(|n| n["mode"] == "agent" && n["machine"] == machine.as_str())
+        .and_then(|n| n["pid"].as_u64())
+        .unwrap();
 
+    // Freeze the machine's agent so it cannot restart the controller at once: the two other
+    // controllers must elect a leader between themselves.
+    let frozen = Frozen::new(agent_pid);
     let killed_at = Instant::now();
     kill9(old_pid);
     let after = cluster.wait_status("a new leader", Duration::from_secs(10), |s| {
@@ -97,6 +108,11 @@ fn killing_the_leader_elects_a_new_one_and_the_old_one_rejoins() {
     eprintln!(
         "new leader {} elected {elected_in:?} after kill -9",
         leader(&after).unwrap()
+    );
+
+    assert!(
+        after["raft_term"].as_u64() > before["raft_term"].as_u64(),
+        "{after:#}"
     );
 
     // Metadata intact: the same nine nodes, the same versions.
@@ -110,7 +126,8 @@ fn killing_the_leader_elects_a_new_one_and_the_old_one_rejoins() {
     };
     assert_eq!(aliases(&before), aliases(&after));
 
-    // The agent restarts the killed controller; it rejoins as a follower with a new pid.
+    // The agent, thawed, restarts the killed controller; it rejoins as a follower.
+    drop(frozen);
     let healed = cluster.wait_status(
         "the old leader back as follower",
         Duration::from_secs(30),

@@ -141,10 +141,6 @@ impl LocalCluster {
         }
         text
     }
-
-    pub fn home(&self, host: &str) -> PathBuf {
-        self.dir.join(host)
-    }
 }
 
 impl Drop for LocalCluster {
@@ -183,13 +179,33 @@ pub fn all_up(status: &Value) -> bool {
     nodes(status).iter().all(|n| n["state"] == "UP")
 }
 
-pub fn kill9(pid: u64) {
+fn kill(signal: &str, pid: u64) {
     let ok = Command::new("kill")
-        .args(["-9", &pid.to_string()])
+        .args([signal, &pid.to_string()])
         .status()
         .expect("kill")
         .success();
-    assert!(ok, "kill -9 {pid} failed");
+    assert!(ok, "kill {signal} {pid} failed");
+}
+
+pub fn kill9(pid: u64) {
+    kill("-KILL", pid);
+}
+
+/// A process held with SIGSTOP until dropped (SIGCONT), even if the test panics.
+pub struct Frozen(u64);
+
+impl Frozen {
+    pub fn new(pid: u64) -> Self {
+        kill("-STOP", pid);
+        Self(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        kill("-CONT", self.0);
+    }
 }
 
 pub fn write(path: &Path, text: &str) {

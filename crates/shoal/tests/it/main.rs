@@ -1,6 +1,8 @@
 //! Shoal's integration tests: one binary (each test binary that links the whole stack is large),
 //! real `shoal` processes on real loopback sockets.
 
+#![allow(clippy::unwrap_used)]
+
 mod cluster;
 mod config_files;
 mod harness;
