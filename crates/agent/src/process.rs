@@ -5,18 +5,31 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// True while a process with this pid exists (a zombie counts until reaped).
+/// True while a process with this pid runs. A zombie (exited, not yet reaped by its parent)
+/// does not count: it will never act on a signal again.
 pub fn is_alive(pid: u32) -> bool {
-    i32::try_from(pid).is_ok_and(|p| kill(Pid::from_raw(p), None).is_ok())
+    i32::try_from(pid).is_ok_and(|p| kill(Pid::from_raw(p), None).is_ok()) && !is_zombie(pid)
+}
+
+fn is_zombie(pid: u32) -> bool {
+    // /proc/<pid>/stat is "pid (comm) state ..."; comm may contain spaces, so split after ')'.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
 }
 
 /// True if `pid` is alive and runs a `shoal` executable: guards against signalling a process
 /// that reused the pid of one of ours.
 pub fn is_shoal(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .ok()
-        .and_then(|c| c.split(|b| *b == 0).next().map(<[u8]>::to_vec))
-        .is_some_and(|exe| exe.ends_with(b"shoal"))
+    is_alive(pid)
+        && std::fs::read(format!("/proc/{pid}/cmdline"))
+            .ok()
+            .and_then(|c| c.split(|b| *b == 0).next().map(<[u8]>::to_vec))
+            .is_some_and(|exe| exe.ends_with(b"shoal"))
 }
 
 pub fn signal(pid: u32, sig: Signal) -> bool {

@@ -36,11 +36,11 @@ pub struct AgentOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("agent `{0}` (localSite) is not an agent in cluster.nodes")]
     NotDeclared(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Client(#[from] shoal_client::ClientError),
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),

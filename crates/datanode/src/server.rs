@@ -22,9 +22,9 @@ pub struct DataNodeOptions {
 pub enum DataNodeError {
     #[error("data node `{0}` is not a datanode in cluster.nodes")]
     NotDeclared(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Client(#[from] shoal_client::ClientError),
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),

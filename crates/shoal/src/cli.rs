@@ -134,6 +134,8 @@ pub enum HostCommand {
     Stop(HostArgs),
     /// Start the machine's nodes and wait until they are up.
     Start(HostArgs),
+    /// The machine's node processes as its agent sees them: state, pid, restarts, last exit.
+    Ps(HostArgs),
 }
 
 #[derive(Args)]

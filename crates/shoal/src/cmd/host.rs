@@ -107,6 +107,12 @@ pub async fn stop(args: HostArgs) -> anyhow::Result<()> {
     print(&listing, args.json)
 }
 
+pub async fn ps(args: HostArgs) -> anyhow::Result<()> {
+    let target = Target::resolve(&args.target)?;
+    let (_, mut agent) = agent_of(&target, &args.host).await?;
+    print(&agent.list().await?, args.json)
+}
+
 pub async fn start(args: HostArgs) -> anyhow::Result<()> {
     let target = Target::resolve(&args.target)?;
     let (machine, mut agent) = agent_of(&target, &args.host).await?;

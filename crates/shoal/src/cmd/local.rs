@@ -119,7 +119,7 @@ fn read_pid(path: &Path) -> Option<u32> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-fn spawn_agent(home: &Path) -> anyhow::Result<u32> {
+fn spawn_agent(home: &Path) -> anyhow::Result<std::process::Child> {
     let run = home.join("run");
     let log_dir = home.join("log");
     fs::create_dir_all(&run)?;
@@ -146,16 +146,17 @@ fn spawn_agent(home: &Path) -> anyhow::Result<u32> {
         .process_group(0)
         .spawn()
         .context("cannot start the agent")?;
-    let pid = child.id();
-    fs::write(agent_pid_file(home), format!("{pid}\n"))?;
-    Ok(pid)
+    fs::write(agent_pid_file(home), format!("{}\n", child.id()))?;
+    Ok(child)
 }
 
 pub async fn up(args: LocalUpArgs) -> anyhow::Result<()> {
     let nodes = write_config(&args)?;
     let dir = fs::canonicalize(&args.dir)?;
+    let mut agents = Vec::new();
     for host in nodes.machines() {
-        spawn_agent(&dir.join(&host))?;
+        let home = dir.join(&host);
+        agents.push((spawn_agent(&home)?, home));
     }
     let target = Target::resolve(&TargetArgs {
         sites: Vec::new(),
@@ -163,7 +164,15 @@ pub async fn up(args: LocalUpArgs) -> anyhow::Result<()> {
         secret_file: None,
     })?;
     let all: Vec<String> = nodes.nodes.iter().map(|n| n.site.alias.clone()).collect();
-    wait_healthy(&target, &all, args.timeout).await?;
+    if let Err(e) = wait_healthy(&target, &all, &mut agents, args.timeout).await {
+        // Leave nothing half-started behind: each agent stops its nodes as it exits.
+        let pids = agents.iter().map(|(agent, _)| agent.id());
+        join_all(pids.map(|pid| process::terminate(pid, AGENT_STOP_GRACE))).await;
+        for (mut agent, _) in agents {
+            let _ = agent.wait();
+        }
+        return Err(e);
+    }
     let view = status::cluster_view(&target.controllers.cluster_status().await?);
     if args.json {
         println!("{}", output::json(&view)?);
@@ -177,10 +186,12 @@ pub async fn up(args: LocalUpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until every node is UP and a controller leads, with a progress bar.
+/// Waits until every node is UP and a controller leads, with a progress bar. Fails at once if
+/// an agent exits (a port in use, a bad file), showing the end of its log.
 async fn wait_healthy(
     target: &Target,
     aliases: &[String],
+    agents: &mut [(std::process::Child, PathBuf)],
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let bar = ProgressBar::new(aliases.len() as u64);
@@ -207,6 +218,20 @@ async fn wait_healthy(
             Err(_) => (0, aliases.to_vec(), String::new()),
         };
         bar.set_position(up as u64);
+        for (agent, home) in agents.iter_mut() {
+            if let Some(exit) = agent.try_wait()? {
+                bar.abandon();
+                let log =
+                    fs::read_to_string(home.join("log").join("agent.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                bail!(
+                    "the agent of {} exited ({exit}):\n{}",
+                    home.display(),
+                    tail.join("\n")
+                );
+            }
+        }
         if pending.is_empty() && !leader.is_empty() {
             bar.finish_and_clear();
             return Ok(());

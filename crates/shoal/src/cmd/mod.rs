@@ -20,6 +20,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Status(a) => status::run(a).await,
         Command::Host(HostCommand::Stop(a)) => host::stop(a).await,
         Command::Host(HostCommand::Start(a)) => host::start(a).await,
+        Command::Host(HostCommand::Ps(a)) => host::ps(a).await,
         Command::Config(ConfigCommand::Get(a)) => config::get(a).await,
     }
     .map(|()| ExitCode::SUCCESS)

@@ -194,3 +194,49 @@ fn a_wrong_cluster_secret_is_refused() {
     // Nothing was stopped.
     assert!(all_up(&cluster.status()));
 }
+
+#[test]
+fn a_crashed_data_node_is_restarted_and_a_silent_one_is_marked_down() {
+    let cluster = LocalCluster::start();
+    let host = cluster.hosts[2].clone();
+    let before = cluster.status();
+    let data_node = nodes(&before)
+        .iter()
+        .find(|n| n["mode"] == "datanode" && n["machine"] == host.as_str())
+        .unwrap();
+    let alias = data_node["alias"].as_str().unwrap().to_owned();
+    let pid = data_node["pid"].as_u64().unwrap();
+
+    // kill -9: the agent restarts it and the controller sees the new process.
+    kill9(pid);
+    let after = cluster.wait_status("the data node restarted", Duration::from_secs(15), |s| {
+        let n = node(s, &alias);
+        n["state"] == "UP" && n["pid"].as_u64().is_some_and(|p| p != pid)
+    });
+    let new_pid = node(&after, &alias)["pid"].as_u64().unwrap();
+    let out = cluster.run(&["host", "ps", &host, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["alias"] == alias.as_str())
+        .unwrap();
+    assert_eq!(p["state"], "RUNNING", "{p}");
+    assert_eq!(p["restarts"], 1, "{p}");
+    assert_eq!(p["last_exit"], "signal 9", "{p}");
+    assert_eq!(p["pid"].as_u64(), Some(new_pid), "{p}");
+
+    // A process that stops answering (SIGSTOP) is marked DOWN once nodeHeartbeatTimeout
+    // passes, and UP again when it resumes.
+    {
+        let _frozen = Frozen::new(new_pid);
+        cluster.wait_status("the frozen data node DOWN", Duration::from_secs(15), |s| {
+            node(s, &alias)["state"] == "DOWN"
+        });
+    }
+    cluster.wait_status("the thawed data node UP", Duration::from_secs(15), |s| {
+        node(s, &alias)["state"] == "UP"
+    });
+}
