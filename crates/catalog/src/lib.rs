@@ -1,0 +1,13 @@
+//! Shoal's catalog vocabulary, shared by controllers (which store it) and data nodes (which
+//! enforce it): column types and their Arrow mapping, partition schemes and keys, table
+//! definitions, and the DolphinDB-style DDL that creates them.
+
+pub mod ddl;
+pub mod partition;
+pub mod table;
+pub mod types;
+
+pub use ddl::{DdlError, Statement};
+pub use partition::{PartitionKey, PartitionScheme};
+pub use table::{ColumnDef, DatabaseDef, TableDef};
+pub use types::ColumnType;

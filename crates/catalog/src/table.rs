@@ -1,0 +1,71 @@
+//! Database and table definitions as the catalog stores them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use serde::{Deserialize, Serialize};
+
+use crate::partition::PartitionScheme;
+use crate::types::ColumnType;
+
+/// Field metadata key holding the declared Shoal type (SYMBOL and STRING share an Arrow type).
+pub const TYPE_METADATA_KEY: &str = "shoal.type";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnDef {
+    pub name: String,
+    pub ty: ColumnType,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableDef {
+    pub name: String,
+    pub columns: Vec<ColumnDef>,
+    pub partition_column: String,
+    #[serde(default)]
+    pub sort_columns: Vec<String>,
+    /// DolphinDB's keepDuplicates: ALL (keep every row), LAST, FIRST.
+    #[serde(default = "keep_all")]
+    pub keep_duplicates: String,
+}
+
+fn keep_all() -> String {
+    "ALL".into()
+}
+
+impl TableDef {
+    /// The Arrow schema of the table's rows. Columns are nullable except the partition column.
+    pub fn schema(&self) -> SchemaRef {
+        let fields: Vec<Field> = self
+            .columns
+            .iter()
+            .map(|c| {
+                Field::new(&c.name, c.ty.arrow_type(), c.name != self.partition_column)
+                    .with_metadata([(TYPE_METADATA_KEY.to_owned(), c.ty.name().to_owned())].into())
+            })
+            .collect();
+        Arc::new(Schema::new(fields))
+    }
+
+    pub fn column(&self, name: &str) -> Option<&ColumnDef> {
+        self.columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+
+    pub fn partition_type(&self) -> Option<ColumnType> {
+        self.column(&self.partition_column).map(|c| c.ty)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseDef {
+    /// `dfs://name`.
+    pub path: String,
+    pub scheme: PartitionScheme,
+    /// DolphinDB's storage engine name, kept for compatibility (`TSDB` or `OLAP`).
+    pub engine: String,
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableDef>,
+}
