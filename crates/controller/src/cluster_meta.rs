@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use shoal_common::config::NodeMode;
 
+use crate::catalog::Catalog;
 use crate::command::{Command, CommandResponse, DeclaredNode, NodeReport};
 use crate::raft_types::TypeConfig;
 
@@ -53,6 +54,9 @@ pub struct ClusterMeta {
     /// Every node by alias.
     #[serde(default)]
     pub nodes: BTreeMap<String, NodeRecord>,
+    /// Databases, tables and chunks.
+    #[serde(default)]
+    pub catalog: Catalog,
 }
 
 fn initial_cluster_version() -> u32 {
@@ -64,6 +68,7 @@ impl Default for ClusterMeta {
         Self {
             cluster_version: INITIAL_CLUSTER_VERSION,
             nodes: BTreeMap::new(),
+            catalog: Catalog::default(),
         }
     }
 }
@@ -162,6 +167,11 @@ impl shoal_raft_store::MetaState<TypeConfig> for ClusterMeta {
                 state,
                 at_ms,
             } => self.set_state(alias, *state, *at_ms),
+            Command::CreateDatabase { database } => self.catalog.create_database(database),
+            Command::CreateTable { db, table } => self.catalog.create_table(db, table),
+            Command::DropTable { db, table } => self.catalog.drop_table(db, table),
+            Command::DropDatabase { db } => self.catalog.drop_database(db),
+            Command::CreateChunks { chunks } => self.catalog.create_chunks(chunks),
         }
     }
 }

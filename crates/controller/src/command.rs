@@ -8,8 +8,10 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use shoal_catalog::{DatabaseDef, TableDef};
 use shoal_common::config::NodeMode;
 
+use crate::catalog::NewChunk;
 use crate::cluster_meta::NodeState;
 
 /// A node declared in `cluster.nodes`.
@@ -37,14 +39,37 @@ pub struct NodeReport {
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Command {
     /// Adds the nodes of `cluster.nodes` the metadata does not hold yet, in state UNKNOWN.
-    DeclareNodes { nodes: Vec<DeclaredNode> },
+    DeclareNodes {
+        nodes: Vec<DeclaredNode>,
+    },
     /// A node reported itself with something new (first contact, version, address, pid, state).
-    ReportNode { report: NodeReport, at_ms: u64 },
+    ReportNode {
+        report: NodeReport,
+        at_ms: u64,
+    },
     /// The leader's liveness check changed a node's state (heartbeats stopped: DOWN).
     SetNodeState {
         alias: String,
         state: NodeState,
         at_ms: u64,
+    },
+    CreateDatabase {
+        database: DatabaseDef,
+    },
+    CreateTable {
+        db: String,
+        table: TableDef,
+    },
+    DropTable {
+        db: String,
+        table: String,
+    },
+    DropDatabase {
+        db: String,
+    },
+    /// New partitions' chunks, placed by the leader.
+    CreateChunks {
+        chunks: Vec<NewChunk>,
     },
 }
 
@@ -60,6 +85,11 @@ impl fmt::Display for Command {
             Command::SetNodeState { alias, state, .. } => {
                 write!(f, "set_node_state({alias} {state:?})")
             }
+            Command::CreateDatabase { database } => write!(f, "create_database({})", database.path),
+            Command::CreateTable { db, table } => write!(f, "create_table({db} {})", table.name),
+            Command::DropTable { db, table } => write!(f, "drop_table({db} {table})"),
+            Command::DropDatabase { db } => write!(f, "drop_database({db})"),
+            Command::CreateChunks { chunks } => write!(f, "create_chunks({})", chunks.len()),
         }
     }
 }

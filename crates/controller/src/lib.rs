@@ -6,11 +6,13 @@
 //! Raft RPCs over tonic; [`controller_service`] answers nodes and operators; [`leader_duties`]
 //! runs the leader's periodic work; [`server`] assembles it all.
 
+pub mod catalog;
 pub mod cluster_meta;
 pub mod command;
 pub mod controller_service;
 pub mod leader_duties;
 pub mod liveness;
+pub mod placement;
 pub mod raft_network;
 pub mod raft_service;
 pub mod raft_types;

@@ -84,6 +84,8 @@ pub fn validate_alias(alias: &str) -> Result<(), ValueError> {
 
 /// What a node is: `controller`, `agent` or `datanode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+// Serialized as in cluster.nodes; it is stored in Raft commands, so the spelling is fixed.
+#[serde(rename_all = "lowercase")]
 pub enum NodeMode {
     /// Cluster metadata (Raft group member).
     Controller,
