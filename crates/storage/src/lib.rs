@@ -1,1 +1,100 @@
-//! stub
+//! # shoal-storage: the durable store of one chunk replica
+//!
+//! A *chunk* is one partition of one table; a data node holds many chunk replicas. This crate
+//! stores one replica's rows durably and answers what replication, recovery and queries need.
+//! No networking. The entry point is [`ChunkStore`].
+//!
+//! ## Model
+//! Every append carries `(writer_id, seq)` and one Arrow [`RecordBatch`] with the chunk's schema
+//! (fixed at creation). Each applied append gets the next log sequence number (`lsn` 1, 2, 3…,
+//! dense per replica). Replicas share lsns: the primary appends, the other replica
+//! [`ChunkStore::apply_at`]s the same lsn, and a stale replica catches up with
+//! [`ChunkStore::records_since`]. Replicas holding the same records have the same
+//! [`ChunkStore::checksum`].
+//!
+//! **Idempotency** (invariant 2): the `(writer_id, seq)` of each record is part of the record, so
+//! what was applied is remembered durably and replicated with the data; re-applying a pair gives
+//! [`AppendOutcome::Duplicate`] and changes nothing. Per writer the highest applied seq plus a
+//! window of the [`DEDUP_WINDOW`] seqs below it are tracked exactly, so out-of-order arrival within
+//! the window is applied exactly once. **A seq older than the window is answered `Duplicate`
+//! (`lsn: None`) and not applied**: writers must keep fewer than `DEDUP_WINDOW` seqs in flight.
+//!
+//! ## On-disk format (a directory per replica)
+//! ```text
+//! <dir>/STORE                        marker + format version + Arrow schema (created whole)
+//! <dir>/LOCK                         flock'd while a ChunkStore has the directory open
+//! <dir>/00000000000000000001.wal     WAL segment, named after its first lsn
+//! <dir>/00000000000000004711.wal     ... the last segment is the only one ever written to
+//! ```
+//! All integers are little endian.
+//! - `STORE`: `[magic "SHOALCHK"][version u32][crc32 u32][len u32][schema as Arrow IPC stream]`.
+//! - Segment: a 32-byte header `[magic "SHOALWAL"][version u32][0u32][first_lsn u64][0u32]
+//!   [crc32 u32]`, then frames.
+//! - Frame: `[len u32][crc32 of payload u32][payload]`; payload = `[record version u8][kind u8]
+//!   [flags u16][lsn u64][writer_id u64][seq u64][content digest u64]` (36 bytes) followed by the
+//!   Arrow IPC *stream* of the batch (schema message, one record batch, end-of-stream), so each
+//!   record decodes on its own.
+//!
+//! Versions: `STORE` format 1, segment format 1, record format 1 (see [`STORE_FORMAT_VERSION`],
+//! [`SEGMENT_FORMAT_VERSION`], [`RECORD_FORMAT_VERSION`]). A higher or unknown version or record
+//! kind is refused with [`StorageError::UnsupportedVersion`] naming the file; nothing is
+//! modified. New formats must only be written once the cluster version is finalized
+//! (invariant 4), so a rolled-back binary never meets them.
+//!
+//! ## Durability assumptions and rules
+//! - Files created whole (`STORE`, each new segment with its header) are written to `name.tmp`,
+//!   fsync'd, renamed into place, and the directory is fsync'd. Leftover `*.tmp` files are
+//!   deleted on open.
+//! - Records are only appended to the last segment. With `data_sync` an append is acknowledged
+//!   after `fdatasync` of its segment (which also persists the file size). The store relies on
+//!   the usual POSIX/Linux contract: data written before a successful `fdatasync` survives a
+//!   power loss; data after it may be partly written, in any order of pages.
+//! - **Group commit**: one thread drains a queue of pending appends, writes them with one
+//!   `write`, issues one `fdatasync`, then completes all of them. See [`StoreStats::fsyncs`].
+//! - A segment is **sealed** when the next one is created: it is fdatasync'd first (even with
+//!   `data_sync = false`), so a sealed segment never has a torn tail and is never rewritten.
+//! - Open replays every segment and verifies each CRC and that lsns are dense. A short or
+//!   CRC-bad record at the end of the **last** segment is a torn write: the file is truncated
+//!   there, fsync'd, and the dropped bytes are reported in [`OpenReport::torn_tail_bytes`].
+//!   Anything else — a bad record in a sealed segment, a bad record in the last segment that is
+//!   followed by a CRC-valid record with a later lsn (found by scanning the rest of the file),
+//!   an lsn gap, an undecodable batch — is [`StorageError::Corrupt`] naming the file and offset;
+//!   nothing is silently skipped. A power loss can leave the pages of the last unsynced write
+//!   persisted out of order, which looks like that second case although nothing acknowledged
+//!   was lost; since the store cannot tell, it refuses, and the data node decides: if an in-sync
+//!   peer holds the lsns, [`ChunkStore::open_discarding_damaged_tail`] cuts the last segment at
+//!   the first bad record and the replica catches up from the peer.
+//! - A failed `write`/`fdatasync` fails the whole group and poisons the store
+//!   ([`StorageError::Failed`]) until it is reopened: after a failed fsync the page cache can no
+//!   longer be trusted. Records of a failed group may or may not reappear after reopen; clients
+//!   retry with the same `(writer_id, seq)`, which makes that safe.
+//! - The WAL is the source of truth; the rows are also kept in memory (for `scan` and
+//!   `records_since`) along with a `(writer, seq) → lsn` map (~40 bytes per record).
+//!
+//! [`RecordBatch`]: arrow::record_batch::RecordBatch
+
+mod codec;
+mod dedup;
+mod error;
+mod fsutil;
+mod group_commit;
+mod index;
+mod meta;
+mod stats;
+mod store;
+mod types;
+mod wal;
+
+#[cfg(test)]
+mod store_tests;
+
+pub use dedup::DEDUP_WINDOW;
+pub use error::StorageError;
+pub use meta::{LOCK_FILE, STORE_FILE, STORE_FORMAT_VERSION};
+pub use stats::StoreStats;
+pub use store::ChunkStore;
+pub use types::{
+    AppendOutcome, DEFAULT_SEGMENT_BYTES, OpenReport, Record, ReplicaPosition, StoreOptions,
+};
+pub use wal::record::RECORD_FORMAT_VERSION;
+pub use wal::segment::SEGMENT_FORMAT_VERSION;

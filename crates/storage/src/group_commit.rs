@@ -1,0 +1,222 @@
+//! Group commit: one thread owns the WAL's writable end and the dedup state.
+//!
+//! Callers validate and encode their batch on their own task, then queue a [`Request`] and await
+//! its reply. The thread takes the first queued request plus everything else already queued (up
+//! to [`MAX_GROUP_RECORDS`] / [`MAX_GROUP_BYTES`]), decides each one in queue order (duplicate,
+//! lsn mismatch, or applied at the next lsn), writes all accepted frames with one `write`, issues
+//! one `fdatasync` when `data_sync` is on, publishes the records to readers, and only then
+//! replies. While it waits on the disk, new requests queue up and form the next group, so the
+//! number of fsyncs per append falls as concurrency rises.
+//!
+//! If a write or fdatasync fails, every request of that group fails and the store refuses all
+//! later writes ([`StorageError::Failed`]): after a failed fsync the kernel may have dropped the
+//! dirty pages, so only a reopen (which replays what is really on disk) knows the truth.
+
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, PoisonError};
+use std::thread::JoinHandle;
+
+use arrow::record_batch::RecordBatch;
+use tokio::sync::oneshot;
+
+use crate::dedup::{Dedup, Seen};
+use crate::error::{StorageError, io_err};
+use crate::index::Entry;
+use crate::store::Shared;
+use crate::types::AppendOutcome;
+use crate::wal::record::{self, RecordHeader};
+use crate::wal::writer::{FrameSpan, WalWriter};
+
+/// Most requests committed together.
+pub(crate) const MAX_GROUP_RECORDS: usize = 4096;
+/// Stop adding requests to a group past this many IPC bytes.
+pub(crate) const MAX_GROUP_BYTES: usize = 32 << 20;
+
+/// How a request wants its lsn chosen.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Op {
+    /// Next lsn.
+    Append,
+    /// Exactly this lsn (replication / recovery).
+    ApplyAt(u64),
+}
+
+/// One queued append.
+pub(crate) struct Request {
+    pub op: Op,
+    pub writer_id: u64,
+    pub seq: u64,
+    pub batch: RecordBatch,
+    pub ipc: Vec<u8>,
+    pub digest: u64,
+    pub reply: oneshot::Sender<Result<AppendOutcome, StorageError>>,
+}
+
+/// State owned by the commit thread.
+pub(crate) struct Committer {
+    pub shared: Arc<Shared>,
+    pub rx: Receiver<Request>,
+    pub dedup: Dedup,
+    pub next_lsn: u64,
+    pub wal: WalWriter,
+    pub data_sync: bool,
+    pub failed: Option<String>,
+}
+
+impl Committer {
+    /// Start the commit thread. It exits when every sender is dropped.
+    pub(crate) fn spawn(self) -> Result<JoinHandle<()>, StorageError> {
+        let dir = self.shared.dir.clone();
+        std::thread::Builder::new()
+            .name("shoal-wal-commit".into())
+            .spawn(move || self.run())
+            .map_err(io_err("spawn commit thread for", dir))
+    }
+
+    fn run(mut self) {
+        while let Ok(first) = self.rx.recv() {
+            #[cfg(test)]
+            let gate = self.shared.clone();
+            #[cfg(test)]
+            let _held = gate.gate.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut bytes = first.ipc.len();
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP_RECORDS && bytes < MAX_GROUP_BYTES {
+                match self.rx.try_recv() {
+                    Ok(r) => {
+                        bytes += r.ipc.len();
+                        group.push(r);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(group);
+        }
+    }
+
+    fn failed_err(&self, reason: &str) -> StorageError {
+        StorageError::Failed {
+            dir: self.shared.dir.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn write(&mut self, buf: &[u8], spans: &[FrameSpan]) -> Result<(), StorageError> {
+        #[cfg(test)]
+        if self
+            .shared
+            .fail_next_write
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(io_err("write", &self.shared.dir)(std::io::Error::other(
+                "injected failure",
+            )));
+        }
+        self.wal
+            .write_group(buf, spans, self.data_sync, &self.shared.counters)
+    }
+
+    fn commit(&mut self, group: Vec<Request>) {
+        let shared = self.shared.clone();
+        let counters = &shared.counters;
+        counters.add_group();
+        if let Some(reason) = &self.failed {
+            for r in group {
+                let _ = r.reply.send(Err(self.failed_err(reason)));
+            }
+            return;
+        }
+        let group_first = self.next_lsn;
+        let mut buf = Vec::new();
+        let mut spans = Vec::new();
+        let mut accepted: Vec<(Request, u64)> = Vec::new();
+        let mut deferred: Vec<(Request, Option<u64>)> = Vec::new();
+        for req in group {
+            match self.dedup.check(req.writer_id, req.seq) {
+                Seen::Applied(lsn) => {
+                    counters.add_duplicate();
+                    if lsn.is_some_and(|l| l >= group_first) {
+                        // Its original is in this very group: answer once that is durable.
+                        deferred.push((req, lsn));
+                    } else {
+                        let _ = req.reply.send(Ok(AppendOutcome::Duplicate { lsn }));
+                    }
+                }
+                Seen::New => {
+                    if let Op::ApplyAt(want) = req.op
+                        && want != self.next_lsn
+                    {
+                        let _ = req.reply.send(Err(StorageError::LsnMismatch {
+                            dir: self.shared.dir.clone(),
+                            expected: self.next_lsn,
+                            got: want,
+                        }));
+                        continue;
+                    }
+                    let lsn = self.next_lsn;
+                    self.next_lsn += 1;
+                    self.dedup.insert(req.writer_id, req.seq, lsn);
+                    let start = buf.len();
+                    let header = RecordHeader {
+                        lsn,
+                        writer_id: req.writer_id,
+                        seq: req.seq,
+                        digest: req.digest,
+                    };
+                    record::encode_frame(&mut buf, &header, &req.ipc);
+                    spans.push(FrameSpan {
+                        lsn,
+                        start,
+                        end: buf.len(),
+                    });
+                    accepted.push((req, lsn));
+                }
+            }
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        if let Err(e) = self.write(&buf, &spans) {
+            let reason = e.to_string();
+            tracing::error!(dir = %self.shared.dir.display(), error = %reason,
+                "WAL write failed; store refuses further writes until reopened");
+            for (r, _) in accepted {
+                let _ = r.reply.send(Err(self.failed_err(&reason)));
+            }
+            for (r, _) in deferred {
+                let _ = r.reply.send(Err(self.failed_err(&reason)));
+            }
+            self.failed = Some(reason);
+            return;
+        }
+        counters.add_applied(accepted.len() as u64, buf.len() as u64);
+        let mut replies = Vec::with_capacity(accepted.len());
+        {
+            let mut view = self
+                .shared
+                .view
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            for (req, lsn) in accepted {
+                view.push(
+                    Entry {
+                        lsn,
+                        writer_id: req.writer_id,
+                        seq: req.seq,
+                        batch: req.batch,
+                        ipc_len: req.ipc.len(),
+                    },
+                    req.digest,
+                );
+                replies.push((req.reply, lsn));
+            }
+            view.bytes_on_disk = self.shared.store_file_bytes + self.wal.bytes_on_disk();
+        }
+        for (reply, lsn) in replies {
+            let _ = reply.send(Ok(AppendOutcome::Applied { lsn }));
+        }
+        for (r, lsn) in deferred {
+            let _ = r.reply.send(Ok(AppendOutcome::Duplicate { lsn }));
+        }
+    }
+}

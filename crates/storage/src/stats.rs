@@ -1,0 +1,60 @@
+//! Counters for tests, benchmarks and metrics.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A snapshot of a store's counters since it was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// Records applied (appended or applied at an lsn).
+    pub applied: u64,
+    /// Requests answered `Duplicate`.
+    pub duplicates: u64,
+    /// Commit groups processed by the writer thread.
+    pub groups: u64,
+    /// fdatasync calls on WAL segments (group commits plus segment seals).
+    pub fsyncs: u64,
+    /// WAL segments created since open.
+    pub segments_created: u64,
+    /// Bytes appended to the WAL since open.
+    pub wal_bytes_written: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    applied: AtomicU64,
+    duplicates: AtomicU64,
+    groups: AtomicU64,
+    fsyncs: AtomicU64,
+    segments_created: AtomicU64,
+    wal_bytes_written: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add_applied(&self, n: u64, bytes: u64) {
+        self.applied.fetch_add(n, Relaxed);
+        self.wal_bytes_written.fetch_add(bytes, Relaxed);
+    }
+    pub(crate) fn add_duplicate(&self) {
+        self.duplicates.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn add_group(&self) {
+        self.groups.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn add_fsync(&self) {
+        self.fsyncs.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn add_segment(&self) {
+        self.segments_created.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn snapshot(&self) -> StoreStats {
+        StoreStats {
+            applied: self.applied.load(Relaxed),
+            duplicates: self.duplicates.load(Relaxed),
+            groups: self.groups.load(Relaxed),
+            fsyncs: self.fsyncs.load(Relaxed),
+            segments_created: self.segments_created.load(Relaxed),
+            wal_bytes_written: self.wal_bytes_written.load(Relaxed),
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! [`ChunkStore`]: the public API tying the WAL, dedup state, group commit and index together.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Sender, channel};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::thread::JoinHandle;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use tokio::sync::oneshot;
+
+use crate::codec;
+use crate::dedup::Dedup;
+use crate::error::{StorageError, arrow_err, io_err};
+use crate::fsutil;
+use crate::group_commit::{Committer, Op, Request};
+use crate::index::{Entry, View};
+use crate::meta::{self, LOCK_FILE, STORE_FILE};
+use crate::stats::{Counters, StoreStats};
+use crate::types::{AppendOutcome, OpenReport, Record, ReplicaPosition, StoreOptions};
+use crate::wal::record::{self, FRAME_PREFIX_LEN, MAX_PAYLOAD};
+use crate::wal::replay::{self, TailPolicy};
+use crate::wal::{segment, writer::WalWriter};
+
+/// State shared between the API and the commit thread.
+pub(crate) struct Shared {
+    pub dir: PathBuf,
+    pub schema: SchemaRef,
+    pub view: RwLock<View>,
+    pub counters: Counters,
+    pub store_file_bytes: u64,
+    /// Test hook: the commit thread takes this lock before forming each group.
+    #[cfg(test)]
+    pub gate: std::sync::Mutex<()>,
+    /// Test hook: fail the next group's WAL write as if the disk had.
+    #[cfg(test)]
+    pub fail_next_write: std::sync::atomic::AtomicBool,
+    /// Test hook: requests queued so far.
+    #[cfg(test)]
+    pub queued: std::sync::atomic::AtomicU64,
+}
+
+/// The durable store of one chunk replica (see the crate docs).
+///
+/// All methods take `&self`; share it with `Arc<ChunkStore>`. Dropping it stops the commit thread
+/// (after the group in progress) and releases the directory lock; [`ChunkStore::close`] does the
+/// same without blocking the async runtime.
+pub struct ChunkStore {
+    shared: Arc<Shared>,
+    queue: Option<Sender<Request>>,
+    committer: Option<JoinHandle<()>>,
+    // Held (flock) for the store's lifetime; declared last so it is released last.
+    _lock: File,
+}
+
+impl std::fmt::Debug for ChunkStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkStore")
+            .field("dir", &self.shared.dir)
+            .field("position", &self.position())
+            .finish_non_exhaustive()
+    }
+}
+
+fn validate(dir: &Path, opts: &StoreOptions) -> Result<(), StorageError> {
+    if opts.segment_bytes == 0 {
+        return Err(StorageError::InvalidOptions {
+            dir: dir.to_path_buf(),
+            detail: "segment_bytes must be > 0".into(),
+        });
+    }
+    Ok(())
+}
+
+fn lock(dir: &Path) -> Result<File, StorageError> {
+    let path = dir.join(LOCK_FILE);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_err("open lock file", &path))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(TryLockError::WouldBlock) => Err(StorageError::Locked {
+            dir: dir.to_path_buf(),
+        }),
+        Err(TryLockError::Error(e)) => Err(io_err("lock", &path)(e)),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    dir: &Path,
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| StorageError::Closed {
+            dir: dir.to_path_buf(),
+        })?
+}
+
+impl ChunkStore {
+    /// Create a new, empty store in `dir` (created if missing) for rows of `schema`.
+    /// Refuses a directory that already holds a store or WAL segments.
+    pub async fn create(
+        dir: &Path,
+        schema: SchemaRef,
+        opts: StoreOptions,
+    ) -> Result<Self, StorageError> {
+        let d = dir.to_path_buf();
+        blocking(dir, move || {
+            validate(&d, &opts)?;
+            std::fs::create_dir_all(&d).map_err(io_err("create directory", &d))?;
+            let already = || StorageError::AlreadyExists { dir: d.clone() };
+            if d.join(STORE_FILE).exists() {
+                return Err(already());
+            }
+            let lock = lock(&d)?;
+            if d.join(STORE_FILE).exists() || !segment::list(&d)?.is_empty() {
+                return Err(already());
+            }
+            meta::write_store_file(&d, &schema)?;
+            // Keep the caller's Arc so batches built from it skip the schema comparison.
+            let (store, _) = Self::open_locked(&d, opts, lock, Some(schema), TailPolicy::Strict)?;
+            Ok(store)
+        })
+        .await
+    }
+
+    /// Open an existing store: replay and verify the WAL, truncate a torn tail, rebuild the
+    /// dedup state, index and checksum.
+    pub async fn open(dir: &Path, opts: StoreOptions) -> Result<(Self, OpenReport), StorageError> {
+        Self::open_with(dir, opts, TailPolicy::Strict).await
+    }
+
+    /// Like [`ChunkStore::open`], but a bad record in the **last** segment is cut off together
+    /// with everything after it, even when valid records follow (which `open` refuses as
+    /// [`StorageError::Corrupt`], since they may have been acknowledged). Use only when an
+    /// in-sync peer will refill the dropped lsns (`records_since` / `apply_at`), e.g. after a
+    /// power loss with `data_sync = false`. Damage in sealed segments is still an error.
+    pub async fn open_discarding_damaged_tail(
+        dir: &Path,
+        opts: StoreOptions,
+    ) -> Result<(Self, OpenReport), StorageError> {
+        Self::open_with(dir, opts, TailPolicy::TruncateAtFirstBadRecord).await
+    }
+
+    async fn open_with(
+        dir: &Path,
+        opts: StoreOptions,
+        policy: TailPolicy,
+    ) -> Result<(Self, OpenReport), StorageError> {
+        let d = dir.to_path_buf();
+        blocking(dir, move || {
+            validate(&d, &opts)?;
+            // Check for STORE before taking the lock so a non-store directory is left untouched.
+            if !d.join(STORE_FILE).exists() {
+                return Err(StorageError::NotFound { dir: d });
+            }
+            let lock = lock(&d)?;
+            Self::open_locked(&d, opts, lock, None, policy)
+        })
+        .await
+    }
+
+    fn open_locked(
+        dir: &Path,
+        opts: StoreOptions,
+        lock: File,
+        created_with: Option<SchemaRef>,
+        policy: TailPolicy,
+    ) -> Result<(Self, OpenReport), StorageError> {
+        let stored = meta::read_store_file(dir)?;
+        let schema = created_with.unwrap_or(stored);
+        let store_path = dir.join(STORE_FILE);
+        let store_file_bytes = std::fs::metadata(&store_path)
+            .map_err(io_err("stat", &store_path))?
+            .len();
+        fsutil::remove_tmp_files(dir)?;
+        let replayed = replay::replay(dir, &schema, policy)?;
+        let mut dedup = Dedup::default();
+        let mut view = View::default();
+        let records = replayed.records.len() as u64;
+        for r in replayed.records {
+            let h = r.header;
+            dedup.insert(h.writer_id, h.seq, h.lsn);
+            view.push(
+                Entry {
+                    lsn: h.lsn,
+                    writer_id: h.writer_id,
+                    seq: h.seq,
+                    batch: r.batch,
+                    ipc_len: r.ipc_len,
+                },
+                h.digest,
+            );
+        }
+        let next_lsn = view.last_lsn() + 1;
+        let wal = WalWriter::resume(dir, opts.segment_bytes, &replayed.segments, next_lsn)?;
+        view.bytes_on_disk = store_file_bytes + wal.bytes_on_disk();
+        let report = OpenReport {
+            records,
+            torn_tail_bytes: replayed.torn_tail_bytes,
+            segments: replayed.segments.len() as u64,
+        };
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            schema,
+            view: RwLock::new(view),
+            counters: Counters::default(),
+            store_file_bytes,
+            #[cfg(test)]
+            gate: std::sync::Mutex::new(()),
+            #[cfg(test)]
+            fail_next_write: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            queued: std::sync::atomic::AtomicU64::new(0),
+        });
+        tracing::info!(
+            dir = %dir.display(),
+            records,
+            writers = dedup.writers(),
+            torn_tail_bytes = report.torn_tail_bytes,
+            "chunk store opened"
+        );
+        let (tx, rx) = channel();
+        let committer = Committer {
+            shared: shared.clone(),
+            rx,
+            dedup,
+            next_lsn,
+            wal,
+            data_sync: opts.data_sync,
+            failed: None,
+        }
+        .spawn()?;
+
+        Ok((
+            ChunkStore {
+                shared,
+                queue: Some(tx),
+                committer: Some(committer),
+                _lock: lock,
+            },
+            report,
+        ))
+    }
+
+    /// The chunk's schema (fixed at creation).
+    pub fn schema(&self) -> SchemaRef {
+        self.shared.schema.clone()
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Append `batch` as `(writer_id, seq)` at the next lsn, group-committed with concurrent
+    /// callers. Returns `Duplicate` (writing nothing) if that pair was applied before. A batch
+    /// whose columns differ from the chunk schema is refused with
+    /// [`StorageError::SchemaMismatch`] before anything is queued.
+    ///
+    /// If the returned future is dropped after the request was queued, the record may still be
+    /// applied: retry with the same `(writer_id, seq)` to learn the outcome.
+    pub async fn append(
+        &self,
+        writer_id: u64,
+        seq: u64,
+        batch: RecordBatch,
+    ) -> Result<AppendOutcome, StorageError> {
+        self.submit(Op::Append, writer_id, seq, batch).await
+    }
+
+    /// Replication / recovery: apply a record another replica already assigned `lsn` to.
+    ///
+    /// Duplicates are checked first: if `(writer_id, seq)` is already applied the answer is
+    /// `Duplicate { lsn }` whatever `lsn` says (so a resent replication message is harmless).
+    /// Otherwise `lsn` must be exactly `last_lsn() + 1`, else [`StorageError::LsnMismatch`]
+    /// names the expected lsn and nothing is written.
+    pub async fn apply_at(
+        &self,
+        lsn: u64,
+        writer_id: u64,
+        seq: u64,
+        batch: RecordBatch,
+    ) -> Result<AppendOutcome, StorageError> {
+        self.submit(Op::ApplyAt(lsn), writer_id, seq, batch).await
+    }
+
+    async fn submit(
+        &self,
+        op: Op,
+        writer_id: u64,
+        seq: u64,
+        batch: RecordBatch,
+    ) -> Result<AppendOutcome, StorageError> {
+        let dir = &self.shared.dir;
+        let batch = codec::conform(&self.shared.schema, batch).map_err(|detail| {
+            StorageError::SchemaMismatch {
+                dir: dir.clone(),
+                detail,
+            }
+        })?;
+        let ipc = codec::encode_batch(&batch).map_err(arrow_err("encode batch", dir))?;
+        let frame = record::frame_len(ipc.len());
+        if frame > MAX_PAYLOAD + FRAME_PREFIX_LEN as u64 {
+            return Err(StorageError::RecordTooLarge {
+                dir: dir.clone(),
+                bytes: frame,
+                max: MAX_PAYLOAD + FRAME_PREFIX_LEN as u64,
+            });
+        }
+        let digest = codec::content_digest(&batch, &ipc);
+        let (reply, rx) = oneshot::channel();
+        let closed = || StorageError::Closed { dir: dir.clone() };
+        self.queue
+            .as_ref()
+            .ok_or_else(closed)?
+            .send(Request {
+                op,
+                writer_id,
+                seq,
+                batch,
+                ipc,
+                digest,
+                reply,
+            })
+            .map_err(|_| closed())?;
+        #[cfg(test)]
+        self.shared
+            .queued
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        rx.await.map_err(|_| closed())?
+    }
+
+    fn view(&self) -> std::sync::RwLockReadGuard<'_, View> {
+        self.shared
+            .view
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Highest applied lsn (0 for an empty store). Lsns are dense: 1..=last_lsn.
+    pub fn last_lsn(&self) -> u64 {
+        self.view().last_lsn()
+    }
+
+    /// Rows held.
+    pub fn row_count(&self) -> u64 {
+        self.view().position().rows
+    }
+
+    /// Content checksum: equal on two replicas holding the same records at the same lsns.
+    /// A chain over records in lsn order of `(lsn, writer_id, seq, digest of the rows' values)`;
+    /// the digest is of logical content, so it does not depend on how a batch was laid out in
+    /// memory or encoded. 0 for an empty store.
+    pub fn checksum(&self) -> u64 {
+        self.view().position().checksum
+    }
+
+    /// `last_lsn`, `row_count` and `checksum` read together (consistent with each other).
+    pub fn position(&self) -> ReplicaPosition {
+        self.view().position()
+    }
+
+    /// Records with lsn > `after`, in lsn order, for incremental catch-up of a stale replica.
+    /// Stops before the record that would take the total Arrow IPC size past `max_bytes`, but
+    /// always returns at least one record if there is any. Empty when `after >= last_lsn()`.
+    pub async fn records_since(
+        &self,
+        after: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<Record>, StorageError> {
+        Ok(self.view().since(after, max_bytes))
+    }
+
+    /// All rows, as batches in lsn order (one batch per record; empty batches included).
+    pub async fn scan(&self) -> Result<Vec<RecordBatch>, StorageError> {
+        Ok(self.view().batches())
+    }
+
+    /// Bytes of the store's files (STORE file and WAL segments).
+    pub fn bytes_on_disk(&self) -> u64 {
+        self.view().bytes_on_disk
+    }
+
+    /// Counters since open (fsyncs, groups, duplicates, ...).
+    pub fn stats(&self) -> StoreStats {
+        self.shared.counters.snapshot()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// Stop the commit thread (after the group in progress) and release the directory.
+    pub async fn close(mut self) -> Result<(), StorageError> {
+        drop(self.queue.take());
+        if let Some(handle) = self.committer.take() {
+            let dir = self.shared.dir.clone();
+            let joined = tokio::task::spawn_blocking(move || handle.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                return Err(StorageError::Closed { dir });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ChunkStore {
+    fn drop(&mut self) {
+        drop(self.queue.take());
+        if let Some(handle) = self.committer.take() {
+            // The thread finishes its current group (at most one write + fdatasync) and exits.
+            let _ = handle.join();
+        }
+    }
+}

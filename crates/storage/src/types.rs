@@ -1,0 +1,89 @@
+//! Public value types of the store API.
+
+use arrow::record_batch::RecordBatch;
+
+/// Options for [`crate::ChunkStore::create`] / [`crate::ChunkStore::open`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// `dataSync=1`: an append returns only after its record is fdatasync'd (shared with the
+    /// other appends of its commit group). `false`: it returns once the record is written to the
+    /// OS; a machine crash (not a process crash) can then lose acknowledged appends.
+    pub data_sync: bool,
+    /// Roll to a new WAL segment once the current one would exceed this many bytes. A single
+    /// record larger than this gets a segment of its own.
+    pub segment_bytes: u64,
+}
+
+/// Default segment size: 64 MiB.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            data_sync: true,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+        }
+    }
+}
+
+/// What an append (or `apply_at`) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// The record was written (and synced when `data_sync`) at this lsn.
+    Applied {
+        /// The record's log sequence number.
+        lsn: u64,
+    },
+    /// `(writer_id, seq)` was applied before; nothing changed. `lsn` is the original record's
+    /// lsn, or `None` when the seq is older than the dedup window (assumed applied).
+    Duplicate {
+        /// The lsn of the original record, if known.
+        lsn: Option<u64>,
+    },
+}
+
+impl AppendOutcome {
+    /// The lsn of the record (new or original), if known.
+    pub fn lsn(&self) -> Option<u64> {
+        match *self {
+            AppendOutcome::Applied { lsn } => Some(lsn),
+            AppendOutcome::Duplicate { lsn } => lsn,
+        }
+    }
+}
+
+/// What [`crate::ChunkStore::open`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OpenReport {
+    /// Records replayed (= `last_lsn` after open).
+    pub records: u64,
+    /// Bytes cut from the end of the last segment (a torn write); 0 normally.
+    pub torn_tail_bytes: u64,
+    /// WAL segment files found (before a first one is created for an empty store).
+    pub segments: u64,
+}
+
+/// One applied record, as returned by [`crate::ChunkStore::records_since`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// The record's lsn.
+    pub lsn: u64,
+    /// The writer that appended it.
+    pub writer_id: u64,
+    /// The writer's sequence number.
+    pub seq: u64,
+    /// The rows (with the chunk's schema).
+    pub batch: RecordBatch,
+}
+
+/// A consistent view of a replica's position, for comparing replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaPosition {
+    /// Highest applied lsn (0 when empty).
+    pub last_lsn: u64,
+    /// Rows held.
+    pub rows: u64,
+    /// Content checksum after `last_lsn`.
+    pub checksum: u64,
+}

@@ -1,0 +1,120 @@
+//! The active end of the WAL: appends groups of frames, rolls segments, fdatasyncs.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use super::replay::SegmentState;
+use super::segment::{self, SEGMENT_HEADER_LEN};
+use crate::error::{StorageError, io_err};
+use crate::stats::Counters;
+
+/// One frame inside a group buffer.
+pub(crate) struct FrameSpan {
+    pub lsn: u64,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Appends to the last segment; owned by the group-commit thread.
+pub(crate) struct WalWriter {
+    dir: PathBuf,
+    segment_bytes: u64,
+    file: File,
+    path: PathBuf,
+    seg_len: u64,
+    seg_records: u64,
+    sealed_bytes: u64,
+}
+
+impl WalWriter {
+    /// Continue the WAL found by replay, or start it with a first segment at `next_lsn`.
+    pub(crate) fn resume(
+        dir: &Path,
+        segment_bytes: u64,
+        segments: &[SegmentState],
+        next_lsn: u64,
+    ) -> Result<Self, StorageError> {
+        let sealed_bytes = segments.iter().rev().skip(1).map(|s| s.len).sum::<u64>();
+        let (file, path, seg_len, seg_records) = match segments.last() {
+            Some(last) => (
+                segment::open_append(&last.path)?,
+                last.path.clone(),
+                last.len,
+                next_lsn - last.first_lsn,
+            ),
+            None => {
+                let (f, p) = segment::create(dir, next_lsn)?;
+                (f, p, SEGMENT_HEADER_LEN as u64, 0)
+            }
+        };
+        Ok(WalWriter {
+            dir: dir.to_path_buf(),
+            segment_bytes,
+            file,
+            path,
+            seg_len,
+            seg_records,
+            sealed_bytes,
+        })
+    }
+
+    /// Bytes of all segments.
+    pub(crate) fn bytes_on_disk(&self) -> u64 {
+        self.sealed_bytes + self.seg_len
+    }
+
+    /// Write the frames in `buf` (described by `spans`, in lsn order), rolling to a new segment
+    /// before a frame that would push a non-empty segment past `segment_bytes`. A segment being
+    /// sealed is fdatasync'd before its successor is created, whatever `sync` says, so sealed
+    /// segments never have torn tails. With `sync`, the last segment is fdatasync'd at the end.
+    pub(crate) fn write_group(
+        &mut self,
+        buf: &[u8],
+        spans: &[FrameSpan],
+        sync: bool,
+        counters: &Counters,
+    ) -> Result<(), StorageError> {
+        let mut pending_from = 0usize;
+        let mut pending_len = 0u64;
+        for span in spans {
+            let flen = (span.end - span.start) as u64;
+            if self.seg_records > 0 && self.seg_len + pending_len + flen > self.segment_bytes {
+                self.flush(&buf[pending_from..span.start])?;
+                self.sync(counters)?;
+                self.sealed_bytes += self.seg_len;
+                let (file, path) = segment::create(&self.dir, span.lsn)?;
+                tracing::debug!(segment = %path.display(), "rolled WAL segment");
+                counters.add_segment();
+                self.file = file;
+                self.path = path;
+                self.seg_len = SEGMENT_HEADER_LEN as u64;
+                self.seg_records = 0;
+                pending_from = span.start;
+                pending_len = 0;
+            }
+            pending_len += flen;
+            self.seg_records += 1;
+        }
+        self.flush(&buf[pending_from..])?;
+        if sync {
+            self.sync(counters)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        if !bytes.is_empty() {
+            segment::write_all(&mut self.file, &self.path, bytes)?;
+            self.seg_len += bytes.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self, counters: &Counters) -> Result<(), StorageError> {
+        self.file
+            .sync_data()
+            .map_err(io_err("fdatasync", &self.path))?;
+        counters.add_fsync();
+        Ok(())
+    }
+}
