@@ -8,7 +8,15 @@ use nix::unistd::Pid;
 /// True while a process with this pid runs. A zombie (exited, not yet reaped by its parent)
 /// does not count: it will never act on a signal again.
 pub fn is_alive(pid: u32) -> bool {
-    i32::try_from(pid).is_ok_and(|p| kill(Pid::from_raw(p), None).is_ok()) && !is_zombie(pid)
+    to_pid(pid).is_some_and(|p| kill(p, None).is_ok()) && !is_zombie(pid)
+}
+
+/// Pid 0 (and anything negative) would address a whole process group: never a target.
+fn to_pid(pid: u32) -> Option<Pid> {
+    i32::try_from(pid)
+        .ok()
+        .filter(|p| *p > 0)
+        .map(Pid::from_raw)
 }
 
 fn is_zombie(pid: u32) -> bool {
@@ -33,7 +41,7 @@ pub fn is_shoal(pid: u32) -> bool {
 }
 
 pub fn signal(pid: u32, sig: Signal) -> bool {
-    i32::try_from(pid).is_ok_and(|p| kill(Pid::from_raw(p), sig).is_ok())
+    to_pid(pid).is_some_and(|p| kill(p, sig).is_ok())
 }
 
 /// SIGTERM, then SIGKILL if the process still exists after `grace`. For processes that are not

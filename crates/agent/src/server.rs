@@ -8,8 +8,7 @@ use std::sync::Arc;
 use shoal_client::channel::Channels;
 use shoal_client::controller::ControllerClient;
 use shoal_common::config::{AgentConfig, ClusterNodes, NodeMode};
-use shoal_common::version::{BUILD_DATE, VERSION};
-use shoal_proto::HeartbeatRequest;
+use shoal_common::version::VERSION;
 use shoal_proto::agent_server::AgentServer;
 use shoal_proto::auth::ServerAuth;
 use shoal_proto::node_info_server::NodeInfoServer;
@@ -17,7 +16,7 @@ use shoal_server::node_info::NodeInfoService;
 use tokio::sync::watch;
 
 use crate::service::AgentService;
-use crate::supervisor::{NodeSpec, Supervisor, mode_to_proto};
+use crate::supervisor::{NodeSpec, Supervisor};
 
 /// How often the agent reports itself to the controller leader.
 const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
@@ -129,15 +128,7 @@ pub async fn run(
     );
     let heartbeats = tokio::spawn(shoal_client::heartbeat::run(
         controllers,
-        HeartbeatRequest {
-            alias: site.alias.clone(),
-            mode: mode_to_proto(NodeMode::Agent).into(),
-            addr: site.addr(),
-            version: VERSION.into(),
-            build_date: BUILD_DATE.into(),
-            pid: std::process::id(),
-            stopping: false,
-        },
+        shoal_client::heartbeat::self_report(&site.alias, NodeMode::Agent, &site.addr()),
         HEARTBEAT_INTERVAL,
         stop_rx,
     ));

@@ -1,24 +1,28 @@
-//! Supervises the machine's node processes: one task per node keeps its process in the wanted
-//! state (running or stopped), restarting it after a crash when `restartOnCrash=1`.
+//! Supervises the machine's node processes: one actor task per node owns its process and
+//! applies start / stop requests in order, restarting the process after a crash when
+//! `restartOnCrash=1`.
 //!
 //! ```text
 //!            start                exit (not asked)         backoff elapsed
 //!  STOPPED ---------> RUNNING -----------------> CRASHED ----------------> RUNNING
-//!     ^                  |  stop: SIGTERM, grace, SIGKILL
-//!     +------------------+
+//!     ^                  |  stop: SIGTERM, grace, SIGKILL     |  stop
+//!     +------------------+------------------------------------+
 //! ```
+//!
+//! A request is answered once its target state is reached: a start when the process runs (or
+//! failed to start), a stop when the process has exited and been reaped.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use shoal_common::config::NodeMode;
 use shoal_proto::{ProcessInfo, ProcessState};
 use tokio::process::{Child, Command};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 
 use crate::process;
 
@@ -36,20 +40,23 @@ pub struct NodeSpec {
     pub pid_file: PathBuf,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct Status {
-    state: Option<ProcessState>,
+    state: ProcessState,
     pid: u32,
     restarts: u32,
     last_exit: String,
 }
 
+enum Request {
+    Start(oneshot::Sender<()>),
+    Stop(oneshot::Sender<()>),
+}
+
 struct Managed {
     spec: NodeSpec,
-    want_running: Arc<watch::Sender<bool>>,
-    status: Arc<Mutex<Status>>,
-    /// Signalled by the node's task each time the process reached the wanted state.
-    settled: watch::Receiver<u64>,
+    requests: mpsc::Sender<Request>,
+    status: watch::Receiver<Status>,
 }
 
 pub struct Supervisor {
@@ -57,30 +64,32 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Spawns one supervising task per node; all start in the stopped state.
+    /// Spawns one actor per node; all start in the stopped state.
     pub fn new(specs: Vec<NodeSpec>, restart_on_crash: bool, backoff: Duration) -> Self {
         let nodes = specs
             .into_iter()
             .map(|spec| {
-                let want_tx = Arc::new(watch::Sender::new(false));
-                let (settled_tx, settled_rx) = watch::channel(0);
-                let status = Arc::new(Mutex::new(Status {
-                    state: Some(ProcessState::Stopped),
-                    ..Status::default()
-                }));
-                tokio::spawn(supervise(
-                    spec.clone(),
-                    want_tx.clone(),
-                    status.clone(),
-                    settled_tx,
+                let (req_tx, req_rx) = mpsc::channel(16);
+                let (status_tx, status_rx) = watch::channel(Status {
+                    state: ProcessState::Stopped,
+                    pid: 0,
+                    restarts: 0,
+                    last_exit: String::new(),
+                });
+                let actor = Actor {
+                    spec: spec.clone(),
+                    status: status_tx,
                     restart_on_crash,
                     backoff,
-                ));
+                    want_running: false,
+                    child: None,
+                    restart_at: None,
+                };
+                tokio::spawn(actor.run(req_rx));
                 let managed = Managed {
                     spec,
-                    want_running: want_tx,
-                    status,
-                    settled: settled_rx,
+                    requests: req_tx,
+                    status: status_rx,
                 };
                 (managed.spec.alias.clone(), managed)
             })
@@ -97,48 +106,36 @@ impl Supervisor {
             .collect()
     }
 
-    fn selected(&self, aliases: &[String]) -> Vec<&Managed> {
-        self.nodes
+    /// Starts or stops the selected nodes (all when `aliases` is empty) and returns when each
+    /// has reached the wanted state.
+    pub async fn set_running(&self, aliases: &[String], running: bool) {
+        let replies = self
+            .nodes
             .values()
             .filter(|m| aliases.is_empty() || aliases.contains(&m.spec.alias))
-            .collect()
-    }
-
-    /// Sets the wanted state of the selected nodes and waits until each has reached it
-    /// (started, or stopped and reaped).
-    pub async fn set_running(&self, aliases: &[String], running: bool) {
-        let mut waits = Vec::new();
-        for m in self.selected(aliases) {
-            let mut settled = m.settled.clone();
-            settled.mark_unchanged();
-            let changed = m.want_running.send_if_modified(|w| {
-                let changed = *w != running;
-                *w = running;
-                changed
+            .map(|m| async move {
+                let (tx, rx) = oneshot::channel();
+                let req = if running {
+                    Request::Start(tx)
+                } else {
+                    Request::Stop(tx)
+                };
+                if m.requests.send(req).await.is_ok() {
+                    let _ = rx.await;
+                }
             });
-            let already = {
-                let s = m.status.lock().unwrap_or_else(|p| p.into_inner());
-                let running_now = s.state == Some(ProcessState::Running);
-                running_now == running
-            };
-            if changed || !already {
-                waits.push(async move {
-                    let _ = settled.changed().await;
-                });
-            }
-        }
-        futures::future::join_all(waits).await;
+        futures::future::join_all(replies).await;
     }
 
     pub fn list(&self) -> Vec<ProcessInfo> {
         self.nodes
             .values()
             .map(|m| {
-                let s = m.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let s = m.status.borrow().clone();
                 ProcessInfo {
                     alias: m.spec.alias.clone(),
-                    mode: mode_to_proto(m.spec.mode).into(),
-                    state: s.state.unwrap_or(ProcessState::Unspecified).into(),
+                    mode: shoal_proto::NodeMode::from(m.spec.mode).into(),
+                    state: s.state.into(),
                     pid: s.pid,
                     restarts: s.restarts,
                     last_exit: s.last_exit,
@@ -148,100 +145,140 @@ impl Supervisor {
     }
 }
 
-pub fn mode_to_proto(mode: NodeMode) -> shoal_proto::NodeMode {
-    match mode {
-        NodeMode::Controller => shoal_proto::NodeMode::Controller,
-        NodeMode::Agent => shoal_proto::NodeMode::Agent,
-        NodeMode::DataNode => shoal_proto::NodeMode::Datanode,
+/// What woke the actor.
+enum Event {
+    Request(Option<Request>),
+    Exited(std::io::Result<ExitStatus>),
+    RestartDue,
+}
+
+/// Owns one node's process. Only this task touches it, so requests apply in order.
+struct Actor {
+    spec: NodeSpec,
+    status: watch::Sender<Status>,
+    restart_on_crash: bool,
+    backoff: Duration,
+    want_running: bool,
+    child: Option<Child>,
+    /// When a crashed process is due to be restarted.
+    restart_at: Option<Instant>,
+}
+
+impl Actor {
+    async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
+        loop {
+            let event = tokio::select! {
+                r = requests.recv() => Event::Request(r),
+                exit = wait_child(&mut self.child) => Event::Exited(exit),
+                () = sleep_until(self.restart_at) => Event::RestartDue,
+            };
+            match event {
+                Event::Request(Some(Request::Start(reply))) => {
+                    self.want_running = true;
+                    self.restart_at = None;
+                    if self.child.is_none() {
+                        self.spawn();
+                    }
+                    let _ = reply.send(());
+                }
+                Event::Request(Some(Request::Stop(reply))) => {
+                    self.want_running = false;
+                    self.restart_at = None;
+                    self.stop().await;
+                    let _ = reply.send(());
+                }
+                // The supervisor is gone (agent shutting down): leave nothing running.
+                Event::Request(None) => {
+                    self.stop().await;
+                    return;
+                }
+                Event::Exited(exit) => {
+                    self.child = None;
+                    let text = describe(&exit);
+                    tracing::warn!("{}: exited on its own ({text})", self.spec.alias);
+                    self.set(ProcessState::Crashed, 0, text);
+                    self.schedule_restart();
+                }
+                Event::RestartDue => {
+                    self.restart_at = None;
+                    self.status.send_modify(|s| s.restarts += 1);
+                    self.spawn();
+                }
+            }
+        }
+    }
+
+    fn set(&self, state: ProcessState, pid: u32, last_exit: String) {
+        self.status.send_modify(|s| {
+            s.state = state;
+            s.pid = pid;
+            if !last_exit.is_empty() {
+                s.last_exit = last_exit;
+            }
+        });
+    }
+
+    fn schedule_restart(&mut self) {
+        if self.want_running && self.restart_on_crash {
+            self.restart_at = Some(Instant::now() + self.backoff);
+        }
+    }
+
+    fn spawn(&mut self) {
+        match spawn(&self.spec) {
+            Ok(child) => {
+                let pid = child.id().unwrap_or(0);
+                let _ = std::fs::write(&self.spec.pid_file, format!("{pid}\n"));
+                tracing::info!("{}: started, pid {pid}", self.spec.alias);
+                self.child = Some(child);
+                self.set(ProcessState::Running, pid, String::new());
+            }
+            Err(e) => {
+                tracing::error!("{}: cannot start: {e}", self.spec.alias);
+                self.set(ProcessState::Crashed, 0, format!("spawn failed: {e}"));
+                self.schedule_restart();
+            }
+        }
+    }
+
+    /// SIGTERM, wait up to [`STOP_GRACE`], SIGKILL; returns once the process is reaped.
+    async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            self.set(ProcessState::Stopped, 0, String::new());
+            return;
+        };
+        if let Some(pid) = child.id() {
+            process::signal(pid, Signal::SIGTERM);
+        }
+        let exit = match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+            Ok(exit) => exit,
+            Err(_) => {
+                tracing::warn!(
+                    "{}: no exit {STOP_GRACE:?} after SIGTERM; SIGKILL",
+                    self.spec.alias
+                );
+                let _ = child.start_kill();
+                child.wait().await
+            }
+        };
+        let _ = std::fs::remove_file(&self.spec.pid_file);
+        let text = describe(&exit);
+        tracing::info!("{}: stopped ({text})", self.spec.alias);
+        self.set(ProcessState::Stopped, 0, text);
     }
 }
 
-fn set(status: &Mutex<Status>, f: impl FnOnce(&mut Status)) {
-    f(&mut status.lock().unwrap_or_else(|p| p.into_inner()));
+async fn wait_child(child: &mut Option<Child>) -> std::io::Result<ExitStatus> {
+    match child {
+        Some(c) => c.wait().await,
+        None => std::future::pending().await,
+    }
 }
 
-/// One node's lifecycle loop.
-async fn supervise(
-    spec: NodeSpec,
-    want_tx: Arc<watch::Sender<bool>>,
-    status: Arc<Mutex<Status>>,
-    settled: watch::Sender<u64>,
-    restart_on_crash: bool,
-    backoff: Duration,
-) {
-    let notify = || settled.send_modify(|n| *n += 1);
-    let mut want = want_tx.subscribe();
-    loop {
-        // Stopped: wait to be asked to run.
-        if want.wait_for(|w| *w).await.is_err() {
-            return;
-        }
-        let mut child = match spawn(&spec) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!("{}: cannot start: {e}", spec.alias);
-                set(&status, |s| {
-                    s.state = Some(ProcessState::Crashed);
-                    s.last_exit = format!("spawn failed: {e}");
-                });
-                notify();
-                tokio::time::sleep(backoff).await;
-                continue;
-            }
-        };
-        let pid = child.id().unwrap_or(0);
-        let _ = std::fs::write(&spec.pid_file, format!("{pid}\n"));
-        tracing::info!("{}: started, pid {pid}", spec.alias);
-        set(&status, |s| {
-            s.state = Some(ProcessState::Running);
-            s.pid = pid;
-        });
-        notify();
-
-        // Running: until it exits or we are asked to stop it.
-        let exit = tokio::select! {
-            exit = child.wait() => Some(exit),
-            _ = want.wait_for(|w| !*w) => None,
-        };
-        let exit = match exit {
-            Some(exit) => exit,
-            None => stop(&spec, &mut child).await,
-        };
-        let _ = std::fs::remove_file(&spec.pid_file);
-        let text = match &exit {
-            Ok(s) => describe(s),
-            Err(e) => format!("wait failed: {e}"),
-        };
-        let asked = !*want.borrow();
-        if asked {
-            tracing::info!("{}: stopped ({text})", spec.alias);
-            set(&status, |s| {
-                s.state = Some(ProcessState::Stopped);
-                s.pid = 0;
-                s.last_exit = text;
-            });
-            notify();
-            continue;
-        }
-        tracing::warn!("{}: exited on its own ({text})", spec.alias);
-        set(&status, |s| {
-            s.state = Some(ProcessState::Crashed);
-            s.pid = 0;
-            s.last_exit = text;
-        });
-        notify();
-        if !restart_on_crash {
-            // Stays down until someone asks for a start.
-            want_tx.send_replace(false);
-            continue;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = want.wait_for(|w| !*w) => {}
-        }
-        if *want.borrow() {
-            set(&status, |s| s.restarts += 1);
-        }
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -259,28 +296,14 @@ fn spawn(spec: &NodeSpec) -> std::io::Result<Child> {
         .spawn()
 }
 
-async fn stop(spec: &NodeSpec, child: &mut Child) -> std::io::Result<std::process::ExitStatus> {
-    if let Some(pid) = child.id() {
-        process::signal(pid, Signal::SIGTERM);
-    }
-    match tokio::time::timeout(STOP_GRACE, child.wait()).await {
-        Ok(exit) => exit,
-        Err(_) => {
-            tracing::warn!(
-                "{}: no exit {STOP_GRACE:?} after SIGTERM; SIGKILL",
-                spec.alias
-            );
-            child.start_kill()?;
-            child.wait().await
-        }
-    }
-}
-
-fn describe(status: &std::process::ExitStatus) -> String {
+fn describe(exit: &std::io::Result<ExitStatus>) -> String {
     use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit {code}"),
-        (None, Some(sig)) => format!("signal {sig}"),
-        _ => "unknown exit".into(),
+    match exit {
+        Ok(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => format!("exit {code}"),
+            (None, Some(sig)) => format!("signal {sig}"),
+            _ => "unknown exit".into(),
+        },
+        Err(e) => format!("wait failed: {e}"),
     }
 }

@@ -6,7 +6,7 @@ use shoal_proto::agent_client::AgentClient as PbClient;
 use shoal_proto::{ListProcessesRequest, ListProcessesResponse, NodesRequest};
 
 use crate::ClientError;
-use crate::channel::Channels;
+use crate::channel::{Channels, with_timeout};
 
 /// Stopping waits for the node's graceful shutdown; allow for it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -27,7 +27,7 @@ impl AgentClient {
     pub async fn list(&mut self) -> Result<ListProcessesResponse, ClientError> {
         let r = self
             .client
-            .list_processes(timed(ListProcessesRequest {}))
+            .list_processes(with_timeout(CALL_TIMEOUT, ListProcessesRequest {}))
             .await;
         self.unwrap(r)
     }
@@ -39,7 +39,7 @@ impl AgentClient {
     ) -> Result<ListProcessesResponse, ClientError> {
         let r = self
             .client
-            .start_nodes(timed(NodesRequest { aliases }))
+            .start_nodes(with_timeout(CALL_TIMEOUT, NodesRequest { aliases }))
             .await;
         self.unwrap(r)
     }
@@ -51,7 +51,7 @@ impl AgentClient {
     ) -> Result<ListProcessesResponse, ClientError> {
         let r = self
             .client
-            .stop_nodes(timed(NodesRequest { aliases }))
+            .stop_nodes(with_timeout(CALL_TIMEOUT, NodesRequest { aliases }))
             .await;
         self.unwrap(r)
     }
@@ -60,10 +60,4 @@ impl AgentClient {
         r.map(tonic::Response::into_inner)
             .map_err(|s| ClientError::from_status(&self.addr, s))
     }
-}
-
-fn timed<T>(msg: T) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(msg);
-    req.set_timeout(CALL_TIMEOUT);
-    req
 }

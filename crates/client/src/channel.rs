@@ -24,10 +24,8 @@ pub struct Channels {
 
 impl Channels {
     pub fn new(secret: &str) -> Result<Self, ClientError> {
-        let auth = ClientAuth::new(secret).map_err(|s| ClientError::BadAddress {
-            addr: "<cluster secret>".into(),
-            message: s.message().to_owned(),
-        })?;
+        let auth =
+            ClientAuth::new(secret).map_err(|s| ClientError::BadSecret(s.message().to_owned()))?;
         Ok(Self {
             auth,
             cache: Arc::default(),
@@ -57,4 +55,11 @@ impl Channels {
         };
         Ok(InterceptedService::new(channel, self.auth.clone()))
     }
+}
+
+/// A request that fails with `DeadlineExceeded` if not answered within `timeout`.
+pub(crate) fn with_timeout<T>(timeout: Duration, msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.set_timeout(timeout);
+    req
 }

@@ -2,6 +2,7 @@
 //! redirects (`shoal-leader` metadata), and retries on another controller while a new leader is
 //! being elected.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use shoal_proto::{
 };
 
 use crate::ClientError;
-use crate::channel::{AuthChannel, Channels};
+use crate::channel::{AuthChannel, Channels, with_timeout};
 use crate::error::is_retryable_elsewhere;
 
 /// Default time to keep trying while no leader answers (covers an election).
@@ -44,11 +45,6 @@ impl ControllerClient {
         }
     }
 
-    pub fn with_leader_wait(mut self, wait: Duration) -> Self {
-        self.leader_wait = wait;
-        self
-    }
-
     /// The controller that answered last as leader.
     pub fn known_leader(&self) -> Option<String> {
         self.leader
@@ -60,16 +56,22 @@ impl ControllerClient {
     pub async fn heartbeat(&self, req: HeartbeatRequest) -> Result<HeartbeatResponse, ClientError> {
         self.call(move |mut c| {
             let req = req.clone();
-            async move { c.heartbeat(timed(req)).await }
+            async move { c.heartbeat(with_timeout(CALL_TIMEOUT, req)).await }
         })
         .await
     }
 
     pub async fn cluster_status(&self) -> Result<ClusterStatusResponse, ClientError> {
-        self.call(|mut c| async move { c.cluster_status(timed(ClusterStatusRequest {})).await })
-            .await
+        self.call(|mut c| async move {
+            c.cluster_status(with_timeout(CALL_TIMEOUT, ClusterStatusRequest {}))
+                .await
+        })
+        .await
     }
 
+    /// Runs an idempotent call on the leader: tries the known leader, then every site, follows
+    /// redirects (each address at most once per round), and starts another round after a pause
+    /// until `leader_wait` has passed.
     async fn call<T, F, Fut>(&self, op: F) -> Result<T, ClientError>
     where
         F: Fn(PbClient<AuthChannel>) -> Fut,
@@ -80,36 +82,43 @@ impl ControllerClient {
         loop {
             let mut candidates: Vec<String> = self.known_leader().into_iter().collect();
             candidates.extend(self.sites.iter().cloned());
+            let mut tried = HashSet::new();
             let mut i = 0;
-            while i < candidates.len() {
+            while i < candidates.len() && started.elapsed() < self.leader_wait {
                 let addr = candidates[i].clone();
                 i += 1;
+                if !tried.insert(addr.clone()) {
+                    continue;
+                }
                 let client = PbClient::new(self.channels.get(&addr)?);
-                match op(client).await {
+                let status = match op(client).await {
                     Ok(resp) => {
                         self.set_leader(Some(addr));
                         return Ok(resp.into_inner());
                     }
-                    Err(s) => {
-                        if let Some(leader) = redirect(&s) {
-                            last = format!("{addr} redirected to {leader}");
-                            if !candidates[i..].contains(&leader) {
-                                candidates.insert(i, leader);
-                            }
-                            continue;
-                        }
-                        if is_retryable_elsewhere(s.code())
-                            || s.code() == tonic::Code::FailedPrecondition
-                        {
-                            last = format!("{addr}: {}", s.message());
-                            if self.known_leader().as_deref() == Some(addr.as_str()) {
-                                self.set_leader(None);
-                            }
-                            continue;
-                        }
-                        return Err(ClientError::from_status(&addr, s));
+                    Err(s) => s,
+                };
+                if let Some(leader) = redirect(&status) {
+                    last = format!("{addr} redirected to {leader}");
+                    if !tried.contains(&leader) {
+                        candidates.insert(i, leader);
                     }
+                    continue;
                 }
+                // The calls made here are idempotent, so a connection reset (`Unknown`) is
+                // retried elsewhere too.
+                let code = status.code();
+                if is_retryable_elsewhere(code)
+                    || code == tonic::Code::FailedPrecondition
+                    || code == tonic::Code::Unknown
+                {
+                    last = format!("{addr}: {}", status.message());
+                    if self.known_leader().as_deref() == Some(addr.as_str()) {
+                        self.set_leader(None);
+                    }
+                    continue;
+                }
+                return Err(ClientError::from_status(&addr, status));
             }
             if started.elapsed() >= self.leader_wait {
                 return Err(ClientError::NoLeader {
@@ -125,12 +134,6 @@ impl ControllerClient {
     fn set_leader(&self, addr: Option<String>) {
         *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = addr;
     }
-}
-
-fn timed<T>(msg: T) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(msg);
-    req.set_timeout(CALL_TIMEOUT);
-    req
 }
 
 /// The leader address a follower named in its refusal, if any.

@@ -22,6 +22,8 @@ pub enum ClientError {
         code: tonic::Code,
         message: String,
     },
+    #[error("unusable cluster secret: {0}")]
+    BadSecret(String),
     #[error("invalid address `{addr}`: {message}")]
     BadAddress { addr: String, message: String },
 }

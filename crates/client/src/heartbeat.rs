@@ -3,10 +3,25 @@
 
 use std::time::Duration;
 
+use shoal_common::config::NodeMode;
+use shoal_common::version::{BUILD_DATE, VERSION};
 use shoal_proto::HeartbeatRequest;
 use tokio::sync::watch;
 
 use crate::controller::ControllerClient;
+
+/// What this process reports about itself: who it is, where it serves, what it runs.
+pub fn self_report(alias: &str, mode: NodeMode, addr: &str) -> HeartbeatRequest {
+    HeartbeatRequest {
+        alias: alias.to_owned(),
+        mode: shoal_proto::NodeMode::from(mode).into(),
+        addr: addr.to_owned(),
+        version: VERSION.to_owned(),
+        build_date: BUILD_DATE.to_owned(),
+        pid: std::process::id(),
+        stopping: false,
+    }
+}
 
 /// Sends `report` every `interval` until `shutdown` turns true, then sends one last heartbeat
 /// with `stopping = true` so the leader learns of a graceful stop at once.

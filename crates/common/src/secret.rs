@@ -27,16 +27,28 @@ pub enum SecretError {
     Write { path: PathBuf, source: io::Error },
 }
 
-/// Reads the secret from `path`, or from `$SHOAL_CLUSTER_SECRET` when that is set.
+/// Reads the secret from `path`.
 pub fn load(path: &Path) -> Result<String, SecretError> {
-    if let Ok(s) = std::env::var(SECRET_ENV) {
-        return validate(s.trim().to_owned(), SECRET_ENV);
-    }
     let text = fs::read_to_string(path).map_err(|source| SecretError::Read {
         path: path.to_owned(),
         source,
     })?;
     validate(text.trim().to_owned(), &path.display().to_string())
+}
+
+/// The secret in `$SHOAL_CLUSTER_SECRET`, if that is set.
+pub fn from_env() -> Option<Result<String, SecretError>> {
+    let s = std::env::var(SECRET_ENV).ok()?;
+    Some(validate(s.trim().to_owned(), SECRET_ENV))
+}
+
+/// The secret in `path` if that file exists, else `$SHOAL_CLUSTER_SECRET`: an explicit file
+/// always wins over the environment.
+pub fn load_file_or_env(path: &Path) -> Result<String, SecretError> {
+    match (path.exists(), from_env()) {
+        (false, Some(env)) => env,
+        _ => load(path),
+    }
 }
 
 fn validate(secret: String, origin: &str) -> Result<String, SecretError> {

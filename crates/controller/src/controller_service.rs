@@ -2,10 +2,10 @@
 //! answers; followers refuse with the leader's address so clients can follow.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use openraft::ReadPolicy;
 use openraft::async_runtime::WatchReceiver;
+use openraft::{Instant as _, RaftMetrics, ReadPolicy};
 use shoal_common::config::NodeMode;
 use shoal_proto::controller_server::Controller;
 use shoal_proto::{
@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 use crate::cluster_meta::{ClusterMeta, NodeState};
 use crate::command::{Command, CommandResponse, NodeReport};
 use crate::liveness::Liveness;
-use crate::raft_types::{NodeId, Raft};
+use crate::raft_types::{Raft, TypeConfig};
 use crate::topology::Topology;
 
 /// Shared by the gRPC service and the leader's background duties.
@@ -27,7 +27,15 @@ pub struct ControllerCore {
     pub state: shoal_raft_store::SharedState<ClusterMeta>,
     pub liveness: Arc<Liveness>,
     pub topology: Arc<Topology>,
+    /// Serializes "a node was heard from" against "mark it DOWN": a DOWN is decided and
+    /// proposed under this lock, after re-checking silence, so a heartbeat that arrived in
+    /// between cannot be overtaken by it.
+    pub liveness_writes: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// A metadata write that has not committed by then is reported as unavailable (e.g. this
+/// leader lost its quorum) instead of hanging the caller.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl ControllerCore {
     /// Fails with a redirect to the leader unless this controller is the leader.
@@ -43,38 +51,66 @@ impl ControllerCore {
 
     fn not_leader(&self) -> Status {
         let metrics = self.raft.metrics().borrow_watched().clone();
-        let leader = metrics.current_leader.and_then(|id| {
-            metrics
-                .membership_config
-                .membership()
-                .get_node(&id)
-                .map(|n| n.addr.clone())
-        });
-        match leader {
-            Some(addr) => {
-                let mut s = Status::failed_precondition(format!(
-                    "this controller is not the leader; the leader is at {addr}"
-                ));
-                if let Ok(v) = addr.parse() {
-                    s.metadata_mut().insert(LEADER_METADATA_KEY, v);
-                }
-                s
-            }
-            None => Status::unavailable("no controller leader elected yet"),
-        }
+        // Never redirect to ourselves: a client would loop on it.
+        let leader = metrics
+            .current_leader
+            .filter(|id| *id != metrics.id)
+            .and_then(|id| {
+                metrics
+                    .membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map(|n| n.addr.clone())
+            });
+        redirect(leader)
+    }
+
+    /// Checks, without a round trip while the leader lease holds, that this controller still
+    /// leads a quorum: a leader cut off from the others must not keep answering.
+    pub async fn ensure_lease(&self) -> Result<(), Status> {
+        self.ensure_leader()?;
+        self.raft
+            .ensure_linearizable(ReadPolicy::LeaseRead)
+            .await
+            .map(|_| ())
+            .map_err(|e| match e.forward_to_leader() {
+                Some(f) => redirect(f.leader_node.as_ref().map(|n| n.addr.clone())),
+                None => Status::unavailable(format!("controller has no quorum: {e}")),
+            })
     }
 
     /// Proposes `cmd` through Raft and waits until it is committed and applied.
     pub async fn write(&self, cmd: Command) -> Result<CommandResponse, Status> {
-        match self.raft.client_write(cmd).await {
-            Ok(resp) => Ok(resp.data),
-            Err(e) if e.forward_to_leader().is_some() => Err(self.not_leader()),
-            Err(e) => Err(Status::unavailable(format!("metadata write failed: {e}"))),
+        match tokio::time::timeout(WRITE_TIMEOUT, self.raft.client_write(cmd)).await {
+            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(e)) => match e.forward_to_leader() {
+                Some(f) => Err(redirect(f.leader_node.as_ref().map(|n| n.addr.clone()))),
+                None => Err(Status::unavailable(format!("metadata write failed: {e}"))),
+            },
+            Err(_) => Err(Status::unavailable(format!(
+                "metadata write not committed within {WRITE_TIMEOUT:?} (no quorum?)"
+            ))),
         }
     }
 
     pub fn read<T>(&self, f: impl FnOnce(&ClusterMeta) -> T) -> T {
         f(&self.state.read())
+    }
+}
+
+/// FAILED_PRECONDITION naming the leader (clients follow it), or UNAVAILABLE if none is known.
+fn redirect(leader: Option<String>) -> Status {
+    match leader {
+        Some(addr) => {
+            let mut s = Status::failed_precondition(format!(
+                "this controller is not the leader; the leader is at {addr}"
+            ));
+            if let Ok(v) = addr.parse() {
+                s.metadata_mut().insert(LEADER_METADATA_KEY, v);
+            }
+            s
+        }
+        None => Status::unavailable("no controller leader elected yet"),
     }
 }
 
@@ -94,20 +130,35 @@ impl ControllerService {
         Self { core }
     }
 
-    fn role_of(&self, alias: &str, state: NodeState, leader: Option<NodeId>) -> String {
+    /// A controller's Raft role and matched log index, from the leader's replication metrics
+    /// (so "follower" means it acknowledged this leader recently, not merely that it is up).
+    fn raft_view(&self, alias: &str, metrics: &RaftMetrics<TypeConfig>) -> (String, u64) {
         let Some(id) = self.core.topology.controller_id(alias) else {
-            return String::new();
+            return (String::new(), 0);
         };
-        let role = if leader == Some(id) {
-            "leader"
-        } else if state == NodeState::Up || state == NodeState::Stopping {
-            "follower"
-        } else {
-            "down"
-        };
-        role.to_owned()
+        if metrics.current_leader == Some(id) {
+            return (
+                "leader".into(),
+                metrics.local_committed.map_or(0, |l| l.index),
+            );
+        }
+        let matched = metrics
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&id).cloned().flatten())
+            .map_or(0, |l| l.index);
+        let acked = metrics
+            .heartbeat
+            .as_ref()
+            .and_then(|h| h.get(&id).cloned().flatten())
+            .is_some_and(|t| t.elapsed() < FOLLOWER_ACK_WINDOW);
+        let role = if acked { "follower" } else { "unreachable" };
+        (role.into(), matched)
     }
 }
+
+/// A follower that has not acknowledged the leader for this long is shown as unreachable.
+const FOLLOWER_ACK_WINDOW: Duration = Duration::from_secs(3);
 
 #[tonic::async_trait]
 impl Controller for ControllerService {
@@ -115,9 +166,28 @@ impl Controller for ControllerService {
         &self,
         req: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        self.core.ensure_leader()?;
+        self.core.ensure_lease().await?;
         let req = req.into_inner();
-        let mode = mode_from_proto(req.mode())?;
+        let mode = NodeMode::try_from(req.mode()).map_err(Status::invalid_argument)?;
+        // Refuse a node cluster.nodes does not declare before proposing anything: a misconfigured
+        // node would otherwise add a rejected Raft entry every heartbeat.
+        let declared = self.core.read(|m| m.nodes.get(&req.alias).map(|n| n.mode));
+        match declared {
+            Some(Some(m)) if m == mode => {}
+            Some(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "node `{}` is not declared as a {mode} in cluster.nodes",
+                    req.alias
+                )));
+            }
+            None => {
+                return Err(Status::not_found(format!(
+                    "node `{}` is not in cluster.nodes",
+                    req.alias
+                )));
+            }
+        }
+        let _guard = self.core.liveness_writes.lock().await;
         self.core.liveness.saw(&req.alias);
         let report = NodeReport {
             alias: req.alias,
@@ -155,28 +225,37 @@ impl Controller for ControllerService {
             .raft
             .ensure_linearizable(ReadPolicy::ReadIndex)
             .await
-            .map_err(|_| self.core.not_leader())?;
+            .map_err(|e| {
+                Status::unavailable(format!("controller cannot confirm its leadership: {e}"))
+            })?;
         let metrics = self.core.raft.metrics().borrow_watched().clone();
         let leader = metrics.current_leader;
-        let meta = self.core.read(ClusterMeta::clone);
-        let nodes = meta
-            .nodes
+        let (nodes, cluster_version) = self.core.read(|m| (m.nodes.clone(), m.cluster_version));
+        let nodes = nodes
             .values()
-            .map(|n| NodeStatus {
-                alias: n.alias.clone(),
-                mode: n.mode.map(mode_to_proto).unwrap_or_default().into(),
-                machine: n.machine.clone(),
-                addr: n.addr.clone(),
-                state: state_to_proto(n.state).into(),
-                version: n.version.clone(),
-                build_date: n.build_date.clone(),
-                raft_role: self.role_of(&n.alias, n.state, leader),
-                last_heartbeat_ms_ago: self
-                    .core
-                    .liveness
-                    .last_heartbeat_ms_ago(&n.alias)
-                    .map_or(-1, |ms| i64::try_from(ms).unwrap_or(i64::MAX)),
-                pid: n.pid,
+            .map(|n| {
+                let (raft_role, raft_matched_index) = self.raft_view(&n.alias, &metrics);
+                NodeStatus {
+                    alias: n.alias.clone(),
+                    mode: n
+                        .mode
+                        .map(shoal_proto::NodeMode::from)
+                        .unwrap_or_default()
+                        .into(),
+                    machine: n.machine.clone(),
+                    addr: n.addr.clone(),
+                    state: state_to_proto(n.state).into(),
+                    version: n.version.clone(),
+                    build_date: n.build_date.clone(),
+                    raft_role,
+                    raft_matched_index,
+                    last_heartbeat_ms_ago: self
+                        .core
+                        .liveness
+                        .last_heartbeat_ms_ago(&n.alias)
+                        .map_or(-1, |ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+                    pid: n.pid,
+                }
             })
             .collect();
         Ok(Response::new(ClusterStatusResponse {
@@ -186,27 +265,8 @@ impl Controller for ControllerService {
                 .unwrap_or_default(),
             raft_term: metrics.current_term,
             raft_commit_index: metrics.local_committed.map_or(0, |l| l.index),
-            cluster_version: meta.cluster_version,
+            cluster_version,
         }))
-    }
-}
-
-pub fn mode_to_proto(mode: NodeMode) -> shoal_proto::NodeMode {
-    match mode {
-        NodeMode::Controller => shoal_proto::NodeMode::Controller,
-        NodeMode::Agent => shoal_proto::NodeMode::Agent,
-        NodeMode::DataNode => shoal_proto::NodeMode::Datanode,
-    }
-}
-
-fn mode_from_proto(mode: shoal_proto::NodeMode) -> Result<NodeMode, Status> {
-    match mode {
-        shoal_proto::NodeMode::Controller => Ok(NodeMode::Controller),
-        shoal_proto::NodeMode::Agent => Ok(NodeMode::Agent),
-        shoal_proto::NodeMode::Datanode => Ok(NodeMode::DataNode),
-        shoal_proto::NodeMode::Unspecified => {
-            Err(Status::invalid_argument("heartbeat without a node mode"))
-        }
     }
 }
 

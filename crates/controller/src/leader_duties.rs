@@ -26,7 +26,11 @@ pub async fn run(
         if core.ensure_leader().is_err() {
             continue;
         }
-        if let Err(e) = tick(&core, heartbeat_timeout).await {
+        let result = tokio::select! {
+            r = tick(&core, heartbeat_timeout) => r,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        if let Err(e) = result {
             tracing::debug!("leader duties: {}", e.message());
         }
     }

@@ -39,7 +39,11 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         let client = self
             .channels
             .get(&node.addr)
-            .map(RaftTransportClient::new)
+            .map(|c| {
+                RaftTransportClient::new(c)
+                    .max_encoding_message_size(crate::server::MAX_RAFT_MESSAGE)
+                    .max_decoding_message_size(crate::server::MAX_RAFT_MESSAGE)
+            })
             .map_err(|e| format!("controller {target}: {e}"));
         PeerConnection { target, client }
     }

@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use shoal_client::channel::Channels;
 use shoal_client::controller::ControllerClient;
-use shoal_common::config::{ClusterNodes, ControllerConfig};
-use shoal_common::version::{BUILD_DATE, VERSION};
-use shoal_proto::HeartbeatRequest;
+use shoal_common::config::{ClusterNodes, ControllerConfig, NodeMode};
+use shoal_common::version::VERSION;
 use shoal_proto::auth::ServerAuth;
 use shoal_proto::controller_server::ControllerServer;
 use shoal_proto::node_info_server::NodeInfoServer;
@@ -16,12 +15,18 @@ use shoal_server::node_info::NodeInfoService;
 use tokio::sync::watch;
 
 use crate::ControllerError;
-use crate::controller_service::{ControllerCore, ControllerService, mode_to_proto};
+use crate::controller_service::{ControllerCore, ControllerService};
 use crate::liveness::Liveness;
 use crate::raft_network::Network;
 use crate::raft_service::RaftService;
 use crate::raft_types::Raft;
 use crate::topology::Topology;
+
+/// Upper bound for sending and installing a snapshot.
+const SNAPSHOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Largest Raft message (a snapshot holds the whole catalog); tonic's default is 4 MiB.
+pub const MAX_RAFT_MESSAGE: usize = 256 * 1024 * 1024;
 
 /// Everything a controller needs to run.
 pub struct ControllerOptions {
@@ -54,6 +59,8 @@ pub async fn run(
         heartbeat_interval: millis(cfg.raft_heartbeat_interval),
         election_timeout_min: millis(cfg.raft_election_timeout),
         election_timeout_max: millis(cfg.raft_election_timeout) * 2,
+        // A whole snapshot travels in one message; give a lagging follower time to take it.
+        install_snapshot_timeout: millis(SNAPSHOT_TIMEOUT),
         ..Default::default()
     }
     .validate()
@@ -92,11 +99,13 @@ pub async fn run(
         state,
         liveness: Arc::new(Liveness::default()),
         topology: topology.clone(),
+        liveness_writes: Arc::default(),
     };
     let auth = ServerAuth::new(&opts.secret);
     let router = tonic::transport::Server::builder()
-        .add_service(RaftTransportServer::with_interceptor(
-            RaftService::new(raft.clone()),
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            RaftTransportServer::new(RaftService::new(raft.clone()))
+                .max_decoding_message_size(MAX_RAFT_MESSAGE),
             auth.clone(),
         ))
         .add_service(ControllerServer::with_interceptor(
@@ -117,15 +126,7 @@ pub async fn run(
     let client = ControllerClient::new(topology.controller_addrs(), channels);
     let heartbeats = tokio::spawn(shoal_client::heartbeat::run(
         client,
-        HeartbeatRequest {
-            alias: alias.clone(),
-            mode: mode_to_proto(shoal_common::config::NodeMode::Controller).into(),
-            addr: cfg.local_site.addr(),
-            version: VERSION.into(),
-            build_date: BUILD_DATE.into(),
-            pid: std::process::id(),
-            stopping: false,
-        },
+        shoal_client::heartbeat::self_report(&alias, NodeMode::Controller, &cfg.local_site.addr()),
         cfg.raft_heartbeat_interval,
         stop_rx,
     ));

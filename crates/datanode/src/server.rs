@@ -5,8 +5,7 @@ use std::future::Future;
 use shoal_client::channel::Channels;
 use shoal_client::controller::ControllerClient;
 use shoal_common::config::{ClusterNodes, DataNodeConfig, NodeMode};
-use shoal_common::version::{BUILD_DATE, VERSION};
-use shoal_proto::HeartbeatRequest;
+use shoal_common::version::VERSION;
 use shoal_proto::auth::ServerAuth;
 use shoal_proto::node_info_server::NodeInfoServer;
 use shoal_server::node_info::NodeInfoService;
@@ -69,15 +68,7 @@ pub async fn run(
     );
     let heartbeats = tokio::spawn(shoal_client::heartbeat::run(
         controllers,
-        HeartbeatRequest {
-            alias: site.alias.clone(),
-            mode: shoal_proto::NodeMode::Datanode.into(),
-            addr: site.addr(),
-            version: VERSION.into(),
-            build_date: BUILD_DATE.into(),
-            pid: std::process::id(),
-            stopping: false,
-        },
+        shoal_client::heartbeat::self_report(&site.alias, NodeMode::DataNode, &site.addr()),
         cfg.heartbeat_interval,
         stop_rx,
     ));

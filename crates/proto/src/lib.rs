@@ -5,6 +5,7 @@
 //! decode every other version's messages during a rolling upgrade.
 
 pub mod auth;
+mod convert;
 
 /// Generated code of package `shoal.v1`.
 #[allow(clippy::all, missing_docs, clippy::unwrap_used)]

@@ -11,16 +11,21 @@ use crate::cli::TargetArgs;
 pub struct Target {
     pub channels: Channels,
     pub controllers: ControllerClient,
+    /// The cluster's `cluster.nodes` when known locally (`--dir`): lets machine-level commands
+    /// reach an agent even while the controllers have no quorum.
+    pub nodes: Option<ClusterNodes>,
 }
 
 impl Target {
     pub fn resolve(args: &TargetArgs) -> anyhow::Result<Self> {
+        let mut nodes_file = None;
         let (sites, secret) = match (&args.dir, args.sites.is_empty()) {
             (Some(dir), _) => {
                 let nodes = ClusterNodes::load(&dir.join("cluster.nodes")).with_context(|| {
                     format!("{} is not a local cluster directory", dir.display())
                 })?;
                 let sites = nodes.controllers().map(|n| n.site.addr()).collect();
+                nodes_file = Some(nodes);
                 let secret_path = args
                     .secret_file
                     .clone()
@@ -28,12 +33,10 @@ impl Target {
                 (sites, secret::load(&secret_path)?)
             }
             (None, false) => {
-                let secret = match &args.secret_file {
-                    Some(path) => secret::load(path)?,
-                    None if std::env::var_os(SECRET_ENV).is_some() => {
-                        secret::load(std::path::Path::new(SECRET_FILE))?
-                    }
-                    None => bail!(
+                let secret = match (&args.secret_file, secret::from_env()) {
+                    (Some(path), _) => secret::load(path)?,
+                    (None, Some(env)) => env?,
+                    (None, None) => bail!(
                         "--sites needs the cluster secret: pass --secret-file FILE or set ${SECRET_ENV}"
                     ),
                 };
@@ -45,6 +48,7 @@ impl Target {
         Ok(Self {
             controllers: ControllerClient::new(sites, channels.clone()),
             channels,
+            nodes: nodes_file,
         })
     }
 }

@@ -87,11 +87,15 @@ pub fn validate_alias(alias: &str) -> Result<(), ValueError> {
 // Serialized as in cluster.nodes; it is stored in Raft commands, so the spelling is fixed.
 #[serde(rename_all = "lowercase")]
 pub enum NodeMode {
+    // The aliases read metadata written before the spelling was fixed to lowercase.
     /// Cluster metadata (Raft group member).
+    #[serde(alias = "Controller")]
     Controller,
     /// Per-machine process supervisor.
+    #[serde(alias = "Agent")]
     Agent,
     /// Stores chunks and runs queries.
+    #[serde(alias = "DataNode")]
     DataNode,
 }
 

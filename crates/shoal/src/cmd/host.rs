@@ -13,27 +13,36 @@ use crate::cmd::status::mode_name;
 use crate::output;
 use crate::target::Target;
 
-/// Finds the agent of `host` (a machine address or the agent's alias) in the cluster metadata.
+/// Finds the agent of `host` (a machine address or the agent's alias): from the local
+/// `cluster.nodes` with `--dir`, else from the cluster metadata.
 async fn agent_of(target: &Target, host: &str) -> anyhow::Result<(String, AgentClient)> {
-    let status = target.controllers.cluster_status().await?;
-    let agent = status
-        .nodes
-        .iter()
-        .find(|n| n.mode() == NodeMode::Agent && (n.machine == host || n.alias == host));
-    let Some(agent) = agent else {
-        let machines: Vec<&str> = status
+    let agents: Vec<(String, String, String)> = match &target.nodes {
+        Some(nodes) => nodes
+            .agents()
+            .map(|n| (n.site.alias.clone(), n.site.host.clone(), n.site.addr()))
+            .collect(),
+        None => target
+            .controllers
+            .cluster_status()
+            .await?
             .nodes
-            .iter()
+            .into_iter()
             .filter(|n| n.mode() == NodeMode::Agent)
-            .map(|n| n.machine.as_str())
-            .collect();
+            .map(|n| (n.alias, n.machine, n.addr))
+            .collect(),
+    };
+    let Some((_, machine, addr)) = agents
+        .iter()
+        .find(|(alias, machine, _)| machine == host || alias == host)
+    else {
+        let machines: Vec<&str> = agents.iter().map(|(_, m, _)| m.as_str()).collect();
         bail!(
             "no machine `{host}` in the cluster (machines: {})",
             machines.join(", ")
         );
     };
-    let client = AgentClient::new(&agent.addr, &target.channels)?;
-    Ok((agent.machine.clone(), client))
+    let client = AgentClient::new(addr, &target.channels)?;
+    Ok((machine.clone(), client))
 }
 
 #[derive(Serialize)]

@@ -124,12 +124,6 @@ fn spawn_agent(home: &Path) -> anyhow::Result<std::process::Child> {
     let log_dir = home.join("log");
     fs::create_dir_all(&run)?;
     fs::create_dir_all(&log_dir)?;
-    if let Some(pid) = read_pid(&agent_pid_file(home)).filter(|p| process::is_alive(*p)) {
-        bail!(
-            "the agent of {} is already running (pid {pid}); run `shoal local down` first",
-            home.display()
-        );
-    }
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -153,6 +147,17 @@ fn spawn_agent(home: &Path) -> anyhow::Result<std::process::Child> {
 pub async fn up(args: LocalUpArgs) -> anyhow::Result<()> {
     let nodes = write_config(&args)?;
     let dir = fs::canonicalize(&args.dir)?;
+    // Refuse before starting anything, so a refused `up` changes nothing.
+    for host in nodes.machines() {
+        let home = dir.join(&host);
+        if let Some(pid) = read_pid(&agent_pid_file(&home)).filter(|p| process::is_shoal(*p)) {
+            bail!(
+                "the agent of {} is already running (pid {pid}); run `shoal local down --dir {}` first",
+                home.display(),
+                dir.display()
+            );
+        }
+    }
     let mut agents = Vec::new();
     for host in nodes.machines() {
         let home = dir.join(&host);

@@ -12,7 +12,7 @@ use crate::cli::{AgentArgs, DataNodeArgs, RoleArgs};
 
 fn nodes_and_secret(home: &Path) -> anyhow::Result<(ClusterNodes, String)> {
     let nodes = ClusterNodes::load(&home.join("cluster.nodes"))?;
-    let secret = secret::load(&home.join(SECRET_FILE))?;
+    let secret = secret::load_file_or_env(&home.join(SECRET_FILE))?;
     Ok((nodes, secret))
 }
 

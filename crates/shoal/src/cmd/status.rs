@@ -18,6 +18,8 @@ pub struct NodeView {
     pub version: String,
     pub build_date: String,
     pub raft_role: String,
+    /// Controllers: highest Raft log index the leader knows it holds.
+    pub raft_matched_index: u64,
     /// Milliseconds since the leader last heard from the node; null if not in its term.
     pub last_heartbeat_ms_ago: Option<i64>,
     pub pid: u32,
@@ -59,6 +61,7 @@ fn view(n: &NodeStatus) -> NodeView {
         version: n.version.clone(),
         build_date: n.build_date.clone(),
         raft_role: n.raft_role.clone(),
+        raft_matched_index: n.raft_matched_index,
         last_heartbeat_ms_ago: (n.last_heartbeat_ms_ago >= 0).then_some(n.last_heartbeat_ms_ago),
         pid: n.pid,
     }

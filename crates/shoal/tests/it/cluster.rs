@@ -101,7 +101,7 @@ fn killing_the_leader_elects_a_new_one_and_the_old_one_rejoins() {
     let frozen = Frozen::new(agent_pid);
     let killed_at = Instant::now();
     kill9(old_pid);
-    let after = cluster.wait_status("a new leader", Duration::from_secs(10), |s| {
+    let after = cluster.wait_status("a new leader", Duration::from_secs(30), |s| {
         leader(s).is_some_and(|l| l != old)
     });
     let elected_in = killed_at.elapsed();
@@ -125,6 +125,16 @@ fn killing_the_leader_elects_a_new_one_and_the_old_one_rejoins() {
         v
     };
     assert_eq!(aliases(&before), aliases(&after));
+    // Nothing committed was lost: the new leader's log reaches at least as far.
+    let committed_before = node(&before, &old)["raft_matched_index"].as_u64().unwrap();
+    let new_leader = leader(&after).unwrap();
+    assert!(
+        node(&after, &new_leader)["raft_matched_index"]
+            .as_u64()
+            .unwrap()
+            >= committed_before,
+        "{after:#}"
+    );
 
     // The agent, thawed, restarts the killed controller; it rejoins as a follower.
     drop(frozen);
@@ -133,7 +143,10 @@ fn killing_the_leader_elects_a_new_one_and_the_old_one_rejoins() {
         Duration::from_secs(30),
         |s| {
             let n = node(s, &old);
-            n["state"] == "UP" && n["raft_role"] == "follower" && n["pid"].as_u64() != Some(old_pid)
+            n["state"] == "UP"
+                && n["raft_role"] == "follower"
+                && n["pid"].as_u64() != Some(old_pid)
+                && n["raft_matched_index"].as_u64() > Some(committed_before)
         },
     );
     assert!(all_up(&healed), "{healed:#}");
@@ -144,9 +157,28 @@ fn stopping_one_machine_leaves_the_others_working_and_it_comes_back() {
     let cluster = LocalCluster::start();
     let host = cluster.hosts[1].clone();
 
-    let out = cluster.run(&["host", "stop", &host]);
+    let before = cluster.status();
+    let out = cluster.run(&["host", "stop", &host, "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("STOPPED"), "{}", stdout(&out));
+    let processes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let processes = processes.as_array().unwrap();
+    assert_eq!(
+        processes.len(),
+        2,
+        "controller and data node: {processes:?}"
+    );
+    for p in processes {
+        assert_eq!(p["state"], "STOPPED", "{p}");
+        assert_eq!(p["pid"], 0, "{p}");
+        // The process is gone, not just reported stopped.
+        let old_pid = node(&before, p["alias"].as_str().unwrap())["pid"]
+            .as_u64()
+            .unwrap();
+        assert!(
+            !std::path::Path::new(&format!("/proc/{old_pid}")).exists(),
+            "{p}"
+        );
+    }
 
     let stopped = cluster.wait_status("the machine's nodes down", Duration::from_secs(15), |s| {
         nodes(s)
@@ -173,26 +205,39 @@ fn stopping_one_machine_leaves_the_others_working_and_it_comes_back() {
 #[test]
 fn a_wrong_cluster_secret_is_refused() {
     let cluster = LocalCluster::start();
+    let before = cluster.status();
     let controller = format!("{}:8920", cluster.hosts[0]);
     let bad = cluster.dir.join("wrong.secret");
     std::fs::write(&bad, "0123456789abcdef0123456789abcdef\n").unwrap();
-    let out = shoal(&[
-        "host",
-        "stop",
-        &cluster.hosts[0],
-        "--sites",
-        &controller,
-        "--secret-file",
-        bad.to_str().unwrap(),
-    ]);
+    let bad = bad.to_str().unwrap();
+
+    // The controller refuses it...
+    let out = shoal(&["status", "--sites", &controller, "--secret-file", bad]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("authentication failed"),
         "{}",
         stderr(&out)
     );
-    // Nothing was stopped.
-    assert!(all_up(&cluster.status()));
+    // ...and so does the agent, reached directly through the local cluster.nodes.
+    let out = cluster.run(&["host", "stop", &cluster.hosts[0], "--secret-file", bad]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("authentication failed"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Nothing was stopped: the same processes still run.
+    let after = cluster.status();
+    assert!(all_up(&after));
+    for n in nodes(&before) {
+        assert_eq!(
+            node(&after, n["alias"].as_str().unwrap())["pid"],
+            n["pid"],
+            "{n}"
+        );
+    }
 }
 
 #[test]

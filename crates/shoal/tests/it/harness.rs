@@ -2,7 +2,7 @@
 //! parallel without port clashes), torn down by `Drop` even when the test fails.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -12,12 +12,31 @@ pub fn shoal_bin() -> &'static str {
     env!("CARGO_BIN_EXE_shoal")
 }
 
-/// Runs `shoal ARGS` to completion.
+/// No single `shoal` command of a test may take longer: a hang fails the test instead.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs `shoal ARGS` to completion (killed and failed after [`COMMAND_TIMEOUT`]).
 pub fn shoal(args: &[&str]) -> Output {
-    Command::new(shoal_bin())
+    let child = Command::new(shoal_bin())
         .args(args)
-        .output()
-        .expect("run shoal")
+        .env_remove("SHOAL_CLUSTER_SECRET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shoal");
+    let pid = child.id();
+    // Read the output on another thread so a full pipe cannot block the child.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(COMMAND_TIMEOUT) {
+        Ok(out) => out.expect("output"),
+        Err(_) => {
+            kill("-KILL", u64::from(pid));
+            panic!("`shoal {}` hung for {COMMAND_TIMEOUT:?}", args.join(" "));
+        }
+    }
 }
 
 pub fn stdout(o: &Output) -> String {
