@@ -307,3 +307,105 @@ fn describe(exit: &std::io::Result<ExitStatus>) -> String {
         Err(e) => format!("wait failed: {e}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(dir: &std::path::Path, alias: &str, program: &str, args: &[&str]) -> NodeSpec {
+        NodeSpec {
+            alias: alias.into(),
+            mode: NodeMode::DataNode,
+            program: program.into(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            log_file: dir.join(format!("{alias}.log")),
+            pid_file: dir.join(format!("{alias}.pid")),
+        }
+    }
+
+    fn info(sup: &Supervisor, alias: &str) -> ProcessInfo {
+        sup.list().into_iter().find(|p| p.alias == alias).unwrap()
+    }
+
+    #[tokio::test]
+    async fn start_and_stop_reach_their_state_before_returning() {
+        let dir = tempfile::tempdir().unwrap();
+        let sup = Supervisor::new(
+            vec![spec(dir.path(), "n", "/bin/sleep", &["60"])],
+            true,
+            Duration::from_millis(50),
+        );
+        sup.set_running(&[], true).await;
+        let p = info(&sup, "n");
+        assert_eq!(p.state(), ProcessState::Running);
+        assert!(process::is_alive(p.pid));
+
+        sup.set_running(&[], false).await;
+        assert_eq!(info(&sup, "n").state(), ProcessState::Stopped);
+        assert!(
+            !process::is_alive(p.pid),
+            "stop returned while the process runs"
+        );
+        assert_eq!(info(&sup, "n").last_exit, "signal 15");
+    }
+
+    #[tokio::test]
+    async fn a_crash_loop_is_restarted_and_can_still_be_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let sup = Supervisor::new(
+            vec![spec(dir.path(), "c", "/bin/sh", &["-c", "exit 3"])],
+            true,
+            Duration::from_millis(20),
+        );
+        sup.set_running(&[], true).await;
+        let mut status = sup.nodes["c"].status.clone();
+        status.wait_for(|s| s.restarts >= 2).await.unwrap();
+        // A stop that lands during the crash backoff returns, and nothing restarts after it.
+        tokio::time::timeout(Duration::from_secs(5), sup.set_running(&[], false))
+            .await
+            .unwrap();
+        let stopped = info(&sup, "c");
+        assert_eq!(stopped.state(), ProcessState::Stopped);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(info(&sup, "c").restarts, stopped.restarts);
+        // Stopped either in backoff (last exit is the crash) or while briefly running again.
+        assert!(["exit 3", "signal 15"].contains(&stopped.last_exit.as_str()), "{stopped:?}");
+    }
+
+    #[tokio::test]
+    async fn without_restart_on_crash_a_crashed_node_waits_for_a_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let sup = Supervisor::new(
+            vec![spec(dir.path(), "c", "/bin/sh", &["-c", "exit 1"])],
+            false,
+            Duration::from_millis(10),
+        );
+        sup.set_running(&[], true).await;
+        let mut status = sup.nodes["c"].status.clone();
+        status
+            .wait_for(|s| s.state == ProcessState::Crashed)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(info(&sup, "c").restarts, 0);
+        assert_eq!(info(&sup, "c").state(), ProcessState::Crashed);
+    }
+
+    #[tokio::test]
+    async fn concurrent_start_and_stop_both_return() {
+        let dir = tempfile::tempdir().unwrap();
+        let sup = Supervisor::new(
+            vec![spec(dir.path(), "n", "/bin/sleep", &["60"])],
+            true,
+            Duration::from_millis(50),
+        );
+        let both = async { tokio::join!(sup.set_running(&[], true), sup.set_running(&[], false)) };
+        tokio::time::timeout(Duration::from_secs(20), both)
+            .await
+            .unwrap();
+        // Requests apply in order: whichever came last decides, and the state matches it.
+        let p = info(&sup, "n");
+        assert_eq!(p.state() == ProcessState::Running, process::is_alive(p.pid));
+        sup.set_running(&[], false).await;
+    }
+}
