@@ -1,5 +1,6 @@
 //! Signals to processes by pid, for the agent and the local-cluster tool.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -30,14 +31,17 @@ fn is_zombie(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// True if `pid` is alive and runs a `shoal` executable: guards against signalling a process
-/// that reused the pid of one of ours.
-pub fn is_shoal(pid: u32) -> bool {
+/// True if `pid` is alive, runs a `shoal` executable and has `home` among its arguments: a pid
+/// file can outlive its process, and the pid may since belong to someone else.
+pub fn is_shoal_of(pid: u32, home: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let mut args = cmdline.split(|b| *b == 0);
+    let home = home.as_os_str().as_encoded_bytes();
     is_alive(pid)
-        && std::fs::read(format!("/proc/{pid}/cmdline"))
-            .ok()
-            .and_then(|c| c.split(|b| *b == 0).next().map(<[u8]>::to_vec))
-            .is_some_and(|exe| exe.ends_with(b"shoal"))
+        && args.next().is_some_and(|exe| exe.ends_with(b"shoal"))
+        && args.any(|a| a == home)
 }
 
 pub fn signal(pid: u32, sig: Signal) -> bool {

@@ -15,8 +15,9 @@ use shoal_proto::node_info_server::NodeInfoServer;
 use shoal_server::node_info::NodeInfoService;
 use tokio::sync::watch;
 
+use crate::process;
 use crate::service::AgentService;
-use crate::supervisor::{NodeSpec, Supervisor};
+use crate::supervisor::{NodeSpec, STOP_GRACE, Supervisor};
 
 /// How often the agent reports itself to the controller leader.
 const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
@@ -81,6 +82,24 @@ fn node_specs(opts: &AgentOptions) -> Result<Vec<NodeSpec>, AgentError> {
         .collect())
 }
 
+/// Stops node processes a previous agent of this machine left running (it was killed): the
+/// new agent must own every process it reports, and a duplicate could not bind anyway.
+async fn stop_orphans(specs: &[NodeSpec], home: &std::path::Path) {
+    for spec in specs {
+        let pid = std::fs::read_to_string(&spec.pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .filter(|pid| process::is_shoal_of(*pid, home));
+        if let Some(pid) = pid {
+            tracing::warn!(
+                "{}: stopping pid {pid} left by a previous agent",
+                spec.alias
+            );
+            process::terminate(pid, STOP_GRACE).await;
+        }
+    }
+}
+
 pub async fn run(
     opts: AgentOptions,
     shutdown: impl Future<Output = ()> + Send,
@@ -90,9 +109,12 @@ pub async fn run(
         Some(n) if n.mode == NodeMode::Agent => {}
         _ => return Err(AgentError::NotDeclared(site.alias.clone())),
     }
+    // Before this agent answers or reports anything, so that nothing it reports is an orphan.
+    let specs = node_specs(&opts)?;
+    stop_orphans(&specs, &opts.home).await;
     let listener = shoal_server::serve::bind(&site.addr()).await?;
     let supervisor = Arc::new(Supervisor::new(
-        node_specs(&opts)?,
+        specs,
         opts.config.restart_on_crash,
         opts.config.restart_backoff,
     ));

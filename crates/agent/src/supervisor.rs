@@ -369,7 +369,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(info(&sup, "c").restarts, stopped.restarts);
         // Stopped either in backoff (last exit is the crash) or while briefly running again.
-        assert!(["exit 3", "signal 15"].contains(&stopped.last_exit.as_str()), "{stopped:?}");
+        assert!(
+            ["exit 3", "signal 15"].contains(&stopped.last_exit.as_str()),
+            "{stopped:?}"
+        );
     }
 
     #[tokio::test]

@@ -23,7 +23,9 @@ pub async fn get(args: ConfigGetArgs) -> anyhow::Result<()> {
     let mut unreachable = Vec::new();
     for node in status.nodes.iter().filter(|n| n.state() == NodeState::Up) {
         let mut client = NodeInfoClient::new(target.channels.get(&node.addr)?);
-        match client.node_info(NodeInfoRequest {}).await {
+        let mut req = tonic::Request::new(NodeInfoRequest {});
+        req.set_timeout(std::time::Duration::from_secs(5));
+        match client.node_info(req).await {
             Ok(info) => {
                 if let Some(e) = info
                     .into_inner()

@@ -147,21 +147,15 @@ fn spawn_agent(home: &Path) -> anyhow::Result<std::process::Child> {
 pub async fn up(args: LocalUpArgs) -> anyhow::Result<()> {
     let nodes = write_config(&args)?;
     let dir = fs::canonicalize(&args.dir)?;
-    // Refuse before starting anything, so a refused `up` changes nothing.
-    for host in nodes.machines() {
-        let home = dir.join(&host);
-        if let Some(pid) = read_pid(&agent_pid_file(&home)).filter(|p| process::is_shoal(*p)) {
-            bail!(
-                "the agent of {} is already running (pid {pid}); run `shoal local down --dir {}` first",
-                home.display(),
-                dir.display()
-            );
-        }
-    }
+    // Start the agents that are not running (all of them, normally): `up` is idempotent and
+    // also revives a machine whose agent died.
     let mut agents = Vec::new();
     for host in nodes.machines() {
         let home = dir.join(&host);
-        agents.push((spawn_agent(&home)?, home));
+        match read_pid(&agent_pid_file(&home)).filter(|p| process::is_shoal_of(*p, &home)) {
+            Some(pid) => println!("agent of {host} already running (pid {pid})"),
+            None => agents.push((spawn_agent(&home)?, home)),
+        }
     }
     let target = Target::resolve(&TargetArgs {
         sites: Vec::new(),
@@ -191,6 +185,24 @@ pub async fn up(args: LocalUpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A node counts as up once it is UP *as the process this `up` is waiting for*: on a machine
+/// whose agent was just started, the agent itself and the pids its pid files name (a node
+/// that reported UP before may be an orphan the new agent is replacing).
+fn is_current(n: &shoal_proto::NodeStatus, agents: &[(std::process::Child, PathBuf)]) -> bool {
+    if n.state() != NodeState::Up {
+        return false;
+    }
+    let Some((agent, home)) = agents.iter().find(|(_, home)| home.ends_with(&n.machine)) else {
+        return true;
+    };
+    let expected = if n.mode() == shoal_proto::NodeMode::Agent {
+        Some(agent.id())
+    } else {
+        read_pid(&home.join("run").join(format!("{}.pid", n.alias)))
+    };
+    expected == Some(n.pid)
+}
+
 /// Waits until every node is UP and a controller leads, with a progress bar. Fails at once if
 /// an agent exits (a port in use, a bad file), showing the end of its log.
 async fn wait_healthy(
@@ -214,7 +226,7 @@ async fn wait_healthy(
                     .filter(|a| {
                         !s.nodes
                             .iter()
-                            .any(|n| &n.alias == *a && n.state() == NodeState::Up)
+                            .any(|n| &n.alias == *a && is_current(n, agents))
                     })
                     .cloned()
                     .collect();
@@ -260,20 +272,22 @@ async fn wait_healthy(
 pub async fn down(args: LocalDirArgs) -> anyhow::Result<()> {
     let nodes = ClusterNodes::load(&args.dir.join("cluster.nodes"))
         .with_context(|| format!("{} is not a local cluster directory", args.dir.display()))?;
-    let homes: Vec<PathBuf> = nodes.machines().iter().map(|h| args.dir.join(h)).collect();
+    // Processes were started with canonical paths; match them the same way.
+    let dir = fs::canonicalize(&args.dir)?;
+    let homes: Vec<PathBuf> = nodes.machines().iter().map(|h| dir.join(h)).collect();
     // Agents first: each stops its own nodes gracefully before exiting.
-    let agents = homes
-        .iter()
-        .filter_map(|home| read_pid(&agent_pid_file(home)))
-        .filter(|p| process::is_shoal(*p));
+    let agents = homes.iter().filter_map(|home| {
+        read_pid(&agent_pid_file(home)).filter(|p| process::is_shoal_of(*p, home))
+    });
     join_all(agents.map(|pid| process::terminate(pid, AGENT_STOP_GRACE))).await;
     // Anything an agent left behind (it was killed, say) by its pid file.
     let mut leftovers = Vec::new();
     for home in &homes {
         if let Ok(entries) = fs::read_dir(home.join("run")) {
             for e in entries.flatten() {
-                // A pid file can outlive its process; only signal a pid that still runs shoal.
-                if let Some(pid) = read_pid(&e.path()).filter(|p| process::is_shoal(*p)) {
+                // A pid file can outlive its process; only signal a pid that still runs
+                // shoal for this machine.
+                if let Some(pid) = read_pid(&e.path()).filter(|p| process::is_shoal_of(*p, home)) {
                     leftovers.push(pid);
                 }
                 let _ = fs::remove_file(e.path());

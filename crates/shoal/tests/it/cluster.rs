@@ -285,3 +285,56 @@ fn a_crashed_data_node_is_restarted_and_a_silent_one_is_marked_down() {
         node(s, &alias)["state"] == "UP"
     });
 }
+
+#[test]
+fn local_up_revives_a_killed_agent_which_replaces_its_orphaned_nodes() {
+    let cluster = LocalCluster::start();
+    let host = cluster.hosts[1].clone();
+    let before = cluster.status();
+    let on_host = |s: &serde_json::Value, mode: &str| -> Vec<(String, u64)> {
+        nodes(s)
+            .iter()
+            .filter(|n| n["machine"] == host.as_str() && n["mode"] == mode)
+            .map(|n| {
+                (
+                    n["alias"].as_str().unwrap().to_owned(),
+                    n["pid"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (_, agent_pid) = on_host(&before, "agent")[0].clone();
+    let old_nodes: Vec<(String, u64)> =
+        [on_host(&before, "controller"), on_host(&before, "datanode")].concat();
+
+    kill9(agent_pid);
+    let out = shoal(&["local", "up", "--dir", cluster.dir_str()]);
+    assert!(out.status.success(), "{}\n{}", stderr(&out), cluster.logs());
+
+    // The new agent runs new node processes; the orphans of the killed one are gone.
+    let after = cluster.status();
+    assert!(all_up(&after), "{after:#}");
+    assert_ne!(on_host(&after, "agent")[0].1, agent_pid);
+    for (alias, old_pid) in &old_nodes {
+        assert_ne!(
+            node(&after, alias)["pid"].as_u64(),
+            Some(*old_pid),
+            "{alias}"
+        );
+        assert!(
+            !process_runs(*old_pid),
+            "orphan {alias} (pid {old_pid}) still runs"
+        );
+    }
+}
+
+/// True if `pid` exists and is not a zombie.
+fn process_runs(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
