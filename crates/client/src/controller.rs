@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use shoal_proto::controller_client::ControllerClient as PbClient;
 use shoal_proto::{
-    ClusterStatusRequest, ClusterStatusResponse, HeartbeatRequest, HeartbeatResponse,
-    LEADER_METADATA_KEY,
+    ClusterStatusRequest, ClusterStatusResponse, DdlRequest, DdlResponse, HeartbeatRequest,
+    HeartbeatResponse, LEADER_METADATA_KEY,
 };
 
 use crate::ClientError;
@@ -57,6 +57,19 @@ impl ControllerClient {
         self.call(move |mut c| {
             let req = req.clone();
             async move { c.heartbeat(with_timeout(CALL_TIMEOUT, req)).await }
+        })
+        .await
+    }
+
+    /// Runs DDL on the leader. Not idempotent: if an answer is lost and the call is retried on
+    /// the new leader, a CREATE that did commit reports "already exists".
+    pub async fn execute_ddl(&self, sql: &str) -> Result<DdlResponse, ClientError> {
+        self.call(|mut c| {
+            let sql = sql.to_owned();
+            async move {
+                c.execute_ddl(with_timeout(CALL_TIMEOUT, DdlRequest { sql }))
+                    .await
+            }
         })
         .await
     }

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use shoal_catalog::{DatabaseDef, PartitionKey, TableDef};
 
-use crate::command::CommandResponse;
+use crate::command::{CommandResponse, Rejection};
 
 /// A chunk's state, as DolphinDB names them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,7 +109,10 @@ impl Catalog {
 
     pub fn create_database(&mut self, def: &DatabaseDef) -> CommandResponse {
         if self.databases.contains_key(&def.path) {
-            return CommandResponse::rejected(format!("database `{}` already exists", def.path));
+            return CommandResponse::refused(
+                Rejection::AlreadyExists,
+                format!("database `{}` already exists", def.path),
+            );
         }
         let mut def = def.clone();
         def.tables.clear();
@@ -119,13 +122,16 @@ impl Catalog {
 
     pub fn create_table(&mut self, db: &str, table: &TableDef) -> CommandResponse {
         let Some(database) = self.databases.get_mut(db) else {
-            return CommandResponse::rejected(format!("database `{db}` does not exist"));
+            return CommandResponse::refused(
+                Rejection::NotFound,
+                format!("database `{db}` does not exist"),
+            );
         };
         if database.tables.contains_key(&table.name) {
-            return CommandResponse::rejected(format!(
-                "table `{}` already exists in `{db}`",
-                table.name
-            ));
+            return CommandResponse::refused(
+                Rejection::AlreadyExists,
+                format!("table `{}` already exists in `{db}`", table.name),
+            );
         }
         match table.partition_type() {
             Some(t) if database.scheme.accepts(t) => {}
@@ -153,7 +159,10 @@ impl Catalog {
             .get_mut(db)
             .and_then(|d| d.tables.remove(table));
         if removed.is_none() {
-            return CommandResponse::rejected(format!("table `{table}` does not exist in `{db}`"));
+            return CommandResponse::refused(
+                Rejection::NotFound,
+                format!("table `{table}` does not exist in `{db}`"),
+            );
         }
         self.chunks.retain(|_, c| !(c.db == db && c.table == table));
         CommandResponse::applied()
@@ -161,7 +170,10 @@ impl Catalog {
 
     pub fn drop_database(&mut self, db: &str) -> CommandResponse {
         if self.databases.remove(db).is_none() {
-            return CommandResponse::rejected(format!("database `{db}` does not exist"));
+            return CommandResponse::refused(
+                Rejection::NotFound,
+                format!("database `{db}` does not exist"),
+            );
         }
         self.chunks.retain(|_, c| c.db != db);
         CommandResponse::applied()
@@ -172,9 +184,18 @@ impl Catalog {
     pub fn create_chunks(&mut self, new: &[NewChunk]) -> CommandResponse {
         for n in new {
             if self.table(&n.db, &n.table).is_none() {
+                return CommandResponse::refused(
+                    Rejection::NotFound,
+                    format!("table `{}`.`{}` does not exist", n.db, n.table),
+                );
+            }
+            let mut distinct = n.nodes.clone();
+            distinct.sort();
+            distinct.dedup();
+            if n.nodes.is_empty() || distinct.len() != n.nodes.len() {
                 return CommandResponse::rejected(format!(
-                    "table `{}`.`{}` does not exist",
-                    n.db, n.table
+                    "chunk {} of `{}`: replicas must be distinct and at least one, got {:?}",
+                    n.key, n.table, n.nodes
                 ));
             }
         }
@@ -287,6 +308,13 @@ mod tests {
             ..new.clone()
         };
         cat.create_chunks(&[other]);
+        assert_eq!(cat.chunks.len(), 1);
+        let twice = NewChunk {
+            nodes: vec!["node1".into(), "node1".into()],
+            key: PartitionKey::Date(0),
+            ..new.clone()
+        };
+        assert!(cat.create_chunks(&[twice]).rejected.contains("distinct"));
         assert_eq!(cat.chunks.len(), 1);
         let chunk = cat.chunk_of("dfs://stock", "stock", key).unwrap();
         assert_eq!(

@@ -94,12 +94,24 @@ impl fmt::Display for Command {
     }
 }
 
+/// Why a command changed nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rejection {
+    #[default]
+    Invalid,
+    AlreadyExists,
+    NotFound,
+}
+
 /// What applying a command answered.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandResponse {
     /// Empty when applied; otherwise why the command changed nothing.
     #[serde(default)]
     pub rejected: String,
+    #[serde(default)]
+    pub rejection: Rejection,
 }
 
 impl CommandResponse {
@@ -108,8 +120,13 @@ impl CommandResponse {
     }
 
     pub fn rejected(why: impl Into<String>) -> Self {
+        Self::refused(Rejection::Invalid, why)
+    }
+
+    pub fn refused(rejection: Rejection, why: impl Into<String>) -> Self {
         Self {
             rejected: why.into(),
+            rejection,
         }
     }
 }

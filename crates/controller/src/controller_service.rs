@@ -9,8 +9,8 @@ use openraft::{Instant as _, RaftMetrics, ReadPolicy};
 use shoal_common::config::NodeMode;
 use shoal_proto::controller_server::Controller;
 use shoal_proto::{
-    ClusterStatusRequest, ClusterStatusResponse, HeartbeatRequest, HeartbeatResponse,
-    LEADER_METADATA_KEY, NodeStatus,
+    ClusterStatusRequest, ClusterStatusResponse, DdlRequest, DdlResponse, HeartbeatRequest,
+    HeartbeatResponse, LEADER_METADATA_KEY, NodeStatus,
 };
 use tonic::{Request, Response, Status};
 
@@ -76,6 +76,18 @@ impl ControllerCore {
             .map_err(|e| match e.forward_to_leader() {
                 Some(f) => redirect(f.leader_node.as_ref().map(|n| n.addr.clone())),
                 None => Status::unavailable(format!("controller has no quorum: {e}")),
+            })
+    }
+
+    /// Read-index: waits until this leader's state machine reflects every write committed
+    /// before the call.
+    pub async fn read_index(&self) -> Result<(), Status> {
+        self.raft
+            .ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                Status::unavailable(format!("controller cannot confirm its leadership: {e}"))
             })
     }
 
@@ -215,19 +227,18 @@ impl Controller for ControllerService {
         }))
     }
 
+    async fn execute_ddl(&self, req: Request<DdlRequest>) -> Result<Response<DdlResponse>, Status> {
+        crate::ddl::execute(&self.core, &req.into_inner().sql)
+            .await
+            .map(Response::new)
+    }
+
     async fn cluster_status(
         &self,
         _req: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
         self.core.ensure_leader()?;
-        // Read-index: the answer reflects every write committed before the call.
-        self.core
-            .raft
-            .ensure_linearizable(ReadPolicy::ReadIndex)
-            .await
-            .map_err(|e| {
-                Status::unavailable(format!("controller cannot confirm its leadership: {e}"))
-            })?;
+        self.core.read_index().await?;
         let metrics = self.core.raft.metrics().borrow_watched().clone();
         let leader = metrics.current_leader;
         let (nodes, cluster_version) = self.core.read(|m| (m.nodes.clone(), m.cluster_version));

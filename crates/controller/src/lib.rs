@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod cluster_meta;
 pub mod command;
 pub mod controller_service;
+pub mod ddl;
 pub mod leader_duties;
 pub mod liveness;
 pub mod placement;

@@ -32,6 +32,18 @@ pub enum Command {
     /// Configuration as the nodes run it.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run SQL. For now DDL only (CREATE/DROP DATABASE/TABLE, SHOW DATABASES/TABLES in
+    /// DolphinDB's dialect), executed by the controller leader.
+    Sql(SqlArgs),
+}
+
+#[derive(Args)]
+pub struct SqlArgs {
+    pub sql: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl Command {

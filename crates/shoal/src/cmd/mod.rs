@@ -4,6 +4,7 @@ mod config;
 mod host;
 mod local;
 mod roles;
+mod sql;
 mod status;
 
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Host(HostCommand::Start(a)) => host::start(a).await,
         Command::Host(HostCommand::Ps(a)) => host::ps(a).await,
         Command::Config(ConfigCommand::Get(a)) => config::get(a).await,
+        Command::Sql(a) => sql::run(a).await,
     }
     .map(|()| ExitCode::SUCCESS)
 }

@@ -5,4 +5,5 @@
 
 mod cluster;
 mod config_files;
+mod ddl;
 mod harness;

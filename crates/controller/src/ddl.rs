@@ -1,0 +1,132 @@
+//! DDL on the leader: parse (DolphinDB dialect, `shoal_catalog::ddl`), turn into a Raft command,
+//! commit, and answer; SHOW statements read the committed catalog.
+
+use std::collections::BTreeMap;
+
+use shoal_catalog::ddl::{self, Statement};
+use shoal_catalog::{DatabaseDef, PartitionScheme};
+use shoal_proto::{DdlResponse, DdlRow};
+use tonic::Status;
+
+use crate::command::{Command, Rejection};
+use crate::controller_service::ControllerCore;
+
+pub async fn execute(core: &ControllerCore, sql: &str) -> Result<DdlResponse, Status> {
+    core.ensure_leader()?;
+    let stmt = ddl::parse(sql).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let (cmd, done) = match stmt {
+        Statement::CreateDatabase {
+            path,
+            scheme,
+            engine,
+        } => {
+            let message = format!("created database {path}");
+            let database = DatabaseDef {
+                path,
+                scheme,
+                engine,
+                tables: BTreeMap::new(),
+            };
+            (Command::CreateDatabase { database }, message)
+        }
+        Statement::CreateTable { db_path, table } => {
+            let message = format!("created table {db_path}.{}", table.name);
+            (Command::CreateTable { db: db_path, table }, message)
+        }
+        Statement::DropDatabase { path } => {
+            let message = format!("dropped database {path}");
+            (Command::DropDatabase { db: path }, message)
+        }
+        Statement::DropTable { db_path, table } => {
+            let message = format!("dropped table {db_path}.{table}");
+            (Command::DropTable { db: db_path, table }, message)
+        }
+        Statement::ShowDatabases => {
+            core.read_index().await?;
+            return Ok(core.read(|m| show_databases(&m.catalog.databases)));
+        }
+        Statement::ShowTables { db_path } => {
+            core.read_index().await?;
+            return core.read(|m| show_tables(&m.catalog.databases, &db_path));
+        }
+        Statement::Query(q) => {
+            return Err(Status::invalid_argument(format!(
+                "not a DDL statement (CREATE/DROP DATABASE/TABLE, SHOW DATABASES/TABLES): {q}"
+            )));
+        }
+    };
+    let resp = core.write(cmd).await?;
+    if !resp.rejected.is_empty() {
+        return Err(match resp.rejection {
+            Rejection::AlreadyExists => Status::already_exists(resp.rejected),
+            Rejection::NotFound => Status::not_found(resp.rejected),
+            Rejection::Invalid => Status::invalid_argument(resp.rejected),
+        });
+    }
+    Ok(DdlResponse {
+        message: done,
+        ..DdlResponse::default()
+    })
+}
+
+fn table_response(columns: &[&str], rows: Vec<Vec<String>>) -> DdlResponse {
+    DdlResponse {
+        message: format!("{} rows", rows.len()),
+        columns: columns.iter().map(|c| (*c).to_owned()).collect(),
+        rows: rows.into_iter().map(|values| DdlRow { values }).collect(),
+    }
+}
+
+fn show_databases(dbs: &BTreeMap<String, DatabaseDef>) -> DdlResponse {
+    let rows = dbs
+        .values()
+        .map(|d| {
+            let PartitionScheme::Value { initial, .. } = &d.scheme;
+            let range = match (initial.first(), initial.last()) {
+                (Some(a), Some(b)) => format!("VALUE({a}..{b}, {} initial)", initial.len()),
+                _ => "VALUE".into(),
+            };
+            vec![
+                d.path.clone(),
+                range,
+                d.engine.clone(),
+                d.tables.len().to_string(),
+            ]
+        })
+        .collect();
+    table_response(&["database", "partitioning", "engine", "tables"], rows)
+}
+
+fn show_tables(dbs: &BTreeMap<String, DatabaseDef>, db: &str) -> Result<DdlResponse, Status> {
+    let d = dbs
+        .get(db)
+        .ok_or_else(|| Status::not_found(format!("database `{db}` does not exist")))?;
+    let rows = d
+        .tables
+        .values()
+        .map(|t| {
+            let columns: Vec<String> = t
+                .columns
+                .iter()
+                .map(|c| format!("{} {}", c.name, c.ty))
+                .collect();
+            vec![
+                t.name.clone(),
+                columns.join(", "),
+                t.partition_column.clone(),
+                t.sort_columns.join(", "),
+                t.keep_duplicates.clone(),
+            ]
+        })
+        .collect();
+    Ok(table_response(
+        &[
+            "table",
+            "columns",
+            "partition column",
+            "sort columns",
+            "keep duplicates",
+        ],
+        rows,
+    ))
+}
