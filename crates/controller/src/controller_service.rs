@@ -40,9 +40,13 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 impl ControllerCore {
     /// Fails with a redirect to the leader unless this controller is the leader.
     pub fn ensure_leader(&self) -> Result<(), Status> {
-        let is_leader = self.raft.is_leader();
-        self.liveness.set_leader(is_leader);
-        if is_leader {
+        let term = {
+            let m = self.raft.metrics();
+            let m = m.borrow_watched();
+            (m.current_leader == Some(m.id)).then_some(m.current_term)
+        };
+        self.liveness.set_leader_term(term);
+        if term.is_some() {
             Ok(())
         } else {
             Err(self.not_leader())

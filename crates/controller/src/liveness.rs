@@ -15,8 +15,8 @@ pub struct Liveness {
 
 #[derive(Default)]
 struct Inner {
-    /// When this controller last became leader; `None` while it is not leader.
-    leader_since: Option<Instant>,
+    /// The term this controller leads and since when; `None` while it is not leader.
+    leading: Option<(u64, Instant)>,
     last_seen: HashMap<String, Instant>,
 }
 
@@ -31,23 +31,29 @@ impl Liveness {
             .insert(alias.to_owned(), Instant::now());
     }
 
-    /// Called on every leadership check; resets the history when leadership is gained or lost.
-    pub fn set_leader(&self, is_leader: bool) {
+    /// Called on every leadership check with the term this controller leads (`None`: not
+    /// leader). History from another term is dropped: heartbeats sent to an earlier
+    /// leadership, even this controller's own, say nothing about now.
+    pub fn set_leader_term(&self, term: Option<u64>) {
         let mut inner = self.lock();
-        match (is_leader, inner.leader_since) {
-            (true, None) => {
-                inner.leader_since = Some(Instant::now());
+        match (term, inner.leading) {
+            (Some(t), Some((current, _))) if t == current => {}
+            (Some(t), _) => {
+                inner.leading = Some((t, Instant::now()));
                 inner.last_seen.clear();
             }
-            (false, Some(_)) => inner.leader_since = None,
-            _ => {}
+            (None, _) => inner.leading = None,
         }
     }
 
     /// How long since `alias` was last heard from (or since this leader took office).
     pub fn silent_for(&self, alias: &str) -> Option<Duration> {
         let inner = self.lock();
-        let since = inner.last_seen.get(alias).copied().or(inner.leader_since)?;
+        let since = inner
+            .last_seen
+            .get(alias)
+            .copied()
+            .or(inner.leading.map(|(_, at)| at))?;
         Some(since.elapsed())
     }
 
@@ -58,5 +64,32 @@ impl Liveness {
             .last_seen
             .get(alias)
             .map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_term_forgets_heartbeats_of_the_old_one() {
+        let l = Liveness::default();
+        assert_eq!(l.silent_for("n"), None, "not leader: no opinion");
+        l.set_leader_term(Some(3));
+        l.saw("n");
+        assert!(l.last_heartbeat_ms_ago("n").is_some());
+        l.set_leader_term(Some(3));
+        assert!(
+            l.last_heartbeat_ms_ago("n").is_some(),
+            "same term keeps history"
+        );
+        l.set_leader_term(Some(5));
+        assert_eq!(l.last_heartbeat_ms_ago("n"), None);
+        assert!(
+            l.silent_for("n").is_some(),
+            "silence counts from taking office"
+        );
+        l.set_leader_term(None);
+        assert_eq!(l.silent_for("n"), None);
     }
 }
