@@ -35,6 +35,19 @@ impl fmt::Display for PartitionKey {
 }
 
 impl PartitionKey {
+    /// Parses a DolphinDB literal of the given kind (`2023.01.01`, `42`).
+    pub fn parse(kind: KeyKind, s: &str) -> Result<Self, String> {
+        match kind {
+            KeyKind::Date => parse_date(s)
+                .map(PartitionKey::Date)
+                .ok_or_else(|| format!("`{s}` is not a date like 2023.01.01")),
+            KeyKind::Int => s
+                .parse()
+                .map(PartitionKey::Int)
+                .map_err(|_| format!("`{s}` is not an integer")),
+        }
+    }
+
     /// The directory-safe form used in chunk paths: `20230101` for dates.
     pub fn path_segment(&self) -> String {
         match self {
@@ -209,6 +222,22 @@ mod tests {
         ] {
             assert_eq!(parse_date(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn keys_parse_from_their_literals() {
+        let d = PartitionKey::parse(KeyKind::Date, "2023.01.05").unwrap();
+        assert_eq!(d.to_string(), "2023.01.05");
+        assert_eq!(
+            PartitionKey::parse(KeyKind::Int, "-7").unwrap(),
+            PartitionKey::Int(-7)
+        );
+        assert!(
+            PartitionKey::parse(KeyKind::Date, "7")
+                .unwrap_err()
+                .contains("`7`")
+        );
+        assert!(PartitionKey::parse(KeyKind::Int, "2023.01.05").is_err());
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use shoal_proto::controller_client::ControllerClient as PbClient;
 use shoal_proto::{
-    ClusterStatusRequest, ClusterStatusResponse, DdlRequest, DdlResponse, HeartbeatRequest,
-    HeartbeatResponse, LEADER_METADATA_KEY,
+    ChunkInfo, ClusterStatusRequest, ClusterStatusResponse, DdlRequest, DdlResponse,
+    EnsureChunksRequest, HeartbeatRequest, HeartbeatResponse, LEADER_METADATA_KEY,
 };
 
 use crate::ClientError;
@@ -72,6 +72,27 @@ impl ControllerClient {
             }
         })
         .await
+    }
+
+    /// The chunks of the given partitions (DolphinDB literals), created and placed if missing.
+    pub async fn ensure_chunks(
+        &self,
+        db: &str,
+        table: &str,
+        partition_keys: &[&str],
+    ) -> Result<Vec<ChunkInfo>, ClientError> {
+        let req = EnsureChunksRequest {
+            db: db.to_owned(),
+            table: table.to_owned(),
+            partition_keys: partition_keys.iter().map(|k| (*k).to_owned()).collect(),
+        };
+        let resp = self
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.ensure_chunks(with_timeout(CALL_TIMEOUT, req)).await }
+            })
+            .await?;
+        Ok(resp.chunks)
     }
 
     pub async fn cluster_status(&self) -> Result<ClusterStatusResponse, ClientError> {

@@ -9,11 +9,12 @@ use openraft::{Instant as _, RaftMetrics, ReadPolicy};
 use shoal_common::config::NodeMode;
 use shoal_proto::controller_server::Controller;
 use shoal_proto::{
-    ClusterStatusRequest, ClusterStatusResponse, DdlRequest, DdlResponse, HeartbeatRequest,
-    HeartbeatResponse, LEADER_METADATA_KEY, NodeStatus,
+    ClusterStatusRequest, ClusterStatusResponse, DdlRequest, DdlResponse, EnsureChunksRequest,
+    EnsureChunksResponse, HeartbeatRequest, HeartbeatResponse, LEADER_METADATA_KEY, NodeStatus,
 };
 use tonic::{Request, Response, Status};
 
+use crate::chunks::PlacementPolicy;
 use crate::cluster_meta::{ClusterMeta, NodeState};
 use crate::command::{Command, CommandResponse, NodeReport};
 use crate::liveness::Liveness;
@@ -31,6 +32,7 @@ pub struct ControllerCore {
     /// proposed under this lock, after re-checking silence, so a heartbeat that arrived in
     /// between cannot be overtaken by it.
     pub liveness_writes: Arc<tokio::sync::Mutex<()>>,
+    pub placement: PlacementPolicy,
 }
 
 /// A metadata write that has not committed by then is reported as unavailable (e.g. this
@@ -233,6 +235,15 @@ impl Controller for ControllerService {
 
     async fn execute_ddl(&self, req: Request<DdlRequest>) -> Result<Response<DdlResponse>, Status> {
         crate::ddl::execute(&self.core, &req.into_inner().sql)
+            .await
+            .map(Response::new)
+    }
+
+    async fn ensure_chunks(
+        &self,
+        req: Request<EnsureChunksRequest>,
+    ) -> Result<Response<EnsureChunksResponse>, Status> {
+        crate::chunks::ensure(&self.core, req.into_inner())
             .await
             .map(Response::new)
     }

@@ -7,6 +7,7 @@
 //! runs the leader's periodic work; [`server`] assembles it all.
 
 pub mod catalog;
+pub mod chunks;
 pub mod cluster_meta;
 pub mod command;
 pub mod controller_service;

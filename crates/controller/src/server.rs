@@ -15,6 +15,7 @@ use shoal_server::node_info::NodeInfoService;
 use tokio::sync::watch;
 
 use crate::ControllerError;
+use crate::chunks::PlacementPolicy;
 use crate::controller_service::{ControllerCore, ControllerService};
 use crate::liveness::Liveness;
 use crate::raft_network::Network;
@@ -100,6 +101,10 @@ pub async fn run(
         liveness: Arc::new(Liveness::default()),
         topology: topology.clone(),
         liveness_writes: Arc::default(),
+        placement: PlacementPolicy {
+            factor: usize::try_from(cfg.dfs_replication_factor).unwrap_or(usize::MAX),
+            level: cfg.dfs_replica_reliability_level,
+        },
     };
     let auth = ServerAuth::new(&opts.secret);
     let router = tonic::transport::Server::builder()

@@ -86,3 +86,81 @@ fn the_seed_database_and_table_are_created_listed_refused_twice_and_dropped() {
     );
     assert_eq!(json(&cluster, "SHOW DATABASES"), serde_json::json!([]));
 }
+
+/// What a coordinating data node will do before writing a new partition: ask the controllers
+/// for the partition's chunk, which they create and place on the first request.
+#[test]
+fn chunks_are_placed_on_distinct_machines_once_and_avoid_a_stopped_machine() {
+    let cluster = LocalCluster::start();
+    json(&cluster, CREATE_DB);
+    json(&cluster, CREATE_TABLE);
+    let controllers = controllers(&cluster);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ensure =
+        |keys: &[&str]| rt.block_on(controllers.ensure_chunks("dfs://stock", "stock", keys));
+
+    let days = ["2023.01.01", "2023.01.02", "2023.01.03", "2026.11.24"];
+    let chunks = ensure(&days).unwrap();
+    assert_eq!(chunks.len(), 4);
+    let machine_of = |addr: &str| addr.rsplit_once(':').unwrap().0.to_owned();
+    let mut load = std::collections::BTreeMap::<String, usize>::new();
+    for (c, day) in chunks.iter().zip(days) {
+        assert_eq!(c.partition_key, day);
+        assert_eq!(c.state, "CONSTRUCTING");
+        assert_eq!(c.replicas.len(), 2, "{c:?}");
+        assert_ne!(
+            machine_of(&c.replicas[0].addr),
+            machine_of(&c.replicas[1].addr),
+            "{c:?}"
+        );
+        assert!(c.replicas.iter().all(|r| r.in_sync));
+        for r in &c.replicas {
+            *load.entry(r.node.clone()).or_default() += 1;
+        }
+    }
+    assert_eq!(chunks[0].path, "/stock/20230101/stock");
+    // 8 replicas over 3 data nodes, least loaded first: 3, 3, 2.
+    assert!(load.values().all(|n| (2..=3).contains(n)), "{load:?}");
+
+    // Asking again creates nothing: same ids, same replicas.
+    let again = ensure(&["2026.11.24", "2023.01.01"]).unwrap();
+    assert_eq!(again[0].id, chunks[0].id);
+    assert_eq!(again[1].replicas, chunks[3].replicas);
+
+    // Bad requests are refused.
+    let err = ensure(&["tomorrow"]).unwrap_err().to_string();
+    assert!(err.contains("`tomorrow` is not a date"), "{err}");
+    let err = rt
+        .block_on(controllers.ensure_chunks("dfs://stock", "nope", &["2023.01.01"]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("table `nope` does not exist"), "{err}");
+
+    // With one machine stopped, a new partition goes to the two others.
+    let down = cluster.hosts[0].clone();
+    let out = cluster.run(&["host", "stop", &down]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    cluster.wait_status(
+        "the machine's data node DOWN",
+        std::time::Duration::from_secs(15),
+        |s| {
+            crate::harness::nodes(s).iter().any(|n| {
+                n["machine"] == down.as_str() && n["mode"] == "datanode" && n["state"] == "DOWN"
+            })
+        },
+    );
+    let c = &ensure(&["2023.01.04"]).unwrap()[0];
+    assert!(
+        c.replicas.iter().all(|r| machine_of(&r.addr) != down),
+        "{c:?}"
+    );
+}
+
+fn controllers(cluster: &LocalCluster) -> shoal_client::controller::ControllerClient {
+    let secret = shoal_common::secret::load(&cluster.dir.join("cluster.secret")).unwrap();
+    let sites = cluster.hosts.iter().map(|h| format!("{h}:8920")).collect();
+    shoal_client::controller::ControllerClient::new(
+        sites,
+        shoal_client::channel::Channels::new(&secret).unwrap(),
+    )
+}

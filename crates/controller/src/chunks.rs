@@ -1,0 +1,155 @@
+//! Chunk lookup and creation for coordinating data nodes: the chunks of a table's partitions,
+//! placing and committing the missing ones first.
+
+use std::collections::BTreeMap;
+
+use shoal_catalog::PartitionKey;
+use shoal_common::config::{NodeMode, ReliabilityLevel};
+use shoal_proto::{ChunkInfo, EnsureChunksRequest, EnsureChunksResponse, ReplicaInfo};
+use tonic::Status;
+
+use crate::catalog::{ChunkMeta, ChunkState, NewChunk};
+use crate::cluster_meta::{ClusterMeta, NodeState};
+use crate::command::Command;
+use crate::controller_service::ControllerCore;
+use crate::placement::{Candidate, place};
+
+/// How many replicas a new chunk gets and how they must be spread (controller.cfg).
+#[derive(Clone, Copy, Debug)]
+pub struct PlacementPolicy {
+    pub factor: usize,
+    pub level: ReliabilityLevel,
+}
+
+pub async fn ensure(
+    core: &ControllerCore,
+    req: EnsureChunksRequest,
+) -> Result<EnsureChunksResponse, Status> {
+    core.ensure_lease().await?;
+    let (db, table) = (req.db.as_str(), req.table.as_str());
+    let kind = core
+        .read(|m| {
+            let d = m.catalog.databases.get(db)?;
+            Some((d.scheme.kind(), d.tables.contains_key(table)))
+        })
+        .ok_or_else(|| Status::not_found(format!("database `{db}` does not exist")))?;
+    if !kind.1 {
+        return Err(Status::not_found(format!(
+            "table `{table}` does not exist in `{db}`"
+        )));
+    }
+    let mut keys = req
+        .partition_keys
+        .iter()
+        .map(|k| PartitionKey::parse(kind.0, k))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Status::invalid_argument)?;
+    keys.sort();
+    keys.dedup();
+
+    let missing: Vec<PartitionKey> = core.read(|m| {
+        keys.iter()
+            .copied()
+            .filter(|k| m.catalog.chunk_of(db, table, *k).is_none())
+            .collect()
+    });
+    if !missing.is_empty() {
+        let chunks = core.read(|m| plan(m, db, table, &missing, core.placement))?;
+        let resp = core.write(Command::CreateChunks { chunks }).await?;
+        if !resp.rejected.is_empty() {
+            return Err(Status::failed_precondition(resp.rejected));
+        }
+    }
+    core.read(|m| {
+        let chunks = keys
+            .iter()
+            .map(|k| {
+                m.catalog
+                    .chunk_of(db, table, *k)
+                    .map(|c| chunk_info(m, c))
+                    .ok_or_else(|| Status::internal(format!("chunk {k} missing after creation")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(EnsureChunksResponse { chunks })
+    })
+}
+
+/// Places each missing partition on data nodes that are UP, counting the replicas placed so
+/// far so one request spreads its chunks too.
+fn plan(
+    m: &ClusterMeta,
+    db: &str,
+    table: &str,
+    missing: &[PartitionKey],
+    policy: PlacementPolicy,
+) -> Result<Vec<NewChunk>, Status> {
+    let mut load: BTreeMap<String, usize> = m
+        .catalog
+        .replicas_per_node()
+        .into_iter()
+        .map(|(n, c)| (n.to_owned(), c))
+        .collect();
+    let up: Vec<(&str, &str)> = m
+        .nodes
+        .values()
+        .filter(|n| n.mode == Some(NodeMode::DataNode) && n.state == NodeState::Up)
+        .map(|n| (n.alias.as_str(), n.machine.as_str()))
+        .collect();
+    missing
+        .iter()
+        .map(|key| {
+            let candidates: Vec<Candidate<'_>> = up
+                .iter()
+                .map(|(alias, machine)| Candidate {
+                    alias,
+                    machine,
+                    load: load.get(*alias).copied().unwrap_or(0),
+                })
+                .collect();
+            let nodes =
+                place(&candidates, policy.factor, policy.level).map_err(Status::unavailable)?;
+            for n in &nodes {
+                *load.entry(n.clone()).or_default() += 1;
+            }
+            Ok(NewChunk {
+                db: db.to_owned(),
+                table: table.to_owned(),
+                key: *key,
+                nodes,
+            })
+        })
+        .collect()
+}
+
+pub fn chunk_info(m: &ClusterMeta, c: &ChunkMeta) -> ChunkInfo {
+    ChunkInfo {
+        id: c.id,
+        db: c.db.clone(),
+        table: c.table.clone(),
+        partition_key: c.key.to_string(),
+        path: c.path(),
+        replicas: c
+            .replicas
+            .iter()
+            .map(|r| ReplicaInfo {
+                node: r.node.clone(),
+                addr: m
+                    .nodes
+                    .get(&r.node)
+                    .map(|n| n.addr.clone())
+                    .unwrap_or_default(),
+                in_sync: r.in_sync,
+            })
+            .collect(),
+        state: state_name(c.state).to_owned(),
+        version: c.version,
+    }
+}
+
+fn state_name(s: ChunkState) -> &'static str {
+    match s {
+        ChunkState::Constructing => "CONSTRUCTING",
+        ChunkState::Recovering => "RECOVERING",
+        ChunkState::Complete => "COMPLETE",
+    }
+}
