@@ -292,6 +292,9 @@ fn spawn(spec: &NodeSpec) -> std::io::Result<Child> {
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
+        // Its own process group: a Ctrl-C meant for the agent reaches only the agent, which
+        // then stops its nodes in order (a node takes a second signal as "exit now").
+        .process_group(0)
         .kill_on_drop(false)
         .spawn()
 }

@@ -60,7 +60,6 @@ fn process_name(state: ProcessState) -> &'static str {
         ProcessState::Running => "RUNNING",
         ProcessState::Stopped => "STOPPED",
         ProcessState::Crashed => "CRASHED",
-        ProcessState::Starting => "STARTING",
         ProcessState::Unspecified => "?",
     }
 }
