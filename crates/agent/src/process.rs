@@ -6,6 +6,11 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+/// The pid in a pid file, if the file exists and holds one.
+pub fn read_pid_file(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
 /// True while a process with this pid runs. A zombie (exited, not yet reaped by its parent)
 /// does not count: it will never act on a signal again.
 pub fn is_alive(pid: u32) -> bool {
@@ -40,6 +45,7 @@ pub fn is_shoal_of(pid: u32, home: &Path) -> bool {
     let mut args = cmdline.split(|b| *b == 0);
     let home = home.as_os_str().as_encoded_bytes();
     is_alive(pid)
+        && pid != std::process::id()
         && args.next().is_some_and(|exe| exe.ends_with(b"shoal"))
         && args.any(|a| a == home)
 }

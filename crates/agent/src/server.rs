@@ -86,10 +86,8 @@ fn node_specs(opts: &AgentOptions) -> Result<Vec<NodeSpec>, AgentError> {
 /// new agent must own every process it reports, and a duplicate could not bind anyway.
 async fn stop_orphans(specs: &[NodeSpec], home: &std::path::Path) {
     for spec in specs {
-        let pid = std::fs::read_to_string(&spec.pid_file)
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok())
-            .filter(|pid| process::is_shoal_of(*pid, home));
+        let pid =
+            process::read_pid_file(&spec.pid_file).filter(|pid| process::is_shoal_of(*pid, home));
         if let Some(pid) = pid {
             tracing::warn!(
                 "{}: stopping pid {pid} left by a previous agent",
@@ -109,10 +107,11 @@ pub async fn run(
         Some(n) if n.mode == NodeMode::Agent => {}
         _ => return Err(AgentError::NotDeclared(site.alias.clone())),
     }
-    // Before this agent answers or reports anything, so that nothing it reports is an orphan.
+    // Bind first: a second agent for the same machine fails here, before it touches the
+    // first one's nodes. Then, before answering or reporting anything, stop orphans.
+    let listener = shoal_server::serve::bind(&site.addr()).await?;
     let specs = node_specs(&opts)?;
     stop_orphans(&specs, &opts.home).await;
-    let listener = shoal_server::serve::bind(&site.addr()).await?;
     let supervisor = Arc::new(Supervisor::new(
         specs,
         opts.config.restart_on_crash,
@@ -157,8 +156,9 @@ pub async fn run(
 
     let served = shoal_server::serve::serve(router, listener, async move {
         shutdown.await;
-        // Stopping the agent stops the machine's nodes first (the seed's stopAllNodes.sh).
-        supervisor.set_running(&[], false).await;
+        // Stopping the agent stops the machine's nodes first (the seed's stopAllNodes.sh), and
+        // no start request may revive one after that.
+        supervisor.shutdown().await;
         let _ = stop_tx.send(true);
         let _ = heartbeats.await;
     })

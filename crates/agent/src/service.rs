@@ -35,6 +35,9 @@ impl AgentService {
         req: Request<NodesRequest>,
         running: bool,
     ) -> Result<Response<ListProcessesResponse>, Status> {
+        if running && self.supervisor.is_shutting_down() {
+            return Err(Status::unavailable("the agent is shutting down"));
+        }
         let aliases = req.into_inner().aliases;
         let unknown = self.supervisor.unknown(&aliases);
         if !unknown.is_empty() {

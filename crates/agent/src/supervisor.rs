@@ -61,6 +61,8 @@ struct Managed {
 
 pub struct Supervisor {
     nodes: BTreeMap<String, Managed>,
+    /// Set when the agent shuts down: starts are refused from then on.
+    shutting_down: std::sync::atomic::AtomicBool,
 }
 
 impl Supervisor {
@@ -94,7 +96,21 @@ impl Supervisor {
                 (managed.spec.alias.clone(), managed)
             })
             .collect();
-        Self { nodes }
+        Self {
+            nodes,
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stops every node for good: later start requests do nothing.
+    pub async fn shutdown(&self) {
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.set_running(&[], false).await;
     }
 
     /// Unknown aliases among `aliases` (empty means all nodes, so none is unknown).
@@ -109,6 +125,9 @@ impl Supervisor {
     /// Starts or stops the selected nodes (all when `aliases` is empty) and returns when each
     /// has reached the wanted state.
     pub async fn set_running(&self, aliases: &[String], running: bool) {
+        if running && self.is_shutting_down() {
+            return;
+        }
         let replies = self
             .nodes
             .values()

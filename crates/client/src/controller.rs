@@ -26,6 +26,19 @@ const ROUND_PAUSE: Duration = Duration::from_millis(100);
 /// Per-call deadline: a hung controller must not stall the caller.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Deadline of calls that commit a metadata write: longer than the controller's own write
+/// timeout, so the controller, which knows the outcome, answers first.
+const WRITE_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether a call may be re-sent when its outcome is unknown (deadline, reset connection).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Running it twice is harmless (heartbeats, reads, EnsureChunks).
+    Idempotent,
+    /// Re-sent only when it certainly did not run (a redirect, UNAVAILABLE).
+    OnlyIfNotRun,
+}
+
 #[derive(Clone)]
 pub struct ControllerClient {
     sites: Vec<String>,
@@ -54,20 +67,20 @@ impl ControllerClient {
     }
 
     pub async fn heartbeat(&self, req: HeartbeatRequest) -> Result<HeartbeatResponse, ClientError> {
-        self.call(move |mut c| {
+        self.call(Retry::Idempotent, move |mut c| {
             let req = req.clone();
             async move { c.heartbeat(with_timeout(CALL_TIMEOUT, req)).await }
         })
         .await
     }
 
-    /// Runs DDL on the leader. Not idempotent: if an answer is lost and the call is retried on
-    /// the new leader, a CREATE that did commit reports "already exists".
+    /// Runs DDL on the leader. Not idempotent, so it is re-sent only when it certainly did not
+    /// run; an unknown outcome (deadline, connection reset) is reported as such.
     pub async fn execute_ddl(&self, sql: &str) -> Result<DdlResponse, ClientError> {
-        self.call(|mut c| {
+        self.call(Retry::OnlyIfNotRun, |mut c| {
             let sql = sql.to_owned();
             async move {
-                c.execute_ddl(with_timeout(CALL_TIMEOUT, DdlRequest { sql }))
+                c.execute_ddl(with_timeout(WRITE_CALL_TIMEOUT, DdlRequest { sql }))
                     .await
             }
         })
@@ -87,16 +100,16 @@ impl ControllerClient {
             partition_keys: partition_keys.iter().map(|k| (*k).to_owned()).collect(),
         };
         let resp = self
-            .call(|mut c| {
+            .call(Retry::Idempotent, |mut c| {
                 let req = req.clone();
-                async move { c.ensure_chunks(with_timeout(CALL_TIMEOUT, req)).await }
+                async move { c.ensure_chunks(with_timeout(WRITE_CALL_TIMEOUT, req)).await }
             })
             .await?;
         Ok(resp.chunks)
     }
 
     pub async fn cluster_status(&self) -> Result<ClusterStatusResponse, ClientError> {
-        self.call(|mut c| async move {
+        self.call(Retry::Idempotent, |mut c| async move {
             c.cluster_status(with_timeout(CALL_TIMEOUT, ClusterStatusRequest {}))
                 .await
         })
@@ -106,7 +119,7 @@ impl ControllerClient {
     /// Runs an idempotent call on the leader: tries the known leader, then every site, follows
     /// redirects (each address at most once per round), and starts another round after a pause
     /// until `leader_wait` has passed.
-    async fn call<T, F, Fut>(&self, op: F) -> Result<T, ClientError>
+    async fn call<T, F, Fut>(&self, retry: Retry, op: F) -> Result<T, ClientError>
     where
         F: Fn(PbClient<AuthChannel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
@@ -139,13 +152,12 @@ impl ControllerClient {
                     }
                     continue;
                 }
-                // The calls made here are idempotent, so a connection reset (`Unknown`) is
-                // retried elsewhere too.
+                // UNAVAILABLE: the call did not run (no connection, no leader, no quorum).
+                // A deadline or a reset connection (`Unknown`) leaves the outcome unknown.
                 let code = status.code();
-                if is_retryable_elsewhere(code)
-                    || code == tonic::Code::FailedPrecondition
-                    || code == tonic::Code::Unknown
-                {
+                let not_run = code == tonic::Code::Unavailable;
+                let unknown_outcome = is_retryable_elsewhere(code) || code == tonic::Code::Unknown;
+                if not_run || (retry == Retry::Idempotent && unknown_outcome) {
                     last = format!("{addr}: {}", status.message());
                     if self.known_leader().as_deref() == Some(addr.as_str()) {
                         self.set_leader(None);

@@ -106,8 +106,8 @@ fn plan(
                     load: load.get(*alias).copied().unwrap_or(0),
                 })
                 .collect();
-            let nodes =
-                place(&candidates, policy.factor, policy.level).map_err(Status::unavailable)?;
+            let nodes = place(&candidates, policy.factor, policy.level)
+                .map_err(Status::failed_precondition)?;
             for n in &nodes {
                 *load.entry(n.clone()).or_default() += 1;
             }

@@ -98,15 +98,19 @@ impl ControllerCore {
     }
 
     /// Proposes `cmd` through Raft and waits until it is committed and applied.
+    ///
+    /// Error codes tell the caller whether the command may have run: UNAVAILABLE and a
+    /// redirect mean it did not; DEADLINE_EXCEEDED (not committed in time, it may still
+    /// commit) and ABORTED mean the outcome is unknown.
     pub async fn write(&self, cmd: Command) -> Result<CommandResponse, Status> {
         match tokio::time::timeout(WRITE_TIMEOUT, self.raft.client_write(cmd)).await {
             Ok(Ok(resp)) => Ok(resp.data),
             Ok(Err(e)) => match e.forward_to_leader() {
                 Some(f) => Err(redirect(f.leader_node.as_ref().map(|n| n.addr.clone()))),
-                None => Err(Status::unavailable(format!("metadata write failed: {e}"))),
+                None => Err(Status::aborted(format!("metadata write failed: {e}"))),
             },
-            Err(_) => Err(Status::unavailable(format!(
-                "metadata write not committed within {WRITE_TIMEOUT:?} (no quorum?)"
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "metadata write not committed within {WRITE_TIMEOUT:?} (no quorum?); it may still commit"
             ))),
         }
     }

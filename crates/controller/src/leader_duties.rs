@@ -50,19 +50,32 @@ async fn tick(core: &ControllerCore, heartbeat_timeout: Duration) -> Result<(), 
             .collect()
     });
     for alias in live {
-        if core
-            .liveness
-            .silent_for(&alias)
-            .is_some_and(|d| d > heartbeat_timeout)
-        {
-            tracing::warn!("node {alias}: no heartbeat for {heartbeat_timeout:?}, marking it down");
-            core.write(Command::SetNodeState {
-                alias,
-                state: NodeState::Down,
-                at_ms: now_ms(),
-            })
-            .await?;
+        let silent = |core: &ControllerCore| {
+            core.liveness
+                .silent_for(&alias)
+                .is_some_and(|d| d > heartbeat_timeout)
+        };
+        if !silent(core) {
+            continue;
         }
+        // Decide and commit under the lock heartbeats take: a heartbeat that arrived since the
+        // first look wins, and one arriving during the write sees DOWN and reports UP again.
+        let _guard = core.liveness_writes.lock().await;
+        let still_live = core.read(|m| {
+            m.nodes
+                .get(&alias)
+                .is_some_and(|n| matches!(n.state, NodeState::Up | NodeState::Stopping))
+        });
+        if !silent(core) || !still_live {
+            continue;
+        }
+        tracing::warn!("node {alias}: no heartbeat for {heartbeat_timeout:?}, marking it down");
+        core.write(Command::SetNodeState {
+            alias,
+            state: NodeState::Down,
+            at_ms: now_ms(),
+        })
+        .await?;
     }
     Ok(())
 }

@@ -128,33 +128,39 @@ pub async fn start(args: HostArgs) -> anyhow::Result<()> {
         .start(Vec::new())
         .await
         .with_context(|| format!("starting the nodes of {machine}"))?;
-    let aliases: Vec<String> = listing.processes.iter().map(|p| p.alias.clone()).collect();
-    wait_up(&target, &aliases, args.timeout).await?;
+    let started: Vec<(String, u32)> = listing
+        .processes
+        .iter()
+        .map(|p| (p.alias.clone(), p.pid))
+        .collect();
+    wait_up(&target, &started, args.timeout).await?;
     print(&listing, args.json)
 }
 
-/// Waits until the controller leader reports every alias UP with a fresh heartbeat.
-pub async fn wait_up(
+/// Waits until the controller leader reports every node UP *as the process the agent started*
+/// (its pid): a heartbeat from the process before it does not count.
+async fn wait_up(
     target: &Target,
-    aliases: &[String],
+    started: &[(String, u32)],
     timeout: std::time::Duration,
 ) -> anyhow::Result<()> {
-    let started = Instant::now();
+    let since = Instant::now();
     loop {
         let status = target.controllers.cluster_status().await?;
-        let pending: Vec<&str> = aliases
+        let pending: Vec<&str> = started
             .iter()
-            .filter(|a| {
-                !status.nodes.iter().any(|n| {
-                    &n.alias == *a && n.state() == NodeState::Up && n.last_heartbeat_ms_ago >= 0
-                })
+            .filter(|(alias, pid)| {
+                !status
+                    .nodes
+                    .iter()
+                    .any(|n| &n.alias == alias && n.state() == NodeState::Up && n.pid == *pid)
             })
-            .map(String::as_str)
+            .map(|(alias, _)| alias.as_str())
             .collect();
         if pending.is_empty() {
             return Ok(());
         }
-        if started.elapsed() > timeout {
+        if since.elapsed() > timeout {
             bail!("not up after {timeout:?}: {}", pending.join(", "));
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -115,10 +115,6 @@ fn agent_pid_file(home: &Path) -> PathBuf {
     home.join("run").join("agent.pid")
 }
 
-fn read_pid(path: &Path) -> Option<u32> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
 fn spawn_agent(home: &Path) -> anyhow::Result<std::process::Child> {
     let run = home.join("run");
     let log_dir = home.join("log");
@@ -152,8 +148,10 @@ pub async fn up(args: LocalUpArgs) -> anyhow::Result<()> {
     let mut agents = Vec::new();
     for host in nodes.machines() {
         let home = dir.join(&host);
-        match read_pid(&agent_pid_file(&home)).filter(|p| process::is_shoal_of(*p, &home)) {
-            Some(pid) => println!("agent of {host} already running (pid {pid})"),
+        match process::read_pid_file(&agent_pid_file(&home))
+            .filter(|p| process::is_shoal_of(*p, &home))
+        {
+            Some(pid) => eprintln!("agent of {host} already running (pid {pid})"),
             None => agents.push((spawn_agent(&home)?, home)),
         }
     }
@@ -198,7 +196,7 @@ fn is_current(n: &shoal_proto::NodeStatus, agents: &[(std::process::Child, PathB
     let expected = if n.mode() == shoal_proto::NodeMode::Agent {
         Some(agent.id())
     } else {
-        read_pid(&home.join("run").join(format!("{}.pid", n.alias)))
+        process::read_pid_file(&home.join("run").join(format!("{}.pid", n.alias)))
     };
     expected == Some(n.pid)
 }
@@ -277,7 +275,7 @@ pub async fn down(args: LocalDirArgs) -> anyhow::Result<()> {
     let homes: Vec<PathBuf> = nodes.machines().iter().map(|h| dir.join(h)).collect();
     // Agents first: each stops its own nodes gracefully before exiting.
     let agents = homes.iter().filter_map(|home| {
-        read_pid(&agent_pid_file(home)).filter(|p| process::is_shoal_of(*p, home))
+        process::read_pid_file(&agent_pid_file(home)).filter(|p| process::is_shoal_of(*p, home))
     });
     join_all(agents.map(|pid| process::terminate(pid, AGENT_STOP_GRACE))).await;
     // Anything an agent left behind (it was killed, say) by its pid file.
@@ -287,7 +285,9 @@ pub async fn down(args: LocalDirArgs) -> anyhow::Result<()> {
             for e in entries.flatten() {
                 // A pid file can outlive its process; only signal a pid that still runs
                 // shoal for this machine.
-                if let Some(pid) = read_pid(&e.path()).filter(|p| process::is_shoal_of(*p, home)) {
+                if let Some(pid) =
+                    process::read_pid_file(&e.path()).filter(|p| process::is_shoal_of(*p, home))
+                {
                     leftovers.push(pid);
                 }
                 let _ = fs::remove_file(e.path());
