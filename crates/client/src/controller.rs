@@ -138,7 +138,14 @@ impl ControllerClient {
                     continue;
                 }
                 let client = PbClient::new(self.channels.get(&addr)?);
-                let status = match op(client).await {
+                // No attempt may run past the caller's deadline.
+                let left = self.leader_wait.saturating_sub(started.elapsed());
+                let attempt = tokio::time::timeout(left, op(client))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(tonic::Status::deadline_exceeded("client deadline reached"))
+                    });
+                let status = match attempt {
                     Ok(resp) => {
                         self.set_leader(Some(addr));
                         return Ok(resp.into_inner());
