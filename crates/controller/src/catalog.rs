@@ -30,6 +30,17 @@ pub enum ChunkState {
     Complete,
 }
 
+impl ChunkState {
+    /// DolphinDB's name, as `cluster.chunks` shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChunkState::Constructing => "CONSTRUCTING",
+            ChunkState::Recovering => "RECOVERING",
+            ChunkState::Complete => "COMPLETE",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaMeta {
     /// Data node alias.

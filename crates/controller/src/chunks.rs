@@ -8,7 +8,7 @@ use shoal_common::config::{NodeMode, ReliabilityLevel};
 use shoal_proto::{ChunkInfo, EnsureChunksRequest, EnsureChunksResponse, ReplicaInfo};
 use tonic::Status;
 
-use crate::catalog::{ChunkMeta, ChunkState, NewChunk};
+use crate::catalog::{ChunkMeta, NewChunk};
 use crate::cluster_meta::{ClusterMeta, NodeState};
 use crate::command::Command;
 use crate::controller_service::ControllerCore;
@@ -141,15 +141,7 @@ pub fn chunk_info(m: &ClusterMeta, c: &ChunkMeta) -> ChunkInfo {
                 in_sync: r.in_sync,
             })
             .collect(),
-        state: state_name(c.state).to_owned(),
+        state: c.state.name().to_owned(),
         version: c.version,
-    }
-}
-
-fn state_name(s: ChunkState) -> &'static str {
-    match s {
-        ChunkState::Constructing => "CONSTRUCTING",
-        ChunkState::Recovering => "RECOVERING",
-        ChunkState::Complete => "COMPLETE",
     }
 }

@@ -27,6 +27,13 @@ pub enum NodeState {
     Stopping,
 }
 
+impl NodeState {
+    /// Up, or stopping but still heard from: a node whose silence the leader watches.
+    pub fn is_live(self) -> bool {
+        matches!(self, NodeState::Up | NodeState::Stopping)
+    }
+}
+
 /// One node (controller, agent or data node) as the metadata records it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRecord {

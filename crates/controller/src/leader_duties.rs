@@ -45,7 +45,7 @@ async fn tick(core: &ControllerCore, heartbeat_timeout: Duration) -> Result<(), 
     let live: Vec<String> = core.read(|m| {
         m.nodes
             .values()
-            .filter(|n| matches!(n.state, NodeState::Up | NodeState::Stopping))
+            .filter(|n| n.state.is_live())
             .map(|n| n.alias.clone())
             .collect()
     });
@@ -61,11 +61,7 @@ async fn tick(core: &ControllerCore, heartbeat_timeout: Duration) -> Result<(), 
         // Decide and commit under the lock heartbeats take: a heartbeat that arrived since the
         // first look wins, and one arriving during the write sees DOWN and reports UP again.
         let _guard = core.liveness_writes.lock().await;
-        let still_live = core.read(|m| {
-            m.nodes
-                .get(&alias)
-                .is_some_and(|n| matches!(n.state, NodeState::Up | NodeState::Stopping))
-        });
+        let still_live = core.read(|m| m.nodes.get(&alias).is_some_and(|n| n.state.is_live()));
         if !silent(core) || !still_live {
             continue;
         }

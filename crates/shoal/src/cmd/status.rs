@@ -33,13 +33,9 @@ pub struct ClusterView {
     pub nodes: Vec<NodeView>,
 }
 
+/// The mode as cluster.nodes spells it.
 pub fn mode_name(mode: NodeMode) -> &'static str {
-    match mode {
-        NodeMode::Controller => "controller",
-        NodeMode::Agent => "agent",
-        NodeMode::Datanode => "datanode",
-        NodeMode::Unspecified => "?",
-    }
+    shoal_common::config::NodeMode::try_from(mode).map_or("?", |m| m.as_str())
 }
 
 pub fn state_name(state: NodeState) -> &'static str {
