@@ -4,6 +4,7 @@
 
 pub mod ddl;
 pub mod partition;
+pub mod rows;
 pub mod table;
 pub mod types;
 

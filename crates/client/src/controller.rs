@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use shoal_proto::controller_client::ControllerClient as PbClient;
 use shoal_proto::{
     ChunkInfo, ClusterStatusRequest, ClusterStatusResponse, DdlRequest, DdlResponse,
-    EnsureChunksRequest, HeartbeatRequest, HeartbeatResponse, LEADER_METADATA_KEY,
+    EnsureChunksRequest, GetCatalogRequest, GetCatalogResponse, HeartbeatRequest,
+    HeartbeatResponse, LEADER_METADATA_KEY, UpdateReplicasRequest,
 };
 
 use crate::ClientError;
@@ -106,6 +107,32 @@ impl ControllerClient {
             })
             .await?;
         Ok(resp.chunks)
+    }
+
+    /// Databases, tables and every chunk, as committed when the call was made.
+    pub async fn get_catalog(&self) -> Result<GetCatalogResponse, ClientError> {
+        self.call(Retry::Idempotent, |mut c| async move {
+            c.get_catalog(with_timeout(CALL_TIMEOUT, GetCatalogRequest {}))
+                .await
+        })
+        .await
+    }
+
+    /// Compare-and-set change of a chunk's in-sync set. Re-sent on an unknown outcome: a
+    /// second copy of an applied change fails its version check (ABORTED) and the caller
+    /// refreshes the chunk, which then shows the change.
+    pub async fn update_replicas(
+        &self,
+        req: UpdateReplicasRequest,
+    ) -> Result<ChunkInfo, ClientError> {
+        self.call(Retry::Idempotent, |mut c| {
+            let req = req.clone();
+            async move {
+                c.update_replicas(with_timeout(WRITE_CALL_TIMEOUT, req))
+                    .await
+            }
+        })
+        .await
     }
 
     pub async fn cluster_status(&self) -> Result<ClusterStatusResponse, ClientError> {

@@ -26,6 +26,15 @@ pub enum ClientError {
     BadSecret(String),
     #[error("invalid address `{addr}`: {message}")]
     BadAddress { addr: String, message: String },
+    #[error("{0}")]
+    BadInput(String),
+    /// No site completed the call before the deadline.
+    #[error("{what}: no data node answered within {waited:?}; last error: {last}")]
+    Unavailable {
+        what: String,
+        waited: Duration,
+        last: String,
+    },
 }
 
 impl ClientError {

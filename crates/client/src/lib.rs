@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod channel;
 pub mod controller;
+pub mod data;
 pub mod error;
 pub mod heartbeat;
 

@@ -238,6 +238,82 @@ impl Catalog {
         }
         CommandResponse::applied()
     }
+
+    /// Compare-and-set on a chunk's in-sync set (see [`ReplicaChange`]). Refused, changing
+    /// nothing, when the chunk is at another version than the caller saw, when a named node
+    /// holds no replica of it, or when no replica would be left in sync.
+    pub fn update_replicas(&mut self, change: &ReplicaChange) -> CommandResponse {
+        let Some(chunk) = self.chunks.get_mut(&change.chunk_id) else {
+            return CommandResponse::refused(
+                Rejection::NotFound,
+                format!("chunk {} does not exist", change.chunk_id),
+            );
+        };
+        if chunk.version != change.expected_version {
+            return CommandResponse::refused(
+                Rejection::Conflict,
+                format!(
+                    "chunk {} is at version {}, not {}",
+                    chunk.id, chunk.version, change.expected_version
+                ),
+            );
+        }
+        let named = change.remove_in_sync.iter().chain(&change.add_in_sync);
+        if let Some(stranger) = named
+            .into_iter()
+            .find(|n| !chunk.replicas.iter().any(|r| &r.node == *n))
+        {
+            return CommandResponse::rejected(format!(
+                "node `{stranger}` holds no replica of chunk {}",
+                chunk.id
+            ));
+        }
+        let mut replicas = chunk.replicas.clone();
+        for r in &mut replicas {
+            if change.remove_in_sync.contains(&r.node) {
+                r.in_sync = false;
+            }
+            if change.add_in_sync.contains(&r.node) {
+                r.in_sync = true;
+            }
+        }
+        if !replicas.iter().any(|r| r.in_sync) {
+            return CommandResponse::rejected(format!(
+                "chunk {} ({}) would have no replica in sync",
+                chunk.id,
+                chunk.path()
+            ));
+        }
+        let unchanged = replicas == chunk.replicas;
+        if unchanged && !(change.mark_written && chunk.state == ChunkState::Constructing) {
+            return CommandResponse::applied();
+        }
+        chunk.replicas = replicas;
+        chunk.state = if chunk.replicas.iter().all(|r| r.in_sync) {
+            ChunkState::Complete
+        } else {
+            ChunkState::Recovering
+        };
+        chunk.version += 1;
+        CommandResponse::applied()
+    }
+}
+
+/// A change of one chunk's in-sync set, made by the chunk's primary (a replica missed a write,
+/// or caught up) or by a coordinator that cannot reach the primary. `expected_version` makes it
+/// a compare-and-set: of two racing changes based on the same version only the first applies,
+/// so two sides of a partition cannot each remove the other.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaChange {
+    pub chunk_id: u64,
+    pub expected_version: u64,
+    #[serde(default)]
+    pub remove_in_sync: Vec<String>,
+    #[serde(default)]
+    pub add_in_sync: Vec<String>,
+    /// The first write was acknowledged: CONSTRUCTING ends.
+    #[serde(default)]
+    pub mark_written: bool,
 }
 
 #[cfg(test)]
@@ -301,6 +377,82 @@ mod tests {
         t.partition_column = "name".into();
         let r = cat.create_table("dfs://stock", &t);
         assert!(r.rejected.contains("SYMBOL"), "{}", r.rejected);
+    }
+
+    fn change(version: u64) -> ReplicaChange {
+        ReplicaChange {
+            chunk_id: 1,
+            expected_version: version,
+            remove_in_sync: vec![],
+            add_in_sync: vec![],
+            mark_written: false,
+        }
+    }
+
+    #[test]
+    fn in_sync_changes_are_compare_and_set_and_never_empty_the_set() {
+        let mut cat = seed_catalog();
+        let key = cat.databases["dfs://stock"].scheme.initial()[0];
+        cat.create_chunks(&[NewChunk {
+            db: "dfs://stock".into(),
+            table: "stock".into(),
+            key,
+            nodes: vec!["node1".into(), "node2".into()],
+        }]);
+        let written = ReplicaChange {
+            mark_written: true,
+            ..change(1)
+        };
+        assert_eq!(cat.update_replicas(&written), CommandResponse::applied());
+        assert_eq!(cat.chunks[&1].state, ChunkState::Complete);
+        assert_eq!(cat.chunks[&1].version, 2);
+
+        // Both sides of a partition try to remove the other, based on version 2: one wins.
+        let drop2 = ReplicaChange {
+            remove_in_sync: vec!["node2".into()],
+            ..change(2)
+        };
+        let drop1 = ReplicaChange {
+            remove_in_sync: vec!["node1".into()],
+            ..change(2)
+        };
+        assert_eq!(cat.update_replicas(&drop2), CommandResponse::applied());
+        let before = cat.clone();
+        assert_eq!(cat.update_replicas(&drop1).rejection, Rejection::Conflict);
+        assert_eq!(cat, before);
+        let chunk = &cat.chunks[&1];
+        assert_eq!(
+            (chunk.state, chunk.in_sync().collect::<Vec<_>>()),
+            (ChunkState::Recovering, vec!["node1"])
+        );
+
+        // The last in-sync replica stays; a stranger is refused; nothing changes.
+        let last = ReplicaChange {
+            remove_in_sync: vec!["node1".into()],
+            ..change(3)
+        };
+        assert!(
+            cat.update_replicas(&last)
+                .rejected
+                .contains("no replica in sync")
+        );
+        let stranger = ReplicaChange {
+            add_in_sync: vec!["node9".into()],
+            ..change(3)
+        };
+        assert!(cat.update_replicas(&stranger).rejected.contains("node9"));
+        assert_eq!(cat.chunks[&1].version, 3);
+
+        // node2 caught up and rejoins: COMPLETE again.
+        let rejoin = ReplicaChange {
+            add_in_sync: vec!["node2".into()],
+            ..change(3)
+        };
+        assert_eq!(cat.update_replicas(&rejoin), CommandResponse::applied());
+        assert_eq!(
+            (cat.chunks[&1].state, cat.chunks[&1].version),
+            (ChunkState::Complete, 4)
+        );
     }
 
     #[test]

@@ -5,12 +5,15 @@ use std::collections::BTreeMap;
 
 use shoal_catalog::PartitionKey;
 use shoal_common::config::{NodeMode, ReliabilityLevel};
-use shoal_proto::{ChunkInfo, EnsureChunksRequest, EnsureChunksResponse, ReplicaInfo};
+use shoal_proto::{
+    ChunkInfo, EnsureChunksRequest, EnsureChunksResponse, GetCatalogResponse, ReplicaInfo,
+    UpdateReplicasRequest,
+};
 use tonic::Status;
 
-use crate::catalog::{ChunkMeta, NewChunk};
+use crate::catalog::{ChunkMeta, NewChunk, ReplicaChange};
 use crate::cluster_meta::{ClusterMeta, NodeState};
-use crate::command::Command;
+use crate::command::{Command, Rejection};
 use crate::controller_service::ControllerCore;
 use crate::placement::{Candidate, place};
 
@@ -71,6 +74,58 @@ pub async fn ensure(
             })
             .collect::<Result<_, _>>()?;
         Ok(EnsureChunksResponse { chunks })
+    })
+}
+
+/// The whole catalog after a read-index: every change committed before the call is in it.
+pub async fn catalog(core: &ControllerCore) -> Result<GetCatalogResponse, Status> {
+    core.ensure_leader()?;
+    core.read_index().await?;
+    core.read(|m| {
+        let databases_json = serde_json::to_vec(&m.catalog.databases)
+            .map_err(|e| Status::internal(format!("encode catalog: {e}")))?;
+        Ok(GetCatalogResponse {
+            databases_json,
+            chunks: m
+                .catalog
+                .chunks
+                .values()
+                .map(|c| chunk_info(m, c))
+                .collect(),
+        })
+    })
+}
+
+/// Commits a compare-and-set change of a chunk's in-sync set and answers the chunk as it is
+/// afterwards. ABORTED: the chunk moved on (refresh and decide again); FAILED_PRECONDITION: it
+/// would leave no replica in sync; NOT_FOUND: no such chunk.
+pub async fn update_replicas(
+    core: &ControllerCore,
+    req: UpdateReplicasRequest,
+) -> Result<ChunkInfo, Status> {
+    core.ensure_lease().await?;
+    let change = ReplicaChange {
+        chunk_id: req.chunk_id,
+        expected_version: req.expected_version,
+        remove_in_sync: req.remove_in_sync,
+        add_in_sync: req.add_in_sync,
+        mark_written: req.mark_written,
+    };
+    let resp = core.write(Command::UpdateReplicas { change }).await?;
+    match resp.rejection {
+        _ if resp.rejected.is_empty() => {}
+        Rejection::Conflict => return Err(Status::aborted(resp.rejected)),
+        Rejection::NotFound => return Err(Status::not_found(resp.rejected)),
+        Rejection::Invalid | Rejection::AlreadyExists => {
+            return Err(Status::failed_precondition(resp.rejected));
+        }
+    }
+    core.read(|m| {
+        m.catalog
+            .chunks
+            .get(&req.chunk_id)
+            .map(|c| chunk_info(m, c))
+            .ok_or_else(|| Status::not_found(format!("chunk {} was dropped", req.chunk_id)))
     })
 }
 

@@ -179,6 +179,7 @@ impl shoal_raft_store::MetaState<TypeConfig> for ClusterMeta {
             Command::DropTable { db, table } => self.catalog.drop_table(db, table),
             Command::DropDatabase { db } => self.catalog.drop_database(db),
             Command::CreateChunks { chunks } => self.catalog.create_chunks(chunks),
+            Command::UpdateReplicas { change } => self.catalog.update_replicas(change),
         }
     }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use shoal_catalog::{DatabaseDef, TableDef};
 use shoal_common::config::NodeMode;
 
-use crate::catalog::NewChunk;
+use crate::catalog::{NewChunk, ReplicaChange};
 use crate::cluster_meta::NodeState;
 
 /// A node declared in `cluster.nodes`.
@@ -71,6 +71,10 @@ pub enum Command {
     CreateChunks {
         chunks: Vec<NewChunk>,
     },
+    /// A chunk's in-sync set changed (compare-and-set on its version).
+    UpdateReplicas {
+        change: ReplicaChange,
+    },
 }
 
 impl fmt::Display for Command {
@@ -90,6 +94,15 @@ impl fmt::Display for Command {
             Command::DropTable { db, table } => write!(f, "drop_table({db} {table})"),
             Command::DropDatabase { db } => write!(f, "drop_database({db})"),
             Command::CreateChunks { chunks } => write!(f, "create_chunks({})", chunks.len()),
+            Command::UpdateReplicas { change } => write!(
+                f,
+                "update_replicas(chunk {} v{} -{:?} +{:?}{})",
+                change.chunk_id,
+                change.expected_version,
+                change.remove_in_sync,
+                change.add_in_sync,
+                if change.mark_written { " written" } else { "" }
+            ),
         }
     }
 }
@@ -102,6 +115,8 @@ pub enum Rejection {
     Invalid,
     AlreadyExists,
     NotFound,
+    /// A compare-and-set found another version than the caller saw.
+    Conflict,
 }
 
 /// What applying a command answered.

@@ -9,8 +9,9 @@ use openraft::{Instant as _, RaftMetrics, ReadPolicy};
 use shoal_common::config::NodeMode;
 use shoal_proto::controller_server::Controller;
 use shoal_proto::{
-    ClusterStatusRequest, ClusterStatusResponse, DdlRequest, DdlResponse, EnsureChunksRequest,
-    EnsureChunksResponse, HeartbeatRequest, HeartbeatResponse, LEADER_METADATA_KEY, NodeStatus,
+    ChunkInfo, ClusterStatusRequest, ClusterStatusResponse, DdlRequest, DdlResponse,
+    EnsureChunksRequest, EnsureChunksResponse, GetCatalogRequest, GetCatalogResponse,
+    HeartbeatRequest, HeartbeatResponse, LEADER_METADATA_KEY, NodeStatus, UpdateReplicasRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -248,6 +249,22 @@ impl Controller for ControllerService {
         req: Request<EnsureChunksRequest>,
     ) -> Result<Response<EnsureChunksResponse>, Status> {
         crate::chunks::ensure(&self.core, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_catalog(
+        &self,
+        _req: Request<GetCatalogRequest>,
+    ) -> Result<Response<GetCatalogResponse>, Status> {
+        crate::chunks::catalog(&self.core).await.map(Response::new)
+    }
+
+    async fn update_replicas(
+        &self,
+        req: Request<UpdateReplicasRequest>,
+    ) -> Result<Response<ChunkInfo>, Status> {
+        crate::chunks::update_replicas(&self.core, req.into_inner())
             .await
             .map(Response::new)
     }

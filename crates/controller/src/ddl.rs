@@ -60,7 +60,7 @@ pub async fn execute(core: &ControllerCore, sql: &str) -> Result<DdlResponse, St
         return Err(match resp.rejection {
             Rejection::AlreadyExists => Status::already_exists(resp.rejected),
             Rejection::NotFound => Status::not_found(resp.rejected),
-            Rejection::Invalid => Status::invalid_argument(resp.rejected),
+            Rejection::Invalid | Rejection::Conflict => Status::invalid_argument(resp.rejected),
         });
     }
     Ok(DdlResponse {

@@ -1,7 +1,14 @@
-//! The Shoal data node. For now: it prepares its storage directories, serves its identity and
-//! configuration, and reports itself to the controller leader by heartbeat. Chunk storage,
-//! appends and queries build on this.
+//! The Shoal data node: holds chunk replicas (durable WAL stores), coordinates appends from
+//! clients, replicates each chunk from its primary to its other replicas, catches up replicas
+//! that fell behind, and serves chunk reads for queries. See `replication` for the protocol.
 
+mod catalog_cache;
+mod coordinator;
+mod node;
+mod primary;
+mod replicas;
+mod replication;
 pub mod server;
+mod service;
 
 pub use server::{DataNodeError, DataNodeOptions, run};

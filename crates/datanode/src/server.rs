@@ -6,10 +6,23 @@ use shoal_client::channel::Channels;
 use shoal_client::controller::ControllerClient;
 use shoal_common::config::{ClusterNodes, DataNodeConfig, NodeMode};
 use shoal_common::version::VERSION;
+use std::sync::Arc;
+use std::time::Duration;
+
 use shoal_proto::auth::ServerAuth;
+use shoal_proto::data_node_server::DataNodeServer;
 use shoal_proto::node_info_server::NodeInfoServer;
 use shoal_server::node_info::NodeInfoService;
 use tokio::sync::watch;
+
+use crate::catalog_cache::CatalogCache;
+use crate::node::{MAX_MESSAGE, Node};
+use crate::replicas::LocalReplicas;
+use crate::replication::Links;
+use crate::service::DataNodeService;
+
+/// How often the catalog is refreshed and replicas that fell behind are looked after.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct DataNodeOptions {
     pub config: DataNodeConfig,
@@ -23,6 +36,8 @@ pub enum DataNodeError {
     NotDeclared(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error("chunk replicas: {0}")]
+    Replicas(String),
     #[error(transparent)]
     Client(#[from] shoal_client::ClientError),
     #[error("gRPC server: {0}")]
@@ -44,6 +59,22 @@ pub async fn run(
         })?;
     }
     let listener = shoal_server::serve::bind(&site.addr()).await?;
+    let volume = cfg.volumes.first().unwrap_or(&cfg.chunk_meta_dir);
+    let replicas = LocalReplicas::open(&cfg.chunk_meta_dir, volume, cfg.data_sync)
+        .await
+        .map_err(DataNodeError::Replicas)?;
+    let channels = Channels::new(&opts.secret)?;
+    let controllers = ControllerClient::new(
+        opts.nodes.controllers().map(|n| n.site.addr()).collect(),
+        channels.clone(),
+    );
+    let node = Arc::new(Node {
+        alias: site.alias.clone(),
+        catalog: CatalogCache::new(controllers.clone()),
+        replicas,
+        channels,
+        links: Links::default(),
+    });
     tracing::info!(
         "data node {} version {VERSION} listening on {}",
         site.alias,
@@ -59,13 +90,23 @@ pub async fn run(
         .add_service(NodeInfoServer::with_interceptor(
             NodeInfoService::new(&site.alias, shoal_proto::NodeMode::Datanode, cfg.entries()),
             ServerAuth::new(&opts.secret),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            DataNodeServer::new(DataNodeService::new(node.clone()))
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+            ServerAuth::new(&opts.secret),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            shoal_query::flight_service(Arc::new(shoal_query::QueryEngine::new(
+                controllers.clone(),
+                node.channels.clone(),
+            ))),
+            ServerAuth::new(&opts.secret),
         ));
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let controllers = ControllerClient::new(
-        opts.nodes.controllers().map(|n| n.site.addr()).collect(),
-        Channels::new(&opts.secret)?,
-    );
+    let upkeep = tokio::spawn(upkeep(node.clone(), stop_rx.clone()));
     let heartbeats = tokio::spawn(shoal_client::heartbeat::run(
         controllers,
         shoal_client::heartbeat::self_report(&site.alias, NodeMode::DataNode, &site.addr()),
@@ -81,7 +122,22 @@ pub async fn run(
             .await;
         let _ = stop_tx.send(true);
         let _ = heartbeats.await;
+        let _ = upkeep.await;
     })
     .await;
     Ok(served?)
+}
+
+/// Keeps the catalog fresh and replication links running for every chunk this node leads.
+async fn upkeep(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    loop {
+        match node.catalog.refresh().await {
+            Ok(()) => node.links.sweep(&node),
+            Err(e) => tracing::debug!("catalog refresh: {e}"),
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(UPKEEP_INTERVAL) => {}
+        }
+    }
 }

@@ -32,9 +32,12 @@ pub enum Command {
     /// Configuration as the nodes run it.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Run SQL. For now DDL only (CREATE/DROP DATABASE/TABLE, SHOW DATABASES/TABLES in
-    /// DolphinDB's dialect), executed by the controller leader.
+    /// Run SQL. DDL (CREATE/DROP DATABASE/TABLE, SHOW DATABASES/TABLES in DolphinDB's
+    /// dialect) goes to the controller leader; queries go to a data node's Flight SQL service
+    /// (tables as `"dfs://db".table`, system tables in `cluster`: nodes, chunks, config).
     Sql(SqlArgs),
+    /// Every chunk with its state, replicas, rows and replica checksums (cluster.chunks).
+    Chunks(ChunksArgs),
 }
 
 #[derive(Args)]
@@ -42,6 +45,20 @@ pub struct SqlArgs {
     pub sql: String,
     #[command(flatten)]
     pub target: TargetArgs,
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print a query's result as CSV with a header line.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+#[derive(Args)]
+pub struct ChunksArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Only chunks that are not COMPLETE (CONSTRUCTING, RECOVERING).
+    #[arg(long)]
+    pub not_complete: bool,
     #[arg(long)]
     pub json: bool,
 }

@@ -20,6 +20,8 @@ pub(crate) struct Entry {
 #[derive(Default)]
 pub(crate) struct View {
     entries: Vec<Entry>,
+    /// `chain[i]`: the checksum after entry i (so a replica's checksum at any lsn is known).
+    chain: Vec<u64>,
     rows: u64,
     checksum: u64,
     pub bytes_on_disk: u64,
@@ -44,6 +46,7 @@ impl View {
         self.checksum = chain(self.checksum, entry.lsn, entry.writer_id, entry.seq, digest);
         self.rows += entry.batch.num_rows() as u64;
         self.entries.push(entry);
+        self.chain.push(self.checksum);
     }
 
     pub(crate) fn last_lsn(&self) -> u64 {
@@ -55,6 +58,14 @@ impl View {
             last_lsn: self.last_lsn(),
             rows: self.rows,
             checksum: self.checksum,
+        }
+    }
+
+    /// The checksum after `lsn` (0 for lsn 0), or `None` past `last_lsn`.
+    pub(crate) fn checksum_at(&self, lsn: u64) -> Option<u64> {
+        match lsn {
+            0 => Some(0),
+            _ => self.chain.get(usize::try_from(lsn - 1).ok()?).copied(),
         }
     }
 

@@ -23,6 +23,9 @@ use crate::wal::record::{self, FRAME_PREFIX_LEN, MAX_PAYLOAD};
 use crate::wal::replay::{self, TailPolicy};
 use crate::wal::{segment, writer::WalWriter};
 
+/// Where the commit thread answers one queued record.
+type Reply = oneshot::Receiver<Result<AppendOutcome, StorageError>>;
+
 /// State shared between the API and the commit thread.
 pub(crate) struct Shared {
     pub dir: PathBuf,
@@ -291,6 +294,25 @@ impl ChunkStore {
         self.submit(Op::ApplyAt(lsn), writer_id, seq, batch).await
     }
 
+    /// Replication / recovery: [`ChunkStore::apply_at`] for records in lsn order, queued
+    /// together so they share commit groups (one fdatasync for many records, not one each).
+    /// Answers in the same order; the first refusal fails the call (later records were
+    /// refused too, their lsns no longer following).
+    pub async fn apply_records(
+        &self,
+        records: Vec<Record>,
+    ) -> Result<Vec<AppendOutcome>, StorageError> {
+        let mut replies = Vec::with_capacity(records.len());
+        for r in records {
+            replies.push(self.enqueue(Op::ApplyAt(r.lsn), r.writer_id, r.seq, r.batch)?);
+        }
+        let mut outcomes = Vec::with_capacity(replies.len());
+        for rx in replies {
+            outcomes.push(self.reply(rx).await?);
+        }
+        Ok(outcomes)
+    }
+
     async fn submit(
         &self,
         op: Op,
@@ -298,6 +320,24 @@ impl ChunkStore {
         seq: u64,
         batch: RecordBatch,
     ) -> Result<AppendOutcome, StorageError> {
+        let rx = self.enqueue(op, writer_id, seq, batch)?;
+        self.reply(rx).await
+    }
+
+    async fn reply(&self, rx: Reply) -> Result<AppendOutcome, StorageError> {
+        rx.await.map_err(|_| StorageError::Closed {
+            dir: self.shared.dir.clone(),
+        })?
+    }
+
+    /// Checks and encodes a record and queues it for the commit thread (in call order).
+    fn enqueue(
+        &self,
+        op: Op,
+        writer_id: u64,
+        seq: u64,
+        batch: RecordBatch,
+    ) -> Result<Reply, StorageError> {
         let dir = &self.shared.dir;
         let batch = codec::conform(&self.shared.schema, batch).map_err(|detail| {
             StorageError::SchemaMismatch {
@@ -334,7 +374,7 @@ impl ChunkStore {
         self.shared
             .queued
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        rx.await.map_err(|_| closed())?
+        Ok(rx)
     }
 
     fn view(&self) -> std::sync::RwLockReadGuard<'_, View> {
@@ -360,6 +400,13 @@ impl ChunkStore {
     /// memory or encoded. 0 for an empty store.
     pub fn checksum(&self) -> u64 {
         self.view().position().checksum
+    }
+
+    /// The checksum the replica had right after `lsn` (0 for lsn 0); `None` if `lsn` is past
+    /// `last_lsn()`. Two replicas with equal `checksum_at(n)` hold the same records 1..=n, so a
+    /// replica that diverged from its primary is told apart from one that is only behind.
+    pub fn checksum_at(&self, lsn: u64) -> Option<u64> {
+        self.view().checksum_at(lsn)
     }
 
     /// `last_lsn`, `row_count` and `checksum` read together (consistent with each other).

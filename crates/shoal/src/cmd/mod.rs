@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod chunks;
 mod config;
 mod host;
 mod local;
@@ -24,6 +25,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Host(HostCommand::Ps(a)) => host::ps(a).await,
         Command::Config(ConfigCommand::Get(a)) => config::get(a).await,
         Command::Sql(a) => sql::run(a).await,
+        Command::Chunks(a) => chunks::run(a).await,
     }
     .map(|()| ExitCode::SUCCESS)
 }

@@ -1,29 +1,49 @@
-//! `shoal sql "..."`: DDL through the controller leader. Queries will go to the data nodes'
-//! Flight SQL service once it exists; until then they are refused with that explanation.
+//! `shoal sql "..."`: DDL through the controller leader; queries through a data node's Flight
+//! SQL service, trying the next data node while one is unavailable.
 
-use anyhow::bail;
-use serde_json::json;
+use anyhow::{Context, bail};
+use arrow::array::{Array, RecordBatch};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use serde_json::{Value, json};
 use shoal_catalog::ddl::{self, Statement};
+use shoal_proto::{NodeMode, NodeState};
 
 use crate::cli::SqlArgs;
 use crate::output;
 use crate::target::Target;
 
+/// How a query's result is printed.
+#[derive(Clone, Copy)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
 pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
     // Parse locally first: a malformed statement is reported without contacting the cluster.
-    if let Statement::Query(_) = ddl::parse(&args.sql)? {
-        bail!(
-            "only DDL is supported so far (CREATE/DROP DATABASE/TABLE, SHOW DATABASES/TABLES); queries need the data nodes' SQL service, which is not built yet"
-        );
-    }
+    let statement = ddl::parse(&args.sql)?;
     let target = Target::resolve(&args.target)?;
+    if let Statement::Query(_) = statement {
+        let format = match (args.json, args.csv) {
+            (true, _) => Format::Json,
+            (_, true) => Format::Csv,
+            _ => Format::Table,
+        };
+        let (schema, batches) = query(&target, &args.sql).await?;
+        return print(&schema, &batches, format);
+    }
+    if args.csv {
+        bail!("--csv is for queries; DDL prints a message or a small table");
+    }
     let resp = target.controllers.execute_ddl(&args.sql).await?;
     let rows: Vec<Vec<String>> = resp.rows.into_iter().map(|r| r.values).collect();
     if args.json {
         let v = if resp.columns.is_empty() {
             json!({ "message": resp.message })
         } else {
-            let objects: Vec<serde_json::Map<String, serde_json::Value>> = rows
+            let objects: Vec<serde_json::Map<String, Value>> = rows
                 .iter()
                 .map(|r| {
                     resp.columns
@@ -43,4 +63,136 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
         println!("{}", output::table(&header, rows));
     }
     Ok(())
+}
+
+/// Runs a query on the first data node that can answer it.
+pub async fn query(target: &Target, sql: &str) -> anyhow::Result<(SchemaRef, Vec<RecordBatch>)> {
+    let sites = data_node_sites(target).await?;
+    let mut last = None;
+    for addr in &sites {
+        match shoal_query::query(target.channels.get(addr)?, sql).await {
+            Ok(result) => return Ok(result),
+            Err(s) if s.code() == tonic::Code::Unavailable => {
+                last = Some(format!("{addr}: {}", s.message()));
+            }
+            Err(s) => bail!("{}", s.message()),
+        }
+    }
+    bail!(
+        "no data node could answer (tried {}); last error: {}",
+        sites.join(", "),
+        last.unwrap_or_default()
+    )
+}
+
+/// Data node addresses: from cluster.nodes when the cluster directory is known, else from the
+/// controllers' status, nodes that are UP first.
+async fn data_node_sites(target: &Target) -> anyhow::Result<Vec<String>> {
+    if let Some(nodes) = &target.nodes {
+        return Ok(nodes.datanodes().map(|n| n.site.addr()).collect());
+    }
+    let status = target
+        .controllers
+        .cluster_status()
+        .await
+        .context("finding the data nodes")?;
+    let mut nodes: Vec<_> = status
+        .nodes
+        .into_iter()
+        .filter(|n| n.mode() == NodeMode::Datanode)
+        .collect();
+    nodes.sort_by_key(|n| n.state() != NodeState::Up);
+    if nodes.is_empty() {
+        bail!("the cluster has no data node");
+    }
+    Ok(nodes.into_iter().map(|n| n.addr).collect())
+}
+
+pub fn print(schema: &SchemaRef, batches: &[RecordBatch], format: Format) -> anyhow::Result<()> {
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let options = FormatOptions::default();
+    let mut rows: Vec<Vec<Option<String>>> = Vec::new();
+    for batch in batches {
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        for i in 0..batch.num_rows() {
+            rows.push(
+                batch
+                    .columns()
+                    .iter()
+                    .zip(&formatters)
+                    .map(|(c, f)| (!c.is_null(i)).then(|| f.value(i).to_string()))
+                    .collect(),
+            );
+        }
+    }
+    match format {
+        Format::Table => {
+            let rows = rows
+                .into_iter()
+                .map(|r| {
+                    r.into_iter()
+                        .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                        .collect()
+                })
+                .collect();
+            println!("{}", output::table(&names, rows));
+        }
+        Format::Csv => {
+            println!(
+                "{}",
+                names
+                    .iter()
+                    .map(|n| csv_field(n))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            for r in rows {
+                let fields: Vec<String> = r
+                    .iter()
+                    .map(|v| csv_field(v.as_deref().unwrap_or("")))
+                    .collect();
+                println!("{}", fields.join(","));
+            }
+        }
+        Format::Json => {
+            let types: Vec<&DataType> = schema.fields().iter().map(|f| f.data_type()).collect();
+            let objects: Vec<serde_json::Map<String, Value>> = rows
+                .into_iter()
+                .map(|r| {
+                    names
+                        .iter()
+                        .zip(&types)
+                        .zip(r)
+                        .map(|((n, t), v)| ((*n).to_owned(), json_value(t, v)))
+                        .collect()
+                })
+                .collect();
+            println!("{}", output::json(&objects)?);
+        }
+    }
+    Ok(())
+}
+
+/// Numbers and booleans as JSON numbers and booleans; everything else (dates, timestamps,
+/// text) as the text the table shows.
+fn json_value(t: &DataType, v: Option<String>) -> Value {
+    match v {
+        None => Value::Null,
+        Some(s) if t.is_numeric() || *t == DataType::Boolean => {
+            serde_json::from_str(&s).unwrap_or(Value::String(s))
+        }
+        Some(s) => Value::String(s),
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
 }

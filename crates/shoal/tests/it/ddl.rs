@@ -68,8 +68,9 @@ fn the_seed_database_and_table_are_created_listed_refused_twice_and_dropped() {
         "{}",
         stderr(&out)
     );
-    let out = cluster.run(&["sql", "SELECT 1"]);
-    assert!(stderr(&out).contains("only DDL"), "{}", stderr(&out));
+    let out = cluster.run(&["sql", r#"SELECT count(*) FROM "dfs://stock".nope"#]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
     let tables = json(&cluster, r#"SHOW TABLES FROM "dfs://stock""#);
     assert_eq!(tables.as_array().unwrap().len(), 1, "{tables}");
 

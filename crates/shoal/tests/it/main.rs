@@ -5,5 +5,8 @@
 
 mod cluster;
 mod config_files;
+mod data;
 mod ddl;
 mod harness;
+mod query;
+mod storage;

@@ -131,11 +131,16 @@ async fn replica_catch_up_with_records_since_and_apply_at() {
             break;
         }
         pages += 1;
-        for r in page {
-            replica
-                .apply_at(r.lsn, r.writer_id, r.seq, r.batch)
-                .await
-                .unwrap();
+        let (n, fsyncs) = (page.len() as u64, replica.stats().fsyncs);
+        let outcomes = replica.apply_records(page).await.unwrap();
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, AppendOutcome::Applied { .. }))
+        );
+        // Queued together, a page shares commit groups instead of an fdatasync per record.
+        if n >= 4 {
+            assert!(replica.stats().fsyncs - fsyncs < n, "{n} records");
         }
     }
     assert!(pages > 1, "pages are bounded by max_bytes");
@@ -171,4 +176,24 @@ async fn checksum_depends_on_values_not_memory_layout() {
         b.checksum(),
         "different values, different checksum"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checksum_at_tells_a_replica_behind_from_one_that_diverged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = new_store(&tmp.path().join("a"), opts(false, 1 << 20)).await;
+    let b = new_store(&tmp.path().join("b"), opts(false, 1 << 20)).await;
+    for seq in 1..=3 {
+        a.append(1, seq, rows(0..2)).await.unwrap();
+    }
+    b.append(1, 1, rows(0..2)).await.unwrap();
+    // b is behind: its checksum at its own last lsn equals a's there.
+    assert_eq!(a.checksum_at(1), b.checksum_at(1));
+    assert_eq!(a.checksum_at(0), Some(0));
+    assert_eq!(a.checksum_at(3), Some(a.checksum()));
+    assert_eq!(a.checksum_at(4), None);
+    // b diverges at lsn 2 (another record there): the checksums at lsn 2 differ.
+    b.append(9, 1, rows(0..2)).await.unwrap();
+    assert_ne!(a.checksum_at(2), b.checksum_at(2));
+    assert_eq!(a.checksum_at(1), b.checksum_at(1));
 }

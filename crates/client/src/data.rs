@@ -1,0 +1,119 @@
+//! Appends to a table through any data node, failing over between them.
+//!
+//! Every append carries the writer's `(writer_id, seq)`; the data nodes apply a given pair at
+//! most once, so re-sending it after an unknown outcome (the node died, the connection reset,
+//! the deadline passed, the node was draining) is safe. Together: exactly once.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow::record_batch::RecordBatch;
+use shoal_proto::data_node_client::DataNodeClient;
+use shoal_proto::{AppendRequest, AppendResponse};
+
+use crate::ClientError;
+use crate::channel::Channels;
+
+/// Per-attempt deadline; longer than a data node's own deadline for one chunk's write, so the
+/// node that knows the outcome answers first.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(25);
+/// Pause after every site failed once, before going round again.
+const ROUND_PAUSE: Duration = Duration::from_millis(100);
+
+pub struct DataClient {
+    sites: Vec<String>,
+    channels: Channels,
+    current: AtomicUsize,
+    /// How long one append keeps trying.
+    pub deadline: Duration,
+}
+
+/// What a successful append reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub rows: u64,
+    /// Applied before (this was a retry of an append that had reached the cluster).
+    pub duplicate: bool,
+    /// Attempts that failed over to another site first.
+    pub retries: u32,
+}
+
+impl DataClient {
+    /// `sites`: data node addresses (`host:port`); any will coordinate.
+    pub fn new(sites: Vec<String>, channels: Channels) -> Self {
+        Self {
+            sites,
+            channels,
+            current: AtomicUsize::new(0),
+            deadline: Duration::from_secs(60),
+        }
+    }
+
+    pub async fn append(
+        &self,
+        db: &str,
+        table: &str,
+        writer_id: u64,
+        seq: u64,
+        batch: &RecordBatch,
+    ) -> Result<Appended, ClientError> {
+        let arrow_ipc =
+            shoal_catalog::rows::encode_ipc(batch.schema_ref(), std::slice::from_ref(batch))
+                .map_err(|e| ClientError::BadInput(format!("cannot encode rows: {e}")))?;
+        let req = AppendRequest {
+            db: db.to_owned(),
+            table: table.to_owned(),
+            writer_id,
+            seq,
+            arrow_ipc,
+        };
+        let started = Instant::now();
+        let mut retries = 0;
+        let mut last = String::from("no site tried");
+        while started.elapsed() < self.deadline {
+            for _ in 0..self.sites.len() {
+                let i = self.current.load(Ordering::Relaxed) % self.sites.len();
+                let addr = &self.sites[i];
+                let mut client = DataNodeClient::new(self.channels.get(addr)?);
+                let mut r = tonic::Request::new(req.clone());
+                r.set_timeout(ATTEMPT_TIMEOUT);
+                let status = match client.append(r).await {
+                    Ok(resp) => {
+                        let AppendResponse { rows, duplicate } = resp.into_inner();
+                        return Ok(Appended {
+                            rows,
+                            duplicate,
+                            retries,
+                        });
+                    }
+                    Err(s) => s,
+                };
+                if !worth_another_site(status.code()) {
+                    return Err(ClientError::from_status(addr, status));
+                }
+                last = format!("{addr}: {}: {}", status.code(), status.message());
+                tracing::debug!("append ({writer_id}, {seq}) failed over: {last}");
+                retries += 1;
+                let _ =
+                    self.current
+                        .compare_exchange(i, i + 1, Ordering::Relaxed, Ordering::Relaxed);
+            }
+            tokio::time::sleep(ROUND_PAUSE).await;
+        }
+        Err(ClientError::Unavailable {
+            what: format!("append ({writer_id}, {seq})"),
+            waited: started.elapsed(),
+            last,
+        })
+    }
+}
+
+/// The node (or the path to it) failed, not the request: re-send elsewhere. ABORTED is a data
+/// node's "the replica set changed under this write, try again".
+fn worth_another_site(code: tonic::Code) -> bool {
+    use tonic::Code::*;
+    matches!(
+        code,
+        Unavailable | Cancelled | DeadlineExceeded | Unknown | Aborted
+    )
+}

@@ -1,0 +1,169 @@
+//! This node's copy of the controller's catalog: table definitions and every chunk with its
+//! replicas. Refreshed in the background and whenever a request shows a newer chunk version,
+//! so decisions are made on metadata at least as new as the caller's.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use shoal_catalog::{DatabaseDef, PartitionScheme, TableDef};
+use shoal_client::ClientError;
+use shoal_client::controller::ControllerClient;
+use shoal_proto::ChunkInfo;
+use tonic::Status;
+
+#[derive(Default)]
+pub struct Snapshot {
+    pub databases: BTreeMap<String, DatabaseDef>,
+    pub chunks: HashMap<u64, ChunkInfo>,
+}
+
+pub struct CatalogCache {
+    controllers: ControllerClient,
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// One refresh at a time; callers that queued behind one reuse its result.
+    refreshing: tokio::sync::Mutex<()>,
+    /// Completed refreshes.
+    generation: AtomicU64,
+}
+
+impl CatalogCache {
+    pub fn new(controllers: ControllerClient) -> Self {
+        Self {
+            controllers,
+            snapshot: RwLock::default(),
+            refreshing: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    pub fn controllers(&self) -> &ControllerClient {
+        &self.controllers
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Fetches the catalog from the leader. A chunk never goes back to an older version: a
+    /// change this node committed itself may be newer than a fetch that started before it.
+    pub async fn refresh(&self) -> Result<(), ClientError> {
+        let seen = self.generation.load(Ordering::SeqCst);
+        let _one_at_a_time = self.refreshing.lock().await;
+        if self.generation.load(Ordering::SeqCst) != seen {
+            return Ok(()); // a refresh that started after we asked has finished
+        }
+        let resp = self.controllers.get_catalog().await?;
+        let databases: BTreeMap<String, DatabaseDef> = serde_json::from_slice(&resp.databases_json)
+            .map_err(|e| ClientError::Rpc {
+                addr: "controller".into(),
+                code: tonic::Code::Internal,
+                message: format!("undecodable catalog: {e}"),
+            })?;
+        let old = self.snapshot();
+        let chunks = resp
+            .chunks
+            .into_iter()
+            .map(|c| match old.chunks.get(&c.id) {
+                Some(mine) if mine.version > c.version => (c.id, mine.clone()),
+                _ => (c.id, c),
+            })
+            .collect();
+        self.set(Snapshot { databases, chunks });
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Records a chunk as the controller answered it after a change, if it is newer.
+    pub fn update_chunk(&self, chunk: ChunkInfo) {
+        let mut guard = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
+        if guard
+            .chunks
+            .get(&chunk.id)
+            .is_some_and(|c| c.version >= chunk.version)
+        {
+            return;
+        }
+        let mut chunks = guard.chunks.clone();
+        chunks.insert(chunk.id, chunk);
+        *guard = Arc::new(Snapshot {
+            databases: guard.databases.clone(),
+            chunks,
+        });
+    }
+
+    fn set(&self, s: Snapshot) {
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
+    }
+
+    pub fn chunk(&self, id: u64) -> Option<ChunkInfo> {
+        self.snapshot().chunks.get(&id).cloned()
+    }
+
+    /// The chunk at `version` or newer, refreshing once if this node has only older metadata.
+    pub async fn chunk_at_least(&self, id: u64, version: u64) -> Result<ChunkInfo, Status> {
+        if let Some(c) = self.chunk(id).filter(|c| c.version >= version) {
+            return Ok(c);
+        }
+        self.refresh().await.map_err(unavailable)?;
+        self.chunk(id)
+            .ok_or_else(|| Status::not_found(format!("chunk {id} does not exist (dropped?)")))
+    }
+
+    /// A table's partition scheme and definition, refreshing once if unknown.
+    pub async fn table(
+        &self,
+        db: &str,
+        table: &str,
+    ) -> Result<(PartitionScheme, TableDef), Status> {
+        let find = |s: &Snapshot| {
+            let d = s.databases.get(db)?;
+            Some((d.scheme.clone(), d.tables.get(table)?.clone()))
+        };
+        if let Some(t) = find(&self.snapshot()) {
+            return Ok(t);
+        }
+        self.refresh().await.map_err(unavailable)?;
+        let s = self.snapshot();
+        if !s.databases.contains_key(db) {
+            return Err(Status::not_found(format!("database `{db}` does not exist")));
+        }
+        find(&s)
+            .ok_or_else(|| Status::not_found(format!("table `{table}` does not exist in `{db}`")))
+    }
+
+    /// The table definition a chunk belongs to.
+    pub fn table_of(&self, chunk: &ChunkInfo) -> Option<TableDef> {
+        self.snapshot()
+            .databases
+            .get(&chunk.db)?
+            .tables
+            .get(&chunk.table)
+            .cloned()
+    }
+
+    /// The chunk holding `partition` (a DolphinDB literal) of a table, if known.
+    pub fn chunk_for(&self, db: &str, table: &str, partition: &str) -> Option<ChunkInfo> {
+        self.snapshot()
+            .chunks
+            .values()
+            .find(|c| c.db == db && c.table == table && c.partition_key == partition)
+            .cloned()
+    }
+}
+
+pub fn unavailable(e: ClientError) -> Status {
+    Status::unavailable(format!("cannot reach the controllers: {e}"))
+}
+
+/// The primary of a chunk: its first in-sync replica, in the controller's order.
+pub fn primary(chunk: &ChunkInfo) -> Option<&shoal_proto::ReplicaInfo> {
+    chunk.replicas.iter().find(|r| r.in_sync)
+}
+
+pub fn is_in_sync(chunk: &ChunkInfo, node: &str) -> bool {
+    chunk.replicas.iter().any(|r| r.node == node && r.in_sync)
+}

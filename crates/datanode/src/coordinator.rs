@@ -1,0 +1,190 @@
+//! Appends from clients: any data node coordinates. The rows are fitted to the table, split by
+//! partition, and each share is written through its chunk's primary, all with the client's
+//! `(writer_id, seq)`, so a retried append is applied at most once in every chunk.
+//!
+//! A primary that cannot be reached (connection refused, reset, deadline) is taken out of its
+//! chunk's in-sync set through the controller — compare-and-set on the chunk version — and the
+//! share is written through the next in-sync replica. A refusal that says "not the primary" or
+//! "stale version" refreshes the chunk and tries again. With no replica left in sync the append
+//! fails with UNAVAILABLE and that chunk got nothing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::try_join_all;
+use shoal_catalog::rows;
+use shoal_proto::{
+    AppendRequest, AppendResponse, ChunkInfo, UpdateReplicasRequest, WriteChunkRequest,
+};
+use tonic::{Code, Status};
+
+use crate::catalog_cache::{primary, unavailable};
+use crate::node::Node;
+
+/// How long one chunk's share may take, failovers included.
+const WRITE_DEADLINE: Duration = Duration::from_secs(20);
+/// Deadline of one call to a primary (it includes the primary's wait for its replicas).
+const PRIMARY_CALL_TIMEOUT: Duration = Duration::from_secs(12);
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+pub async fn append(node: &Arc<Node>, req: AppendRequest) -> Result<AppendResponse, Status> {
+    let (scheme, table) = node.catalog.table(&req.db, &req.table).await?;
+    let batch = rows::decode_ipc(&req.arrow_ipc)
+        .map_err(|e| Status::invalid_argument(format!("undecodable Arrow IPC: {e}")))?;
+    let batch = rows::fit(&table, &batch).map_err(Status::invalid_argument)?;
+    let rows_in = batch.num_rows() as u64;
+    if rows_in == 0 {
+        return Ok(AppendResponse::default());
+    }
+    let parts =
+        rows::split_by_partition(&scheme, &table, &batch).map_err(Status::invalid_argument)?;
+    let chunks = chunks_for(node, &req.db, &req.table, &parts).await?;
+    let writes = parts.iter().zip(chunks).map(|((_, rows), chunk_id)| {
+        let ipc = rows::encode_ipc(rows.schema_ref(), std::slice::from_ref(rows));
+        async move {
+            let ipc = ipc.map_err(|e| Status::internal(format!("encode rows: {e}")))?;
+            write_share(node, chunk_id, req.writer_id, req.seq, ipc).await
+        }
+    });
+    let results = try_join_all(writes).await?;
+    Ok(AppendResponse {
+        rows: rows_in,
+        duplicate: results.iter().all(|dup| *dup),
+    })
+}
+
+/// The chunk id of each partition, creating (through the controller) the missing chunks.
+async fn chunks_for(
+    node: &Node,
+    db: &str,
+    table: &str,
+    parts: &[(
+        shoal_catalog::PartitionKey,
+        arrow::record_batch::RecordBatch,
+    )],
+) -> Result<Vec<u64>, Status> {
+    let keys: Vec<String> = parts.iter().map(|(k, _)| k.to_string()).collect();
+    let known: Vec<Option<ChunkInfo>> = keys
+        .iter()
+        .map(|k| node.catalog.chunk_for(db, table, k))
+        .collect();
+    if known.iter().all(Option::is_some) {
+        return Ok(known.into_iter().flatten().map(|c| c.id).collect());
+    }
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let created = node
+        .catalog
+        .controllers()
+        .ensure_chunks(db, table, &refs)
+        .await
+        .map_err(|e| match e {
+            shoal_client::ClientError::Rpc { code, message, .. } => Status::new(code, message),
+            e => unavailable(e),
+        })?;
+    for c in &created {
+        node.catalog.update_chunk(c.clone());
+    }
+    keys.iter()
+        .map(|k| {
+            created
+                .iter()
+                .find(|c| &c.partition_key == k)
+                .map(|c| c.id)
+                .ok_or_else(|| Status::internal(format!("controller returned no chunk for {k}")))
+        })
+        .collect()
+}
+
+/// Writes one chunk's share through its primary, failing over; answers whether it was a
+/// duplicate.
+async fn write_share(
+    node: &Arc<Node>,
+    chunk_id: u64,
+    writer_id: u64,
+    seq: u64,
+    arrow_ipc: Vec<u8>,
+) -> Result<bool, Status> {
+    let started = Instant::now();
+    let mut last = Status::unavailable("not tried");
+    while started.elapsed() < WRITE_DEADLINE {
+        let chunk = node.catalog.chunk_at_least(chunk_id, 0).await?;
+        let Some(p) = primary(&chunk).cloned() else {
+            return Err(Status::unavailable(format!(
+                "chunk {} ({}) has no replica in sync",
+                chunk.id, chunk.path
+            )));
+        };
+        let req = WriteChunkRequest {
+            chunk_id,
+            chunk_version: chunk.version,
+            writer_id,
+            seq,
+            arrow_ipc: arrow_ipc.clone(),
+        };
+        let result = if p.node == node.alias {
+            crate::primary::write_chunk(node, req).await
+        } else {
+            let mut r = tonic::Request::new(req);
+            r.set_timeout(PRIMARY_CALL_TIMEOUT);
+            match node.data_node(&p.addr) {
+                Ok(mut c) => c.write_chunk(r).await.map(|r| r.into_inner()),
+                Err(e) => Err(e),
+            }
+        };
+        let status = match result {
+            Ok(resp) => return Ok(resp.duplicate),
+            Err(s) => s,
+        };
+        match status.code() {
+            // The primary changed or our metadata is old: look again.
+            Code::FailedPrecondition | Code::Aborted | Code::NotFound => {
+                let _ = node.catalog.refresh().await;
+            }
+            // The primary is unreachable: the next in-sync replica takes over.
+            Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded | Code::Unknown
+                if p.node != node.alias =>
+            {
+                tracing::warn!(
+                    "chunk {chunk_id}: primary {} unreachable ({}); failing over",
+                    p.node,
+                    status.message()
+                );
+                fail_over(node, &chunk, &p.node).await;
+            }
+            _ => return Err(status),
+        }
+        last = status;
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+    let path = node
+        .catalog
+        .chunk(chunk_id)
+        .map(|c| c.path)
+        .unwrap_or_default();
+    Err(Status::unavailable(format!(
+        "chunk {chunk_id} ({path}): no in-sync replica acknowledged the write within \
+         {WRITE_DEADLINE:?}; last error: {}",
+        last.message()
+    )))
+}
+
+/// Takes an unreachable primary out of the in-sync set, unless it is the last one (then the
+/// caller keeps trying it until its deadline: it may be restarting).
+async fn fail_over(node: &Node, chunk: &ChunkInfo, primary: &str) {
+    if chunk.replicas.iter().filter(|r| r.in_sync).count() <= 1 {
+        return;
+    }
+    let req = UpdateReplicasRequest {
+        chunk_id: chunk.id,
+        expected_version: chunk.version,
+        remove_in_sync: vec![primary.to_owned()],
+        ..Default::default()
+    };
+    match node.catalog.controllers().update_replicas(req).await {
+        Ok(info) => node.catalog.update_chunk(info),
+        // Someone else changed the chunk first: refresh and look again.
+        Err(_) => {
+            let _ = node.catalog.refresh().await;
+        }
+    }
+}

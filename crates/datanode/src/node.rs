@@ -1,0 +1,60 @@
+//! What every part of the data node shares: who it is, the catalog cache, its replicas, its
+//! channels to other nodes, and the replication links it runs as a primary.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use shoal_client::channel::{AuthChannel, Channels};
+use shoal_proto::ChunkInfo;
+use shoal_proto::data_node_client::DataNodeClient;
+use shoal_storage::ChunkStore;
+use tonic::Status;
+
+use crate::catalog_cache::CatalogCache;
+use crate::replicas::LocalReplicas;
+use crate::replication::Links;
+
+pub struct Node {
+    pub alias: String,
+    pub catalog: CatalogCache,
+    pub replicas: LocalReplicas,
+    pub channels: Channels,
+    pub links: Links,
+}
+
+impl Node {
+    pub fn data_node(&self, addr: &str) -> Result<DataNodeClient<AuthChannel>, Status> {
+        let ch = self
+            .channels
+            .get(addr)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(DataNodeClient::new(ch).max_decoding_message_size(MAX_MESSAGE))
+    }
+
+    /// The schema of a chunk's rows, from the catalog.
+    pub fn schema_of(&self, chunk: &ChunkInfo) -> Result<SchemaRef, Status> {
+        self.catalog
+            .table_of(chunk)
+            .map(|t| t.schema())
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "table `{}` of `{}` does not exist",
+                    chunk.table, chunk.db
+                ))
+            })
+    }
+
+    pub async fn store(&self, chunk: &ChunkInfo) -> Result<Arc<ChunkStore>, Status> {
+        if let Some(s) = self.replicas.get(chunk.id) {
+            return Ok(s);
+        }
+        let schema = self.schema_of(chunk)?;
+        self.replicas
+            .get_or_create(chunk, schema)
+            .await
+            .map_err(Status::internal)
+    }
+}
+
+/// Largest message between data nodes (catch-up pages are bounded well below it).
+pub const MAX_MESSAGE: usize = 256 << 20;

@@ -1,0 +1,96 @@
+//! A chunk's share of an append, at the chunk's primary: the local write assigns the lsn, then
+//! the append waits until every other in-sync replica holds it (or was taken out of the
+//! in-sync set through the controller). Only then is it acknowledged.
+
+use std::sync::Arc;
+
+use futures::future::try_join_all;
+use shoal_proto::{ChunkInfo, UpdateReplicasRequest, WriteChunkRequest, WriteChunkResponse};
+use shoal_storage::{AppendOutcome, StorageError};
+use tonic::Status;
+
+use crate::catalog_cache::primary;
+use crate::node::Node;
+use crate::replication::wait_replicated;
+
+pub async fn write_chunk(
+    node: &Arc<Node>,
+    req: WriteChunkRequest,
+) -> Result<WriteChunkResponse, Status> {
+    let chunk = node
+        .catalog
+        .chunk_at_least(req.chunk_id, req.chunk_version)
+        .await?;
+    ensure_primary(node, &chunk)?;
+    let lock = node.links.chunk_lock(chunk.id);
+    let appends_allowed = lock.read().await;
+    // A rejoin may have changed the in-sync set while we waited for the lock.
+    let chunk = node
+        .catalog
+        .chunk(req.chunk_id)
+        .ok_or_else(|| Status::not_found(format!("chunk {} was dropped", req.chunk_id)))?;
+    ensure_primary(node, &chunk)?;
+    let store = node.store(&chunk).await?;
+    let batch = shoal_catalog::rows::decode_ipc(&req.arrow_ipc)
+        .map_err(|e| Status::invalid_argument(format!("undecodable Arrow IPC: {e}")))?;
+    let outcome = store
+        .append(req.writer_id, req.seq, batch)
+        .await
+        .map_err(storage_status)?;
+    // A duplicate's original may not have reached the other replicas yet: wait for it too.
+    let lsn = outcome.lsn().unwrap_or(0);
+    let waits = chunk
+        .replicas
+        .iter()
+        .filter(|r| r.in_sync && r.node != node.alias)
+        .map(|r| node.links.link(node, chunk.id, &r.node))
+        .collect::<Vec<_>>();
+    try_join_all(waits.iter().map(|l| wait_replicated(l, lsn))).await?;
+    drop(appends_allowed);
+    if chunk.state == "CONSTRUCTING" {
+        tokio::spawn(mark_written(node.clone(), chunk));
+    }
+    Ok(WriteChunkResponse {
+        lsn,
+        duplicate: matches!(outcome, AppendOutcome::Duplicate { .. }),
+    })
+}
+
+fn ensure_primary(node: &Node, chunk: &ChunkInfo) -> Result<(), Status> {
+    match primary(chunk) {
+        Some(p) if p.node == node.alias => Ok(()),
+        Some(p) => Err(Status::failed_precondition(format!(
+            "{} is not the primary of chunk {} at version {}; {} is",
+            node.alias, chunk.id, chunk.version, p.node
+        ))),
+        None => Err(Status::failed_precondition(format!(
+            "chunk {} has no replica in sync",
+            chunk.id
+        ))),
+    }
+}
+
+/// CONSTRUCTING ends with the first acknowledged write.
+async fn mark_written(node: Arc<Node>, chunk: ChunkInfo) {
+    let req = UpdateReplicasRequest {
+        chunk_id: chunk.id,
+        expected_version: chunk.version,
+        mark_written: true,
+        ..Default::default()
+    };
+    match node.catalog.controllers().update_replicas(req).await {
+        Ok(info) => node.catalog.update_chunk(info),
+        // Another append marked it first (version moved on): nothing to do.
+        Err(e) => tracing::debug!("chunk {}: mark written: {e}", chunk.id),
+    }
+}
+
+pub fn storage_status(e: StorageError) -> Status {
+    match e {
+        StorageError::SchemaMismatch { .. } | StorageError::RecordTooLarge { .. } => {
+            Status::invalid_argument(e.to_string())
+        }
+        StorageError::LsnMismatch { .. } => Status::out_of_range(e.to_string()),
+        _ => Status::internal(e.to_string()),
+    }
+}

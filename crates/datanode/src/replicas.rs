@@ -1,0 +1,210 @@
+//! The chunk replicas this node holds: one [`ChunkStore`] per chunk under the first volume,
+//! and a small record per chunk under `chunkMetaDir` saying which chunk it is and where its data
+//! lives (what an operator backs up before an upgrade, and what a restart reopens).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arrow::datatypes::SchemaRef;
+use serde::{Deserialize, Serialize};
+use shoal_proto::{ChunkInfo, ReplicaPosition};
+use shoal_storage::{ChunkStore, StorageError, StoreOptions};
+
+/// Format of the per-chunk record in chunkMetaDir.
+const CHUNK_RECORD_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct ChunkRecord {
+    format: u32,
+    id: u64,
+    db: String,
+    table: String,
+    partition: String,
+    path: String,
+    dir: PathBuf,
+}
+
+pub struct LocalReplicas {
+    meta_dir: PathBuf,
+    data_dir: PathBuf,
+    opts: StoreOptions,
+    stores: Mutex<HashMap<u64, Arc<ChunkStore>>>,
+    /// Serializes creating and resetting stores.
+    changes: tokio::sync::Mutex<()>,
+}
+
+impl LocalReplicas {
+    /// Reopens every replica recorded in `meta_dir` (replaying its WAL, cutting a torn tail).
+    pub async fn open(meta_dir: &Path, volume: &Path, data_sync: bool) -> Result<Self, String> {
+        let opts = StoreOptions {
+            data_sync,
+            ..StoreOptions::default()
+        };
+        let data_dir = volume.join("chunks");
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+        let mut stores = HashMap::new();
+        let entries = std::fs::read_dir(meta_dir)
+            .map_err(|e| format!("cannot read {}: {e}", meta_dir.display()))?;
+        for entry in entries {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            if path.extension().is_none_or(|x| x != "chunk") {
+                continue;
+            }
+            let record: ChunkRecord = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            if record.format > CHUNK_RECORD_VERSION {
+                return Err(format!(
+                    "{}: chunk record format {} is newer than this build reads ({CHUNK_RECORD_VERSION})",
+                    path.display(),
+                    record.format
+                ));
+            }
+            if !record.dir.join(shoal_storage::STORE_FILE).exists() {
+                continue; // created in the metadata, never written: recreated on first write
+            }
+            let store = match ChunkStore::open(&record.dir, opts).await {
+                Ok((s, report)) => {
+                    if report.torn_tail_bytes > 0 {
+                        tracing::warn!(
+                            "chunk {}: cut a torn tail of {} bytes",
+                            record.id,
+                            report.torn_tail_bytes
+                        );
+                    }
+                    s
+                }
+                Err(StorageError::Corrupt { .. }) => {
+                    // A damaged unsynced tail: keep what verifies; the chunk's primary compares
+                    // checksums and refills or rebuilds this replica.
+                    let (s, _) = ChunkStore::open_discarding_damaged_tail(&record.dir, opts)
+                        .await
+                        .map_err(|e| format!("chunk {}: {e}", record.id))?;
+                    tracing::warn!("chunk {}: discarded a damaged WAL tail", record.id);
+                    s
+                }
+                Err(e) => return Err(format!("chunk {}: {e}", record.id)),
+            };
+            stores.insert(record.id, Arc::new(store));
+        }
+        tracing::info!("opened {} chunk replicas", stores.len());
+        Ok(Self {
+            meta_dir: meta_dir.to_path_buf(),
+            data_dir,
+            opts,
+            stores: Mutex::new(stores),
+            changes: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<ChunkStore>> {
+        self.lock().get(&id).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<ChunkStore>>> {
+        self.stores.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The chunk's store, created empty (record first, then the store) on first use.
+    pub async fn get_or_create(
+        &self,
+        chunk: &ChunkInfo,
+        schema: SchemaRef,
+    ) -> Result<Arc<ChunkStore>, String> {
+        if let Some(s) = self.get(chunk.id) {
+            return Ok(s);
+        }
+        let _one = self.changes.lock().await;
+        if let Some(s) = self.get(chunk.id) {
+            return Ok(s);
+        }
+        self.create(chunk, schema).await
+    }
+
+    async fn create(
+        &self,
+        chunk: &ChunkInfo,
+        schema: SchemaRef,
+    ) -> Result<Arc<ChunkStore>, String> {
+        let dir = self.data_dir.join(chunk.id.to_string());
+        let record = ChunkRecord {
+            format: CHUNK_RECORD_VERSION,
+            id: chunk.id,
+            db: chunk.db.clone(),
+            table: chunk.table.clone(),
+            partition: chunk.partition_key.clone(),
+            path: chunk.path.clone(),
+            dir: dir.clone(),
+        };
+        let bytes = serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?;
+        write_durably(&self.meta_dir, &format!("{}.chunk", chunk.id), &bytes)
+            .map_err(|e| format!("chunk {}: cannot write its record: {e}", chunk.id))?;
+        if dir.exists() {
+            // Leftovers of a store that was never completely created.
+            std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let store = Arc::new(
+            ChunkStore::create(&dir, schema, self.opts)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        self.lock().insert(chunk.id, store.clone());
+        Ok(store)
+    }
+
+    /// Discards a replica that diverged from its primary and starts it again empty.
+    pub async fn reset(
+        &self,
+        chunk: &ChunkInfo,
+        schema: SchemaRef,
+    ) -> Result<Arc<ChunkStore>, String> {
+        let _one = self.changes.lock().await;
+        let old = self.lock().remove(&chunk.id);
+        if let Some(old) = old {
+            // Other holders of the Arc finish their call; the directory goes away under them
+            // only after this store is closed.
+            match Arc::try_unwrap(old) {
+                Ok(store) => store.close().await.map_err(|e| e.to_string())?,
+                Err(shared) => drop(shared),
+            }
+        }
+        tracing::warn!(
+            "chunk {}: rebuilding this replica from its primary",
+            chunk.id
+        );
+        self.create(chunk, schema).await
+    }
+
+    /// Position of every replica held.
+    pub fn positions(&self) -> Vec<ReplicaPosition> {
+        let mut v: Vec<ReplicaPosition> =
+            self.lock().iter().map(|(id, s)| position(*id, s)).collect();
+        v.sort_by_key(|p| p.chunk_id);
+        v
+    }
+}
+
+pub fn position(chunk_id: u64, store: &ChunkStore) -> ReplicaPosition {
+    let p = store.position();
+    ReplicaPosition {
+        chunk_id,
+        last_lsn: p.last_lsn,
+        rows: p.rows,
+        checksum: p.checksum,
+        bytes: store.bytes_on_disk(),
+    }
+}
+
+/// Writes `dir/name` whole: temp file, fsync, rename, fsync of the directory.
+fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    std::fs::File::open(dir)?.sync_all()
+}

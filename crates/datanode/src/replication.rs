@@ -1,0 +1,400 @@
+//! Replication from a chunk's primary to its other replicas, and recovery of those that fell
+//! behind — one mechanism for both.
+//!
+//! For every chunk it is primary of, this node runs a [`Link`] task per other replica. The
+//! task learns where the replica stands, ships the records it lacks in lsn order (pages of
+//! [`PAGE_BYTES`]) and, for a replica in sync, publishes the highest lsn it holds so appends
+//! waiting for it can be acknowledged. When an in-sync replica cannot be written, the task takes
+//! it out of the in-sync set through the controller (compare-and-set on the chunk version)
+//! *before* waiting appends are released: an acknowledged append is on every replica the
+//! controller lists as in sync (invariant 1).
+//!
+//! A replica out of sync is caught up while writes go on; once it holds everything, the task
+//! pauses the chunk's appends (the chunk lock, see [`Links::chunk_lock`]), ships the last few
+//! records and commits the replica back into the in-sync set, then appends resume and wait for
+//! it again. A replica whose checksum at its own last lsn differs from the primary's there
+//! diverged (it holds records no in-sync replica has: writes that were never acknowledged) and
+//! is rebuilt from empty.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use shoal_client::channel::AuthChannel;
+use shoal_proto::data_node_client::DataNodeClient;
+use shoal_proto::{
+    ApplyRecordsRequest, ChunkInfo, ReplicaInfo, ReplicaPositionRequest, ReplicaRecord,
+    UpdateReplicasRequest,
+};
+use shoal_storage::ChunkStore;
+use tokio::sync::{Notify, RwLock, watch};
+use tonic::{Code, Status};
+
+use crate::catalog_cache::primary;
+use crate::node::Node;
+
+/// Upper bound of one catch-up page (Arrow IPC bytes).
+pub const PAGE_BYTES: usize = 4 << 20;
+/// How long an append waits for a replica before it is answered ABORTED (the client retries).
+const REPLICATION_WAIT: Duration = Duration::from_secs(10);
+/// Deadline of one call to a replica: past it the replica counts as unreachable.
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+/// A link with nothing to do re-checks the chunk this often.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Longest the chunk's appends are paused for a replica to rejoin.
+const REJOIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Copy, Debug, Default)]
+struct LinkState {
+    /// Highest lsn the replica is known to hold (while in sync).
+    acked: u64,
+    /// The replica was taken out of the in-sync set by a committed change.
+    removed: bool,
+    /// The task ended (this node is no longer the chunk's primary).
+    stopped: bool,
+}
+
+pub struct Link {
+    state: watch::Sender<LinkState>,
+    wake: Notify,
+}
+
+#[derive(Default)]
+pub struct Links {
+    links: Mutex<HashMap<(u64, String), Arc<Link>>>,
+    chunk_locks: Mutex<HashMap<u64, Arc<RwLock<()>>>>,
+}
+
+impl Links {
+    /// Appends hold it shared from their local write until their acknowledgement; a rejoin
+    /// holds it exclusively, so the in-sync set an append waits for cannot grow under it.
+    pub fn chunk_lock(&self, chunk_id: u64) -> Arc<RwLock<()>> {
+        self.chunk_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(chunk_id)
+            .or_default()
+            .clone()
+    }
+
+    /// The running link to `peer` for a chunk this node is primary of; started if needed.
+    pub fn link(&self, node: &Arc<Node>, chunk_id: u64, peer: &str) -> Arc<Link> {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (chunk_id, peer.to_owned());
+        if let Some(l) = links.get(&key) {
+            return l.clone();
+        }
+        let link = Arc::new(Link {
+            state: watch::channel(LinkState::default()).0,
+            wake: Notify::new(),
+        });
+        links.insert(key, link.clone());
+        tokio::spawn(run(node.clone(), chunk_id, peer.to_owned(), link.clone()));
+        link
+    }
+
+    fn forget(&self, chunk_id: u64, peer: &str, link: &Arc<Link>) {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (chunk_id, peer.to_owned());
+        if links.get(&key).is_some_and(|l| Arc::ptr_eq(l, link)) {
+            links.remove(&key);
+        }
+    }
+
+    /// Starts links for every replica of every chunk this node is primary of (so replicas
+    /// that fell behind are caught up even when nobody writes).
+    pub fn sweep(&self, node: &Arc<Node>) {
+        let snapshot = node.catalog.snapshot();
+        for chunk in snapshot.chunks.values() {
+            if primary(chunk).is_some_and(|p| p.node == node.alias) {
+                for r in chunk.replicas.iter().filter(|r| r.node != node.alias) {
+                    self.link(node, chunk.id, &r.node);
+                }
+            }
+        }
+    }
+}
+
+/// Waits until the replica behind `link` holds `lsn`, or was taken out of the in-sync set.
+pub async fn wait_replicated(link: &Link, lsn: u64) -> Result<(), Status> {
+    let mut rx = link.state.subscribe();
+    link.wake.notify_one();
+    let done = |s: &LinkState| s.acked >= lsn || s.removed || s.stopped;
+    match tokio::time::timeout(REPLICATION_WAIT, rx.wait_for(done)).await {
+        Ok(Ok(s)) if s.acked >= lsn || s.removed => Ok(()),
+        Ok(_) => Err(Status::aborted(
+            "this node stopped being the chunk's primary during the write; retry",
+        )),
+        Err(_) => Err(Status::aborted(format!(
+            "a replica did not confirm the write within {REPLICATION_WAIT:?}; retry"
+        ))),
+    }
+}
+
+enum Step {
+    /// Something was shipped or changed: go again at once.
+    Progress,
+    /// The replica holds everything and is in sync.
+    Idle,
+}
+
+async fn run(node: Arc<Node>, chunk_id: u64, peer: String, link: Arc<Link>) {
+    let mut peer_lsn: Option<u64> = None;
+    let mut backoff = MIN_BACKOFF;
+    while let Some(chunk) = node.catalog.chunk(chunk_id) {
+        if primary(&chunk).is_none_or(|p| p.node != node.alias) {
+            break;
+        }
+        let Some(replica) = chunk.replicas.iter().find(|r| r.node == peer).cloned() else {
+            break;
+        };
+        let result = match node.store(&chunk).await {
+            Ok(store) => step(&node, &link, &chunk, &replica, &store, &mut peer_lsn).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(Step::Progress) => backoff = MIN_BACKOFF,
+            Ok(Step::Idle) => {
+                backoff = MIN_BACKOFF;
+                tokio::select! {
+                    _ = link.wake.notified() => {}
+                    _ = tokio::time::sleep(IDLE_TICK) => {}
+                }
+            }
+            Err(e) if e.code() == Code::OutOfRange => peer_lsn = None, // ask where it stands
+            Err(e) if e.code() == Code::Aborted => {
+                // Our chunk metadata is older than the replica's: refresh, decide again.
+                peer_lsn = None;
+                let _ = node.catalog.refresh().await;
+                tokio::time::sleep(MIN_BACKOFF).await;
+            }
+            Err(e) => {
+                peer_lsn = None;
+                if replica.in_sync {
+                    tracing::warn!(
+                        "chunk {chunk_id}: replica on {peer} failed ({}); taking it out of the in-sync set",
+                        e.message()
+                    );
+                    if remove_from_in_sync(&node, &chunk, &peer).await.is_ok() {
+                        link.state.send_modify(|s| s.removed = true);
+                    }
+                } else {
+                    tracing::debug!("chunk {chunk_id}: catch-up of {peer}: {}", e.message());
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+    link.state.send_modify(|s| s.stopped = true);
+    node.links.forget(chunk_id, &peer, &link);
+}
+
+async fn step(
+    node: &Arc<Node>,
+    link: &Link,
+    chunk: &ChunkInfo,
+    replica: &ReplicaInfo,
+    store: &ChunkStore,
+    peer_lsn: &mut Option<u64>,
+) -> Result<Step, Status> {
+    let mut client = node.data_node(&replica.addr)?;
+    let lsn = match *peer_lsn {
+        Some(lsn) => lsn,
+        None => match handshake(node, link, chunk, replica, store, &mut client).await? {
+            Some(lsn) => lsn,
+            None => return Ok(Step::Progress),
+        },
+    };
+    *peer_lsn = Some(lsn);
+    publish(link, replica, lsn);
+    if lsn < store.last_lsn() {
+        let records = store
+            .records_since(lsn, PAGE_BYTES)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let held = ship(&mut client, chunk, records).await?;
+        *peer_lsn = Some(held);
+        publish(link, replica, held);
+        return Ok(Step::Progress);
+    }
+    if !replica.in_sync {
+        rejoin(node, link, chunk, replica, store, &mut client, lsn).await?;
+        *peer_lsn = None;
+        return Ok(Step::Progress);
+    }
+    Ok(Step::Idle)
+}
+
+fn publish(link: &Link, replica: &ReplicaInfo, lsn: u64) {
+    if replica.in_sync {
+        link.state.send_if_modified(|s| {
+            let newer = lsn > s.acked;
+            s.acked = s.acked.max(lsn);
+            newer
+        });
+    }
+}
+
+/// Where the replica stands: its last lsn if it holds a prefix of this primary's records.
+/// A replica that diverged is taken out of the in-sync set (if it is in it) and reset; `None`
+/// then means "look again".
+async fn handshake(
+    node: &Arc<Node>,
+    link: &Link,
+    chunk: &ChunkInfo,
+    replica: &ReplicaInfo,
+    store: &ChunkStore,
+    client: &mut DataNodeClient<AuthChannel>,
+) -> Result<Option<u64>, Status> {
+    let ask = |reset| ReplicaPositionRequest {
+        chunk_id: chunk.id,
+        chunk_version: chunk.version,
+        reset,
+    };
+    let p = client
+        .get_replica_position(timed(ask(false)))
+        .await?
+        .into_inner();
+    if store.checksum_at(p.last_lsn) == Some(p.checksum) {
+        return Ok(Some(p.last_lsn));
+    }
+    tracing::warn!(
+        "chunk {}: replica on {} diverged (its lsn {} checksum {:x}; primary lsn {}), rebuilding it",
+        chunk.id,
+        replica.node,
+        p.last_lsn,
+        p.checksum,
+        store.last_lsn()
+    );
+    if replica.in_sync {
+        remove_from_in_sync(node, chunk, &replica.node).await?;
+        link.state.send_modify(|s| s.removed = true);
+        return Ok(None);
+    }
+    let p = client
+        .get_replica_position(timed(ask(true)))
+        .await?
+        .into_inner();
+    Ok(Some(p.last_lsn))
+}
+
+/// Sends records (in lsn order); answers the last lsn the replica then holds.
+async fn ship(
+    client: &mut DataNodeClient<AuthChannel>,
+    chunk: &ChunkInfo,
+    records: Vec<shoal_storage::Record>,
+) -> Result<u64, Status> {
+    let records = records
+        .into_iter()
+        .map(|r| {
+            shoal_catalog::rows::encode_ipc(r.batch.schema_ref(), std::slice::from_ref(&r.batch))
+                .map(|arrow_ipc| ReplicaRecord {
+                    lsn: r.lsn,
+                    writer_id: r.writer_id,
+                    seq: r.seq,
+                    arrow_ipc,
+                })
+                .map_err(|e| Status::internal(format!("encode record: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let req = ApplyRecordsRequest {
+        chunk_id: chunk.id,
+        chunk_version: chunk.version,
+        records,
+    };
+    Ok(client
+        .apply_records(timed(req))
+        .await?
+        .into_inner()
+        .last_lsn)
+}
+
+/// Puts a caught-up replica back into the in-sync set with the chunk's appends paused, so no
+/// append can be acknowledged without it from then on.
+async fn rejoin(
+    node: &Arc<Node>,
+    link: &Link,
+    chunk: &ChunkInfo,
+    replica: &ReplicaInfo,
+    store: &ChunkStore,
+    client: &mut DataNodeClient<AuthChannel>,
+    mut lsn: u64,
+) -> Result<(), Status> {
+    let lock = node.links.chunk_lock(chunk.id);
+    let paused = tokio::time::timeout(REJOIN_TIMEOUT, async {
+        let _appends_paused = lock.write().await;
+        let now = node.catalog.chunk(chunk.id);
+        if now.as_ref().map(|c| c.version) != Some(chunk.version) {
+            return Ok(()); // the chunk changed meanwhile: decide again
+        }
+        while lsn < store.last_lsn() {
+            let records = store
+                .records_since(lsn, PAGE_BYTES)
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
+            lsn = ship(client, chunk, records).await?;
+        }
+        let req = UpdateReplicasRequest {
+            chunk_id: chunk.id,
+            expected_version: chunk.version,
+            add_in_sync: vec![replica.node.clone()],
+            ..Default::default()
+        };
+        let info = node
+            .catalog
+            .controllers()
+            .update_replicas(req)
+            .await
+            .map_err(|e| Status::aborted(e.to_string()))?;
+        node.catalog.update_chunk(info);
+        link.state.send_modify(|s| {
+            s.removed = false;
+            s.acked = lsn;
+        });
+        tracing::info!(
+            "chunk {}: replica on {} caught up at lsn {lsn} and is in sync again",
+            chunk.id,
+            replica.node
+        );
+        Ok(())
+    })
+    .await;
+    paused.unwrap_or_else(|_| {
+        Err(Status::aborted(format!(
+            "rejoin of {} took longer than {REJOIN_TIMEOUT:?}",
+            replica.node
+        )))
+    })
+}
+
+/// Commits "`peer` missed a write" for the chunk version this decision was based on.
+pub async fn remove_from_in_sync(node: &Node, chunk: &ChunkInfo, peer: &str) -> Result<(), Status> {
+    let req = UpdateReplicasRequest {
+        chunk_id: chunk.id,
+        expected_version: chunk.version,
+        remove_in_sync: vec![peer.to_owned()],
+        ..Default::default()
+    };
+    match node.catalog.controllers().update_replicas(req).await {
+        Ok(info) => {
+            node.catalog.update_chunk(info);
+            Ok(())
+        }
+        Err(e) => {
+            let _ = node.catalog.refresh().await;
+            Err(Status::aborted(format!(
+                "could not take {peer} out of chunk {}'s in-sync set: {e}",
+                chunk.id
+            )))
+        }
+    }
+}
+
+fn timed<T>(msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.set_timeout(CALL_TIMEOUT);
+    r
+}

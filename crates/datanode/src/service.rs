@@ -1,0 +1,170 @@
+//! The `DataNode` gRPC service: appends (coordinated here), the replica side of replication,
+//! and chunk reads for queries.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use shoal_proto::data_node_server::DataNode;
+use shoal_proto::{
+    AppendRequest, AppendResponse, ApplyRecordsRequest, ChunkInfo, ListReplicasRequest,
+    ListReplicasResponse, ReplicaPosition, ReplicaPositionRequest, ScanChunkRequest,
+    ScanChunkResponse, WriteChunkRequest, WriteChunkResponse,
+};
+use shoal_storage::Record;
+use tonic::{Request, Response, Status};
+
+use crate::catalog_cache::is_in_sync;
+use crate::node::Node;
+use crate::primary::storage_status;
+use crate::replicas::position;
+
+/// Rows per message of a chunk scan.
+const SCAN_BATCHES_PER_MESSAGE: usize = 256;
+
+pub struct DataNodeService {
+    node: Arc<Node>,
+}
+
+impl DataNodeService {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+
+    /// The chunk as this node knows it, at least as new as the caller's; a caller with older
+    /// metadata than ours is refused (ABORTED) so it cannot act on a superseded replica set.
+    async fn chunk(&self, id: u64, version: u64) -> Result<ChunkInfo, Status> {
+        let chunk = self.node.catalog.chunk_at_least(id, version).await?;
+        if chunk.version > version {
+            return Err(Status::aborted(format!(
+                "chunk {id} is at version {}, the request was made at {version}",
+                chunk.version
+            )));
+        }
+        Ok(chunk)
+    }
+}
+
+type ScanStream = Pin<Box<dyn Stream<Item = Result<ScanChunkResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl DataNode for DataNodeService {
+    async fn append(
+        &self,
+        req: Request<AppendRequest>,
+    ) -> Result<Response<AppendResponse>, Status> {
+        crate::coordinator::append(&self.node, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn write_chunk(
+        &self,
+        req: Request<WriteChunkRequest>,
+    ) -> Result<Response<WriteChunkResponse>, Status> {
+        crate::primary::write_chunk(&self.node, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn apply_records(
+        &self,
+        req: Request<ApplyRecordsRequest>,
+    ) -> Result<Response<ReplicaPosition>, Status> {
+        let req = req.into_inner();
+        let chunk = self.chunk(req.chunk_id, req.chunk_version).await?;
+        let store = self.node.store(&chunk).await?;
+        let records = req
+            .records
+            .into_iter()
+            .map(|r| {
+                let batch = shoal_catalog::rows::decode_ipc(&r.arrow_ipc).map_err(|e| {
+                    Status::invalid_argument(format!("record {}: undecodable: {e}", r.lsn))
+                })?;
+                Ok(Record {
+                    lsn: r.lsn,
+                    writer_id: r.writer_id,
+                    seq: r.seq,
+                    batch,
+                })
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        store.apply_records(records).await.map_err(storage_status)?;
+        Ok(Response::new(position(chunk.id, &store)))
+    }
+
+    async fn get_replica_position(
+        &self,
+        req: Request<ReplicaPositionRequest>,
+    ) -> Result<Response<ReplicaPosition>, Status> {
+        let req = req.into_inner();
+        let chunk = self.chunk(req.chunk_id, req.chunk_version).await?;
+        if req.reset {
+            if is_in_sync(&chunk, &self.node.alias) {
+                return Err(Status::failed_precondition(format!(
+                    "chunk {}: refusing to reset a replica that is in sync at version {}",
+                    chunk.id, chunk.version
+                )));
+            }
+            let schema = self.node.schema_of(&chunk)?;
+            let store = self
+                .node
+                .replicas
+                .reset(&chunk, schema)
+                .await
+                .map_err(Status::internal)?;
+            return Ok(Response::new(position(chunk.id, &store)));
+        }
+        Ok(Response::new(match self.node.replicas.get(chunk.id) {
+            Some(store) => position(chunk.id, &store),
+            None => ReplicaPosition {
+                chunk_id: chunk.id,
+                ..Default::default()
+            },
+        }))
+    }
+
+    type ScanChunkStream = ScanStream;
+
+    async fn scan_chunk(
+        &self,
+        req: Request<ScanChunkRequest>,
+    ) -> Result<Response<ScanStream>, Status> {
+        let req = req.into_inner();
+        let chunk = self
+            .node
+            .catalog
+            .chunk_at_least(req.chunk_id, req.chunk_version)
+            .await?;
+        if !is_in_sync(&chunk, &self.node.alias) {
+            return Err(Status::failed_precondition(format!(
+                "the replica of chunk {} on {} is not in sync (version {})",
+                chunk.id, self.node.alias, chunk.version
+            )));
+        }
+        let Some(store) = self.node.replicas.get(chunk.id) else {
+            return Ok(Response::new(Box::pin(futures::stream::empty())));
+        };
+        let batches = store.scan().await.map_err(storage_status)?;
+        let schema = store.schema();
+        let messages: Vec<Result<ScanChunkResponse, Status>> = batches
+            .chunks(SCAN_BATCHES_PER_MESSAGE)
+            .map(|group| {
+                shoal_catalog::rows::encode_ipc(&schema, group)
+                    .map(|arrow_ipc| ScanChunkResponse { arrow_ipc })
+                    .map_err(|e| Status::internal(format!("encode rows: {e}")))
+            })
+            .collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(messages))))
+    }
+
+    async fn list_replicas(
+        &self,
+        _req: Request<ListReplicasRequest>,
+    ) -> Result<Response<ListReplicasResponse>, Status> {
+        Ok(Response::new(ListReplicasResponse {
+            node: self.node.alias.clone(),
+            replicas: self.node.replicas.positions(),
+        }))
+    }
+}

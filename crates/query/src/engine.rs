@@ -1,0 +1,109 @@
+//! `QueryEngine`: SQL over the cluster's tables. Each query plans against the catalog as the
+//! controllers hold it when the query starts, so new tables and moved chunks are seen at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
+};
+use datafusion::dataframe::DataFrame;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::context::SQLOptions;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use shoal_catalog::DatabaseDef;
+use shoal_client::channel::Channels;
+use shoal_client::controller::ControllerClient;
+use shoal_proto::ChunkInfo;
+
+use crate::error::unavailable;
+use crate::system::{self, SystemSchema};
+use crate::table::ShoalTable;
+
+/// The one DataFusion catalog: its schemas are the databases (`dfs://stock`) and `cluster`.
+const CATALOG: &str = "shoal";
+
+pub struct QueryEngine {
+    controllers: ControllerClient,
+    channels: Channels,
+}
+
+impl QueryEngine {
+    pub fn new(controllers: ControllerClient, channels: Channels) -> Self {
+        Self {
+            controllers,
+            channels,
+        }
+    }
+
+    /// Plans a read-only statement (queries, EXPLAIN, SHOW); DDL, DML and SET are refused.
+    /// The plan's schema is known before anything runs; `execute_stream` runs it.
+    pub async fn plan(&self, sql: &str) -> Result<DataFrame> {
+        let read_only = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        self.session().await?.sql_with_options(sql, read_only).await
+    }
+
+    /// Runs a statement and collects its result.
+    pub async fn execute(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let df = self.plan(sql).await?;
+        let schema = Arc::clone(df.schema().inner());
+        Ok((schema, df.collect().await?))
+    }
+
+    /// A session whose catalog is the cluster's catalog as committed now.
+    async fn session(&self) -> Result<SessionContext> {
+        let catalog = self
+            .controllers
+            .get_catalog()
+            .await
+            .map_err(|e| unavailable(format!("cannot read the catalog: {e}")))?;
+        let databases: BTreeMap<String, DatabaseDef> =
+            serde_json::from_slice(&catalog.databases_json)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let mut chunks: HashMap<(String, String), Vec<ChunkInfo>> = HashMap::new();
+        for c in &catalog.chunks {
+            chunks
+                .entry((c.db.clone(), c.table.clone()))
+                .or_default()
+                .push(c.clone());
+        }
+
+        let shoal = MemoryCatalogProvider::new();
+        for (path, db) in &databases {
+            let schema = MemorySchemaProvider::new();
+            for (name, def) in &db.tables {
+                let table_chunks = chunks
+                    .remove(&(path.clone(), name.clone()))
+                    .unwrap_or_default();
+                let table = ShoalTable::new(
+                    path,
+                    def,
+                    db.scheme.kind(),
+                    table_chunks,
+                    self.channels.clone(),
+                );
+                schema.register_table(name.clone(), Arc::new(table))?;
+            }
+            shoal.register_schema(path, Arc::new(schema))?;
+        }
+        let system = SystemSchema::new(
+            self.controllers.clone(),
+            self.channels.clone(),
+            catalog.chunks,
+        );
+        shoal.register_schema(system::SCHEMA, Arc::new(system))?;
+
+        let config = SessionConfig::new()
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema(CATALOG, system::SCHEMA)
+            .with_information_schema(true);
+        let ctx = SessionContext::new_with_config(config);
+        ctx.register_catalog(CATALOG, Arc::new(shoal));
+        Ok(ctx)
+    }
+}

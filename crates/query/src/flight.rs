@@ -1,0 +1,207 @@
+//! The Flight SQL service every data node serves. Stateless: a statement's ticket and a
+//! prepared statement's handle are the SQL text itself, so any data node can answer any of
+//! them, and there is nothing to clean up.
+
+use std::sync::Arc;
+
+use arrow::datatypes::Schema;
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
+use arrow_flight::sql::server::FlightSqlService;
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, Any, CommandGetSqlInfo, CommandPreparedStatementQuery,
+    CommandStatementQuery, ProstMessageExt, SqlInfo, SqlSupportedTransaction, TicketStatementQuery,
+};
+use arrow_flight::{
+    Action, FlightDescriptor, FlightEndpoint, FlightInfo, IpcMessage, SchemaAsIpc, Ticket,
+};
+use datafusion::error::DataFusionError;
+use futures::TryStreamExt;
+use prost::Message;
+use prost::bytes::Bytes;
+use tonic::{Request, Response, Status};
+
+use crate::engine::QueryEngine;
+use crate::error::is_unavailable;
+
+type DoGetStream = <ShoalFlightSqlService as FlightService>::DoGetStream;
+
+pub struct ShoalFlightSqlService {
+    engine: Arc<QueryEngine>,
+}
+
+/// The gRPC service to mount in a data node's router (behind its authentication).
+pub fn flight_service(engine: Arc<QueryEngine>) -> FlightServiceServer<ShoalFlightSqlService> {
+    FlightServiceServer::new(ShoalFlightSqlService { engine })
+}
+
+impl ShoalFlightSqlService {
+    async fn schema_of(&self, sql: &str) -> Result<Schema, Status> {
+        let df = self.engine.plan(sql).await.map_err(status)?;
+        Ok(df.schema().as_arrow().clone())
+    }
+
+    async fn run(&self, sql: &str) -> Result<Response<DoGetStream>, Status> {
+        let df = self.engine.plan(sql).await.map_err(status)?;
+        let schema = Arc::clone(df.schema().inner());
+        let batches = df.execute_stream().await.map_err(status)?;
+        let flight = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(batches.map_err(|e| FlightError::Tonic(Box::new(status(e)))))
+            .map_err(Status::from);
+        Ok(Response::new(Box::pin(flight)))
+    }
+}
+
+/// A FlightInfo whose one endpoint, on this same server, is `ticket`.
+fn flight_info(
+    schema: &Schema,
+    ticket: Any,
+    descriptor: FlightDescriptor,
+) -> Result<Response<FlightInfo>, Status> {
+    let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket.encode_to_vec()));
+    let info = FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|e| Status::internal(format!("cannot encode the result schema: {e}")))?
+        .with_endpoint(endpoint)
+        .with_descriptor(descriptor);
+    Ok(Response::new(info))
+}
+
+fn sql_of(handle: &[u8]) -> Result<String, Status> {
+    String::from_utf8(handle.to_vec())
+        .map_err(|_| Status::invalid_argument("the statement handle is not SQL text"))
+}
+
+/// Unreachable data is `UNAVAILABLE` (another node or a later try may do); anything else is
+/// the statement's fault, with DataFusion's message.
+fn status(e: DataFusionError) -> Status {
+    if is_unavailable(&e) {
+        return Status::unavailable(e.to_string());
+    }
+    match e.find_root() {
+        DataFusionError::Internal(_) => Status::internal(e.to_string()),
+        DataFusionError::ResourcesExhausted(_) => Status::resource_exhausted(e.to_string()),
+        _ => Status::invalid_argument(e.to_string()),
+    }
+}
+
+/// What GetSqlInfo answers (ADBC drivers ask on connect).
+fn sql_info() -> Result<SqlInfoData, Status> {
+    let mut b = SqlInfoDataBuilder::new();
+    b.append(SqlInfo::FlightSqlServerName, "Shoal");
+    b.append(
+        SqlInfo::FlightSqlServerVersion,
+        shoal_common::version::VERSION,
+    );
+    // The Arrow columnar format version (Schema.fbs MetadataVersion V5).
+    b.append(SqlInfo::FlightSqlServerArrowVersion, "1.3");
+    b.append(SqlInfo::FlightSqlServerReadOnly, true);
+    b.append(SqlInfo::FlightSqlServerSql, true);
+    b.append(SqlInfo::FlightSqlServerSubstrait, false);
+    b.append(
+        SqlInfo::FlightSqlServerTransaction,
+        SqlSupportedTransaction::None as i32,
+    );
+    b.build()
+        .map_err(|e| Status::internal(format!("SqlInfo: {e}")))
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for ShoalFlightSqlService {
+    type FlightService = Self;
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = self.schema_of(&query.query).await?;
+        let ticket = TicketStatementQuery {
+            statement_handle: query.query.into(),
+        };
+        flight_info(&schema, ticket.as_any(), request.into_inner())
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.run(&sql_of(&ticket.statement_handle)?).await
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        _request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let schema = self.schema_of(&query.query).await?;
+        let IpcMessage(dataset_schema) = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
+            .try_into()
+            .map_err(|e| Status::internal(format!("cannot encode the result schema: {e}")))?;
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: query.query.into(),
+            dataset_schema,
+            parameter_schema: Bytes::new(),
+        })
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        _query: ActionClosePreparedStatementRequest,
+        _request: Request<Action>,
+    ) -> Result<(), Status> {
+        Ok(())
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = self
+            .schema_of(&sql_of(&cmd.prepared_statement_handle)?)
+            .await?;
+        flight_info(&schema, cmd.as_any(), request.into_inner())
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.run(&sql_of(&cmd.prepared_statement_handle)?).await
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder(&sql_info()?).schema();
+        flight_info(&schema, query.as_any(), request.into_inner())
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let info = sql_info()?;
+        let builder = query.into_builder(&info);
+        let schema = builder.schema();
+        let batch = builder.build();
+        let flight = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(futures::stream::once(async { batch }))
+            .map_err(Status::from);
+        Ok(Response::new(Box::pin(flight)))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}

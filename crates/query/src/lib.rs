@@ -1,0 +1,23 @@
+//! SQL over Shoal's distributed tables, with DataFusion: every data node plans a query against
+//! the catalog the controllers hold, reads the chunks the query needs from in-sync replicas,
+//! and serves it over Arrow Flight SQL.
+//!
+//! - `engine`: `QueryEngine`, one DataFusion session per query over the current catalog.
+//! - `table` / `prune` / `scan`: a distributed table, which chunks a filter rules out, and the
+//!   plan node reading the others (`ChunkScanExec`, shown by EXPLAIN).
+//! - `system`: the `cluster` schema (`nodes`, `chunks`, `config`).
+//! - `flight`: the Flight SQL service; `client`: a client for one query.
+
+mod client;
+mod engine;
+mod error;
+mod flight;
+mod prune;
+mod scan;
+mod system;
+mod table;
+
+pub use client::query;
+pub use engine::QueryEngine;
+pub use error::{Unavailable, is_unavailable};
+pub use flight::{ShoalFlightSqlService, flight_service};

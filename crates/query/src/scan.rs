@@ -1,0 +1,296 @@
+//! `ChunkScanExec`: reads a table's chunks from the data nodes, one output partition per chunk,
+//! each from one in-sync replica.
+
+use std::fmt;
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{RecordBatch, RecordBatchOptions};
+use arrow::datatypes::SchemaRef;
+use arrow::ipc::reader::StreamReader;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
+    PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream,
+};
+use futures::stream::{self, BoxStream};
+use futures::{StreamExt, TryStreamExt};
+use shoal_client::channel::Channels;
+use shoal_proto::data_node_client::DataNodeClient;
+use shoal_proto::{ChunkInfo, ReplicaInfo, ScanChunkRequest, ScanChunkResponse};
+use tonic::Streaming;
+
+use crate::error::unavailable;
+
+/// How long a replica may take to start answering before the next one is tried: a paused or
+/// partitioned node accepts the connection but never answers.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct ChunkScanExec {
+    /// `dfs://db.table`, for EXPLAIN and errors.
+    table: String,
+    /// Chunks of the table before pruning.
+    total_chunks: usize,
+    chunks: Vec<ChunkInfo>,
+    /// The projected schema; columns are taken from the replicas' batches by name.
+    schema: SchemaRef,
+    /// Rows each partition needs to produce at most.
+    limit: Option<usize>,
+    channels: Channels,
+    properties: Arc<PlanProperties>,
+}
+
+impl ChunkScanExec {
+    pub fn new(
+        table: String,
+        total_chunks: usize,
+        chunks: Vec<ChunkInfo>,
+        schema: SchemaRef,
+        limit: Option<usize>,
+        channels: Channels,
+    ) -> Self {
+        // At least one partition: a plan with zero partitions trips some operators.
+        let partitions = chunks.len().max(1);
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&schema)),
+            Partitioning::UnknownPartitioning(partitions),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        Self {
+            table,
+            total_chunks,
+            chunks,
+            schema,
+            limit,
+            channels,
+            properties: Arc::new(properties),
+        }
+    }
+}
+
+impl fmt::Debug for ChunkScanExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChunkScanExec")
+            .field("table", &self.table)
+            .field("chunks", &self.chunks.len())
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DisplayAs for ChunkScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "ChunkScanExec: table={} chunks={} of {}",
+            self.table,
+            self.chunks.len(),
+            self.total_chunks
+        )?;
+        if let Some(limit) = self.limit {
+            write!(f, " limit={limit}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for ChunkScanExec {
+    fn name(&self) -> &str {
+        "ChunkScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+        _options: ReplaceChildrenOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.replace_children(
+            children,
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let schema = Arc::clone(&self.schema);
+        let Some(chunk) = self.chunks.get(partition).cloned() else {
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(
+                schema,
+                stream::empty(),
+            )));
+        };
+        let batches = stream::once(open(
+            chunk,
+            self.channels.clone(),
+            Arc::clone(&schema),
+            self.limit,
+        ))
+        .try_flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+    }
+}
+
+/// The chunk's in-sync replicas, starting at a different one per chunk to spread the reads.
+fn read_order(chunk: &ChunkInfo) -> Vec<&ReplicaInfo> {
+    let mut in_sync: Vec<&ReplicaInfo> = chunk.replicas.iter().filter(|r| r.in_sync).collect();
+    if !in_sync.is_empty() {
+        let start = (chunk.id % in_sync.len() as u64) as usize;
+        in_sync.rotate_left(start);
+    }
+    in_sync
+}
+
+/// Starts reading the chunk from the first in-sync replica that answers. Only the start fails
+/// over: once rows have been passed on, another replica could not continue where this one
+/// stopped (replicas need not return rows in the same order), so a later failure fails the query.
+async fn open(
+    chunk: ChunkInfo,
+    channels: Channels,
+    schema: SchemaRef,
+    limit: Option<usize>,
+) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+    let mut tried = Vec::new();
+    for replica in read_order(&chunk) {
+        match start_scan(&channels, &chunk, &replica.addr).await {
+            Ok((first, rest)) => {
+                let (path, node) = (chunk.path.clone(), replica.node.clone());
+                let messages = stream::iter(first.map(Ok)).chain(rest).map_err(move |s| {
+                    unavailable(format!(
+                        "chunk {path}: replica {node} failed while sending it: {}: {}",
+                        s.code(),
+                        s.message()
+                    ))
+                });
+                return Ok(batches(messages, schema, limit));
+            }
+            Err(e) => tried.push(format!("{} ({}): {e}", replica.node, replica.addr)),
+        }
+    }
+    let replicas: Vec<String> = chunk
+        .replicas
+        .iter()
+        .map(|r| format!("{}:{}", r.node, if r.in_sync { "in_sync" } else { "stale" }))
+        .collect();
+    Err(unavailable(if tried.is_empty() {
+        format!(
+            "chunk {} has no in-sync replica (replicas: {})",
+            chunk.path,
+            replicas.join(",")
+        )
+    } else {
+        format!(
+            "chunk {} could not be read from any in-sync replica; tried {}",
+            chunk.path,
+            tried.join("; ")
+        )
+    }))
+}
+
+/// Calls ScanChunk and waits for its first message, so a replica that cannot serve the chunk
+/// is found out before any row is passed on.
+async fn start_scan(
+    channels: &Channels,
+    chunk: &ChunkInfo,
+    addr: &str,
+) -> Result<(Option<ScanChunkResponse>, Streaming<ScanChunkResponse>), String> {
+    let mut client = DataNodeClient::new(channels.get(addr).map_err(|e| e.to_string())?);
+    let req = ScanChunkRequest {
+        chunk_id: chunk.id,
+        chunk_version: chunk.version,
+    };
+    let started = async {
+        let mut rest = client.scan_chunk(req).await?.into_inner();
+        let first = rest.message().await?;
+        Ok::<_, tonic::Status>((first, rest))
+    };
+    match tokio::time::timeout(OPEN_TIMEOUT, started).await {
+        Ok(Ok(started)) => Ok(started),
+        Ok(Err(s)) => Err(format!("{}: {}", s.code(), s.message())),
+        Err(_) => Err(format!("no answer within {OPEN_TIMEOUT:?}")),
+    }
+}
+
+/// Decodes the replica's messages into batches of `schema`, stopping after `limit` rows.
+fn batches(
+    messages: impl futures::Stream<Item = Result<ScanChunkResponse>> + Send + 'static,
+    schema: SchemaRef,
+    limit: Option<usize>,
+) -> BoxStream<'static, Result<RecordBatch>> {
+    messages
+        .map(move |m| m.and_then(|m| decode(&m.arrow_ipc, &schema)))
+        .map_ok(|batches| stream::iter(batches.into_iter().map(Ok)))
+        .try_flatten()
+        .scan(limit.unwrap_or(usize::MAX), |left, batch| {
+            let out = match batch {
+                _ if *left == 0 => None,
+                Ok(b) => {
+                    let n = b.num_rows().min(*left);
+                    *left -= n;
+                    Some(Ok(b.slice(0, n)))
+                }
+                Err(e) => Some(Err(e)),
+            };
+            futures::future::ready(out)
+        })
+        .boxed()
+}
+
+/// One ScanChunk message (an Arrow IPC stream of the table's rows) as batches of `schema`.
+fn decode(ipc: &[u8], schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
+    let reader = StreamReader::try_new(Cursor::new(ipc), None)?;
+    reader
+        .map(|batch| project(&batch?, schema))
+        .collect::<Result<_>>()
+}
+
+/// Picks `schema`'s columns by name. The row count is carried explicitly so that a projection
+/// with no column (`count(*)`) still counts rows.
+pub(crate) fn project(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            batch.column_by_name(f.name()).cloned().ok_or_else(|| {
+                DataFusionError::Execution(format!("a chunk's rows lack column {}", f.name()))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &options,
+    )?)
+}

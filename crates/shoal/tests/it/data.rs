@@ -1,0 +1,157 @@
+//! Talking to a test cluster's data plane from the test itself: the Rust client for appends,
+//! and direct replica reads so each replica's content can be checked on its own.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{Int32Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use shoal_client::channel::Channels;
+use shoal_client::controller::ControllerClient;
+use shoal_client::data::DataClient;
+use shoal_common::config::ClusterNodes;
+use shoal_proto::data_node_client::DataNodeClient;
+use shoal_proto::{ChunkInfo, ListReplicasRequest, ReplicaPosition, ScanChunkRequest};
+
+use crate::harness::{LocalCluster, stderr};
+
+pub const CREATE_DB: &str =
+    r#"CREATE DATABASE "dfs://stock" PARTITIONED BY VALUE(2023.01.01..2023.01.10), ENGINE='TSDB'"#;
+pub const CREATE_TABLE: &str = r#"create table "dfs://stock"."stock"(time TIMESTAMP, name SYMBOL, id INT) partitioned by time, sortColumns=[`name], keepDuplicates=ALL"#;
+
+/// Milliseconds of 2023-01-01T00:00:00Z.
+pub const JAN1_MS: i64 = 19_358 * 86_400_000;
+pub const DAY_MS: i64 = 86_400_000;
+
+pub struct Data {
+    pub controllers: ControllerClient,
+    pub channels: Channels,
+    pub client: DataClient,
+    /// alias → address of every data node.
+    pub datanodes: BTreeMap<String, String>,
+}
+
+impl Data {
+    pub fn connect(cluster: &LocalCluster) -> Self {
+        let nodes = ClusterNodes::load(&cluster.dir.join("cluster.nodes")).unwrap();
+        let secret =
+            shoal_common::secret::load(&cluster.dir.join(shoal_common::secret::SECRET_FILE))
+                .unwrap();
+        let channels = Channels::new(&secret).unwrap();
+        let datanodes: BTreeMap<String, String> = nodes
+            .datanodes()
+            .map(|n| (n.site.alias.clone(), n.site.addr()))
+            .collect();
+        Self {
+            controllers: ControllerClient::new(
+                nodes.controllers().map(|n| n.site.addr()).collect(),
+                channels.clone(),
+            ),
+            client: DataClient::new(datanodes.values().cloned().collect(), channels.clone()),
+            channels,
+            datanodes,
+        }
+    }
+
+    pub async fn chunks(&self) -> Vec<ChunkInfo> {
+        self.controllers.get_catalog().await.unwrap().chunks
+    }
+
+    /// Every replica's position, by (chunk id, node alias); nodes that do not answer are left
+    /// out.
+    pub async fn positions(&self) -> BTreeMap<(u64, String), ReplicaPosition> {
+        let mut all = BTreeMap::new();
+        for (alias, addr) in &self.datanodes {
+            let mut c = DataNodeClient::new(self.channels.get(addr).unwrap());
+            if let Ok(resp) = c.list_replicas(ListReplicasRequest {}).await {
+                for p in resp.into_inner().replicas {
+                    all.insert((p.chunk_id, alias.clone()), p);
+                }
+            }
+        }
+        all
+    }
+
+    /// The ids one replica of a chunk holds (the replica must be in sync).
+    pub async fn replica_ids(&self, chunk: &ChunkInfo, node: &str) -> Vec<i32> {
+        let addr = &self.datanodes[node];
+        let mut c = DataNodeClient::new(self.channels.get(addr).unwrap());
+        let mut stream = c
+            .scan_chunk(ScanChunkRequest {
+                chunk_id: chunk.id,
+                chunk_version: chunk.version,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("scan chunk {} on {node}: {e}", chunk.id))
+            .into_inner();
+        let mut ids = Vec::new();
+        while let Some(msg) = stream.message().await.unwrap() {
+            let batch = shoal_catalog::rows::decode_ipc(&msg.arrow_ipc).unwrap();
+            let col = batch
+                .column_by_name("id")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Int32Array>()
+                .unwrap()
+                .clone();
+            ids.extend(col.values().iter().copied());
+        }
+        ids
+    }
+
+    /// Every id of the table, read from the first in-sync replica of each chunk.
+    pub async fn table_ids(&self) -> Vec<i32> {
+        let mut ids = Vec::new();
+        for c in self.chunks().await {
+            let r = c.replicas.iter().find(|r| r.in_sync).unwrap();
+            ids.extend(self.replica_ids(&c, &r.node).await);
+        }
+        ids.sort_unstable();
+        ids
+    }
+}
+
+/// The seed's rows: `time` on `day` (days after 2023-01-01), names cycling, the given ids.
+/// The client sends LONG ids and microsecond times: the data node fits them to INT/TIMESTAMP.
+pub fn seed_rows(ids: &[i32], day: i64) -> RecordBatch {
+    const NAMES: [&str; 5] = ["Apple", "Microsoft", "Meta", "Google", "Amazon"];
+    let schema = Schema::new(vec![
+        Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("id", DataType::Int32, false),
+    ]);
+    let times: Vec<i64> = ids
+        .iter()
+        .map(|i| JAN1_MS + day * DAY_MS + i64::from(*i))
+        .collect();
+    let names: Vec<&str> = ids.iter().map(|i| NAMES[*i as usize % 5]).collect();
+    RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(TimestampMillisecondArray::from(times)),
+            Arc::new(StringArray::from(names)),
+            Arc::new(Int32Array::from(ids.to_vec())),
+        ],
+    )
+    .unwrap()
+}
+
+/// Creates the seed's database and table through `shoal sql`.
+pub fn create_seed_table(cluster: &LocalCluster) {
+    for sql in [CREATE_DB, CREATE_TABLE] {
+        let out = cluster.run(&["sql", sql]);
+        assert!(out.status.success(), "{sql}: {}", stderr(&out));
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}

@@ -1,0 +1,103 @@
+//! SQL over the distributed table through `shoal sql` (Arrow Flight SQL on the data nodes,
+//! DataFusion underneath): aggregates, filters, ordering, partition pruning seen in EXPLAIN,
+//! the system tables, the same answers with a machine down, clear errors.
+
+use serde_json::{Value, json};
+
+use crate::data::{Data, create_seed_table, runtime, seed_rows};
+use crate::harness::{LocalCluster, stderr, stdout};
+
+fn sql(cluster: &LocalCluster, q: &str) -> Value {
+    let out = cluster.run(&["sql", q, "--json"]);
+    assert!(out.status.success(), "{q}: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{q}: {e}: {}", stdout(&out)))
+}
+
+#[test]
+fn queries_aggregate_filter_prune_and_survive_a_machine_down() {
+    let cluster = LocalCluster::start();
+    create_seed_table(&cluster);
+    let rt = runtime();
+    let data = Data::connect(&cluster);
+    // 4 days × 25 rows: ids 1..=100, day = (id - 1) / 25.
+    rt.block_on(async {
+        for day in 0..4i64 {
+            let ids: Vec<i32> = (1..=25).map(|k| (day * 25 + k) as i32).collect();
+            let seq = day as u64 + 1;
+            data.client
+                .append("dfs://stock", "stock", 1, seq, &seed_rows(&ids, day))
+                .await
+                .unwrap();
+        }
+    });
+
+    let count = r#"SELECT count(*) AS n, min(id) AS lo, max(id) AS hi FROM "dfs://stock".stock"#;
+    assert_eq!(
+        sql(&cluster, count),
+        json!([{"n": 100, "lo": 1, "hi": 100}])
+    );
+    let by_name = sql(
+        &cluster,
+        r#"SELECT name, count(*) AS n FROM "dfs://stock".stock WHERE id > 50 GROUP BY name ORDER BY name LIMIT 3"#,
+    );
+    assert_eq!(
+        by_name,
+        json!([{"name": "Amazon", "n": 10}, {"name": "Apple", "n": 10}, {"name": "Google", "n": 10}])
+    );
+    let one_day = r#"SELECT count(*) AS n FROM "dfs://stock".stock WHERE time >= TIMESTAMP '2023-01-02 00:00:00' AND time < TIMESTAMP '2023-01-03 00:00:00'"#;
+    assert_eq!(sql(&cluster, one_day), json!([{"n": 25}]));
+    // Partition pruning: one of the four chunks is read.
+    let out = cluster.run(&["sql", &format!("EXPLAIN {one_day}")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("chunks=1 of 4"), "{}", stdout(&out));
+
+    // System tables: the seed's checks.
+    let nodes = sql(&cluster, "SELECT node, version FROM cluster.nodes");
+    assert_eq!(nodes.as_array().unwrap().len(), 9, "{nodes}");
+    let not_complete = sql(
+        &cluster,
+        "SELECT * FROM cluster.chunks WHERE state <> 'COMPLETE'",
+    );
+    assert_eq!(not_complete, json!([]));
+    let chunks = sql(
+        &cluster,
+        r#"SELECT path, "rows", checksums FROM cluster.chunks"#,
+    );
+    for c in chunks.as_array().unwrap() {
+        assert_eq!(c["rows"], 25, "{c}");
+        let sums: Vec<&str> = c["checksums"]
+            .as_str()
+            .unwrap()
+            .split(',')
+            .map(|s| s.split_once('=').unwrap().1)
+            .collect();
+        assert_eq!(sums.len(), 2, "{c}");
+        assert_eq!(sums[0], sums[1], "replicas differ: {c}");
+    }
+    let config = sql(
+        &cluster,
+        "SELECT node, value FROM cluster.config WHERE name = 'chunkMetaDir'",
+    );
+    assert_eq!(config.as_array().unwrap().len(), 3, "{config}");
+    let out = cluster.run(&["chunks", "--not-complete"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Bad SQL and unknown tables: clear errors.
+    let out = cluster.run(&["sql", r#"SELECT nope FROM "dfs://stock".stock"#]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
+    let out = cluster.run(&["sql", "SELEC 1"]);
+    assert!(!out.status.success());
+    assert!(!stderr(&out).is_empty());
+
+    // A machine down: every chunk still has an in-sync replica, the answer is the same.
+    let host = cluster.hosts[2].clone();
+    let out = cluster.run(&["host", "stop", &host]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sql(&cluster, count),
+        json!([{"n": 100, "lo": 1, "hi": 100}])
+    );
+    let out = cluster.run(&["host", "start", &host]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

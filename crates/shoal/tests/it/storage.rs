@@ -1,0 +1,280 @@
+//! The data plane with real processes: replicated appends through any data node, a machine lost
+//! and regained under writes (RECOVERING → COMPLETE, identical replicas), a data node killed
+//! mid-stream (every acknowledged row exactly once), retried appends applied once, bad input
+//! refused.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use shoal_client::ClientError;
+
+use crate::data::{Data, create_seed_table, runtime, seed_rows};
+use crate::harness::{LocalCluster, kill9, stderr};
+
+const DB: &str = "dfs://stock";
+const TABLE: &str = "stock";
+
+/// The data node alias running on `host`, and its pid.
+fn datanode_on(cluster: &LocalCluster, host: &str) -> (String, u64) {
+    let status = cluster.status();
+    let n = crate::harness::nodes(&status)
+        .iter()
+        .find(|n| n["mode"] == "datanode" && n["machine"] == host)
+        .unwrap_or_else(|| panic!("no data node on {host}"))
+        .clone();
+    (
+        n["alias"].as_str().unwrap().to_owned(),
+        n["pid"].as_u64().unwrap(),
+    )
+}
+
+/// Waits until every chunk is COMPLETE and all replicas of each chunk hold the same records
+/// (same last lsn and checksum); returns the positions.
+async fn wait_all_complete_and_identical(data: &Data, timeout: Duration) {
+    let started = Instant::now();
+    loop {
+        let chunks = data.chunks().await;
+        let positions = data.positions().await;
+        let settled = chunks.iter().all(|c| {
+            let of_chunk: Vec<_> = c
+                .replicas
+                .iter()
+                .map(|r| positions.get(&(c.id, r.node.clone())))
+                .collect();
+            c.state == "COMPLETE"
+                && of_chunk.iter().all(|p| {
+                    p.is_some_and(|p| {
+                        of_chunk[0]
+                            .is_some_and(|q| (p.last_lsn, p.checksum) == (q.last_lsn, q.checksum))
+                    })
+                })
+        });
+        if settled {
+            return;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "chunks not COMPLETE and identical after {timeout:?}:\n{chunks:#?}\n{positions:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[test]
+fn appends_go_on_while_a_machine_is_down_and_its_replicas_recover() {
+    let cluster = LocalCluster::start();
+    create_seed_table(&cluster);
+    let rt = runtime();
+    let data = Data::connect(&cluster);
+    let writer = 7;
+    // 20 appends of 10 rows over three days; the first half before the machine goes away.
+    let append = |seq: u64| {
+        let ids: Vec<i32> = (0..10).map(|k| (seq as i32 - 1) * 10 + k + 1).collect();
+        let batch = seed_rows(&ids, (seq % 3) as i64);
+        let data = &data;
+        async move {
+            let r = data
+                .client
+                .append(DB, TABLE, writer, seq, &batch)
+                .await
+                .unwrap();
+            assert_eq!((r.rows, r.duplicate), (10, false));
+        }
+    };
+    rt.block_on(async {
+        for seq in 1..=10 {
+            append(seq).await;
+        }
+    });
+    let chunks = rt.block_on(data.chunks());
+    assert_eq!(chunks.len(), 3);
+    for c in &chunks {
+        assert_eq!(c.state, "COMPLETE", "{c:?}");
+        let machines: BTreeSet<&str> = c.replicas.iter().map(|r| r.node.as_str()).collect();
+        assert_eq!(machines.len(), 2, "two replicas on distinct nodes: {c:?}");
+    }
+
+    let host = cluster.hosts[1].clone();
+    let (down, _) = datanode_on(&cluster, &host);
+    let out = cluster.run(&["host", "stop", &host]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    rt.block_on(async {
+        for seq in 11..=20 {
+            append(seq).await;
+        }
+    });
+    // Every chunk with a replica on the stopped machine lost it from the in-sync set.
+    let chunks = rt.block_on(data.chunks());
+    let affected: Vec<_> = chunks
+        .iter()
+        .filter(|c| c.replicas.iter().any(|r| r.node == down))
+        .collect();
+    assert!(!affected.is_empty());
+    for c in &affected {
+        assert_eq!(c.state, "RECOVERING", "{c:?}");
+        assert!(
+            c.replicas.iter().any(|r| r.node == down && !r.in_sync),
+            "{c:?}"
+        );
+    }
+
+    let out = cluster.run(&["host", "start", &host]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    rt.block_on(async {
+        wait_all_complete_and_identical(&data, Duration::from_secs(60)).await;
+        assert_eq!(data.table_ids().await, (1..=200).collect::<Vec<_>>());
+        // Whichever replica serves, the answer is the same.
+        for c in data.chunks().await {
+            let mut answers = Vec::new();
+            for r in &c.replicas {
+                let mut ids = data.replica_ids(&c, &r.node).await;
+                ids.sort_unstable();
+                answers.push(ids);
+            }
+            assert!(answers.windows(2).all(|w| w[0] == w[1]), "chunk {}", c.id);
+        }
+    });
+}
+
+#[test]
+fn a_data_node_killed_mid_stream_loses_no_acknowledged_row_and_duplicates_none() {
+    let cluster = LocalCluster::start();
+    create_seed_table(&cluster);
+    let rt = runtime();
+    let data = std::sync::Arc::new(Data::connect(&cluster));
+    // The client's first site is the first data node: kill the node coordinating the writes.
+    let (victim, pid) = datanode_on(&cluster, &cluster.hosts[0]);
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let outcomes = rt.block_on(async {
+        let writers: Vec<_> = (1..=4u64)
+            .map(|w| {
+                let data = data.clone();
+                let acked = acked.clone();
+                tokio::spawn(async move {
+                    let mut told = Vec::new();
+                    for seq in 1..=120u64 {
+                        let ids: Vec<i32> =
+                            (0..5).map(|k| (w * 10_000 + seq * 5 + k) as i32).collect();
+                        let batch = seed_rows(&ids, (seq % 2) as i64);
+                        let r = data.client.append(DB, TABLE, w, seq, &batch).await;
+                        if r.is_ok() {
+                            acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        told.push((ids, r.map_err(|e| e.to_string())));
+                    }
+                    told
+                })
+            })
+            .collect();
+        // Kill in the middle of the stream.
+        while acked.load(std::sync::atomic::Ordering::SeqCst) < 100 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        kill9(pid);
+        let mut all = Vec::new();
+        for w in writers {
+            all.extend(w.await.unwrap());
+        }
+        all
+    });
+    let failed: Vec<_> = outcomes.iter().filter(|(_, r)| r.is_err()).collect();
+    assert!(failed.is_empty(), "appends failed: {failed:?}");
+    let retried = outcomes
+        .iter()
+        .filter(|(_, r)| r.as_ref().is_ok_and(|a| a.retries > 0))
+        .count();
+    assert!(
+        retried > 0,
+        "the kill of {victim} was not noticed by any append"
+    );
+
+    rt.block_on(async {
+        wait_all_complete_and_identical(&data, Duration::from_secs(60)).await;
+        let present = data.table_ids().await;
+        let mut expected: Vec<i32> = outcomes.iter().flat_map(|(ids, _)| ids.clone()).collect();
+        expected.sort_unstable();
+        // Every acknowledged row exactly once, nothing that was never sent.
+        assert_eq!(present.len(), expected.len(), "row count");
+        assert_eq!(present, expected);
+    });
+}
+
+#[test]
+fn a_retried_append_is_applied_once_and_bad_input_is_refused() {
+    let cluster = LocalCluster::start();
+    create_seed_table(&cluster);
+    let rt = runtime();
+    let data = Data::connect(&cluster);
+    // The same append through another coordinator: a retry after a lost acknowledgement.
+    let mut sites: Vec<String> = data.datanodes.values().cloned().collect();
+    sites.reverse();
+    let other = shoal_client::data::DataClient::new(sites, data.channels.clone());
+    rt.block_on(async {
+        let batch = seed_rows(&[1, 2, 3], 4);
+        let first = data.client.append(DB, TABLE, 1, 1, &batch).await.unwrap();
+        assert!(!first.duplicate);
+        let again = other.append(DB, TABLE, 1, 1, &batch).await.unwrap();
+        assert!(again.duplicate);
+        // A new seq is new data, a new writer with the same seq too.
+        data.client
+            .append(DB, TABLE, 1, 2, &seed_rows(&[4], 4))
+            .await
+            .unwrap();
+        data.client
+            .append(DB, TABLE, 2, 1, &seed_rows(&[5], 4))
+            .await
+            .unwrap();
+        assert_eq!(data.table_ids().await, vec![1, 2, 3, 4, 5]);
+
+        // A date outside the initial range creates its partition on the fly.
+        data.client
+            .append(DB, TABLE, 1, 3, &seed_rows(&[6], 400))
+            .await
+            .unwrap();
+        let chunks = data.chunks().await;
+        assert!(
+            chunks.iter().any(|c| c.partition_key == "2024.02.05"),
+            "{chunks:?}"
+        );
+
+        let refused = |r: Result<_, ClientError>| match r {
+            Err(ClientError::Rpc { code, message, .. }) => (code, message),
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        let wrong_type = arrow::array::RecordBatch::try_new(
+            std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
+                arrow::datatypes::Field::new("time", arrow::datatypes::DataType::Utf8, false),
+                arrow::datatypes::Field::new("name", arrow::datatypes::DataType::Utf8, false),
+                arrow::datatypes::Field::new("id", arrow::datatypes::DataType::Int32, false),
+            ])),
+            vec![
+                std::sync::Arc::new(arrow::array::StringArray::from(vec!["today"])),
+                std::sync::Arc::new(arrow::array::StringArray::from(vec!["Apple"])),
+                std::sync::Arc::new(arrow::array::Int32Array::from(vec![9])),
+            ],
+        )
+        .unwrap();
+        let (code, msg) = refused(data.client.append(DB, TABLE, 1, 4, &wrong_type).await);
+        assert_eq!(code, tonic::Code::InvalidArgument);
+        assert!(msg.contains("`time` is TIMESTAMP"), "{msg}");
+        let (code, msg) = refused(
+            data.client
+                .append(DB, "nope", 1, 5, &seed_rows(&[9], 0))
+                .await,
+        );
+        assert_eq!(code, tonic::Code::NotFound);
+        assert!(msg.contains("table `nope` does not exist"), "{msg}");
+        let (code, msg) = refused(
+            data.client
+                .append("dfs://nope", TABLE, 1, 6, &seed_rows(&[9], 0))
+                .await,
+        );
+        assert_eq!(code, tonic::Code::NotFound);
+        assert!(
+            msg.contains("database `dfs://nope` does not exist"),
+            "{msg}"
+        );
+        // Nothing of the refused appends was written.
+        assert_eq!(data.table_ids().await, vec![1, 2, 3, 4, 5, 6]);
+    });
+}
