@@ -211,11 +211,7 @@ async fn step(
     *peer_lsn = Some(lsn);
     publish(link, replica, lsn);
     if lsn < store.last_lsn() {
-        let records = store
-            .records_since(lsn, PAGE_BYTES)
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let held = ship(&mut client, chunk, records).await?;
+        let held = ship_since(&mut client, chunk, store, lsn).await?;
         *peer_lsn = Some(held);
         publish(link, replica, held);
         return Ok(Step::Progress);
@@ -281,13 +277,18 @@ async fn handshake(
     Ok(Some(p.last_lsn))
 }
 
-/// Sends records (in lsn order); answers the last lsn the replica then holds.
-async fn ship(
+/// Sends the next page of records after `lsn` (in lsn order); answers the last lsn the replica
+/// then holds.
+async fn ship_since(
     client: &mut DataNodeClient<AuthChannel>,
     chunk: &ChunkInfo,
-    records: Vec<shoal_storage::Record>,
+    store: &ChunkStore,
+    lsn: u64,
 ) -> Result<u64, Status> {
-    let records = records
+    let records = store
+        .records_since(lsn, PAGE_BYTES)
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
         .into_iter()
         .map(|r| {
             shoal_catalog::rows::encode_ipc(r.batch.schema_ref(), std::slice::from_ref(&r.batch))
@@ -331,11 +332,7 @@ async fn rejoin(
             return Ok(()); // the chunk changed meanwhile: decide again
         }
         while lsn < store.last_lsn() {
-            let records = store
-                .records_since(lsn, PAGE_BYTES)
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?;
-            lsn = ship(client, chunk, records).await?;
+            lsn = ship_since(client, chunk, store, lsn).await?;
         }
         let req = UpdateReplicasRequest {
             chunk_id: chunk.id,
