@@ -16,7 +16,7 @@ use crate::channel::Channels;
 
 /// Per-attempt deadline; longer than a data node's own deadline for one chunk's write, so the
 /// node that knows the outcome answers first.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(25);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause after every site failed once, before going round again.
 const ROUND_PAUSE: Duration = Duration::from_millis(100);
 

@@ -3,7 +3,6 @@
 //! so decisions are made on metadata at least as new as the caller's.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use shoal_catalog::{DatabaseDef, PartitionScheme, TableDef};
@@ -21,10 +20,8 @@ pub struct Snapshot {
 pub struct CatalogCache {
     controllers: ControllerClient,
     snapshot: RwLock<Arc<Snapshot>>,
-    /// One refresh at a time; callers that queued behind one reuse its result.
+    /// One refresh at a time.
     refreshing: tokio::sync::Mutex<()>,
-    /// Completed refreshes.
-    generation: AtomicU64,
 }
 
 impl CatalogCache {
@@ -33,7 +30,6 @@ impl CatalogCache {
             controllers,
             snapshot: RwLock::default(),
             refreshing: tokio::sync::Mutex::new(()),
-            generation: AtomicU64::new(0),
         }
     }
 
@@ -48,14 +44,11 @@ impl CatalogCache {
             .clone()
     }
 
-    /// Fetches the catalog from the leader. A chunk never goes back to an older version: a
-    /// change this node committed itself may be newer than a fetch that started before it.
+    /// Fetches the catalog from the leader (one fetch at a time; each caller gets a fetch that
+    /// started after it asked). A chunk never goes back to an older version: a change this node
+    /// committed itself may be newer than a fetch that started before it.
     pub async fn refresh(&self) -> Result<(), ClientError> {
-        let seen = self.generation.load(Ordering::SeqCst);
         let _one_at_a_time = self.refreshing.lock().await;
-        if self.generation.load(Ordering::SeqCst) != seen {
-            return Ok(()); // a refresh that started after we asked has finished
-        }
         let resp = self.controllers.get_catalog().await?;
         let databases: BTreeMap<String, DatabaseDef> = serde_json::from_slice(&resp.databases_json)
             .map_err(|e| ClientError::Rpc {
@@ -63,17 +56,16 @@ impl CatalogCache {
                 code: tonic::Code::Internal,
                 message: format!("undecodable catalog: {e}"),
             })?;
-        let old = self.snapshot();
+        let mut guard = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
         let chunks = resp
             .chunks
             .into_iter()
-            .map(|c| match old.chunks.get(&c.id) {
+            .map(|c| match guard.chunks.get(&c.id) {
                 Some(mine) if mine.version > c.version => (c.id, mine.clone()),
                 _ => (c.id, c),
             })
             .collect();
-        self.set(Snapshot { databases, chunks });
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        *guard = Arc::new(Snapshot { databases, chunks });
         Ok(())
     }
 
@@ -95,10 +87,6 @@ impl CatalogCache {
         });
     }
 
-    fn set(&self, s: Snapshot) {
-        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
-    }
-
     pub fn chunk(&self, id: u64) -> Option<ChunkInfo> {
         self.snapshot().chunks.get(&id).cloned()
     }
@@ -109,8 +97,16 @@ impl CatalogCache {
             return Ok(c);
         }
         self.refresh().await.map_err(unavailable)?;
-        self.chunk(id)
-            .ok_or_else(|| Status::not_found(format!("chunk {id} does not exist (dropped?)")))
+        match self.chunk(id) {
+            Some(c) if c.version >= version => Ok(c),
+            Some(c) => Err(Status::unavailable(format!(
+                "chunk {id}: the controller answered version {}, older than {version}",
+                c.version
+            ))),
+            None => Err(Status::not_found(format!(
+                "chunk {id} does not exist (dropped?)"
+            ))),
+        }
     }
 
     /// A table's partition scheme and definition, refreshing once if unknown.

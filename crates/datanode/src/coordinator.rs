@@ -22,9 +22,10 @@ use crate::catalog_cache::{primary, unavailable};
 use crate::node::Node;
 
 /// How long one chunk's share may take, failovers included.
-const WRITE_DEADLINE: Duration = Duration::from_secs(20);
-/// Deadline of one call to a primary (it includes the primary's wait for its replicas).
-const PRIMARY_CALL_TIMEOUT: Duration = Duration::from_secs(12);
+const WRITE_DEADLINE: Duration = Duration::from_secs(24);
+/// Deadline of one call to a primary: longer than a healthy primary can take (a rejoin's pause,
+/// then the wait for its replicas), so only a dead or frozen primary runs into it.
+const PRIMARY_CALL_TIMEOUT: Duration = Duration::from_secs(17);
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 pub async fn append(node: &Arc<Node>, req: AppendRequest) -> Result<AppendResponse, Status> {
@@ -125,7 +126,8 @@ async fn write_share(
             crate::primary::write_chunk(node, req).await
         } else {
             let mut r = tonic::Request::new(req);
-            r.set_timeout(PRIMARY_CALL_TIMEOUT);
+            let left = WRITE_DEADLINE.saturating_sub(started.elapsed());
+            r.set_timeout(PRIMARY_CALL_TIMEOUT.min(left));
             match node.data_node(&p.addr) {
                 Ok(mut c) => c.write_chunk(r).await.map(|r| r.into_inner()),
                 Err(e) => Err(e),

@@ -45,7 +45,7 @@ pub async fn write_chunk(
         .filter(|r| r.in_sync && r.node != node.alias)
         .map(|r| node.links.link(node, chunk.id, &r.node))
         .collect::<Vec<_>>();
-    try_join_all(waits.iter().map(|l| wait_replicated(l, lsn))).await?;
+    try_join_all(waits.iter().map(|l| wait_replicated(l, lsn, chunk.version))).await?;
     drop(appends_allowed);
     if chunk.state == "CONSTRUCTING" {
         tokio::spawn(mark_written(node.clone(), chunk));
@@ -91,6 +91,10 @@ pub fn storage_status(e: StorageError) -> Status {
             Status::invalid_argument(e.to_string())
         }
         StorageError::LsnMismatch { .. } => Status::out_of_range(e.to_string()),
+        // The disk failed or the store is closing: another replica can take the write.
+        StorageError::Failed { .. } | StorageError::Io { .. } | StorageError::Closed { .. } => {
+            Status::unavailable(e.to_string())
+        }
         _ => Status::internal(e.to_string()),
     }
 }

@@ -121,13 +121,15 @@ impl LocalReplicas {
         if let Some(s) = self.get(chunk.id) {
             return Ok(s);
         }
-        self.create(chunk, schema).await
+        self.create(chunk, schema, false).await
     }
 
+    /// Creates the chunk's record and an empty store; `replace`: discard a store already there.
     async fn create(
         &self,
         chunk: &ChunkInfo,
         schema: SchemaRef,
+        replace: bool,
     ) -> Result<Arc<ChunkStore>, String> {
         let dir = self.data_dir.join(chunk.id.to_string());
         let record = ChunkRecord {
@@ -142,8 +144,18 @@ impl LocalReplicas {
         let bytes = serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?;
         write_durably(&self.meta_dir, &format!("{}.chunk", chunk.id), &bytes)
             .map_err(|e| format!("chunk {}: cannot write its record: {e}", chunk.id))?;
+        if !replace && dir.join(shoal_storage::STORE_FILE).exists() {
+            // Data without its record (e.g. chunkMetaDir restored from an older backup): never
+            // delete it silently.
+            return Err(format!(
+                "chunk {}: {} holds a store that {} does not record; refusing to overwrite it",
+                chunk.id,
+                dir.display(),
+                self.meta_dir.display()
+            ));
+        }
         if dir.exists() {
-            // Leftovers of a store that was never completely created.
+            // Leftovers of a store never completely created, or the replica being reset.
             std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
         let store = Arc::new(
@@ -175,7 +187,7 @@ impl LocalReplicas {
             "chunk {}: rebuilding this replica from its primary",
             chunk.id
         );
-        self.create(chunk, schema).await
+        self.create(chunk, schema, true).await
     }
 
     /// Position of every replica held.

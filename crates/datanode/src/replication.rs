@@ -43,15 +43,18 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 const IDLE_TICK: Duration = Duration::from_secs(1);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
-/// Longest the chunk's appends are paused for a replica to rejoin.
+/// Longest the chunk's appends are paused for a replica to rejoin (when the outcome is known).
 const REJOIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest the appends stay paused to learn the outcome of a rejoin that was cut off.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(12);
 
 #[derive(Clone, Copy, Debug, Default)]
 struct LinkState {
     /// Highest lsn the replica is known to hold (while in sync).
     acked: u64,
-    /// The replica was taken out of the in-sync set by a committed change.
-    removed: bool,
+    /// The chunk version at which the replica was taken out of the in-sync set by a committed
+    /// change (0: never). An append decided at an older version may then go on without it.
+    removed_at: u64,
     /// The task ended (this node is no longer the chunk's primary).
     stopped: bool,
 }
@@ -117,13 +120,15 @@ impl Links {
     }
 }
 
-/// Waits until the replica behind `link` holds `lsn`, or was taken out of the in-sync set.
-pub async fn wait_replicated(link: &Link, lsn: u64) -> Result<(), Status> {
+/// Waits until the replica behind `link` holds `lsn`, or was taken out of the in-sync set after
+/// `version` (the chunk version the append chose its replicas by).
+pub async fn wait_replicated(link: &Link, lsn: u64, version: u64) -> Result<(), Status> {
     let mut rx = link.state.subscribe();
     link.wake.notify_one();
-    let done = |s: &LinkState| s.acked >= lsn || s.removed || s.stopped;
+    let released = move |s: &LinkState| s.acked >= lsn || s.removed_at > version;
+    let done = move |s: &LinkState| released(s) || s.stopped;
     match tokio::time::timeout(REPLICATION_WAIT, rx.wait_for(done)).await {
-        Ok(Ok(s)) if s.acked >= lsn || s.removed => Ok(()),
+        Ok(Ok(s)) if released(&s) => Ok(()),
         Ok(_) => Err(Status::aborted(
             "this node stopped being the chunk's primary during the write; retry",
         )),
@@ -150,11 +155,16 @@ async fn run(node: Arc<Node>, chunk_id: u64, peer: String, link: Arc<Link>) {
         let Some(replica) = chunk.replicas.iter().find(|r| r.node == peer).cloned() else {
             break;
         };
-        let result = match node.store(&chunk).await {
-            Ok(store) => step(&node, &link, &chunk, &replica, &store, &mut peer_lsn).await,
-            Err(e) => Err(e),
+        let store = match node.store(&chunk).await {
+            Ok(store) => store,
+            Err(e) => {
+                // Our own side failed, not the replica: never a reason to remove it.
+                tracing::warn!("chunk {chunk_id}: local store: {}", e.message());
+                tokio::time::sleep(MAX_BACKOFF).await;
+                continue;
+            }
         };
-        match result {
+        match step(&node, &link, &chunk, &replica, &store, &mut peer_lsn).await {
             Ok(Step::Progress) => backoff = MIN_BACKOFF,
             Ok(Step::Idle) => {
                 backoff = MIN_BACKOFF;
@@ -177,8 +187,9 @@ async fn run(node: Arc<Node>, chunk_id: u64, peer: String, link: Arc<Link>) {
                         "chunk {chunk_id}: replica on {peer} failed ({}); taking it out of the in-sync set",
                         e.message()
                     );
-                    if remove_from_in_sync(&node, &chunk, &peer).await.is_ok() {
-                        link.state.send_modify(|s| s.removed = true);
+                    if let Ok(at) = remove_from_in_sync(&node, &chunk, &peer).await {
+                        link.state
+                            .send_modify(|s| s.removed_at = s.removed_at.max(at));
                     }
                 } else {
                     tracing::debug!("chunk {chunk_id}: catch-up of {peer}: {}", e.message());
@@ -266,8 +277,9 @@ async fn handshake(
         store.last_lsn()
     );
     if replica.in_sync {
-        remove_from_in_sync(node, chunk, &replica.node).await?;
-        link.state.send_modify(|s| s.removed = true);
+        let at = remove_from_in_sync(node, chunk, &replica.node).await?;
+        link.state
+            .send_modify(|s| s.removed_at = s.removed_at.max(at));
         return Ok(None);
     }
     let p = client
@@ -325,8 +337,8 @@ async fn rejoin(
     mut lsn: u64,
 ) -> Result<(), Status> {
     let lock = node.links.chunk_lock(chunk.id);
+    let _appends_paused = lock.write().await;
     let paused = tokio::time::timeout(REJOIN_TIMEOUT, async {
-        let _appends_paused = lock.write().await;
         let now = node.catalog.chunk(chunk.id);
         if now.as_ref().map(|c| c.version) != Some(chunk.version) {
             return Ok(()); // the chunk changed meanwhile: decide again
@@ -340,17 +352,17 @@ async fn rejoin(
             add_in_sync: vec![replica.node.clone()],
             ..Default::default()
         };
-        let info = node
-            .catalog
-            .controllers()
-            .update_replicas(req)
-            .await
-            .map_err(|e| Status::aborted(e.to_string()))?;
+        let info = match node.catalog.controllers().update_replicas(req).await {
+            Ok(info) => info,
+            Err(e) => {
+                // The change may have committed: until we know, appends must not go on under
+                // the old in-sync set (they would be acknowledged without this replica).
+                settle_unknown_outcome(node, chunk).await;
+                return Err(Status::aborted(format!("rejoin of {}: {e}", replica.node)));
+            }
+        };
         node.catalog.update_chunk(info);
-        link.state.send_modify(|s| {
-            s.removed = false;
-            s.acked = lsn;
-        });
+        link.state.send_modify(|s| s.acked = s.acked.max(lsn));
         tracing::info!(
             "chunk {}: replica on {} caught up at lsn {lsn} and is in sync again",
             chunk.id,
@@ -359,16 +371,49 @@ async fn rejoin(
         Ok(())
     })
     .await;
-    paused.unwrap_or_else(|_| {
-        Err(Status::aborted(format!(
-            "rejoin of {} took longer than {REJOIN_TIMEOUT:?}",
-            replica.node
-        )))
-    })
+    match paused {
+        Ok(result) => result,
+        Err(_) => {
+            // Cut off mid-way: the change may be in flight, so settle it before appends resume.
+            settle_unknown_outcome(node, chunk).await;
+            Err(Status::aborted(format!(
+                "rejoin of {} took longer than {REJOIN_TIMEOUT:?}",
+                replica.node
+            )))
+        }
+    }
 }
 
-/// Commits "`peer` missed a write" for the chunk version this decision was based on.
-pub async fn remove_from_in_sync(node: &Node, chunk: &ChunkInfo, peer: &str) -> Result<(), Status> {
+/// After a chunk change whose outcome is unknown, with the chunk's appends paused: refreshes
+/// until the controller shows the chunk moved past `chunk.version` (the change, or another,
+/// committed) or long enough has passed that a proposal still pending would have failed (the
+/// controller gives up on a write after 5 s; the client's deadline is 10 s).
+async fn settle_unknown_outcome(node: &Node, chunk: &ChunkInfo) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < SETTLE_TIMEOUT {
+        if node.catalog.refresh().await.is_ok()
+            && node
+                .catalog
+                .chunk(chunk.id)
+                .is_none_or(|c| c.version > chunk.version)
+        {
+            return;
+        }
+        tokio::time::sleep(MIN_BACKOFF).await;
+    }
+    tracing::error!(
+        "chunk {}: could not learn whether an in-sync change committed within {SETTLE_TIMEOUT:?}",
+        chunk.id
+    );
+}
+
+/// Commits "`peer` missed a write" for the chunk version this decision was based on; answers
+/// the chunk's version after the change.
+pub async fn remove_from_in_sync(
+    node: &Node,
+    chunk: &ChunkInfo,
+    peer: &str,
+) -> Result<u64, Status> {
     let req = UpdateReplicasRequest {
         chunk_id: chunk.id,
         expected_version: chunk.version,
@@ -377,8 +422,9 @@ pub async fn remove_from_in_sync(node: &Node, chunk: &ChunkInfo, peer: &str) -> 
     };
     match node.catalog.controllers().update_replicas(req).await {
         Ok(info) => {
+            let version = info.version;
             node.catalog.update_chunk(info);
-            Ok(())
+            Ok(version)
         }
         Err(e) => {
             let _ = node.catalog.refresh().await;

@@ -89,8 +89,24 @@ impl DataNode for DataNodeService {
                 })
             })
             .collect::<Result<Vec<_>, Status>>()?;
-        store.apply_records(records).await.map_err(storage_status)?;
-        Ok(Response::new(position(chunk.id, &store)))
+        let wanted: Vec<u64> = records.iter().map(|r| r.lsn).collect();
+        let outcomes = store.apply_records(records).await.map_err(storage_status)?;
+        // Answer what this request put at its lsns, not the store's end: records this node
+        // holds past them may be another primary's, and must not acknowledge the sender's.
+        for (lsn, outcome) in wanted.iter().zip(&outcomes) {
+            if outcome.lsn().is_some_and(|held| held != *lsn) {
+                return Err(Status::out_of_range(format!(
+                    "chunk {}: record for lsn {lsn} is already held at lsn {:?}",
+                    chunk.id,
+                    outcome.lsn()
+                )));
+            }
+        }
+        let mut answer = position(chunk.id, &store);
+        if let Some(last) = wanted.last() {
+            answer.last_lsn = *last;
+        }
+        Ok(Response::new(answer))
     }
 
     async fn get_replica_position(
