@@ -258,6 +258,21 @@ impl Catalog {
                 ),
             );
         }
+        if let Some(m) = &change.move_replica {
+            let from = chunk.replicas.iter().find(|r| r.node == m.from);
+            if from.is_none_or(|r| r.in_sync) {
+                return CommandResponse::rejected(format!(
+                    "chunk {}: only a replica out of sync can move, and `{}` holds none",
+                    chunk.id, m.from
+                ));
+            }
+            if chunk.replicas.iter().any(|r| r.node == m.to) {
+                return CommandResponse::rejected(format!(
+                    "chunk {}: `{}` already holds a replica",
+                    chunk.id, m.to
+                ));
+            }
+        }
         let named = change.remove_in_sync.iter().chain(&change.add_in_sync);
         if let Some(stranger) = named
             .into_iter()
@@ -269,6 +284,11 @@ impl Catalog {
             ));
         }
         let mut replicas = chunk.replicas.clone();
+        if let Some(m) = &change.move_replica {
+            for r in replicas.iter_mut().filter(|r| r.node == m.from) {
+                r.node = m.to.clone();
+            }
+        }
         for r in &mut replicas {
             if change.remove_in_sync.contains(&r.node) {
                 r.in_sync = false;
@@ -314,6 +334,16 @@ pub struct ReplicaChange {
     /// The first write was acknowledged: CONSTRUCTING ends.
     #[serde(default)]
     pub mark_written: bool,
+    /// Re-replication: an out-of-sync replica on a node that stayed down is replaced by a new,
+    /// empty, out-of-sync replica elsewhere, which the chunk's primary then fills.
+    #[serde(default)]
+    pub move_replica: Option<ReplicaMove>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaMove {
+    pub from: String,
+    pub to: String,
 }
 
 #[cfg(test)]
@@ -386,6 +416,7 @@ mod tests {
             remove_in_sync: vec![],
             add_in_sync: vec![],
             mark_written: false,
+            move_replica: None,
         }
     }
 
@@ -443,6 +474,26 @@ mod tests {
         assert!(cat.update_replicas(&stranger).rejected.contains("node9"));
         assert_eq!(cat.chunks[&1].version, 3);
 
+        // A replica in sync cannot move; an out-of-sync one cannot move onto a replica holder.
+        let move_to = |from: &str, to: &str| ReplicaChange {
+            move_replica: Some(ReplicaMove {
+                from: from.into(),
+                to: to.into(),
+            }),
+            ..change(3)
+        };
+        assert!(
+            cat.update_replicas(&move_to("node1", "node3"))
+                .rejected
+                .contains("out of sync")
+        );
+        assert!(
+            cat.update_replicas(&move_to("node2", "node1"))
+                .rejected
+                .contains("already holds")
+        );
+        assert_eq!(cat.chunks[&1].version, 3);
+
         // node2 caught up and rejoins: COMPLETE again.
         let rejoin = ReplicaChange {
             add_in_sync: vec!["node2".into()],
@@ -453,6 +504,29 @@ mod tests {
             (cat.chunks[&1].state, cat.chunks[&1].version),
             (ChunkState::Complete, 4)
         );
+
+        // node2 falls behind again and stays down: its replica moves to node3, still out of
+        // sync until the primary has filled it.
+        let drop2 = ReplicaChange {
+            remove_in_sync: vec!["node2".into()],
+            ..change(4)
+        };
+        assert_eq!(cat.update_replicas(&drop2), CommandResponse::applied());
+        let moved = ReplicaChange {
+            expected_version: 5,
+            ..move_to("node2", "node3")
+        };
+        assert_eq!(cat.update_replicas(&moved), CommandResponse::applied());
+        let chunk = &cat.chunks[&1];
+        assert_eq!(
+            chunk
+                .replicas
+                .iter()
+                .map(|r| (r.node.as_str(), r.in_sync))
+                .collect::<Vec<_>>(),
+            [("node1", true), ("node3", false)]
+        );
+        assert_eq!((chunk.state, chunk.version), (ChunkState::Recovering, 6));
     }
 
     #[test]

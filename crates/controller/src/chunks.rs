@@ -17,11 +17,14 @@ use crate::command::{Command, Rejection};
 use crate::controller_service::ControllerCore;
 use crate::placement::{Candidate, place};
 
-/// How many replicas a new chunk gets and how they must be spread (controller.cfg).
+/// How many replicas a new chunk gets, how they must be spread, and how long a replica on a
+/// dead node waits before it is re-created elsewhere (controller.cfg).
 #[derive(Clone, Copy, Debug)]
 pub struct PlacementPolicy {
     pub factor: usize,
     pub level: ReliabilityLevel,
+    /// `dfsRecoveryWaitTime`; zero: never re-create elsewhere.
+    pub recovery_wait: std::time::Duration,
 }
 
 pub async fn ensure(
@@ -110,6 +113,7 @@ pub async fn update_replicas(
         remove_in_sync: req.remove_in_sync,
         add_in_sync: req.add_in_sync,
         mark_written: req.mark_written,
+        move_replica: None,
     };
     let resp = core.write(Command::UpdateReplicas { change }).await?;
     match resp.rejection {

@@ -1,5 +1,6 @@
 //! What the leader does on its own, on a fixed tick: seed the metadata with the nodes of
-//! `cluster.nodes`, and mark nodes DOWN whose heartbeats stopped.
+//! `cluster.nodes`, mark nodes DOWN whose heartbeats stopped, and re-create replicas of nodes
+//! down longer than `dfsRecoveryWaitTime` elsewhere (`re_replication`).
 
 use std::time::Duration;
 
@@ -73,5 +74,5 @@ async fn tick(core: &ControllerCore, heartbeat_timeout: Duration) -> Result<(), 
         })
         .await?;
     }
-    Ok(())
+    crate::re_replication::tick(core).await
 }

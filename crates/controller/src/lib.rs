@@ -18,6 +18,7 @@ pub mod placement;
 pub mod raft_network;
 pub mod raft_service;
 pub mod raft_types;
+pub mod re_replication;
 pub mod server;
 pub mod topology;
 

@@ -104,6 +104,7 @@ pub async fn run(
         placement: PlacementPolicy {
             factor: usize::try_from(cfg.dfs_replication_factor).unwrap_or(usize::MAX),
             level: cfg.dfs_replica_reliability_level,
+            recovery_wait: cfg.dfs_recovery_wait_time,
         },
     };
     let auth = ServerAuth::new(&opts.secret);

@@ -190,6 +190,38 @@ impl LocalReplicas {
         self.create(chunk, schema, true).await
     }
 
+    /// Ids of the replicas held.
+    pub fn ids(&self) -> Vec<u64> {
+        self.lock().keys().copied().collect()
+    }
+
+    /// Deletes a replica the catalog no longer places here (its chunk was dropped, or the
+    /// replica was re-created on another node while this one was down). Skipped while a call
+    /// still uses the store; the next upkeep tries again.
+    pub async fn discard(&self, id: u64) -> Result<(), String> {
+        let _one = self.changes.lock().await;
+        let store = {
+            let mut stores = self.lock();
+            match stores.get(&id) {
+                Some(s) if Arc::strong_count(s) == 1 => stores.remove(&id),
+                _ => None,
+            }
+        };
+        let Some(store) = store.and_then(|s| Arc::try_unwrap(s).ok()) else {
+            return Ok(());
+        };
+        let dir = store.dir().to_path_buf();
+        store.close().await.map_err(|e| e.to_string())?;
+        let record = self.meta_dir.join(format!("{id}.chunk"));
+        std::fs::remove_file(&record).map_err(|e| format!("{}: {e}", record.display()))?;
+        std::fs::File::open(&self.meta_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| format!("{}: {e}", self.meta_dir.display()))?;
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        tracing::info!("chunk {id}: replica no longer placed here, deleted");
+        Ok(())
+    }
+
     /// Position of every replica held.
     pub fn positions(&self) -> Vec<ReplicaPosition> {
         let mut v: Vec<ReplicaPosition> =

@@ -128,16 +128,37 @@ pub async fn run(
     Ok(served?)
 }
 
-/// Keeps the catalog fresh and replication links running for every chunk this node leads.
+/// Keeps the catalog fresh, replication links running for every chunk this node leads, and
+/// deletes replicas no longer placed here.
 async fn upkeep(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     loop {
         match node.catalog.refresh().await {
-            Ok(()) => node.links.sweep(&node),
+            Ok(()) => {
+                node.links.sweep(&node);
+                discard_unplaced(&node).await;
+            }
             Err(e) => tracing::debug!("catalog refresh: {e}"),
         }
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(UPKEEP_INTERVAL) => {}
+        }
+    }
+}
+
+/// Deletes local replicas the (just refreshed) catalog does not place on this node.
+async fn discard_unplaced(node: &Node) {
+    let snapshot = node.catalog.snapshot();
+    for id in node.replicas.ids() {
+        let placed = snapshot
+            .chunks
+            .get(&id)
+            .is_some_and(|c| c.replicas.iter().any(|r| r.node == node.alias));
+        if placed {
+            continue;
+        }
+        if let Err(e) = node.replicas.discard(id).await {
+            tracing::warn!("chunk {id}: cannot delete the unplaced replica: {e}");
         }
     }
 }

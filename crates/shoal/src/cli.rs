@@ -126,6 +126,10 @@ pub struct LocalUpArgs {
     pub timeout: Duration,
     #[arg(long)]
     pub json: bool,
+    /// Override a controller.cfg key in the files of a new cluster, e.g.
+    /// `--set dfsRecoveryWaitTime=2000` (repeatable; checked before anything is written).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
 }
 
 #[derive(Args)]

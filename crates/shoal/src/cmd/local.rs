@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use futures::future::join_all;
 use indicatif::{ProgressBar, ProgressStyle};
 use shoal_agent::process;
-use shoal_common::config::{ClusterNodes, NodeMode};
+use shoal_common::config::{ClusterNodes, ControllerConfig, NodeMode};
 use shoal_common::secret::{self, SECRET_FILE};
 use shoal_proto::NodeState;
 
@@ -48,13 +48,30 @@ fn cluster_nodes_text(hosts: &[String], base_port: u16) -> String {
     text
 }
 
-/// The seed's controller.cfg for one machine.
-fn controller_cfg(site: &str) -> String {
-    format!(
+/// The seed's controller.cfg for one machine, with `--set KEY=VALUE` overrides applied and the
+/// result checked like the controller will check it (a bad key or value writes nothing).
+fn controller_cfg(site: &str, overrides: &[String]) -> anyhow::Result<String> {
+    let mut lines: Vec<String> = format!(
         "mode=controller\nlocalSite={site}\ndfsHAMode=Raft\ndfsReplicationFactor=2\n\
          dfsReplicaReliabilityLevel=1\ndataSync=1\nworkerNum=4\nmaxConnections=512\nmaxMemSize=8\n\
-         lanCluster=0\ndfsRecoveryWaitTime=30000\ndfsMetaDir=dfsMeta\n"
+         lanCluster=0\ndfsRecoveryWaitTime=30000\ndfsMetaDir=dfsMeta"
     )
+    .lines()
+    .map(str::to_owned)
+    .collect();
+    for o in overrides {
+        let Some((key, _)) = o.split_once('=') else {
+            bail!("--set {o}: expected KEY=VALUE");
+        };
+        let prefix = format!("{key}=");
+        match lines.iter_mut().find(|l| l.starts_with(&prefix)) {
+            Some(line) => *line = o.clone(),
+            None => lines.push(o.clone()),
+        }
+    }
+    let text = lines.join("\n") + "\n";
+    ControllerConfig::parse(Path::new("controller.cfg (with --set)"), &text)?;
+    Ok(text)
 }
 
 fn agent_cfg(site: &str, controller: &str) -> String {
@@ -76,6 +93,7 @@ fn write_config(args: &LocalUpArgs) -> anyhow::Result<ClusterNodes> {
     if args.hosts.is_empty() {
         bail!("--hosts needs at least one address");
     }
+    controller_cfg("127.0.0.1:1:check", &args.set)?; // refuse bad overrides before writing
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let text = cluster_nodes_text(&args.hosts, args.base_port);
     let nodes = ClusterNodes::parse(&nodes_path, &text)?;
@@ -93,7 +111,7 @@ fn write_config(args: &LocalUpArgs) -> anyhow::Result<ClusterNodes> {
             match n.mode {
                 NodeMode::Controller => fs::write(
                     home.join("controller.cfg"),
-                    controller_cfg(&n.site.to_string()),
+                    controller_cfg(&n.site.to_string(), &args.set)?,
                 )?,
                 NodeMode::Agent => fs::write(
                     home.join("agent.cfg"),

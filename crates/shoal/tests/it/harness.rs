@@ -63,6 +63,11 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// `shoal local up` on a fresh subnet; panics with the logs if it fails.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// `start` with extra `local up` arguments (e.g. `--set KEY=VALUE`).
+    pub fn start_with(extra: &[&str]) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("cluster");
         let subnet = fresh_subnet();
@@ -72,16 +77,19 @@ impl LocalCluster {
             hosts,
             _tmp: tmp,
         };
-        let out = shoal(&[
+        let hosts = cluster.hosts.join(",");
+        let mut args = vec![
             "local",
             "up",
             "--dir",
             cluster.dir_str(),
             "--hosts",
-            &cluster.hosts.join(","),
+            &hosts,
             "--timeout",
             "60s",
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let out = shoal(&args);
         assert!(
             out.status.success(),
             "local up failed: {}\n{}",

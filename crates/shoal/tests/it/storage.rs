@@ -278,3 +278,94 @@ fn a_retried_append_is_applied_once_and_bad_input_is_refused() {
         assert_eq!(data.table_ids().await, vec![1, 2, 3, 4, 5, 6]);
     });
 }
+
+#[test]
+fn replicas_of_a_machine_down_past_dfs_recovery_wait_time_are_recreated_elsewhere() {
+    let cluster = LocalCluster::start_with(&["--set", "dfsRecoveryWaitTime=1500"]);
+    create_seed_table(&cluster);
+    let rt = runtime();
+    let data = Data::connect(&cluster);
+    let append = |seq: u64| {
+        let ids: Vec<i32> = (0..10).map(|k| (seq as i32 - 1) * 10 + k + 1).collect();
+        let batch = seed_rows(&ids, (seq % 3) as i64);
+        let data = &data;
+        async move {
+            data.client.append(DB, TABLE, 3, seq, &batch).await.unwrap();
+        }
+    };
+    rt.block_on(async {
+        for seq in 1..=6 {
+            append(seq).await;
+        }
+    });
+    let host = cluster.hosts[1].clone();
+    let (gone, _) = datanode_on(&cluster, &host);
+    let moved: Vec<u64> = rt
+        .block_on(data.chunks())
+        .iter()
+        .filter(|c| c.replicas.iter().any(|r| r.node == gone))
+        .map(|c| c.id)
+        .collect();
+    assert!(!moved.is_empty());
+    let out = cluster.run(&["host", "stop", &host]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    rt.block_on(async {
+        for seq in 7..=12 {
+            append(seq).await;
+        }
+        // Down for longer than the wait: its replicas are re-created on the third machine and
+        // filled from the primaries.
+        let started = Instant::now();
+        loop {
+            let chunks = data.chunks().await;
+            if chunks
+                .iter()
+                .all(|c| c.replicas.iter().all(|r| r.node != gone))
+            {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "replicas on {gone} not moved: {chunks:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        wait_all_complete_and_identical(&data, Duration::from_secs(60)).await;
+        assert_eq!(data.table_ids().await, (1..=120).collect::<Vec<_>>());
+    });
+    let status = cluster.status();
+    let machine_of = |alias: &str| {
+        crate::harness::node(&status, alias)["machine"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    for c in rt.block_on(data.chunks()) {
+        let machines: BTreeSet<String> = c.replicas.iter().map(|r| machine_of(&r.node)).collect();
+        assert_eq!(machines.len(), 2, "replicas on distinct machines: {c:?}");
+    }
+
+    // The machine returns: the replicas it no longer holds are deleted there.
+    let out = cluster.run(&["host", "start", &host]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    rt.block_on(async {
+        let started = Instant::now();
+        loop {
+            let held: Vec<u64> = data
+                .positions()
+                .await
+                .keys()
+                .filter(|(_, node)| *node == gone)
+                .map(|(id, _)| *id)
+                .collect();
+            if !moved.iter().any(|id| held.contains(id)) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{gone} still holds {held:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+}
