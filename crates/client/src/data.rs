@@ -36,6 +36,8 @@ pub struct Appended {
     pub duplicate: bool,
     /// Attempts that failed over to another site first.
     pub retries: u32,
+    /// The site that acknowledged it: an index into [`DataClient::sites`].
+    pub site: usize,
 }
 
 impl DataClient {
@@ -47,6 +49,11 @@ impl DataClient {
             current: AtomicUsize::new(0),
             deadline: Duration::from_secs(60),
         }
+    }
+
+    /// The data node addresses, in the order they are tried.
+    pub fn sites(&self) -> &[String] {
+        &self.sites
     }
 
     pub async fn append(
@@ -75,8 +82,13 @@ impl DataClient {
                 let i = self.current.load(Ordering::Relaxed) % self.sites.len();
                 let addr = &self.sites[i];
                 let mut client = DataNodeClient::new(self.channels.get(addr)?);
+                let Some(left) = self.deadline.checked_sub(started.elapsed()) else {
+                    break;
+                };
                 let mut r = tonic::Request::new(req.clone());
-                r.set_timeout(ATTEMPT_TIMEOUT);
+                // Never past the append's deadline: an attempt cut short has an unknown
+                // outcome, which is what running out of time reports anyway.
+                r.set_timeout(ATTEMPT_TIMEOUT.min(left));
                 let status = match client.append(r).await {
                     Ok(resp) => {
                         let AppendResponse { rows, duplicate } = resp.into_inner();
@@ -84,6 +96,7 @@ impl DataClient {
                             rows,
                             duplicate,
                             retries,
+                            site: i,
                         });
                     }
                     Err(s) => s,

@@ -1,5 +1,7 @@
-//! Shoal's shared vocabulary: configuration files, the cluster secret and the build version.
+//! Shoal's shared vocabulary: configuration files, the cluster secret, users and tokens, and
+//! the build version.
 
 pub mod config;
 pub mod secret;
+pub mod users;
 pub mod version;

@@ -81,8 +81,9 @@ pub fn generate(path: &Path) -> Result<String, SecretError> {
     Ok(secret)
 }
 
+/// Writes `text` (plus a newline) to a file only its owner can read (mode 0600).
 #[cfg(unix)]
-fn write_private(path: &Path, secret: &str) -> io::Result<()> {
+pub fn write_private(path: &Path, secret: &str) -> io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = fs::OpenOptions::new()

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow::record_batch::RecordBatch;
 use futures::future::try_join_all;
 use shoal_catalog::rows;
 use shoal_proto::{
@@ -29,22 +30,36 @@ const PRIMARY_CALL_TIMEOUT: Duration = Duration::from_secs(17);
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 pub async fn append(node: &Arc<Node>, req: AppendRequest) -> Result<AppendResponse, Status> {
-    let (scheme, table) = node.catalog.table(&req.db, &req.table).await?;
+    // The table first: an unknown table is NOT_FOUND whatever the rows are.
+    node.catalog.table(&req.db, &req.table).await?;
     let batch = rows::decode_ipc(&req.arrow_ipc)
         .map_err(|e| Status::invalid_argument(format!("undecodable Arrow IPC: {e}")))?;
-    let batch = rows::fit(&table, &batch).map_err(Status::invalid_argument)?;
+    append_batch(node, &req.db, &req.table, req.writer_id, req.seq, &batch).await
+}
+
+/// [`append`] of a decoded batch (Flight SQL ingest comes this way).
+pub async fn append_batch(
+    node: &Arc<Node>,
+    db: &str,
+    table_name: &str,
+    writer_id: u64,
+    seq: u64,
+    batch: &RecordBatch,
+) -> Result<AppendResponse, Status> {
+    let (scheme, table) = node.catalog.table(db, table_name).await?;
+    let batch = rows::fit(&table, batch).map_err(Status::invalid_argument)?;
     let rows_in = batch.num_rows() as u64;
     if rows_in == 0 {
         return Ok(AppendResponse::default());
     }
     let parts =
         rows::split_by_partition(&scheme, &table, &batch).map_err(Status::invalid_argument)?;
-    let chunks = chunks_for(node, &req.db, &req.table, &parts).await?;
+    let chunks = chunks_for(node, db, table_name, &parts).await?;
     let writes = parts.iter().zip(chunks).map(|((_, rows), chunk_id)| {
         let ipc = rows::encode_ipc(rows.schema_ref(), std::slice::from_ref(rows));
         async move {
             let ipc = ipc.map_err(|e| Status::internal(format!("encode rows: {e}")))?;
-            write_share(node, chunk_id, req.writer_id, req.seq, ipc).await
+            write_share(node, chunk_id, writer_id, seq, ipc).await
         }
     });
     let results = try_join_all(writes).await?;
@@ -59,10 +74,7 @@ async fn chunks_for(
     node: &Node,
     db: &str,
     table: &str,
-    parts: &[(
-        shoal_catalog::PartitionKey,
-        arrow::record_batch::RecordBatch,
-    )],
+    parts: &[(shoal_catalog::PartitionKey, RecordBatch)],
 ) -> Result<Vec<u64>, Status> {
     let keys: Vec<String> = parts.iter().map(|(k, _)| k.to_string()).collect();
     let known: Vec<Option<ChunkInfo>> = keys

@@ -4,6 +4,7 @@
 
 mod catalog_cache;
 mod coordinator;
+mod ingest;
 mod node;
 mod primary;
 mod replicas;

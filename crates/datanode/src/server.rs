@@ -9,7 +9,8 @@ use shoal_common::version::VERSION;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_proto::auth::ServerAuth;
+use shoal_common::users::Users;
+use shoal_proto::auth::{ServerAuth, UserAuth};
 use shoal_proto::data_node_server::DataNodeServer;
 use shoal_proto::node_info_server::NodeInfoServer;
 use shoal_server::node_info::NodeInfoService;
@@ -28,6 +29,8 @@ pub struct DataNodeOptions {
     pub config: DataNodeConfig,
     pub nodes: ClusterNodes,
     pub secret: String,
+    /// Who may log in (`cluster.users`).
+    pub users: Users,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,14 +98,22 @@ pub async fn run(
             DataNodeServer::new(DataNodeService::new(node.clone()))
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
-            ServerAuth::new(&opts.secret),
+            UserAuth::new(&opts.secret),
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
-            shoal_query::flight_service(Arc::new(shoal_query::QueryEngine::new(
-                controllers.clone(),
-                node.channels.clone(),
-            ))),
-            ServerAuth::new(&opts.secret),
+            shoal_query::flight_service(
+                Arc::new(shoal_query::QueryEngine::new(
+                    controllers.clone(),
+                    node.channels.clone(),
+                )),
+                Arc::new(crate::ingest::CoordinatorAppender(node.clone())),
+                shoal_query::Login {
+                    users: opts.users.clone(),
+                    secret: opts.secret.clone(),
+                },
+            )
+            .max_decoding_message_size(MAX_MESSAGE),
+            UserAuth::new(&opts.secret),
         ));
 
     let (stop_tx, stop_rx) = watch::channel(false);

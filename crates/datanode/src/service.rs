@@ -5,6 +5,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
+use shoal_common::users::Role;
+use shoal_proto::auth::Principal;
 use shoal_proto::data_node_server::DataNode;
 use shoal_proto::{
     AppendRequest, AppendResponse, ApplyRecordsRequest, ChunkInfo, ListReplicasRequest,
@@ -53,6 +55,7 @@ impl DataNode for DataNodeService {
         &self,
         req: Request<AppendRequest>,
     ) -> Result<Response<AppendResponse>, Status> {
+        Principal::of(&req).require(Role::Writer)?;
         crate::coordinator::append(&self.node, req.into_inner())
             .await
             .map(Response::new)
@@ -62,6 +65,7 @@ impl DataNode for DataNodeService {
         &self,
         req: Request<WriteChunkRequest>,
     ) -> Result<Response<WriteChunkResponse>, Status> {
+        Principal::of(&req).require_cluster()?;
         crate::primary::write_chunk(&self.node, req.into_inner())
             .await
             .map(Response::new)
@@ -71,6 +75,7 @@ impl DataNode for DataNodeService {
         &self,
         req: Request<ApplyRecordsRequest>,
     ) -> Result<Response<ReplicaPosition>, Status> {
+        Principal::of(&req).require_cluster()?;
         let req = req.into_inner();
         let chunk = self.chunk(req.chunk_id, req.chunk_version).await?;
         let store = self.node.store(&chunk).await?;
@@ -113,6 +118,7 @@ impl DataNode for DataNodeService {
         &self,
         req: Request<ReplicaPositionRequest>,
     ) -> Result<Response<ReplicaPosition>, Status> {
+        Principal::of(&req).require_cluster()?;
         let req = req.into_inner();
         let chunk = self.chunk(req.chunk_id, req.chunk_version).await?;
         if req.reset {
@@ -146,6 +152,7 @@ impl DataNode for DataNodeService {
         &self,
         req: Request<ScanChunkRequest>,
     ) -> Result<Response<ScanStream>, Status> {
+        Principal::of(&req).require_cluster()?;
         let req = req.into_inner();
         let chunk = self
             .node
@@ -176,8 +183,9 @@ impl DataNode for DataNodeService {
 
     async fn list_replicas(
         &self,
-        _req: Request<ListReplicasRequest>,
+        req: Request<ListReplicasRequest>,
     ) -> Result<Response<ListReplicasResponse>, Status> {
+        Principal::of(&req).require_cluster()?;
         Ok(Response::new(ListReplicasResponse {
             node: self.node.alias.clone(),
             replicas: self.node.replicas.positions(),

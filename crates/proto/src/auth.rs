@@ -1,9 +1,13 @@
-//! Cluster authentication on the wire: every Shoal gRPC call carries
-//! `authorization: Bearer <cluster secret>`, and every server refuses calls without it.
+//! Authentication on the wire.
 //!
-//! The cluster secret is shared by the nodes of one cluster and its operators (see
-//! `shoal_common::secret`). Users and passwords for clients are a separate, later layer.
+//! Between nodes (and from operators holding the secret file) every call carries
+//! `authorization: Bearer <cluster secret>`; [`ServerAuth`] refuses anything else. Services that
+//! clients reach (appends, Flight SQL) use [`UserAuth`] instead: it also accepts a user's token
+//! (from a login) and basic credentials (for the login itself), and records who called as a
+//! [`Principal`] that each handler checks against what it needs.
 
+use base64::Engine;
+use shoal_common::users::{Role, TOKEN_TTL, Users, constant_time_eq, issue_token, verify_token};
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
@@ -64,9 +68,124 @@ impl Interceptor for ServerAuth {
     }
 }
 
-/// Compares without an early exit, so timing does not reveal how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Who made a call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// The cluster secret: a node, or an operator with the secret file. May do anything.
+    Cluster,
+    /// A user who logged in (a valid token).
+    User {
+        name: String,
+        role: Role,
+    },
+    /// Basic credentials: only the login accepts them.
+    Login {
+        name: String,
+        password: String,
+    },
+    Anonymous,
+}
+
+impl Principal {
+    /// Who called `req` (as [`UserAuth`] recorded it).
+    pub fn of<T>(req: &Request<T>) -> Principal {
+        req.extensions()
+            .get::<Principal>()
+            .cloned()
+            .unwrap_or(Principal::Anonymous)
+    }
+
+    /// The cluster, or a user with at least `role`.
+    pub fn require(&self, role: Role) -> Result<(), Status> {
+        match self {
+            Principal::Cluster => Ok(()),
+            Principal::User { role: has, .. } if *has >= role => Ok(()),
+            Principal::User { name, role: has } => Err(Status::permission_denied(format!(
+                "user `{name}` has role {has}; this needs {role}"
+            ))),
+            Principal::Login { .. } | Principal::Anonymous => Err(Status::unauthenticated(
+                "log in first (Flight SQL handshake with user and password), then send the token",
+            )),
+        }
+    }
+
+    /// Only nodes of the cluster (internal calls).
+    pub fn require_cluster(&self) -> Result<(), Status> {
+        match self {
+            Principal::Cluster => Ok(()),
+            _ => Err(Status::permission_denied(
+                "this call is between cluster nodes; it needs the cluster secret",
+            )),
+        }
+    }
+}
+
+/// For services clients reach: accepts the cluster secret, a valid token, or basic
+/// credentials, and records the [`Principal`]; refuses a wrong or expired bearer token.
+#[derive(Clone)]
+pub struct UserAuth {
+    secret: String,
+}
+
+impl UserAuth {
+    pub fn new(secret: &str) -> Self {
+        Self {
+            secret: secret.to_owned(),
+        }
+    }
+}
+
+impl Interceptor for UserAuth {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        let principal = match req.metadata().get(HEADER).map(|v| v.as_bytes()) {
+            None => Principal::Anonymous,
+            Some(h) => principal_of(&self.secret, h)?,
+        };
+        req.extensions_mut().insert(principal);
+        Ok(req)
+    }
+}
+
+fn principal_of(secret: &str, header: &[u8]) -> Result<Principal, Status> {
+    if let Some(token) = header.strip_prefix(b"Bearer ") {
+        if constant_time_eq(token, secret.as_bytes()) {
+            return Ok(Principal::Cluster);
+        }
+        let token = std::str::from_utf8(token).unwrap_or_default();
+        return verify_token(secret, token)
+            .map(|(name, role)| Principal::User { name, role })
+            .ok_or_else(|| Status::unauthenticated("invalid or expired token; log in again"));
+    }
+    if let Some(b64) = header.strip_prefix(b"Basic ") {
+        let bad = || Status::unauthenticated("malformed basic credentials");
+        // Padding optional: some clients (ADBC's Go driver) send unpadded base64.
+        let text = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(b64))
+            .map_err(|_| bad())?;
+        let text = String::from_utf8(text).map_err(|_| bad())?;
+        let (name, password) = text.split_once(':').ok_or_else(bad)?;
+        return Ok(Principal::Login {
+            name: name.to_owned(),
+            password: password.to_owned(),
+        });
+    }
+    Err(Status::unauthenticated(
+        "unsupported authorization header (Bearer or Basic)",
+    ))
+}
+
+/// The login: checks basic credentials against the users and answers a token.
+pub fn login(users: &Users, secret: &str, principal: &Principal) -> Result<String, Status> {
+    let Principal::Login { name, password } = principal else {
+        return Err(Status::unauthenticated(
+            "send user and password (basic auth) to log in",
+        ));
+    };
+    let role = users
+        .verify(name, password)
+        .ok_or_else(|| Status::unauthenticated(format!("wrong user or password for `{name}`")))?;
+    Ok(issue_token(secret, name, role, TOKEN_TTL))
 }
 
 #[cfg(test)]
@@ -87,5 +206,46 @@ mod tests {
 
         let err = ServerAuth::new("x").call(Request::new(())).unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    }
+
+    fn with_header(value: &str) -> Request<()> {
+        let mut req = Request::new(());
+        req.metadata_mut().insert(HEADER, value.parse().unwrap());
+        req
+    }
+
+    #[test]
+    fn users_log_in_and_their_token_carries_their_role() {
+        let secret = "s3cret-s3cret-s3cret";
+        let users = Users::parse(
+            std::path::Path::new("cluster.users"),
+            &shoal_common::users::user_line("app", Role::Writer, "pw"),
+        )
+        .unwrap();
+        let mut auth = UserAuth::new(secret);
+        let basic = base64::engine::general_purpose::STANDARD.encode("app:pw");
+        let req = auth.call(with_header(&format!("Basic {basic}"))).unwrap();
+        let token = login(&users, secret, &Principal::of(&req)).unwrap();
+
+        let req = auth.call(with_header(&format!("Bearer {token}"))).unwrap();
+        let who = Principal::of(&req);
+        assert!(who.require(Role::Writer).is_ok());
+        assert_eq!(
+            who.require(Role::Admin).unwrap_err().code(),
+            tonic::Code::PermissionDenied
+        );
+        assert!(who.require_cluster().is_err());
+
+        let wrong = base64::engine::general_purpose::STANDARD.encode("app:nope");
+        let req = auth.call(with_header(&format!("Basic {wrong}"))).unwrap();
+        let err = login(&users, secret, &Principal::of(&req)).unwrap_err();
+        assert!(err.message().contains("wrong user or password"), "{err}");
+
+        let err = auth.call(with_header("Bearer forged")).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+        let anonymous = auth.call(Request::new(())).unwrap();
+        assert!(Principal::of(&anonymous).require(Role::Reader).is_err());
+        let cluster = auth.call(with_header(&format!("Bearer {secret}"))).unwrap();
+        assert!(Principal::of(&cluster).require_cluster().is_ok());
     }
 }

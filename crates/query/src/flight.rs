@@ -10,14 +10,16 @@ use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
-use arrow_flight::sql::server::FlightSqlService;
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
     ActionCreatePreparedStatementResult, Any, CommandGetSqlInfo, CommandPreparedStatementQuery,
-    CommandStatementQuery, ProstMessageExt, SqlInfo, SqlSupportedTransaction, TicketStatementQuery,
+    CommandStatementIngest, CommandStatementQuery, ProstMessageExt, SqlInfo,
+    SqlSupportedTransaction, TicketStatementQuery,
 };
 use arrow_flight::{
-    Action, FlightDescriptor, FlightEndpoint, FlightInfo, IpcMessage, SchemaAsIpc, Ticket,
+    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
+    IpcMessage, SchemaAsIpc, Ticket,
 };
 use datafusion::error::DataFusionError;
 use futures::TryStreamExt;
@@ -25,18 +27,49 @@ use prost::Message;
 use prost::bytes::Bytes;
 use tonic::{Request, Response, Status};
 
+use shoal_common::users::{Role, Users};
+use shoal_proto::auth::Principal;
+
 use crate::engine::QueryEngine;
 use crate::error::is_unavailable;
+use crate::ingest::Appender;
 
 type DoGetStream = <ShoalFlightSqlService as FlightService>::DoGetStream;
 
 pub struct ShoalFlightSqlService {
     engine: Arc<QueryEngine>,
+    /// Bulk ingest (`CommandStatementIngest`) goes through it: see `crate::ingest`.
+    appender: Arc<dyn Appender>,
+    login: Login,
 }
 
-/// The gRPC service to mount in a data node's router (behind its authentication).
-pub fn flight_service(engine: Arc<QueryEngine>) -> FlightServiceServer<ShoalFlightSqlService> {
-    FlightServiceServer::new(ShoalFlightSqlService { engine })
+/// Who may log in, and the key that signs their tokens (the cluster secret).
+pub struct Login {
+    pub users: Users,
+    pub secret: String,
+}
+
+impl Login {
+    fn log_in(&self, who: &Principal) -> Result<String, Status> {
+        shoal_proto::auth::login(&self.users, &self.secret, who)
+    }
+}
+
+type HandshakeStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<HandshakeResponse, Status>> + Send>>;
+
+/// The gRPC service to mount in a data node's router, behind `shoal_proto::auth::UserAuth`
+/// (every call but the login needs a user's token or the cluster secret).
+pub fn flight_service(
+    engine: Arc<QueryEngine>,
+    appender: Arc<dyn Appender>,
+    login: Login,
+) -> FlightServiceServer<ShoalFlightSqlService> {
+    FlightServiceServer::new(ShoalFlightSqlService {
+        engine,
+        appender,
+        login,
+    })
 }
 
 impl ShoalFlightSqlService {
@@ -100,7 +133,8 @@ fn sql_info() -> Result<SqlInfoData, Status> {
     );
     // The Arrow columnar format version (Schema.fbs MetadataVersion V5).
     b.append(SqlInfo::FlightSqlServerArrowVersion, "1.3");
-    b.append(SqlInfo::FlightSqlServerReadOnly, true);
+    // SQL statements are read-only, but bulk ingest appends.
+    b.append(SqlInfo::FlightSqlServerReadOnly, false);
     b.append(SqlInfo::FlightSqlServerSql, true);
     b.append(SqlInfo::FlightSqlServerSubstrait, false);
     b.append(
@@ -120,6 +154,7 @@ impl FlightSqlService for ShoalFlightSqlService {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        Principal::of(&request).require(Role::Reader)?;
         let schema = self.schema_of(&query.query).await?;
         let ticket = TicketStatementQuery {
             statement_handle: query.query.into(),
@@ -130,16 +165,18 @@ impl FlightSqlService for ShoalFlightSqlService {
     async fn do_get_statement(
         &self,
         ticket: TicketStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
+        Principal::of(&request).require(Role::Reader)?;
         self.run(&sql_of(&ticket.statement_handle)?).await
     }
 
     async fn do_action_create_prepared_statement(
         &self,
         query: ActionCreatePreparedStatementRequest,
-        _request: Request<Action>,
+        request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        Principal::of(&request).require(Role::Reader)?;
         let schema = self.schema_of(&query.query).await?;
         let IpcMessage(dataset_schema) = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
             .try_into()
@@ -164,6 +201,7 @@ impl FlightSqlService for ShoalFlightSqlService {
         cmd: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        Principal::of(&request).require(Role::Reader)?;
         let schema = self
             .schema_of(&sql_of(&cmd.prepared_statement_handle)?)
             .await?;
@@ -173,8 +211,9 @@ impl FlightSqlService for ShoalFlightSqlService {
     async fn do_get_prepared_statement(
         &self,
         cmd: CommandPreparedStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
+        Principal::of(&request).require(Role::Reader)?;
         self.run(&sql_of(&cmd.prepared_statement_handle)?).await
     }
 
@@ -183,6 +222,7 @@ impl FlightSqlService for ShoalFlightSqlService {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        Principal::of(&request).require(Role::Reader)?;
         let schema = query.clone().into_builder(&sql_info()?).schema();
         flight_info(&schema, query.as_any(), request.into_inner())
     }
@@ -190,8 +230,9 @@ impl FlightSqlService for ShoalFlightSqlService {
     async fn do_get_sql_info(
         &self,
         query: CommandGetSqlInfo,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
+        Principal::of(&request).require(Role::Reader)?;
         let info = sql_info()?;
         let builder = query.into_builder(&info);
         let schema = builder.schema();
@@ -201,6 +242,35 @@ impl FlightSqlService for ShoalFlightSqlService {
             .build(futures::stream::once(async { batch }))
             .map_err(Status::from);
         Ok(Response::new(Box::pin(flight)))
+    }
+
+    async fn do_put_statement_ingest(
+        &self,
+        cmd: CommandStatementIngest,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        Principal::of(&request).require(Role::Writer)?;
+        crate::ingest::ingest(&self.appender, cmd, request).await
+    }
+
+    /// The login: basic credentials in, a signed token out (in the `authorization` response
+    /// header, where Flight SQL clients such as ADBC look for it, and in the payload).
+    async fn do_handshake(
+        &self,
+        request: Request<tonic::Streaming<HandshakeRequest>>,
+    ) -> Result<Response<HandshakeStream>, Status> {
+        let token = self.login.log_in(&Principal::of(&request))?;
+        let payload = HandshakeResponse {
+            protocol_version: 0,
+            payload: token.clone().into(),
+        };
+        let mut response: Response<HandshakeStream> =
+            Response::new(Box::pin(futures::stream::iter([Ok(payload)])));
+        let header = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| Status::internal("token is not header text"))?;
+        response.metadata_mut().insert("authorization", header);
+        Ok(response)
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

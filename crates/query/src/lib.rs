@@ -6,12 +6,14 @@
 //! - `table` / `prune` / `scan`: a distributed table, which chunks a filter rules out, and the
 //!   plan node reading the others (`ChunkScanExec`, shown by EXPLAIN).
 //! - `system`: the `cluster` schema (`nodes`, `chunks`, `config`).
-//! - `flight`: the Flight SQL service; `client`: a client for one query.
+//! - `flight`: the Flight SQL service; `ingest`: its bulk ingest (ADBC's `adbc_ingest`) into
+//!   an `Appender` the data node provides; `client`: a client for one query.
 
 mod client;
 mod engine;
 mod error;
 mod flight;
+mod ingest;
 mod prune;
 mod scan;
 mod system;
@@ -20,4 +22,5 @@ mod table;
 pub use client::query;
 pub use engine::QueryEngine;
 pub use error::{Unavailable, is_unavailable};
-pub use flight::{ShoalFlightSqlService, flight_service};
+pub use flight::{Login, ShoalFlightSqlService, flight_service};
+pub use ingest::{AppendOutcome, Appender, SEQ_HEADER, WRITER_ID_HEADER};

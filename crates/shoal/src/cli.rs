@@ -38,6 +38,68 @@ pub enum Command {
     Sql(SqlArgs),
     /// Every chunk with its state, replicas, rows and replica checksums (cluster.chunks).
     Chunks(ChunksArgs),
+    /// The seed's writer: appends rows (time = now, name, id = 1, 2, 3, ...) at a steady rate,
+    /// failing over between data nodes, and reports every append's outcome and latency.
+    Write(WriteArgs),
+    /// Users who may log in (Flight SQL, appends).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Checks a table the writer filled: ids exactly 1..N once each, the latest time current,
+    /// and, with the writer's --record, every acknowledged id present exactly once.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+#[command(
+    mut_arg("sites", |a| a.help("Data node addresses (host:port,...), tried in order; the cluster secret comes from --secret-file or $SHOAL_CLUSTER_SECRET")),
+    group(clap::ArgGroup::new("bound").args(["count", "duration"]).required(true).multiple(true)),
+)]
+pub struct WriteArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[arg(long, default_value = "dfs://stock")]
+    pub db: String,
+    #[arg(long, default_value = "stock")]
+    pub table: String,
+    /// Appends per second.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Rows per append.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: u32,
+    /// Stop after this many rows.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop sending after this long (appends in flight then are still waited for).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Write every append's outcome to FILE, one JSON object a line (`shoal verify --record`).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Show the live rate and latency even when stderr is not a terminal (a line a second).
+    #[arg(long)]
+    pub progress: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[arg(long, default_value = "dfs://stock")]
+    pub db: String,
+    #[arg(long, default_value = "stock")]
+    pub table: String,
+    /// The newest row's `time` must be at most this old.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub max_age: Duration,
+    /// The record `shoal write --record` wrote: also check every acknowledged id is present
+    /// exactly once and nothing is present that was never sent.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -182,6 +244,24 @@ pub struct HostArgs {
     pub timeout: Duration,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Add a user to a users file (`cluster.users`), reading the password from standard input.
+    /// Copy the file to every machine (beside cluster.nodes); nodes read it when they start.
+    Add(UserAddArgs),
+}
+
+#[derive(Args)]
+pub struct UserAddArgs {
+    pub name: String,
+    /// reader (queries), writer (appends too), admin (DDL and administration too).
+    #[arg(long)]
+    pub role: String,
+    /// The users file to add to (created with mode 0600 if missing).
+    #[arg(long)]
+    pub file: PathBuf,
 }
 
 #[derive(Subcommand)]

@@ -19,6 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use shoal_agent::process;
 use shoal_common::config::{ClusterNodes, ControllerConfig, NodeMode};
 use shoal_common::secret::{self, SECRET_FILE};
+use shoal_common::users::{self, ADMIN_PASSWORD_FILE, Role, USERS_FILE};
 use shoal_proto::NodeState;
 
 use crate::cli::{LocalDirArgs, LocalUpArgs, TargetArgs};
@@ -99,6 +100,9 @@ fn write_config(args: &LocalUpArgs) -> anyhow::Result<ClusterNodes> {
     let nodes = ClusterNodes::parse(&nodes_path, &text)?;
     let secret_path = dir.join(SECRET_FILE);
     secret::generate(&secret_path)?;
+    // The demo's admin login: a generated password, never a default one.
+    let admin_password = secret::generate(&dir.join(ADMIN_PASSWORD_FILE))?;
+    let users = users::user_line("admin", Role::Admin, &admin_password);
     let controller = nodes
         .controllers()
         .next()
@@ -123,6 +127,7 @@ fn write_config(args: &LocalUpArgs) -> anyhow::Result<ClusterNodes> {
         fs::write(home.join("cluster.cfg"), CLUSTER_CFG)?;
         fs::write(home.join("cluster.nodes"), &text)?;
         fs::copy(&secret_path, home.join(SECRET_FILE))?;
+        secret::write_private(&home.join(USERS_FILE), &users)?;
     }
     // Only now, with every file in place, does DIR count as a cluster.
     fs::write(&nodes_path, &text)?;

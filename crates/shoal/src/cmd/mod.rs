@@ -4,16 +4,23 @@ mod chunks;
 mod config;
 mod host;
 mod local;
+mod record;
 mod roles;
 mod sql;
 mod status;
+mod user;
+mod verify;
+mod write;
 
 use std::process::ExitCode;
 
-use crate::cli::{Command, ConfigCommand, HostCommand, LocalCommand};
+use crate::cli::{Command, ConfigCommand, HostCommand, LocalCommand, UserCommand};
 
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        // The writer and the checker report failures through their exit status.
+        Command::Write(a) => return write::run(a).await,
+        Command::Verify(a) => return verify::run(a).await,
         Command::Controller(a) => roles::controller(a).await,
         Command::Agent(a) => roles::agent(a).await,
         Command::Datanode(a) => roles::datanode(a).await,
@@ -26,6 +33,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Get(a)) => config::get(a).await,
         Command::Sql(a) => sql::run(a).await,
         Command::Chunks(a) => chunks::run(a).await,
+        Command::User(UserCommand::Add(a)) => user::add(a),
     }
     .map(|()| ExitCode::SUCCESS)
 }

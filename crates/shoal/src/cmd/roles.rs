@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use shoal_common::config::{AgentConfig, ClusterCfg, ClusterNodes, ControllerConfig};
 use shoal_common::secret::{self, SECRET_FILE};
+use shoal_common::users::{USERS_FILE, Users};
 use shoal_server::signals::terminated;
 
 use crate::cli::{AgentArgs, DataNodeArgs, RoleArgs};
@@ -51,6 +52,7 @@ pub async fn datanode(args: DataNodeArgs) -> anyhow::Result<()> {
         config,
         nodes,
         secret,
+        users: Users::load(&args.home.join(USERS_FILE)).map_err(anyhow::Error::msg)?,
     };
     Ok(shoal_datanode::run(opts, terminated()).await?)
 }

@@ -3,10 +3,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod auth;
 mod cluster;
 mod config_files;
 mod data;
 mod ddl;
+mod ha_write;
 mod harness;
 mod query;
 mod storage;

@@ -1,0 +1,159 @@
+//! The seed's rows and the concurrent writers that append them to the cluster.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use arrow::array::{Int32Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::cluster::Conn;
+
+pub const DB: &str = "dfs://stock";
+pub const TABLE: &str = "stock";
+pub const CREATE_DB: &str =
+    r#"CREATE DATABASE "dfs://stock" PARTITIONED BY VALUE(2023.01.01..2023.01.10), ENGINE='TSDB'"#;
+pub const CREATE_TABLE: &str = r#"create table "dfs://stock"."stock"(time TIMESTAMP, name SYMBOL, id INT) partitioned by time, sortColumns=[`name], keepDuplicates=ALL"#;
+
+/// Milliseconds of 2023-01-01T00:00:00Z.
+const JAN1_MS: i64 = 19_358 * 86_400_000;
+const DAY_MS: i64 = 86_400_000;
+const NAMES: [&str; 5] = ["Apple", "Microsoft", "Meta", "Google", "Amazon"];
+
+pub fn seed_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("id", DataType::Int32, false),
+    ]))
+}
+
+/// `n` rows of the seed's schema on `day` (days after 2023-01-01), ids from `first_id`.
+pub fn seed_rows(schema: &SchemaRef, first_id: i64, n: usize, day: i64) -> Result<RecordBatch> {
+    let ids: Vec<i32> = (0..n as i64).map(|k| (first_id + k) as i32).collect();
+    let times: Vec<i64> = ids
+        .iter()
+        .map(|i| JAN1_MS + day * DAY_MS + i64::from(*i).rem_euclid(DAY_MS))
+        .collect();
+    let names: Vec<&str> = ids
+        .iter()
+        .map(|i| NAMES[i.rem_euclid(5) as usize])
+        .collect();
+    Ok(RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(TimestampMillisecondArray::from(times)),
+            Arc::new(StringArray::from(names)),
+            Arc::new(Int32Array::from(ids)),
+        ],
+    )?)
+}
+
+/// Arrow IPC bytes of one batch, as the client sends it.
+pub fn ipc_len(batch: &RecordBatch) -> Result<u64> {
+    Ok(
+        shoal_catalog::rows::encode_ipc(batch.schema_ref(), std::slice::from_ref(batch))?.len()
+            as u64,
+    )
+}
+
+#[derive(Clone, Debug)]
+pub struct Load {
+    pub writers: usize,
+    pub batch_rows: usize,
+    pub days: i64,
+    /// Stop once this many rows are claimed …
+    pub max_rows: u64,
+    /// … or this many IPC bytes …
+    pub max_bytes: u64,
+    /// … or this much time has passed.
+    pub max_time: Duration,
+    /// Writer ids are `writer_base + k`.
+    pub writer_base: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Written {
+    pub rows: u64,
+    pub appends: u64,
+    pub ipc_bytes: u64,
+    pub elapsed: Duration,
+    pub retries: u64,
+    /// Per-append latency, sorted.
+    pub latencies: Vec<Duration>,
+}
+
+impl Written {
+    pub fn latency_pct(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let i = ((self.latencies.len() - 1) as f64 * p).round() as usize;
+        self.latencies[i]
+    }
+}
+
+/// Runs `load.writers` concurrent writers, each with its own writer id and its own first
+/// coordinator, until a bound is reached. Fails on the first append that fails.
+pub async fn write(conn: &Conn, load: &Load) -> Result<Written> {
+    let schema = seed_schema();
+    // Every batch has the same shape, so its IPC size is that of a sample (within a few bytes).
+    let per_append = ipc_len(&seed_rows(&schema, 0, load.batch_rows, 0)?)?;
+    let claimed_rows = Arc::new(AtomicU64::new(0));
+    let claimed_bytes = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..load.writers {
+        let client = conn.data_client(k);
+        let load = load.clone();
+        let schema = schema.clone();
+        let claimed_rows = claimed_rows.clone();
+        let claimed_bytes = claimed_bytes.clone();
+        tasks.push(tokio::spawn(async move {
+            let writer = load.writer_base + k as u64;
+            let mut w = Written::default();
+            let mut seq = 0u64;
+            loop {
+                let rows = load.batch_rows as u64;
+                if started.elapsed() >= load.max_time
+                    || claimed_rows.fetch_add(rows, Ordering::Relaxed) >= load.max_rows
+                    || claimed_bytes.fetch_add(per_append, Ordering::Relaxed) >= load.max_bytes
+                {
+                    break;
+                }
+                seq += 1;
+                let day = (k as i64 + seq as i64) % load.days;
+                let first_id = (writer as i64 % 20) * 100_000_000 + seq as i64 * rows as i64;
+                let batch = seed_rows(&schema, first_id, load.batch_rows, day)?;
+                let t = Instant::now();
+                let r = client
+                    .append(DB, TABLE, writer, seq, &batch)
+                    .await
+                    .with_context(|| format!("append ({writer}, {seq})"))?;
+                w.latencies.push(t.elapsed());
+                w.rows += r.rows;
+                w.appends += 1;
+                w.ipc_bytes += per_append;
+                w.retries += u64::from(r.retries);
+            }
+            anyhow::Ok(w)
+        }));
+    }
+    let mut all = Written::default();
+    for t in tasks {
+        let w = t.await??;
+        all.rows += w.rows;
+        all.appends += w.appends;
+        all.ipc_bytes += w.ipc_bytes;
+        all.retries += w.retries;
+        all.latencies.extend(w.latencies);
+    }
+    all.elapsed = started.elapsed();
+    all.latencies.sort_unstable();
+    Ok(all)
+}
