@@ -96,7 +96,17 @@ pub struct Catalog {
     pub chunks: BTreeMap<u64, ChunkMeta>,
     #[serde(default)]
     pub next_chunk_id: u64,
+    /// When each recently dropped database (`dfs://db`) or table (`dfs://db.table`) was
+    /// dropped (ms, leader's clock). Data nodes may route writes by a catalog up to
+    /// `CATALOG_LEASE` old, so a dropped name is not given to a new table until
+    /// [`NAME_REUSE_GRACE_MS`] later: a write meant for the new table can never land in the old.
+    #[serde(default)]
+    pub dropped_at_ms: BTreeMap<String, u64>,
 }
+
+/// How long a dropped name stays unavailable: more than a data node's catalog lease (3 s) plus
+/// its refresh interval.
+pub const NAME_REUSE_GRACE_MS: u64 = 5_000;
 
 impl Catalog {
     pub fn table(&self, db: &str, table: &str) -> Option<&TableDef> {
@@ -164,7 +174,22 @@ impl Catalog {
         CommandResponse::applied()
     }
 
-    pub fn drop_table(&mut self, db: &str, table: &str) -> CommandResponse {
+    /// Milliseconds left before `name` (a database path or `db.table`) may be created again.
+    pub fn reuse_wait_ms(&self, name: &str, now_ms: u64) -> Option<u64> {
+        let at = *self.dropped_at_ms.get(name)?;
+        (at + NAME_REUSE_GRACE_MS)
+            .checked_sub(now_ms)
+            .filter(|ms| *ms > 0)
+    }
+
+    fn remember_drop(&mut self, name: String, at_ms: u64) {
+        // Forget drops long past (deterministic: by the command's own time).
+        self.dropped_at_ms
+            .retain(|_, t| *t + 10 * NAME_REUSE_GRACE_MS > at_ms);
+        self.dropped_at_ms.insert(name, at_ms);
+    }
+
+    pub fn drop_table(&mut self, db: &str, table: &str, at_ms: u64) -> CommandResponse {
         let removed = self
             .databases
             .get_mut(db)
@@ -176,10 +201,11 @@ impl Catalog {
             );
         }
         self.chunks.retain(|_, c| !(c.db == db && c.table == table));
+        self.remember_drop(format!("{db}.{table}"), at_ms);
         CommandResponse::applied()
     }
 
-    pub fn drop_database(&mut self, db: &str) -> CommandResponse {
+    pub fn drop_database(&mut self, db: &str, at_ms: u64) -> CommandResponse {
         if self.databases.remove(db).is_none() {
             return CommandResponse::refused(
                 Rejection::NotFound,
@@ -187,6 +213,7 @@ impl Catalog {
             );
         }
         self.chunks.retain(|_, c| c.db != db);
+        self.remember_drop(db.to_owned(), at_ms);
         CommandResponse::applied()
     }
 
@@ -563,12 +590,14 @@ mod tests {
         assert_eq!(chunk.state, ChunkState::Constructing);
 
         assert_eq!(
-            cat.drop_table("dfs://stock", "stock"),
+            cat.drop_table("dfs://stock", "stock", 1_000),
             CommandResponse::applied()
         );
         assert!(cat.chunks.is_empty());
+        assert_eq!(cat.reuse_wait_ms("dfs://stock.stock", 2_000), Some(4_000));
+        assert_eq!(cat.reuse_wait_ms("dfs://stock.stock", 6_000), None);
         assert!(
-            cat.drop_table("dfs://stock", "stock")
+            cat.drop_table("dfs://stock", "stock", 2_000)
                 .rejected
                 .contains("does not exist")
         );

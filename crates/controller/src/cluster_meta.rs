@@ -176,8 +176,8 @@ impl shoal_raft_store::MetaState<TypeConfig> for ClusterMeta {
             } => self.set_state(alias, *state, *at_ms),
             Command::CreateDatabase { database } => self.catalog.create_database(database),
             Command::CreateTable { db, table } => self.catalog.create_table(db, table),
-            Command::DropTable { db, table } => self.catalog.drop_table(db, table),
-            Command::DropDatabase { db } => self.catalog.drop_database(db),
+            Command::DropTable { db, table, at_ms } => self.catalog.drop_table(db, table, *at_ms),
+            Command::DropDatabase { db, at_ms } => self.catalog.drop_database(db, *at_ms),
             Command::CreateChunks { chunks } => self.catalog.create_chunks(chunks),
             Command::UpdateReplicas { change } => self.catalog.update_replicas(change),
         }

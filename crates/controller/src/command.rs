@@ -63,9 +63,14 @@ pub enum Command {
     DropTable {
         db: String,
         table: String,
+        /// When (leader's clock): the name may not be reused for a while (see `catalog`).
+        #[serde(default)]
+        at_ms: u64,
     },
     DropDatabase {
         db: String,
+        #[serde(default)]
+        at_ms: u64,
     },
     /// New partitions' chunks, placed by the leader.
     CreateChunks {
@@ -91,8 +96,8 @@ impl fmt::Display for Command {
             }
             Command::CreateDatabase { database } => write!(f, "create_database({})", database.path),
             Command::CreateTable { db, table } => write!(f, "create_table({db} {})", table.name),
-            Command::DropTable { db, table } => write!(f, "drop_table({db} {table})"),
-            Command::DropDatabase { db } => write!(f, "drop_database({db})"),
+            Command::DropTable { db, table, .. } => write!(f, "drop_table({db} {table})"),
+            Command::DropDatabase { db, .. } => write!(f, "drop_database({db})"),
             Command::CreateChunks { chunks } => write!(f, "create_chunks({})", chunks.len()),
             Command::UpdateReplicas { change } => write!(
                 f,

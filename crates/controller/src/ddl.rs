@@ -9,7 +9,29 @@ use shoal_proto::{DdlResponse, DdlRow};
 use tonic::Status;
 
 use crate::command::{Command, Rejection};
-use crate::controller_service::ControllerCore;
+use crate::controller_service::{ControllerCore, now_ms};
+
+/// A CREATE of a name dropped moments ago is refused (see `Catalog::dropped_at_ms`).
+fn refuse_recent_name(core: &ControllerCore, cmd: &Command) -> Result<(), Status> {
+    let names = match cmd {
+        Command::CreateDatabase { database } => vec![database.path.clone()],
+        Command::CreateTable { db, table } => vec![db.clone(), format!("{db}.{}", table.name)],
+        _ => return Ok(()),
+    };
+    let now = now_ms();
+    core.read(|m| {
+        for name in &names {
+            if let Some(wait) = m.catalog.reuse_wait_ms(name, now) {
+                return Err(Status::failed_precondition(format!(
+                    "`{name}` was dropped moments ago and data nodes may still route writes to \
+                     it; create it again in {:.1} s",
+                    wait as f64 / 1000.0
+                )));
+            }
+        }
+        Ok(())
+    })
+}
 
 pub async fn execute(core: &ControllerCore, sql: &str) -> Result<DdlResponse, Status> {
     core.ensure_leader()?;
@@ -35,11 +57,20 @@ pub async fn execute(core: &ControllerCore, sql: &str) -> Result<DdlResponse, St
         }
         Statement::DropDatabase { path } => {
             let message = format!("dropped database {path}");
-            (Command::DropDatabase { db: path }, message)
+            let cmd = Command::DropDatabase {
+                db: path,
+                at_ms: now_ms(),
+            };
+            (cmd, message)
         }
         Statement::DropTable { db_path, table } => {
             let message = format!("dropped table {db_path}.{table}");
-            (Command::DropTable { db: db_path, table }, message)
+            let cmd = Command::DropTable {
+                db: db_path,
+                table,
+                at_ms: now_ms(),
+            };
+            (cmd, message)
         }
         Statement::ShowDatabases => {
             core.read_index().await?;
@@ -55,6 +86,7 @@ pub async fn execute(core: &ControllerCore, sql: &str) -> Result<DdlResponse, St
             )));
         }
     };
+    refuse_recent_name(core, &cmd)?;
     let resp = core.write(cmd).await?;
     if !resp.rejected.is_empty() {
         return Err(match resp.rejection {

@@ -5,11 +5,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
+use std::time::{Duration, Instant};
+
 use shoal_catalog::{DatabaseDef, PartitionScheme, TableDef};
 use shoal_client::ClientError;
 use shoal_client::controller::ControllerClient;
 use shoal_proto::ChunkInfo;
 use tonic::Status;
+
+/// How long a fetched catalog may route writes; the controllers' name-reuse grace after a
+/// DROP (5 s) must exceed it plus the refresh interval.
+pub const CATALOG_LEASE: Duration = Duration::from_secs(3);
 
 #[derive(Default)]
 pub struct Snapshot {
@@ -22,6 +28,8 @@ pub struct CatalogCache {
     snapshot: RwLock<Arc<Snapshot>>,
     /// One refresh at a time.
     refreshing: tokio::sync::Mutex<()>,
+    /// When the last successful fetch started.
+    fetched_at: std::sync::Mutex<Option<Instant>>,
 }
 
 impl CatalogCache {
@@ -30,6 +38,7 @@ impl CatalogCache {
             controllers,
             snapshot: RwLock::default(),
             refreshing: tokio::sync::Mutex::new(()),
+            fetched_at: std::sync::Mutex::new(None),
         }
     }
 
@@ -49,6 +58,7 @@ impl CatalogCache {
     /// committed itself may be newer than a fetch that started before it.
     pub async fn refresh(&self) -> Result<(), ClientError> {
         let _one_at_a_time = self.refreshing.lock().await;
+        let started = Instant::now();
         let resp = self.controllers.get_catalog().await?;
         let databases: BTreeMap<String, DatabaseDef> = serde_json::from_slice(&resp.databases_json)
             .map_err(|e| ClientError::Rpc {
@@ -66,7 +76,19 @@ impl CatalogCache {
             })
             .collect();
         *guard = Arc::new(Snapshot { databases, chunks });
+        *self.fetched_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(started);
         Ok(())
+    }
+
+    /// Writes are routed and acknowledged only by a catalog younger than [`CATALOG_LEASE`]
+    /// (refreshed first if older): the controllers keep a dropped name from being reused for
+    /// longer than that, so a write for a new table never lands in a dropped one's chunk.
+    pub async fn ensure_fresh(&self) -> Result<(), Status> {
+        let fetched = *self.fetched_at.lock().unwrap_or_else(|p| p.into_inner());
+        if fetched.is_some_and(|t| t.elapsed() < CATALOG_LEASE) {
+            return Ok(());
+        }
+        self.refresh().await.map_err(unavailable)
     }
 
     /// Records a chunk as the controller answered it after a change, if it is newer.

@@ -46,6 +46,7 @@ pub async fn append_batch(
     seq: u64,
     batch: &RecordBatch,
 ) -> Result<AppendResponse, Status> {
+    node.catalog.ensure_fresh().await?;
     let (scheme, table) = node.catalog.table(db, table_name).await?;
     let batch = rows::fit(&table, batch).map_err(Status::invalid_argument)?;
     let rows_in = batch.num_rows() as u64;

@@ -17,6 +17,7 @@ pub async fn write_chunk(
     node: &Arc<Node>,
     req: WriteChunkRequest,
 ) -> Result<WriteChunkResponse, Status> {
+    node.catalog.ensure_fresh().await?;
     let chunk = node
         .catalog
         .chunk_at_least(req.chunk_id, req.chunk_version)

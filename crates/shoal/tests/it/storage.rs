@@ -369,3 +369,52 @@ fn replicas_of_a_machine_down_past_dfs_recovery_wait_time_are_recreated_elsewher
         }
     });
 }
+
+#[test]
+fn a_table_dropped_and_created_again_gets_every_row_written_after() {
+    let cluster = LocalCluster::start();
+    create_seed_table(&cluster);
+    let rt = runtime();
+    let data = Data::connect(&cluster);
+    rt.block_on(async {
+        data.client
+            .append(DB, TABLE, 1, 1, &seed_rows(&[1, 2], 0))
+            .await
+            .unwrap();
+    });
+    let out = cluster.run(&["sql", r#"DROP TABLE "dfs://stock"."stock""#]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Right away, the name is refused: data nodes may still route writes by the old table.
+    let out = cluster.run(&["sql", crate::data::CREATE_TABLE]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("dropped moments ago"),
+        "{}",
+        stderr(&out)
+    );
+    // Once allowed, writes made at once all land in the new table.
+    let started = Instant::now();
+    loop {
+        let out = cluster.run(&["sql", crate::data::CREATE_TABLE]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            stderr(&out).contains("dropped moments ago"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(started.elapsed() < Duration::from_secs(15), "never allowed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    rt.block_on(async {
+        for seq in 1..=20u64 {
+            let id = seq as i32 + 100;
+            data.client
+                .append(DB, TABLE, 2, seq, &seed_rows(&[id], 0))
+                .await
+                .unwrap();
+        }
+        assert_eq!(data.table_ids().await, (101..=120).collect::<Vec<_>>());
+    });
+}
