@@ -4,8 +4,9 @@
 #   python writer.py [SITE ...]          e.g. python writer.py 127.0.0.1:8922 127.0.0.2:8922 127.0.0.3:8922
 #
 # Environment: SHOAL_SITES (comma-separated, when no SITE is given; default: the seed's 3 local
-# data nodes), SHOAL_USER / SHOAL_PASSWORD (default admin / 123456), SHOAL_TOKEN (a bearer token
-# instead of user and password, e.g. a local cluster's DIR/cluster.secret), SHOAL_COUNT (how
+# data nodes), SHOAL_USER (default admin) / SHOAL_PASSWORD (required unless SHOAL_TOKEN is
+# set; a local cluster's is in DIR/admin.password — there is no default password), SHOAL_TOKEN (a
+# bearer token instead of user and password), SHOAL_COUNT (how
 # many rows; default 10000000), SHOAL_INTERVAL (seconds between appends; default 1).
 import os
 import sys
@@ -21,8 +22,10 @@ sites = sys.argv[1:] or os.environ.get(
 ).split(",")
 host, port = sites[0].rsplit(":", 1)
 userid = os.environ.get("SHOAL_USER", "admin")
-password = os.environ.get("SHOAL_PASSWORD", "123456")
 token = os.environ.get("SHOAL_TOKEN") or None
+password = os.environ.get("SHOAL_PASSWORD")
+if password is None and token is None:
+    sys.exit("set SHOAL_PASSWORD (a local cluster's is in DIR/admin.password) or SHOAL_TOKEN")
 count = int(os.environ.get("SHOAL_COUNT", "10000000"))
 interval = float(os.environ.get("SHOAL_INTERVAL", "1"))
 
