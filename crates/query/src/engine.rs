@@ -38,6 +38,11 @@ impl QueryEngine {
         }
     }
 
+    /// The controller group (DDL goes there).
+    pub fn controllers(&self) -> &ControllerClient {
+        &self.controllers
+    }
+
     /// Plans a read-only statement (queries, EXPLAIN, SHOW); DDL, DML and SET are refused.
     /// The plan's schema is known before anything runs; `execute_stream` runs it.
     pub async fn plan(&self, sql: &str) -> Result<DataFrame> {

@@ -154,7 +154,16 @@ impl FlightSqlService for ShoalFlightSqlService {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        Principal::of(&request).require(Role::Reader)?;
+        let who = Principal::of(&request);
+        if let Some(role) = crate::ddl::needed_role(&query.query) {
+            who.require(role)?;
+            let (schema, result) = crate::ddl::run(self.engine.controllers(), &query.query).await?;
+            let ticket = TicketStatementQuery {
+                statement_handle: result.into(),
+            };
+            return flight_info(&schema, ticket.as_any(), request.into_inner());
+        }
+        who.require(Role::Reader)?;
         let schema = self.schema_of(&query.query).await?;
         let ticket = TicketStatementQuery {
             statement_handle: query.query.into(),
@@ -168,6 +177,14 @@ impl FlightSqlService for ShoalFlightSqlService {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         Principal::of(&request).require(Role::Reader)?;
+        if let Some(result) = crate::ddl::result_of(&ticket.statement_handle) {
+            let batch = result?;
+            let flight = FlightDataEncoderBuilder::new()
+                .with_schema(batch.schema())
+                .build(futures::stream::iter([Ok(batch)]))
+                .map_err(Status::from);
+            return Ok(Response::new(Box::pin(flight)));
+        }
         self.run(&sql_of(&ticket.statement_handle)?).await
     }
 

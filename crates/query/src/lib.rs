@@ -10,6 +10,7 @@
 //!   an `Appender` the data node provides; `client`: a client for one query.
 
 mod client;
+mod ddl;
 mod engine;
 mod error;
 mod flight;

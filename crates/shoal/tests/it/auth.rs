@@ -1,5 +1,5 @@
 //! Users and passwords: the local cluster's generated admin logs in over the Flight SQL
-//! handshake and gets a token that queries and appends accept; wrong credentials, no
+//! handshake and gets a token that queries, appends and DDL accept; wrong credentials, no
 //! credentials and forged tokens are refused with nothing done; a user token cannot make the
 //! calls reserved for cluster nodes.
 
@@ -80,6 +80,25 @@ fn the_admin_logs_in_and_wrong_or_missing_credentials_are_refused() {
             .unwrap();
         assert_eq!(info.endpoint.len(), 1);
         assert_eq!(data.table_ids().await, vec![1, 2, 3]);
+
+        // The admin runs DDL over Flight SQL too; it runs once, when planned (fetching the
+        // result does not run it again, so a second CREATE is the one refused).
+        let create = r#"create table "dfs://stock"."quotes"(time TIMESTAMP, name SYMBOL, price DOUBLE) partitioned by time"#;
+        let info = client.execute(create.into(), None).await.unwrap();
+        let ticket = info.endpoint[0].ticket.clone().unwrap();
+        let batches: Vec<_> = futures::TryStreamExt::try_collect(client.do_get(ticket).await.unwrap())
+            .await
+            .unwrap();
+        let message = batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap()
+            .value(0)
+            .to_owned();
+        assert_eq!(message, "created table dfs://stock.quotes");
+        let err = client.execute(create.into(), None).await.unwrap_err();
+        assert!(err.to_string().contains("already exists"), "{err}");
 
         // A user's token does not open the calls between nodes.
         let err = dn
