@@ -238,3 +238,16 @@ def test_a_wrong_password_is_refused_and_nothing_is_done(cluster):
             highAvailabilitySites=cluster.sites,
             retryTimeout=5,
         )
+
+
+def test_the_admin_runs_ddl_through_the_session(cluster):
+    s = connect(cluster)
+    out = s.run(
+        'create table "dfs://stock"."by_session"(time TIMESTAMP, name SYMBOL, id INT) '
+        "partitioned by time"
+    )
+    assert list(out["message"]) == ["created table dfs://stock.by_session"]
+    tables = s.run('SHOW TABLES FROM "dfs://stock"')
+    assert "by_session" in set(tables["table"])
+    with pytest.raises(ddb.ShoalError, match="already exists"):
+        s.run('create table "dfs://stock"."by_session"(time TIMESTAMP, id INT) partitioned by time')

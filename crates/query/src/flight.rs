@@ -78,6 +78,31 @@ impl ShoalFlightSqlService {
         Ok(df.schema().as_arrow().clone())
     }
 
+    /// A statement's result schema and its handle (what tickets and prepared statements
+    /// carry): the SQL text of a query, or the result of DDL, which runs here, once.
+    async fn prepare(&self, who: &Principal, sql: &str) -> Result<(Schema, Vec<u8>), Status> {
+        if let Some(role) = crate::ddl::needed_role(sql) {
+            who.require(role)?;
+            let (schema, result) = crate::ddl::run(self.engine.controllers(), sql).await?;
+            return Ok((schema.as_ref().clone(), result));
+        }
+        who.require(Role::Reader)?;
+        Ok((self.schema_of(sql).await?, sql.as_bytes().to_vec()))
+    }
+
+    /// Streams what a handle stands for: a DDL result as it is, a query by running it.
+    async fn run_handle(&self, handle: &[u8]) -> Result<Response<DoGetStream>, Status> {
+        let Some(result) = crate::ddl::result_of(handle) else {
+            return self.run(&sql_of(handle)?).await;
+        };
+        let batch = result?;
+        let flight = FlightDataEncoderBuilder::new()
+            .with_schema(batch.schema())
+            .build(futures::stream::iter([Ok(batch)]))
+            .map_err(Status::from);
+        Ok(Response::new(Box::pin(flight)))
+    }
+
     async fn run(&self, sql: &str) -> Result<Response<DoGetStream>, Status> {
         let df = self.engine.plan(sql).await.map_err(status)?;
         let schema = Arc::clone(df.schema().inner());
@@ -154,19 +179,9 @@ impl FlightSqlService for ShoalFlightSqlService {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let who = Principal::of(&request);
-        if let Some(role) = crate::ddl::needed_role(&query.query) {
-            who.require(role)?;
-            let (schema, result) = crate::ddl::run(self.engine.controllers(), &query.query).await?;
-            let ticket = TicketStatementQuery {
-                statement_handle: result.into(),
-            };
-            return flight_info(&schema, ticket.as_any(), request.into_inner());
-        }
-        who.require(Role::Reader)?;
-        let schema = self.schema_of(&query.query).await?;
+        let (schema, handle) = self.prepare(&Principal::of(&request), &query.query).await?;
         let ticket = TicketStatementQuery {
-            statement_handle: query.query.into(),
+            statement_handle: handle.into(),
         };
         flight_info(&schema, ticket.as_any(), request.into_inner())
     }
@@ -177,15 +192,7 @@ impl FlightSqlService for ShoalFlightSqlService {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         Principal::of(&request).require(Role::Reader)?;
-        if let Some(result) = crate::ddl::result_of(&ticket.statement_handle) {
-            let batch = result?;
-            let flight = FlightDataEncoderBuilder::new()
-                .with_schema(batch.schema())
-                .build(futures::stream::iter([Ok(batch)]))
-                .map_err(Status::from);
-            return Ok(Response::new(Box::pin(flight)));
-        }
-        self.run(&sql_of(&ticket.statement_handle)?).await
+        self.run_handle(&ticket.statement_handle).await
     }
 
     async fn do_action_create_prepared_statement(
@@ -193,13 +200,12 @@ impl FlightSqlService for ShoalFlightSqlService {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        Principal::of(&request).require(Role::Reader)?;
-        let schema = self.schema_of(&query.query).await?;
+        let (schema, handle) = self.prepare(&Principal::of(&request), &query.query).await?;
         let IpcMessage(dataset_schema) = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
             .try_into()
             .map_err(|e| Status::internal(format!("cannot encode the result schema: {e}")))?;
         Ok(ActionCreatePreparedStatementResult {
-            prepared_statement_handle: query.query.into(),
+            prepared_statement_handle: handle.into(),
             dataset_schema,
             parameter_schema: Bytes::new(),
         })
@@ -219,9 +225,11 @@ impl FlightSqlService for ShoalFlightSqlService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         Principal::of(&request).require(Role::Reader)?;
-        let schema = self
-            .schema_of(&sql_of(&cmd.prepared_statement_handle)?)
-            .await?;
+        let handle = &cmd.prepared_statement_handle;
+        let schema = match crate::ddl::result_of(handle) {
+            Some(result) => result?.schema().as_ref().clone(),
+            None => self.schema_of(&sql_of(handle)?).await?,
+        };
         flight_info(&schema, cmd.as_any(), request.into_inner())
     }
 
@@ -231,7 +239,7 @@ impl FlightSqlService for ShoalFlightSqlService {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         Principal::of(&request).require(Role::Reader)?;
-        self.run(&sql_of(&cmd.prepared_statement_handle)?).await
+        self.run_handle(&cmd.prepared_statement_handle).await
     }
 
     async fn get_flight_info_sql_info(
