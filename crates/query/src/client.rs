@@ -31,3 +31,28 @@ pub async fn query(
     }
     Ok((schema, batches))
 }
+
+/// Logs in (Flight SQL handshake, basic auth) at the first of `sites` (data nodes) that
+/// answers; the token then goes in `authorization: Bearer` like the cluster secret does.
+/// Wrong credentials fail at once; an unreachable site is skipped.
+pub async fn login(sites: &[String], user: &str, password: &str) -> Result<String, Status> {
+    let mut last = Status::unavailable("no data node site given");
+    for addr in sites {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| Status::invalid_argument(format!("bad address {addr}: {e}")))?
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .connect_lazy();
+        let mut client = FlightSqlServiceClient::new(channel);
+        match client.handshake(user, password).await {
+            Ok(token) => {
+                return String::from_utf8(token.to_vec())
+                    .map_err(|_| Status::internal("the token is not text"));
+            }
+            Err(e) if e.to_string().contains("Unauthenticated") => {
+                return Err(Status::unauthenticated(format!("{addr}: {e}")));
+            }
+            Err(e) => last = Status::unavailable(format!("{addr}: {e}")),
+        }
+    }
+    Err(last)
+}

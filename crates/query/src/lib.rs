@@ -20,7 +20,7 @@ mod scan;
 mod system;
 mod table;
 
-pub use client::query;
+pub use client::{login, query};
 pub use engine::QueryEngine;
 pub use error::{Unavailable, is_unavailable};
 pub use flight::{Login, ShoalFlightSqlService, flight_service};

@@ -57,6 +57,12 @@ pub enum Command {
 pub struct WriteArgs {
     #[command(flatten)]
     pub target: TargetArgs,
+    /// Log in as this user (Flight SQL handshake) instead of using the cluster secret; the
+    /// password comes from --password-file or $SHOAL_PASSWORD.
+    #[arg(long)]
+    pub user: Option<String>,
+    #[arg(long, requires = "user")]
+    pub password_file: Option<PathBuf>,
     #[arg(long, default_value = "dfs://stock")]
     pub db: String,
     #[arg(long, default_value = "stock")]

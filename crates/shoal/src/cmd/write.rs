@@ -24,7 +24,9 @@ use futures::stream::FuturesUnordered;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use shoal_client::ClientError;
+use shoal_client::channel::Channels;
 use shoal_client::data::{Appended, DataClient};
+use shoal_common::config::ClusterNodes;
 
 use crate::cli::WriteArgs;
 use crate::cmd::record::{AppendRecord, Outcome};
@@ -45,15 +47,11 @@ pub async fn run(args: WriteArgs) -> anyhow::Result<ExitCode> {
     if args.count.is_some_and(|c| c > i32::MAX as u64) {
         bail!("--count: ids are INT, at most {}", i32::MAX);
     }
-    let target = Target::resolve(&args.target)?;
-    let sites: Vec<String> = match &target.nodes {
-        Some(nodes) => nodes.datanodes().map(|n| n.site.addr()).collect(),
-        None => args.target.sites.clone(),
-    };
+    let (sites, channels) = connect(&args).await?;
     if sites.is_empty() {
         bail!("no data node to write to");
     }
-    let client = DataClient::new(sites, target.channels.clone());
+    let client = DataClient::new(sites, channels);
     let mut record = match &args.record {
         Some(path) => Some(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -443,4 +441,36 @@ impl Live {
             bar.finish_and_clear();
         }
     }
+}
+
+/// The data node sites and how to authenticate to them: a user's token after a login with
+/// `--user`, else the cluster secret.
+async fn connect(args: &WriteArgs) -> anyhow::Result<(Vec<String>, Channels)> {
+    let Some(user) = &args.user else {
+        let target = Target::resolve(&args.target)?;
+        let sites = match &target.nodes {
+            Some(nodes) => nodes.datanodes().map(|n| n.site.addr()).collect(),
+            None => args.target.sites.clone(),
+        };
+        return Ok((sites, target.channels));
+    };
+    let sites: Vec<String> = match &args.target.dir {
+        Some(dir) => ClusterNodes::load(&dir.join("cluster.nodes"))?
+            .datanodes()
+            .map(|n| n.site.addr())
+            .collect(),
+        None => args.target.sites.clone(),
+    };
+    let password = match &args.password_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .trim_end_matches(['\r', '\n'])
+            .to_owned(),
+        None => std::env::var("SHOAL_PASSWORD")
+            .context("--user needs --password-file FILE or $SHOAL_PASSWORD")?,
+    };
+    let token = shoal_query::login(&sites, user, &password)
+        .await
+        .map_err(|s| anyhow::anyhow!("login as `{user}` failed: {}", s.message()))?;
+    Ok((sites, Channels::new(&token)?))
 }

@@ -100,6 +100,24 @@ fn the_admin_logs_in_and_wrong_or_missing_credentials_are_refused() {
         let err = client.execute(create.into(), None).await.unwrap_err();
         assert!(err.to_string().contains("already exists"), "{err}");
 
+        // The writer logs in as a user too; a wrong password writes nothing.
+        let dir = cluster.dir_str().to_owned();
+        let pw_file = cluster.dir.join("admin.password");
+        let wrong_file = cluster.dir.join("wrong.password");
+        std::fs::write(&wrong_file, "not-the-password\n").unwrap();
+        let write = |file: &std::path::Path| {
+            crate::harness::shoal(&[
+                "write", "--dir", &dir, "--user", "admin", "--password-file",
+                file.to_str().unwrap(), "--count", "1",
+            ])
+        };
+        let out = write(&wrong_file);
+        assert!(!out.status.success());
+        assert!(crate::harness::stderr(&out).contains("wrong user or password"), "{}", crate::harness::stderr(&out));
+        let out = write(&pw_file);
+        assert!(out.status.success(), "{}", crate::harness::stderr(&out));
+        assert_eq!(data.table_ids().await, vec![1, 1, 2, 3]);
+
         // A user's token does not open the calls between nodes.
         let err = dn
             .list_replicas(bearer(ListReplicasRequest {}, &token))
