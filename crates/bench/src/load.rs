@@ -5,53 +5,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use arrow::array::{Int32Array, RecordBatch, StringArray, TimestampMillisecondArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::array::RecordBatch;
 
 use crate::cluster::Conn;
 
 pub const DB: &str = "dfs://stock";
 pub const TABLE: &str = "stock";
-pub const CREATE_DB: &str =
-    r#"CREATE DATABASE "dfs://stock" PARTITIONED BY VALUE(2023.01.01..2023.01.10), ENGINE='TSDB'"#;
-pub const CREATE_TABLE: &str = r#"create table "dfs://stock"."stock"(time TIMESTAMP, name SYMBOL, id INT) partitioned by time, sortColumns=[`name], keepDuplicates=ALL"#;
-
 /// Milliseconds of 2023-01-01T00:00:00Z.
 const JAN1_MS: i64 = 19_358 * 86_400_000;
 const DAY_MS: i64 = 86_400_000;
-const NAMES: [&str; 5] = ["Apple", "Microsoft", "Meta", "Google", "Amazon"];
 
-pub fn seed_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new(
-            "time",
-            DataType::Timestamp(TimeUnit::Millisecond, None),
-            false,
-        ),
-        Field::new("name", DataType::Utf8, false),
-        Field::new("id", DataType::Int32, false),
-    ]))
-}
-
-/// `n` rows of the seed's schema on `day` (days after 2023-01-01), ids from `first_id`.
-pub fn seed_rows(schema: &SchemaRef, first_id: i64, n: usize, day: i64) -> Result<RecordBatch> {
+/// `n` rows of the seed's table on `day` (days after 2023-01-01), ids from `first_id`.
+pub fn seed_rows(first_id: i64, n: usize, day: i64) -> RecordBatch {
     let ids: Vec<i32> = (0..n as i64).map(|k| (first_id + k) as i32).collect();
-    let times: Vec<i64> = ids
-        .iter()
-        .map(|i| JAN1_MS + day * DAY_MS + i64::from(*i).rem_euclid(DAY_MS))
-        .collect();
-    let names: Vec<&str> = ids
-        .iter()
-        .map(|i| NAMES[i.rem_euclid(5) as usize])
-        .collect();
-    Ok(RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(TimestampMillisecondArray::from(times)),
-            Arc::new(StringArray::from(names)),
-            Arc::new(Int32Array::from(ids)),
-        ],
-    )?)
+    shoal_client::seed::rows(&ids, |i| {
+        JAN1_MS + day * DAY_MS + i64::from(i).rem_euclid(DAY_MS)
+    })
 }
 
 /// Arrow IPC bytes of one batch, as the client sends it.
@@ -101,9 +70,8 @@ impl Written {
 /// Runs `load.writers` concurrent writers, each with its own writer id and its own first
 /// coordinator, until a bound is reached. Fails on the first append that fails.
 pub async fn write(conn: &Conn, load: &Load) -> Result<Written> {
-    let schema = seed_schema();
     // Every batch has the same shape, so its IPC size is that of a sample (within a few bytes).
-    let per_append = ipc_len(&seed_rows(&schema, 0, load.batch_rows, 0)?)?;
+    let per_append = ipc_len(&seed_rows(0, load.batch_rows, 0))?;
     let claimed_rows = Arc::new(AtomicU64::new(0));
     let claimed_bytes = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -111,7 +79,6 @@ pub async fn write(conn: &Conn, load: &Load) -> Result<Written> {
     for k in 0..load.writers {
         let client = conn.data_client(k);
         let load = load.clone();
-        let schema = schema.clone();
         let claimed_rows = claimed_rows.clone();
         let claimed_bytes = claimed_bytes.clone();
         tasks.push(tokio::spawn(async move {
@@ -129,7 +96,7 @@ pub async fn write(conn: &Conn, load: &Load) -> Result<Written> {
                 seq += 1;
                 let day = (k as i64 + seq as i64) % load.days;
                 let first_id = (writer as i64 % 20) * 100_000_000 + seq as i64 * rows as i64;
-                let batch = seed_rows(&schema, first_id, load.batch_rows, day)?;
+                let batch = seed_rows(first_id, load.batch_rows, day);
                 let t = Instant::now();
                 let r = client
                     .append(DB, TABLE, writer, seq, &batch)

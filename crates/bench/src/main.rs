@@ -20,7 +20,8 @@ use clap::{Args, Parser, Subcommand};
 use comfy_table::{Table, presets::ASCII_MARKDOWN};
 
 use cluster::{Cluster, Conn, cpu_seconds, pids_by_mode};
-use load::{CREATE_DB, CREATE_TABLE, Load, Written};
+use load::{Load, Written};
+use shoal_client::seed::{CREATE_DB, CREATE_TABLE};
 
 #[derive(Parser)]
 #[command(name = "shoal-bench", about = "Shoal cluster benchmarks")]

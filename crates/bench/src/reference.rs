@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::load::{seed_rows, seed_schema};
+use crate::load::seed_rows;
 
 pub struct RefResult {
     pub rows: u64,
@@ -25,7 +25,6 @@ pub fn ipc_append_fsync(
     max_rows: u64,
     max_time: Duration,
 ) -> Result<RefResult> {
-    let schema = seed_schema();
     let mut f = OpenOptions::new()
         .create_new(true)
         .append(true)
@@ -39,8 +38,9 @@ pub fn ipc_append_fsync(
     let wall = Instant::now();
     while r.rows < max_rows && r.elapsed < max_time && wall.elapsed() < max_time * 3 {
         seq += 1;
-        let batch = seed_rows(&schema, seq * batch_rows as i64, batch_rows, seq % days)?;
-        let ipc = shoal_catalog::rows::encode_ipc(&schema, std::slice::from_ref(&batch))?;
+        let batch = seed_rows(seq * batch_rows as i64, batch_rows, seq % days);
+        let ipc =
+            shoal_catalog::rows::encode_ipc(batch.schema_ref(), std::slice::from_ref(&batch))?;
         let t = Instant::now();
         f.write_all(&ipc)?;
         f.sync_data()?;

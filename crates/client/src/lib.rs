@@ -7,5 +7,6 @@ pub mod controller;
 pub mod data;
 pub mod error;
 pub mod heartbeat;
+pub mod seed;
 
 pub use error::ClientError;

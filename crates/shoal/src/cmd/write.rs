@@ -13,12 +13,10 @@
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use arrow::array::{Int32Array, RecordBatch, StringArray, TimestampMillisecondArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::array::RecordBatch;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -26,6 +24,7 @@ use serde_json::json;
 use shoal_client::ClientError;
 use shoal_client::channel::Channels;
 use shoal_client::data::{Appended, DataClient};
+use shoal_client::seed;
 use shoal_common::config::ClusterNodes;
 
 use crate::cli::WriteArgs;
@@ -33,7 +32,6 @@ use crate::cmd::record::{AppendRecord, Outcome};
 use crate::output;
 use crate::target::Target;
 
-const NAMES: [&str; 5] = ["Apple", "Microsoft", "Meta", "Google", "Amazon"];
 /// Appends in flight at once.
 const MAX_IN_FLIGHT: usize = 32;
 /// How often the live line is refreshed (a terminal) or printed (`--progress` otherwise).
@@ -61,7 +59,6 @@ pub async fn run(args: WriteArgs) -> anyhow::Result<ExitCode> {
     };
     let writer_id: u64 = rand::random();
     let max_id = args.count.unwrap_or(i32::MAX as u64);
-    let schema = seed_schema();
     let mut live = Live::new(args.progress);
     let mut stats = Stats::default();
 
@@ -90,7 +87,7 @@ pub async fn run(args: WriteArgs) -> anyhow::Result<ExitCode> {
                 pace.next();
                 let last_id = (next_id + u64::from(args.batch) - 1).min(max_id);
                 seq += 1;
-                let batch = seed_rows(&schema, next_id, last_id)?;
+                let batch = rows_now(next_id, last_id)?;
                 in_flight.push(append(&client, &args, writer_id, seq, next_id, last_id, batch));
                 next_id = last_id + 1;
                 sending = next_id <= max_id;
@@ -219,34 +216,13 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn seed_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new(
-            "time",
-            DataType::Timestamp(TimeUnit::Millisecond, None),
-            false,
-        ),
-        Field::new("name", DataType::Utf8, false),
-        Field::new("id", DataType::Int32, false),
-    ]))
-}
-
-/// Rows `first_id..=last_id`, all stamped now, names cycling through [`NAMES`].
-fn seed_rows(schema: &SchemaRef, first_id: u64, last_id: u64) -> anyhow::Result<RecordBatch> {
+/// Rows `first_id..=last_id` of the seed's table, all stamped now.
+fn rows_now(first_id: u64, last_id: u64) -> anyhow::Result<RecordBatch> {
     let ids: Vec<i32> = (first_id..=last_id)
         .map(|id| i32::try_from(id).context("id beyond INT"))
         .collect::<anyhow::Result<_>>()?;
     let now = now_ms() as i64;
-    Ok(RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(TimestampMillisecondArray::from(vec![now; ids.len()])),
-            Arc::new(StringArray::from_iter_values(
-                (first_id..=last_id).map(|id| NAMES[((id - 1) % 5) as usize]),
-            )),
-            Arc::new(Int32Array::from(ids)),
-        ],
-    )?)
+    Ok(seed::rows(&ids, |_| now))
 }
 
 #[derive(Default)]

@@ -1,23 +1,18 @@
 //! Talking to a test cluster's data plane from the test itself: the Rust client for appends,
 //! and direct replica reads so each replica's content can be checked on its own.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use arrow::array::{Int32Array, RecordBatch, StringArray, TimestampMillisecondArray};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::array::{Int32Array, RecordBatch};
 use shoal_client::channel::Channels;
 use shoal_client::controller::ControllerClient;
 use shoal_client::data::DataClient;
 use shoal_common::config::ClusterNodes;
 use shoal_proto::data_node_client::DataNodeClient;
 use shoal_proto::{ChunkInfo, ListReplicasRequest, ReplicaPosition, ScanChunkRequest};
+use std::collections::BTreeMap;
 
 use crate::harness::{LocalCluster, stderr};
 
-pub const CREATE_DB: &str =
-    r#"CREATE DATABASE "dfs://stock" PARTITIONED BY VALUE(2023.01.01..2023.01.10), ENGINE='TSDB'"#;
-pub const CREATE_TABLE: &str = r#"create table "dfs://stock"."stock"(time TIMESTAMP, name SYMBOL, id INT) partitioned by time, sortColumns=[`name], keepDuplicates=ALL"#;
+pub use shoal_client::seed::{CREATE_DB, CREATE_TABLE};
 
 /// Milliseconds of 2023-01-01T00:00:00Z.
 pub const JAN1_MS: i64 = 19_358 * 86_400_000;
@@ -111,33 +106,9 @@ impl Data {
     }
 }
 
-/// The seed's rows: `time` on `day` (days after 2023-01-01), names cycling, the given ids.
-/// The client sends LONG ids and microsecond times: the data node fits them to INT/TIMESTAMP.
+/// The seed's rows: `time` on `day` (days after 2023-01-01) plus the id in ms, names cycling.
 pub fn seed_rows(ids: &[i32], day: i64) -> RecordBatch {
-    const NAMES: [&str; 5] = ["Apple", "Microsoft", "Meta", "Google", "Amazon"];
-    let schema = Schema::new(vec![
-        Field::new(
-            "time",
-            DataType::Timestamp(TimeUnit::Millisecond, None),
-            false,
-        ),
-        Field::new("name", DataType::Utf8, false),
-        Field::new("id", DataType::Int32, false),
-    ]);
-    let times: Vec<i64> = ids
-        .iter()
-        .map(|i| JAN1_MS + day * DAY_MS + i64::from(*i))
-        .collect();
-    let names: Vec<&str> = ids.iter().map(|i| NAMES[*i as usize % 5]).collect();
-    RecordBatch::try_new(
-        Arc::new(schema),
-        vec![
-            Arc::new(TimestampMillisecondArray::from(times)),
-            Arc::new(StringArray::from(names)),
-            Arc::new(Int32Array::from(ids.to_vec())),
-        ],
-    )
-    .unwrap()
+    shoal_client::seed::rows(ids, |i| JAN1_MS + day * DAY_MS + i64::from(i))
 }
 
 /// Creates the seed's database and table through `shoal sql`.

@@ -1,10 +1,7 @@
 //! The seed's database and table, created with DolphinDB-style SQL DDL through the controllers.
 
+use crate::data::{CREATE_DB, CREATE_TABLE};
 use crate::harness::{LocalCluster, stderr, stdout};
-
-const CREATE_DB: &str =
-    r#"CREATE DATABASE "dfs://stock" PARTITIONED BY VALUE(2023.01.01..2023.01.10), ENGINE='TSDB'"#;
-const CREATE_TABLE: &str = r#"create table "dfs://stock"."stock"(time TIMESTAMP, name SYMBOL, id INT) partitioned by time, sortColumns=[`name], keepDuplicates=ALL"#;
 
 fn json(cluster: &LocalCluster, sql: &str) -> serde_json::Value {
     let out = cluster.run(&["sql", sql, "--json"]);

@@ -5,11 +5,9 @@
 
 use std::path::Path;
 use std::process::{Child, Command};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use arrow::array::{Int32Array, RecordBatch, StringArray, TimestampMillisecondArray};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::array::RecordBatch;
 use serde_json::Value;
 
 use crate::data::{Data, create_seed_table, runtime};
@@ -191,24 +189,7 @@ fn now_ms() -> u64 {
 /// Rows stamped now with the given ids.
 fn rows_now(ids: &[i32]) -> RecordBatch {
     let now = now_ms() as i64;
-    let schema = Schema::new(vec![
-        Field::new(
-            "time",
-            DataType::Timestamp(TimeUnit::Millisecond, None),
-            false,
-        ),
-        Field::new("name", DataType::Utf8, false),
-        Field::new("id", DataType::Int32, false),
-    ]);
-    RecordBatch::try_new(
-        Arc::new(schema),
-        vec![
-            Arc::new(TimestampMillisecondArray::from(vec![now; ids.len()])),
-            Arc::new(StringArray::from(vec!["Apple"; ids.len()])),
-            Arc::new(Int32Array::from(ids.to_vec())),
-        ],
-    )
-    .unwrap()
+    shoal_client::seed::rows(ids, |_| now)
 }
 
 #[test]
