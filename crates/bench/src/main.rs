@@ -438,41 +438,32 @@ async fn recovery(
     t.load_preset(ASCII_MARKDOWN);
     t.set_header(vec!["measurement", "MB", "seconds", "MB/s", "vs reference"]);
     let ref_mbps = rate(ref_bytes as f64 / MB, ref_one);
-    let catch_mbps = rate(copied as f64 / MB, catchup);
-    t.add_row(vec![
-        "catch-up: node UP → all COMPLETE, checksums equal (bytes copied)".to_owned(),
-        format!("{:.1}", copied as f64 / MB),
-        format!("{:.2}", catchup.as_secs_f64()),
-        format!("{catch_mbps:.1}"),
-        format!("{:.2}×", catch_mbps / ref_mbps.max(1e-9)),
-    ]);
-    t.add_row(vec![
-        "same, from `host start` issued (process start + catch-up)".to_owned(),
-        format!("{:.1}", copied as f64 / MB),
-        format!("{:.2}", total.as_secs_f64()),
-        format!("{:.1}", rate(copied as f64 / MB, total)),
-        format!(
-            "{:.2}×",
-            rate(copied as f64 / MB, total) / ref_mbps.max(1e-9)
-        ),
-    ]);
-    t.add_row(vec![
-        "reference: sequential copy, 1 MiB writes, fdatasync at end".to_owned(),
-        format!("{:.1}", ref_bytes as f64 / MB),
-        format!("{:.2}", ref_one.as_secs_f64()),
-        format!("{ref_mbps:.1}"),
-        "1.00×".to_owned(),
-    ]);
-    t.add_row(vec![
-        "reference: same, fdatasync every 4 MiB".to_owned(),
-        format!("{:.1}", ref_bytes as f64 / MB),
-        format!("{:.2}", ref_4m.as_secs_f64()),
-        format!("{:.1}", rate(ref_bytes as f64 / MB, ref_4m)),
-        format!(
-            "{:.2}×",
-            rate(ref_bytes as f64 / MB, ref_4m) / ref_mbps.max(1e-9)
-        ),
-    ]);
+    let mut row = |label: &str, bytes: u64, took: Duration| {
+        let mbps = rate(bytes as f64 / MB, took);
+        t.add_row(vec![
+            label.to_owned(),
+            format!("{:.1}", bytes as f64 / MB),
+            format!("{:.2}", took.as_secs_f64()),
+            format!("{mbps:.1}"),
+            format!("{:.2}×", mbps / ref_mbps.max(1e-9)),
+        ]);
+    };
+    row(
+        "catch-up: node UP → all COMPLETE, checksums equal (bytes copied)",
+        copied,
+        catchup,
+    );
+    row(
+        "same, from `host start` issued (process start + catch-up)",
+        copied,
+        total,
+    );
+    row(
+        "reference: sequential copy, 1 MiB writes, fdatasync at end",
+        ref_bytes,
+        ref_one,
+    );
+    row("reference: same, fdatasync every 4 MiB", ref_bytes, ref_4m);
     println!("{t}\n");
     println!(
         "bytes missed (in-sync replicas' growth while {down} was down): {:.1} MB; bytes copied \

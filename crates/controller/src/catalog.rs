@@ -120,10 +120,11 @@ impl Catalog {
     }
 
     /// Chunks per data node: what placement balances.
-    pub fn replicas_per_node(&self) -> BTreeMap<&str, usize> {
+    /// Owned, so placement can count the replicas it adds as it goes.
+    pub fn replicas_per_node(&self) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
         for r in self.chunks.values().flat_map(|c| &c.replicas) {
-            *counts.entry(r.node.as_str()).or_default() += 1;
+            *counts.entry(r.node.clone()).or_default() += 1;
         }
         counts
     }

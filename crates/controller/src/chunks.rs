@@ -1,10 +1,8 @@
 //! Chunk lookup and creation for coordinating data nodes: the chunks of a table's partitions,
 //! placing and committing the missing ones first.
 
-use std::collections::BTreeMap;
-
 use shoal_catalog::PartitionKey;
-use shoal_common::config::{NodeMode, ReliabilityLevel};
+use shoal_common::config::ReliabilityLevel;
 use shoal_proto::{
     ChunkInfo, EnsureChunksRequest, EnsureChunksResponse, GetCatalogResponse, ReplicaInfo,
     UpdateReplicasRequest,
@@ -12,7 +10,7 @@ use shoal_proto::{
 use tonic::Status;
 
 use crate::catalog::{ChunkMeta, NewChunk, ReplicaChange};
-use crate::cluster_meta::{ClusterMeta, NodeState};
+use crate::cluster_meta::ClusterMeta;
 use crate::command::{Command, Rejection};
 use crate::controller_service::ControllerCore;
 use crate::placement::{Candidate, place};
@@ -142,16 +140,9 @@ fn plan(
     missing: &[PartitionKey],
     policy: PlacementPolicy,
 ) -> Result<Vec<NewChunk>, Status> {
-    let mut load: BTreeMap<String, usize> = m
-        .catalog
-        .replicas_per_node()
-        .into_iter()
-        .map(|(n, c)| (n.to_owned(), c))
-        .collect();
+    let mut load = m.catalog.replicas_per_node();
     let up: Vec<(&str, &str)> = m
-        .nodes
-        .values()
-        .filter(|n| n.mode == Some(NodeMode::DataNode) && n.state == NodeState::Up)
+        .up_data_nodes()
         .map(|n| (n.alias.as_str(), n.machine.as_str()))
         .collect();
     missing

@@ -83,6 +83,13 @@ impl Default for ClusterMeta {
 impl ClusterMeta {
     /// True when committing `report` would change nothing: heartbeats are not Raft writes unless
     /// something about the node changed.
+    /// Data nodes that are UP: where replicas may be placed.
+    pub fn up_data_nodes(&self) -> impl Iterator<Item = &NodeRecord> {
+        self.nodes
+            .values()
+            .filter(|n| n.mode == Some(NodeMode::DataNode) && n.state == NodeState::Up)
+    }
+
     pub fn report_is_current(&self, report: &NodeReport) -> bool {
         let want_state = if report.stopping {
             NodeState::Stopping

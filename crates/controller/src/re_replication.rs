@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use shoal_common::config::{NodeMode, ReliabilityLevel};
+use shoal_common::config::ReliabilityLevel;
 
 use crate::catalog::{ChunkMeta, ReplicaChange, ReplicaMove};
 use crate::cluster_meta::{ClusterMeta, NodeState};
@@ -49,12 +49,7 @@ fn due_moves(
             n.state == NodeState::Down && now.saturating_sub(n.state_since_ms) >= wait_ms
         })
     };
-    let mut load: BTreeMap<String, usize> = m
-        .catalog
-        .replicas_per_node()
-        .into_iter()
-        .map(|(n, c)| (n.to_owned(), c))
-        .collect();
+    let mut load = m.catalog.replicas_per_node();
     let mut moves = Vec::new();
     for chunk in m.catalog.chunks.values() {
         let Some(from) = chunk.replicas.iter().find(|r| !r.in_sync && dead(&r.node)) else {
@@ -95,9 +90,7 @@ fn target(
         .filter_map(|r| machine_of(&r.node))
         .collect();
     let candidates: Vec<Candidate<'_>> = m
-        .nodes
-        .values()
-        .filter(|n| n.mode == Some(NodeMode::DataNode) && n.state == NodeState::Up)
+        .up_data_nodes()
         .filter(|n| chunk.replicas.iter().all(|r| r.node != n.alias))
         .filter(|n| {
             level != ReliabilityLevel::MustDiffer || !kept_machines.contains(&n.machine.as_str())
@@ -126,6 +119,8 @@ fn target(
 
 #[cfg(test)]
 mod tests {
+    use shoal_common::config::NodeMode;
+
     use super::*;
     use crate::catalog::ReplicaMeta;
     use crate::cluster_meta::NodeRecord;

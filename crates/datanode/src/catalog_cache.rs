@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use shoal_catalog::{DatabaseDef, PartitionScheme, TableDef};
 use shoal_client::ClientError;
 use shoal_client::controller::ControllerClient;
-use shoal_proto::ChunkInfo;
+use shoal_proto::{ChunkInfo, UpdateReplicasRequest};
 use tonic::Status;
 
 /// How long a fetched catalog may route writes; the controllers' name-reuse grace after a
@@ -89,6 +89,23 @@ impl CatalogCache {
             return Ok(());
         }
         self.refresh().await.map_err(unavailable)
+    }
+
+    /// Commits a change of `chunk`'s in-sync set, compare-and-set on the version this node
+    /// saw, and records the chunk as the controller answers it.
+    pub async fn change_replicas(
+        &self,
+        chunk: &ChunkInfo,
+        change: UpdateReplicasRequest,
+    ) -> Result<ChunkInfo, ClientError> {
+        let req = UpdateReplicasRequest {
+            chunk_id: chunk.id,
+            expected_version: chunk.version,
+            ..change
+        };
+        let info = self.controllers.update_replicas(req).await?;
+        self.update_chunk(info.clone());
+        Ok(info)
     }
 
     /// Records a chunk as the controller answered it after a change, if it is newer.

@@ -14,13 +14,12 @@ use std::time::{Duration, Instant};
 use arrow::record_batch::RecordBatch;
 use futures::future::try_join_all;
 use shoal_catalog::rows;
-use shoal_proto::{
-    AppendRequest, AppendResponse, ChunkInfo, UpdateReplicasRequest, WriteChunkRequest,
-};
+use shoal_proto::{AppendRequest, AppendResponse, ChunkInfo, WriteChunkRequest};
 use tonic::{Code, Status};
 
 use crate::catalog_cache::{primary, unavailable};
 use crate::node::Node;
+use crate::replication::remove_from_in_sync;
 
 /// How long one chunk's share may take, failovers included.
 const WRITE_DEADLINE: Duration = Duration::from_secs(24);
@@ -189,17 +188,6 @@ async fn fail_over(node: &Node, chunk: &ChunkInfo, primary: &str) {
     if chunk.replicas.iter().filter(|r| r.in_sync).count() <= 1 {
         return;
     }
-    let req = UpdateReplicasRequest {
-        chunk_id: chunk.id,
-        expected_version: chunk.version,
-        remove_in_sync: vec![primary.to_owned()],
-        ..Default::default()
-    };
-    match node.catalog.controllers().update_replicas(req).await {
-        Ok(info) => node.catalog.update_chunk(info),
-        // Someone else changed the chunk first: refresh and look again.
-        Err(_) => {
-            let _ = node.catalog.refresh().await;
-        }
-    }
+    // Refused: someone else changed the chunk first; the refreshed catalog shows what.
+    let _ = remove_from_in_sync(node, chunk, primary).await;
 }

@@ -73,16 +73,13 @@ fn ensure_primary(node: &Node, chunk: &ChunkInfo) -> Result<(), Status> {
 
 /// CONSTRUCTING ends with the first acknowledged write.
 async fn mark_written(node: Arc<Node>, chunk: ChunkInfo) {
-    let req = UpdateReplicasRequest {
-        chunk_id: chunk.id,
-        expected_version: chunk.version,
+    let change = UpdateReplicasRequest {
         mark_written: true,
         ..Default::default()
     };
-    match node.catalog.controllers().update_replicas(req).await {
-        Ok(info) => node.catalog.update_chunk(info),
-        // Another append marked it first (version moved on): nothing to do.
-        Err(e) => tracing::debug!("chunk {}: mark written: {e}", chunk.id),
+    // An error: another append marked it first (the version moved on), nothing to do.
+    if let Err(e) = node.catalog.change_replicas(&chunk, change).await {
+        tracing::debug!("chunk {}: mark written: {e}", chunk.id);
     }
 }
 

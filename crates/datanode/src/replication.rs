@@ -346,22 +346,16 @@ async fn rejoin(
         while lsn < store.last_lsn() {
             lsn = ship_since(client, chunk, store, lsn).await?;
         }
-        let req = UpdateReplicasRequest {
-            chunk_id: chunk.id,
-            expected_version: chunk.version,
+        let change = UpdateReplicasRequest {
             add_in_sync: vec![replica.node.clone()],
             ..Default::default()
         };
-        let info = match node.catalog.controllers().update_replicas(req).await {
-            Ok(info) => info,
-            Err(e) => {
-                // The change may have committed: until we know, appends must not go on under
-                // the old in-sync set (they would be acknowledged without this replica).
-                settle_unknown_outcome(node, chunk).await;
-                return Err(Status::aborted(format!("rejoin of {}: {e}", replica.node)));
-            }
-        };
-        node.catalog.update_chunk(info);
+        if let Err(e) = node.catalog.change_replicas(chunk, change).await {
+            // The change may have committed: until we know, appends must not go on under the
+            // old in-sync set (they would be acknowledged without this replica).
+            settle_unknown_outcome(node, chunk).await;
+            return Err(Status::aborted(format!("rejoin of {}: {e}", replica.node)));
+        }
         link.state.send_modify(|s| s.acked = s.acked.max(lsn));
         tracing::info!(
             "chunk {}: replica on {} caught up at lsn {lsn} and is in sync again",
@@ -407,25 +401,20 @@ async fn settle_unknown_outcome(node: &Node, chunk: &ChunkInfo) {
     );
 }
 
-/// Commits "`peer` missed a write" for the chunk version this decision was based on; answers
-/// the chunk's version after the change.
+/// Commits "`peer` is out of sync" (it missed a write, or it is an unreachable primary) for the
+/// chunk version this decision was based on; answers the chunk's version after the change. On
+/// a refusal (someone changed the chunk first) the catalog is refreshed to look again.
 pub async fn remove_from_in_sync(
     node: &Node,
     chunk: &ChunkInfo,
     peer: &str,
 ) -> Result<u64, Status> {
-    let req = UpdateReplicasRequest {
-        chunk_id: chunk.id,
-        expected_version: chunk.version,
+    let change = UpdateReplicasRequest {
         remove_in_sync: vec![peer.to_owned()],
         ..Default::default()
     };
-    match node.catalog.controllers().update_replicas(req).await {
-        Ok(info) => {
-            let version = info.version;
-            node.catalog.update_chunk(info);
-            Ok(version)
-        }
+    match node.catalog.change_replicas(chunk, change).await {
+        Ok(info) => Ok(info.version),
         Err(e) => {
             let _ = node.catalog.refresh().await;
             Err(Status::aborted(format!(
