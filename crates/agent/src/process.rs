@@ -25,6 +25,13 @@ fn to_pid(pid: u32) -> Option<Pid> {
         .map(Pid::from_raw)
 }
 
+/// The parent pid of `pid` (from /proc), if it exists.
+pub fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn is_zombie(pid: u32) -> bool {
     // /proc/<pid>/stat is "pid (comm) state ..."; comm may contain spaces, so split after ')'.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -68,5 +75,29 @@ pub async fn terminate(pid: u32, grace: Duration) {
     if is_alive(pid) {
         tracing::warn!("pid {pid} ignored SIGTERM for {grace:?}; sending SIGKILL");
         signal(pid, Signal::SIGKILL);
+    }
+}
+
+/// Waits for our child `pid` to exit and reaps it, for a child inherited across `exec` (no
+/// `Child` handle exists for it). Polls: there is no exit notification without one.
+pub async fn reap(pid: u32) -> std::io::Result<std::process::ExitStatus> {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    use std::os::unix::process::ExitStatusExt;
+    let Some(p) = to_pid(pid) else {
+        return Err(std::io::Error::other(format!("bad pid {pid}")));
+    };
+    loop {
+        match waitpid(p, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(ExitStatusExt::from_raw(code << 8)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(ExitStatusExt::from_raw(sig as i32)),
+            Ok(_) => {}
+            // Not our child after all: all we can do is watch it.
+            Err(nix::errno::Errno::ECHILD) if !is_alive(pid) => {
+                return Ok(ExitStatusExt::from_raw(0));
+            }
+            Err(nix::errno::Errno::ECHILD) => {}
+            Err(e) => return Err(std::io::Error::other(e)),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -1,20 +1,21 @@
 //! Assembles an agent: the machine's node specs from `cluster.nodes`, the supervisor, the gRPC
 //! service and the heartbeat loop.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use shoal_client::channel::Channels;
 use shoal_client::controller::ControllerClient;
-use shoal_common::config::{AgentConfig, ClusterNodes, NodeMode};
-use shoal_common::version::VERSION;
+use shoal_common::config::{AgentConfig, ClusterCfg, ClusterNodes, ControllerConfig, NodeMode};
 use shoal_proto::agent_server::AgentServer;
 use shoal_proto::auth::ServerAuth;
 use shoal_proto::node_info_server::NodeInfoServer;
 use shoal_server::node_info::NodeInfoService;
 use tokio::sync::watch;
 
+use crate::install::Installs;
 use crate::process;
 use crate::service::AgentService;
 use crate::supervisor::{NodeSpec, STOP_GRACE, Supervisor};
@@ -28,7 +29,8 @@ pub struct AgentOptions {
     pub secret: String,
     /// The machine's home: its config files, `log/` and `run/` live here.
     pub home: PathBuf,
-    /// The `shoal` executable that runs the nodes.
+    /// The `shoal` executable that runs the nodes when the home has no versioned install
+    /// (`current/shoal`, see `install`).
     pub program: PathBuf,
     /// Start the machine's nodes as soon as the agent is up.
     pub start_nodes: bool,
@@ -44,10 +46,23 @@ pub enum AgentError {
     Client(#[from] shoal_client::ClientError),
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Config(#[from] shoal_common::config::ConfigError),
+    #[error("packageVerifyKey: {0}")]
+    VerifyKey(String),
+}
+
+/// Why the agent stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AgentExit {
+    /// Asked to stop (SIGTERM / SIGINT): its nodes were stopped first.
+    Stopped,
+    /// Asked to restart from `current` (self-upgrade); the caller re-executes `program`.
+    Restart { program: PathBuf },
 }
 
 /// The processes this machine runs, in `cluster.nodes` order.
-fn node_specs(opts: &AgentOptions) -> Result<Vec<NodeSpec>, AgentError> {
+fn node_specs(opts: &AgentOptions, program: &std::path::Path) -> Result<Vec<NodeSpec>, AgentError> {
     let host = &opts.config.local_site.host;
     let log_dir = opts.home.join("log");
     let run_dir = opts.home.join("run");
@@ -75,19 +90,54 @@ fn node_specs(opts: &AgentOptions) -> Result<Vec<NodeSpec>, AgentError> {
                 pid_file: run_dir.join(format!("{alias}.pid")),
                 alias,
                 mode: n.mode,
-                program: opts.program.clone(),
+                program: program.to_owned(),
                 args,
             }
         })
         .collect())
 }
 
+/// The metadata a machine's nodes keep (what the seed backs up by hand before an upgrade):
+/// the controller's `dfsMetaDir`, each data node's `chunkMetaDir`.
+fn metadata_dirs(opts: &AgentOptions) -> Result<Vec<(String, PathBuf)>, AgentError> {
+    let mut dirs = Vec::new();
+    for n in opts.nodes.on_machine(&opts.config.local_site.host) {
+        match n.mode {
+            NodeMode::Controller => {
+                let cfg = ControllerConfig::load(&opts.home.join("controller.cfg"))?;
+                dirs.push((n.site.alias.clone(), cfg.dfs_meta_dir));
+            }
+            NodeMode::DataNode => {
+                let cfg = ClusterCfg::load(&opts.home.join("cluster.cfg"))?;
+                dirs.push((
+                    n.site.alias.clone(),
+                    cfg.for_node(&n.site.alias)?.chunk_meta_dir,
+                ));
+            }
+            NodeMode::Agent => {}
+        }
+    }
+    Ok(dirs)
+}
+
 /// Stops node processes a previous agent of this machine left running (it was killed): the
 /// new agent must own every process it reports, and a duplicate could not bind anyway.
-async fn stop_orphans(specs: &[NodeSpec], home: &std::path::Path) {
+///
+/// Node processes that are this process's own children are not orphans: this agent
+/// re-executed itself (self-upgrade) and keeps them; they are answered for adoption.
+async fn stop_orphans(specs: &[NodeSpec], home: &std::path::Path) -> BTreeMap<String, u32> {
+    let mut adopt = BTreeMap::new();
     for spec in specs {
         let pid =
             process::read_pid_file(&spec.pid_file).filter(|pid| process::is_shoal_of(*pid, home));
+        if let Some(pid) = pid.filter(|pid| process::parent(*pid) == Some(std::process::id())) {
+            tracing::info!(
+                "{}: adopting pid {pid} (this agent re-executed itself)",
+                spec.alias
+            );
+            adopt.insert(spec.alias.clone(), pid);
+            continue;
+        }
         if let Some(pid) = pid {
             tracing::warn!(
                 "{}: stopping pid {pid} left by a previous agent",
@@ -96,12 +146,13 @@ async fn stop_orphans(specs: &[NodeSpec], home: &std::path::Path) {
             process::terminate(pid, STOP_GRACE).await;
         }
     }
+    adopt
 }
 
 pub async fn run(
     opts: AgentOptions,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), AgentError> {
+) -> Result<AgentExit, AgentError> {
     let site = opts.config.local_site.clone();
     match opts.nodes.by_alias(&site.alias) {
         Some(n) if n.mode == NodeMode::Agent => {}
@@ -110,16 +161,28 @@ pub async fn run(
     // Bind first: a second agent for the same machine fails here, before it touches the
     // first one's nodes. Then, before answering or reporting anything, stop orphans.
     let listener = shoal_server::serve::bind(&site.addr()).await?;
-    let specs = node_specs(&opts)?;
-    stop_orphans(&specs, &opts.home).await;
+    let installs = Arc::new(Installs::new(&opts.home));
+    let program = installs.program().unwrap_or_else(|| opts.program.clone());
+    let specs = node_specs(&opts, &program)?;
+    let metadata_dirs = metadata_dirs(&opts)?;
+    let trusted = match &opts.config.package_verify_key {
+        Some(path) => Some(
+            shoal_package::load_verifying_key(path)
+                .map_err(|e| AgentError::VerifyKey(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let adopt = stop_orphans(&specs, &opts.home).await;
     let supervisor = Arc::new(Supervisor::new(
         specs,
         opts.config.restart_on_crash,
         opts.config.restart_backoff,
+        &adopt,
     ));
     tracing::info!(
-        "agent {} version {VERSION} listening on {}",
+        "agent {} version {} listening on {}",
         site.alias,
+        shoal_common::version::version(),
         site.addr()
     );
     if opts.start_nodes {
@@ -127,10 +190,18 @@ pub async fn run(
         tokio::spawn(async move { sup.set_running(&[], true).await });
     }
 
+    let (restart_tx, mut restart_rx) = watch::channel(false);
     let auth = ServerAuth::new(&opts.secret);
     let router = tonic::transport::Server::builder()
         .add_service(AgentServer::with_interceptor(
-            AgentService::new(site.host.clone(), supervisor.clone()),
+            AgentService {
+                machine: site.host.clone(),
+                supervisor: supervisor.clone(),
+                installs: installs.clone(),
+                metadata_dirs,
+                trusted,
+                restart: restart_tx,
+            },
             auth.clone(),
         ))
         .add_service(NodeInfoServer::with_interceptor(
@@ -154,14 +225,29 @@ pub async fn run(
         stop_rx,
     ));
 
+    let restarting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let restart_seen = restarting.clone();
     let served = shoal_server::serve::serve(router, listener, async move {
-        shutdown.await;
+        let restart = tokio::select! {
+            () = shutdown => false,
+            Ok(_) = restart_rx.wait_for(|r| *r) => true,
+        };
+        restart_seen.store(restart, std::sync::atomic::Ordering::SeqCst);
         // Stopping the agent stops the machine's nodes first (the seed's stopAllNodes.sh), and
-        // no start request may revive one after that.
-        supervisor.shutdown().await;
+        // no start request may revive one after that. A restart keeps them: the re-executed
+        // agent adopts them.
+        if !restart {
+            supervisor.shutdown().await;
+        }
         let _ = stop_tx.send(true);
         let _ = heartbeats.await;
     })
     .await;
-    Ok(served?)
+    served?;
+    Ok(match installs.program() {
+        Some(program) if restarting.load(std::sync::atomic::Ordering::SeqCst) => {
+            AgentExit::Restart { program }
+        }
+        _ => AgentExit::Stopped,
+    })
 }

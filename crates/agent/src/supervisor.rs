@@ -11,6 +11,10 @@
 //!
 //! A request is answered once its target state is reached: a start when the process runs (or
 //! failed to start), a stop when the process has exited and been reaped.
+//!
+//! An agent that re-executed itself (self-upgrade) keeps its pid, so the node processes it
+//! started are still its children: it adopts them (`Proc::Adopted`) instead of restarting
+//! them, and reaps them by pid.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -66,15 +70,26 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Spawns one actor per node; all start in the stopped state.
-    pub fn new(specs: Vec<NodeSpec>, restart_on_crash: bool, backoff: Duration) -> Self {
+    /// Spawns one actor per node; all start in the stopped state except those in `adopt`
+    /// (alias -> pid of a running child this process inherited across its re-execution).
+    pub fn new(
+        specs: Vec<NodeSpec>,
+        restart_on_crash: bool,
+        backoff: Duration,
+        adopt: &BTreeMap<String, u32>,
+    ) -> Self {
         let nodes = specs
             .into_iter()
             .map(|spec| {
                 let (req_tx, req_rx) = mpsc::channel(16);
+                let adopted = adopt.get(&spec.alias).copied();
                 let (status_tx, status_rx) = watch::channel(Status {
-                    state: ProcessState::Stopped,
-                    pid: 0,
+                    state: if adopted.is_some() {
+                        ProcessState::Running
+                    } else {
+                        ProcessState::Stopped
+                    },
+                    pid: adopted.unwrap_or(0),
                     restarts: 0,
                     last_exit: String::new(),
                 });
@@ -83,8 +98,8 @@ impl Supervisor {
                     status: status_tx,
                     restart_on_crash,
                     backoff,
-                    want_running: false,
-                    child: None,
+                    want_running: adopted.is_some(),
+                    child: adopted.map(Proc::Adopted),
                     restart_at: None,
                 };
                 tokio::spawn(actor.run(req_rx));
@@ -178,7 +193,7 @@ struct Actor {
     restart_on_crash: bool,
     backoff: Duration,
     want_running: bool,
-    child: Option<Child>,
+    child: Option<Proc>,
     /// When a crashed process is due to be restarted.
     restart_at: Option<Instant>,
 }
@@ -249,7 +264,7 @@ impl Actor {
                 let pid = child.id().unwrap_or(0);
                 let _ = std::fs::write(&self.spec.pid_file, format!("{pid}\n"));
                 tracing::info!("{}: started, pid {pid}", self.spec.alias);
-                self.child = Some(child);
+                self.child = Some(Proc::Spawned(child));
                 self.set(ProcessState::Running, pid, String::new());
             }
             Err(e) => {
@@ -266,7 +281,7 @@ impl Actor {
             self.set(ProcessState::Stopped, 0, String::new());
             return;
         };
-        if let Some(pid) = child.id() {
+        if let Some(pid) = child.pid() {
             process::signal(pid, Signal::SIGTERM);
         }
         let exit = match tokio::time::timeout(STOP_GRACE, child.wait()).await {
@@ -276,7 +291,9 @@ impl Actor {
                     "{}: no exit {STOP_GRACE:?} after SIGTERM; SIGKILL",
                     self.spec.alias
                 );
-                let _ = child.start_kill();
+                if let Some(pid) = child.pid() {
+                    process::signal(pid, Signal::SIGKILL);
+                }
                 child.wait().await
             }
         };
@@ -287,7 +304,29 @@ impl Actor {
     }
 }
 
-async fn wait_child(child: &mut Option<Child>) -> std::io::Result<ExitStatus> {
+/// A node process: spawned by this agent, or inherited across its re-execution.
+enum Proc {
+    Spawned(Child),
+    Adopted(u32),
+}
+
+impl Proc {
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Proc::Spawned(c) => c.id(),
+            Proc::Adopted(pid) => Some(*pid),
+        }
+    }
+
+    async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        match self {
+            Proc::Spawned(c) => c.wait().await,
+            Proc::Adopted(pid) => process::reap(*pid).await,
+        }
+    }
+}
+
+async fn wait_child(child: &mut Option<Proc>) -> std::io::Result<ExitStatus> {
     match child {
         Some(c) => c.wait().await,
         None => std::future::pending().await,
@@ -356,6 +395,7 @@ mod tests {
             vec![spec(dir.path(), "n", "/bin/sleep", &["60"])],
             true,
             Duration::from_millis(50),
+            &BTreeMap::new(),
         );
         sup.set_running(&[], true).await;
         let p = info(&sup, "n");
@@ -378,6 +418,7 @@ mod tests {
             vec![spec(dir.path(), "c", "/bin/sh", &["-c", "exit 3"])],
             true,
             Duration::from_millis(20),
+            &BTreeMap::new(),
         );
         sup.set_running(&[], true).await;
         let mut status = sup.nodes["c"].status.clone();
@@ -404,6 +445,7 @@ mod tests {
             vec![spec(dir.path(), "c", "/bin/sh", &["-c", "exit 1"])],
             false,
             Duration::from_millis(10),
+            &BTreeMap::new(),
         );
         sup.set_running(&[], true).await;
         let mut status = sup.nodes["c"].status.clone();
@@ -423,6 +465,7 @@ mod tests {
             vec![spec(dir.path(), "n", "/bin/sleep", &["60"])],
             true,
             Duration::from_millis(50),
+            &BTreeMap::new(),
         );
         let both = async { tokio::join!(sup.set_running(&[], true), sup.set_running(&[], false)) };
         tokio::time::timeout(Duration::from_secs(20), both)

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use shoal_proto::controller_client::ControllerClient as PbClient;
 use shoal_proto::{
     ChunkInfo, ClusterStatusRequest, ClusterStatusResponse, DdlRequest, DdlResponse,
-    EnsureChunksRequest, GetCatalogRequest, GetCatalogResponse, HeartbeatRequest,
-    HeartbeatResponse, LEADER_METADATA_KEY, UpdateReplicasRequest,
+    EnsureChunksRequest, GetCatalogRequest, GetCatalogResponse, GetUpgradeRequest,
+    HeartbeatRequest, HeartbeatResponse, LEADER_METADATA_KEY, SetClusterVersionRequest,
+    SetUpgradeRequest, TransferLeadershipRequest, UpdateReplicasRequest, UpgradeRecord,
 };
 
 use crate::ClientError;
@@ -139,6 +140,68 @@ impl ControllerClient {
         self.call(Retry::Idempotent, |mut c| async move {
             c.cluster_status(with_timeout(CALL_TIMEOUT, ClusterStatusRequest {}))
                 .await
+        })
+        .await
+    }
+
+    /// Hands leadership to `to_alias` (empty: the most caught-up other controller); answers
+    /// the new leader's alias once it leads.
+    pub async fn transfer_leadership(&self, to_alias: &str) -> Result<String, ClientError> {
+        let resp = self
+            .call(Retry::Idempotent, |mut c| {
+                let to_alias = to_alias.to_owned();
+                async move {
+                    c.transfer_leadership(with_timeout(
+                        WRITE_CALL_TIMEOUT,
+                        TransferLeadershipRequest { to_alias },
+                    ))
+                    .await
+                }
+            })
+            .await?;
+        self.set_leader(None);
+        Ok(resp.leader_alias)
+    }
+
+    pub async fn get_upgrade(&self) -> Result<UpgradeRecord, ClientError> {
+        self.call(Retry::Idempotent, |mut c| async move {
+            c.get_upgrade(with_timeout(CALL_TIMEOUT, GetUpgradeRequest {}))
+                .await
+        })
+        .await
+    }
+
+    /// Compare-and-set of the upgrade record: a re-sent copy of an applied write fails its
+    /// revision check (ABORTED); the caller re-reads the record.
+    pub async fn set_upgrade(
+        &self,
+        expected_revision: u64,
+        state_json: String,
+    ) -> Result<UpgradeRecord, ClientError> {
+        self.call(Retry::Idempotent, |mut c| {
+            let req = SetUpgradeRequest {
+                expected_revision,
+                state_json: state_json.clone(),
+            };
+            async move { c.set_upgrade(with_timeout(WRITE_CALL_TIMEOUT, req)).await }
+        })
+        .await
+    }
+
+    pub async fn set_cluster_version(
+        &self,
+        cluster_version: u32,
+        require_version: &str,
+    ) -> Result<ClusterStatusResponse, ClientError> {
+        self.call(Retry::Idempotent, |mut c| {
+            let req = SetClusterVersionRequest {
+                cluster_version,
+                require_version: require_version.to_owned(),
+            };
+            async move {
+                c.set_cluster_version(with_timeout(WRITE_CALL_TIMEOUT, req))
+                    .await
+            }
         })
         .await
     }

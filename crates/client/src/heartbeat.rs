@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use shoal_common::config::NodeMode;
-use shoal_common::version::{BUILD_DATE, VERSION};
+use shoal_common::version;
 use shoal_proto::HeartbeatRequest;
 use tokio::sync::watch;
 
@@ -16,8 +16,8 @@ pub fn self_report(alias: &str, mode: NodeMode, addr: &str) -> HeartbeatRequest 
         alias: alias.to_owned(),
         mode: shoal_proto::NodeMode::from(mode).into(),
         addr: addr.to_owned(),
-        version: VERSION.to_owned(),
-        build_date: BUILD_DATE.to_owned(),
+        version: version::version().to_owned(),
+        build_date: version::build_date().to_owned(),
         pid: std::process::id(),
         stopping: false,
     }

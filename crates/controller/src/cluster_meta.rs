@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use shoal_common::config::NodeMode;
 
 use crate::catalog::Catalog;
-use crate::command::{Command, CommandResponse, DeclaredNode, NodeReport};
+use crate::command::{Command, CommandResponse, DeclaredNode, NodeReport, Rejection};
 use crate::raft_types::TypeConfig;
 
 /// The cluster version a fresh cluster starts at. Raised only by an explicit finalize after an
@@ -64,6 +64,16 @@ pub struct ClusterMeta {
     /// Databases, tables and chunks.
     #[serde(default)]
     pub catalog: Catalog,
+    /// The rolling upgrade in progress or last finished (the orchestrator's record).
+    #[serde(default)]
+    pub upgrade: UpgradeRecord,
+}
+
+/// Opaque to the controller: the orchestrator owns its format (it carries its own version).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeRecord {
+    pub revision: u64,
+    pub state_json: String,
 }
 
 fn initial_cluster_version() -> u32 {
@@ -76,6 +86,7 @@ impl Default for ClusterMeta {
             cluster_version: INITIAL_CLUSTER_VERSION,
             nodes: BTreeMap::new(),
             catalog: Catalog::default(),
+            upgrade: UpgradeRecord::default(),
         }
     }
 }
@@ -187,6 +198,36 @@ impl shoal_raft_store::MetaState<TypeConfig> for ClusterMeta {
             Command::DropDatabase { db, at_ms } => self.catalog.drop_database(db, *at_ms),
             Command::CreateChunks { chunks } => self.catalog.create_chunks(chunks),
             Command::UpdateReplicas { change } => self.catalog.update_replicas(change),
+            Command::SetUpgrade {
+                expected_revision,
+                state_json,
+            } => {
+                if *expected_revision != self.upgrade.revision {
+                    return CommandResponse::refused(
+                        Rejection::Conflict,
+                        format!(
+                            "the upgrade record is at revision {}, not {expected_revision}: \
+                             another orchestrator changed it",
+                            self.upgrade.revision
+                        ),
+                    );
+                }
+                self.upgrade = UpgradeRecord {
+                    revision: expected_revision + 1,
+                    state_json: state_json.clone(),
+                };
+                CommandResponse::applied()
+            }
+            Command::SetClusterVersion { cluster_version } => {
+                if *cluster_version < self.cluster_version {
+                    return CommandResponse::rejected(format!(
+                        "the cluster version is {}; it is never lowered",
+                        self.cluster_version
+                    ));
+                }
+                self.cluster_version = *cluster_version;
+                CommandResponse::applied()
+            }
         }
     }
 }

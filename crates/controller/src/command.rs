@@ -80,6 +80,15 @@ pub enum Command {
     UpdateReplicas {
         change: ReplicaChange,
     },
+    /// The rolling upgrade's record (compare-and-set on its revision); empty clears it.
+    SetUpgrade {
+        expected_revision: u64,
+        state_json: String,
+    },
+    /// `shoal upgrade --finalize`: formats and features of the new version may be used.
+    SetClusterVersion {
+        cluster_version: u32,
+    },
 }
 
 impl fmt::Display for Command {
@@ -108,6 +117,12 @@ impl fmt::Display for Command {
                 change.add_in_sync,
                 if change.mark_written { " written" } else { "" }
             ),
+            Command::SetUpgrade {
+                expected_revision, ..
+            } => write!(f, "set_upgrade(rev {expected_revision})"),
+            Command::SetClusterVersion { cluster_version } => {
+                write!(f, "set_cluster_version({cluster_version})")
+            }
         }
     }
 }

@@ -11,7 +11,9 @@ use shoal_proto::controller_server::Controller;
 use shoal_proto::{
     ChunkInfo, ClusterStatusRequest, ClusterStatusResponse, DdlRequest, DdlResponse,
     EnsureChunksRequest, EnsureChunksResponse, GetCatalogRequest, GetCatalogResponse,
-    HeartbeatRequest, HeartbeatResponse, LEADER_METADATA_KEY, NodeStatus, UpdateReplicasRequest,
+    GetUpgradeRequest, HeartbeatRequest, HeartbeatResponse, LEADER_METADATA_KEY, NodeStatus,
+    SetClusterVersionRequest, SetUpgradeRequest, TransferLeadershipRequest,
+    TransferLeadershipResponse, UpdateReplicasRequest, UpgradeRecord,
 };
 use tonic::{Request, Response, Status};
 
@@ -267,6 +269,42 @@ impl Controller for ControllerService {
         crate::chunks::update_replicas(&self.core, req.into_inner())
             .await
             .map(Response::new)
+    }
+
+    async fn transfer_leadership(
+        &self,
+        req: Request<TransferLeadershipRequest>,
+    ) -> Result<Response<TransferLeadershipResponse>, Status> {
+        crate::upgrade::transfer_leadership(&self.core, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_upgrade(
+        &self,
+        _req: Request<GetUpgradeRequest>,
+    ) -> Result<Response<UpgradeRecord>, Status> {
+        crate::upgrade::get_upgrade(&self.core)
+            .await
+            .map(Response::new)
+    }
+
+    async fn set_upgrade(
+        &self,
+        req: Request<SetUpgradeRequest>,
+    ) -> Result<Response<UpgradeRecord>, Status> {
+        crate::upgrade::set_upgrade(&self.core, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn set_cluster_version(
+        &self,
+        req: Request<SetClusterVersionRequest>,
+    ) -> Result<Response<ClusterStatusResponse>, Status> {
+        crate::upgrade::set_cluster_version(&self.core, req.into_inner()).await?;
+        self.cluster_status(Request::new(ClusterStatusRequest {}))
+            .await
     }
 
     async fn cluster_status(

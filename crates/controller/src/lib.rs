@@ -21,6 +21,7 @@ pub mod raft_types;
 pub mod re_replication;
 pub mod server;
 pub mod topology;
+pub mod upgrade;
 
 mod error;
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use shoal_client::channel::Channels;
 use shoal_client::controller::ControllerClient;
 use shoal_common::config::{ClusterNodes, ControllerConfig, NodeMode};
-use shoal_common::version::VERSION;
 use shoal_proto::auth::ServerAuth;
 use shoal_proto::controller_server::ControllerServer;
 use shoal_proto::node_info_server::NodeInfoServer;
@@ -74,7 +73,8 @@ pub async fn run(
 
     let listener = shoal_server::serve::bind(&cfg.local_site.addr()).await?;
     tracing::info!(
-        "controller {alias} (raft id {id}) version {VERSION} listening on {}",
+        "controller {alias} (raft id {id}) version {} listening on {}",
+        shoal_common::version::version(),
         cfg.local_site.addr()
     );
 

@@ -119,6 +119,9 @@ async fn write_share(
 ) -> Result<bool, Status> {
     let started = Instant::now();
     let mut last = Status::unavailable("not tried");
+    // An earlier attempt of this request may have applied the rows before it failed; a later
+    // attempt finding them is this request's own retry, not a duplicate of the client's.
+    let mut may_have_applied = false;
     while started.elapsed() < WRITE_DEADLINE {
         let chunk = node.catalog.chunk_at_least(chunk_id, 0).await?;
         let Some(p) = primary(&chunk).cloned() else {
@@ -146,9 +149,11 @@ async fn write_share(
             }
         };
         let status = match result {
-            Ok(resp) => return Ok(resp.duplicate),
+            Ok(resp) => return Ok(resp.duplicate && !may_have_applied),
             Err(s) => s,
         };
+        // Refused before the local append (stale metadata) versus after it or unknown.
+        may_have_applied |= !matches!(status.code(), Code::FailedPrecondition | Code::NotFound);
         match status.code() {
             // The primary changed or our metadata is old: look again.
             Code::FailedPrecondition | Code::Aborted | Code::NotFound => {

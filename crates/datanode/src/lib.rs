@@ -4,6 +4,7 @@
 
 mod catalog_cache;
 mod coordinator;
+mod drain;
 mod ingest;
 mod node;
 mod primary;

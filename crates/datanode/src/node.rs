@@ -20,9 +20,24 @@ pub struct Node {
     pub replicas: LocalReplicas,
     pub channels: Channels,
     pub links: Links,
+    /// Set by `Drain` (before a planned stop): clients are told to go elsewhere.
+    pub draining: tokio::sync::watch::Sender<bool>,
 }
 
 impl Node {
+    pub fn is_draining(&self) -> bool {
+        *self.draining.borrow()
+    }
+
+    /// What a draining node answers clients: UNAVAILABLE, which every client takes as "try
+    /// another site".
+    pub fn draining_status(&self) -> Status {
+        Status::unavailable(format!(
+            "data node {} is draining before a restart; use another data node",
+            self.alias
+        ))
+    }
+
     pub fn data_node(&self, addr: &str) -> Result<DataNodeClient<AuthChannel>, Status> {
         let ch = self
             .channels

@@ -155,6 +155,15 @@ async fn run(node: Arc<Node>, chunk_id: u64, peer: String, link: Arc<Link>) {
         let Some(replica) = chunk.replicas.iter().find(|r| r.node == peer).cloned() else {
             break;
         };
+        if !replica.in_sync {
+            // Taken out of the in-sync set (by us, or by itself when draining) at or before
+            // this version: appends decided at an older one no longer wait for it.
+            link.state.send_if_modified(|s| {
+                let newer = chunk.version > s.removed_at;
+                s.removed_at = s.removed_at.max(chunk.version);
+                newer
+            });
+        }
         let store = match node.store(&chunk).await {
             Ok(store) => store,
             Err(e) => {
@@ -175,10 +184,17 @@ async fn run(node: Arc<Node>, chunk_id: u64, peer: String, link: Arc<Link>) {
             }
             Err(e) if e.code() == Code::OutOfRange => peer_lsn = None, // ask where it stands
             Err(e) if e.code() == Code::Aborted => {
-                // Our chunk metadata is older than the replica's: refresh, decide again.
+                // Our chunk metadata is older than the replica's: refresh, decide again (at
+                // once if the chunk moved on: appends may be waiting on what it shows).
                 peer_lsn = None;
                 let _ = node.catalog.refresh().await;
-                tokio::time::sleep(MIN_BACKOFF).await;
+                if node
+                    .catalog
+                    .chunk(chunk_id)
+                    .is_some_and(|c| c.version == chunk.version)
+                {
+                    tokio::time::sleep(MIN_BACKOFF).await;
+                }
             }
             Err(e) => {
                 peer_lsn = None;

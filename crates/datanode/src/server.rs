@@ -5,7 +5,6 @@ use std::future::Future;
 use shoal_client::channel::Channels;
 use shoal_client::controller::ControllerClient;
 use shoal_common::config::{ClusterNodes, DataNodeConfig, NodeMode};
-use shoal_common::version::VERSION;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,10 +76,12 @@ pub async fn run(
         replicas,
         channels,
         links: Links::default(),
+        draining: watch::channel(false).0,
     });
     tracing::info!(
-        "data node {} version {VERSION} listening on {}",
+        "data node {} version {} listening on {}",
         site.alias,
+        shoal_common::version::version(),
         site.addr()
     );
 
@@ -88,6 +89,26 @@ pub async fn run(
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
+    let mut draining = node.draining.subscribe();
+    let reporter = health_reporter.clone();
+    tokio::spawn(async move {
+        if draining.wait_for(|d| *d).await.is_ok() {
+            reporter
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+        }
+    });
+    // Flight SQL is only for clients: all of it is refused while draining.
+    let flight_gate = {
+        let node = node.clone();
+        let mut auth = UserAuth::new(&opts.secret);
+        move |req: tonic::Request<()>| {
+            if node.is_draining() {
+                return Err(node.draining_status());
+            }
+            tonic::service::Interceptor::call(&mut auth, req)
+        }
+    };
     let router = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(NodeInfoServer::with_interceptor(
@@ -113,7 +134,7 @@ pub async fn run(
                 },
             )
             .max_decoding_message_size(MAX_MESSAGE),
-            UserAuth::new(&opts.secret),
+            flight_gate,
         ));
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -9,9 +9,9 @@ use shoal_common::users::Role;
 use shoal_proto::auth::Principal;
 use shoal_proto::data_node_server::DataNode;
 use shoal_proto::{
-    AppendRequest, AppendResponse, ApplyRecordsRequest, ChunkInfo, ListReplicasRequest,
-    ListReplicasResponse, ReplicaPosition, ReplicaPositionRequest, ScanChunkRequest,
-    ScanChunkResponse, WriteChunkRequest, WriteChunkResponse,
+    AppendRequest, AppendResponse, ApplyRecordsRequest, ChunkInfo, DrainRequest, DrainResponse,
+    ListReplicasRequest, ListReplicasResponse, ReplicaPosition, ReplicaPositionRequest,
+    ScanChunkRequest, ScanChunkResponse, WriteChunkRequest, WriteChunkResponse,
 };
 use shoal_storage::Record;
 use tonic::{Request, Response, Status};
@@ -45,6 +45,16 @@ impl DataNodeService {
         }
         Ok(chunk)
     }
+
+    /// A chunk for replication to this node. While draining, a replica out of sync refuses
+    /// catch-up: it must not rejoin the in-sync set just before it stops.
+    async fn replica_chunk(&self, id: u64, version: u64) -> Result<ChunkInfo, Status> {
+        let chunk = self.chunk(id, version).await?;
+        if self.node.is_draining() && !is_in_sync(&chunk, &self.node.alias) {
+            return Err(self.node.draining_status());
+        }
+        Ok(chunk)
+    }
 }
 
 type ScanStream = Pin<Box<dyn Stream<Item = Result<ScanChunkResponse, Status>> + Send>>;
@@ -56,6 +66,9 @@ impl DataNode for DataNodeService {
         req: Request<AppendRequest>,
     ) -> Result<Response<AppendResponse>, Status> {
         Principal::of(&req).require(Role::Writer)?;
+        if self.node.is_draining() {
+            return Err(self.node.draining_status());
+        }
         crate::coordinator::append(&self.node, req.into_inner())
             .await
             .map(Response::new)
@@ -77,7 +90,7 @@ impl DataNode for DataNodeService {
     ) -> Result<Response<ReplicaPosition>, Status> {
         Principal::of(&req).require_cluster()?;
         let req = req.into_inner();
-        let chunk = self.chunk(req.chunk_id, req.chunk_version).await?;
+        let chunk = self.replica_chunk(req.chunk_id, req.chunk_version).await?;
         let store = self.node.store(&chunk).await?;
         let records = req
             .records
@@ -120,7 +133,7 @@ impl DataNode for DataNodeService {
     ) -> Result<Response<ReplicaPosition>, Status> {
         Principal::of(&req).require_cluster()?;
         let req = req.into_inner();
-        let chunk = self.chunk(req.chunk_id, req.chunk_version).await?;
+        let chunk = self.replica_chunk(req.chunk_id, req.chunk_version).await?;
         if req.reset {
             if is_in_sync(&chunk, &self.node.alias) {
                 return Err(Status::failed_precondition(format!(
@@ -190,5 +203,10 @@ impl DataNode for DataNodeService {
             node: self.node.alias.clone(),
             replicas: self.node.replicas.positions(),
         }))
+    }
+
+    async fn drain(&self, req: Request<DrainRequest>) -> Result<Response<DrainResponse>, Status> {
+        Principal::of(&req).require_cluster()?;
+        crate::drain::drain(&self.node).await.map(Response::new)
     }
 }

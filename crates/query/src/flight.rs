@@ -154,7 +154,7 @@ fn sql_info() -> Result<SqlInfoData, Status> {
     b.append(SqlInfo::FlightSqlServerName, "Shoal");
     b.append(
         SqlInfo::FlightSqlServerVersion,
-        shoal_common::version::VERSION,
+        shoal_common::version::version(),
     );
     // The Arrow columnar format version (Schema.fbs MetadataVersion V5).
     b.append(SqlInfo::FlightSqlServerArrowVersion, "1.3");

@@ -1,6 +1,6 @@
 //! The `NodeInfo` service every node serves: who it is and its effective configuration.
 
-use shoal_common::version::{BUILD_DATE, VERSION};
+use shoal_common::version;
 use shoal_proto::node_info_server::NodeInfo;
 use shoal_proto::{ConfigEntry, NodeInfoRequest, NodeInfoResponse, NodeMode};
 use tonic::{Request, Response, Status};
@@ -15,8 +15,8 @@ impl NodeInfoService {
         Self {
             info: NodeInfoResponse {
                 alias: alias.to_owned(),
-                version: VERSION.to_owned(),
-                build_date: BUILD_DATE.to_owned(),
+                version: version::version().to_owned(),
+                build_date: version::build_date().to_owned(),
                 mode: mode.into(),
                 config: config
                     .into_iter()

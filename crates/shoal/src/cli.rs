@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::VERSION_LINE;
 use clap::{Args, Parser, Subcommand};
-use shoal_common::version::VERSION_LINE;
 
 #[derive(Parser)]
 #[command(name = "shoal", version = VERSION_LINE, about = "A replicated, partitioned time-series database you can upgrade while it runs")]
@@ -47,6 +47,110 @@ pub enum Command {
     /// Checks a table the writer filled: ids exactly 1..N once each, the latest time current,
     /// and, with the writer's --record, every acknowledged id present exactly once.
     Verify(VerifyArgs),
+    /// Release packages: build one from a binary, make a signing key, inspect one.
+    #[command(subcommand)]
+    Package(PackageCommand),
+    /// Rolling upgrade of the running cluster to a package's version, one machine at a time,
+    /// while clients keep writing; resumable, pausable, reversible until finalized.
+    Upgrade(UpgradeArgs),
+    /// What this binary is, as JSON (version, build date, oldest version it upgrades from,
+    /// wire and storage format versions): read by `package build` and by agents.
+    #[command(hide = true)]
+    BuildInfo,
+}
+
+#[derive(Subcommand)]
+pub enum PackageCommand {
+    /// Package a `shoal` binary (this one unless --binary) with its manifest.
+    Build(PackageBuildArgs),
+    /// Make an Ed25519 signing key (FILE, mode 0600) and its public key (FILE.pub) for
+    /// agents' `packageVerifyKey`.
+    Keygen(PackageKeygenArgs),
+    /// Verify a package and print its manifest.
+    Inspect(PackageInspectArgs),
+}
+
+#[derive(Args)]
+pub struct PackageBuildArgs {
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// The binary to package (its `build-info` says what it is); default: this `shoal`.
+    #[arg(long)]
+    pub binary: Option<PathBuf>,
+    /// Sign the manifest with this key (`shoal package keygen`).
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct PackageKeygenArgs {
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+#[derive(Args)]
+pub struct PackageInspectArgs {
+    pub package: PathBuf,
+    /// Also require a valid signature by this public key.
+    #[arg(long, value_name = "FILE")]
+    pub verify_key: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("action").args(["package", "resume", "rollback", "finalize", "pause", "show"]).required(true)))]
+pub struct UpgradeArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Upgrade to this package's version.
+    #[arg(long, value_name = "FILE")]
+    pub package: Option<PathBuf>,
+    /// Continue the upgrade recorded in the controllers (after a pause, a budget stop, or a
+    /// killed orchestrator).
+    #[arg(long)]
+    pub resume: bool,
+    /// Return every upgraded machine to the version it ran before (refused once finalized).
+    #[arg(long)]
+    pub rollback: bool,
+    /// Raise the cluster version: the new release's formats and features are used from then
+    /// on and rollback is no longer possible. Refused until every node runs the new version.
+    #[arg(long)]
+    pub finalize: bool,
+    /// Ask a running upgrade to stop before its next machine (it records where it stopped).
+    #[arg(long)]
+    pub pause: bool,
+    /// Print the recorded upgrade.
+    #[arg(long)]
+    pub show: bool,
+    /// Stop after this many machines (more with --resume).
+    #[arg(long, value_name = "N")]
+    pub canary: Option<usize>,
+    /// The probe writer's appends per second (0: no probe).
+    #[arg(long, default_value_t = 50.0)]
+    pub probe_rate: f64,
+    /// Pause before the next machine if the probe saw a gap between acknowledgements longer
+    /// than this during the last one.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub max_stall: Duration,
+    /// Pause before the next machine if the probe saw more failed appends than this.
+    #[arg(long, default_value_t = 0)]
+    pub max_errors: u64,
+    /// How long a machine's nodes may take to be back (UP, on the new version) before the
+    /// machine is rolled back.
+    #[arg(long, default_value = "90s", value_parser = parse_duration)]
+    pub node_timeout: Duration,
+    /// A writer's `--record` file: the report then shows that writer's failures, stalls and
+    /// p99 during each step.
+    #[arg(long, value_name = "FILE")]
+    pub writer_record: Option<PathBuf>,
+    /// Print the plan and the checks, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

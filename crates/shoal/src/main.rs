@@ -7,7 +7,15 @@ mod target;
 
 use clap::Parser;
 
+/// This binary's version (see build.rs).
+pub const VERSION: &str = env!("SHOAL_VERSION");
+/// `YYYY.MM.DD`.
+pub const BUILD_DATE: &str = env!("SHOAL_BUILD_DATE");
+/// `"<version> <build date>"`, the seed's `version()` format.
+pub const VERSION_LINE: &str = concat!(env!("SHOAL_VERSION"), " ", env!("SHOAL_BUILD_DATE"));
+
 fn main() -> std::process::ExitCode {
+    shoal_common::version::set(VERSION, BUILD_DATE);
     let cli = cli::Cli::parse();
     init_tracing(cli.command.is_role());
     let runtime = match tokio::runtime::Runtime::new() {

@@ -8,25 +8,28 @@
 //! sites=10.10.11.1:8921:agent43:agent,10.10.11.1:8920:HActl43:controller
 //! ```
 //!
-//! Besides DolphinDB's keys, Shoal reads `restartOnCrash` (0|1) and
-//! `restartBackoff` (ms).
+//! Besides DolphinDB's keys, Shoal reads `restartOnCrash` (0|1),
+//! `restartBackoff` (ms) and `packageVerifyKey` (the Ed25519 public key file
+//! release packages must be signed with; empty: checksums only).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::kv::{
     Key, KvFile, ValueError, common, fmt_bool, fmt_millis, parse_bool, parse_millis, parse_mode,
-    parse_site,
+    parse_site, resolve_path,
 };
 use super::site::{NodeMode, Site};
-use super::{ConfigError, read_config_file};
+use super::{ConfigError, config_dir, read_config_file};
 
 const CONTROLLER_SITE: Key<Site> = Key::required("controllerSite", parse_site);
 const SITES: Key<Vec<Site>> = Key::with_default("sites", "", parse_sites);
 const RESTART_ON_CRASH: Key<bool> = Key::with_default("restartOnCrash", "1", parse_bool);
 const RESTART_BACKOFF: Key<Duration> = Key::with_default("restartBackoff", "500", parse_millis);
+const PACKAGE_VERIFY_KEY: Key<Option<PathBuf>> =
+    Key::with_default("packageVerifyKey", "", parse_optional_path);
 
 /// Every key `agent.cfg` may contain, in `entries()` order.
 pub const KEYS: &[&str] = &[
@@ -39,7 +42,12 @@ pub const KEYS: &[&str] = &[
     common::LAN_CLUSTER.name,
     RESTART_ON_CRASH.name,
     RESTART_BACKOFF.name,
+    PACKAGE_VERIFY_KEY.name,
 ];
+
+fn parse_optional_path(value: &str) -> Result<Option<PathBuf>, ValueError> {
+    Ok((!value.is_empty()).then(|| PathBuf::from(value)))
+}
 
 /// `sites`: comma-separated `host:port:alias:mode` entries as DolphinDB
 /// writes them (the trailing `:mode` may be omitted); empty means none.
@@ -91,6 +99,9 @@ pub struct AgentConfig {
     pub restart_on_crash: bool,
     /// `restartBackoff` in ms (default 500): wait before a restart.
     pub restart_backoff: Duration,
+    /// `packageVerifyKey`: packages must carry a signature by this key (resolved against
+    /// the file's directory); `None`: checksums only.
+    pub package_verify_key: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -113,6 +124,9 @@ impl AgentConfig {
             lan_cluster: kv.get(&common::LAN_CLUSTER)?,
             restart_on_crash: kv.get(&RESTART_ON_CRASH)?,
             restart_backoff: kv.get(&RESTART_BACKOFF)?,
+            package_verify_key: kv
+                .get(&PACKAGE_VERIFY_KEY)?
+                .map(|p| resolve_path(&config_dir(file), p)),
         })
     }
 
@@ -134,6 +148,10 @@ impl AgentConfig {
             fmt_bool(self.lan_cluster),
             fmt_bool(self.restart_on_crash),
             fmt_millis(self.restart_backoff),
+            self.package_verify_key
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
         ];
         KEYS.iter().map(|k| k.to_string()).zip(values).collect()
     }

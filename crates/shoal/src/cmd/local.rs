@@ -5,7 +5,11 @@
 //! DIR/cluster.nodes, DIR/cluster.secret      what client commands read with --dir
 //! DIR/<host>/{controller,agent,cluster}.cfg  the machine's files, as on a real machine
 //! DIR/<host>/{log,run}/                      process logs and pid files
+//! DIR/<host>/versions/<v>/shoal, current     installed versions (see `shoal_agent::install`)
 //! ```
+//!
+//! A fresh machine gets this `shoal` (hard-linked) as its first installed version, and the
+//! agent runs from `current`, as on a real machine: `shoal upgrade` then replaces it.
 
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -16,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures::future::join_all;
 use indicatif::{ProgressBar, ProgressStyle};
-use shoal_agent::process;
+use shoal_agent::{install, process};
 use shoal_common::config::{ClusterNodes, ControllerConfig, NodeMode};
 use shoal_common::secret::{self, SECRET_FILE};
 use shoal_common::users::{self, ADMIN_PASSWORD_FILE, Role, USERS_FILE};
@@ -148,7 +152,12 @@ fn spawn_agent(home: &Path) -> anyhow::Result<std::process::Child> {
         .append(true)
         .open(log_dir.join("agent.log"))?;
     let exe = std::env::current_exe().context("cannot find the shoal executable")?;
-    let child = std::process::Command::new(exe)
+    install::install_first(home, &exe, crate::VERSION)
+        .with_context(|| format!("cannot install {} in {}", exe.display(), home.display()))?;
+    let program = install::Installs::new(home)
+        .program()
+        .context("no current version after installing one")?;
+    let child = std::process::Command::new(program)
         .arg("agent")
         .arg("--home")
         .arg(home)

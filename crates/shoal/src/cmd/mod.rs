@@ -4,17 +4,19 @@ mod chunks;
 mod config;
 mod host;
 mod local;
+mod package;
 mod record;
 mod roles;
 mod sql;
 mod status;
+mod upgrade;
 mod user;
 mod verify;
 mod write;
 
 use std::process::ExitCode;
 
-use crate::cli::{Command, ConfigCommand, HostCommand, LocalCommand, UserCommand};
+use crate::cli::{Command, ConfigCommand, HostCommand, LocalCommand, PackageCommand, UserCommand};
 
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
@@ -34,6 +36,11 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sql(a) => sql::run(a).await,
         Command::Chunks(a) => chunks::run(a).await,
         Command::User(UserCommand::Add(a)) => user::add(a),
+        Command::Package(PackageCommand::Build(a)) => package::build(a).await,
+        Command::Package(PackageCommand::Keygen(a)) => package::keygen(a),
+        Command::Package(PackageCommand::Inspect(a)) => package::inspect(a),
+        Command::Upgrade(a) => return upgrade::run(a).await,
+        Command::BuildInfo => package::build_info(),
     }
     .map(|()| ExitCode::SUCCESS)
 }

@@ -60,3 +60,95 @@ pub fn load(path: &Path) -> anyhow::Result<Vec<AppendRecord>> {
     }
     Ok(records)
 }
+
+/// The nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[u64], q: f64) -> Option<u64> {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).max(1);
+    sorted.get(rank - 1).copied()
+}
+
+/// What a writer saw during a time window: for the upgrade report, per step.
+#[derive(Serialize, Clone, Debug, Default, PartialEq)]
+pub struct WindowStats {
+    /// Appends sent in the window.
+    pub appends: u64,
+    pub failed: u64,
+    /// Appends that needed another data node.
+    pub retried: u64,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    /// Longest time between two consecutive acknowledgements, the later one in the window.
+    pub longest_gap_ms: Option<u64>,
+}
+
+/// Stats of the appends sent in `[from_ms, to_ms)` (and the acknowledgement gaps ending in it).
+pub fn window_stats(records: &[AppendRecord], from_ms: u64, to_ms: u64) -> WindowStats {
+    let inside = |t: u64| t >= from_ms && t < to_ms;
+    let sent: Vec<&AppendRecord> = records.iter().filter(|r| inside(r.sent_at_ms)).collect();
+    let mut latencies: Vec<u64> = sent
+        .iter()
+        .filter(|r| r.outcome == Outcome::Ok)
+        .map(|r| r.latency_us)
+        .collect();
+    latencies.sort_unstable();
+    let p99 = percentile(&latencies, 0.99).map(|us| us as f64 / 1000.0);
+    let mut acks: Vec<u64> = records
+        .iter()
+        .filter(|r| r.outcome == Outcome::Ok)
+        .map(|r| r.acked_at_ms)
+        .collect();
+    acks.sort_unstable();
+    let longest_gap_ms = acks
+        .windows(2)
+        .filter(|w| inside(w[1]))
+        .map(|w| w[1] - w[0])
+        .max();
+    WindowStats {
+        appends: sent.len() as u64,
+        failed: sent.iter().filter(|r| r.outcome == Outcome::Failed).count() as u64,
+        retried: sent.iter().filter(|r| r.retries > 0).count() as u64,
+        p99_ms: p99,
+        max_ms: latencies.last().map(|us| *us as f64 / 1000.0),
+        longest_gap_ms,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn rec(seq: u64, sent: u64, acked: u64, ok: bool) -> AppendRecord {
+        AppendRecord {
+            seq,
+            first_id: seq,
+            last_id: seq,
+            outcome: if ok { Outcome::Ok } else { Outcome::Failed },
+            latency_us: (acked - sent) * 1000,
+            retries: 0,
+            duplicate: false,
+            sent_at_ms: sent,
+            acked_at_ms: acked,
+            site: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn window_stats_count_the_window_and_the_gaps_ending_in_it() {
+        let records = vec![
+            rec(1, 0, 5, true),
+            rec(2, 100, 105, true),
+            rec(3, 200, 900, true), // a 795 ms gap after seq 2
+            rec(4, 300, 400, false),
+            rec(5, 1000, 1010, true),
+        ];
+        let s = window_stats(&records, 100, 1000);
+        assert_eq!((s.appends, s.failed), (3, 1));
+        assert_eq!(s.longest_gap_ms, Some(795));
+        assert_eq!(s.max_ms, Some(700.0));
+        let later = window_stats(&records, 1000, 2000);
+        assert_eq!((later.appends, later.longest_gap_ms), (1, Some(110)));
+        assert_eq!(window_stats(&records, 5000, 6000), WindowStats::default());
+    }
+}

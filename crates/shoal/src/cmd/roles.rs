@@ -40,7 +40,27 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         program,
         start_nodes: !args.no_start,
     };
-    Ok(shoal_agent::run(opts, terminated()).await?)
+    let home = opts.home.clone();
+    match shoal_agent::run(opts, terminated()).await? {
+        shoal_agent::AgentExit::Stopped => Ok(()),
+        // Self-upgrade: become the new version's agent, same pid (pid files and a supervisor
+        // of the agent keep pointing at it); the machine's nodes are stopped and stay so
+        // until the orchestrator starts them.
+        shoal_agent::AgentExit::Restart { program } => {
+            use std::os::unix::process::CommandExt;
+            tracing::info!("re-executing {}", program.display());
+            let err = std::process::Command::new(&program)
+                .arg("agent")
+                .arg("--home")
+                .arg(&home)
+                .arg("--no-start")
+                .exec();
+            Err(anyhow::anyhow!(
+                "cannot re-execute {}: {err}",
+                program.display()
+            ))
+        }
+    }
 }
 
 pub async fn datanode(args: DataNodeArgs) -> anyhow::Result<()> {

@@ -28,7 +28,7 @@ use shoal_client::seed;
 use shoal_common::config::ClusterNodes;
 
 use crate::cli::WriteArgs;
-use crate::cmd::record::{AppendRecord, Outcome};
+use crate::cmd::record::{AppendRecord, Outcome, percentile};
 use crate::output;
 use crate::target::Target;
 
@@ -210,14 +210,14 @@ async fn append(
     }
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Rows `first_id..=last_id` of the seed's table, all stamped now.
-fn rows_now(first_id: u64, last_id: u64) -> anyhow::Result<RecordBatch> {
+pub(crate) fn rows_now(first_id: u64, last_id: u64) -> anyhow::Result<RecordBatch> {
     let ids: Vec<i32> = (first_id..=last_id)
         .map(|id| i32::try_from(id).context("id beyond INT"))
         .collect::<anyhow::Result<_>>()?;
@@ -305,12 +305,6 @@ impl Stats {
             "elapsed_s": elapsed.as_secs_f64(),
         })
     }
-}
-
-/// The nearest-rank percentile of sorted values.
-fn percentile(sorted: &[u64], q: f64) -> Option<u64> {
-    let rank = ((q * sorted.len() as f64).ceil() as usize).max(1);
-    sorted.get(rank - 1).copied()
 }
 
 fn summary_table(s: &serde_json::Value) -> String {

@@ -1,8 +1,9 @@
 //! Compiles the version and build date into the binary.
 //!
-//! `SHOAL_BUILD_VERSION` overrides the package version so a test can build a binary that
-//! honestly reports another version (the rolling-upgrade tests need two). `SHOAL_BUILD_DATE`
-//! (`YYYY.MM.DD`) overrides the date, which otherwise is the day of the build.
+//! `SHOAL_BUILD_VERSION` overrides the package version so a build can honestly report another
+//! version (the rolling-upgrade tests and the demo need two). `SHOAL_BUILD_DATE` (`YYYY.MM.DD`)
+//! overrides the date, which otherwise is the day of the build. Only this crate (the binary)
+//! reads them, so building another version recompiles one crate, not the workspace.
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn main() {

@@ -1,0 +1,136 @@
+//! What the controllers do for a rolling upgrade: hand over leadership before the leader's
+//! machine stops, keep the orchestrator's record (so a new orchestrator resumes), and raise
+//! the cluster version once every node runs the new release.
+
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use shoal_proto::{
+    SetClusterVersionRequest, SetUpgradeRequest, TransferLeadershipRequest,
+    TransferLeadershipResponse, UpgradeRecord,
+};
+use tonic::Status;
+
+use crate::cluster_meta::NodeState;
+use crate::command::{Command, Rejection};
+use crate::controller_service::ControllerCore;
+
+/// How long a new leader may take to be elected after the hand-over.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub async fn transfer_leadership(
+    core: &ControllerCore,
+    req: TransferLeadershipRequest,
+) -> Result<TransferLeadershipResponse, Status> {
+    core.ensure_lease().await?;
+    let metrics = core.raft.metrics().borrow_watched().clone();
+    let to = if req.to_alias.is_empty() {
+        // The most caught-up other voter: it wins the election without waiting to catch up.
+        metrics
+            .replication
+            .as_ref()
+            .and_then(|r| {
+                r.iter()
+                    .filter(|(id, _)| **id != metrics.id)
+                    .max_by_key(|(_, matched)| matched.as_ref().map_or(0, |l| l.index))
+                    .map(|(id, _)| *id)
+            })
+            .ok_or_else(|| Status::failed_precondition("no other controller to lead"))?
+    } else {
+        core.topology.controller_id(&req.to_alias).ok_or_else(|| {
+            Status::invalid_argument(format!("`{}` is not a controller", req.to_alias))
+        })?
+    };
+    if to == metrics.id {
+        return Ok(TransferLeadershipResponse {
+            leader_alias: req.to_alias,
+        });
+    }
+    core.raft
+        .trigger()
+        .transfer_leader(to)
+        .await
+        .map_err(|e| Status::internal(format!("leadership transfer: {e}")))?;
+    let mut rx = core.raft.metrics();
+    let elected = tokio::time::timeout(TRANSFER_TIMEOUT, async {
+        loop {
+            let leader = rx.borrow_watched().current_leader;
+            if leader.is_some_and(|l| l != metrics.id) {
+                return leader;
+            }
+            if rx.changed().await.is_err() {
+                return None;
+            }
+        }
+    })
+    .await;
+    match elected {
+        Ok(Some(id)) => Ok(TransferLeadershipResponse {
+            leader_alias: core.topology.controller_alias(id).unwrap_or_default(),
+        }),
+        _ => Err(Status::unavailable(format!(
+            "no new leader within {TRANSFER_TIMEOUT:?} after handing over leadership"
+        ))),
+    }
+}
+
+pub async fn get_upgrade(core: &ControllerCore) -> Result<UpgradeRecord, Status> {
+    core.ensure_leader()?;
+    core.read_index().await?;
+    Ok(core.read(|m| UpgradeRecord {
+        revision: m.upgrade.revision,
+        state_json: m.upgrade.state_json.clone(),
+    }))
+}
+
+pub async fn set_upgrade(
+    core: &ControllerCore,
+    req: SetUpgradeRequest,
+) -> Result<UpgradeRecord, Status> {
+    core.ensure_leader()?;
+    let resp = core
+        .write(Command::SetUpgrade {
+            expected_revision: req.expected_revision,
+            state_json: req.state_json,
+        })
+        .await?;
+    match (resp.rejected.is_empty(), resp.rejection) {
+        (true, _) => get_upgrade(core).await,
+        (false, Rejection::Conflict) => Err(Status::aborted(resp.rejected)),
+        (false, _) => Err(Status::invalid_argument(resp.rejected)),
+    }
+}
+
+/// Refused unless every declared node is UP on `require_version`: a node still on the old
+/// release may not understand what the new cluster version enables.
+pub async fn set_cluster_version(
+    core: &ControllerCore,
+    req: SetClusterVersionRequest,
+) -> Result<(), Status> {
+    core.ensure_leader()?;
+    core.read_index().await?;
+    let behind: Vec<String> = core.read(|m| {
+        m.nodes
+            .values()
+            .filter(|n| n.state != NodeState::Up || n.version != req.require_version)
+            .map(|n| format!("{} ({:?}, {})", n.alias, n.state, n.version))
+            .collect()
+    });
+    if !behind.is_empty() {
+        return Err(Status::failed_precondition(format!(
+            "cannot finalize: every node must be UP on {}; not yet: {}",
+            req.require_version,
+            behind.join(", ")
+        )));
+    }
+    let resp = core
+        .write(Command::SetClusterVersion {
+            cluster_version: req.cluster_version,
+        })
+        .await?;
+    if resp.rejected.is_empty() {
+        Ok(())
+    } else {
+        Err(Status::failed_precondition(resp.rejected))
+    }
+}

@@ -1,0 +1,81 @@
+//! Leaving before a planned stop (a rolling upgrade): clients are sent elsewhere at once and
+//! this node leaves the in-sync set of its chunks while it is still up, so when it stops no
+//! append waits for it and no replica has to be found dead first.
+//!
+//! Per chunk, under the chunk's exclusive lock (appends this node leads as primary finish
+//! first, none starts in between): "this node is out of sync" is committed through the
+//! controller. The next in-sync replica is primary from that chunk version on; a primary
+//! elsewhere that still ships at the old version is refused (ABORTED), refreshes, sees the
+//! removal and releases its waiting appends (see `replication`). While draining, a replica
+//! that is out of sync refuses catch-up, so it is not put back in sync before it stops.
+
+use std::sync::Arc;
+
+use shoal_proto::DrainResponse;
+use tonic::Status;
+
+use crate::catalog_cache::is_in_sync;
+use crate::node::Node;
+use crate::replication::remove_from_in_sync;
+
+/// Attempts per chunk when another change to it commits first.
+const ATTEMPTS: usize = 5;
+
+pub async fn drain(node: &Arc<Node>) -> Result<DrainResponse, Status> {
+    node.draining.send_replace(true);
+    tracing::info!("{}: draining", node.alias);
+    node.catalog
+        .refresh()
+        .await
+        .map_err(|e| Status::unavailable(format!("cannot read the catalog to drain: {e}")))?;
+    let mut answer = DrainResponse::default();
+    let ids: Vec<u64> = node.catalog.snapshot().chunks.keys().copied().collect();
+    for id in ids {
+        match leave(node, id).await? {
+            Left::Yes => answer.chunks_left += 1,
+            Left::NotInSync => {}
+            Left::LastInSync => answer.chunks_kept.push(id),
+        }
+    }
+    tracing::info!(
+        "{}: drained: left {} chunks, kept {:?}",
+        node.alias,
+        answer.chunks_left,
+        answer.chunks_kept
+    );
+    Ok(answer)
+}
+
+enum Left {
+    Yes,
+    NotInSync,
+    LastInSync,
+}
+
+async fn leave(node: &Arc<Node>, id: u64) -> Result<Left, Status> {
+    let lock = node.links.chunk_lock(id);
+    let _appends_paused = lock.write().await;
+    for _ in 0..ATTEMPTS {
+        let Some(chunk) = node.catalog.chunk(id) else {
+            return Ok(Left::NotInSync);
+        };
+        if !is_in_sync(&chunk, &node.alias) {
+            return Ok(Left::NotInSync);
+        }
+        if !chunk
+            .replicas
+            .iter()
+            .any(|r| r.in_sync && r.node != node.alias)
+        {
+            return Ok(Left::LastInSync);
+        }
+        // A refusal refreshed the catalog: look again.
+        if remove_from_in_sync(node, &chunk, &node.alias).await.is_ok() {
+            return Ok(Left::Yes);
+        }
+    }
+    Err(Status::aborted(format!(
+        "chunk {id} kept changing; {} could not leave its in-sync set",
+        node.alias
+    )))
+}

@@ -1,0 +1,215 @@
+//! One machine's steps: drain, move leadership, stop, back up, switch, start, wait for its
+//! nodes on the new version, restart the agent from it, wait until every chunk is COMPLETE.
+//! Each step is safe to run again, which is what resuming after a killed orchestrator does.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use shoal_client::agent::AgentClient;
+use shoal_proto::data_node_client::DataNodeClient;
+use shoal_proto::{DrainRequest, NodeState};
+
+use super::state::{MachinePlan, Step};
+use crate::target::Target;
+
+/// Poll interval of the waits below.
+const POLL: Duration = Duration::from_millis(100);
+/// A data node's drain: every chunk it leads finishes its appends in flight first.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// The agent re-executing itself.
+const AGENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Chunks catching up after the machine is back.
+const RECOVERY_TIMEOUT: Duration = Duration::from_secs(600);
+
+pub struct Machine<'a> {
+    pub target: &'a Target,
+    pub plan: &'a MachinePlan,
+    /// The version this pass moves the machine to, and the one it leaves.
+    pub to: &'a str,
+    pub from: &'a str,
+    pub node_timeout: Duration,
+}
+
+impl Machine<'_> {
+    fn agent(&self) -> anyhow::Result<AgentClient> {
+        Ok(AgentClient::new(
+            &self.plan.agent_addr,
+            &self.target.channels,
+        )?)
+    }
+
+    /// Runs one step; `progress` shows what it waits for.
+    pub async fn run(&self, step: Step, progress: &dyn Fn(String)) -> anyhow::Result<()> {
+        match step {
+            Step::Drain => self.drain().await,
+            Step::MoveLeader => self.move_leader(progress).await,
+            Step::StopNodes => {
+                self.agent()?.stop(Vec::new()).await?;
+                Ok(())
+            }
+            Step::Backup => {
+                let label = format!("{}-{}", self.from, crate::cmd::write::now_ms());
+                let b = self.agent()?.backup_metadata(&label).await?;
+                progress(format!(
+                    "{} files, {} bytes in {}",
+                    b.files, b.bytes, b.path
+                ));
+                Ok(())
+            }
+            Step::Switch => {
+                self.agent()?.switch_version(self.to).await?;
+                Ok(())
+            }
+            Step::StartNodes => {
+                self.agent()?.start(Vec::new()).await?;
+                Ok(())
+            }
+            Step::Rejoin => self.wait_nodes_on(self.to, progress).await,
+            Step::RestartAgent => self.restart_agent().await,
+            Step::Recovered => wait_all_complete(self.target, progress).await,
+        }
+    }
+
+    async fn drain(&self) -> anyhow::Result<()> {
+        let status = self.target.controllers.cluster_status().await?;
+        for (alias, addr) in &self.plan.datanodes {
+            // A node that is not up has nothing to hand over (and cannot answer).
+            let up = status
+                .nodes
+                .iter()
+                .any(|n| &n.alias == alias && n.state() == NodeState::Up);
+            if !up {
+                continue;
+            }
+            let mut client = DataNodeClient::new(self.target.channels.get(addr)?);
+            let mut req = tonic::Request::new(DrainRequest {});
+            req.set_timeout(DRAIN_TIMEOUT);
+            let resp = client
+                .drain(req)
+                .await
+                .with_context(|| format!("draining {alias}"))?
+                .into_inner();
+            tracing::info!(
+                "{alias}: left {} chunks, kept {:?}",
+                resp.chunks_left,
+                resp.chunks_kept
+            );
+        }
+        Ok(())
+    }
+
+    async fn move_leader(&self, progress: &dyn Fn(String)) -> anyhow::Result<()> {
+        let status = self.target.controllers.cluster_status().await?;
+        if !self.plan.controllers.contains(&status.leader_alias) {
+            return Ok(());
+        }
+        progress(format!("{} leads; handing over", status.leader_alias));
+        let new = self.target.controllers.transfer_leadership("").await?;
+        progress(format!("{new} leads"));
+        Ok(())
+    }
+
+    /// Until every node of the machine is UP and reports `version`.
+    pub async fn wait_nodes_on(
+        &self,
+        version: &str,
+        progress: &dyn Fn(String),
+    ) -> anyhow::Result<()> {
+        let started = Instant::now();
+        loop {
+            let pending: Vec<String> = match self.target.controllers.cluster_status().await {
+                Ok(s) => self
+                    .plan
+                    .nodes()
+                    .filter(|alias| {
+                        !s.nodes.iter().any(|n| {
+                            n.alias == *alias && n.state() == NodeState::Up && n.version == version
+                        })
+                    })
+                    .map(str::to_owned)
+                    .collect(),
+                Err(e) => vec![format!("(no status: {e})")],
+            };
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if started.elapsed() > self.node_timeout {
+                bail!(
+                    "{} not UP on {version} after {:?}: {}",
+                    self.plan.machine,
+                    self.node_timeout,
+                    pending.join(", ")
+                );
+            }
+            progress(format!("waiting for {}", pending.join(", ")));
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn restart_agent(&self) -> anyhow::Result<()> {
+        let mut agent = self.agent()?;
+        if agent.list().await?.agent_version == self.to {
+            return Ok(());
+        }
+        agent.restart().await?;
+        let started = Instant::now();
+        loop {
+            // The same address answers again once the new agent has bound it.
+            if let Ok(l) = self.agent()?.list().await
+                && l.agent_version == self.to
+            {
+                return Ok(());
+            }
+            if started.elapsed() > AGENT_TIMEOUT {
+                bail!(
+                    "the agent of {} did not come back on {} within {AGENT_TIMEOUT:?}",
+                    self.plan.machine,
+                    self.to
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Returns the machine to `self.from` after its new version failed: stop, switch back,
+    /// start, wait for its nodes on the old version.
+    pub async fn roll_back(&self, progress: &dyn Fn(String)) -> anyhow::Result<()> {
+        let mut agent = self.agent()?;
+        agent.stop(Vec::new()).await?;
+        agent.switch_version(self.from).await?;
+        agent.start(Vec::new()).await?;
+        self.wait_nodes_on(self.from, progress).await?;
+        let mut agent = self.agent()?;
+        if agent.list().await?.agent_version != self.from {
+            agent.restart().await?;
+        }
+        Ok(())
+    }
+}
+
+/// A chunk with a replica out of sync (RECOVERING): stopping another machine now could leave
+/// it with no replica at all.
+pub fn not_complete(chunk: &shoal_proto::ChunkInfo) -> bool {
+    chunk.state == "RECOVERING" || chunk.replicas.iter().any(|r| !r.in_sync)
+}
+
+/// Until every replica of every chunk is back in sync.
+pub async fn wait_all_complete(target: &Target, progress: &dyn Fn(String)) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let pending = match target.controllers.get_catalog().await {
+            Ok(c) => c.chunks.iter().filter(|c| not_complete(c)).count(),
+            Err(_) => usize::MAX,
+        };
+        if pending == 0 {
+            return Ok(());
+        }
+        if started.elapsed() > RECOVERY_TIMEOUT {
+            bail!("{pending} chunks still not COMPLETE after {RECOVERY_TIMEOUT:?}");
+        }
+        if pending != usize::MAX {
+            progress(format!("{pending} chunks recovering"));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}

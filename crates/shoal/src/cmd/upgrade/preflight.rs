@@ -1,0 +1,224 @@
+//! Before any machine is touched: the package verified here and on every agent, its version
+//! compatible with what runs, every node up, every chunk COMPLETE, a controller quorum to
+//! spare, disk space. A refusal names what is wrong and changes nothing that runs (a package
+//! staged beside the running version is all an agent may keep).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use futures::future::try_join_all;
+use shoal_agent::install::BINARY;
+use shoal_client::agent::AgentClient;
+use shoal_proto::{ClusterStatusResponse, NodeMode, NodeState};
+
+use super::machine::not_complete;
+use super::state::{FORMAT, MachinePlan, Status, UpgradeState};
+use crate::cmd::write::now_ms;
+use crate::target::Target;
+
+/// Free space an agent must have left after unpacking: room for metadata backups and logs.
+const MIN_FREE_BYTES: u64 = 256 << 20;
+
+/// Checks everything and stages the package; `None` when the cluster already runs it.
+pub async fn new_upgrade(
+    target: &Target,
+    package: &Path,
+    recorded: Option<&UpgradeState>,
+) -> anyhow::Result<Option<UpgradeState>> {
+    if let Some(r) = recorded {
+        match &r.status {
+            Status::Done | Status::Finalized => {}
+            other => bail!(
+                "an upgrade from {} to {} is recorded ({other:?}): `--resume` it or \
+                 `--rollback` it first",
+                r.from_version,
+                r.to_version
+            ),
+        }
+    }
+    // The package itself, before anything else: a damaged one goes nowhere.
+    let p = package.to_owned();
+    let manifest = tokio::task::spawn_blocking(move || shoal_package::verify(&p, None))
+        .await?
+        .with_context(|| format!("package {} refused", package.display()))?;
+    let Some(binary) = manifest.file(BINARY) else {
+        bail!("package {} has no `{BINARY}` binary", package.display());
+    };
+    let status = target.controllers.cluster_status().await?;
+    let running = running_version(&status)?;
+    if running == manifest.version {
+        println!("every node already runs {running}");
+        return Ok(None);
+    }
+    shoal_package::check_upgrade(&running, &manifest)
+        .with_context(|| format!("package {} refused", package.display()))?;
+    check_cluster(target, &status).await?;
+
+    let machines = plan(&status)?;
+    // Every agent verifies and unpacks it (beside the running version) before any machine
+    // is touched: a signature an agent refuses, or a full disk, stops it here.
+    let staged = try_join_all(machines.iter().map(|m| async move {
+        let mut agent = AgentClient::new(&m.agent_addr, &target.channels)?;
+        let s = agent
+            .stage_package(package)
+            .await
+            .with_context(|| format!("the agent of {} refused the package", m.machine))?;
+        anyhow::Ok((m.machine.clone(), s))
+    }))
+    .await?;
+    for (machine, s) in &staged {
+        if s.binary_sha256 != binary.sha256 {
+            bail!(
+                "the agent of {machine} unpacked a binary with sha256 {}, expected {}",
+                s.binary_sha256,
+                binary.sha256
+            );
+        }
+        if s.disk_free_bytes < MIN_FREE_BYTES {
+            bail!(
+                "{machine} has {} MiB free after unpacking; at least {} MiB are needed",
+                s.disk_free_bytes >> 20,
+                MIN_FREE_BYTES >> 20
+            );
+        }
+    }
+    Ok(Some(UpgradeState {
+        format: FORMAT,
+        from_version: running,
+        to_version: manifest.version.clone(),
+        binary_sha256: binary.sha256.clone(),
+        rolling_back: false,
+        status: Status::Running,
+        pause_requested: false,
+        machines,
+        steps: Vec::new(),
+        started_ms: now_ms(),
+    }))
+}
+
+/// Every machine that runs the upgrade's version goes back to the one it ran before, in the
+/// reverse order. Refused once finalized.
+pub async fn rollback(
+    target: &Target,
+    recorded: Option<UpgradeState>,
+) -> anyhow::Result<UpgradeState> {
+    let Some(mut st) = recorded else {
+        bail!("no upgrade is recorded to roll back");
+    };
+    if st.status == Status::Finalized {
+        bail!(
+            "{} was finalized (the cluster version was raised): its formats may be in use, \
+             rollback is refused",
+            st.to_version
+        );
+    }
+    if st.rolling_back && st.status == Status::Done {
+        bail!("already rolled back to {}", st.from_version);
+    }
+    if !st.rolling_back {
+        st.rolling_back = true;
+        st.machines.reverse();
+        for m in &mut st.machines {
+            // Machines that never left the old version have nothing to undo.
+            let mut agent = AgentClient::new(&m.agent_addr, &target.channels)?;
+            let current = agent.list().await?.current_version;
+            m.done = if current == st.from_version {
+                super::state::Step::ALL.to_vec()
+            } else {
+                Vec::new()
+            };
+        }
+    }
+    st.status = Status::Running;
+    Ok(st)
+}
+
+/// The one version every node runs; a mixed cluster is refused (resume or roll back the
+/// upgrade that left it so).
+fn running_version(status: &ClusterStatusResponse) -> anyhow::Result<String> {
+    let mut versions: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for n in &status.nodes {
+        versions.entry(&n.version).or_default().push(&n.alias);
+    }
+    match versions.len() {
+        1 => Ok(versions.into_keys().next().unwrap_or_default().to_owned()),
+        _ => bail!(
+            "the cluster runs several versions ({}); finish or roll back that first",
+            versions
+                .iter()
+                .map(|(v, nodes)| format!("{v}: {}", nodes.join(" ")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    }
+}
+
+async fn check_cluster(target: &Target, status: &ClusterStatusResponse) -> anyhow::Result<()> {
+    let down: Vec<String> = status
+        .nodes
+        .iter()
+        .filter(|n| n.state() != NodeState::Up)
+        .map(|n| format!("{} ({:?})", n.alias, n.state()))
+        .collect();
+    if !down.is_empty() {
+        bail!(
+            "every node must be UP before an upgrade; not: {}",
+            down.join(", ")
+        );
+    }
+    let controllers = status
+        .nodes
+        .iter()
+        .filter(|n| n.mode() == NodeMode::Controller)
+        .count();
+    if controllers < 3 {
+        bail!(
+            "{controllers} controller(s): stopping one machine would leave no Raft quorum; \
+             a rolling upgrade needs at least 3"
+        );
+    }
+    let catalog = target.controllers.get_catalog().await?;
+    let recovering: Vec<String> = catalog
+        .chunks
+        .iter()
+        .filter(|c| not_complete(c))
+        .map(|c| format!("{} ({})", c.path, c.state))
+        .collect();
+    if !recovering.is_empty() {
+        bail!(
+            "every chunk must be COMPLETE before an upgrade; not: {}",
+            recovering.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// One entry per machine with an agent; the controller leader's machine last.
+fn plan(status: &ClusterStatusResponse) -> anyhow::Result<Vec<MachinePlan>> {
+    let mut machines: BTreeMap<String, MachinePlan> = BTreeMap::new();
+    for n in &status.nodes {
+        let m = machines
+            .entry(n.machine.clone())
+            .or_insert_with(|| MachinePlan {
+                machine: n.machine.clone(),
+                agent_addr: String::new(),
+                datanodes: Vec::new(),
+                controllers: Vec::new(),
+                done: Vec::new(),
+            });
+        match n.mode() {
+            NodeMode::Agent => m.agent_addr = n.addr.clone(),
+            NodeMode::Datanode => m.datanodes.push((n.alias.clone(), n.addr.clone())),
+            NodeMode::Controller => m.controllers.push(n.alias.clone()),
+            NodeMode::Unspecified => {}
+        }
+    }
+    if let Some(m) = machines.values().find(|m| m.agent_addr.is_empty()) {
+        bail!("machine {} has no agent: it cannot be upgraded", m.machine);
+    }
+    let mut plan: Vec<MachinePlan> = machines.into_values().collect();
+    let leads = |m: &MachinePlan| m.controllers.contains(&status.leader_alias);
+    plan.sort_by_key(leads);
+    Ok(plan)
+}
