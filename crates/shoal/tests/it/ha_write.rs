@@ -4,46 +4,17 @@
 //! `verify` fails, naming them, on a table with a gap and a duplicate.
 
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow::array::RecordBatch;
 use serde_json::Value;
 
 use crate::data::{Data, create_seed_table, runtime};
-use crate::harness::{LocalCluster, kill9, node, nodes, shoal_bin, stderr, stdout};
+use crate::harness::{LocalCluster, Spawned, kill9, node, nodes, shoal_bin, stderr, stdout};
 
 const KILLS: usize = 3;
 const KILL_EVERY: Duration = Duration::from_secs(6);
-
-/// A spawned `shoal` that is killed if the test ends before it does.
-struct Spawned(Child);
-
-impl Spawned {
-    /// Waits for the exit, at most `timeout`.
-    fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                started.elapsed() < timeout,
-                "still running after {timeout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
 
 /// The record's lines so far (the last one may be half written).
 fn record_lines(path: &Path) -> Vec<Value> {

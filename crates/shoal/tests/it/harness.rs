@@ -2,7 +2,7 @@
 //! parallel without port clashes), torn down by `Drop` even when the test fails.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -15,9 +15,39 @@ pub fn shoal_bin() -> &'static str {
 /// No single `shoal` command of a test may take longer: a hang fails the test instead.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Another build of this code that reports the next minor version, for upgrade tests:
+/// `$SHOAL_NEXT_BINARY`, else what `scripts/build-upgrade-binaries` left in target/upgrade/.
+pub fn next_binary() -> PathBuf {
+    upgrade_binary("SHOAL_NEXT_BINARY", "shoal-next")
+}
+
+/// The previous release (`compat/previous-release`), built by `scripts/build-upgrade-binaries`.
+pub fn previous_release_binary() -> PathBuf {
+    upgrade_binary("SHOAL_PREVIOUS_BINARY", "shoal-previous")
+}
+
+fn upgrade_binary(var: &str, name: &str) -> PathBuf {
+    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/upgrade")
+            .join(name)
+    });
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-upgrade-binaries (scripts/test does) or set ${var}",
+        path.display()
+    );
+    path
+}
+
 /// Runs `shoal ARGS` to completion (killed and failed after [`COMMAND_TIMEOUT`]).
 pub fn shoal(args: &[&str]) -> Output {
-    let child = Command::new(shoal_bin())
+    shoal_with(Path::new(shoal_bin()), args)
+}
+
+/// Runs `BINARY ARGS` (another build of shoal) like [`shoal`].
+pub fn shoal_with(binary: &Path, args: &[&str]) -> Output {
+    let child = Command::new(binary)
         .args(args)
         .env_remove("SHOAL_CLUSTER_SECRET")
         .stdout(Stdio::piped())
@@ -68,6 +98,11 @@ impl LocalCluster {
 
     /// `start` with extra `local up` arguments (e.g. `--set KEY=VALUE`).
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_from(Path::new(shoal_bin()), extra)
+    }
+
+    /// A cluster whose machines run `binary` (another build: it is what `local up` installs).
+    pub fn start_from(binary: &Path, extra: &[&str]) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("cluster");
         let subnet = fresh_subnet();
@@ -89,7 +124,7 @@ impl LocalCluster {
             "60s",
         ];
         args.extend_from_slice(extra);
-        let out = shoal(&args);
+        let out = shoal_with(binary, &args);
         assert!(
             out.status.success(),
             "local up failed: {}\n{}",
@@ -217,6 +252,35 @@ fn kill(signal: &str, pid: u64) {
 
 pub fn kill9(pid: u64) {
     kill("-KILL", pid);
+}
+
+/// A spawned `shoal` that is killed if the test ends before it does.
+pub struct Spawned(pub Child);
+
+impl Spawned {
+    /// Waits for the exit, at most `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "still running after {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 /// A process held with SIGSTOP until dropped (SIGCONT), even if the test panics.

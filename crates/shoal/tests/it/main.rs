@@ -12,3 +12,4 @@ mod ha_write;
 mod harness;
 mod query;
 mod storage;
+mod upgrade;

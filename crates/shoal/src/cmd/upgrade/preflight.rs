@@ -155,6 +155,20 @@ fn running_version(status: &ClusterStatusResponse) -> anyhow::Result<String> {
 }
 
 async fn check_cluster(target: &Target, status: &ClusterStatusResponse) -> anyhow::Result<()> {
+    // Chunks first: a machine that went down leaves RECOVERING chunks, the more telling fact.
+    let catalog = target.controllers.get_catalog().await?;
+    let recovering: Vec<String> = catalog
+        .chunks
+        .iter()
+        .filter(|c| not_complete(c))
+        .map(|c| format!("{} ({})", c.path, c.state))
+        .collect();
+    if !recovering.is_empty() {
+        bail!(
+            "every chunk must be COMPLETE before an upgrade; not: {}",
+            recovering.join(", ")
+        );
+    }
     let down: Vec<String> = status
         .nodes
         .iter()
@@ -176,19 +190,6 @@ async fn check_cluster(target: &Target, status: &ClusterStatusResponse) -> anyho
         bail!(
             "{controllers} controller(s): stopping one machine would leave no Raft quorum; \
              a rolling upgrade needs at least 3"
-        );
-    }
-    let catalog = target.controllers.get_catalog().await?;
-    let recovering: Vec<String> = catalog
-        .chunks
-        .iter()
-        .filter(|c| not_complete(c))
-        .map(|c| format!("{} ({})", c.path, c.state))
-        .collect();
-    if !recovering.is_empty() {
-        bail!(
-            "every chunk must be COMPLETE before an upgrade; not: {}",
-            recovering.join(", ")
         );
     }
     Ok(())

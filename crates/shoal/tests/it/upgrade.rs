@@ -1,0 +1,364 @@
+//! Rolling upgrades with real processes: `shoal upgrade` moves every node of a running cluster
+//! to another build while the seed's writer appends at 200/s (nothing failed, lost or
+//! doubled), refuses bad packages and unhealthy clusters before touching anything, resumes
+//! after its orchestrator is killed, rolls back a version that cannot start, and `--rollback`
+//! returns every machine to the old version with the data intact.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::data::create_seed_table;
+use crate::harness::{
+    LocalCluster, Spawned, kill9, next_binary, nodes, previous_release_binary, shoal_bin,
+    shoal_with, stderr, stdout,
+};
+
+/// The version a binary reports (`build-info`).
+fn version_of(binary: &Path) -> String {
+    let out = shoal_with(binary, &["build-info"]);
+    assert!(out.status.success(), "build-info: {}", stderr(&out));
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    info["version"].as_str().unwrap().to_owned()
+}
+
+fn package(dir: &Path, binary: &Path) -> PathBuf {
+    let out_file = dir.join(format!("shoal-{}.pkg", version_of(binary)));
+    let out = shoal_with(
+        Path::new(shoal_bin()),
+        &[
+            "package",
+            "build",
+            "--binary",
+            binary.to_str().unwrap(),
+            "--out",
+            out_file.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "package build: {}", stderr(&out));
+    out_file
+}
+
+/// Every node's version, by alias.
+fn versions(cluster: &LocalCluster) -> Vec<(String, String, String)> {
+    nodes(&cluster.status())
+        .iter()
+        .map(|n| {
+            (
+                n["alias"].as_str().unwrap().to_owned(),
+                n["version"].as_str().unwrap().to_owned(),
+                n["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn assert_all_on(cluster: &LocalCluster, version: &str) {
+    let v = versions(cluster);
+    assert!(
+        v.iter().all(|(_, ver, state)| ver == version && state == "UP"),
+        "not every node UP on {version}: {v:?}"
+    );
+}
+
+fn upgrade(cluster: &LocalCluster, args: &[&str]) -> Output {
+    let mut all = vec!["upgrade"];
+    all.extend_from_slice(args);
+    cluster.run(&all)
+}
+
+fn recorded(cluster: &LocalCluster) -> Value {
+    let out = upgrade(cluster, &["--show", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The seed's writer at 200 appends/s for `secs`, recording every outcome.
+fn start_writer(cluster: &LocalCluster, dir: &Path, secs: u32) -> Spawned {
+    Spawned(
+        Command::new(shoal_bin())
+            .args(["write", "--dir", cluster.dir_str(), "--rate", "200"])
+            .args(["--duration", &format!("{secs}s"), "--json", "--record"])
+            .arg(dir.join("record.jsonl"))
+            .env_remove("SHOAL_CLUSTER_SECRET")
+            .stdout(std::fs::File::create(dir.join("summary.json")).unwrap())
+            .stderr(std::fs::File::create(dir.join("writer.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Waits for the writer, then checks it failed nothing and `verify --record` holds.
+fn finish_writer(cluster: &LocalCluster, dir: &Path, mut writer: Spawned) -> Value {
+    let exit = writer.wait(Duration::from_secs(120));
+    let log = std::fs::read_to_string(dir.join("writer.log")).unwrap();
+    assert!(exit.success(), "writer failed ({exit}): {log}");
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["appends_failed"], 0, "{summary:#}");
+    // Rows exactly once (a retried append the cluster had applied is not a second row).
+    verify(cluster, dir);
+    summary
+}
+
+fn verify(cluster: &LocalCluster, dir: &Path) {
+    let record = dir.join("record.jsonl");
+    let out = cluster.run(&[
+        "verify",
+        "--record",
+        record.to_str().unwrap(),
+        "--max-age",
+        "10m",
+    ]);
+    assert!(
+        out.status.success(),
+        "verify: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_rolling_upgrade_under_writes_fails_no_append_and_rollback_returns_every_machine() {
+    let next = next_binary();
+    let (old, new) = (version_of(Path::new(shoal_bin())), version_of(&next));
+    let cluster = LocalCluster::start();
+    create_seed_table(&cluster);
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = package(tmp.path(), &next);
+
+    let writer = start_writer(&cluster, tmp.path(), 45);
+    std::thread::sleep(Duration::from_secs(2));
+    let record = tmp.path().join("record.jsonl");
+    let out = upgrade(
+        &cluster,
+        &[
+            "--package",
+            pkg.to_str().unwrap(),
+            "--probe-rate",
+            "50",
+            "--writer-record",
+            record.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "upgrade failed: {}{}\n{}",
+        stdout(&out),
+        stderr(&out),
+        cluster.logs()
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("upgrade report: {report:#}");
+    assert_eq!(report["status"]["status"], "done");
+    assert_eq!(report["probe"]["failed"], 0, "{report:#}");
+    assert_all_on(&cluster, &new);
+    let summary = finish_writer(&cluster, tmp.path(), writer);
+    eprintln!("writer: {summary:#}");
+
+    // The machines' metadata was backed up before each was changed.
+    for host in &cluster.hosts {
+        let backups = cluster.dir.join(host).join("backups");
+        let n = std::fs::read_dir(&backups).map_or(0, |d| d.count());
+        assert_eq!(n, 1, "{}", backups.display());
+    }
+
+    // Not finalized yet: --rollback brings every machine back, data intact.
+    let out = upgrade(&cluster, &["--rollback", "--probe-rate", "0"]);
+    assert!(
+        out.status.success(),
+        "rollback failed: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_all_on(&cluster, &old);
+    verify(&cluster, tmp.path());
+    let out = upgrade(&cluster, &["--finalize"]);
+    assert!(!out.status.success(), "finalize after a rollback must be refused");
+
+    // Upgrade again and finalize: the cluster version rises and rollback is refused.
+    let out = upgrade(&cluster, &["--package", pkg.to_str().unwrap(), "--probe-rate", "0"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let before = cluster.status()["cluster_version"].as_u64().unwrap();
+    let out = upgrade(&cluster, &["--finalize"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(cluster.status()["cluster_version"].as_u64(), Some(before + 1));
+    let out = upgrade(&cluster, &["--rollback"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("finalized"), "{}", stderr(&out));
+    assert_all_on(&cluster, &new);
+    verify(&cluster, tmp.path());
+}
+
+/// A stand-in `shoal` that says it is `version` (upgrading from `min`) and fails at anything
+/// else: a release that cannot start.
+fn fake_binary(dir: &Path, version: &str, min: &str) -> PathBuf {
+    let path = dir.join(format!("fake-{version}"));
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = build-info ]; then echo '{{\"version\":\"{version}\",\
+             \"build_date\":\"2026.01.01\",\"min_upgrade_from\":\"{min}\",\"wire_version\":1,\
+             \"storage_format_version\":1}}'; exit 0; fi\necho cannot start >&2\nexit 3\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Nothing staged on any machine, no upgrade recorded, every node on `version`.
+fn assert_untouched(cluster: &LocalCluster, version: &str) {
+    assert_eq!(recorded(cluster), Value::Null);
+    assert_all_on(cluster, version);
+    for host in &cluster.hosts {
+        let installed: Vec<String> = std::fs::read_dir(cluster.dir.join(host).join("versions"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(installed, vec![version.to_owned()], "{host}");
+    }
+}
+
+#[test]
+fn bad_packages_and_an_unhealthy_cluster_are_refused_before_anything_changes() {
+    let old = version_of(Path::new(shoal_bin()));
+    let cluster = LocalCluster::start();
+    create_seed_table(&cluster);
+    let tmp = tempfile::tempdir().unwrap();
+
+    // A flipped byte inside the binary: the checksum names it.
+    let pkg = package(tmp.path(), &next_binary());
+    let mut bytes = std::fs::read(&pkg).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    let bad = tmp.path().join("damaged.pkg");
+    std::fs::write(&bad, bytes).unwrap();
+    let out = upgrade(&cluster, &["--package", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("sha256") && stderr(&out).contains("shoal"),
+        "{}",
+        stderr(&out)
+    );
+    assert_untouched(&cluster, &old);
+
+    // Older than what runs, and a jump the package does not support.
+    for (version, min, expect) in [
+        ("0.0.1", "0.0.1", "downgrade"),
+        ("9.0.0", "8.0.0", "intermediate release"),
+    ] {
+        let pkg = package(tmp.path(), &fake_binary(tmp.path(), version, min));
+        let out = upgrade(&cluster, &["--package", pkg.to_str().unwrap()]);
+        assert!(!out.status.success(), "{version} accepted");
+        assert!(stderr(&out).contains(expect), "{version}: {}", stderr(&out));
+        assert_untouched(&cluster, &old);
+    }
+
+    // A machine down while rows are written: its chunks are not COMPLETE.
+    let host = cluster.hosts[2].clone();
+    let out = cluster.run(&["host", "stop", &host]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cluster.run(&["write", "--count", "20", "--rate", "100"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = upgrade(&cluster, &["--package", pkg.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("every chunk must be COMPLETE"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(recorded(&cluster), Value::Null);
+}
+
+#[test]
+fn a_killed_orchestrator_resumes_and_a_version_that_cannot_start_is_rolled_back() {
+    let next = next_binary();
+    let (old, new) = (version_of(Path::new(shoal_bin())), version_of(&next));
+    let cluster = LocalCluster::start();
+    create_seed_table(&cluster);
+    let tmp = tempfile::tempdir().unwrap();
+
+    // A version whose nodes cannot start: the first machine goes back to the old version and
+    // the upgrade stops, failed, with every node UP.
+    let broken = package(tmp.path(), &fake_binary(tmp.path(), "9.9.9", &old));
+    let out = upgrade(
+        &cluster,
+        &["--package", broken.to_str().unwrap(), "--node-timeout", "10s", "--probe-rate", "0"],
+    );
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("failed"), "{}", stdout(&out));
+    assert_eq!(recorded(&cluster)["status"]["status"], "failed");
+    assert_all_on(&cluster, &old);
+    // A failed upgrade is rolled back (nothing to undo: the machine is back) before another.
+    let out = upgrade(&cluster, &["--rollback", "--probe-rate", "0"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+
+    // Canary: one machine, then stop (exit 2) with the record saying so.
+    let pkg = package(tmp.path(), &next);
+    let out = upgrade(&cluster, &["--package", pkg.to_str().unwrap(), "--canary", "1", "--probe-rate", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}{}", stdout(&out), stderr(&out));
+    let on_new = versions(&cluster).iter().filter(|(_, v, _)| *v == new).count();
+    assert_eq!(on_new, 3, "one machine (3 nodes) on {new}: {:?}", versions(&cluster));
+
+    // Resume, and kill the orchestrator once the next machine is under way.
+    let mut orchestrator = Spawned(
+        Command::new(shoal_bin())
+            .args(["upgrade", "--resume", "--probe-rate", "0", "--dir", cluster.dir_str()])
+            .env_remove("SHOAL_CLUSTER_SECRET")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    loop {
+        let st = recorded(&cluster);
+        let steps = st["steps"].as_array().map_or(0, Vec::len);
+        // Past the canary machine's 9 steps, into the second machine's.
+        if steps >= 12 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no progress: {st:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kill9(u64::from(orchestrator.0.id()));
+    orchestrator.wait(Duration::from_secs(10));
+    let out = upgrade(&cluster, &["--resume", "--probe-rate", "0"]);
+    assert!(
+        out.status.success(),
+        "resume failed: {}{}\n{}",
+        stdout(&out),
+        stderr(&out),
+        cluster.logs()
+    );
+    assert_all_on(&cluster, &new);
+    assert_eq!(recorded(&cluster)["status"]["status"], "done");
+}
+
+#[test]
+fn the_previous_release_is_upgraded_to_this_code_under_writes() {
+    let previous = previous_release_binary();
+    let current = Path::new(shoal_bin());
+    let cluster = LocalCluster::start_from(&previous, &[]);
+    assert_all_on(&cluster, &version_of(&previous));
+    create_seed_table(&cluster);
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = package(tmp.path(), current);
+    let writer = start_writer(&cluster, tmp.path(), 30);
+    std::thread::sleep(Duration::from_secs(2));
+    let out = upgrade(&cluster, &["--package", pkg.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "upgrade failed: {}{}\n{}",
+        stdout(&out),
+        stderr(&out),
+        cluster.logs()
+    );
+    assert_all_on(&cluster, &version_of(current));
+    finish_writer(&cluster, tmp.path(), writer);
+}
