@@ -58,7 +58,8 @@ fn versions(cluster: &LocalCluster) -> Vec<(String, String, String)> {
 fn assert_all_on(cluster: &LocalCluster, version: &str) {
     let v = versions(cluster);
     assert!(
-        v.iter().all(|(_, ver, state)| ver == version && state == "UP"),
+        v.iter()
+            .all(|(_, ver, state)| ver == version && state == "UP"),
         "not every node UP on {version}: {v:?}"
     );
 }
@@ -177,15 +178,24 @@ fn a_rolling_upgrade_under_writes_fails_no_append_and_rollback_returns_every_mac
     assert_all_on(&cluster, &old);
     verify(&cluster, tmp.path());
     let out = upgrade(&cluster, &["--finalize"]);
-    assert!(!out.status.success(), "finalize after a rollback must be refused");
+    assert!(
+        !out.status.success(),
+        "finalize after a rollback must be refused"
+    );
 
     // Upgrade again and finalize: the cluster version rises and rollback is refused.
-    let out = upgrade(&cluster, &["--package", pkg.to_str().unwrap(), "--probe-rate", "0"]);
+    let out = upgrade(
+        &cluster,
+        &["--package", pkg.to_str().unwrap(), "--probe-rate", "0"],
+    );
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let before = cluster.status()["cluster_version"].as_u64().unwrap();
     let out = upgrade(&cluster, &["--finalize"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(cluster.status()["cluster_version"].as_u64(), Some(before + 1));
+    assert_eq!(
+        cluster.status()["cluster_version"].as_u64(),
+        Some(before + 1)
+    );
     let out = upgrade(&cluster, &["--rollback"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("finalized"), "{}", stderr(&out));
@@ -259,8 +269,20 @@ fn bad_packages_and_an_unhealthy_cluster_are_refused_before_anything_changes() {
         assert_untouched(&cluster, &old);
     }
 
-    // A machine down while rows are written: its chunks are not COMPLETE.
-    let host = cluster.hosts[2].clone();
+    // A machine down while rows are written: the chunk it holds a replica of is not COMPLETE.
+    let out = cluster.run(&["write", "--count", "20", "--rate", "100"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let data = crate::data::Data::connect(&cluster);
+    let chunks = crate::data::runtime().block_on(data.chunks());
+    let holder = &chunks[0].replicas[0].node;
+    let status = cluster.status();
+    let host = nodes(&status)
+        .iter()
+        .find(|n| n["alias"] == holder.as_str())
+        .unwrap()["machine"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let out = cluster.run(&["host", "stop", &host]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = cluster.run(&["write", "--count", "20", "--rate", "100"]);
@@ -288,7 +310,14 @@ fn a_killed_orchestrator_resumes_and_a_version_that_cannot_start_is_rolled_back(
     let broken = package(tmp.path(), &fake_binary(tmp.path(), "9.9.9", &old));
     let out = upgrade(
         &cluster,
-        &["--package", broken.to_str().unwrap(), "--node-timeout", "10s", "--probe-rate", "0"],
+        &[
+            "--package",
+            broken.to_str().unwrap(),
+            "--node-timeout",
+            "10s",
+            "--probe-rate",
+            "0",
+        ],
     );
     assert!(!out.status.success(), "{}", stdout(&out));
     assert!(stdout(&out).contains("failed"), "{}", stdout(&out));
@@ -300,15 +329,46 @@ fn a_killed_orchestrator_resumes_and_a_version_that_cannot_start_is_rolled_back(
 
     // Canary: one machine, then stop (exit 2) with the record saying so.
     let pkg = package(tmp.path(), &next);
-    let out = upgrade(&cluster, &["--package", pkg.to_str().unwrap(), "--canary", "1", "--probe-rate", "0"]);
-    assert_eq!(out.status.code(), Some(2), "{}{}", stdout(&out), stderr(&out));
-    let on_new = versions(&cluster).iter().filter(|(_, v, _)| *v == new).count();
-    assert_eq!(on_new, 3, "one machine (3 nodes) on {new}: {:?}", versions(&cluster));
+    let out = upgrade(
+        &cluster,
+        &[
+            "--package",
+            pkg.to_str().unwrap(),
+            "--canary",
+            "1",
+            "--probe-rate",
+            "0",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let on_new = versions(&cluster)
+        .iter()
+        .filter(|(_, v, _)| *v == new)
+        .count();
+    assert_eq!(
+        on_new,
+        3,
+        "one machine (3 nodes) on {new}: {:?}",
+        versions(&cluster)
+    );
 
     // Resume, and kill the orchestrator once the next machine is under way.
     let mut orchestrator = Spawned(
         Command::new(shoal_bin())
-            .args(["upgrade", "--resume", "--probe-rate", "0", "--dir", cluster.dir_str()])
+            .args([
+                "upgrade",
+                "--resume",
+                "--probe-rate",
+                "0",
+                "--dir",
+                cluster.dir_str(),
+            ])
             .env_remove("SHOAL_CLUSTER_SECRET")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -323,7 +383,10 @@ fn a_killed_orchestrator_resumes_and_a_version_that_cannot_start_is_rolled_back(
         if steps >= 12 {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "no progress: {st:#}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no progress: {st:#}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     kill9(u64::from(orchestrator.0.id()));
