@@ -5,12 +5,16 @@
 //! - `recovery`: one machine stopped while writes go on, then restarted; time until every chunk
 //!   is COMPLETE with identical replicas, against a raw sequential copy with fsync.
 //!
+//! - `upgrade`: the seed's writer's longest stall and p99 during `shoal upgrade`, a plain
+//!   rolling restart, and stop-the-world (the reference), on one cluster.
+//!
 //! Every loop is bounded in count and time; every address is loopback; the cluster is always
 //! taken down (`shoal local down`), also on error.
 
 mod cluster;
 mod load;
 mod reference;
+mod upgrade;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -89,6 +93,16 @@ enum Cmd {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
+    /// The writer's stall during `shoal upgrade` vs. a plain rolling restart vs. stop-the-world.
+    Upgrade {
+        /// A build of shoal reporting a newer version (the package upgraded to), e.g.
+        /// target/upgrade/shoal-next from scripts/build-upgrade-binaries for release builds.
+        #[arg(long)]
+        next: PathBuf,
+        /// The writer's appends per second (one row each).
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+    },
 }
 
 const MB: f64 = 1e6;
@@ -153,6 +167,9 @@ fn main() -> Result<()> {
                         &host,
                         Duration::from_secs((*timeout).clamp(1, 1800)),
                     ))
+                }
+                Cmd::Upgrade { next, rate } => {
+                    upgrade::run(&cluster, next, rate.clamp(1.0, 2000.0))
                 }
             }
         })();

@@ -5,7 +5,6 @@ mod config;
 mod host;
 mod local;
 mod package;
-mod record;
 mod roles;
 mod sql;
 mod status;

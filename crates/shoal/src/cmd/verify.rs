@@ -19,10 +19,10 @@ use arrow::datatypes::{DataType, TimeUnit};
 use serde_json::{Value, json};
 
 use crate::cli::VerifyArgs;
-use crate::cmd::record::{self, AppendRecord, Outcome};
 use crate::cmd::sql;
 use crate::output;
 use crate::target::Target;
+use shoal_client::record::{self, AppendRecord, Outcome};
 
 /// Ranges shown per problem.
 const SHOWN: usize = 20;

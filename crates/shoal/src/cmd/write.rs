@@ -28,9 +28,9 @@ use shoal_client::seed;
 use shoal_common::config::ClusterNodes;
 
 use crate::cli::WriteArgs;
-use crate::cmd::record::{AppendRecord, Outcome, percentile};
 use crate::output;
 use crate::target::Target;
+use shoal_client::record::{AppendRecord, Outcome, percentile};
 
 /// Appends in flight at once.
 const MAX_IN_FLIGHT: usize = 32;

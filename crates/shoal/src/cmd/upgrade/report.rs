@@ -4,8 +4,8 @@
 use serde_json::json;
 
 use super::state::{Status, UpgradeState};
-use crate::cmd::record::{self, AppendRecord, WindowStats};
 use crate::output;
+use shoal_client::record::{self, AppendRecord, WindowStats};
 
 pub fn plan(st: &UpgradeState, json: bool) {
     if json {

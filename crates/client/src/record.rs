@@ -6,7 +6,6 @@
 use std::io::BufRead;
 use std::path::Path;
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,19 +43,23 @@ pub struct AppendRecord {
     pub error: Option<String>,
 }
 
-pub fn load(path: &Path) -> anyhow::Result<Vec<AppendRecord>> {
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("cannot open the record {}", path.display()))?;
+pub fn load(path: &Path) -> std::io::Result<Vec<AppendRecord>> {
+    let named = |e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("the record {}: {e}", path.display()))
+    };
+    let file = std::fs::File::open(path).map_err(named)?;
     let mut records = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("reading {}", path.display()))?;
+        let line = line.map_err(named)?;
         if line.trim().is_empty() {
             continue;
         }
-        records.push(
-            serde_json::from_str(&line)
-                .with_context(|| format!("{}:{}: not a writer record", path.display(), i + 1))?,
-        );
+        records.push(serde_json::from_str(&line).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}:{}: not a writer record: {e}", path.display(), i + 1),
+            )
+        })?);
     }
     Ok(records)
 }
