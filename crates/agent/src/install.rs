@@ -62,6 +62,21 @@ impl Installs {
         v
     }
 
+    /// The versions installed from a package, with the sha256 of their binary.
+    pub fn staged(&self) -> Vec<(String, String)> {
+        self.installed()
+            .into_iter()
+            .filter_map(|v| {
+                let bytes =
+                    std::fs::read(self.versions().join(&v).join(shoal_package::MANIFEST_NAME))
+                        .ok()?;
+                let m: Manifest = serde_json::from_slice(&bytes).ok()?;
+                let sha = m.file(BINARY)?.sha256.clone();
+                Some((v, sha))
+            })
+            .collect()
+    }
+
     /// Verifies `package` and unpacks it as `versions/<version>`. The same package again is a
     /// no-op; another package claiming an installed version is refused.
     pub fn stage(

@@ -10,7 +10,7 @@ use shoal_proto::agent_server::Agent;
 use shoal_proto::{
     BackupRequest, BackupResponse, ListProcessesRequest, ListProcessesResponse, NodesRequest,
     PackagePart, ProcessState, RestartAgentRequest, RestartAgentResponse, StagedPackage,
-    SwitchVersionRequest,
+    StagedVersion, SwitchVersionRequest,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
@@ -40,6 +40,15 @@ impl AgentService {
             current_version: self.installs.current().unwrap_or_default(),
             previous_version: self.installs.previous().unwrap_or_default(),
             installed_versions: self.installs.installed(),
+            staged: self
+                .installs
+                .staged()
+                .into_iter()
+                .map(|(version, binary_sha256)| StagedVersion {
+                    version,
+                    binary_sha256,
+                })
+                .collect(),
         })
     }
 

@@ -26,7 +26,16 @@ pub fn run(cluster: &Cluster, next: &Path, rate: f64) -> Result<()> {
     let pkg = cluster.dir.join("next.pkg");
     let pkg_s = pkg.to_str().context("UTF-8 path")?;
     let next_s = next.to_str().context("UTF-8 path")?;
-    cluster.run(&["package", "build", "--binary", next_s, "--out", pkg_s])?;
+    let out = crate::cluster::shoal(
+        &cluster.bin,
+        &["package", "build", "--binary", next_s, "--out", pkg_s],
+    )?;
+    if !out.status.success() {
+        bail!("package build: {}", crate::cluster::stderr(&out));
+    }
+    // Pre-flight stages the package on every agent; done first, so (a) times the roll itself
+    // (on one VM the three "machines" share a disk, unlike real ones).
+    cluster.run(&["upgrade", "--package", pkg_s, "--dry-run"])?;
     let hosts = cluster.hosts.clone();
     type Scenario<'a> = (&'a str, Box<dyn Fn() -> Result<()> + 'a>);
     let scenarios: Vec<Scenario> = vec![
@@ -54,9 +63,16 @@ pub fn run(cluster: &Cluster, next: &Path, rate: f64) -> Result<()> {
                 for h in &hosts {
                     cluster.run(&["host", "stop", h])?;
                 }
-                for h in &hosts {
-                    cluster.run(&["host", "start", h])?;
-                }
+                // Together: one machine's nodes cannot be UP before a controller quorum is.
+                std::thread::scope(|s| {
+                    let starts: Vec<_> = hosts
+                        .iter()
+                        .map(|h| s.spawn(move || cluster.run(&["host", "start", h])))
+                        .collect();
+                    starts.into_iter().try_for_each(|t| {
+                        t.join().map_err(|_| anyhow::anyhow!("panicked"))?.map(drop)
+                    })
+                })?;
                 wait_complete(cluster)?;
                 Ok(())
             }),

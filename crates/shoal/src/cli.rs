@@ -146,7 +146,9 @@ pub struct UpgradeArgs {
     /// p99 during each step.
     #[arg(long, value_name = "FILE")]
     pub writer_record: Option<PathBuf>,
-    /// Print the plan and the checks, change nothing.
+    /// Run the pre-flight checks (they stage the package on every agent, beside the running
+    /// version, so the upgrade later does not send it again) and print the plan; nothing that
+    /// runs changes.
     #[arg(long)]
     pub dry_run: bool,
     #[arg(long)]

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use shoal_client::agent::AgentClient;
 use shoal_proto::data_node_client::DataNodeClient;
 use shoal_proto::{DrainRequest, NodeState};
@@ -84,11 +84,16 @@ impl Machine<'_> {
             let mut client = DataNodeClient::new(self.target.channels.get(addr)?);
             let mut req = tonic::Request::new(DrainRequest {});
             req.set_timeout(DRAIN_TIMEOUT);
-            let resp = client
-                .drain(req)
-                .await
-                .with_context(|| format!("draining {alias}"))?
-                .into_inner();
+            let resp = match client.drain(req).await {
+                Ok(r) => r.into_inner(),
+                // A release without drain: it is stopped without one (its appends in flight
+                // then wait for the removal of its replicas, as after a crash).
+                Err(s) if s.code() == tonic::Code::Unimplemented => {
+                    tracing::warn!("{alias} cannot drain (older release): stopping it as it is");
+                    continue;
+                }
+                Err(s) => return Err(anyhow::anyhow!("draining {alias}: {}", s.message())),
+            };
             tracing::info!(
                 "{alias}: left {} chunks, kept {:?}",
                 resp.chunks_left,
@@ -104,7 +109,15 @@ impl Machine<'_> {
             return Ok(());
         }
         progress(format!("{} leads; handing over", status.leader_alias));
-        let new = self.target.controllers.transfer_leadership("").await?;
+        let new = match self.target.controllers.transfer_leadership("").await {
+            Ok(new) => new,
+            // A release without hand-over: the others elect a leader when it stops.
+            Err(shoal_client::ClientError::Rpc {
+                code: tonic::Code::Unimplemented,
+                ..
+            }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
         progress(format!("{new} leads"));
         Ok(())
     }

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use futures::future::try_join_all;
 use shoal_agent::install::BINARY;
 use shoal_client::agent::AgentClient;
 use shoal_proto::{ClusterStatusResponse, NodeMode, NodeState};
@@ -58,15 +57,23 @@ pub async fn new_upgrade(
     let machines = plan(&status)?;
     // Every agent verifies and unpacks it (beside the running version) before any machine
     // is touched: a signature an agent refuses, or a full disk, stops it here.
-    let staged = try_join_all(machines.iter().map(|m| async move {
+    // One machine at a time: on a shared disk, concurrent copies would stall the writers more.
+    let mut staged = Vec::new();
+    for m in &machines {
         let mut agent = AgentClient::new(&m.agent_addr, &target.channels)?;
+        let have = agent.list().await?.staged;
+        if have
+            .iter()
+            .any(|s| s.version == manifest.version && s.binary_sha256 == binary.sha256)
+        {
+            continue; // staged before (`--dry-run` stages): not sent again
+        }
         let s = agent
             .stage_package(package)
             .await
             .with_context(|| format!("the agent of {} refused the package", m.machine))?;
-        anyhow::Ok((m.machine.clone(), s))
-    }))
-    .await?;
+        staged.push((m.machine.clone(), s));
+    }
     for (machine, s) in &staged {
         if s.binary_sha256 != binary.sha256 {
             bail!(
