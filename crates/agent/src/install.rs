@@ -113,6 +113,9 @@ impl Installs {
 
     /// Points `current` at an installed version; the one it pointed at becomes `previous`.
     pub fn switch(&self, version: &str) -> Result<(), String> {
+        version
+            .parse::<shoal_package::Version>()
+            .map_err(|e| e.to_string())?;
         let target = self.versions().join(version);
         if !target.join(BINARY).exists() {
             return Err(format!(

@@ -223,6 +223,7 @@ pub async fn run(
         shoal_client::heartbeat::self_report(&site.alias, NodeMode::Agent, &site.addr()),
         HEARTBEAT_INTERVAL,
         stop_rx,
+        None,
     ));
 
     let restarting = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -236,7 +237,11 @@ pub async fn run(
         // Stopping the agent stops the machine's nodes first (the seed's stopAllNodes.sh), and
         // no start request may revive one after that. A restart keeps them: the re-executed
         // agent adopts them.
-        if !restart {
+        if restart {
+            // The supervisor must outlive this process image: dropping it would end the
+            // node actors, and each stops its process on the way out.
+            std::mem::forget(supervisor);
+        } else {
             supervisor.shutdown().await;
         }
         let _ = stop_tx.send(true);

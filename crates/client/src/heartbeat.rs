@@ -30,6 +30,7 @@ pub async fn run(
     report: HeartbeatRequest,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
+    draining: Option<watch::Receiver<bool>>,
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -40,7 +41,10 @@ pub async fn run(
             _ = shutdown.wait_for(|s| *s) => break,
         }
         // A heartbeat must not outlive its interval by much: the next one supersedes it.
-        let sent = tokio::time::timeout(interval * 4, client.heartbeat(report.clone())).await;
+        // A draining node says it is stopping: nothing new is placed on it.
+        let mut report = report.clone();
+        report.stopping = draining.as_ref().is_some_and(|d| *d.borrow());
+        let sent = tokio::time::timeout(interval * 4, client.heartbeat(report)).await;
         match sent {
             Ok(Ok(_)) if failing => {
                 tracing::info!("heartbeats reach the controller leader again");

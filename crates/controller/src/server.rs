@@ -135,6 +135,7 @@ pub async fn run(
         shoal_client::heartbeat::self_report(&alias, NodeMode::Controller, &cfg.local_site.addr()),
         cfg.raft_heartbeat_interval,
         stop_rx,
+        None,
     ));
 
     let served = shoal_server::serve::serve(router, listener, async move {

@@ -68,7 +68,8 @@ pub async fn transfer_leadership(
         Ok(Some(id)) => Ok(TransferLeadershipResponse {
             leader_alias: core.topology.controller_alias(id).unwrap_or_default(),
         }),
-        _ => Err(Status::unavailable(format!(
+        // Not UNAVAILABLE: the hand-over did start, so the outcome is unknown.
+        _ => Err(Status::deadline_exceeded(format!(
             "no new leader within {TRANSFER_TIMEOUT:?} after handing over leadership"
         ))),
     }

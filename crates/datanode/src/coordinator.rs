@@ -155,9 +155,18 @@ async fn write_share(
         // Refused before the local append (stale metadata) versus after it or unknown.
         may_have_applied |= !matches!(status.code(), Code::FailedPrecondition | Code::NotFound);
         match status.code() {
-            // The primary changed or our metadata is old: look again.
+            // The primary changed or our metadata is old: look again, at once if the chunk
+            // moved on (a primary hand-over: the next attempt goes to the new primary).
             Code::FailedPrecondition | Code::Aborted | Code::NotFound => {
                 let _ = node.catalog.refresh().await;
+                if node
+                    .catalog
+                    .chunk(chunk_id)
+                    .is_some_and(|c| c.version > chunk.version)
+                {
+                    last = status;
+                    continue;
+                }
             }
             // The primary is unreachable: the next in-sync replica takes over.
             Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded | Code::Unknown

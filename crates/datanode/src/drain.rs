@@ -29,12 +29,22 @@ pub async fn drain(node: &Arc<Node>) -> Result<DrainResponse, Status> {
         .await
         .map_err(|e| Status::unavailable(format!("cannot read the catalog to drain: {e}")))?;
     let mut answer = DrainResponse::default();
-    let ids: Vec<u64> = node.catalog.snapshot().chunks.keys().copied().collect();
-    for id in ids {
-        match leave(node, id).await? {
-            Left::Yes => answer.chunks_left += 1,
-            Left::NotInSync => {}
-            Left::LastInSync => answer.chunks_kept.push(id),
+    // Twice: a rejoin committed just before the flag was set, or a chunk placed here while
+    // the controller still saw this node UP, shows in the second look.
+    for pass in 0..2 {
+        if pass == 1 {
+            node.catalog.refresh().await.map_err(|e| {
+                Status::unavailable(format!("cannot read the catalog to drain: {e}"))
+            })?;
+        }
+        answer.chunks_kept.clear();
+        let ids: Vec<u64> = node.catalog.snapshot().chunks.keys().copied().collect();
+        for id in ids {
+            match leave(node, id).await? {
+                Left::Yes => answer.chunks_left += 1,
+                Left::NotInSync => {}
+                Left::LastInSync => answer.chunks_kept.push(id),
+            }
         }
     }
     tracing::info!(

@@ -144,6 +144,7 @@ pub async fn run(
         shoal_client::heartbeat::self_report(&site.alias, NodeMode::DataNode, &site.addr()),
         cfg.heartbeat_interval,
         stop_rx,
+        Some(node.draining.subscribe()),
     ));
 
     let served = shoal_server::serve::serve(router, listener, async move {

@@ -13,7 +13,7 @@ pub fn shoal_bin() -> &'static str {
 }
 
 /// No single `shoal` command of a test may take longer: a hang fails the test instead.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Another build of this code that reports the next minor version, for upgrade tests:
 /// `$SHOAL_NEXT_BINARY`, else what `scripts/build-upgrade-binaries` left in target/upgrade/.

@@ -298,7 +298,7 @@ fn bad_packages_and_an_unhealthy_cluster_are_refused_before_anything_changes() {
 }
 
 #[test]
-fn a_killed_orchestrator_resumes_and_a_version_that_cannot_start_is_rolled_back() {
+fn a_paused_or_killed_orchestrator_resumes_and_a_version_that_cannot_start_is_rolled_back() {
     let next = next_binary();
     let (old, new) = (version_of(Path::new(shoal_bin())), version_of(&next));
     let cluster = LocalCluster::start();
@@ -358,8 +358,41 @@ fn a_killed_orchestrator_resumes_and_a_version_that_cannot_start_is_rolled_back(
         versions(&cluster)
     );
 
-    // Resume, and kill the orchestrator once the next machine is under way.
-    let mut orchestrator = Spawned(
+    // Resume; a --pause from another shell stops it before the third machine (exit 2).
+    let mut orchestrator = resume_in_background(&cluster);
+    wait_steps(&cluster, 12); // into the second machine (the canary's took 9)
+    let out = upgrade(&cluster, &["--pause"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(orchestrator.wait(Duration::from_secs(120)).code(), Some(2));
+    let st = recorded(&cluster);
+    assert_eq!(st["status"]["status"], "paused", "{st:#}");
+    let finished = st["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["done"].as_array().unwrap().len() == 9)
+        .count();
+    assert_eq!(finished, 2, "{st:#}");
+
+    // Resume, and kill -9 the orchestrator once the last machine is under way.
+    let mut orchestrator = resume_in_background(&cluster);
+    wait_steps(&cluster, 21);
+    kill9(u64::from(orchestrator.0.id()));
+    orchestrator.wait(Duration::from_secs(10));
+    let out = upgrade(&cluster, &["--resume", "--probe-rate", "0"]);
+    assert!(
+        out.status.success(),
+        "resume failed: {}{}\n{}",
+        stdout(&out),
+        stderr(&out),
+        cluster.logs()
+    );
+    assert_all_on(&cluster, &new);
+    assert_eq!(recorded(&cluster)["status"]["status"], "done");
+}
+
+fn resume_in_background(cluster: &LocalCluster) -> Spawned {
+    Spawned(
         Command::new(shoal_bin())
             .args([
                 "upgrade",
@@ -374,33 +407,23 @@ fn a_killed_orchestrator_resumes_and_a_version_that_cannot_start_is_rolled_back(
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap(),
-    );
+    )
+}
+
+/// Until the upgrade record holds `n` finished steps.
+fn wait_steps(cluster: &LocalCluster, n: usize) {
     let started = Instant::now();
     loop {
-        let st = recorded(&cluster);
-        let steps = st["steps"].as_array().map_or(0, Vec::len);
-        // Past the canary machine's 9 steps, into the second machine's.
-        if steps >= 12 {
-            break;
+        let st = recorded(cluster);
+        if st["steps"].as_array().map_or(0, Vec::len) >= n {
+            return;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(60),
+            started.elapsed() < Duration::from_secs(120),
             "no progress: {st:#}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    kill9(u64::from(orchestrator.0.id()));
-    orchestrator.wait(Duration::from_secs(10));
-    let out = upgrade(&cluster, &["--resume", "--probe-rate", "0"]);
-    assert!(
-        out.status.success(),
-        "resume failed: {}{}\n{}",
-        stdout(&out),
-        stderr(&out),
-        cluster.logs()
-    );
-    assert_all_on(&cluster, &new);
-    assert_eq!(recorded(&cluster)["status"]["status"], "done");
 }
 
 #[test]

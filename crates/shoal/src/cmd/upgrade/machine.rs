@@ -65,7 +65,12 @@ impl Machine<'_> {
                 Ok(())
             }
             Step::Rejoin => self.wait_nodes_on(self.to, progress).await,
-            Step::RestartAgent => self.restart_agent().await,
+            Step::RestartAgent => {
+                self.restart_agent().await?;
+                // The new agent adopted the running nodes; one that exited meanwhile is started.
+                self.agent()?.start(Vec::new()).await?;
+                self.wait_nodes_on(self.to, progress).await
+            }
             Step::Recovered => wait_all_complete(self.target, progress).await,
         }
     }
@@ -103,22 +108,38 @@ impl Machine<'_> {
         Ok(())
     }
 
+    /// Hands leadership to the most caught-up controller of another machine, and checks that
+    /// it landed there (a retried hand-over could pick this machine's controller again).
     async fn move_leader(&self, progress: &dyn Fn(String)) -> anyhow::Result<()> {
         let status = self.target.controllers.cluster_status().await?;
         if !self.plan.controllers.contains(&status.leader_alias) {
             return Ok(());
         }
-        progress(format!("{} leads; handing over", status.leader_alias));
-        let new = match self.target.controllers.transfer_leadership("").await {
-            Ok(new) => new,
+        let to = status
+            .nodes
+            .iter()
+            .filter(|n| n.raft_role == "follower" && !self.plan.controllers.contains(&n.alias))
+            .max_by_key(|n| n.raft_matched_index)
+            .map(|n| n.alias.clone())
+            .ok_or_else(|| anyhow::anyhow!("no follower on another machine to lead"))?;
+        progress(format!(
+            "{} leads; handing over to {to}",
+            status.leader_alias
+        ));
+        match self.target.controllers.transfer_leadership(&to).await {
+            Ok(_) => {}
             // A release without hand-over: the others elect a leader when it stops.
             Err(shoal_client::ClientError::Rpc {
                 code: tonic::Code::Unimplemented,
                 ..
             }) => return Ok(()),
             Err(e) => return Err(e.into()),
-        };
-        progress(format!("{new} leads"));
+        }
+        let leader = self.target.controllers.cluster_status().await?.leader_alias;
+        if self.plan.controllers.contains(&leader) {
+            bail!("leadership is still on {} ({leader})", self.plan.machine);
+        }
+        progress(format!("{leader} leads"));
         Ok(())
     }
 
@@ -187,6 +208,13 @@ impl Machine<'_> {
     /// Returns the machine to `self.from` after its new version failed: stop, switch back,
     /// start, wait for its nodes on the old version.
     pub async fn roll_back(&self, progress: &dyn Fn(String)) -> anyhow::Result<()> {
+        // Running nodes leave as gently as on the way in (best effort: they may be down).
+        if let Err(e) = self.drain().await {
+            progress(format!("drain: {e:#}"));
+        }
+        if let Err(e) = self.move_leader(progress).await {
+            progress(format!("leadership: {e:#}"));
+        }
         let mut agent = self.agent()?;
         agent.stop(Vec::new()).await?;
         agent.switch_version(self.from).await?;

@@ -35,11 +35,7 @@ pub async fn run(args: UpgradeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if args.pause {
-        let Some(mut st) = recorded.filter(|s| s.status == Status::Running) else {
-            bail!("no upgrade is running");
-        };
-        st.pause_requested = true;
-        store.save(&st).await?;
+        store.request_pause().await?;
         println!("the upgrade will pause before its next machine");
         return Ok(ExitCode::SUCCESS);
     }
@@ -88,7 +84,7 @@ async fn drive(
 ) -> anyhow::Result<ExitCode> {
     st.status = Status::Running;
     st.pause_requested = false;
-    store.save(&st).await?;
+    store.save(&mut st).await?;
 
     let status = target.controllers.cluster_status().await?;
     let sites: Vec<String> = status
@@ -119,16 +115,16 @@ async fn drive(
         if st.machines[i].finished() {
             continue;
         }
-        // Between machines: a --pause from another shell, the budget, the canary.
-        if let Some(fresh) = store.reload().await?
-            && fresh.pause_requested
-        {
+        // Between machines: a --pause from another shell (seen by the last save), the
+        // budget, the canary.
+        store.save(&mut st).await?;
+        if st.pause_requested {
             st.status = Status::Paused("paused by `shoal upgrade --pause`".into());
             break;
         }
         if let Some(p) = &probe {
             let seen = record::window_stats(&p.records(), window_start, now_ms());
-            if let Some(why) = over_budget(&seen, args) {
+            if let Some(why) = over_budget(&seen, p.in_flight_ms(), args) {
                 st.status = Status::Paused(format!("client-impact budget exceeded: {why}"));
                 break;
             }
@@ -194,7 +190,7 @@ async fn drive(
                     done.push(step);
                     st.machines[i].done = done.clone();
                     bar.inc(1);
-                    store.save(&st).await?;
+                    store.save(&mut st).await?;
                 }
                 Err(e) => {
                     failure = Some((step, e));
@@ -210,15 +206,14 @@ async fn drive(
             Some((step, e)) => {
                 bar.abandon_with_message(format!("{}: failed", step.describe()));
                 let why = format!("{}: {}: {e:#}", plan.machine, step.describe());
-                // Nodes stopped or switched: put the machine back on the version it ran.
-                if step >= Step::StartNodes || done.contains(&Step::Switch) {
-                    eprintln!("{why}\nreturning {} to {from}", plan.machine);
-                    let show = |msg: String| eprintln!("  {msg}");
-                    if let Err(e) = m.roll_back(&show).await {
-                        eprintln!("rolling {} back failed too: {e:#}", plan.machine);
-                    }
-                    st.machines[i].done.clear();
+                // Whatever the step, the machine goes back to running the version it ran (its
+                // nodes restarted: a drained node stops draining, a stopped one starts).
+                eprintln!("{why}\nreturning {} to {from}", plan.machine);
+                let show = |msg: String| eprintln!("  {msg}");
+                if let Err(e) = m.roll_back(&show).await {
+                    eprintln!("returning {} to {from} failed too: {e:#}", plan.machine);
                 }
+                st.machines[i].done.clear();
                 st.status = Status::Failed(why);
                 break;
             }
@@ -227,7 +222,7 @@ async fn drive(
     if st.status == Status::Running {
         st.status = Status::Done;
     }
-    store.save(&st).await?;
+    store.save(&mut st).await?;
     let probe_records = match probe {
         Some(p) => p.stop().await,
         None => Vec::new(),
@@ -244,7 +239,12 @@ async fn drive(
     })
 }
 
-fn over_budget(seen: &record::WindowStats, args: &UpgradeArgs) -> Option<String> {
+/// `in_flight_ms`: how long the probe's current append has been waiting.
+fn over_budget(
+    seen: &record::WindowStats,
+    in_flight_ms: u64,
+    args: &UpgradeArgs,
+) -> Option<String> {
     if seen.failed > args.max_errors {
         return Some(format!(
             "{} probe appends failed (allowed {})",
@@ -252,6 +252,11 @@ fn over_budget(seen: &record::WindowStats, args: &UpgradeArgs) -> Option<String>
         ));
     }
     let max_stall = args.max_stall.as_millis() as u64;
+    if in_flight_ms > max_stall {
+        return Some(format!(
+            "a probe append has been waiting {in_flight_ms} ms (allowed {max_stall} ms)"
+        ));
+    }
     match seen.longest_gap_ms {
         Some(gap) if gap > max_stall => Some(format!(
             "the probe waited {gap} ms between acknowledgements (allowed {max_stall} ms)"
@@ -279,16 +284,25 @@ async fn finalize(
             st.to_version
         ),
     }
+    // The target is recorded before it is set, so a rerun after a failure sets the same one.
     let status = target.controllers.cluster_status().await?;
+    let wanted = match st.finalize_to {
+        Some(v) => v,
+        None => {
+            st.finalize_to = Some(status.cluster_version + 1);
+            store.save(&mut st).await?;
+            status.cluster_version + 1
+        }
+    };
     let raised = target
         .controllers
-        .set_cluster_version(status.cluster_version + 1, &st.to_version)
+        .set_cluster_version(wanted, &st.to_version)
         .await?;
     st.status = Status::Finalized;
-    store.save(&st).await?;
+    store.save(&mut st).await?;
     println!(
-        "finalized {}: cluster version {} -> {}; rollback is no longer possible",
-        st.to_version, status.cluster_version, raised.cluster_version
+        "finalized {}: cluster version {}; rollback is no longer possible",
+        st.to_version, raised.cluster_version
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -101,6 +101,7 @@ pub async fn new_upgrade(
         machines,
         steps: Vec::new(),
         started_ms: now_ms(),
+        finalize_to: None,
     }))
 }
 
@@ -126,11 +127,21 @@ pub async fn rollback(
     if !st.rolling_back {
         st.rolling_back = true;
         st.machines.reverse();
+        let status = target.controllers.cluster_status().await?;
         for m in &mut st.machines {
-            // Machines that never left the old version have nothing to undo.
+            // Nothing to undo only on a machine wholly on the old version: installed, agent
+            // and every node UP on it. Any other gets every step again.
             let mut agent = AgentClient::new(&m.agent_addr, &target.channels)?;
-            let current = agent.list().await?.current_version;
-            m.done = if current == st.from_version {
+            let l = agent.list().await?;
+            let nodes_old = m.nodes().all(|alias| {
+                status.nodes.iter().any(|n| {
+                    n.alias == alias && n.state() == NodeState::Up && n.version == st.from_version
+                })
+            });
+            let untouched = l.current_version == st.from_version
+                && l.agent_version == st.from_version
+                && nodes_old;
+            m.done = if untouched {
                 super::state::Step::ALL.to_vec()
             } else {
                 Vec::new()

@@ -3,6 +3,7 @@
 //! acknowledgements. Its record decides whether the next machine may go (the budget) and
 //! feeds the report.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,8 @@ const TABLE: &str = "probe";
 
 pub struct Probe {
     records: Arc<Mutex<Vec<AppendRecord>>>,
+    /// When the append in flight was sent (ms since the epoch), 0 when none is.
+    in_flight_since: Arc<AtomicU64>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -46,17 +49,33 @@ pub async fn start(
         }
     }
     let records = Arc::new(Mutex::new(Vec::new()));
+    let in_flight_since = Arc::new(AtomicU64::new(0));
     let (stop, stopped) = watch::channel(false);
     let client = DataClient::new(sites, channels);
-    let task = tokio::spawn(run(client, rate, records.clone(), stopped));
+    let task = tokio::spawn(run(
+        client,
+        rate,
+        records.clone(),
+        in_flight_since.clone(),
+        stopped,
+    ));
     Ok(Probe {
         records,
+        in_flight_since,
         stop,
         task,
     })
 }
 
 impl Probe {
+    /// How long the append in flight has waited so far (0 when none is).
+    pub fn in_flight_ms(&self) -> u64 {
+        match self.in_flight_since.load(Ordering::Relaxed) {
+            0 => 0,
+            since => now_ms().saturating_sub(since),
+        }
+    }
+
     pub fn records(&self) -> Vec<AppendRecord> {
         self.records
             .lock()
@@ -76,6 +95,7 @@ async fn run(
     client: DataClient,
     rate: f64,
     records: Arc<Mutex<Vec<AppendRecord>>>,
+    in_flight_since: Arc<AtomicU64>,
     mut stopped: watch::Receiver<bool>,
 ) {
     // A new writer id per run: its sequence numbers start again at 1.
@@ -93,7 +113,9 @@ async fn run(
         };
         let sent_at_ms = now_ms();
         let sent = Instant::now();
+        in_flight_since.store(sent_at_ms, Ordering::Relaxed);
         let result = client.append(DB, TABLE, writer_id, seq, &batch).await;
+        in_flight_since.store(0, Ordering::Relaxed);
         let mut line = AppendRecord {
             seq,
             first_id: seq,

@@ -118,6 +118,9 @@ pub struct UpgradeState {
     pub machines: Vec<MachinePlan>,
     pub steps: Vec<StepRecord>,
     pub started_ms: u64,
+    /// The cluster version `--finalize` sets (recorded first, so a rerun sets the same).
+    #[serde(default)]
+    pub finalize_to: Option<u32>,
 }
 
 impl UpgradeState {
@@ -144,6 +147,8 @@ impl UpgradeState {
 pub struct Store<'a> {
     controllers: &'a ControllerClient,
     revision: u64,
+    /// What this orchestrator wrote last, to tell a `--pause` from another orchestrator.
+    last_written: Option<UpgradeState>,
 }
 
 impl<'a> Store<'a> {
@@ -171,12 +176,46 @@ impl<'a> Store<'a> {
             Self {
                 controllers,
                 revision: record.revision,
+                last_written: None,
             },
             state,
         ))
     }
 
-    pub async fn save(&mut self, state: &UpgradeState) -> anyhow::Result<()> {
+    /// Writes `state`. If the only change since our last write is a `--pause` request (from
+    /// another shell), it is taken into `state` and the write retried; any other change means
+    /// another orchestrator drives this upgrade, and fails the write.
+    pub async fn save(&mut self, state: &mut UpgradeState) -> anyhow::Result<()> {
+        match self.write(state).await {
+            Err(conflict) => {
+                let Some(fresh) = self.reload().await? else {
+                    return Err(conflict);
+                };
+                // Our own write, committed though its answer was lost (a re-sent copy then
+                // failed its revision check).
+                if fresh == *state {
+                    self.last_written = Some(fresh);
+                    return Ok(());
+                }
+                let only_a_pause = fresh.pause_requested
+                    && self.last_written.as_ref().is_none_or(|mine| {
+                        *mine
+                            == UpgradeState {
+                                pause_requested: false,
+                                ..fresh.clone()
+                            }
+                    });
+                if !only_a_pause {
+                    return Err(conflict);
+                }
+                state.pause_requested = true;
+                self.write(state).await
+            }
+            ok => ok,
+        }
+    }
+
+    async fn write(&mut self, state: &UpgradeState) -> anyhow::Result<()> {
         let json = serde_json::to_string(state)?;
         let record = self
             .controllers
@@ -195,11 +234,29 @@ impl<'a> Store<'a> {
                 e => anyhow::anyhow!("cannot write the upgrade record: {e}"),
             })?;
         self.revision = record.revision;
+        self.last_written = Some(state.clone());
         Ok(())
     }
 
-    /// Re-reads the record (to see a `--pause` from another shell); keeps our revision current.
-    pub async fn reload(&mut self) -> anyhow::Result<Option<UpgradeState>> {
+    /// Marks the running upgrade for a pause, re-reading it while the orchestrator writes.
+    pub async fn request_pause(&mut self) -> anyhow::Result<()> {
+        for _ in 0..20 {
+            let Some(mut st) = self.reload().await? else {
+                bail!("no upgrade is recorded");
+            };
+            if st.status != Status::Running {
+                bail!("the upgrade is not running ({:?})", st.status);
+            }
+            st.pause_requested = true;
+            if self.write(&st).await.is_ok() {
+                return Ok(());
+            }
+        }
+        bail!("the upgrade record kept changing; try again")
+    }
+
+    /// Re-reads the record; the next write compares against it.
+    async fn reload(&mut self) -> anyhow::Result<Option<UpgradeState>> {
         let (fresh, state) = Store::load(self.controllers).await?;
         self.revision = fresh.revision;
         Ok(state)
