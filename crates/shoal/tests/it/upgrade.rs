@@ -121,13 +121,39 @@ fn verify(cluster: &LocalCluster, dir: &Path) {
     );
 }
 
-#[test]
-fn a_rolling_upgrade_under_writes_fails_no_append_and_rollback_returns_every_machine() {
+/// A cluster of this build with the seed's table, a scratch directory, the next-version build,
+/// and both versions.
+struct Setup {
+    cluster: LocalCluster,
+    tmp: tempfile::TempDir,
+    next: PathBuf,
+    old: String,
+    new: String,
+}
+
+fn setup() -> Setup {
     let next = next_binary();
     let (old, new) = (version_of(Path::new(shoal_bin())), version_of(&next));
     let cluster = LocalCluster::start();
     create_seed_table(&cluster);
-    let tmp = tempfile::tempdir().unwrap();
+    Setup {
+        cluster,
+        tmp: tempfile::tempdir().unwrap(),
+        next,
+        old,
+        new,
+    }
+}
+
+#[test]
+fn a_rolling_upgrade_under_writes_fails_no_append_and_rollback_returns_every_machine() {
+    let Setup {
+        cluster,
+        tmp,
+        next,
+        old,
+        new,
+    } = setup();
     let pkg = package(tmp.path(), &next);
 
     let writer = start_writer(&cluster, tmp.path(), 45);
@@ -299,11 +325,13 @@ fn bad_packages_and_an_unhealthy_cluster_are_refused_before_anything_changes() {
 
 #[test]
 fn a_paused_or_killed_orchestrator_resumes_and_a_version_that_cannot_start_is_rolled_back() {
-    let next = next_binary();
-    let (old, new) = (version_of(Path::new(shoal_bin())), version_of(&next));
-    let cluster = LocalCluster::start();
-    create_seed_table(&cluster);
-    let tmp = tempfile::tempdir().unwrap();
+    let Setup {
+        cluster,
+        tmp,
+        next,
+        old,
+        new,
+    } = setup();
 
     // A version whose nodes cannot start: the first machine goes back to the old version and
     // the upgrade stops, failed, with every node UP.
