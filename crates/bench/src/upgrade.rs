@@ -6,6 +6,7 @@
 //!   (what a plain rolling restart does), each followed by recovery to COMPLETE;
 //! - (c) stop-the-world: every machine stopped, then every machine started.
 //!
+//! (0) is the same writer while nothing happens, for its normal latency.
 //! (b) and (c) restart the same binaries without switching versions: the version switch itself
 //! takes milliseconds, the stall comes from stopping and starting. The reference is (c).
 
@@ -39,6 +40,14 @@ pub fn run(cluster: &Cluster, next: &Path, rate: f64) -> Result<()> {
     let hosts = cluster.hosts.clone();
     type Scenario<'a> = (&'a str, Box<dyn Fn() -> Result<()> + 'a>);
     let scenarios: Vec<Scenario> = vec![
+        (
+            "(0) nothing happens (5 s baseline)",
+            // A measurement window of fixed length, not a wait for a condition.
+            Box::new(|| {
+                std::thread::sleep(Duration::from_secs(5));
+                Ok(())
+            }),
+        ),
         (
             "(a) shoal upgrade (drain, hand-over)",
             Box::new(|| {

@@ -57,7 +57,26 @@ impl CatalogCache {
     /// started after it asked). A chunk never goes back to an older version: a change this node
     /// committed itself may be newer than a fetch that started before it.
     pub async fn refresh(&self) -> Result<(), ClientError> {
+        self.refresh_unless(|_| false).await
+    }
+
+    /// A refresh, unless by then this node already knows chunk `id` past `version`.
+    pub async fn refresh_past(&self, id: u64, version: u64) -> Result<(), ClientError> {
+        self.refresh_unless(|s| s.chunks.get(&id).is_none_or(|c| c.version > version))
+            .await
+    }
+
+    /// A refresh, unless by the time this caller's turn comes the snapshot already satisfies
+    /// it (another caller's fetch brought it): many requests waiting for one new chunk version
+    /// then share one fetch instead of queueing one each.
+    async fn refresh_unless(
+        &self,
+        satisfied: impl Fn(&Snapshot) -> bool,
+    ) -> Result<(), ClientError> {
         let _one_at_a_time = self.refreshing.lock().await;
+        if satisfied(&self.snapshot()) {
+            return Ok(());
+        }
         let started = Instant::now();
         let resp = self.controllers.get_catalog().await?;
         let databases: BTreeMap<String, DatabaseDef> = serde_json::from_slice(&resp.databases_json)
@@ -135,7 +154,9 @@ impl CatalogCache {
         if let Some(c) = self.chunk(id).filter(|c| c.version >= version) {
             return Ok(c);
         }
-        self.refresh().await.map_err(unavailable)?;
+        self.refresh_unless(|s| s.chunks.get(&id).is_some_and(|c| c.version >= version))
+            .await
+            .map_err(unavailable)?;
         match self.chunk(id) {
             Some(c) if c.version >= version => Ok(c),
             Some(c) => Err(Status::unavailable(format!(

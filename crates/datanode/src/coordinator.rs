@@ -158,7 +158,7 @@ async fn write_share(
             // The primary changed or our metadata is old: look again, at once if the chunk
             // moved on (a primary hand-over: the next attempt goes to the new primary).
             Code::FailedPrecondition | Code::Aborted | Code::NotFound => {
-                let _ = node.catalog.refresh().await;
+                let _ = node.catalog.refresh_past(chunk_id, chunk.version).await;
                 if node
                     .catalog
                     .chunk(chunk_id)
