@@ -25,6 +25,8 @@ pub async fn new_upgrade(
     package: &Path,
     recorded: Option<&UpgradeState>,
 ) -> anyhow::Result<Option<UpgradeState>> {
+    // The report's "whole run" starts here: staging the package is part of what clients feel.
+    let started_ms = now_ms();
     if let Some(r) = recorded {
         match &r.status {
             Status::Done | Status::Finalized => {}
@@ -100,7 +102,7 @@ pub async fn new_upgrade(
         pause_requested: false,
         machines,
         steps: Vec::new(),
-        started_ms: now_ms(),
+        started_ms,
         finalize_to: None,
     }))
 }
