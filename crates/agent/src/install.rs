@@ -298,6 +298,55 @@ mod tests {
         assert_eq!(i.installed(), vec!["0.1.0", "0.2.0"]);
     }
 
+    /// A package of a fake binary, signed with `key` if given.
+    fn package(
+        dir: &Path,
+        version: &str,
+        content: &str,
+        key: Option<&shoal_package::SigningKey>,
+    ) -> std::path::PathBuf {
+        let bin = dir.join(format!("bin-{content}"));
+        std::fs::write(&bin, content).unwrap();
+        let out = dir.join(format!("{version}-{content}-{}.pkg", key.is_some()));
+        let fields = shoal_package::ManifestFields {
+            version: version.into(),
+            build_date: "2026.11.25".into(),
+            min_upgrade_from: "0.1.0".into(),
+            wire_version: 1,
+            storage_format_version: 1,
+        };
+        shoal_package::build(&out, fields, &[(BINARY.into(), bin, true)], key).unwrap();
+        out
+    }
+
+    #[test]
+    fn staging_verifies_the_signature_when_a_key_is_configured_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("release.key");
+        let public = shoal_package::generate_key(&key_file).unwrap();
+        let key = shoal_package::load_signing_key(&key_file).unwrap();
+        let i = Installs::new(dir.path());
+        let unsigned = package(dir.path(), "0.2.0", "a", None);
+        let e = i.stage(&unsigned, Some(&public)).unwrap_err();
+        assert!(e.contains("not signed"), "{e}");
+        assert!(
+            i.installed().is_empty(),
+            "a refused package left {:?}",
+            i.installed()
+        );
+        let signed = package(dir.path(), "0.2.0", "a", Some(&key));
+        assert_eq!(i.stage(&signed, Some(&public)).unwrap().version, "0.2.0");
+        assert_eq!(i.stage(&signed, Some(&public)).unwrap().version, "0.2.0");
+        assert_eq!(i.staged().len(), 1);
+        // Another package claiming the same version is refused.
+        let other = package(dir.path(), "0.2.0", "b", None);
+        assert!(
+            i.stage(&other, None)
+                .unwrap_err()
+                .contains("another package")
+        );
+    }
+
     #[test]
     fn a_backup_copies_every_file_and_is_never_overwritten() {
         let dir = tempfile::tempdir().unwrap();

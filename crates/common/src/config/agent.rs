@@ -201,6 +201,21 @@ lanCluster=0
     }
 
     #[test]
+    fn package_verify_key_is_resolved_against_the_file() {
+        let a = AgentConfig::parse(
+            Path::new("/etc/shoal/agent.cfg"),
+            "mode=agent\nlocalSite=h:1:a\ncontrollerSite=h:2:c\npackageVerifyKey=keys/release.pub\n",
+        )
+        .expect("agent");
+        assert_eq!(
+            a.package_verify_key,
+            Some(std::path::PathBuf::from("/etc/shoal/keys/release.pub"))
+        );
+        let none = parse("mode=agent\nlocalSite=h:1:a\ncontrollerSite=h:2:c\n").expect("agent");
+        assert_eq!(none.package_verify_key, None);
+    }
+
+    #[test]
     fn minimal_and_errors() {
         let a = parse("mode=agent\nlocalSite=h:1:a\ncontrollerSite=h:2:c\n").expect("minimal");
         assert!(a.sites.is_empty());
