@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use comfy_table::{Table, presets::ASCII_MARKDOWN};
-use shoal_client::record::{self, WindowStats};
+use shoal_client::record::{self, WindowStats, now_ms};
 
 use crate::cluster::Cluster;
 
@@ -221,10 +221,4 @@ impl Drop for Writer {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

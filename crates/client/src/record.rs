@@ -43,6 +43,13 @@ pub struct AppendRecord {
     pub error: Option<String>,
 }
 
+/// The wall clock records are stamped with: ms since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 pub fn load(path: &Path) -> std::io::Result<Vec<AppendRecord>> {
     let named = |e: std::io::Error| {
         std::io::Error::new(e.kind(), format!("the record {}: {e}", path.display()))

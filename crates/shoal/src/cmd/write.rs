@@ -13,7 +13,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use arrow::array::RecordBatch;
@@ -30,7 +30,7 @@ use shoal_common::config::ClusterNodes;
 use crate::cli::WriteArgs;
 use crate::output;
 use crate::target::Target;
-use shoal_client::record::{AppendRecord, Outcome, percentile};
+use shoal_client::record::{AppendRecord, Outcome, now_ms, percentile};
 
 /// Appends in flight at once.
 const MAX_IN_FLIGHT: usize = 32;
@@ -208,12 +208,6 @@ async fn append(
         acked_at: Instant::now(),
         result,
     }
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Rows `first_id..=last_id` of the seed's table, all stamped now.

@@ -5,13 +5,14 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use serde_json::Value;
 
 use crate::data::{Data, create_seed_table, runtime};
 use crate::harness::{LocalCluster, Spawned, kill9, node, nodes, shoal_bin, stderr, stdout};
+use shoal_client::record::now_ms;
 
 const KILLS: usize = 3;
 const KILL_EVERY: Duration = Duration::from_secs(6);
@@ -148,13 +149,6 @@ fn the_writer_survives_repeated_kills_of_its_data_node_and_verify_confirms_every
         Some(acked_rows),
         "rows in the table"
     );
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 /// Rows stamped now with the given ids.

@@ -48,7 +48,7 @@ impl Machine<'_> {
                 Ok(())
             }
             Step::Backup => {
-                let label = format!("{}-{}", self.from, crate::cmd::write::now_ms());
+                let label = format!("{}-{}", self.from, shoal_client::record::now_ms());
                 let b = self.agent()?.backup_metadata(&label).await?;
                 progress(format!(
                     "{} files, {} bytes in {}",

@@ -21,9 +21,9 @@ use shoal_proto::NodeMode;
 use self::machine::Machine;
 use self::state::{Status, Step, StepRecord, Store, UpgradeState};
 use crate::cli::UpgradeArgs;
-use crate::cmd::write::now_ms;
 use crate::target::Target;
 use shoal_client::record;
+use shoal_client::record::now_ms;
 
 const PAUSED: u8 = 2;
 

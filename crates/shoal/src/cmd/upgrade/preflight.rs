@@ -13,8 +13,8 @@ use shoal_proto::{ClusterStatusResponse, NodeMode, NodeState};
 
 use super::machine::not_complete;
 use super::state::{FORMAT, MachinePlan, Status, UpgradeState};
-use crate::cmd::write::now_ms;
 use crate::target::Target;
+use shoal_client::record::now_ms;
 
 /// Free space an agent must have left after unpacking: room for metadata backups and logs.
 const MIN_FREE_BYTES: u64 = 256 << 20;

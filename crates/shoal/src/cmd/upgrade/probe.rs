@@ -12,7 +12,8 @@ use shoal_client::data::DataClient;
 use shoal_client::seed;
 use tokio::sync::watch;
 
-use crate::cmd::write::{now_ms, rows_now};
+use crate::cmd::write::rows_now;
+use shoal_client::record::now_ms;
 use shoal_client::record::{AppendRecord, Outcome};
 
 const DB: &str = "dfs://shoal_probe";
