@@ -84,13 +84,16 @@ impl Installs {
         package: &Path,
         trusted: Option<&VerifyingKey>,
     ) -> Result<Manifest, String> {
-        let manifest = shoal_package::verify(package, trusted).map_err(|e| e.to_string())?;
-        manifest
+        // Only the manifest's head for the version: unpacking verifies the whole package as
+        // it extracts, so the (hundreds of MB) payload is read once.
+        let (claimed, _) = shoal_package::read_manifest(package).map_err(|e| e.to_string())?;
+        claimed
             .version
             .parse::<shoal_package::Version>()
             .map_err(|e| e.to_string())?;
-        let dest = self.versions().join(&manifest.version);
+        let dest = self.versions().join(&claimed.version);
         if dest.exists() {
+            let manifest = shoal_package::verify(package, trusted).map_err(|e| e.to_string())?;
             // Unpacking wrote the manifest it verified beside the binary.
             let installed: Option<Manifest> =
                 std::fs::read(dest.join(shoal_package::MANIFEST_NAME))

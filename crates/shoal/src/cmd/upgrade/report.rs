@@ -88,9 +88,10 @@ pub fn finish(
     let mut rows = Vec::new();
     let mut steps = Vec::new();
     for s in &st.steps {
-        let p = record::window_stats(probe, s.started_ms, s.ended_ms.max(s.started_ms + 1));
-        let w =
-            writer.map(|w| record::window_stats(w, s.started_ms, s.ended_ms.max(s.started_ms + 1)));
+        // At least 1 ms wide, so an instant step still shows what was sent at that moment.
+        let end = s.ended_ms.max(s.started_ms + 1);
+        let p = record::window_stats(probe, s.started_ms, end);
+        let w = writer.map(|w| record::window_stats(w, s.started_ms, end));
         let mut row = vec![
             s.machine.clone(),
             s.step.describe().to_owned(),
