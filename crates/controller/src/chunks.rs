@@ -93,6 +93,7 @@ pub async fn catalog(core: &ControllerCore) -> Result<GetCatalogResponse, Status
                 .values()
                 .map(|c| chunk_info(m, c))
                 .collect(),
+            allocated_chunk_ids: m.catalog.next_chunk_id,
         })
     })
 }

@@ -17,10 +17,60 @@ use tonic::Status;
 /// DROP (5 s) must exceed it plus the refresh interval.
 pub const CATALOG_LEASE: Duration = Duration::from_secs(3);
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Snapshot {
     pub databases: BTreeMap<String, DatabaseDef>,
     pub chunks: HashMap<u64, ChunkInfo>,
+    /// Every chunk id up to this was allocated by the controllers when the catalog was read
+    /// (0: unknown, an older controller). Never decreases.
+    pub allocated_chunk_ids: u64,
+}
+
+impl Snapshot {
+    /// Whether this catalog says chunk `id` no longer exists: it was allocated, and it is gone.
+    /// A chunk merely absent (created after the catalog was read, or a controller that forgot
+    /// it) is not known to be dropped, and its replica must be kept.
+    pub fn dropped(&self, id: u64) -> bool {
+        !self.chunks.contains_key(&id) && id <= self.allocated_chunk_ids
+    }
+
+    /// The snapshot a fetched catalog makes of this one. Never goes backwards: a chunk keeps
+    /// its newest version (a change this node committed may be newer than the fetch); a chunk
+    /// the fetch lacks is kept unless the fetch shows it dropped (this node may have learned of
+    /// it after the fetch was answered); an answer with fewer chunk ids allocated than one
+    /// installed (a controller that lost its state) is refused.
+    fn merge(
+        &self,
+        databases: BTreeMap<String, DatabaseDef>,
+        fetched: Vec<ChunkInfo>,
+        allocated: u64,
+    ) -> Result<Snapshot, String> {
+        if allocated < self.allocated_chunk_ids && allocated != 0 {
+            return Err(format!(
+                "the controllers answered a catalog older than one this node has seen \
+                 (chunk ids allocated: {allocated} < {})",
+                self.allocated_chunk_ids
+            ));
+        }
+        let mut chunks: HashMap<u64, ChunkInfo> = fetched
+            .into_iter()
+            .map(|c| match self.chunks.get(&c.id) {
+                Some(mine) if mine.version > c.version => (c.id, mine.clone()),
+                _ => (c.id, c),
+            })
+            .collect();
+        for (id, mine) in &self.chunks {
+            // 0: an older controller, which cannot tell; keep.
+            if !chunks.contains_key(id) && (allocated == 0 || *id > allocated) {
+                chunks.insert(*id, mine.clone());
+            }
+        }
+        Ok(Snapshot {
+            databases,
+            chunks,
+            allocated_chunk_ids: allocated.max(self.allocated_chunk_ids),
+        })
+    }
 }
 
 pub struct CatalogCache {
@@ -86,15 +136,14 @@ impl CatalogCache {
                 message: format!("undecodable catalog: {e}"),
             })?;
         let mut guard = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
-        let chunks = resp
-            .chunks
-            .into_iter()
-            .map(|c| match guard.chunks.get(&c.id) {
-                Some(mine) if mine.version > c.version => (c.id, mine.clone()),
-                _ => (c.id, c),
-            })
-            .collect();
-        *guard = Arc::new(Snapshot { databases, chunks });
+        let next = guard
+            .merge(databases, resp.chunks, resp.allocated_chunk_ids)
+            .map_err(|message| ClientError::Rpc {
+                addr: "controller".into(),
+                code: tonic::Code::Unavailable,
+                message,
+            })?;
+        *guard = Arc::new(next);
         *self.fetched_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(started);
         Ok(())
     }
@@ -142,6 +191,7 @@ impl CatalogCache {
         *guard = Arc::new(Snapshot {
             databases: guard.databases.clone(),
             chunks,
+            allocated_chunk_ids: guard.allocated_chunk_ids,
         });
     }
 
@@ -222,4 +272,72 @@ pub fn primary(chunk: &ChunkInfo) -> Option<&shoal_proto::ReplicaInfo> {
 
 pub fn is_in_sync(chunk: &ChunkInfo, node: &str) -> bool {
     chunk.replicas.iter().any(|r| r.node == node && r.in_sync)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(id: u64, version: u64) -> ChunkInfo {
+        ChunkInfo {
+            id,
+            version,
+            ..Default::default()
+        }
+    }
+
+    fn snapshot(chunks: &[ChunkInfo], allocated: u64) -> Snapshot {
+        Snapshot {
+            databases: BTreeMap::new(),
+            chunks: chunks.iter().map(|c| (c.id, c.clone())).collect(),
+            allocated_chunk_ids: allocated,
+        }
+    }
+
+    #[test]
+    fn a_fetch_answered_before_a_chunk_was_created_does_not_forget_it() {
+        // Chunk 3 was learned from the controller's answer to a change, after the fetch (which
+        // knew chunks up to 2) was answered.
+        let mine = snapshot(&[chunk(1, 4), chunk(3, 1)], 2);
+        let next = mine
+            .merge(BTreeMap::new(), vec![chunk(1, 2), chunk(2, 1)], 2)
+            .unwrap();
+        assert_eq!(
+            next.chunks[&1].version, 4,
+            "a chunk never goes back a version"
+        );
+        assert!(next.chunks.contains_key(&2));
+        assert!(
+            next.chunks.contains_key(&3),
+            "created after the fetch: kept"
+        );
+        assert!(!next.dropped(3));
+    }
+
+    #[test]
+    fn a_chunk_the_catalog_allocated_and_no_longer_has_was_dropped() {
+        let mine = snapshot(&[chunk(1, 1), chunk(2, 1)], 2);
+        let next = mine.merge(BTreeMap::new(), vec![chunk(1, 1)], 2).unwrap();
+        assert!(!next.chunks.contains_key(&2));
+        assert!(next.dropped(2));
+        assert!(!next.dropped(1), "present");
+        assert!(!next.dropped(7), "never allocated");
+    }
+
+    #[test]
+    fn a_catalog_older_than_one_installed_is_refused_and_changes_nothing() {
+        // A controller group that lost its state answers an empty catalog.
+        let mine = snapshot(&[chunk(1, 1), chunk(2, 1)], 2);
+        let err = mine.merge(BTreeMap::new(), vec![], 1).unwrap_err();
+        assert!(err.contains("older than one this node has seen"), "{err}");
+    }
+
+    #[test]
+    fn an_older_controller_that_does_not_tell_drops_nothing() {
+        let mine = snapshot(&[chunk(1, 1), chunk(2, 1)], 2);
+        let next = mine.merge(BTreeMap::new(), vec![chunk(1, 1)], 0).unwrap();
+        assert!(next.chunks.contains_key(&2));
+        assert!(!next.dropped(2));
+        assert_eq!(next.allocated_chunk_ids, 2);
+    }
 }

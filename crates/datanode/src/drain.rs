@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use shoal_proto::DrainResponse;
+use shoal_proto::{ChunkInfo, DrainResponse};
 use tonic::Status;
 
 use crate::catalog_cache::is_in_sync;
@@ -40,10 +40,10 @@ pub async fn drain(node: &Arc<Node>) -> Result<DrainResponse, Status> {
         answer.chunks_kept.clear();
         let ids: Vec<u64> = node.catalog.snapshot().chunks.keys().copied().collect();
         for id in ids {
-            match leave(node, id).await? {
+            match leave(node, id, |_| false).await? {
                 Left::Yes => answer.chunks_left += 1,
                 Left::NotInSync => {}
-                Left::LastInSync => answer.chunks_kept.push(id),
+                Left::Kept => answer.chunks_kept.push(id),
             }
         }
     }
@@ -56,13 +56,20 @@ pub async fn drain(node: &Arc<Node>) -> Result<DrainResponse, Status> {
     Ok(answer)
 }
 
-enum Left {
+pub(crate) enum Left {
     Yes,
     NotInSync,
-    LastInSync,
+    /// This node is the chunk's last in-sync replica, or `stay` said so.
+    Kept,
 }
 
-async fn leave(node: &Arc<Node>, id: u64) -> Result<Left, Status> {
+/// Commits "this node is out of sync" for chunk `id` with the chunk's appends paused, unless
+/// no other replica is in sync or `stay(chunk)` holds.
+pub(crate) async fn leave(
+    node: &Arc<Node>,
+    id: u64,
+    stay: impl Fn(&ChunkInfo) -> bool,
+) -> Result<Left, Status> {
     let lock = node.links.chunk_lock(id);
     let _appends_paused = lock.write().await;
     for _ in 0..ATTEMPTS {
@@ -72,12 +79,13 @@ async fn leave(node: &Arc<Node>, id: u64) -> Result<Left, Status> {
         if !is_in_sync(&chunk, &node.alias) {
             return Ok(Left::NotInSync);
         }
-        if !chunk
-            .replicas
-            .iter()
-            .any(|r| r.in_sync && r.node != node.alias)
+        if stay(&chunk)
+            || !chunk
+                .replicas
+                .iter()
+                .any(|r| r.in_sync && r.node != node.alias)
         {
-            return Ok(Left::LastInSync);
+            return Ok(Left::Kept);
         }
         // A refusal refreshed the catalog: look again.
         if remove_from_in_sync(node, &chunk, &node.alias).await.is_ok() {

@@ -10,6 +10,7 @@ mod node;
 mod primary;
 mod replicas;
 mod replication;
+mod restart;
 pub mod server;
 mod service;
 

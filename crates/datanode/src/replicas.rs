@@ -2,7 +2,7 @@
 //! and a small record per chunk under `chunkMetaDir` saying which chunk it is and where its data
 //! lives (what an operator backs up before an upgrade, and what a restart reopens).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -30,6 +30,9 @@ pub struct LocalReplicas {
     data_dir: PathBuf,
     opts: StoreOptions,
     stores: Mutex<HashMap<u64, Arc<ChunkStore>>>,
+    /// Replicas reopened at start exactly as written: record, store and a WAL without a torn
+    /// or damaged tail (see `restart`).
+    intact: HashSet<u64>,
     /// Serializes creating and resetting stores.
     changes: tokio::sync::Mutex<()>,
 }
@@ -45,6 +48,7 @@ impl LocalReplicas {
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
         let mut stores = HashMap::new();
+        let mut intact = HashSet::new();
         let entries = std::fs::read_dir(meta_dir)
             .map_err(|e| format!("cannot read {}: {e}", meta_dir.display()))?;
         for entry in entries {
@@ -74,6 +78,8 @@ impl LocalReplicas {
                             record.id,
                             report.torn_tail_bytes
                         );
+                    } else {
+                        intact.insert(record.id);
                     }
                     s
                 }
@@ -90,14 +96,24 @@ impl LocalReplicas {
             };
             stores.insert(record.id, Arc::new(store));
         }
-        tracing::info!("opened {} chunk replicas", stores.len());
+        tracing::info!(
+            "opened {} chunk replicas ({} intact)",
+            stores.len(),
+            intact.len()
+        );
         Ok(Self {
             meta_dir: meta_dir.to_path_buf(),
             data_dir,
             opts,
             stores: Mutex::new(stores),
+            intact,
             changes: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Whether chunk `id`'s replica was reopened at start exactly as it was written.
+    pub fn reopened_intact(&self, id: u64) -> bool {
+        self.intact.contains(&id)
     }
 
     pub fn get(&self, id: u64) -> Option<Arc<ChunkStore>> {

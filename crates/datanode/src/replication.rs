@@ -147,10 +147,18 @@ enum Step {
 
 async fn run(node: Arc<Node>, chunk_id: u64, peer: String, link: Arc<Link>) {
     let mut peer_lsn: Option<u64> = None;
+    let mut seen_version = 0;
     let mut backoff = MIN_BACKOFF;
     while let Some(chunk) = node.catalog.chunk(chunk_id) {
         if primary(&chunk).is_none_or(|p| p.node != node.alias) {
             break;
+        }
+        if chunk.version != seen_version {
+            // The replica may have restarted meanwhile (that is one reason the version moves)
+            // and lost what it held: ask where it stands before relying on it, above all
+            // before putting it back in sync.
+            peer_lsn = None;
+            seen_version = chunk.version;
         }
         let Some(replica) = chunk.replicas.iter().find(|r| r.node == peer).cloned() else {
             break;
@@ -284,6 +292,23 @@ async fn handshake(
     if store.checksum_at(p.last_lsn) == Some(p.checksum) {
         return Ok(Some(p.last_lsn));
     }
+    if replica.in_sync && p.last_lsn > store.last_lsn() {
+        // An in-sync replica holds records this primary lacks: this primary lost records it
+        // held (a restart should have taken it out of sync; see `restart`). Resetting the
+        // replica would destroy the only copy: step down so it leads and refills this one.
+        tracing::error!(
+            "chunk {}: in-sync replica on {} is ahead of this primary (lsn {} > {}); stepping down",
+            chunk.id,
+            replica.node,
+            p.last_lsn,
+            store.last_lsn()
+        );
+        remove_from_in_sync(node, chunk, &node.alias).await?;
+        return Err(Status::aborted(format!(
+            "chunk {}: stepped down for the replica on {}, which is ahead",
+            chunk.id, replica.node
+        )));
+    }
     tracing::warn!(
         "chunk {}: replica on {} diverged (its lsn {} checksum {:x}; primary lsn {}), rebuilding it",
         chunk.id,
@@ -361,6 +386,22 @@ async fn rejoin(
         }
         while lsn < store.last_lsn() {
             lsn = ship_since(client, chunk, store, lsn).await?;
+        }
+        // What the replica holds now, not what it was last known to hold: it may have
+        // restarted empty since, and nothing left to ship would not show it.
+        let held = client
+            .get_replica_position(timed(ReplicaPositionRequest {
+                chunk_id: chunk.id,
+                chunk_version: chunk.version,
+                reset: false,
+            }))
+            .await?
+            .into_inner();
+        if held.last_lsn != lsn || store.checksum_at(lsn) != Some(held.checksum) {
+            return Err(Status::out_of_range(format!(
+                "rejoin of {}: it holds lsn {} (checksum {:x}), not {lsn}; looking again",
+                replica.node, held.last_lsn, held.checksum
+            )));
         }
         let change = UpdateReplicasRequest {
             add_in_sync: vec![replica.node.clone()],

@@ -84,6 +84,13 @@ pub async fn run(
         shoal_common::version::version(),
         site.addr()
     );
+    // Before serving or heartbeating: no replica of this node may act as the truth before a
+    // peer that can vouch for the data has filled it again (see `restart`).
+    tokio::pin!(shutdown);
+    tokio::select! {
+        _ = crate::restart::leave_in_sync_sets(&node) => {}
+        _ = &mut shutdown => return Ok(()),
+    }
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -179,15 +186,17 @@ async fn upkeep(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Deletes local replicas the (just refreshed) catalog does not place on this node.
+/// Deletes local replicas the (just refreshed) catalog no longer places on this node: their
+/// chunk was dropped, or the replica moved to another node. Never a replica whose chunk the
+/// catalog merely lacks (see [`Snapshot::dropped`](crate::catalog_cache::Snapshot::dropped)).
 async fn discard_unplaced(node: &Node) {
     let snapshot = node.catalog.snapshot();
     for id in node.replicas.ids() {
-        let placed = snapshot
-            .chunks
-            .get(&id)
-            .is_some_and(|c| c.replicas.iter().any(|r| r.node == node.alias));
-        if placed {
+        let unplaced = match snapshot.chunks.get(&id) {
+            Some(c) => !c.replicas.iter().any(|r| r.node == node.alias),
+            None => snapshot.dropped(id),
+        };
+        if !unplaced {
             continue;
         }
         if let Err(e) = node.replicas.discard(id).await {

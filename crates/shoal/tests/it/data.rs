@@ -9,6 +9,7 @@ use shoal_common::config::ClusterNodes;
 use shoal_proto::data_node_client::DataNodeClient;
 use shoal_proto::{ChunkInfo, ListReplicasRequest, ReplicaPosition, ScanChunkRequest};
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use crate::harness::{LocalCluster, stderr};
 
@@ -94,6 +95,19 @@ impl Data {
         ids
     }
 
+    /// Every replica of each chunk holds the same ids.
+    pub async fn assert_replicas_agree(&self) {
+        for c in self.chunks().await {
+            let mut answers = Vec::new();
+            for r in &c.replicas {
+                let mut ids = self.replica_ids(&c, &r.node).await;
+                ids.sort_unstable();
+                answers.push(ids);
+            }
+            assert!(answers.windows(2).all(|w| w[0] == w[1]), "chunk {}", c.id);
+        }
+    }
+
     /// Every id of the table, read from the first in-sync replica of each chunk.
     pub async fn table_ids(&self) -> Vec<i32> {
         let mut ids = Vec::new();
@@ -103,6 +117,38 @@ impl Data {
         }
         ids.sort_unstable();
         ids
+    }
+}
+
+/// Waits until every chunk is COMPLETE and all replicas of each chunk hold the same records
+/// (same last lsn and checksum); returns the positions.
+pub async fn wait_all_complete_and_identical(data: &Data, timeout: Duration) {
+    let started = Instant::now();
+    loop {
+        let chunks = data.chunks().await;
+        let positions = data.positions().await;
+        let settled = chunks.iter().all(|c| {
+            let of_chunk: Vec<_> = c
+                .replicas
+                .iter()
+                .map(|r| positions.get(&(c.id, r.node.clone())))
+                .collect();
+            c.state == "COMPLETE"
+                && of_chunk.iter().all(|p| {
+                    p.is_some_and(|p| {
+                        of_chunk[0]
+                            .is_some_and(|q| (p.last_lsn, p.checksum) == (q.last_lsn, q.checksum))
+                    })
+                })
+        });
+        if settled {
+            return;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "chunks not COMPLETE and identical after {timeout:?}:\n{chunks:#?}\n{positions:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 
 use shoal_client::ClientError;
 
-use crate::data::{Data, create_seed_table, runtime, seed_rows};
+use crate::data::{Data, create_seed_table, runtime, seed_rows, wait_all_complete_and_identical};
 use crate::harness::{LocalCluster, kill9, stderr};
 
 const DB: &str = "dfs://stock";
 const TABLE: &str = "stock";
 
 /// The data node alias running on `host`, and its pid.
-fn datanode_on(cluster: &LocalCluster, host: &str) -> (String, u64) {
+pub(crate) fn datanode_on(cluster: &LocalCluster, host: &str) -> (String, u64) {
     let status = cluster.status();
     let n = crate::harness::nodes(&status)
         .iter()
@@ -26,38 +26,6 @@ fn datanode_on(cluster: &LocalCluster, host: &str) -> (String, u64) {
         n["alias"].as_str().unwrap().to_owned(),
         n["pid"].as_u64().unwrap(),
     )
-}
-
-/// Waits until every chunk is COMPLETE and all replicas of each chunk hold the same records
-/// (same last lsn and checksum); returns the positions.
-async fn wait_all_complete_and_identical(data: &Data, timeout: Duration) {
-    let started = Instant::now();
-    loop {
-        let chunks = data.chunks().await;
-        let positions = data.positions().await;
-        let settled = chunks.iter().all(|c| {
-            let of_chunk: Vec<_> = c
-                .replicas
-                .iter()
-                .map(|r| positions.get(&(c.id, r.node.clone())))
-                .collect();
-            c.state == "COMPLETE"
-                && of_chunk.iter().all(|p| {
-                    p.is_some_and(|p| {
-                        of_chunk[0]
-                            .is_some_and(|q| (p.last_lsn, p.checksum) == (q.last_lsn, q.checksum))
-                    })
-                })
-        });
-        if settled {
-            return;
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "chunks not COMPLETE and identical after {timeout:?}:\n{chunks:#?}\n{positions:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[test]
@@ -124,15 +92,7 @@ fn appends_go_on_while_a_machine_is_down_and_its_replicas_recover() {
         wait_all_complete_and_identical(&data, Duration::from_secs(60)).await;
         assert_eq!(data.table_ids().await, (1..=200).collect::<Vec<_>>());
         // Whichever replica serves, the answer is the same.
-        for c in data.chunks().await {
-            let mut answers = Vec::new();
-            for r in &c.replicas {
-                let mut ids = data.replica_ids(&c, &r.node).await;
-                ids.sort_unstable();
-                answers.push(ids);
-            }
-            assert!(answers.windows(2).all(|w| w[0] == w[1]), "chunk {}", c.id);
-        }
+        data.assert_replicas_agree().await;
     });
 }
 
