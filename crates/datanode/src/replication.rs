@@ -43,10 +43,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 const IDLE_TICK: Duration = Duration::from_secs(1);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
-/// Longest the chunk's appends are paused for a replica to rejoin (when the outcome is known).
+/// Longest the chunk's appends are paused to ship the last records to a rejoining replica and
+/// check what it holds (the in-sync change that follows is settled however long it takes).
 const REJOIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest the appends stay paused to learn the outcome of a rejoin that was cut off.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(12);
 
 #[derive(Clone, Copy, Debug, Default)]
 struct LinkState {
@@ -379,10 +378,10 @@ async fn rejoin(
 ) -> Result<(), Status> {
     let lock = node.links.chunk_lock(chunk.id);
     let _appends_paused = lock.write().await;
-    let paused = tokio::time::timeout(REJOIN_TIMEOUT, async {
+    let shipped = tokio::time::timeout(REJOIN_TIMEOUT, async {
         let now = node.catalog.chunk(chunk.id);
         if now.as_ref().map(|c| c.version) != Some(chunk.version) {
-            return Ok(()); // the chunk changed meanwhile: decide again
+            return Ok(false); // the chunk changed meanwhile: decide again
         }
         while lsn < store.last_lsn() {
             lsn = ship_since(client, chunk, store, lsn).await?;
@@ -403,46 +402,52 @@ async fn rejoin(
                 replica.node, held.last_lsn, held.checksum
             )));
         }
-        let change = UpdateReplicasRequest {
-            add_in_sync: vec![replica.node.clone()],
-            ..Default::default()
-        };
-        if let Err(e) = node.catalog.change_replicas(chunk, change).await {
-            // The change may have committed: until we know, appends must not go on under the
-            // old in-sync set (they would be acknowledged without this replica).
-            settle_unknown_outcome(node, chunk).await;
-            return Err(Status::aborted(format!("rejoin of {}: {e}", replica.node)));
-        }
-        link.state.send_modify(|s| s.acked = s.acked.max(lsn));
-        tracing::info!(
-            "chunk {}: replica on {} caught up at lsn {lsn} and is in sync again",
-            chunk.id,
-            replica.node
-        );
-        Ok(())
+        Ok(true)
     })
-    .await;
-    match paused {
-        Ok(result) => result,
-        Err(_) => {
-            // Cut off mid-way: the change may be in flight, so settle it before appends resume.
-            settle_unknown_outcome(node, chunk).await;
-            Err(Status::aborted(format!(
-                "rejoin of {} took longer than {REJOIN_TIMEOUT:?}",
-                replica.node
-            )))
-        }
+    .await
+    .map_err(|_| {
+        Status::aborted(format!(
+            "catching up {} took longer than {REJOIN_TIMEOUT:?} with appends paused",
+            replica.node
+        ))
+    })??;
+    if !shipped {
+        return Ok(());
     }
+    let change = UpdateReplicasRequest {
+        add_in_sync: vec![replica.node.clone()],
+        ..Default::default()
+    };
+    if let Err(e) = node.catalog.change_replicas(chunk, change.clone()).await {
+        // The change may have committed, or may still: until that is settled, appends must
+        // not go on under the old in-sync set (they would be acknowledged without this
+        // replica, which could then be in sync without them).
+        settle_unknown_outcome(node, chunk, change).await;
+        return Err(Status::aborted(format!("rejoin of {}: {e}", replica.node)));
+    }
+    link.state.send_modify(|s| s.acked = s.acked.max(lsn));
+    tracing::info!(
+        "chunk {}: replica on {} caught up at lsn {lsn} and is in sync again",
+        chunk.id,
+        replica.node
+    );
+    Ok(())
 }
 
-/// After a chunk change whose outcome is unknown, with the chunk's appends paused: refreshes
-/// until the controller shows the chunk moved past `chunk.version` (the change, or another,
-/// committed) or long enough has passed that a proposal still pending would have failed (the
-/// controller gives up on a write after 5 s; the client's deadline is 10 s).
-async fn settle_unknown_outcome(node: &Node, chunk: &ChunkInfo) {
-    let started = std::time::Instant::now();
-    while started.elapsed() < SETTLE_TIMEOUT {
-        if node.catalog.refresh().await.is_ok()
+/// After a change of `chunk` whose outcome is unknown, with the chunk's appends paused: returns
+/// once the chunk has moved past `chunk.version`, proposing the same change again (at the same
+/// expected version) until it has. Every change is a compare-and-set on the version, so once
+/// any change at that version has applied, the first proposal can never apply later: the
+/// outcome is fenced, not guessed from elapsed time. Waits as long as the controllers take
+/// (appends to this chunk could not safely go on meanwhile).
+async fn settle_unknown_outcome(node: &Node, chunk: &ChunkInfo, change: UpdateReplicasRequest) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        if node
+            .catalog
+            .refresh_past(chunk.id, chunk.version)
+            .await
+            .is_ok()
             && node
                 .catalog
                 .chunk(chunk.id)
@@ -450,12 +455,16 @@ async fn settle_unknown_outcome(node: &Node, chunk: &ChunkInfo) {
         {
             return;
         }
-        tokio::time::sleep(MIN_BACKOFF).await;
+        match node.catalog.change_replicas(chunk, change.clone()).await {
+            Ok(_) => return,
+            Err(e) => tracing::warn!(
+                "chunk {}: settling an in-sync change of unknown outcome: {e}",
+                chunk.id
+            ),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
-    tracing::error!(
-        "chunk {}: could not learn whether an in-sync change committed within {SETTLE_TIMEOUT:?}",
-        chunk.id
-    );
 }
 
 /// Commits "`peer` is out of sync" (it missed a write, or it is an unreachable primary) for the
