@@ -45,7 +45,6 @@ pub struct ChunkRow {
     pub version: u64,
     /// `node1:in_sync,node4:stale`
     pub replicas: String,
-    pub rows: Option<u64>,
     /// `node1=<hex>,node4=?`
     pub checksums: String,
 }

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use arrow::array::{Array, Int64Array, RecordBatch, StringArray, UInt64Array};
+use arrow::array::{Int64Array, RecordBatch, StringArray, UInt64Array};
 use futures::TryStreamExt;
 use shoal_chaos::history::{F, Kind, Op, Recorder};
 use shoal_client::channel::Channels;
@@ -99,8 +99,7 @@ fn recovered(c: &ChunkRow) -> bool {
 
 /// The run's chunks from `cluster.chunks` through the first data node that answers.
 async fn chunk_rows(channels: &Channels, sites: &[String]) -> anyhow::Result<Vec<ChunkRow>> {
-    let sql =
-        r#"SELECT chunk_id, db, state, version, replicas, "rows", checksums FROM cluster.chunks"#;
+    let sql = r#"SELECT chunk_id, db, state, version, replicas, checksums FROM cluster.chunks"#;
     let mut last = String::new();
     for site in sites {
         let query = shoal_query::query(channels.get(site)?, sql);
@@ -130,7 +129,6 @@ fn rows_of(b: &RecordBatch) -> anyhow::Result<Vec<ChunkRow>> {
     let state = col::<StringArray>(b, "state")?;
     let version = col::<UInt64Array>(b, "version")?;
     let replicas = col::<StringArray>(b, "replicas")?;
-    let rows = col::<UInt64Array>(b, "rows")?;
     let checksums = col::<StringArray>(b, "checksums")?;
     Ok((0..b.num_rows())
         .map(|i| ChunkRow {
@@ -139,7 +137,6 @@ fn rows_of(b: &RecordBatch) -> anyhow::Result<Vec<ChunkRow>> {
             state: state.value(i).to_owned(),
             version: version.value(i),
             replicas: replicas.value(i).to_owned(),
-            rows: (!rows.is_null(i)).then(|| rows.value(i)),
             checksums: checksums.value(i).to_owned(),
         })
         .collect())

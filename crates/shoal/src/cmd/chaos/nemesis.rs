@@ -1,5 +1,5 @@
-//! The faults. Each [`Nemesis`] picks its target when it starts (the primary of the chunk with
-//! most rows, the controller leader, ...), does its damage and returns an [`Active`] fault that
+//! The faults. Each [`Nemesis`] picks its target when it starts (the primary of the hot chunk,
+//! i.e. the newest, being written; the controller leader; ...), does its damage and returns an [`Active`] fault that
 //! [`Active::stop`] undoes; both are recorded in the history. Kills and wipes have nothing to
 //! undo (the agent restarts the process); their window is the recovery that follows.
 //!
@@ -49,7 +49,8 @@ pub enum Nemesis {
     KillPrimary,
     /// kill -9 the controller leader.
     KillLeader,
-    /// kill -9 the primary data node, wipe its volume and chunkMetaDir, restart it (F1).
+    /// kill -9 the primary of the oldest (cold) chunk, wipe its volume and chunkMetaDir,
+    /// restart it (F1).
     WipePrimary,
     /// kill -9 a follower controller, wipe its metadata, restart it (F7).
     WipeController,
@@ -90,7 +91,7 @@ impl Nemesis {
             | Self::PartitionPrimaryControllers
             | Self::PartitionPrimaryClients
             | Self::PartitionOneWay => {
-                let (chunk, primary, replica) = hot_chunk(c)?;
+                let (id, primary, replica) = chunk(c, Temperature::Hot)?;
                 let p = c.machine_of(&primary)?;
                 let r = replica.as_deref().map(|r| c.machine_of(r)).transpose()?;
                 let rules = self.partition_rules(p, r);
@@ -105,7 +106,7 @@ impl Nemesis {
                 }
                 undo = Undo::Firewall(namespaces);
                 format!(
-                    "{primary} (primary of chunk {chunk}, replica {})",
+                    "{primary} (primary of chunk {id}, replica {})",
                     replica.as_deref().unwrap_or("none")
                 )
             }
@@ -123,7 +124,7 @@ impl Nemesis {
             }
             Self::PausePrimary | Self::PauseLeader => {
                 let alias = match self {
-                    Self::PausePrimary => hot_chunk(c)?.1,
+                    Self::PausePrimary => chunk(c, Temperature::Hot)?.1,
                     _ => leader(c)?,
                 };
                 let pid = c.pid_of(&alias)?;
@@ -133,7 +134,7 @@ impl Nemesis {
             }
             Self::KillPrimary | Self::KillLeader => {
                 let alias = match self {
-                    Self::KillPrimary => hot_chunk(c)?.1,
+                    Self::KillPrimary => chunk(c, Temperature::Hot)?.1,
                     _ => leader(c)?,
                 };
                 let pid = c.pid_of(&alias)?;
@@ -141,10 +142,10 @@ impl Nemesis {
                 format!("{alias} (pid {pid})")
             }
             Self::WipePrimary => {
-                let alias = hot_chunk(c)?.1;
+                let (id, alias, _) = chunk(c, Temperature::Cold)?;
                 let dirs = c.data_dirs(&alias)?;
                 kill_and_wipe(c, &alias, &dirs)?;
-                format!("{alias}: volume and chunkMetaDir")
+                format!("{alias} (primary of cold chunk {id}): volume and chunkMetaDir")
             }
             Self::WipeController => {
                 let leader = leader(c)?;
@@ -158,7 +159,7 @@ impl Nemesis {
                 format!("{alias} (a follower): dfsMeta")
             }
             Self::DiskFull => {
-                let alias = hot_chunk(c)?.1;
+                let alias = chunk(c, Temperature::Hot)?.1;
                 let [volume, _] = c.data_dirs(&alias)?;
                 let ballast = volume.join("chaos-ballast");
                 fill(&ballast)?;
@@ -249,18 +250,28 @@ impl Active {
     }
 }
 
-/// The chunk of the run's database with most rows: its id, primary and other in-sync replica.
-fn hot_chunk(c: &NsCluster) -> anyhow::Result<(u64, String, Option<String>)> {
+/// Which chunk a nemesis aims at: the newest (still written: faults there hit appends in
+/// flight) or the oldest (cold: nothing notices a fault there until recovery).
+#[derive(Clone, Copy)]
+enum Temperature {
+    Hot,
+    Cold,
+}
+
+/// The run's newest or oldest chunk: its id, primary and other in-sync replica.
+fn chunk(c: &NsCluster, t: Temperature) -> anyhow::Result<(u64, String, Option<String>)> {
     let chunks: Vec<ChunkRow> = c.chunks(DB)?;
-    let hot = chunks
-        .iter()
-        .max_by_key(|c| c.rows.unwrap_or(0))
-        .with_context(|| format!("{DB} has no chunk yet"))?;
-    let in_sync = hot.in_sync();
+    let by_id = |c: &&ChunkRow| c.chunk_id;
+    let chosen = match t {
+        Temperature::Hot => chunks.iter().max_by_key(by_id),
+        Temperature::Cold => chunks.iter().min_by_key(by_id),
+    }
+    .with_context(|| format!("{DB} has no chunk yet"))?;
+    let in_sync = chosen.in_sync();
     let primary = in_sync
         .first()
-        .with_context(|| format!("chunk {} has no in-sync replica", hot.chunk_id))?;
-    Ok((hot.chunk_id, primary.clone(), in_sync.get(1).cloned()))
+        .with_context(|| format!("chunk {} has no in-sync replica", chosen.chunk_id))?;
+    Ok((chosen.chunk_id, primary.clone(), in_sync.get(1).cloned()))
 }
 
 fn leader(c: &NsCluster) -> anyhow::Result<String> {

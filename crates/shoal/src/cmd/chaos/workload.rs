@@ -3,8 +3,9 @@
 //! as it completes.
 //!
 //! Writers each have their own writer id and send one append at a time (seq 1, 2, ...) of 1-5
-//! rows, all of one date picked at random among [`DATES`] (two in the database's initial range,
-//! the others create chunks on the fly): several chunks, each append within one. An append is
+//! rows, all of one date: one of the two current dates, which move on every [`DATE_EVERY`]. New
+//! dates create chunks on the fly and older ones go cold (no more appends), as in a time series:
+//! a cold chunk is where a restarted, emptied primary goes unnoticed (F1). An append is
 //! `fail` only when refused for a reason that means nothing was written; a timeout or retries
 //! exhausted is `info`. Readers `SELECT id` through a random data node every `--read-every`.
 //! Both stop at `--duration` or after `--max-appends` per writer.
@@ -32,8 +33,8 @@ pub const CREATE_DB: &str =
     r#"CREATE DATABASE "dfs://chaos" PARTITIONED BY VALUE(2024.01.01..2024.01.02), ENGINE='TSDB'"#;
 pub const CREATE_TABLE: &str = r#"create table "dfs://chaos"."events"(time TIMESTAMP, writer LONG, seq LONG, id LONG) partitioned by time, sortColumns=[`writer], keepDuplicates=ALL"#;
 pub const SELECT_IDS: &str = r#"SELECT id FROM "dfs://chaos".events"#;
-/// Days from 2024-01-01 the rows fall on.
-const DATES: i64 = 4;
+/// How long a date stays current.
+const DATE_EVERY: Duration = Duration::from_secs(6);
 const DAY_MS: i64 = 86_400_000;
 /// 2024-01-01T00:00:00Z.
 const FIRST_DAY_MS: i64 = 1_704_067_200_000;
@@ -55,7 +56,8 @@ pub async fn run(args: ChaosWorkloadArgs) -> anyhow::Result<()> {
         .context("the workload needs --dir (cluster.nodes)")?;
     let sites: Vec<String> = nodes.datanodes().map(|n| n.site.addr()).collect();
     let recorder: Shared = Arc::new(Mutex::new(Recorder::create(&args.out)?));
-    let end = Instant::now() + args.duration;
+    let started = Instant::now();
+    let end = started + args.duration;
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..args.writers {
         let mut rotated = sites.clone();
@@ -68,7 +70,7 @@ pub async fn run(args: ChaosWorkloadArgs) -> anyhow::Result<()> {
             rng,
             recorder: recorder.clone(),
         };
-        tasks.spawn(writer.run(end, args.max_appends, args.pause));
+        tasks.spawn(writer.run(started..end, args.max_appends, args.pause));
     }
     for r in 0..args.readers {
         let reader = Reader {
@@ -102,18 +104,24 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(mut self, end: Instant, max_appends: u64, pause: Duration) -> anyhow::Result<()> {
+    async fn run(
+        mut self,
+        time: std::ops::Range<Instant>,
+        max_appends: u64,
+        pause: Duration,
+    ) -> anyhow::Result<()> {
         self.client.deadline = APPEND_DEADLINE;
         let process = format!("w{}", self.id);
         let mut next_id = self.id * ID_SPACE + 1;
         for seq in 1..=max_appends {
-            if Instant::now() >= end {
+            if Instant::now() >= time.end {
                 break;
             }
             let n = self.rng.random_range(1..=5u64);
             let ids: Vec<u64> = (next_id..next_id + n).collect();
             next_id += n;
-            let day = self.rng.random_range(0..DATES);
+            let current = time.start.elapsed().as_secs() / DATE_EVERY.as_secs();
+            let day = i64::try_from(current)? + self.rng.random_range(0..2);
             let batch = rows(self.id, seq, &ids, day)?;
             let mut invoke = Op::new(&process, Kind::Invoke, F::Append, now_ms());
             (invoke.writer, invoke.seq, invoke.ids) = (Some(self.id), Some(seq), ids);
