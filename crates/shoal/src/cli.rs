@@ -441,6 +441,9 @@ pub struct ChaosRunArgs {
     pub seed: Option<u64>,
     #[arg(long, default_value = "3m", value_parser = parse_duration)]
     pub duration: Duration,
+    /// Nemeses a random schedule never draws (e.g. those of known, open findings).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub exclude: Vec<crate::cmd::Nemesis>,
     /// Where the histories, report and cluster go (default: a new directory under /tmp).
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -41,7 +41,7 @@ pub fn run(args: ChaosRunArgs) -> anyhow::Result<ExitCode> {
         bail!("nft not found: install nftables (apt-get install -y nftables)");
     }
     let schedule = match (&args.nemesis[..], args.seed) {
-        ([], Some(seed)) => Schedule::random(seed, args.duration),
+        ([], Some(seed)) => Schedule::random(seed, args.duration, &args.exclude)?,
         ([], None) => bail!("say what to do: --nemesis NAME,... or --seed N"),
         (nemeses, None) => Schedule::scenario(nemeses, args.hold),
         (_, Some(_)) => bail!("--nemesis and --seed exclude each other"),

@@ -46,15 +46,21 @@ impl Schedule {
         }
     }
 
-    /// Random nemeses and holds from `seed`, as many as fit in `budget` (at least one).
-    pub fn random(seed: u64, budget: Duration) -> Self {
+    /// Random nemeses (any but `exclude`) and holds from `seed`, as many as fit in `budget`
+    /// (at least one).
+    pub fn random(seed: u64, budget: Duration, exclude: &[Nemesis]) -> anyhow::Result<Self> {
+        let pool: Vec<Nemesis> = Nemesis::ALL
+            .into_iter()
+            .filter(|n| !exclude.contains(n))
+            .collect();
+        if pool.is_empty() {
+            anyhow::bail!("every nemesis is excluded");
+        }
         let mut rng = StdRng::seed_from_u64(seed);
         let mut steps = Vec::new();
         let mut used = WARM_UP + TAIL;
         loop {
-            let nemesis = *Nemesis::ALL
-                .choose(&mut rng)
-                .unwrap_or(&Nemesis::PausePrimary);
+            let nemesis = *pool.choose(&mut rng).unwrap_or(&pool[0]);
             let hold = Duration::from_secs(HOLDS_S[rng.random_range(0..HOLDS_S.len())]);
             if !steps.is_empty() && used + hold + QUIET > budget {
                 break;
@@ -62,10 +68,10 @@ impl Schedule {
             used += hold + QUIET;
             steps.push(Step { nemesis, hold });
         }
-        Self {
+        Ok(Self {
             seed: Some(seed),
             steps,
-        }
+        })
     }
 
     /// How long the workload must run to cover the schedule.
@@ -81,13 +87,24 @@ mod tests {
     #[test]
     fn a_seed_gives_the_same_schedule_within_the_budget() {
         let budget = Duration::from_secs(180);
-        let a = Schedule::random(42, budget);
-        assert_eq!(a, Schedule::random(42, budget));
-        assert_ne!(a.steps, Schedule::random(43, budget).steps);
+        let random = |seed| Schedule::random(seed, budget, &[]).unwrap();
+        let a = random(42);
+        assert_eq!(a, random(42));
+        assert_ne!(a.steps, random(43).steps);
         assert!(a.duration() <= budget, "{:?}", a.duration());
         assert!(!a.steps.is_empty());
-        let tiny = Schedule::random(1, Duration::from_secs(1));
+        let tiny = Schedule::random(1, Duration::from_secs(1), &[]).unwrap();
         assert_eq!(tiny.steps.len(), 1, "at least one fault even over budget");
+    }
+
+    #[test]
+    fn excluded_nemeses_are_never_drawn() {
+        let exclude = [Nemesis::WipePrimary, Nemesis::DiskFull];
+        for seed in 0..20 {
+            let s = Schedule::random(seed, Duration::from_secs(600), &exclude).unwrap();
+            assert!(s.steps.iter().all(|st| !exclude.contains(&st.nemesis)));
+        }
+        assert!(Schedule::random(0, Duration::from_secs(60), &Nemesis::ALL).is_err());
     }
 
     #[test]
