@@ -53,6 +53,10 @@ pub enum Command {
     /// Rolling upgrade of the running cluster to a package's version, one machine at a time,
     /// while clients keep writing; resumable, pausable, reversible until finalized.
     Upgrade(UpgradeArgs),
+    /// The fault tier (root): a cluster in network namespaces under writers, readers and
+    /// nemeses, its history judged by a Jepsen-style checker; `check` judges a history.
+    #[command(subcommand)]
+    Chaos(ChaosCommand),
     /// What this binary is, as JSON (version, build date, oldest version it upgrades from,
     /// wire and storage format versions): read by `package build` and by agents.
     #[command(hide = true)]
@@ -406,4 +410,94 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => Ok(Duration::from_secs(n * 60)),
         _ => Err(format!("`{s}`: unknown unit `{unit}` (use ms, s or m)")),
     }
+}
+
+#[derive(Subcommand)]
+pub enum ChaosCommand {
+    /// One run: a fresh cluster in network namespaces, the workload, the nemeses (`--nemesis`
+    /// in turn, or a random schedule from `--seed`), healing, final reads and the verdict.
+    /// Exits 0 with no violation, 1 with some, 77 where the tier cannot run (not root, no
+    /// network namespaces).
+    Run(ChaosRunArgs),
+    /// Judge a history (`history.jsonl` of a run): the summary, or `--json`.
+    Check(ChaosCheckArgs),
+    /// The clients of a run, inside its client namespace.
+    #[command(hide = true)]
+    Workload(ChaosWorkloadArgs),
+    /// The reads after healing, inside the client namespace.
+    #[command(hide = true)]
+    Final(ChaosFinalArgs),
+}
+
+#[derive(Args)]
+pub struct ChaosRunArgs {
+    /// Nemeses to run in turn, each held --hold.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub nemesis: Vec<crate::cmd::Nemesis>,
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub hold: Duration,
+    /// A random schedule from this seed (the same seed, the same schedule) filling --duration.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long, default_value = "3m", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Nemeses a random schedule never draws (e.g. those of known, open findings).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub exclude: Vec<crate::cmd::Nemesis>,
+    /// Where the histories, report and cluster go (default: a new directory under /tmp).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, default_value_t = 4)]
+    pub writers: u32,
+    #[arg(long, default_value_t = 2)]
+    pub readers: u32,
+    #[arg(long, default_value = "300ms", value_parser = parse_duration)]
+    pub read_every: Duration,
+    /// A controller.cfg key for the run's cluster, as `local up --set`.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct ChaosCheckArgs {
+    pub history: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct ChaosWorkloadArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Duration,
+    #[arg(long, default_value_t = 4)]
+    pub writers: u32,
+    #[arg(long, default_value_t = 2)]
+    pub readers: u32,
+    #[arg(long, default_value = "300ms", value_parser = parse_duration)]
+    pub read_every: Duration,
+    /// Appends per writer at most.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_appends: u64,
+    /// Between one writer's appends.
+    #[arg(long, default_value = "50ms", value_parser = parse_duration)]
+    pub pause: Duration,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Args)]
+pub struct ChaosFinalArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[arg(long)]
+    pub out: PathBuf,
+    /// How long to wait for every chunk to recover before reading anyway.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }

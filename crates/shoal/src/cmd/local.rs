@@ -88,19 +88,25 @@ fn agent_cfg(site: &str, controller: &str) -> String {
 const CLUSTER_CFG: &str = "# Data nodes; <ALIAS> is replaced by each node's alias.\n\
     chunkMetaDir=<ALIAS>/storage\nvolumes=<ALIAS>/volumes\ndataSync=1\nworkerNum=4\nmaxMemSize=8\n";
 
-/// Writes the cluster's files unless DIR already holds a cluster (then it is reused as is).
-fn write_config(args: &LocalUpArgs) -> anyhow::Result<ClusterNodes> {
-    let dir = &args.dir;
+/// Writes the cluster's files unless `dir` already holds a cluster (then it is reused as is):
+/// one machine per address of `hosts`, ports from `base_port`, controller.cfg overrides `set`.
+/// Also how `shoal chaos` lays out its cluster in network namespaces.
+pub(crate) fn write_config(
+    dir: &Path,
+    hosts: &[String],
+    base_port: u16,
+    set: &[String],
+) -> anyhow::Result<ClusterNodes> {
     let nodes_path = dir.join("cluster.nodes");
     if nodes_path.exists() {
         return Ok(ClusterNodes::load(&nodes_path)?);
     }
-    if args.hosts.is_empty() {
+    if hosts.is_empty() {
         bail!("--hosts needs at least one address");
     }
-    controller_cfg("127.0.0.1:1:check", &args.set)?; // refuse bad overrides before writing
+    controller_cfg("127.0.0.1:1:check", set)?; // refuse bad overrides before writing
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let text = cluster_nodes_text(&args.hosts, args.base_port);
+    let text = cluster_nodes_text(hosts, base_port);
     let nodes = ClusterNodes::parse(&nodes_path, &text)?;
     let secret_path = dir.join(SECRET_FILE);
     secret::generate(&secret_path)?;
@@ -119,7 +125,7 @@ fn write_config(args: &LocalUpArgs) -> anyhow::Result<ClusterNodes> {
             match n.mode {
                 NodeMode::Controller => fs::write(
                     home.join("controller.cfg"),
-                    controller_cfg(&n.site.to_string(), &args.set)?,
+                    controller_cfg(&n.site.to_string(), set)?,
                 )?,
                 NodeMode::Agent => fs::write(
                     home.join("agent.cfg"),
@@ -138,11 +144,14 @@ fn write_config(args: &LocalUpArgs) -> anyhow::Result<ClusterNodes> {
     Ok(nodes)
 }
 
-fn agent_pid_file(home: &Path) -> PathBuf {
+pub(crate) fn agent_pid_file(home: &Path) -> PathBuf {
     home.join("run").join("agent.pid")
 }
 
-fn spawn_agent(home: &Path) -> anyhow::Result<std::process::Child> {
+/// Starts the machine's agent from its installed `current` version (installing this binary
+/// first on a fresh machine); inside network namespace `netns` if given (`ip netns exec`
+/// execs the agent, so the child's pid is the agent's).
+pub(crate) fn spawn_agent(home: &Path, netns: Option<&str>) -> anyhow::Result<std::process::Child> {
     let run = home.join("run");
     let log_dir = home.join("log");
     fs::create_dir_all(&run)?;
@@ -157,7 +166,15 @@ fn spawn_agent(home: &Path) -> anyhow::Result<std::process::Child> {
     let program = install::Installs::new(home)
         .program()
         .context("no current version after installing one")?;
-    let child = std::process::Command::new(program)
+    let mut command = match netns {
+        Some(ns) => {
+            let mut c = std::process::Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(program);
+            c
+        }
+        None => std::process::Command::new(program),
+    };
+    let child = command
         .arg("agent")
         .arg("--home")
         .arg(home)
@@ -173,7 +190,7 @@ fn spawn_agent(home: &Path) -> anyhow::Result<std::process::Child> {
 }
 
 pub async fn up(args: LocalUpArgs) -> anyhow::Result<()> {
-    let nodes = write_config(&args)?;
+    let nodes = write_config(&args.dir, &args.hosts, args.base_port, &args.set)?;
     let dir = fs::canonicalize(&args.dir)?;
     // Start the agents that are not running (all of them, normally): `up` is idempotent and
     // also revives a machine whose agent died.
@@ -184,7 +201,7 @@ pub async fn up(args: LocalUpArgs) -> anyhow::Result<()> {
             .filter(|p| process::is_shoal_of(*p, &home))
         {
             Some(pid) => eprintln!("agent of {host} already running (pid {pid})"),
-            None => agents.push((spawn_agent(&home)?, home)),
+            None => agents.push((spawn_agent(&home, None)?, home)),
         }
     }
     let target = Target::resolve(&TargetArgs {

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod chaos;
 mod chunks;
 mod config;
 mod host;
@@ -15,6 +16,8 @@ mod write;
 
 use std::process::ExitCode;
 
+pub use chaos::Nemesis;
+
 use crate::cli::{Command, ConfigCommand, HostCommand, LocalCommand, PackageCommand, UserCommand};
 
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -22,6 +25,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         // The writer and the checker report failures through their exit status.
         Command::Write(a) => return write::run(a).await,
         Command::Verify(a) => return verify::run(a).await,
+        Command::Chaos(c) => return chaos::run(c).await,
         Command::Controller(a) => roles::controller(a).await,
         Command::Agent(a) => roles::agent(a).await,
         Command::Datanode(a) => roles::datanode(a).await,

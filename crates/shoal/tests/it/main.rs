@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod chaos;
 mod cluster;
 mod config_files;
 mod data;

@@ -1,0 +1,53 @@
+//! `shoal chaos`: the fault tier. A three-machine cluster in network namespaces, clients in
+//! their own namespace recording a history, nemeses (partitions, pauses, kills, wiped disks, a
+//! full disk) started and stopped on a schedule, and the checker of `shoal-chaos` judging the
+//! history once the faults are healed.
+//!
+//! - [`netns`]: the namespaces and the bridge between them.
+//! - [`cluster`]: the cluster in them (the files of `shoal local up`, agents via `ip netns exec`).
+//! - [`firewall`]: nft rules inside a namespace.
+//! - [`nemesis`]: each fault, its target and its undo.
+//! - [`schedule`]: a scenario, or a random sequence from a seed.
+//! - [`workload`]: writers and readers (`shoal chaos workload`, run inside the client namespace).
+//! - [`final_state`]: reads after healing (`shoal chaos final`, likewise).
+//! - [`run`]: one run, start to verdict.
+
+mod cluster;
+mod final_state;
+mod firewall;
+mod nemesis;
+mod netns;
+mod run;
+mod schedule;
+mod workload;
+
+use std::process::ExitCode;
+
+use crate::cli::{ChaosCheckArgs, ChaosCommand};
+pub use nemesis::Nemesis;
+
+pub async fn run(command: ChaosCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        // Blocking by nature (child processes, sleeps for nemesis holds): off the runtime.
+        ChaosCommand::Run(a) => tokio::task::spawn_blocking(move || run::run(a)).await?,
+        ChaosCommand::Check(a) => check(a),
+        ChaosCommand::Workload(a) => workload::run(a).await.map(|()| ExitCode::SUCCESS),
+        ChaosCommand::Final(a) => final_state::run(a).await.map(|()| ExitCode::SUCCESS),
+    }
+}
+
+/// `shoal chaos check HISTORY`: the verdict on a recorded history.
+fn check(args: ChaosCheckArgs) -> anyhow::Result<ExitCode> {
+    let ops = shoal_chaos::history::load(&args.history)?;
+    let report = shoal_chaos::check::check(&ops);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.json())?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

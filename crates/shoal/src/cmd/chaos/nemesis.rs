@@ -1,0 +1,387 @@
+//! The faults. Each [`Nemesis`] picks its target when it starts (the primary of the hot chunk,
+//! i.e. the newest, being written; the controller leader; ...), does its damage and returns an [`Active`] fault that
+//! [`Active::stop`] undoes; both are recorded in the history. Kills and wipes have nothing to
+//! undo (the agent restarts the process); their window is the recovery that follows.
+//!
+//! What each one guards (see docs/ARCHITECTURE.md, "Fault tier"):
+//! partitions and pauses the CAS-protected primary change; kill + wipe a restarted empty
+//! replica being taken for the truth (F1); disk full a poisoned store (F6); a wiped controller
+//! metadata rollback (F7).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+use shoal_agent::process;
+
+use super::cluster::{ChunkRow, NsCluster};
+use super::firewall::{self, Block};
+use super::netns::{CLIENT_ADDR, machine_addr};
+use super::workload::DB;
+
+const CONTROLLER_PORT: u16 = 8920;
+const DATA_PORT: u16 = 8922;
+/// A SIGKILLed process is gone well within this.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Nemesis {
+    /// The hot chunk's primary's machine cut from the other machines (clients still reach it).
+    PartitionHalves,
+    /// The hot chunk's primary and its replica cannot reach each other's data node.
+    PartitionPrimaryReplica,
+    /// The primary's machine cannot reach any controller (its own included).
+    PartitionPrimaryControllers,
+    /// Clients cannot reach the primary's machine.
+    PartitionPrimaryClients,
+    /// The primary's machine receives nothing from the other machines but can still send.
+    PartitionOneWay,
+    /// Every machine drops 5% of the packets it receives.
+    Lossy,
+    /// SIGSTOP the hot chunk's primary data node.
+    PausePrimary,
+    /// SIGSTOP the controller leader.
+    PauseLeader,
+    /// kill -9 the hot chunk's primary data node (its agent restarts it).
+    KillPrimary,
+    /// kill -9 the controller leader.
+    KillLeader,
+    /// kill -9 the primary of the oldest (cold) chunk, wipe its volume and chunkMetaDir,
+    /// restart it (F1).
+    WipePrimary,
+    /// kill -9 a follower controller, wipe its metadata, restart it (F7).
+    WipeController,
+    /// Fill the primary data node's volume (F6).
+    DiskFull,
+}
+
+impl Nemesis {
+    pub const ALL: [Nemesis; 13] = [
+        Self::PartitionHalves,
+        Self::PartitionPrimaryReplica,
+        Self::PartitionPrimaryControllers,
+        Self::PartitionPrimaryClients,
+        Self::PartitionOneWay,
+        Self::Lossy,
+        Self::PausePrimary,
+        Self::PauseLeader,
+        Self::KillPrimary,
+        Self::KillLeader,
+        Self::WipePrimary,
+        Self::WipeController,
+        Self::DiskFull,
+    ];
+
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    /// Does the damage; the returned fault says what it did and how to undo it.
+    pub fn start(self, c: &NsCluster) -> anyhow::Result<Active> {
+        let mut undo = Undo::Nothing;
+        let target = match self {
+            Self::PartitionHalves
+            | Self::PartitionPrimaryReplica
+            | Self::PartitionPrimaryControllers
+            | Self::PartitionPrimaryClients
+            | Self::PartitionOneWay => {
+                let (id, primary, replica) = chunk(c, Temperature::Hot)?;
+                let p = c.machine_of(&primary)?;
+                let r = replica.as_deref().map(|r| c.machine_of(r)).transpose()?;
+                let rules = self.partition_rules(p, r);
+                let mut namespaces = Vec::new();
+                for (ns_of, blocks) in rules {
+                    let ns = match ns_of {
+                        Some(i) => c.topology.machine_ns(i),
+                        None => c.topology.client_ns(),
+                    };
+                    firewall::apply(&ns, &blocks)?;
+                    namespaces.push(ns);
+                }
+                undo = Undo::Firewall(namespaces);
+                format!(
+                    "{primary} (primary of chunk {id}, replica {})",
+                    replica.as_deref().unwrap_or("none")
+                )
+            }
+            Self::Lossy => {
+                let namespaces: Vec<String> = (1..=3).map(|i| c.topology.machine_ns(i)).collect();
+                let loss = Block {
+                    percent: Some(5),
+                    ..Block::default()
+                };
+                for ns in &namespaces {
+                    firewall::apply(ns, std::slice::from_ref(&loss))?;
+                }
+                undo = Undo::Firewall(namespaces);
+                "every machine, 5% of packets".into()
+            }
+            Self::PausePrimary | Self::PauseLeader => {
+                let alias = match self {
+                    Self::PausePrimary => chunk(c, Temperature::Hot)?.1,
+                    _ => leader(c)?,
+                };
+                let pid = c.pid_of(&alias)?;
+                process::signal(pid, Signal::SIGSTOP);
+                undo = Undo::Continue(pid);
+                format!("{alias} (pid {pid})")
+            }
+            Self::KillPrimary | Self::KillLeader => {
+                let alias = match self {
+                    Self::KillPrimary => chunk(c, Temperature::Hot)?.1,
+                    _ => leader(c)?,
+                };
+                let pid = c.pid_of(&alias)?;
+                kill9(pid)?;
+                format!("{alias} (pid {pid})")
+            }
+            Self::WipePrimary => {
+                let (id, alias, _) = chunk(c, Temperature::Cold)?;
+                let dirs = c.data_dirs(&alias)?;
+                kill_and_wipe(c, &alias, &dirs)?;
+                format!("{alias} (primary of cold chunk {id}): volume and chunkMetaDir")
+            }
+            Self::WipeController => {
+                let leader = leader(c)?;
+                let alias = c
+                    .nodes
+                    .controllers()
+                    .map(|n| n.site.alias.clone())
+                    .find(|a| *a != leader)
+                    .context("no follower controller")?;
+                kill_and_wipe(c, &alias, &[c.meta_dir(&alias)?])?;
+                format!("{alias} (a follower): dfsMeta")
+            }
+            Self::DiskFull => {
+                let alias = chunk(c, Temperature::Hot)?.1;
+                let [volume, _] = c.data_dirs(&alias)?;
+                let ballast = volume.join("chaos-ballast");
+                fill(&ballast)?;
+                undo = Undo::Remove(ballast);
+                format!("{alias}'s volume")
+            }
+        };
+        Ok(Active {
+            what: format!("{} {target}", self.name()),
+            undo,
+        })
+    }
+
+    /// Per namespace (`None`: the client's), the packets it drops, given the primary's machine
+    /// `p` and the replica's `r`.
+    fn partition_rules(self, p: usize, r: Option<usize>) -> Vec<(Option<usize>, Vec<Block>)> {
+        let others: Vec<usize> = (1..=3).filter(|i| *i != p).collect();
+        let from = |i: usize| Block::from(&machine_addr(i));
+        match self {
+            Self::PartitionHalves => {
+                let mut rules = vec![(Some(p), others.iter().map(|i| from(*i)).collect())];
+                rules.extend(others.iter().map(|i| (Some(*i), vec![from(p)])));
+                rules
+            }
+            Self::PartitionPrimaryReplica => {
+                let r = r.unwrap_or(others[0]);
+                // Requests to and answers from the other's data node, both ways.
+                let data = |i: usize| {
+                    vec![
+                        Block {
+                            dport: Some(DATA_PORT),
+                            ..from(i)
+                        },
+                        Block {
+                            sport: Some(DATA_PORT),
+                            ..from(i)
+                        },
+                    ]
+                };
+                vec![(Some(p), data(r)), (Some(r), data(p))]
+            }
+            // Answers from every controller, its own (over loopback) included.
+            Self::PartitionPrimaryControllers => vec![(
+                Some(p),
+                vec![Block {
+                    sport: Some(CONTROLLER_PORT),
+                    ..Block::default()
+                }],
+            )],
+            Self::PartitionPrimaryClients => vec![(Some(p), vec![Block::from(CLIENT_ADDR)])],
+            Self::PartitionOneWay => vec![(Some(p), others.iter().map(|i| from(*i)).collect())],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A fault in place.
+pub struct Active {
+    /// For the history: the nemesis and its target.
+    pub what: String,
+    undo: Undo,
+}
+
+enum Undo {
+    Nothing,
+    Firewall(Vec<String>),
+    Continue(u32),
+    Remove(PathBuf),
+}
+
+impl Active {
+    pub fn stop(&self) -> anyhow::Result<()> {
+        match &self.undo {
+            Undo::Nothing => Ok(()),
+            Undo::Firewall(namespaces) => {
+                for ns in namespaces {
+                    firewall::apply(ns, &[])?;
+                }
+                Ok(())
+            }
+            Undo::Continue(pid) => {
+                process::signal(*pid, Signal::SIGCONT);
+                Ok(())
+            }
+            Undo::Remove(path) => std::fs::remove_file(path)
+                .with_context(|| format!("cannot remove {}", path.display())),
+        }
+    }
+}
+
+/// Which chunk a nemesis aims at: the newest (still written: faults there hit appends in
+/// flight) or the oldest (cold: nothing notices a fault there until recovery).
+#[derive(Clone, Copy)]
+enum Temperature {
+    Hot,
+    Cold,
+}
+
+/// The run's newest or oldest chunk: its id, primary and other in-sync replica.
+fn chunk(c: &NsCluster, t: Temperature) -> anyhow::Result<(u64, String, Option<String>)> {
+    let chunks: Vec<ChunkRow> = c.chunks(DB)?;
+    let by_id = |c: &&ChunkRow| c.chunk_id;
+    let chosen = match t {
+        Temperature::Hot => chunks.iter().max_by_key(by_id),
+        Temperature::Cold => chunks.iter().min_by_key(by_id),
+    }
+    .with_context(|| format!("{DB} has no chunk yet"))?;
+    let in_sync = chosen.in_sync();
+    let primary = in_sync
+        .first()
+        .with_context(|| format!("chunk {} has no in-sync replica", chosen.chunk_id))?;
+    Ok((chosen.chunk_id, primary.clone(), in_sync.get(1).cloned()))
+}
+
+fn leader(c: &NsCluster) -> anyhow::Result<String> {
+    let status = c.status()?;
+    status["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["raft_role"] == "leader")
+        .and_then(|n| n["alias"].as_str().map(str::to_owned))
+        .context("no controller leader")
+}
+
+fn kill9(pid: u32) -> anyhow::Result<()> {
+    process::signal(pid, Signal::SIGKILL);
+    let started = Instant::now();
+    while process::is_alive(pid) {
+        if started.elapsed() > KILL_WAIT {
+            bail!("pid {pid} still alive {KILL_WAIT:?} after SIGKILL");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Kills `alias` while its agent is stopped (so it cannot restart it yet), empties `dirs`, and
+/// lets the agent go on, which restarts it on the empty directories.
+fn kill_and_wipe(c: &NsCluster, alias: &str, dirs: &[PathBuf]) -> anyhow::Result<()> {
+    let agent = c.pid_of(&c.agent_of(alias)?)?;
+    let pid = c.pid_of(alias)?;
+    process::signal(agent, Signal::SIGSTOP);
+    let wiped = kill9(pid).and_then(|()| {
+        for d in dirs {
+            empty_dir(d)?;
+        }
+        Ok(())
+    });
+    process::signal(agent, Signal::SIGCONT);
+    wiped
+}
+
+fn empty_dir(dir: &Path) -> anyhow::Result<()> {
+    for e in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let path = e?.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        }
+        .with_context(|| format!("cannot remove {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes zeros to `path` until the file system is full.
+fn fill(path: &Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    let block = vec![0u8; 1 << 20];
+    // Bounded: the volume is a small tmpfs; this many MiB would be a misconfiguration.
+    for _ in 0..4096 {
+        match f.write_all(&block).and_then(|()| f.sync_data()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENOSPC) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bail!("{} never filled up", path.display())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_drop_the_right_packets_in_the_right_namespaces() {
+        let halves = Nemesis::PartitionHalves.partition_rules(2, Some(3));
+        assert_eq!(
+            halves,
+            vec![
+                (
+                    Some(2),
+                    vec![Block::from("10.77.0.1"), Block::from("10.77.0.3")]
+                ),
+                (Some(1), vec![Block::from("10.77.0.2")]),
+                (Some(3), vec![Block::from("10.77.0.2")]),
+            ]
+        );
+        let pr = Nemesis::PartitionPrimaryReplica.partition_rules(1, Some(3));
+        assert_eq!(pr.len(), 2);
+        assert_eq!(pr[0].0, Some(1));
+        assert_eq!(
+            pr[0].1[0],
+            Block {
+                from: Some("10.77.0.3".into()),
+                dport: Some(8922),
+                ..Block::default()
+            }
+        );
+        assert_eq!(pr[1].1[1].sport, Some(8922));
+        let one_way = Nemesis::PartitionOneWay.partition_rules(3, None);
+        assert_eq!(one_way.len(), 1, "only the primary's side drops");
+        let clients = Nemesis::PartitionPrimaryClients.partition_rules(1, None);
+        assert_eq!(clients, vec![(Some(1), vec![Block::from("10.77.0.10")])]);
+    }
+
+    #[test]
+    fn names_are_the_cli_names() {
+        assert_eq!(Nemesis::WipePrimary.name(), "wipe-primary");
+        assert_eq!(Nemesis::ALL.len(), 13);
+    }
+}

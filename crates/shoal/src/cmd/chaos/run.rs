@@ -1,0 +1,215 @@
+//! `shoal chaos run`: one run of the fault tier, start to verdict.
+//!
+//! ```text
+//! namespaces + cluster up ─ DDL ─ workload (c0) ──────────────────────────────┐
+//!                                 warm-up │ nemesis 1 held │ quiet │ ... │ tail ┘
+//! heal ─ wait healthy ─ final reads (c0) ─ merge histories ─ check ─ report
+//! ```
+//!
+//! Everything lands in `--out`: `schedule.json`, `workload.jsonl`, `nemesis.jsonl`,
+//! `final.jsonl`, the merged `history.jsonl` (what `shoal chaos check` reads), `report.json`,
+//! `workload.log`, `final.log` and the cluster's directory with every process log.
+
+use std::path::Path;
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use shoal_chaos::history::{self, F, Kind, Op, Recorder};
+use shoal_client::record::now_ms;
+
+use super::cluster::{NsCluster, wait_output};
+use super::firewall;
+use super::schedule::{QUIET, Schedule, TAIL, WARM_UP};
+use super::workload::{CREATE_DB, CREATE_TABLE};
+use crate::cli::ChaosRunArgs;
+
+/// The exit status when this machine cannot run the tier (not root, no network namespaces):
+/// automake's "skipped".
+pub const EXIT_UNSUPPORTED: u8 = 77;
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// After healing: nodes UP again, then every chunk recovered.
+const HEAL_TIMEOUT: Duration = Duration::from_secs(120);
+const RECOVERY_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn run(args: ChaosRunArgs) -> anyhow::Result<ExitCode> {
+    if let Err(why) = supported() {
+        eprintln!("chaos: this machine cannot run the fault tier: {why}");
+        return Ok(ExitCode::from(EXIT_UNSUPPORTED));
+    }
+    if !firewall::available() {
+        bail!("nft not found: install nftables (apt-get install -y nftables)");
+    }
+    let schedule = match (&args.nemesis[..], args.seed) {
+        ([], Some(seed)) => Schedule::random(seed, args.duration, &args.exclude)?,
+        ([], None) => bail!("say what to do: --nemesis NAME,... or --seed N"),
+        (nemeses, None) => Schedule::scenario(nemeses, args.hold),
+        (_, Some(_)) => bail!("--nemesis and --seed exclude each other"),
+    };
+    let out = args.out.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("shoal-chaos-{}-{}", std::process::id(), now_ms()))
+    });
+    if out.join("cluster").exists() {
+        bail!("{} already holds a run", out.display());
+    }
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(
+        out.join("schedule.json"),
+        serde_json::to_string_pretty(&schedule)?,
+    )?;
+    eprintln!("chaos: run in {}", out.display());
+
+    let started = Instant::now();
+    let cluster = NsCluster::start(&out.join("cluster"), &args.set, START_TIMEOUT)?;
+    eprintln!(
+        "chaos: cluster up in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    for ddl in [CREATE_DB, CREATE_TABLE] {
+        let o = cluster.client_output(&["sql", ddl])?;
+        if !o.status.success() {
+            bail!("{ddl}: {}", String::from_utf8_lossy(&o.stderr).trim());
+        }
+    }
+
+    let workload = spawn_workload(&cluster, &out, &schedule, &args)?;
+    let mut nemesis_log = Recorder::create(&out.join("nemesis.jsonl"))?;
+    std::thread::sleep(WARM_UP);
+    for step in &schedule.steps {
+        let active = match step.nemesis.start(&cluster) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("chaos: {} could not start: {e:#}", step.nemesis.name());
+                std::thread::sleep(QUIET);
+                continue;
+            }
+        };
+        let what = format!("{} for {} s", active.what, step.hold.as_secs());
+        eprintln!("chaos: {what}");
+        nemesis_log.record(&nemesis_op(F::NemesisStart, &what))?;
+        std::thread::sleep(step.hold);
+        let stopped = active.stop();
+        nemesis_log.record(&nemesis_op(F::NemesisStop, &what))?;
+        stopped?;
+        std::thread::sleep(QUIET);
+    }
+    let workload_status = wait_output(workload, TAIL + Duration::from_secs(120))?;
+    if !workload_status.status.success() {
+        bail!(
+            "the workload failed ({}); see {}",
+            workload_status.status,
+            out.join("workload.log").display()
+        );
+    }
+
+    if let Err(e) = cluster.wait_healthy(HEAL_TIMEOUT) {
+        eprintln!("chaos: not healthy after healing (the final reads will show it): {e:#}");
+    }
+    final_reads(&cluster, &out)?;
+    drop(cluster);
+
+    let parts = ["workload.jsonl", "nemesis.jsonl", "final.jsonl"]
+        .iter()
+        .map(|f| history::load(&out.join(f)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ops = history::merge(parts);
+    let mut merged = Recorder::create(&out.join("history.jsonl"))?;
+    for op in &ops {
+        merged.record(op)?;
+    }
+    let report = shoal_chaos::check::check(&ops);
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(&report.json())?,
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.json())?);
+    } else {
+        print!("{}", report.text());
+        println!("history: {}", out.join("history.jsonl").display());
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Root, and network namespaces that can be created here.
+fn supported() -> Result<(), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("it needs root (network namespaces, nft, mounts)".into());
+    }
+    let probe = format!("shoalchaos-probe-{}", std::process::id());
+    super::netns::ip(&["netns", "add", &probe]).map_err(|e| format!("{e:#}"))?;
+    let _ = super::netns::ip(&["netns", "del", &probe]);
+    Ok(())
+}
+
+fn nemesis_op(f: F, what: &str) -> Op {
+    let mut op = Op::new("nemesis", Kind::Info, f, now_ms());
+    op.value = Some(what.to_owned());
+    op
+}
+
+fn spawn_workload(
+    cluster: &NsCluster,
+    out: &Path,
+    schedule: &Schedule,
+    args: &ChaosRunArgs,
+) -> anyhow::Result<std::process::Child> {
+    let history = path_arg(&out.join("workload.jsonl"))?;
+    let duration = format!("{}ms", schedule.duration().as_millis());
+    let (writers, readers) = (args.writers.to_string(), args.readers.to_string());
+    let read_every = format!("{}ms", args.read_every.as_millis());
+    let seed = schedule.seed.unwrap_or(0).to_string();
+    let log = std::fs::File::create(out.join("workload.log"))?;
+    let child = cluster
+        .client(&[
+            "chaos",
+            "workload",
+            "--out",
+            &history,
+            "--duration",
+            &duration,
+            "--writers",
+            &writers,
+            "--readers",
+            &readers,
+            "--read-every",
+            &read_every,
+            "--seed",
+            &seed,
+        ])?
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .context("cannot start the workload")?;
+    Ok(child)
+}
+
+fn final_reads(cluster: &NsCluster, out: &Path) -> anyhow::Result<()> {
+    let path = path_arg(&out.join("final.jsonl"))?;
+    let timeout = format!("{}s", RECOVERY_TIMEOUT.as_secs());
+    let log = std::fs::File::create(out.join("final.log"))?;
+    let child = cluster
+        .client(&["chaos", "final", "--out", &path, "--timeout", &timeout])?
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()?;
+    let done = wait_output(child, RECOVERY_TIMEOUT + Duration::from_secs(120))?;
+    if !done.status.success() {
+        bail!(
+            "the final reads failed; see {}",
+            out.join("final.log").display()
+        );
+    }
+    Ok(())
+}
+
+fn path_arg(p: &Path) -> anyhow::Result<String> {
+    p.to_str()
+        .map(str::to_owned)
+        .with_context(|| format!("{} is not UTF-8", p.display()))
+}
