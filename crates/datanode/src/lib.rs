@@ -5,6 +5,7 @@
 mod catalog_cache;
 mod coordinator;
 mod drain;
+mod error;
 mod ingest;
 mod node;
 mod primary;

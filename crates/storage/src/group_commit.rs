@@ -11,6 +11,9 @@
 //! If a write or fdatasync fails, every request of that group fails and the store refuses all
 //! later writes ([`StorageError::Failed`]): after a failed fsync the kernel may have dropped the
 //! dirty pages, so only a reopen (which replays what is really on disk) knows the truth.
+//!
+//! A seq below its writer's dedup window is refused ([`StorageError::OutsideDedupWindow`]),
+//! never answered as a duplicate: whether it was applied is not known.
 
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, PoisonError};
@@ -19,6 +22,7 @@ use std::thread::JoinHandle;
 use arrow::record_batch::RecordBatch;
 use tokio::sync::oneshot;
 
+use crate::dedup::DEDUP_WINDOW;
 use crate::dedup::{Dedup, Seen};
 use crate::error::{StorageError, io_err};
 use crate::index::Entry;
@@ -133,6 +137,15 @@ impl Committer {
         let mut deferred: Vec<(Request, Option<u64>)> = Vec::new();
         for req in group {
             match self.dedup.check(req.writer_id, req.seq) {
+                Seen::OutsideWindow { highest } => {
+                    let _ = req.reply.send(Err(StorageError::OutsideDedupWindow {
+                        dir: self.shared.dir.clone(),
+                        writer_id: req.writer_id,
+                        seq: req.seq,
+                        highest,
+                        window: DEDUP_WINDOW,
+                    }));
+                }
                 Seen::Applied(lsn) => {
                     counters.add_duplicate();
                     if lsn.is_some_and(|l| l >= group_first) {

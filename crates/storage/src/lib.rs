@@ -16,8 +16,9 @@
 //! what was applied is remembered durably and replicated with the data; re-applying a pair gives
 //! [`AppendOutcome::Duplicate`] and changes nothing. Per writer the highest applied seq plus a
 //! window of the [`DEDUP_WINDOW`] seqs below it are tracked exactly, so out-of-order arrival within
-//! the window is applied exactly once. **A seq older than the window is answered `Duplicate`
-//! (`lsn: None`) and not applied**: writers must keep fewer than `DEDUP_WINDOW` seqs in flight.
+//! the window is applied exactly once. **A seq older than the window is refused**
+//! ([`StorageError::OutsideDedupWindow`]), neither applied nor acknowledged: whether it was
+//! applied is not tracked. Writers must keep fewer than `DEDUP_WINDOW` seqs in flight.
 //!
 //! ## On-disk format (a directory per replica)
 //! ```text

@@ -35,7 +35,8 @@ pub enum AppendOutcome {
         lsn: u64,
     },
     /// `(writer_id, seq)` was applied before; nothing changed. `lsn` is the original record's
-    /// lsn, or `None` when the seq is older than the dedup window (assumed applied).
+    /// lsn; `None` would mean it is not known, which callers must not take as an
+    /// acknowledgement (a seq older than the dedup window is an error, never a `Duplicate`).
     Duplicate {
         /// The lsn of the original record, if known.
         lsn: Option<u64>,
