@@ -13,5 +13,6 @@ mod replicas;
 mod replication;
 pub mod server;
 mod service;
+mod store_failure;
 
 pub use server::{DataNodeError, DataNodeOptions, run};

@@ -8,6 +8,7 @@ mod cluster;
 mod config_files;
 mod data;
 mod ddl;
+mod disk_full;
 mod ha_write;
 mod harness;
 mod query;
