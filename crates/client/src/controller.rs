@@ -33,7 +33,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 const WRITE_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether a call may be re-sent when its outcome is unknown (deadline, reset connection).
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Retry {
     /// Running it twice is harmless (heartbeats, reads, EnsureChunks).
     Idempotent,
@@ -242,26 +242,21 @@ impl ControllerClient {
                     }
                     Err(s) => s,
                 };
-                if let Some(leader) = redirect(&status) {
-                    last = format!("{addr} redirected to {leader}");
-                    if !tried.contains(&leader) {
-                        candidates.insert(i, leader);
+                match after_failure(retry, &status) {
+                    Next::Follow(leader) => {
+                        last = format!("{addr} redirected to {leader}");
+                        if !tried.contains(&leader) {
+                            candidates.insert(i, leader);
+                        }
                     }
-                    continue;
-                }
-                // UNAVAILABLE: the call did not run (no connection, no leader, no quorum).
-                // A deadline or a reset connection (`Unknown`) leaves the outcome unknown.
-                let code = status.code();
-                let not_run = code == tonic::Code::Unavailable;
-                let unknown_outcome = is_retryable_elsewhere(code) || code == tonic::Code::Unknown;
-                if not_run || (retry == Retry::Idempotent && unknown_outcome) {
-                    last = format!("{addr}: {}", status.message());
-                    if self.known_leader().as_deref() == Some(addr.as_str()) {
-                        self.set_leader(None);
+                    Next::TryAnother => {
+                        last = format!("{addr}: {}", status.message());
+                        if self.known_leader().as_deref() == Some(addr.as_str()) {
+                            self.set_leader(None);
+                        }
                     }
-                    continue;
+                    Next::Fail => return Err(ClientError::from_status(&addr, status)),
                 }
-                return Err(ClientError::from_status(&addr, status));
             }
             if started.elapsed() >= self.leader_wait {
                 return Err(ClientError::NoLeader {
@@ -279,6 +274,35 @@ impl ControllerClient {
     }
 }
 
+/// What to do after a call failed.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// A follower named the leader: the call did not run, send it there.
+    Follow(String),
+    /// Send it to another controller.
+    TryAnother,
+    /// Report the error.
+    Fail,
+}
+
+/// UNAVAILABLE and a redirect mean the call did not run: re-send it. A deadline or a reset
+/// connection (`Unknown`, `Cancelled`) leaves the outcome unknown: re-send only an idempotent
+/// call. ABORTED is never re-sent: it is either a refused compare-and-set or a write whose
+/// outcome is unknown (an entry discarded by a leader change), and only the caller can check.
+fn after_failure(retry: Retry, status: &tonic::Status) -> Next {
+    if let Some(leader) = redirect(status) {
+        return Next::Follow(leader);
+    }
+    let code = status.code();
+    let not_run = code == tonic::Code::Unavailable;
+    let unknown_outcome = is_retryable_elsewhere(code) || code == tonic::Code::Unknown;
+    if not_run || (retry == Retry::Idempotent && unknown_outcome) {
+        Next::TryAnother
+    } else {
+        Next::Fail
+    }
+}
+
 /// The leader address a follower named in its refusal, if any.
 fn redirect(s: &tonic::Status) -> Option<String> {
     if s.code() != tonic::Code::FailedPrecondition {
@@ -288,4 +312,40 @@ fn redirect(s: &tonic::Status) -> Option<String> {
         .get(LEADER_METADATA_KEY)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::{Code, Status};
+
+    use super::*;
+
+    #[test]
+    fn only_calls_that_did_not_run_or_are_idempotent_are_re_sent() {
+        let mut redirect = Status::failed_precondition("not the leader");
+        redirect
+            .metadata_mut()
+            .insert(LEADER_METADATA_KEY, "10.0.0.2:8920".parse().unwrap());
+        let discarded = Status::aborted("outcome unknown: discarded by a leader change");
+        for retry in [Retry::Idempotent, Retry::OnlyIfNotRun] {
+            assert_eq!(
+                after_failure(retry, &redirect),
+                Next::Follow("10.0.0.2:8920".into())
+            );
+            assert_eq!(
+                after_failure(retry, &Status::unavailable("no leader")),
+                Next::TryAnother
+            );
+            assert_eq!(after_failure(retry, &discarded), Next::Fail, "{retry:?}");
+            assert_eq!(
+                after_failure(retry, &Status::failed_precondition("no leader metadata")),
+                Next::Fail
+            );
+        }
+        for code in [Code::DeadlineExceeded, Code::Cancelled, Code::Unknown] {
+            let s = Status::new(code, "outcome unknown");
+            assert_eq!(after_failure(Retry::Idempotent, &s), Next::TryAnother);
+            assert_eq!(after_failure(Retry::OnlyIfNotRun, &s), Next::Fail);
+        }
+    }
 }

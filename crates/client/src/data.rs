@@ -3,6 +3,13 @@
 //! Every append carries the writer's `(writer_id, seq)`; the data nodes apply a given pair at
 //! most once, so re-sending it after an unknown outcome (the node died, the connection reset,
 //! the deadline passed, the node was draining) is safe. Together: exactly once.
+//!
+//! The data nodes remember a writer's seqs exactly only within a window below its highest
+//! applied seq; an older seq is refused (FAILED_PRECONDITION, `shoal_proto::Reason::
+//! SeqOutsideDedupWindow`): nothing written, and whether it was applied before is unknown.
+//! This client keeps each writer's appends in flight within [`MAX_SEQ_SPREAD`] seqs, well inside
+//! the window, so a writer that starts its appends in increasing seq order never meets that
+//! refusal; a seq re-sent long after the writer moved on can.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -13,6 +20,11 @@ use shoal_proto::{AppendRequest, AppendResponse};
 
 use crate::ClientError;
 use crate::channel::Channels;
+use crate::seq_spread::SeqSpread;
+
+/// How far above a writer's oldest seq in flight a new append may start (it waits otherwise): a
+/// quarter of the data nodes' dedup window (4096).
+pub const MAX_SEQ_SPREAD: u64 = 1024;
 
 /// Per-attempt deadline; longer than a data node's own deadline for one chunk's write, so the
 /// node that knows the outcome answers first.
@@ -24,6 +36,7 @@ pub struct DataClient {
     sites: Vec<String>,
     channels: Channels,
     current: AtomicUsize,
+    spread: SeqSpread,
     /// How long one append keeps trying.
     pub deadline: Duration,
 }
@@ -47,6 +60,7 @@ impl DataClient {
             sites,
             channels,
             current: AtomicUsize::new(0),
+            spread: SeqSpread::new(MAX_SEQ_SPREAD),
             deadline: Duration::from_secs(60),
         }
     }
@@ -56,6 +70,9 @@ impl DataClient {
         &self.sites
     }
 
+    /// Appends `batch` as `(writer_id, seq)`, re-sending it to other data nodes while the
+    /// outcome is unknown, until [`DataClient::deadline`]. Waits first while `seq` is
+    /// [`MAX_SEQ_SPREAD`] or more above the writer's oldest append in flight.
     pub async fn append(
         &self,
         db: &str,
@@ -64,6 +81,7 @@ impl DataClient {
         seq: u64,
         batch: &RecordBatch,
     ) -> Result<Appended, ClientError> {
+        let _in_flight = self.spread.enter(writer_id, seq).await;
         let arrow_ipc =
             shoal_catalog::rows::encode_ipc(batch.schema_ref(), std::slice::from_ref(batch))
                 .map_err(|e| ClientError::BadInput(format!("cannot encode rows: {e}")))?;

@@ -9,5 +9,6 @@ pub mod error;
 pub mod heartbeat;
 pub mod record;
 pub mod seed;
+mod seq_spread;
 
 pub use error::ClientError;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::async_runtime::WatchReceiver;
+use openraft::errors::{ClientWriteError, RaftError};
 use openraft::{Instant as _, RaftMetrics, ReadPolicy};
 use shoal_common::config::NodeMode;
 use shoal_proto::controller_server::Controller;
@@ -108,10 +109,7 @@ impl ControllerCore {
     pub async fn write(&self, cmd: Command) -> Result<CommandResponse, Status> {
         match tokio::time::timeout(WRITE_TIMEOUT, self.raft.client_write(cmd)).await {
             Ok(Ok(resp)) => Ok(resp.data),
-            Ok(Err(e)) => match e.forward_to_leader() {
-                Some(f) => Err(redirect(f.leader_node.as_ref().map(|n| n.addr.clone()))),
-                None => Err(Status::aborted(format!("metadata write failed: {e}"))),
-            },
+            Ok(Err(e)) => Err(write_error(e)),
             Err(_) => Err(Status::deadline_exceeded(format!(
                 "metadata write not committed within {WRITE_TIMEOUT:?} (no quorum?); it may still commit"
             ))),
@@ -120,6 +118,28 @@ impl ControllerCore {
 
     pub fn read<T>(&self, f: impl FnOnce(&ClusterMeta) -> T) -> T {
         f(&self.state.read())
+    }
+}
+
+/// A failed `client_write` as a status. Only `ForwardToLeader` means the entry was never
+/// appended, so only it is a redirect ("did not run"). openraft also answers `forward_to_leader()`
+/// for `LogEntryDiscarded`, but that entry was appended and may have committed through the new
+/// leader or still commit: ABORTED, outcome unknown, so that clients do not re-send calls that
+/// are not idempotent.
+fn write_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Status {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            redirect(f.leader_node.map(|n| n.addr))
+        }
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)) => Status::aborted(format!(
+            "outcome unknown: the metadata write was discarded by a leader change (leader now \
+             {}) and may still have been applied; read the state before trying again",
+            f.leader_node
+                .map_or_else(|| "unknown".to_owned(), |n| n.addr)
+        )),
+        e => Status::aborted(format!(
+            "outcome unknown: the metadata write failed and may have been applied: {e}"
+        )),
     }
 }
 
@@ -361,5 +381,53 @@ fn state_to_proto(state: NodeState) -> shoal_proto::NodeState {
         NodeState::Up => shoal_proto::NodeState::Up,
         NodeState::Down => shoal_proto::NodeState::Down,
         NodeState::Stopping => shoal_proto::NodeState::Stopping,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::BasicNode;
+    use openraft::errors::{Fatal, ForwardToLeader};
+
+    use super::*;
+
+    fn leader() -> ForwardToLeader<TypeConfig> {
+        ForwardToLeader::new(2, BasicNode::new("127.0.0.1:8920"))
+    }
+
+    #[test]
+    fn only_a_refused_write_is_a_redirect_a_discarded_one_is_outcome_unknown() {
+        let s = write_error(RaftError::APIError(ClientWriteError::ForwardToLeader(
+            leader(),
+        )));
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(
+            s.metadata().get(LEADER_METADATA_KEY).unwrap(),
+            "127.0.0.1:8920"
+        );
+        let s = write_error(RaftError::APIError(ClientWriteError::ForwardToLeader(
+            ForwardToLeader::empty(),
+        )));
+        assert_eq!(s.code(), tonic::Code::Unavailable);
+
+        let s = write_error(RaftError::APIError(ClientWriteError::LogEntryDiscarded(
+            leader(),
+        )));
+        assert_eq!(s.code(), tonic::Code::Aborted);
+        assert!(s.metadata().get(LEADER_METADATA_KEY).is_none());
+        assert!(
+            s.message().starts_with("outcome unknown"),
+            "{}",
+            s.message()
+        );
+        assert!(s.message().contains("127.0.0.1:8920"), "{}", s.message());
+
+        let s = write_error(RaftError::Fatal(Fatal::Stopped));
+        assert_eq!(s.code(), tonic::Code::Aborted);
+        assert!(
+            s.message().starts_with("outcome unknown"),
+            "{}",
+            s.message()
+        );
     }
 }

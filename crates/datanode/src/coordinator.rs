@@ -6,7 +6,8 @@
 //! chunk's in-sync set through the controller — compare-and-set on the chunk version — and the
 //! share is written through the next in-sync replica. A refusal that says "not the primary" or
 //! "stale version" refreshes the chunk and tries again. With no replica left in sync the append
-//! fails with UNAVAILABLE and that chunk got nothing.
+//! fails with UNAVAILABLE and that chunk got nothing. A seq older than the writer's dedup window
+//! is refused (FAILED_PRECONDITION, [`Reason::SeqOutsideDedupWindow`]) at once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use arrow::record_batch::RecordBatch;
 use futures::future::try_join_all;
 use shoal_catalog::rows;
-use shoal_proto::{AppendRequest, AppendResponse, ChunkInfo, WriteChunkRequest};
+use shoal_proto::{AppendRequest, AppendResponse, ChunkInfo, Reason, WriteChunkRequest};
 use tonic::{Code, Status};
 
 use crate::catalog_cache::{primary, unavailable};
@@ -150,6 +151,9 @@ async fn write_share(
         };
         let status = match result {
             Ok(resp) => return Ok(resp.duplicate && !may_have_applied),
+            // Refused for the request itself, not for the primary's state: the same answer
+            // would come again.
+            Err(s) if Reason::of(&s) == Some(Reason::SeqOutsideDedupWindow) => return Err(s),
             Err(s) => s,
         };
         // Refused before the local append (stale metadata) versus after it or unknown.

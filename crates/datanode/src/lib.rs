@@ -5,6 +5,7 @@
 mod catalog_cache;
 mod coordinator;
 mod drain;
+mod error;
 mod ingest;
 mod node;
 mod primary;
@@ -13,5 +14,6 @@ mod replication;
 mod restart;
 pub mod server;
 mod service;
+mod store_failure;
 
 pub use server::{DataNodeError, DataNodeOptions, run};

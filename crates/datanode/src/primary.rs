@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use futures::future::try_join_all;
 use shoal_proto::{ChunkInfo, UpdateReplicasRequest, WriteChunkRequest, WriteChunkResponse};
-use shoal_storage::{AppendOutcome, StorageError};
+use shoal_storage::AppendOutcome;
 use tonic::Status;
 
 use crate::catalog_cache::primary;
+use crate::error::storage_status;
 use crate::node::Node;
 use crate::replication::wait_replicated;
 
@@ -39,7 +40,13 @@ pub async fn write_chunk(
         .await
         .map_err(storage_status)?;
     // A duplicate's original may not have reached the other replicas yet: wait for it too.
-    let lsn = outcome.lsn().unwrap_or(0);
+    // Without its lsn there is nothing to wait for, so nothing to acknowledge.
+    let Some(lsn) = outcome.lsn() else {
+        return Err(Status::internal(format!(
+            "chunk {}: ({}, {}) is a duplicate whose lsn is unknown; not acknowledged",
+            chunk.id, req.writer_id, req.seq
+        )));
+    };
     let waits = chunk
         .replicas
         .iter()
@@ -80,19 +87,5 @@ async fn mark_written(node: Arc<Node>, chunk: ChunkInfo) {
     // An error: another append marked it first (the version moved on), nothing to do.
     if let Err(e) = node.catalog.change_replicas(&chunk, change).await {
         tracing::debug!("chunk {}: mark written: {e}", chunk.id);
-    }
-}
-
-pub fn storage_status(e: StorageError) -> Status {
-    match e {
-        StorageError::SchemaMismatch { .. } | StorageError::RecordTooLarge { .. } => {
-            Status::invalid_argument(e.to_string())
-        }
-        StorageError::LsnMismatch { .. } => Status::out_of_range(e.to_string()),
-        // The disk failed or the store is closing: another replica can take the write.
-        StorageError::Failed { .. } | StorageError::Io { .. } | StorageError::Closed { .. } => {
-            Status::unavailable(e.to_string())
-        }
-        _ => Status::internal(e.to_string()),
     }
 }

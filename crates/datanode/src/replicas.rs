@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Serialize};
 use shoal_proto::{ChunkInfo, ReplicaPosition};
-use shoal_storage::{ChunkStore, StorageError, StoreOptions};
+use shoal_storage::{ChunkStore, FailureHook, StorageError, StoreOptions};
 
 /// Format of the per-chunk record in chunkMetaDir.
 const CHUNK_RECORD_VERSION: u32 = 1;
@@ -39,9 +39,16 @@ pub struct LocalReplicas {
 
 impl LocalReplicas {
     /// Reopens every replica recorded in `meta_dir` (replaying its WAL, cutting a torn tail).
-    pub async fn open(meta_dir: &Path, volume: &Path, data_sync: bool) -> Result<Self, String> {
+    /// Every store, opened or created later, tells `on_failure` when a write failure poisons it.
+    pub async fn open(
+        meta_dir: &Path,
+        volume: &Path,
+        data_sync: bool,
+        on_failure: FailureHook,
+    ) -> Result<Self, String> {
         let opts = StoreOptions {
             data_sync,
+            on_failure: Some(on_failure),
             ..StoreOptions::default()
         };
         let data_dir = volume.join("chunks");
@@ -70,7 +77,7 @@ impl LocalReplicas {
             if !record.dir.join(shoal_storage::STORE_FILE).exists() {
                 continue; // created in the metadata, never written: recreated on first write
             }
-            let store = match ChunkStore::open(&record.dir, opts).await {
+            let store = match ChunkStore::open(&record.dir, opts.clone()).await {
                 Ok((s, report)) => {
                     if report.torn_tail_bytes > 0 {
                         tracing::warn!(
@@ -86,9 +93,10 @@ impl LocalReplicas {
                 Err(StorageError::Corrupt { .. }) => {
                     // A damaged unsynced tail: keep what verifies; the chunk's primary compares
                     // checksums and refills or rebuilds this replica.
-                    let (s, _) = ChunkStore::open_discarding_damaged_tail(&record.dir, opts)
-                        .await
-                        .map_err(|e| format!("chunk {}: {e}", record.id))?;
+                    let (s, _) =
+                        ChunkStore::open_discarding_damaged_tail(&record.dir, opts.clone())
+                            .await
+                            .map_err(|e| format!("chunk {}: {e}", record.id))?;
                     tracing::warn!("chunk {}: discarded a damaged WAL tail", record.id);
                     s
                 }
@@ -175,7 +183,7 @@ impl LocalReplicas {
             std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
         let store = Arc::new(
-            ChunkStore::create(&dir, schema, self.opts)
+            ChunkStore::create(&dir, schema, self.opts.clone())
                 .await
                 .map_err(|e| e.to_string())?,
         );

@@ -20,6 +20,7 @@ use crate::node::{MAX_MESSAGE, Node};
 use crate::replicas::LocalReplicas;
 use crate::replication::Links;
 use crate::service::DataNodeService;
+use crate::store_failure::StoreFailures;
 
 /// How often the catalog is refreshed and replicas that fell behind are looked after.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -44,6 +45,9 @@ pub enum DataNodeError {
     Client(#[from] shoal_client::ClientError),
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// A chunk store's WAL write or fdatasync failed; a restart reopens it from the disk.
+    #[error("stopped after a chunk store failed: {0}")]
+    StoreFailed(String),
 }
 
 pub async fn run(
@@ -62,9 +66,15 @@ pub async fn run(
     }
     let listener = shoal_server::serve::bind(&site.addr()).await?;
     let volume = cfg.volumes.first().unwrap_or(&cfg.chunk_meta_dir);
-    let replicas = LocalReplicas::open(&cfg.chunk_meta_dir, volume, cfg.data_sync)
-        .await
-        .map_err(DataNodeError::Replicas)?;
+    let store_failures = StoreFailures::default();
+    let replicas = LocalReplicas::open(
+        &cfg.chunk_meta_dir,
+        volume,
+        cfg.data_sync,
+        store_failures.hook(),
+    )
+    .await
+    .map_err(DataNodeError::Replicas)?;
     let channels = Channels::new(&opts.secret)?;
     let controllers = ControllerClient::new(
         opts.nodes.controllers().map(|n| n.site.addr()).collect(),
@@ -154,8 +164,12 @@ pub async fn run(
         Some(node.draining.subscribe()),
     ));
 
+    let failed = store_failures.clone();
     let served = shoal_server::serve::serve(router, listener, async move {
-        shutdown.await;
+        tokio::select! {
+            () = shutdown => {}
+            () = failed.occurred() => {}
+        }
         // Tell load balancers and the controller before the socket closes.
         health_reporter
             .set_service_status("", tonic_health::ServingStatus::NotServing)
@@ -165,7 +179,11 @@ pub async fn run(
         let _ = upkeep.await;
     })
     .await;
-    Ok(served?)
+    served?;
+    match store_failures.first() {
+        Some(failure) => Err(DataNodeError::StoreFailed(failure)),
+        None => Ok(()),
+    }
 }
 
 /// Keeps the catalog fresh, replication links running for every chunk this node leads, and

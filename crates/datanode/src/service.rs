@@ -13,12 +13,12 @@ use shoal_proto::{
     ListReplicasRequest, ListReplicasResponse, ReplicaPosition, ReplicaPositionRequest,
     ScanChunkRequest, ScanChunkResponse, WriteChunkRequest, WriteChunkResponse,
 };
-use shoal_storage::Record;
+use shoal_storage::{AppendOutcome, Record};
 use tonic::{Request, Response, Status};
 
 use crate::catalog_cache::is_in_sync;
+use crate::error::storage_status;
 use crate::node::Node;
-use crate::primary::storage_status;
 use crate::replicas::position;
 
 /// Rows per message of a chunk scan.
@@ -55,6 +55,29 @@ impl DataNodeService {
         }
         Ok(chunk)
     }
+}
+
+/// Answer what a replication request put at its lsns, not the store's end: records this node
+/// holds past them may be another primary's, and must not acknowledge the sender's. A duplicate
+/// whose lsn is unknown does not show it holds the shipped lsn: a mismatch too (OUT_OF_RANGE,
+/// which makes the primary compare checksums and rebuild a replica that diverged).
+fn held_where_shipped(
+    chunk_id: u64,
+    wanted: &[u64],
+    outcomes: &[AppendOutcome],
+) -> Result<(), Status> {
+    for (lsn, outcome) in wanted.iter().zip(outcomes) {
+        if outcome.lsn() != Some(*lsn) {
+            return Err(Status::out_of_range(format!(
+                "chunk {chunk_id}: record for lsn {lsn} is {}",
+                match outcome.lsn() {
+                    Some(held) => format!("already held at lsn {held}"),
+                    None => "a duplicate held at an unknown lsn".into(),
+                }
+            )));
+        }
+    }
+    Ok(())
 }
 
 type ScanStream = Pin<Box<dyn Stream<Item = Result<ScanChunkResponse, Status>> + Send>>;
@@ -109,17 +132,7 @@ impl DataNode for DataNodeService {
             .collect::<Result<Vec<_>, Status>>()?;
         let wanted: Vec<u64> = records.iter().map(|r| r.lsn).collect();
         let outcomes = store.apply_records(records).await.map_err(storage_status)?;
-        // Answer what this request put at its lsns, not the store's end: records this node
-        // holds past them may be another primary's, and must not acknowledge the sender's.
-        for (lsn, outcome) in wanted.iter().zip(&outcomes) {
-            if outcome.lsn().is_some_and(|held| held != *lsn) {
-                return Err(Status::out_of_range(format!(
-                    "chunk {}: record for lsn {lsn} is already held at lsn {:?}",
-                    chunk.id,
-                    outcome.lsn()
-                )));
-            }
-        }
+        held_where_shipped(chunk.id, &wanted, &outcomes)?;
         let mut answer = position(chunk.id, &store);
         if let Some(last) = wanted.last() {
             answer.last_lsn = *last;
@@ -208,5 +221,31 @@ impl DataNode for DataNodeService {
     async fn drain(&self, req: Request<DrainRequest>) -> Result<Response<DrainResponse>, Status> {
         Principal::of(&req).require_cluster()?;
         crate::drain::drain(&self.node).await.map(Response::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replica_acknowledges_only_records_held_at_the_shipped_lsns() {
+        let applied = AppendOutcome::Applied { lsn: 5 };
+        let dup = |lsn| AppendOutcome::Duplicate { lsn };
+        assert!(held_where_shipped(1, &[5, 6], &[applied, dup(Some(6))]).is_ok());
+        let elsewhere = held_where_shipped(1, &[5, 6], &[applied, dup(Some(3))]).unwrap_err();
+        assert_eq!(elsewhere.code(), tonic::Code::OutOfRange);
+        assert!(
+            elsewhere
+                .message()
+                .contains("lsn 6 is already held at lsn 3")
+        );
+        let unknown = held_where_shipped(1, &[5, 6], &[applied, dup(None)]).unwrap_err();
+        assert_eq!(unknown.code(), tonic::Code::OutOfRange);
+        assert!(
+            unknown.message().contains("unknown lsn"),
+            "{}",
+            unknown.message()
+        );
     }
 }

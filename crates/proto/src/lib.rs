@@ -6,6 +6,7 @@
 
 pub mod auth;
 mod convert;
+mod reason;
 
 /// Generated code of package `shoal.v1`.
 #[allow(clippy::all, missing_docs, clippy::unwrap_used)]
@@ -13,6 +14,7 @@ pub mod v1 {
     tonic::include_proto!("shoal.v1");
 }
 
+pub use reason::{REASON_METADATA_KEY, Reason};
 pub use v1::*;
 
 /// Response metadata key naming the controller leader's address when a follower refuses a call.

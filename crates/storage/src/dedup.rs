@@ -2,10 +2,10 @@
 //!
 //! Per writer the store keeps the highest applied seq `hi` and a bitmap of the seqs in
 //! `[hi - DEDUP_WINDOW, hi]`, so appends that arrive out of order within the window are applied
-//! exactly once each. **A seq below `hi - DEDUP_WINDOW` is answered `Duplicate` without being
-//! applied** (treated as already applied): a retry that old is from a writer that has since moved
-//! on by more than the window, so it must have been applied, or been given up on by the writer
-//! long ago. Writers must keep at most `DEDUP_WINDOW` seqs in flight.
+//! exactly once each. **A seq below `hi - DEDUP_WINDOW` is refused**
+//! ([`Seen::OutsideWindow`], surfaced as `StorageError::OutsideDedupWindow`): whether it was
+//! applied is not tracked, so it can be neither applied (it may be a duplicate) nor acknowledged
+//! (it may never have been written). Writers must keep fewer than `DEDUP_WINDOW` seqs in flight.
 //!
 //! The state is not stored separately: every WAL record carries its `(writer_id, seq)`, and
 //! replaying the WAL in lsn order rebuilds exactly the state the live store had, on this replica
@@ -30,8 +30,13 @@ const RING_WORDS: usize = (RING_BITS / 64) as usize;
 pub(crate) enum Seen {
     /// Never applied: apply it.
     New,
-    /// Already applied (or older than the window); the lsn if known.
+    /// Already applied; the lsn of the original if known.
     Applied(Option<u64>),
+    /// Below the writer's window: whether it was applied is unknown.
+    OutsideWindow {
+        /// The writer's highest applied seq.
+        highest: u64,
+    },
 }
 
 struct WriterWindow {
@@ -69,14 +74,9 @@ impl WriterWindow {
         self.ring[w] &= !m;
     }
 
-    fn is_applied(&self, seq: u64) -> bool {
-        if seq > self.hi {
-            false
-        } else if seq < self.hi.saturating_sub(DEDUP_WINDOW) {
-            true
-        } else {
-            self.get(seq)
-        }
+    /// Lowest seq whose state is tracked exactly.
+    fn lowest_tracked(&self) -> u64 {
+        self.hi.saturating_sub(DEDUP_WINDOW)
     }
 
     fn insert(&mut self, seq: u64) {
@@ -102,11 +102,19 @@ pub(crate) struct Dedup {
 }
 
 impl Dedup {
-    /// Was `(writer, seq)` applied (per the window rule)?
+    /// Was `(writer, seq)` applied, and if it is below the window, what the window is.
     pub(crate) fn check(&self, writer: u64, seq: u64) -> Seen {
-        match self.writers.get(&writer) {
-            Some(w) if w.is_applied(seq) => Seen::Applied(self.lsns.get(&(writer, seq)).copied()),
-            _ => Seen::New,
+        let Some(w) = self.writers.get(&writer) else {
+            return Seen::New;
+        };
+        if seq > w.hi {
+            Seen::New
+        } else if seq < w.lowest_tracked() {
+            Seen::OutsideWindow { highest: w.hi }
+        } else if w.get(seq) {
+            Seen::Applied(self.lsns.get(&(writer, seq)).copied())
+        } else {
+            Seen::New
         }
     }
 
@@ -160,14 +168,19 @@ mod tests {
     }
 
     #[test]
-    fn older_than_window_is_treated_as_applied() {
+    fn older_than_window_is_refused_applied_or_not() {
         let mut d = Dedup::default();
-        d.insert(1, 10_000, 1);
+        d.insert(1, 5, 1);
+        d.insert(1, 10_000, 2);
         // Exactly at the window's lower edge: tracked, not applied.
         assert_eq!(d.check(1, 10_000 - DEDUP_WINDOW), Seen::New);
-        // Below it: assumed applied, lsn unknown.
-        assert_eq!(d.check(1, 10_000 - DEDUP_WINDOW - 1), Seen::Applied(None));
-        assert_eq!(d.check(1, 0), Seen::Applied(None));
+        // Below it, never applied or applied (seq 5): the answer is the same, "unknown".
+        let outside = Seen::OutsideWindow { highest: 10_000 };
+        assert_eq!(d.check(1, 10_000 - DEDUP_WINDOW - 1), outside);
+        assert_eq!(d.check(1, 5), outside);
+        assert_eq!(d.check(1, 0), outside);
+        // Other writers have their own window.
+        assert_eq!(d.check(2, 0), Seen::New);
     }
 
     #[test]

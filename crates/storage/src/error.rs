@@ -105,6 +105,28 @@ pub enum StorageError {
         /// The store directory.
         dir: PathBuf,
     },
+    /// `(writer_id, seq)` is older than the writer's dedup window, so whether it was applied
+    /// is not known: it is neither written nor acknowledged as a duplicate. The writer had more
+    /// than [`crate::DEDUP_WINDOW`] seqs in flight, retried very late, or reused its id.
+    #[error(
+        "chunk store {}: writer {writer_id} seq {seq} is older than the writer's dedup window \
+         (highest applied seq {highest}, window {window}: seqs below {} are not tracked); \
+         refused, nothing written; whether it was applied before is unknown",
+        dir.display(),
+        highest.saturating_sub(*window)
+    )]
+    OutsideDedupWindow {
+        /// The store directory.
+        dir: PathBuf,
+        /// The writer.
+        writer_id: u64,
+        /// The refused seq.
+        seq: u64,
+        /// The writer's highest applied seq.
+        highest: u64,
+        /// [`crate::DEDUP_WINDOW`].
+        window: u64,
+    },
     /// A WAL write or fdatasync failed. The outcome of the records in flight is unknown (they
     /// may or may not be on disk), so the store refuses all further writes until it is reopened,
     /// which replays what is really on disk.

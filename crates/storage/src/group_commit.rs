@@ -8,9 +8,14 @@
 //! replies. While it waits on the disk, new requests queue up and form the next group, so the
 //! number of fsyncs per append falls as concurrency rises.
 //!
-//! If a write or fdatasync fails, every request of that group fails and the store refuses all
-//! later writes ([`StorageError::Failed`]): after a failed fsync the kernel may have dropped the
-//! dirty pages, so only a reopen (which replays what is really on disk) knows the truth.
+//! If a write or fdatasync fails, every request of that group fails, the group's bytes are cut
+//! from the WAL again (see [`WalWriter::cut_back`]), the store refuses all later writes
+//! ([`StorageError::Failed`]) and tells its [`FailureHook`]: after a failed fsync the kernel may
+//! have dropped the dirty pages, so only a reopen (which replays what is really on disk) knows
+//! the truth.
+//!
+//! A seq below its writer's dedup window is refused ([`StorageError::OutsideDedupWindow`]),
+//! never answered as a duplicate: whether it was applied is not known.
 
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, PoisonError};
@@ -19,13 +24,14 @@ use std::thread::JoinHandle;
 use arrow::record_batch::RecordBatch;
 use tokio::sync::oneshot;
 
+use crate::dedup::DEDUP_WINDOW;
 use crate::dedup::{Dedup, Seen};
 use crate::error::{StorageError, io_err};
 use crate::index::Entry;
 use crate::store::Shared;
-use crate::types::AppendOutcome;
+use crate::types::{AppendOutcome, FailureHook};
 use crate::wal::record::{self, RecordHeader};
-use crate::wal::writer::{FrameSpan, WalWriter};
+use crate::wal::writer::{FrameSpan, Mark, WalWriter};
 
 /// Most requests committed together.
 pub(crate) const MAX_GROUP_RECORDS: usize = 4096;
@@ -60,6 +66,7 @@ pub(crate) struct Committer {
     pub next_lsn: u64,
     pub wal: WalWriter,
     pub data_sync: bool,
+    pub on_failure: Option<FailureHook>,
     pub failed: Option<String>,
 }
 
@@ -102,18 +109,46 @@ impl Committer {
     }
 
     fn write(&mut self, buf: &[u8], spans: &[FrameSpan]) -> Result<(), StorageError> {
+        self.wal
+            .write_group(buf, spans, self.data_sync, &self.shared.counters)?;
+        // The bytes are in the file, as when a disk fails the fdatasync after the write.
         #[cfg(test)]
         if self
             .shared
-            .fail_next_write
+            .fail_next_sync
             .swap(false, std::sync::atomic::Ordering::SeqCst)
         {
-            return Err(io_err("write", &self.shared.dir)(std::io::Error::other(
-                "injected failure",
-            )));
+            return Err(io_err("fdatasync", &self.shared.dir)(
+                std::io::Error::other("injected failure"),
+            ));
         }
-        self.wal
-            .write_group(buf, spans, self.data_sync, &self.shared.counters)
+        Ok(())
+    }
+
+    /// The group written since `mark` failed: cut it, fail its requests, refuse every later
+    /// write, and tell the hook.
+    fn fail_group(
+        &mut self,
+        error: StorageError,
+        mark: &Mark,
+        requests: impl Iterator<Item = Request>,
+    ) {
+        let reason = match self.wal.cut_back(mark) {
+            Ok(()) => error.to_string(),
+            Err(cut) => format!(
+                "{error}; cutting the failed group from the WAL failed too, so a reopen may \
+                 replay it: {cut}"
+            ),
+        };
+        tracing::error!(dir = %self.shared.dir.display(), error = %reason,
+            "WAL write failed; store refuses further writes until reopened");
+        for r in requests {
+            let _ = r.reply.send(Err(self.failed_err(&reason)));
+        }
+        if let Some(hook) = &self.on_failure {
+            hook(&self.failed_err(&reason));
+        }
+        self.failed = Some(reason);
     }
 
     fn commit(&mut self, group: Vec<Request>) {
@@ -133,6 +168,15 @@ impl Committer {
         let mut deferred: Vec<(Request, Option<u64>)> = Vec::new();
         for req in group {
             match self.dedup.check(req.writer_id, req.seq) {
+                Seen::OutsideWindow { highest } => {
+                    let _ = req.reply.send(Err(StorageError::OutsideDedupWindow {
+                        dir: self.shared.dir.clone(),
+                        writer_id: req.writer_id,
+                        seq: req.seq,
+                        highest,
+                        window: DEDUP_WINDOW,
+                    }));
+                }
                 Seen::Applied(lsn) => {
                     counters.add_duplicate();
                     if lsn.is_some_and(|l| l >= group_first) {
@@ -176,17 +220,13 @@ impl Committer {
         if accepted.is_empty() {
             return;
         }
+        let mark = self.wal.mark();
         if let Err(e) = self.write(&buf, &spans) {
-            let reason = e.to_string();
-            tracing::error!(dir = %self.shared.dir.display(), error = %reason,
-                "WAL write failed; store refuses further writes until reopened");
-            for (r, _) in accepted {
-                let _ = r.reply.send(Err(self.failed_err(&reason)));
-            }
-            for (r, _) in deferred {
-                let _ = r.reply.send(Err(self.failed_err(&reason)));
-            }
-            self.failed = Some(reason);
+            let requests = accepted
+                .into_iter()
+                .map(|(r, _)| r)
+                .chain(deferred.into_iter().map(|(r, _)| r));
+            self.fail_group(e, &mark, requests);
             return;
         }
         counters.add_applied(accepted.len() as u64, buf.len() as u64);

@@ -16,8 +16,9 @@
 //! what was applied is remembered durably and replicated with the data; re-applying a pair gives
 //! [`AppendOutcome::Duplicate`] and changes nothing. Per writer the highest applied seq plus a
 //! window of the [`DEDUP_WINDOW`] seqs below it are tracked exactly, so out-of-order arrival within
-//! the window is applied exactly once. **A seq older than the window is answered `Duplicate`
-//! (`lsn: None`) and not applied**: writers must keep fewer than `DEDUP_WINDOW` seqs in flight.
+//! the window is applied exactly once. **A seq older than the window is refused**
+//! ([`StorageError::OutsideDedupWindow`]), neither applied nor acknowledged: whether it was
+//! applied is not tracked. Writers must keep fewer than `DEDUP_WINDOW` seqs in flight.
 //!
 //! ## On-disk format (a directory per replica)
 //! ```text
@@ -66,8 +67,17 @@
 //!   the first bad record and the replica catches up from the peer.
 //! - A failed `write`/`fdatasync` fails the whole group and poisons the store
 //!   ([`StorageError::Failed`]) until it is reopened: after a failed fsync the page cache can no
-//!   longer be trusted. Records of a failed group may or may not reappear after reopen; clients
-//!   retry with the same `(writer_id, seq)`, which makes that safe.
+//!   longer be trusted (on Linux, pages whose writeback failed may be marked clean and still be
+//!   read back). The failed group's bytes are cut from the WAL at once (segments it created are
+//!   deleted, the last segment truncated to where the group began, then fdatasync'd), and
+//!   [`StoreOptions::on_failure`] is told. So a reopen in this boot never replays a record of
+//!   a failed group (its pages may be in the cache only), nor does one after a power loss once
+//!   the cut was fdatasync'd; with `data_sync`, everything before the group was fdatasync'd by
+//!   earlier groups. Not guaranteed: if the cut itself fails (the disk is gone) the failure says
+//!   so, and a reopen may find the group in the page cache; a crash before the cut leaves an
+//!   ordinary unsynced tail (replayed only as far as it reached the disk); with `data_sync =
+//!   false` acknowledged records were never fdatasync'd, and a writeback error on them is seen,
+//!   if ever, only when a segment is sealed.
 //! - The WAL is the source of truth; the rows are also kept in memory (for `scan` and
 //!   `records_since`) along with a `(writer, seq) → lsn` map (~40 bytes per record).
 //!
@@ -94,7 +104,8 @@ pub use meta::{LOCK_FILE, STORE_FILE, STORE_FORMAT_VERSION};
 pub use stats::StoreStats;
 pub use store::ChunkStore;
 pub use types::{
-    AppendOutcome, DEFAULT_SEGMENT_BYTES, OpenReport, Record, ReplicaPosition, StoreOptions,
+    AppendOutcome, DEFAULT_SEGMENT_BYTES, FailureHook, OpenReport, Record, ReplicaPosition,
+    StoreOptions,
 };
 pub use wal::record::RECORD_FORMAT_VERSION;
 pub use wal::segment::SEGMENT_FORMAT_VERSION;

@@ -36,9 +36,9 @@ pub(crate) struct Shared {
     /// Test hook: the commit thread takes this lock before forming each group.
     #[cfg(test)]
     pub gate: std::sync::Mutex<()>,
-    /// Test hook: fail the next group's WAL write as if the disk had.
+    /// Test hook: fail the next group after its bytes were written, as a failed fdatasync.
     #[cfg(test)]
-    pub fail_next_write: std::sync::atomic::AtomicBool,
+    pub fail_next_sync: std::sync::atomic::AtomicBool,
     /// Test hook: requests queued so far.
     #[cfg(test)]
     pub queued: std::sync::atomic::AtomicU64,
@@ -218,7 +218,7 @@ impl ChunkStore {
             #[cfg(test)]
             gate: std::sync::Mutex::new(()),
             #[cfg(test)]
-            fail_next_write: std::sync::atomic::AtomicBool::new(false),
+            fail_next_sync: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
             queued: std::sync::atomic::AtomicU64::new(0),
         });
@@ -237,6 +237,7 @@ impl ChunkStore {
             next_lsn,
             wal,
             data_sync: opts.data_sync,
+            on_failure: opts.on_failure,
             failed: None,
         }
         .spawn()?;

@@ -1,9 +1,18 @@
 //! Public value types of the store API.
 
+use std::sync::Arc;
+
 use arrow::record_batch::RecordBatch;
 
+use crate::StorageError;
+
+/// Called once, on the store's commit thread, when a WAL write or fdatasync fails and the store
+/// becomes poisoned ([`StorageError::Failed`]), after the failed group was cut from the WAL.
+/// A data node uses it to stop: only a reopen, in a fresh process, can be trusted again.
+pub type FailureHook = Arc<dyn Fn(&StorageError) + Send + Sync>;
+
 /// Options for [`crate::ChunkStore::create`] / [`crate::ChunkStore::open`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct StoreOptions {
     /// `dataSync=1`: an append returns only after its record is fdatasync'd (shared with the
     /// other appends of its commit group). `false`: it returns once the record is written to the
@@ -12,6 +21,18 @@ pub struct StoreOptions {
     /// Roll to a new WAL segment once the current one would exceed this many bytes. A single
     /// record larger than this gets a segment of its own.
     pub segment_bytes: u64,
+    /// Told when a write failure poisons the store.
+    pub on_failure: Option<FailureHook>,
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("data_sync", &self.data_sync)
+            .field("segment_bytes", &self.segment_bytes)
+            .field("on_failure", &self.on_failure.is_some())
+            .finish()
+    }
 }
 
 /// Default segment size: 64 MiB.
@@ -22,6 +43,7 @@ impl Default for StoreOptions {
         StoreOptions {
             data_sync: true,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
+            on_failure: None,
         }
     }
 }
@@ -35,7 +57,8 @@ pub enum AppendOutcome {
         lsn: u64,
     },
     /// `(writer_id, seq)` was applied before; nothing changed. `lsn` is the original record's
-    /// lsn, or `None` when the seq is older than the dedup window (assumed applied).
+    /// lsn; `None` would mean it is not known, which callers must not take as an
+    /// acknowledgement (a seq older than the dedup window is an error, never a `Duplicate`).
     Duplicate {
         /// The lsn of the original record, if known.
         lsn: Option<u64>,

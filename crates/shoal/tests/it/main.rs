@@ -9,6 +9,7 @@ mod cluster;
 mod config_files;
 mod data;
 mod ddl;
+mod disk_full;
 mod disk_loss;
 mod ha_write;
 mod harness;

@@ -1,7 +1,7 @@
 //! The data plane with real processes: replicated appends through any data node, a machine lost
 //! and regained under writes (RECOVERING → COMPLETE, identical replicas), a data node killed
-//! mid-stream (every acknowledged row exactly once), retried appends applied once, bad input
-//! refused.
+//! mid-stream (every acknowledged row exactly once), retried appends applied once, a seq older
+//! than the dedup window refused, bad input refused.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -236,6 +236,66 @@ fn a_retried_append_is_applied_once_and_bad_input_is_refused() {
         );
         // Nothing of the refused appends was written.
         assert_eq!(data.table_ids().await, vec![1, 2, 3, 4, 5, 6]);
+    });
+}
+
+#[test]
+fn a_seq_older_than_the_dedup_window_is_refused_and_a_retry_in_it_is_a_duplicate() {
+    let cluster = LocalCluster::start();
+    create_seed_table(&cluster);
+    let rt = runtime();
+    let data = Data::connect(&cluster);
+    let (writer, window) = (11, shoal_storage::DEDUP_WINDOW);
+    // The window is over seq values, not appends: seq 1 then seq `newest` moves the writer's
+    // window to start at `newest - window`, as 1..=newest in order would.
+    let newest = 2 * window;
+    rt.block_on(async {
+        for (seq, id) in [(1, 1), (newest, 2)] {
+            let r = data
+                .client
+                .append(DB, TABLE, writer, seq, &seed_rows(&[id], 4))
+                .await
+                .unwrap();
+            assert!(!r.duplicate);
+        }
+        // Below the window, never sent or sent (seq 1): refused alike, and at once (no
+        // coordinator retries it until its deadline).
+        for (seq, id) in [(newest - window - 1, 3), (1, 4)] {
+            let started = Instant::now();
+            match data
+                .client
+                .append(DB, TABLE, writer, seq, &seed_rows(&[id], 4))
+                .await
+            {
+                Err(ClientError::Rpc { code, message, .. }) => {
+                    assert_eq!(code, tonic::Code::FailedPrecondition, "{message}");
+                    let named = format!("writer {writer} seq {seq} is older than");
+                    assert!(message.contains(&named), "{message}");
+                    assert!(message.contains(&format!("window {window}")), "{message}");
+                }
+                other => panic!("seq {seq}: expected a refusal, got {other:?}"),
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+        // A retry inside the window is still acknowledged as a duplicate.
+        let again = data
+            .client
+            .append(DB, TABLE, writer, newest, &seed_rows(&[2], 4))
+            .await
+            .unwrap();
+        assert!(again.duplicate);
+        // The refused rows are on no replica.
+        let chunks = data.chunks().await;
+        assert_eq!(chunks.len(), 1, "{chunks:?}");
+        for r in &chunks[0].replicas {
+            let mut ids = data.replica_ids(&chunks[0], &r.node).await;
+            ids.sort_unstable();
+            assert_eq!(ids, vec![1, 2], "replica on {}", r.node);
+        }
     });
 }
 

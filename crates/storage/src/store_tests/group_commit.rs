@@ -97,25 +97,49 @@ async fn data_sync_off_does_not_fsync_per_append() {
 }
 
 #[tokio::test]
-async fn a_failed_write_poisons_the_store_until_reopen() {
+async fn a_failed_sync_cuts_its_group_poisons_the_store_and_tells_the_hook() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = new_store(tmp.path(), StoreOptions::default()).await;
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = failures.clone();
+    let o = StoreOptions {
+        // Small segments: the failing group rolls to a new segment, which must go too.
+        segment_bytes: 4000,
+        on_failure: Some(Arc::new(move |e: &StorageError| {
+            seen.lock().unwrap().push(e.to_string())
+        })),
+        ..StoreOptions::default()
+    };
+    let store = new_store(tmp.path(), o.clone()).await;
     assert_eq!(store.append(1, 1, rows(0..3)).await.unwrap(), applied(1));
+    let segments_before = segments(tmp.path());
+    let bytes_before: Vec<u64> = segments_before.iter().map(|p| file_len(p)).collect();
     store
         .shared()
-        .fail_next_write
+        .fail_next_sync
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let err = store.append(1, 2, rows(0..3)).await.unwrap_err();
+    let err = store.append(1, 2, rows(0..200)).await.unwrap_err();
     assert!(matches!(err, StorageError::Failed { .. }), "{err}");
     assert!(err.to_string().contains("injected failure"), "{err}");
-    // Later writes are refused too (the disk state is unknown), reads still work.
+    assert_eq!(
+        store.stats().segments_created,
+        1,
+        "the failed group rolled to a new segment"
+    );
+    assert_eq!(failures.lock().unwrap().len(), 1, "the hook fires once");
+    assert!(failures.lock().unwrap()[0].contains("injected failure"));
+    // The group's bytes, written before the failure, are gone again: files as before it.
+    assert_eq!(segments(tmp.path()), segments_before);
+    let bytes_after: Vec<u64> = segments_before.iter().map(|p| file_len(p)).collect();
+    assert_eq!(bytes_after, bytes_before);
+    // Later writes are refused too (the disk state is unknown), without firing the hook
+    // again; reads still work.
     let err = store.append(1, 3, rows(0..3)).await.unwrap_err();
     assert!(matches!(err, StorageError::Failed { .. }), "{err}");
+    assert_eq!(failures.lock().unwrap().len(), 1);
     assert_eq!((store.last_lsn(), store.row_count()), (1, 3));
     drop(store);
-    let (store, report) = ChunkStore::open(tmp.path(), StoreOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(report.records, 1);
+    // A reopen does not find the failed group; a retry applies it.
+    let (store, report) = ChunkStore::open(tmp.path(), o).await.unwrap();
+    assert_eq!((report.records, report.torn_tail_bytes), (1, 0));
     assert_eq!(store.append(1, 2, rows(0..3)).await.unwrap(), applied(2));
 }

@@ -179,7 +179,7 @@ async fn corruption_in_a_sealed_segment_fails_naming_the_file() {
 async fn segments_roll_and_reopen_across_them() {
     let tmp = tempfile::tempdir().unwrap();
     let o = opts(true, 4000);
-    let store = new_store(tmp.path(), o).await;
+    let store = new_store(tmp.path(), o.clone()).await;
     for seq in 1..=40u64 {
         let i = seq as i64 * 20;
         assert_eq!(
@@ -196,7 +196,7 @@ async fn segments_roll_and_reopen_across_them() {
     }
     let before = (store.scan().await.unwrap(), store.position());
     drop(store);
-    let (store, report) = ChunkStore::open(tmp.path(), o).await.unwrap();
+    let (store, report) = ChunkStore::open(tmp.path(), o.clone()).await.unwrap();
     assert_eq!((report.records, report.segments), (40, segs.len() as u64));
     assert_eq!((store.scan().await.unwrap(), store.position()), before);
     assert_eq!(store.append(1, 41, rows(0..20)).await.unwrap(), applied(41));

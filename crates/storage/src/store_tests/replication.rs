@@ -45,18 +45,37 @@ async fn out_of_order_seqs_in_the_window_apply_exactly_once() {
     ids.sort();
     assert_eq!(ids, (1..=500).collect::<Vec<_>>());
 
-    // Far ahead, then a seq older than the window: treated as applied, not written.
+    // Far ahead, then seqs older than the window, never applied or applied (seq 1): refused
+    // alike, naming writer, seq and window, and nothing is written.
     let far = 500 + DEDUP_WINDOW + 100;
     assert_eq!(
         store.append(42, far, rows(0..1)).await.unwrap(),
         applied(501)
     );
+    for old in [far - DEDUP_WINDOW - 1, 1] {
+        let err = store.append(42, old, rows(0..1)).await.unwrap_err();
+        assert!(
+            matches!(err, StorageError::OutsideDedupWindow { writer_id: 42, seq, highest, window, .. }
+                if seq == old && highest == far && window == DEDUP_WINDOW),
+            "{err}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("writer 42 seq {old} is older than")) && msg.contains("window"),
+            "{msg}"
+        );
+        // A replica applying such a record refuses it the same way.
+        let err = store.apply_at(502, 42, old, rows(0..1)).await.unwrap_err();
+        assert!(
+            matches!(err, StorageError::OutsideDedupWindow { .. }),
+            "{err}"
+        );
+    }
+    assert_eq!(store.last_lsn(), 501);
+    // A retry inside the window is still a duplicate with its lsn.
     assert_eq!(
-        store
-            .append(42, far - DEDUP_WINDOW - 1, rows(0..1))
-            .await
-            .unwrap(),
-        AppendOutcome::Duplicate { lsn: None }
+        store.append(42, far, rows(0..1)).await.unwrap(),
+        AppendOutcome::Duplicate { lsn: Some(501) }
     );
     // At the window's edge: tracked exactly, so applied.
     assert_eq!(

@@ -6,7 +6,17 @@ use std::path::{Path, PathBuf};
 use super::replay::SegmentState;
 use super::segment::{self, SEGMENT_HEADER_LEN};
 use crate::error::{StorageError, io_err};
+use crate::fsutil;
 use crate::stats::Counters;
+
+/// Where the WAL ended before a group was written: what [`WalWriter::cut_back`] returns to.
+pub(crate) struct Mark {
+    first_lsn: u64,
+    path: PathBuf,
+    seg_len: u64,
+    seg_records: u64,
+    sealed_bytes: u64,
+}
 
 /// One frame inside a group buffer.
 pub(crate) struct FrameSpan {
@@ -20,6 +30,8 @@ pub(crate) struct WalWriter {
     dir: PathBuf,
     segment_bytes: u64,
     file: File,
+    /// First lsn of the last segment (`path`).
+    first_lsn: u64,
     path: PathBuf,
     seg_len: u64,
     seg_records: u64,
@@ -35,22 +47,24 @@ impl WalWriter {
         next_lsn: u64,
     ) -> Result<Self, StorageError> {
         let sealed_bytes = segments.iter().rev().skip(1).map(|s| s.len).sum::<u64>();
-        let (file, path, seg_len, seg_records) = match segments.last() {
+        let (file, first_lsn, path, seg_len, seg_records) = match segments.last() {
             Some(last) => (
                 segment::open_append(&last.path)?,
+                last.first_lsn,
                 last.path.clone(),
                 last.len,
                 next_lsn - last.first_lsn,
             ),
             None => {
                 let (f, p) = segment::create(dir, next_lsn)?;
-                (f, p, SEGMENT_HEADER_LEN as u64, 0)
+                (f, next_lsn, p, SEGMENT_HEADER_LEN as u64, 0)
             }
         };
         Ok(WalWriter {
             dir: dir.to_path_buf(),
             segment_bytes,
             file,
+            first_lsn,
             path,
             seg_len,
             seg_records,
@@ -86,6 +100,7 @@ impl WalWriter {
                 tracing::debug!(segment = %path.display(), "rolled WAL segment");
                 counters.add_segment();
                 self.file = file;
+                self.first_lsn = span.lsn;
                 self.path = path;
                 self.seg_len = SEGMENT_HEADER_LEN as u64;
                 self.seg_records = 0;
@@ -99,6 +114,52 @@ impl WalWriter {
         if sync {
             self.sync(counters)?;
         }
+        Ok(())
+    }
+
+    /// Where the WAL ends now; taken before writing a group.
+    pub(crate) fn mark(&self) -> Mark {
+        Mark {
+            first_lsn: self.first_lsn,
+            path: self.path.clone(),
+            seg_len: self.seg_len,
+            seg_records: self.seg_records,
+            sealed_bytes: self.sealed_bytes,
+        }
+    }
+
+    /// After a failed [`WalWriter::write_group`]: cut everything written since `mark`. Segments
+    /// created since are deleted, newest first, then the segment that was last at the mark is
+    /// truncated back to its length then and fdatasync'd. After a failed fdatasync the page
+    /// cache may hold bytes the disk does not; once they are cut, a reopen in this boot cannot
+    /// replay records that were never durable (with `data_sync`, everything before the mark
+    /// was fdatasync'd by an earlier group).
+    pub(crate) fn cut_back(&mut self, mark: &Mark) -> Result<(), StorageError> {
+        let newer: Vec<PathBuf> = segment::list(&self.dir)?
+            .into_iter()
+            .filter(|(first, _)| *first > mark.first_lsn)
+            .map(|(_, p)| p)
+            .collect();
+        for p in newer.iter().rev() {
+            std::fs::remove_file(p).map_err(io_err("remove segment of a failed group", p))?;
+        }
+        if !newer.is_empty() {
+            fsutil::sync_dir(&self.dir)?;
+        }
+        if self.path != mark.path {
+            self.file = segment::open_append(&mark.path)?;
+            self.path = mark.path.clone();
+            self.first_lsn = mark.first_lsn;
+        }
+        self.file
+            .set_len(mark.seg_len)
+            .map_err(io_err("truncate the failed group from", &self.path))?;
+        self.file
+            .sync_data()
+            .map_err(io_err("fdatasync after truncating", &self.path))?;
+        self.seg_len = mark.seg_len;
+        self.seg_records = mark.seg_records;
+        self.sealed_bytes = mark.sealed_bytes;
         Ok(())
     }
 
