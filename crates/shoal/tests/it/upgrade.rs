@@ -486,8 +486,10 @@ fn the_upgrade_pauses_rather_than_stop_a_machine_whose_loss_would_cost_the_contr
     });
     assert_eq!(node(&elected, &killed)["state"], "DOWN", "{elected:#}");
 
+    let started = Instant::now();
     let out = upgrade(&cluster, &["--resume", "--probe-rate", "0"]);
     let said = format!("{}{}", stdout(&out), stderr(&out));
+    eprintln!("--resume ended in {:?}: {said}", started.elapsed());
     assert_eq!(out.status.code(), Some(2), "{said}\n{}", cluster.logs());
     let expected = format!("controller {killed} on {machine} does not answer");
     assert!(said.contains(&expected), "{said}");

@@ -12,19 +12,19 @@
 mod machine;
 mod preflight;
 mod probe;
+mod progress;
 mod report;
 mod safety;
 mod state;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use shoal_proto::NodeMode;
 
 use self::machine::Machine;
+use self::progress::{MachineEnd, Progress};
 use self::safety::Moment;
 use self::state::{Status, Step, StepRecord, Store, UpgradeState};
 use crate::cli::UpgradeArgs;
@@ -79,15 +79,23 @@ pub async fn run(args: UpgradeArgs) -> anyhow::Result<ExitCode> {
     if args.dry_run {
         return Ok(ExitCode::SUCCESS);
     }
-    drive(&target, &mut store, state, &args).await
+    drive(
+        &target,
+        &mut store,
+        state,
+        &args,
+        &progress::Terminal::new(),
+    )
+    .await
 }
 
-/// Runs the recorded plan from where it stands.
+/// Runs the recorded plan from where it stands, telling `progress` how it goes.
 async fn drive(
     target: &Target,
     store: &mut Store<'_>,
     mut st: UpgradeState,
     args: &UpgradeArgs,
+    progress: &dyn Progress,
 ) -> anyhow::Result<ExitCode> {
     let fault = fault_point()?;
     st.status = Status::Running;
@@ -115,8 +123,6 @@ async fn drive(
         None
     };
 
-    let bars = MultiProgress::new();
-    let quiet = !std::io::stderr().is_terminal();
     let mut machines_this_run = 0usize;
     let mut window_start = now_ms();
     for i in 0..st.machines.len() {
@@ -144,28 +150,23 @@ async fn drive(
             break;
         }
         window_start = now_ms();
-        let bar = bars.add(ProgressBar::new(Step::ALL.len() as u64));
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>12} [{bar:18}] {pos}/{len} {wide_msg} [{elapsed}]",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        progress.machine(&st.machines[i].machine, st.machines[i].done.len());
+        let outcome = upgrade_machine(target, store, &mut st, i, args, progress, fault).await;
+        progress.machine_end(
+            match &outcome {
+                Outcome::Done => MachineEnd::Done,
+                Outcome::Paused(_) => MachineEnd::Paused,
+                Outcome::Failed(_) => MachineEnd::Failed,
+            },
+            st.target_version(),
         );
-        bar.set_prefix(st.machines[i].machine.clone());
-        bar.set_position(st.machines[i].done.len() as u64);
-        let view = View { bar: &bar, quiet };
-        match upgrade_machine(target, store, &mut st, i, args, &view, fault).await {
-            Outcome::Done => {
-                bar.finish_with_message(format!("on {}", st.target_version()));
-                machines_this_run += 1;
-            }
+        match outcome {
+            Outcome::Done => machines_this_run += 1,
             Outcome::Paused(why) => {
-                bar.abandon_with_message("not stopped: paused");
                 st.status = Status::Paused(format!("{why}; `--resume` checks again"));
                 break;
             }
             Outcome::Failed(why) => {
-                bar.abandon_with_message("failed");
                 st.machines[i].done.clear();
                 st.status = Status::Failed(why.clone());
                 // The machine runs again; the record must say so, not that it is mid-step.
@@ -212,13 +213,6 @@ enum Outcome {
     Failed(String),
 }
 
-/// Where a machine's progress is shown.
-struct View<'a> {
-    bar: &'a ProgressBar,
-    /// No terminal: each step is logged as a line instead.
-    quiet: bool,
-}
-
 /// One machine's remaining steps, with the record saved after each. The machine is stopped
 /// only after [`safety::wait_can_lose`] holds just before its drain and again just before its
 /// stop; once it may be stopped, any failure (a step, the record) returns it to its old version.
@@ -228,7 +222,7 @@ async fn upgrade_machine(
     st: &mut UpgradeState,
     i: usize,
     args: &UpgradeArgs,
-    view: &View<'_>,
+    progress: &dyn Progress,
     fault: Option<Step>,
 ) -> Outcome {
     let plan = st.machines[i].clone();
@@ -267,12 +261,9 @@ async fn upgrade_machine(
         {
             return not_stopped(&m, st, i, why, Moment::BeforeStop).await;
         }
-        view.bar.set_message(step.describe());
-        if view.quiet {
-            eprintln!("{}: {}", plan.machine, step.describe());
-        }
+        progress.step(step);
         let started_ms = now_ms();
-        let show = |msg: String| view.bar.set_message(format!("{}: {msg}", step.describe()));
+        let show = |msg: String| progress.detail(step, &msg);
         let result = m.run(step, &show).await;
         st.steps.push(StepRecord {
             machine: plan.machine.clone(),
@@ -289,7 +280,7 @@ async fn upgrade_machine(
             Ok(()) => {
                 done.push(step);
                 st.machines[i].done = done.clone();
-                view.bar.inc(1);
+                progress.step_done(step);
                 if fault == Some(step) {
                     Err(anyhow!(
                         "{FAULT_ENV}: the record write after this step fails"
@@ -303,13 +294,14 @@ async fn upgrade_machine(
         };
         if let Err(e) = result {
             let why = format!("{}: {}: {e:#}", plan.machine, step.describe());
-            eprintln!("{why}");
+            progress.notice(&why);
             // Its nodes may be stopped from the stop on; before it, they only drained.
             let undone = if step >= Step::StopNodes {
-                eprintln!("returning {} to {from}", plan.machine);
-                m.roll_back(&|msg| eprintln!("  {msg}")).await
+                progress.notice(&format!("returning {} to {from}", plan.machine));
+                m.roll_back(&|msg| progress.notice(&format!("  {msg}")))
+                    .await
             } else {
-                eprintln!("restarting the data nodes of {}", plan.machine);
+                progress.notice(&format!("restarting the data nodes of {}", plan.machine));
                 m.restart_datanodes().await
             };
             return Outcome::Failed(match undone {
