@@ -163,7 +163,7 @@ async fn drive(
         match outcome {
             Outcome::Done => machines_this_run += 1,
             Outcome::Paused(why) => {
-                st.status = Status::Paused(format!("{why}; `--resume` checks again"));
+                st.status = Status::Paused(why);
                 break;
             }
             Outcome::Failed(why) => {

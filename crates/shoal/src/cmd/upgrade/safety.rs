@@ -16,6 +16,7 @@ use shoal_proto::{ClusterStatusResponse, GetCatalogResponse, NodeMode, NodeState
 
 use super::machine::not_complete;
 use super::state::MachinePlan;
+use crate::cmd::status::state_name;
 use crate::target::Target;
 
 /// A node's last heartbeat must be at most this old (the default `nodeHeartbeatTimeout`;
@@ -54,7 +55,15 @@ pub fn missing(
         .filter(|n| n.mode() == NodeMode::Controller)
         .collect();
     let answers = |role: &str| role == "leader" || role == "follower";
-    for c in controllers.iter().filter(|c| !answers(&c.raft_role)) {
+    let silent: Vec<&str> = controllers
+        .iter()
+        .filter(|c| !answers(&c.raft_role))
+        .map(|c| c.alias.as_str())
+        .collect();
+    for c in controllers
+        .iter()
+        .filter(|c| silent.contains(&c.alias.as_str()))
+    {
         missing.push(format!(
             "controller {} on {} does not answer",
             c.alias, c.machine
@@ -74,9 +83,19 @@ pub fn missing(
     }
 
     let fresh_ms = i64::try_from(FRESH_HEARTBEAT.as_millis()).unwrap_or(i64::MAX);
-    for n in status.nodes.iter().filter(|n| !on_machine(&n.alias)) {
+    // A silent controller is named once, above.
+    for n in status
+        .nodes
+        .iter()
+        .filter(|n| !on_machine(&n.alias) && !silent.contains(&n.alias.as_str()))
+    {
         if n.state() != NodeState::Up {
-            missing.push(format!("{} on {} is {:?}", n.alias, n.machine, n.state()));
+            missing.push(format!(
+                "{} on {} is {}",
+                n.alias,
+                n.machine,
+                state_name(n.state())
+            ));
         } else if !(0..=fresh_ms).contains(&n.last_heartbeat_ms_ago) {
             missing.push(format!(
                 "{} on {} has not been heard from for {}",
@@ -262,9 +281,10 @@ mod tests {
     }
 
     #[test]
-    fn a_silent_controller_elsewhere_leaves_no_quorum_and_is_named() {
+    fn a_silent_controller_elsewhere_leaves_no_quorum_and_is_named_once() {
         let mut s = healthy();
         node(&mut s, "c3").raft_role = "unreachable".into();
+        node(&mut s, "c3").state = NodeState::Down.into();
         node(&mut s, "c1").raft_role = "leader".into();
         let m = missing(&plan(2), &s, &catalog(vec![]), Moment::BeforeDrain);
         assert_eq!(
@@ -292,7 +312,7 @@ mod tests {
         assert_eq!(
             m,
             vec![
-                "d1 on 127.0.0.1 is Down".to_owned(),
+                "d1 on 127.0.0.1 is DOWN".to_owned(),
                 "d3 on 127.0.0.3 has not been heard from for this leader's whole term".to_owned(),
                 "a3 on 127.0.0.3 has not been heard from for 4000 ms".to_owned(),
             ]
