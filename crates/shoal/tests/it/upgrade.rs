@@ -532,7 +532,7 @@ fn the_upgrade_pauses_rather_than_stop_a_machine_whose_loss_would_cost_the_contr
 }
 
 #[test]
-fn a_failure_after_a_machine_is_stopped_returns_it_to_its_old_version_and_records_it() {
+fn a_failed_step_never_leaves_a_machine_stopped_and_the_record_says_so() {
     let Setup {
         cluster,
         tmp,
@@ -541,22 +541,10 @@ fn a_failure_after_a_machine_is_stopped_returns_it_to_its_old_version_and_record
         ..
     } = setup();
     let pkg = package(tmp.path(), &next);
-    let writer = start_writer(&cluster, tmp.path(), 20);
+    let writer = start_writer(&cluster, tmp.path(), 40);
     // The test-only fault point: the record cannot be written once the first machine is
     // stopped and switched to the new version (as when the controllers become unreachable).
-    let out = shoal_with_env(
-        Path::new(shoal_bin()),
-        &[
-            "upgrade",
-            "--package",
-            pkg.to_str().unwrap(),
-            "--probe-rate",
-            "0",
-            "--dir",
-            cluster.dir_str(),
-        ],
-        &[("SHOAL_UPGRADE_FAIL_RECORD_AFTER", "switch")],
-    );
+    let out = upgrade_failing_after(&cluster, &pkg, "switch");
     let said = format!("{}{}", stdout(&out), stderr(&out));
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(
@@ -574,7 +562,54 @@ fn a_failure_after_a_machine_is_stopped_returns_it_to_its_old_version_and_record
         let current = std::fs::read_link(cluster.dir.join(host).join("current")).unwrap();
         assert!(current.ends_with(&old), "{host}: {}", current.display());
     }
+
+    // A failure before the stop: the drained data node is restarted, the controller and agent
+    // of its machine keep running.
+    let out = upgrade(&cluster, &["--rollback", "--probe-rate", "0"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let before = cluster.status();
+    let out = upgrade_failing_after(&cluster, &pkg, "drain");
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("restarting the data nodes"), "{said}");
+    let st = recorded(&cluster);
+    assert_eq!(st["status"]["status"], "failed", "{st:#}");
+    let first = &st["machines"][0];
+    assert_eq!(first["done"], serde_json::json!([]), "{st:#}");
+    let after = cluster.wait_status("every node UP", Duration::from_secs(60), all_up);
+    for n in nodes(&before) {
+        let alias = n["alias"].as_str().unwrap();
+        let on_first = n["machine"] == first["machine"];
+        if on_first && n["mode"] == "datanode" {
+            assert_ne!(
+                pid(&after, alias),
+                pid(&before, alias),
+                "{alias} not restarted"
+            );
+        } else {
+            assert_eq!(pid(&after, alias), pid(&before, alias), "{alias} restarted");
+        }
+    }
+    assert_all_on(&cluster, &old);
     finish_writer(&cluster, tmp.path(), writer);
+}
+
+/// `shoal upgrade --package PKG` with the test-only fault point: the record write right after
+/// `step` fails.
+fn upgrade_failing_after(cluster: &LocalCluster, pkg: &Path, step: &str) -> Output {
+    shoal_with_env(
+        Path::new(shoal_bin()),
+        &[
+            "upgrade",
+            "--package",
+            pkg.to_str().unwrap(),
+            "--probe-rate",
+            "0",
+            "--dir",
+            cluster.dir_str(),
+        ],
+        &[("SHOAL_UPGRADE_FAIL_RECORD_AFTER", step)],
+    )
 }
 
 fn resume_in_background(cluster: &LocalCluster) -> Spawned {

@@ -1,10 +1,12 @@
-//! Whether the cluster can lose one machine now (invariant 5): checked right before the
+//! Whether the cluster can lose one machine now (the brief's invariant 5): checked before the
 //! orchestrator drains a machine and again right before it stops its nodes, on every pass
 //! (also after `--resume`, a canary or a `--pause`). Anything missing pauses the upgrade.
 //!
 //! The cluster can lose machine M when:
-//! - every controller answers the leader (Raft role leader or follower, i.e. it acknowledged
-//!   the leader within the last 3 s) and those not on M are a Raft quorum;
+//! - every controller answers: the leader (Raft role leader or follower, i.e. it acknowledged
+//!   the leader within the last 3 s) and the orchestrator itself, within [`ANSWER_TIMEOUT`] (a
+//!   controller frozen or cut off a moment ago is still a follower to the leader); and those
+//!   not on M are a Raft quorum;
 //! - every node not on M is UP and heard from within [`FRESH_HEARTBEAT`];
 //! - every chunk is COMPLETE and has an in-sync replica on another machine. Once M is drained
 //!   its replicas are out of sync by design, so before the stop only the second half holds.
@@ -12,7 +14,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use shoal_proto::{ClusterStatusResponse, GetCatalogResponse, NodeMode, NodeState};
+use shoal_proto::node_info_client::NodeInfoClient;
+use shoal_proto::{
+    ClusterStatusResponse, GetCatalogResponse, NodeInfoRequest, NodeMode, NodeState,
+};
 
 use super::machine::not_complete;
 use super::state::MachinePlan;
@@ -21,7 +26,7 @@ use crate::target::Target;
 
 /// A node's last heartbeat must be at most this old (the default `nodeHeartbeatTimeout`;
 /// nodes send one every 200-500 ms).
-pub const FRESH_HEARTBEAT: Duration = Duration::from_secs(3);
+const FRESH_HEARTBEAT: Duration = Duration::from_secs(3);
 
 /// How long a check waits for what is missing before it gives up: long enough for what a new
 /// leader has not seen yet (heartbeats, follower acknowledgements), short enough that a real
@@ -29,6 +34,9 @@ pub const FRESH_HEARTBEAT: Duration = Duration::from_secs(3);
 const SETTLE: Duration = Duration::from_secs(5);
 
 const POLL: Duration = Duration::from_millis(200);
+
+/// How long a controller gets to answer the orchestrator's own call.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Where the machine stands when it is checked.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -40,10 +48,12 @@ pub enum Moment {
 }
 
 /// What keeps the cluster from losing the machine, one line per reason; empty when it can.
+/// `no_answer`: controllers that did not answer the orchestrator's own call.
 pub fn missing(
     machine: &MachinePlan,
     status: &ClusterStatusResponse,
     catalog: &GetCatalogResponse,
+    no_answer: &[String],
     moment: Moment,
 ) -> Vec<String> {
     let mut missing = Vec::new();
@@ -54,10 +64,11 @@ pub fn missing(
         .iter()
         .filter(|n| n.mode() == NodeMode::Controller)
         .collect();
-    let answers = |role: &str| role == "leader" || role == "follower";
     let silent: Vec<&str> = controllers
         .iter()
-        .filter(|c| !answers(&c.raft_role))
+        .filter(|c| {
+            !(c.raft_role == "leader" || c.raft_role == "follower") || no_answer.contains(&c.alias)
+        })
         .map(|c| c.alias.as_str())
         .collect();
     for c in controllers
@@ -71,7 +82,7 @@ pub fn missing(
     }
     let left = controllers
         .iter()
-        .filter(|c| !on_machine(&c.alias) && answers(&c.raft_role))
+        .filter(|c| !on_machine(&c.alias) && !silent.contains(&c.alias.as_str()))
         .count();
     let quorum = controllers.len() / 2 + 1;
     if left < quorum {
@@ -185,7 +196,32 @@ async fn check(
 ) -> Result<Vec<String>, shoal_client::ClientError> {
     let status = target.controllers.cluster_status().await?;
     let catalog = target.controllers.get_catalog().await?;
-    Ok(missing(machine, &status, &catalog, moment))
+    let no_answer = not_answering(target, &status).await;
+    Ok(missing(machine, &status, &catalog, &no_answer, moment))
+}
+
+/// The controllers that do not answer a `NodeInfo` call within [`ANSWER_TIMEOUT`].
+async fn not_answering(target: &Target, status: &ClusterStatusResponse) -> Vec<String> {
+    let calls = status
+        .nodes
+        .iter()
+        .filter(|n| n.mode() == NodeMode::Controller)
+        .map(|n| async move {
+            let Ok(channel) = target.channels.get(&n.addr) else {
+                return Some(n.alias.clone());
+            };
+            let mut req = tonic::Request::new(NodeInfoRequest {});
+            req.set_timeout(ANSWER_TIMEOUT);
+            let answered =
+                tokio::time::timeout(ANSWER_TIMEOUT, NodeInfoClient::new(channel).node_info(req))
+                    .await;
+            (!matches!(answered, Ok(Ok(_)))).then(|| n.alias.clone())
+        });
+    futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 #[cfg(test)]
@@ -274,7 +310,7 @@ mod tests {
         let cat = catalog(vec![chunk("/s/1", &[("d1", true), ("d2", true)])]);
         for i in 1..=3 {
             assert!(
-                missing(&plan(i), &healthy(), &cat, Moment::BeforeDrain).is_empty(),
+                missing(&plan(i), &healthy(), &cat, &[], Moment::BeforeDrain).is_empty(),
                 "machine {i}"
             );
         }
@@ -286,7 +322,7 @@ mod tests {
         node(&mut s, "c3").raft_role = "unreachable".into();
         node(&mut s, "c3").state = NodeState::Down.into();
         node(&mut s, "c1").raft_role = "leader".into();
-        let m = missing(&plan(2), &s, &catalog(vec![]), Moment::BeforeDrain);
+        let m = missing(&plan(2), &s, &catalog(vec![]), &[], Moment::BeforeDrain);
         assert_eq!(
             m,
             vec![
@@ -294,8 +330,23 @@ mod tests {
                 "stopping 127.0.0.2 would leave 1 of 3 controllers (a quorum is 2)".to_owned(),
             ]
         );
+        // Frozen a moment ago: still a follower to the leader, but it does not answer us.
+        let m = missing(
+            &plan(2),
+            &healthy(),
+            &catalog(vec![]),
+            &["c1".to_owned()],
+            Moment::BeforeStop,
+        );
+        assert_eq!(
+            m,
+            vec![
+                "controller c1 on 127.0.0.1 does not answer".to_owned(),
+                "stopping 127.0.0.2 would leave 1 of 3 controllers (a quorum is 2)".to_owned(),
+            ]
+        );
         // Its own controller silent: the others still make a quorum, but it is named.
-        let m = missing(&plan(3), &s, &catalog(vec![]), Moment::BeforeDrain);
+        let m = missing(&plan(3), &s, &catalog(vec![]), &[], Moment::BeforeDrain);
         assert_eq!(
             m,
             vec!["controller c3 on 127.0.0.3 does not answer".to_owned()]
@@ -308,7 +359,7 @@ mod tests {
         node(&mut s, "d1").state = NodeState::Down.into();
         node(&mut s, "a3").last_heartbeat_ms_ago = 4_000;
         node(&mut s, "d3").last_heartbeat_ms_ago = -1;
-        let m = missing(&plan(2), &s, &catalog(vec![]), Moment::BeforeDrain);
+        let m = missing(&plan(2), &s, &catalog(vec![]), &[], Moment::BeforeDrain);
         assert_eq!(
             m,
             vec![
@@ -321,7 +372,7 @@ mod tests {
         node(&mut s, "a3").last_heartbeat_ms_ago = 0;
         node(&mut s, "d3").last_heartbeat_ms_ago = 10;
         node(&mut s, "d2").state = NodeState::Stopping.into();
-        assert!(missing(&plan(2), &s, &catalog(vec![]), Moment::BeforeDrain).is_empty());
+        assert!(missing(&plan(2), &s, &catalog(vec![]), &[], Moment::BeforeDrain).is_empty());
     }
 
     #[test]
@@ -329,14 +380,14 @@ mod tests {
         let s = healthy();
         let recovering = catalog(vec![chunk("/s/1", &[("d1", true), ("d2", false)])]);
         assert_eq!(
-            missing(&plan(3), &s, &recovering, Moment::BeforeDrain),
+            missing(&plan(3), &s, &recovering, &[], Moment::BeforeDrain),
             vec!["chunks not COMPLETE: /s/1 (RECOVERING)".to_owned()]
         );
         // Machine 2 drained: its replica left the in-sync set, d1's remains.
-        assert!(missing(&plan(2), &s, &recovering, Moment::BeforeStop).is_empty());
+        assert!(missing(&plan(2), &s, &recovering, &[], Moment::BeforeStop).is_empty());
         // Stopping machine 1 would leave /s/1 with no in-sync replica.
         assert_eq!(
-            missing(&plan(1), &s, &recovering, Moment::BeforeStop),
+            missing(&plan(1), &s, &recovering, &[], Moment::BeforeStop),
             vec!["chunks with no in-sync replica outside 127.0.0.1: /s/1".to_owned()]
         );
     }
