@@ -594,6 +594,92 @@ fn a_failed_step_never_leaves_a_machine_stopped_and_the_record_says_so() {
     finish_writer(&cluster, tmp.path(), writer);
 }
 
+#[test]
+fn controllers_losing_their_quorum_after_a_machine_stopped_get_it_back_from_that_machine() {
+    let Setup {
+        cluster,
+        tmp,
+        next,
+        old,
+        ..
+    } = setup();
+    let pkg = package(tmp.path(), &next);
+    // The plan's first machine (the lowest address but the leader's), its controller, and the
+    // controller of the machine that is neither: freezing that one while the first is stopped
+    // leaves the leader alone.
+    let before = cluster.status();
+    let leading = node(&before, &leader(&before).unwrap())["machine"].clone();
+    let controllers: Vec<&Value> = nodes(&before)
+        .iter()
+        .filter(|n| n["mode"] == "controller" && n["machine"] != leading)
+        .collect();
+    let (first, other) = match controllers.as_slice() {
+        [a, b] if a["machine"].as_str() < b["machine"].as_str() => (a, b),
+        [a, b] => (b, a),
+        _ => panic!("{before:#}"),
+    };
+    let first_pid = first["pid"].as_u64().unwrap();
+
+    let mut orchestrator = Spawned(
+        Command::new(shoal_bin())
+            .args(["upgrade", "--package", pkg.to_str().unwrap()])
+            .args(["--probe-rate", "0", "--dir", cluster.dir_str()])
+            .env_remove("SHOAL_CLUSTER_SECRET")
+            .stdout(std::fs::File::create(tmp.path().join("out")).unwrap())
+            .stderr(std::fs::File::create(tmp.path().join("err")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // The moment the first machine's controller has exited, freeze the other one.
+    let started = Instant::now();
+    while exists(first_pid) {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "never stopped"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let frozen = Frozen::new(other["pid"].as_u64().unwrap());
+    let frozen_at = Instant::now();
+    let exit = orchestrator.wait(Duration::from_secs(240));
+    let said = format!(
+        "{}{}",
+        std::fs::read_to_string(tmp.path().join("out")).unwrap(),
+        std::fs::read_to_string(tmp.path().join("err")).unwrap()
+    );
+    eprintln!(
+        "orchestrator exited {exit} {:?} after the freeze: {said}",
+        frozen_at.elapsed()
+    );
+    assert_eq!(exit.code(), Some(1), "{said}");
+    assert!(said.contains("returning"), "{said}");
+    // Its machine runs the old version again, and the record says the upgrade failed with no
+    // machine mid-step, written once its controller gave the others their quorum back.
+    let alias = first["alias"].as_str().unwrap();
+    let st = cluster.status();
+    assert_eq!(node(&st, alias)["state"], "UP", "{st:#}");
+    assert_eq!(node(&st, alias)["version"], old.as_str(), "{st:#}");
+    let rec = recorded(&cluster);
+    assert_eq!(rec["status"]["status"], "failed", "{rec:#}");
+    for m in rec["machines"].as_array().unwrap() {
+        assert_eq!(m["done"], serde_json::json!([]), "{rec:#}");
+    }
+    drop(frozen);
+    cluster.wait_status("every node UP", Duration::from_secs(60), all_up);
+    assert_all_on(&cluster, &old);
+}
+
+/// A live process (not a zombie).
+fn exists(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().to_owned())
+        })
+        .is_some_and(|rest| !rest.starts_with('Z'))
+}
+
 /// `shoal upgrade --package PKG` with the test-only fault point: the record write right after
 /// `step` fails.
 fn upgrade_failing_after(cluster: &LocalCluster, pkg: &Path, step: &str) -> Output {

@@ -26,7 +26,7 @@ use shoal_proto::NodeMode;
 use self::machine::Machine;
 use self::progress::{MachineEnd, Progress};
 use self::safety::Moment;
-use self::state::{Status, Step, StepRecord, Store, UpgradeState};
+use self::state::{RecordChanged, Status, Step, StepRecord, Store, UpgradeState};
 use crate::cli::UpgradeArgs;
 use crate::target::Target;
 use shoal_client::record;
@@ -340,13 +340,18 @@ async fn not_stopped(
 const RECORD_WAIT: Duration = Duration::from_secs(60);
 
 /// Saves `st`, retrying while the controllers do not answer (each try already waits for a
-/// leader), for at most [`RECORD_WAIT`].
+/// leader), for at most [`RECORD_WAIT`]; never over another orchestrator's record.
 async fn save_when_reachable(store: &mut Store<'_>, st: &mut UpgradeState) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
         match store.save(st).await {
             Ok(()) => return Ok(()),
-            Err(e) if started.elapsed() >= RECORD_WAIT => return Err(e),
+            Err(e)
+                if started.elapsed() >= RECORD_WAIT
+                    || e.downcast_ref::<RecordChanged>().is_some() =>
+            {
+                return Err(e);
+            }
             Err(e) => tracing::warn!("recording the failure: {e:#}; trying again"),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
