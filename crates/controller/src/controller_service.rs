@@ -197,10 +197,13 @@ impl ControllerService {
             .as_ref()
             .and_then(|h| h.get(&id).cloned().flatten())
             .is_some_and(|t| t.elapsed() < FOLLOWER_ACK_WINDOW);
-        let role = if acked { "follower" } else { "unreachable" };
+        let role = if acked { "follower" } else { UNREACHABLE };
         (role.into(), matched)
     }
 }
+
+/// The Raft role of a controller that has not acknowledged the leader recently.
+const UNREACHABLE: &str = "unreachable";
 
 /// A follower that has not acknowledged the leader for this long is shown as unreachable.
 const FOLLOWER_ACK_WINDOW: Duration = Duration::from_secs(3);
@@ -340,6 +343,7 @@ impl Controller for ControllerService {
             .values()
             .map(|n| {
                 let (raft_role, raft_matched_index) = self.raft_view(&n.alias, &metrics);
+                let state = shown_state(n.state, &raft_role);
                 NodeStatus {
                     alias: n.alias.clone(),
                     mode: n
@@ -349,7 +353,7 @@ impl Controller for ControllerService {
                         .into(),
                     machine: n.machine.clone(),
                     addr: n.addr.clone(),
-                    state: state_to_proto(n.state).into(),
+                    state: state_to_proto(state).into(),
                     version: n.version.clone(),
                     build_date: n.build_date.clone(),
                     raft_role,
@@ -372,6 +376,19 @@ impl Controller for ControllerService {
             raft_commit_index: metrics.local_committed.map_or(0, |l| l.index),
             cluster_version,
         }))
+    }
+}
+
+/// A controller's state as status shows it: the metadata's, except that one UP (or
+/// STOPPING) which has not acknowledged the leader within `FOLLOWER_ACK_WINDOW` is DOWN. The
+/// metadata only says DOWN once `nodeHeartbeatTimeout` has passed since the leader took
+/// office, and a leader that was just killed never answers the new one: without this it
+/// would show UP for seconds after its process is gone.
+fn shown_state(state: NodeState, raft_role: &str) -> NodeState {
+    if raft_role == UNREACHABLE && state.is_live() {
+        NodeState::Down
+    } else {
+        state
     }
 }
 
@@ -428,6 +445,23 @@ mod tests {
             s.message().starts_with("outcome unknown"),
             "{}",
             s.message()
+        );
+    }
+
+    #[test]
+    fn a_controller_that_does_not_answer_the_leader_is_shown_down() {
+        assert_eq!(shown_state(NodeState::Up, UNREACHABLE), NodeState::Down);
+        assert_eq!(
+            shown_state(NodeState::Stopping, UNREACHABLE),
+            NodeState::Down
+        );
+        assert_eq!(shown_state(NodeState::Up, "follower"), NodeState::Up);
+        assert_eq!(shown_state(NodeState::Up, "leader"), NodeState::Up);
+        // Other nodes have no Raft role: their state is the metadata's.
+        assert_eq!(shown_state(NodeState::Up, ""), NodeState::Up);
+        assert_eq!(
+            shown_state(NodeState::Unknown, UNREACHABLE),
+            NodeState::Unknown
         );
     }
 }

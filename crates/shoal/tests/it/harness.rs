@@ -47,9 +47,15 @@ pub fn shoal(args: &[&str]) -> Output {
 
 /// Runs `BINARY ARGS` (another build of shoal) like [`shoal`].
 pub fn shoal_with(binary: &Path, args: &[&str]) -> Output {
+    shoal_with_env(binary, args, &[])
+}
+
+/// [`shoal_with`] with extra environment variables (e.g. a test-only fault point).
+pub fn shoal_with_env(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let child = Command::new(binary)
         .args(args)
         .env_remove("SHOAL_CLUSTER_SECRET")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

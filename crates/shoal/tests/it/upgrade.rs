@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use crate::data::create_seed_table;
 use crate::harness::{
-    LocalCluster, Spawned, kill9, next_binary, nodes, previous_release_binary, shoal_bin,
-    shoal_with, stderr, stdout,
+    Frozen, LocalCluster, Spawned, all_up, kill9, leader, next_binary, node, nodes,
+    previous_release_binary, shoal_bin, shoal_with, shoal_with_env, stderr, stdout,
 };
 
 /// The version a binary reports (`build-info`).
@@ -418,6 +418,284 @@ fn a_paused_or_killed_orchestrator_resumes_and_a_version_that_cannot_start_is_ro
     );
     assert_all_on(&cluster, &new);
     assert_eq!(recorded(&cluster)["status"]["status"], "done");
+}
+
+/// `pid` of a node in a status JSON.
+fn pid(status: &Value, alias: &str) -> u64 {
+    node(status, alias)["pid"].as_u64().unwrap()
+}
+
+/// Every controller acknowledges the leader (or is it).
+fn controllers_answer(status: &Value) -> bool {
+    nodes(status)
+        .iter()
+        .filter(|n| n["mode"] == "controller")
+        .all(|n| n["raft_role"] == "leader" || n["raft_role"] == "follower")
+}
+
+#[test]
+fn the_upgrade_pauses_rather_than_stop_a_machine_whose_loss_would_cost_the_controller_quorum() {
+    let Setup {
+        cluster,
+        tmp,
+        next,
+        new,
+        ..
+    } = setup();
+    let pkg = package(tmp.path(), &next);
+    let writer = start_writer(&cluster, tmp.path(), 45);
+    let out = upgrade(
+        &cluster,
+        &[
+            "--package",
+            pkg.to_str().unwrap(),
+            "--canary",
+            "1",
+            "--probe-rate",
+            "0",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+
+    // The leader's machine is upgraded last, so its controller is one the next machine's
+    // stop would need. Kill it with its agent frozen: nothing restarts it.
+    let before = cluster.status();
+    let killed = leader(&before).expect("one leader");
+    let machine = node(&before, &killed)["machine"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let agent = nodes(&before)
+        .iter()
+        .find(|n| n["mode"] == "agent" && n["machine"] == machine.as_str())
+        .unwrap()["alias"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let frozen = Frozen::new(pid(&before, &agent));
+    kill9(pid(&before, &killed));
+    // As soon as another leads, status no longer shows the dead controller UP.
+    let elected = cluster.wait_status("a new leader", Duration::from_secs(30), |s| {
+        leader(s).is_some_and(|l| l != killed)
+    });
+    assert_eq!(node(&elected, &killed)["state"], "DOWN", "{elected:#}");
+
+    let started = Instant::now();
+    let out = upgrade(&cluster, &["--resume", "--probe-rate", "0"]);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    eprintln!("--resume ended in {:?}: {said}", started.elapsed());
+    assert_eq!(out.status.code(), Some(2), "{said}\n{}", cluster.logs());
+    let expected = format!("controller {killed} on {machine} does not answer");
+    assert!(said.contains(&expected), "{said}");
+    assert!(said.contains("would leave 1 of 3 controllers"), "{said}");
+    let st = recorded(&cluster);
+    assert_eq!(st["status"]["status"], "paused", "{st:#}");
+    assert!(
+        st["status"]["reason"].as_str().unwrap().contains(&expected),
+        "{st:#}"
+    );
+    // No machine was stopped: every node but the killed controller (and the frozen agent)
+    // UP as the same process.
+    let after = cluster.status();
+    for n in nodes(&before) {
+        let alias = n["alias"].as_str().unwrap();
+        if alias == killed || alias == agent {
+            continue;
+        }
+        assert_eq!(node(&after, alias)["state"], "UP", "{alias}: {after:#}");
+        assert_eq!(pid(&after, alias), pid(&before, alias), "{alias} restarted");
+    }
+
+    // The agent, thawed, restarts the controller; then the upgrade goes on.
+    drop(frozen);
+    cluster.wait_status(
+        "every node UP and every controller answering",
+        Duration::from_secs(60),
+        |s| all_up(s) && controllers_answer(s),
+    );
+    let out = upgrade(&cluster, &["--resume", "--probe-rate", "0"]);
+    assert!(
+        out.status.success(),
+        "resume failed: {}{}\n{}",
+        stdout(&out),
+        stderr(&out),
+        cluster.logs()
+    );
+    assert_all_on(&cluster, &new);
+    finish_writer(&cluster, tmp.path(), writer);
+}
+
+#[test]
+fn a_failed_step_never_leaves_a_machine_stopped_and_the_record_says_so() {
+    let Setup {
+        cluster,
+        tmp,
+        next,
+        old,
+        ..
+    } = setup();
+    let pkg = package(tmp.path(), &next);
+    let writer = start_writer(&cluster, tmp.path(), 40);
+    // The test-only fault point: the record cannot be written once the first machine is
+    // stopped and switched to the new version (as when the controllers become unreachable).
+    let out = upgrade_failing_after(&cluster, &pkg, "switch");
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("SHOAL_UPGRADE_FAIL_RECORD_AFTER") && said.contains("returning"),
+        "{said}"
+    );
+    // Back on the old version, nodes and agent alike, and the record says so.
+    assert_all_on(&cluster, &old);
+    let st = recorded(&cluster);
+    assert_eq!(st["status"]["status"], "failed", "{st:#}");
+    for m in st["machines"].as_array().unwrap() {
+        assert_eq!(m["done"], serde_json::json!([]), "{st:#}");
+    }
+    for host in &cluster.hosts {
+        let current = std::fs::read_link(cluster.dir.join(host).join("current")).unwrap();
+        assert!(current.ends_with(&old), "{host}: {}", current.display());
+    }
+
+    // A failure before the stop: the drained data node is restarted, the controller and agent
+    // of its machine keep running.
+    let out = upgrade(&cluster, &["--rollback", "--probe-rate", "0"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let before = cluster.status();
+    let out = upgrade_failing_after(&cluster, &pkg, "drain");
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("restarting the data nodes"), "{said}");
+    let st = recorded(&cluster);
+    assert_eq!(st["status"]["status"], "failed", "{st:#}");
+    let first = &st["machines"][0];
+    assert_eq!(first["done"], serde_json::json!([]), "{st:#}");
+    let after = cluster.wait_status("every node UP", Duration::from_secs(60), all_up);
+    for n in nodes(&before) {
+        let alias = n["alias"].as_str().unwrap();
+        let on_first = n["machine"] == first["machine"];
+        if on_first && n["mode"] == "datanode" {
+            assert_ne!(
+                pid(&after, alias),
+                pid(&before, alias),
+                "{alias} not restarted"
+            );
+        } else {
+            assert_eq!(pid(&after, alias), pid(&before, alias), "{alias} restarted");
+        }
+    }
+    assert_all_on(&cluster, &old);
+    finish_writer(&cluster, tmp.path(), writer);
+}
+
+#[test]
+fn controllers_losing_their_quorum_after_a_machine_stopped_get_it_back_from_that_machine() {
+    let Setup {
+        cluster,
+        tmp,
+        next,
+        old,
+        ..
+    } = setup();
+    let pkg = package(tmp.path(), &next);
+    // The plan's first machine (the lowest address but the leader's), its controller, and the
+    // controller of the machine that is neither: freezing that one while the first is stopped
+    // leaves the leader alone.
+    let before = cluster.status();
+    let leading = node(&before, &leader(&before).unwrap())["machine"].clone();
+    let controllers: Vec<&Value> = nodes(&before)
+        .iter()
+        .filter(|n| n["mode"] == "controller" && n["machine"] != leading)
+        .collect();
+    let (first, other) = match controllers.as_slice() {
+        [a, b] if a["machine"].as_str() < b["machine"].as_str() => (a, b),
+        [a, b] => (b, a),
+        _ => panic!("{before:#}"),
+    };
+    let first_pid = first["pid"].as_u64().unwrap();
+
+    let mut orchestrator = Spawned(
+        Command::new(shoal_bin())
+            .args(["upgrade", "--package", pkg.to_str().unwrap()])
+            .args(["--probe-rate", "0", "--dir", cluster.dir_str()])
+            .env_remove("SHOAL_CLUSTER_SECRET")
+            .stdout(std::fs::File::create(tmp.path().join("out")).unwrap())
+            .stderr(std::fs::File::create(tmp.path().join("err")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // The moment the first machine's controller has exited, freeze the other one.
+    let started = Instant::now();
+    while exists(first_pid) {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "never stopped"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let frozen = Frozen::new(other["pid"].as_u64().unwrap());
+    let frozen_at = Instant::now();
+    let exit = orchestrator.wait(Duration::from_secs(240));
+    let said = format!(
+        "{}{}",
+        std::fs::read_to_string(tmp.path().join("out")).unwrap(),
+        std::fs::read_to_string(tmp.path().join("err")).unwrap()
+    );
+    eprintln!(
+        "orchestrator exited {exit} {:?} after the freeze: {said}",
+        frozen_at.elapsed()
+    );
+    assert_eq!(exit.code(), Some(1), "{said}");
+    assert!(said.contains("returning"), "{said}");
+    // Its machine runs the old version again, and the record says the upgrade failed with no
+    // machine mid-step, written once its controller gave the others their quorum back.
+    let alias = first["alias"].as_str().unwrap();
+    let st = cluster.status();
+    assert_eq!(node(&st, alias)["state"], "UP", "{st:#}");
+    assert_eq!(node(&st, alias)["version"], old.as_str(), "{st:#}");
+    let rec = recorded(&cluster);
+    assert_eq!(rec["status"]["status"], "failed", "{rec:#}");
+    for m in rec["machines"].as_array().unwrap() {
+        assert_eq!(m["done"], serde_json::json!([]), "{rec:#}");
+    }
+    drop(frozen);
+    cluster.wait_status("every node UP", Duration::from_secs(60), all_up);
+    assert_all_on(&cluster, &old);
+}
+
+/// A live process (not a zombie).
+fn exists(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().to_owned())
+        })
+        .is_some_and(|rest| !rest.starts_with('Z'))
+}
+
+/// `shoal upgrade --package PKG` with the test-only fault point: the record write right after
+/// `step` fails.
+fn upgrade_failing_after(cluster: &LocalCluster, pkg: &Path, step: &str) -> Output {
+    shoal_with_env(
+        Path::new(shoal_bin()),
+        &[
+            "upgrade",
+            "--package",
+            pkg.to_str().unwrap(),
+            "--probe-rate",
+            "0",
+            "--dir",
+            cluster.dir_str(),
+        ],
+        &[("SHOAL_UPGRADE_FAIL_RECORD_AFTER", step)],
+    )
 }
 
 fn resume_in_background(cluster: &LocalCluster) -> Spawned {

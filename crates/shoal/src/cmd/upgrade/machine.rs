@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use shoal_client::agent::AgentClient;
 use shoal_proto::data_node_client::DataNodeClient;
-use shoal_proto::{DrainRequest, NodeState};
+use shoal_proto::{DrainRequest, NodeState, ProcessState};
 
 use super::state::{MachinePlan, Step};
 use crate::target::Target;
@@ -205,25 +205,48 @@ impl Machine<'_> {
         }
     }
 
-    /// Returns the machine to `self.from` after its new version failed: stop, switch back,
-    /// start, wait for its nodes on the old version.
+    /// Returns the machine to running `self.from` after a failure once its nodes may have been
+    /// stopped: stop, switch back, start, wait for its nodes on the old version. Stopping,
+    /// switching and starting go to the machine's agent alone, which needs no controller, so
+    /// this also works when stopping the machine cost the controllers their quorum (its
+    /// controller's return gives it back).
     pub async fn roll_back(&self, progress: &dyn Fn(String)) -> anyhow::Result<()> {
-        // Running nodes leave as gently as on the way in (best effort: they may be down).
-        if let Err(e) = self.drain().await {
-            progress(format!("drain: {e:#}"));
-        }
-        if let Err(e) = self.move_leader(progress).await {
-            progress(format!("leadership: {e:#}"));
-        }
         let mut agent = self.agent()?;
+        let running = agent
+            .list()
+            .await?
+            .processes
+            .iter()
+            .any(|p| p.state() != ProcessState::Stopped);
+        // Running nodes leave as gently as on the way in (best effort: they may not answer).
+        // Nothing running: straight to the restart, without waiting on the controllers.
+        if running {
+            if let Err(e) = self.drain().await {
+                progress(format!("drain: {e:#}"));
+            }
+            if let Err(e) = self.move_leader(progress).await {
+                progress(format!("leadership: {e:#}"));
+            }
+        }
         agent.stop(Vec::new()).await?;
         agent.switch_version(self.from).await?;
         agent.start(Vec::new()).await?;
+        progress(format!("{} started on {}", self.plan.machine, self.from));
         self.wait_nodes_on(self.from, progress).await?;
         let mut agent = self.agent()?;
         if agent.list().await?.agent_version != self.from {
             agent.restart().await?;
         }
+        Ok(())
+    }
+
+    /// Restarts the machine's data nodes, which ends a drain (the controller keeps running):
+    /// what undoes the steps before the stop. A drained node refuses catch-up until then.
+    pub async fn restart_datanodes(&self) -> anyhow::Result<()> {
+        let aliases: Vec<String> = self.plan.datanodes.iter().map(|(a, _)| a.clone()).collect();
+        let mut agent = self.agent()?;
+        agent.stop(aliases.clone()).await?;
+        agent.start(aliases).await?;
         Ok(())
     }
 }

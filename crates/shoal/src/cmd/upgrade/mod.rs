@@ -2,24 +2,31 @@
 //! machine (the controller leader's last) the steps of `machine`, with the record in the
 //! controllers after each step, a probe writer watching client impact, and a report.
 //!
-//! Exit status: 0 done (or the asked-for action done), 2 paused (budget, canary, --pause),
-//! 1 refused or failed.
+//! Before each machine is drained and again before it is stopped, `safety` checks that the
+//! cluster can lose it; if not, the upgrade pauses with the machine running. Once a machine's
+//! nodes may be stopped, any failure returns it to its old version through its agent.
+//!
+//! Exit status: 0 done (or the asked-for action done), 2 paused (budget, canary, --pause, a
+//! machine the cluster cannot lose now), 1 refused or failed.
 
 mod machine;
 mod preflight;
 mod probe;
+mod progress;
 mod report;
+mod safety;
 mod state;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-use anyhow::bail;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use anyhow::{Context, anyhow, bail};
 use shoal_proto::NodeMode;
 
 use self::machine::Machine;
-use self::state::{Status, Step, StepRecord, Store, UpgradeState};
+use self::progress::{MachineEnd, Progress};
+use self::safety::Moment;
+use self::state::{RecordChanged, Status, Step, StepRecord, Store, UpgradeState};
 use crate::cli::UpgradeArgs;
 use crate::target::Target;
 use shoal_client::record;
@@ -72,16 +79,25 @@ pub async fn run(args: UpgradeArgs) -> anyhow::Result<ExitCode> {
     if args.dry_run {
         return Ok(ExitCode::SUCCESS);
     }
-    drive(&target, &mut store, state, &args).await
+    drive(
+        &target,
+        &mut store,
+        state,
+        &args,
+        &progress::Terminal::new(),
+    )
+    .await
 }
 
-/// Runs the recorded plan from where it stands.
+/// Runs the recorded plan from where it stands, telling `progress` how it goes.
 async fn drive(
     target: &Target,
     store: &mut Store<'_>,
     mut st: UpgradeState,
     args: &UpgradeArgs,
+    progress: &dyn Progress,
 ) -> anyhow::Result<ExitCode> {
+    let fault = fault_point()?;
     st.status = Status::Running;
     st.pause_requested = false;
     store.save(&mut st).await?;
@@ -107,8 +123,6 @@ async fn drive(
         None
     };
 
-    let bars = MultiProgress::new();
-    let quiet = !std::io::stderr().is_terminal();
     let mut machines_this_run = 0usize;
     let mut window_start = now_ms();
     for i in 0..st.machines.len() {
@@ -136,85 +150,34 @@ async fn drive(
             break;
         }
         window_start = now_ms();
-        let plan = st.machines[i].clone();
-        let bar = bars.add(ProgressBar::new(Step::ALL.len() as u64));
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>12} [{bar:18}] {pos}/{len} {wide_msg} [{elapsed}]",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        progress.machine(&st.machines[i].machine, st.machines[i].done.len());
+        let outcome = upgrade_machine(target, store, &mut st, i, args, progress, fault).await;
+        progress.machine_end(
+            match &outcome {
+                Outcome::Done => MachineEnd::Done,
+                Outcome::Paused(_) => MachineEnd::Paused,
+                Outcome::Failed(_) => MachineEnd::Failed,
+            },
+            st.target_version(),
         );
-        bar.set_prefix(plan.machine.clone());
-        bar.set_position(plan.done.len() as u64);
-        let to = st.target_version().to_owned();
-        let from = st.source_version().to_owned();
-        let m = Machine {
-            target,
-            plan: &plan,
-            to: &to,
-            from: &from,
-            node_timeout: args.node_timeout,
-        };
-        // Resuming a machine that was not stopped yet: drain it again (its process may have
-        // restarted since and no longer be draining).
-        let mut done = plan.done.clone();
-        if !done.contains(&Step::StopNodes) {
-            done.clear();
-        }
-        let mut failure = None;
-        let todo: Vec<Step> = Step::ALL
-            .into_iter()
-            .filter(|s| !done.contains(s))
-            .collect();
-        for step in todo {
-            bar.set_message(step.describe());
-            if quiet {
-                eprintln!("{}: {}", plan.machine, step.describe());
+        match outcome {
+            Outcome::Done => machines_this_run += 1,
+            Outcome::Paused(why) => {
+                st.status = Status::Paused(why);
+                break;
             }
-            let started_ms = now_ms();
-            let show = |msg: String| bar.set_message(format!("{}: {msg}", step.describe()));
-            let result = m.run(step, &show).await;
-            st.steps.push(StepRecord {
-                machine: plan.machine.clone(),
-                step,
-                started_ms,
-                ended_ms: now_ms(),
-                error: result
-                    .as_ref()
-                    .err()
-                    .map(|e| format!("{e:#}"))
-                    .unwrap_or_default(),
-            });
-            match result {
-                Ok(()) => {
-                    done.push(step);
-                    st.machines[i].done = done.clone();
-                    bar.inc(1);
-                    store.save(&mut st).await?;
-                }
-                Err(e) => {
-                    failure = Some((step, e));
-                    break;
-                }
-            }
-        }
-        match failure {
-            None => {
-                bar.finish_with_message(format!("on {to}"));
-                machines_this_run += 1;
-            }
-            Some((step, e)) => {
-                bar.abandon_with_message(format!("{}: failed", step.describe()));
-                let why = format!("{}: {}: {e:#}", plan.machine, step.describe());
-                // Whatever the step, the machine goes back to running the version it ran (its
-                // nodes restarted: a drained node stops draining, a stopped one starts).
-                eprintln!("{why}\nreturning {} to {from}", plan.machine);
-                let show = |msg: String| eprintln!("  {msg}");
-                if let Err(e) = m.roll_back(&show).await {
-                    eprintln!("returning {} to {from} failed too: {e:#}", plan.machine);
-                }
+            Outcome::Failed(why) => {
                 st.machines[i].done.clear();
-                st.status = Status::Failed(why);
+                st.status = Status::Failed(why.clone());
+                // The machine runs again; the record must say so, not that it is mid-step.
+                // Its controller's return may be what gives the controllers their quorum back.
+                if let Err(e) = save_when_reachable(store, &mut st).await {
+                    bail!(
+                        "{why}\n{} runs its old version again, but the upgrade record could \
+                         not be updated ({e:#}): it still shows that machine mid-step",
+                        st.machines[i].machine
+                    );
+                }
                 break;
             }
         }
@@ -237,6 +200,176 @@ async fn drive(
         Status::Paused(_) | Status::Running => ExitCode::from(PAUSED),
         Status::Failed(_) => ExitCode::FAILURE,
     })
+}
+
+/// How one machine's pass ended.
+enum Outcome {
+    /// Every step done.
+    Done,
+    /// The cluster could not lose the machine (why); it was not stopped and runs as before.
+    Paused(String),
+    /// A step or a record write failed (why); the machine was returned to running the version
+    /// it ran.
+    Failed(String),
+}
+
+/// One machine's remaining steps, with the record saved after each. The machine is stopped
+/// only after [`safety::wait_can_lose`] holds just before its drain and again just before its
+/// stop; once it may be stopped, any failure (a step, the record) returns it to its old version.
+async fn upgrade_machine(
+    target: &Target,
+    store: &mut Store<'_>,
+    st: &mut UpgradeState,
+    i: usize,
+    args: &UpgradeArgs,
+    progress: &dyn Progress,
+    fault: Option<Step>,
+) -> Outcome {
+    let plan = st.machines[i].clone();
+    let (to, from) = (
+        st.target_version().to_owned(),
+        st.source_version().to_owned(),
+    );
+    let m = Machine {
+        target,
+        plan: &plan,
+        to: &to,
+        from: &from,
+        node_timeout: args.node_timeout,
+    };
+    // Resuming a machine that was not stopped yet: from its drain again (its process may
+    // have restarted since and no longer be draining, or still be).
+    let mut done = plan.done.clone();
+    if !done.contains(&Step::StopNodes) {
+        let moment = if done.contains(&Step::Drain) {
+            Moment::BeforeStop
+        } else {
+            Moment::BeforeDrain
+        };
+        done.clear();
+        if let Err(why) = safety::wait_can_lose(target, &plan, moment).await {
+            return not_stopped(&m, st, i, why, moment).await;
+        }
+    }
+    let todo: Vec<Step> = Step::ALL
+        .into_iter()
+        .filter(|s| !done.contains(s))
+        .collect();
+    for step in todo {
+        if step == Step::StopNodes
+            && let Err(why) = safety::wait_can_lose(target, &plan, Moment::BeforeStop).await
+        {
+            return not_stopped(&m, st, i, why, Moment::BeforeStop).await;
+        }
+        progress.step(step);
+        let started_ms = now_ms();
+        let show = |msg: String| progress.detail(step, &msg);
+        let result = m.run(step, &show).await;
+        st.steps.push(StepRecord {
+            machine: plan.machine.clone(),
+            step,
+            started_ms,
+            ended_ms: now_ms(),
+            error: result
+                .as_ref()
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default(),
+        });
+        let result = match result {
+            Ok(()) => {
+                done.push(step);
+                st.machines[i].done = done.clone();
+                progress.step_done(step);
+                if fault == Some(step) {
+                    Err(anyhow!(
+                        "{FAULT_ENV}: the record write after this step fails"
+                    ))
+                } else {
+                    store.save(st).await
+                }
+                .context("cannot record the step")
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            let why = format!("{}: {}: {e:#}", plan.machine, step.describe());
+            progress.notice(&why);
+            // Its nodes may be stopped from the stop on; before it, they only drained.
+            let undone = if step >= Step::StopNodes {
+                progress.notice(&format!("returning {} to {from}", plan.machine));
+                m.roll_back(&|msg| progress.notice(&format!("  {msg}")))
+                    .await
+            } else {
+                progress.notice(&format!("restarting the data nodes of {}", plan.machine));
+                m.restart_datanodes().await
+            };
+            return Outcome::Failed(match undone {
+                Ok(()) => why,
+                Err(e) => format!("{why}; undoing it failed too: {e:#}"),
+            });
+        }
+    }
+    Outcome::Done
+}
+
+/// The pause of a machine the cluster cannot lose now. A drained one gets its data nodes
+/// restarted, which ends the drain: else its replicas could never catch up, and the next
+/// check, which wants every chunk COMPLETE, would fail for good.
+async fn not_stopped(
+    m: &Machine<'_>,
+    st: &mut UpgradeState,
+    i: usize,
+    why: String,
+    moment: Moment,
+) -> Outcome {
+    let why = format!("{} cannot be stopped now: {why}", m.plan.machine);
+    st.machines[i].done.clear();
+    if moment == Moment::BeforeDrain {
+        return Outcome::Paused(why);
+    }
+    match m.restart_datanodes().await {
+        Ok(()) => Outcome::Paused(why),
+        Err(e) => Outcome::Failed(format!(
+            "{why}; restarting its drained data nodes failed: {e:#}"
+        )),
+    }
+}
+
+/// How long a failed run keeps trying to record that its machine runs again.
+const RECORD_WAIT: Duration = Duration::from_secs(60);
+
+/// Saves `st`, retrying while the controllers do not answer (each try already waits for a
+/// leader), for at most [`RECORD_WAIT`]; never over another orchestrator's record.
+async fn save_when_reachable(store: &mut Store<'_>, st: &mut UpgradeState) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        match store.save(st).await {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if started.elapsed() >= RECORD_WAIT
+                    || e.downcast_ref::<RecordChanged>().is_some() =>
+            {
+                return Err(e);
+            }
+            Err(e) => tracing::warn!("recording the failure: {e:#}; trying again"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Test-only fault point, named by this variable: the record write right after the named step
+/// (`stop_nodes`, `switch`, ...) fails as if the controllers had become unreachable, so tests
+/// can fail an upgrade after a machine is stopped. Unset in normal use.
+const FAULT_ENV: &str = "SHOAL_UPGRADE_FAIL_RECORD_AFTER";
+
+fn fault_point() -> anyhow::Result<Option<Step>> {
+    match std::env::var(FAULT_ENV) {
+        Err(_) => Ok(None),
+        Ok(name) => serde_json::from_value(serde_json::Value::String(name.clone()))
+            .map(Some)
+            .map_err(|_| anyhow!("{FAULT_ENV}={name}: not a step name (e.g. stop_nodes)")),
+    }
 }
 
 /// `in_flight_ms`: how long the probe's current append has been waiting.

@@ -143,12 +143,34 @@ impl UpgradeState {
     }
 }
 
+/// A write refused because the record is not at the revision this orchestrator last saw:
+/// another orchestrator drives the upgrade. Retrying would overwrite its record.
+#[derive(Debug)]
+pub struct RecordChanged(String);
+
+impl std::fmt::Display for RecordChanged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the upgrade record changed under this orchestrator (another `shoal upgrade` is \
+             driving it?): {}",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for RecordChanged {}
+
 /// The record as last read or written, with its revision for the next compare-and-set.
 pub struct Store<'a> {
     controllers: &'a ControllerClient,
     revision: u64,
     /// What this orchestrator wrote last, to tell a `--pause` from another orchestrator.
     last_written: Option<UpgradeState>,
+    /// Writes whose calls failed without a refusal since the last that succeeded: any may
+    /// still commit (e.g. once the controllers regain their quorum), and is then ours, not
+    /// another orchestrator's.
+    unconfirmed: Vec<UpgradeState>,
 }
 
 impl<'a> Store<'a> {
@@ -177,6 +199,7 @@ impl<'a> Store<'a> {
                 controllers,
                 revision: record.revision,
                 last_written: None,
+                unconfirmed: Vec::new(),
             },
             state,
         ))
@@ -196,6 +219,11 @@ impl<'a> Store<'a> {
                 if fresh == *state {
                     self.last_written = Some(fresh);
                     return Ok(());
+                }
+                // An earlier write of ours that failed, committed since: write over it.
+                if self.unconfirmed.contains(&fresh) {
+                    self.last_written = Some(fresh);
+                    return self.write(state).await;
                 }
                 let only_a_pause = fresh.pause_requested
                     && self.last_written.as_ref().is_none_or(|mine| {
@@ -217,25 +245,24 @@ impl<'a> Store<'a> {
 
     async fn write(&mut self, state: &UpgradeState) -> anyhow::Result<()> {
         let json = serde_json::to_string(state)?;
-        let record = self
-            .controllers
-            .set_upgrade(self.revision, json)
-            .await
-            .map_err(|e| match e {
-                shoal_client::ClientError::Rpc {
+        match self.controllers.set_upgrade(self.revision, json).await {
+            Ok(record) => {
+                self.revision = record.revision;
+                self.last_written = Some(state.clone());
+                self.unconfirmed.clear();
+                Ok(())
+            }
+            Err(
+                e @ shoal_client::ClientError::Rpc {
                     code: tonic::Code::Aborted,
                     ..
-                } => {
-                    anyhow::anyhow!(
-                        "the upgrade record changed under this orchestrator (another `shoal \
-                         upgrade` is driving it?): {e}"
-                    )
-                }
-                e => anyhow::anyhow!("cannot write the upgrade record: {e}"),
-            })?;
-        self.revision = record.revision;
-        self.last_written = Some(state.clone());
-        Ok(())
+                },
+            ) => Err(RecordChanged(e.to_string()).into()),
+            Err(e) => {
+                self.unconfirmed.push(state.clone());
+                Err(anyhow::anyhow!("cannot write the upgrade record: {e}"))
+            }
+        }
     }
 
     /// Marks the running upgrade for a pause, re-reading it while the orchestrator writes.
