@@ -416,7 +416,7 @@ async fn recovery(
                 .iter()
                 .map(|r| pos.get(&(ch.id, r.node.clone())))
                 .collect();
-            ch.state == "COMPLETE"
+            ch.current_state() == shoal_proto::ChunkState::Complete
                 && of.iter().all(|p| {
                     p.is_some_and(|p| {
                         of[0].is_some_and(|q| (p.last_lsn, p.checksum) == (q.last_lsn, q.checksum))

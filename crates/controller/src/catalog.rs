@@ -33,10 +33,16 @@ pub enum ChunkState {
 impl ChunkState {
     /// DolphinDB's name, as `cluster.chunks` shows it.
     pub fn name(self) -> &'static str {
-        match self {
-            ChunkState::Constructing => "CONSTRUCTING",
-            ChunkState::Recovering => "RECOVERING",
-            ChunkState::Complete => "COMPLETE",
+        shoal_proto::ChunkState::from(self).name()
+    }
+}
+
+impl From<ChunkState> for shoal_proto::ChunkState {
+    fn from(state: ChunkState) -> Self {
+        match state {
+            ChunkState::Constructing => shoal_proto::ChunkState::Constructing,
+            ChunkState::Recovering => shoal_proto::ChunkState::Recovering,
+            ChunkState::Complete => shoal_proto::ChunkState::Complete,
         }
     }
 }

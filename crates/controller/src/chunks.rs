@@ -194,5 +194,6 @@ pub fn chunk_info(m: &ClusterMeta, c: &ChunkMeta) -> ChunkInfo {
             .collect(),
         state: c.state.name().to_owned(),
         version: c.version,
+        chunk_state: shoal_proto::ChunkState::from(c.state).into(),
     }
 }

@@ -13,7 +13,7 @@ use shoal_proto::{
     ChunkInfo, ClusterStatusRequest, ClusterStatusResponse, DdlRequest, DdlResponse,
     EnsureChunksRequest, EnsureChunksResponse, GetCatalogRequest, GetCatalogResponse,
     GetUpgradeRequest, HeartbeatRequest, HeartbeatResponse, LEADER_METADATA_KEY, NodeStatus,
-    SetClusterVersionRequest, SetUpgradeRequest, TransferLeadershipRequest,
+    RaftRole, SetClusterVersionRequest, SetUpgradeRequest, TransferLeadershipRequest,
     TransferLeadershipResponse, UpdateReplicasRequest, UpgradeRecord,
 };
 use tonic::{Request, Response, Status};
@@ -177,13 +177,13 @@ impl ControllerService {
 
     /// A controller's Raft role and matched log index, from the leader's replication metrics
     /// (so "follower" means it acknowledged this leader recently, not merely that it is up).
-    fn raft_view(&self, alias: &str, metrics: &RaftMetrics<TypeConfig>) -> (String, u64) {
+    fn raft_view(&self, alias: &str, metrics: &RaftMetrics<TypeConfig>) -> (RaftRole, u64) {
         let Some(id) = self.core.topology.controller_id(alias) else {
-            return (String::new(), 0);
+            return (RaftRole::Unspecified, 0);
         };
         if metrics.current_leader == Some(id) {
             return (
-                "leader".into(),
+                RaftRole::Leader,
                 metrics.local_committed.map_or(0, |l| l.index),
             );
         }
@@ -197,13 +197,14 @@ impl ControllerService {
             .as_ref()
             .and_then(|h| h.get(&id).cloned().flatten())
             .is_some_and(|t| t.elapsed() < FOLLOWER_ACK_WINDOW);
-        let role = if acked { "follower" } else { UNREACHABLE };
-        (role.into(), matched)
+        let role = if acked {
+            RaftRole::Follower
+        } else {
+            RaftRole::Unreachable
+        };
+        (role, matched)
     }
 }
-
-/// The Raft role of a controller that has not acknowledged the leader recently.
-const UNREACHABLE: &str = "unreachable";
 
 /// A follower that has not acknowledged the leader for this long is shown as unreachable.
 const FOLLOWER_ACK_WINDOW: Duration = Duration::from_secs(3);
@@ -342,8 +343,8 @@ impl Controller for ControllerService {
         let nodes = nodes
             .values()
             .map(|n| {
-                let (raft_role, raft_matched_index) = self.raft_view(&n.alias, &metrics);
-                let state = shown_state(n.state, &raft_role);
+                let (role, raft_matched_index) = self.raft_view(&n.alias, &metrics);
+                let state = shown_state(n.state, role);
                 NodeStatus {
                     alias: n.alias.clone(),
                     mode: n
@@ -356,7 +357,8 @@ impl Controller for ControllerService {
                     state: state_to_proto(state).into(),
                     version: n.version.clone(),
                     build_date: n.build_date.clone(),
-                    raft_role,
+                    raft_role: role.name().into(),
+                    role: role.into(),
                     raft_matched_index,
                     last_heartbeat_ms_ago: self
                         .core
@@ -384,8 +386,8 @@ impl Controller for ControllerService {
 /// metadata only says DOWN once `nodeHeartbeatTimeout` has passed since the leader took
 /// office, and a leader that was just killed never answers the new one: without this it
 /// would show UP for seconds after its process is gone.
-fn shown_state(state: NodeState, raft_role: &str) -> NodeState {
-    if raft_role == UNREACHABLE && state.is_live() {
+fn shown_state(state: NodeState, role: RaftRole) -> NodeState {
+    if role == RaftRole::Unreachable && state.is_live() {
         NodeState::Down
     } else {
         state
@@ -450,17 +452,26 @@ mod tests {
 
     #[test]
     fn a_controller_that_does_not_answer_the_leader_is_shown_down() {
-        assert_eq!(shown_state(NodeState::Up, UNREACHABLE), NodeState::Down);
         assert_eq!(
-            shown_state(NodeState::Stopping, UNREACHABLE),
+            shown_state(NodeState::Up, RaftRole::Unreachable),
             NodeState::Down
         );
-        assert_eq!(shown_state(NodeState::Up, "follower"), NodeState::Up);
-        assert_eq!(shown_state(NodeState::Up, "leader"), NodeState::Up);
-        // Other nodes have no Raft role: their state is the metadata's.
-        assert_eq!(shown_state(NodeState::Up, ""), NodeState::Up);
         assert_eq!(
-            shown_state(NodeState::Unknown, UNREACHABLE),
+            shown_state(NodeState::Stopping, RaftRole::Unreachable),
+            NodeState::Down
+        );
+        assert_eq!(
+            shown_state(NodeState::Up, RaftRole::Follower),
+            NodeState::Up
+        );
+        assert_eq!(shown_state(NodeState::Up, RaftRole::Leader), NodeState::Up);
+        // Other nodes have no Raft role: their state is the metadata's.
+        assert_eq!(
+            shown_state(NodeState::Up, RaftRole::Unspecified),
+            NodeState::Up
+        );
+        assert_eq!(
+            shown_state(NodeState::Unknown, RaftRole::Unreachable),
             NodeState::Unknown
         );
     }

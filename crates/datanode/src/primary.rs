@@ -55,7 +55,7 @@ pub async fn write_chunk(
         .collect::<Vec<_>>();
     try_join_all(waits.iter().map(|l| wait_replicated(l, lsn, chunk.version))).await?;
     drop(appends_allowed);
-    if chunk.state == "CONSTRUCTING" {
+    if chunk.current_state() == shoal_proto::ChunkState::Constructing {
         tokio::spawn(mark_written(node.clone(), chunk));
     }
     Ok(WriteChunkResponse {

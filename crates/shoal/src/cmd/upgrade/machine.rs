@@ -118,7 +118,10 @@ impl Machine<'_> {
         let to = status
             .nodes
             .iter()
-            .filter(|n| n.raft_role == "follower" && !self.plan.controllers.contains(&n.alias))
+            .filter(|n| {
+                n.current_role() == shoal_proto::RaftRole::Follower
+                    && !self.plan.controllers.contains(&n.alias)
+            })
             .max_by_key(|n| n.raft_matched_index)
             .map(|n| n.alias.clone())
             .ok_or_else(|| anyhow::anyhow!("no follower on another machine to lead"))?;
@@ -254,7 +257,8 @@ impl Machine<'_> {
 /// A chunk with a replica out of sync (RECOVERING): stopping another machine now could leave
 /// it with no replica at all.
 pub fn not_complete(chunk: &shoal_proto::ChunkInfo) -> bool {
-    chunk.state == "RECOVERING" || chunk.replicas.iter().any(|r| !r.in_sync)
+    chunk.current_state() == shoal_proto::ChunkState::Recovering
+        || chunk.replicas.iter().any(|r| !r.in_sync)
 }
 
 /// Until every replica of every chunk is back in sync.

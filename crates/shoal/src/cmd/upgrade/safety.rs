@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use shoal_proto::node_info_client::NodeInfoClient;
 use shoal_proto::{
-    ClusterStatusResponse, GetCatalogResponse, NodeInfoRequest, NodeMode, NodeState,
+    ClusterStatusResponse, GetCatalogResponse, NodeInfoRequest, NodeMode, NodeState, RaftRole,
 };
 
 use super::machine::not_complete;
@@ -67,7 +67,8 @@ pub fn missing(
     let silent: Vec<&str> = controllers
         .iter()
         .filter(|c| {
-            !(c.raft_role == "leader" || c.raft_role == "follower") || no_answer.contains(&c.alias)
+            !matches!(c.current_role(), RaftRole::Leader | RaftRole::Follower)
+                || no_answer.contains(&c.alias)
         })
         .map(|c| c.alias.as_str())
         .collect();
