@@ -47,13 +47,7 @@ pub async fn write_chunk(
             chunk.id, req.writer_id, req.seq
         )));
     };
-    let waits = chunk
-        .replicas
-        .iter()
-        .filter(|r| r.in_sync && r.node != node.alias)
-        .map(|r| node.links.link(node, chunk.id, &r.node))
-        .collect::<Vec<_>>();
-    try_join_all(waits.iter().map(|l| wait_replicated(l, lsn, chunk.version))).await?;
+    wait_all_replicated(node, &chunk, lsn).await?;
     drop(appends_allowed);
     if chunk.current_state() == shoal_proto::ChunkState::Constructing {
         tokio::spawn(mark_written(node.clone(), chunk));
@@ -62,6 +56,28 @@ pub async fn write_chunk(
         lsn,
         duplicate: matches!(outcome, AppendOutcome::Duplicate { .. }),
     })
+}
+
+/// Waits until every other replica in sync at `chunk.version` holds `lsn`, or was taken out of
+/// the in-sync set after that version: what acknowledges an append, and what makes a record
+/// safe to read at the primary.
+pub async fn wait_all_replicated(
+    node: &Arc<Node>,
+    chunk: &ChunkInfo,
+    lsn: u64,
+) -> Result<(), Status> {
+    let waits = chunk
+        .replicas
+        .iter()
+        .filter(|r| r.in_sync && r.node != node.alias)
+        .map(|r| node.links.link(node, chunk.id, &r.node))
+        .collect::<Vec<_>>();
+    try_join_all(waits.iter().map(|l| wait_replicated(l, lsn, chunk.version))).await?;
+    Ok(())
+}
+
+pub fn is_primary(node: &Node, chunk: &ChunkInfo) -> bool {
+    primary(chunk).is_some_and(|p| p.node == node.alias)
 }
 
 fn ensure_primary(node: &Node, chunk: &ChunkInfo) -> Result<(), Status> {

@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status};
 use crate::catalog_cache::is_in_sync;
 use crate::error::storage_status;
 use crate::node::Node;
+use crate::primary::{is_primary, wait_all_replicated};
 use crate::replicas::position;
 
 /// Rows per message of a chunk scan.
@@ -194,7 +195,19 @@ impl DataNode for DataNodeService {
         let Some(store) = self.node.replicas.get(chunk.id) else {
             return Ok(Response::new(Box::pin(futures::stream::empty())));
         };
-        let batches = store.scan().await.map_err(storage_status)?;
+        // The primary holds records no other replica may have yet (writes not acknowledged,
+        // which a failover could lose): it serves what it held when asked only once every
+        // in-sync replica holds that too — a read never shows a row that can disappear. Every
+        // record another replica holds came from a primary that has it, so with two replicas
+        // only the primary can serve such a row.
+        let last = if is_primary(&self.node, &chunk) {
+            let last = store.last_lsn();
+            wait_all_replicated(&self.node, &chunk, last).await?;
+            last
+        } else {
+            u64::MAX
+        };
+        let batches = store.scan(last).await.map_err(storage_status)?;
         let schema = store.schema();
         let messages: Vec<Result<ScanChunkResponse, Status>> = batches
             .chunks(SCAN_BATCHES_PER_MESSAGE)

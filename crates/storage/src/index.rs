@@ -91,7 +91,12 @@ impl View {
         out
     }
 
-    pub(crate) fn batches(&self) -> Vec<RecordBatch> {
-        self.entries.iter().map(|e| e.batch.clone()).collect()
+    /// The batches of records with lsn ≤ `last`, in lsn order.
+    pub(crate) fn batches_through(&self, last: u64) -> Vec<RecordBatch> {
+        self.entries
+            .iter()
+            .take_while(|e| e.lsn <= last)
+            .map(|e| e.batch.clone())
+            .collect()
     }
 }

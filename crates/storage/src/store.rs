@@ -426,9 +426,10 @@ impl ChunkStore {
         Ok(self.view().since(after, max_bytes))
     }
 
-    /// All rows, as batches in lsn order (one batch per record; empty batches included).
-    pub async fn scan(&self) -> Result<Vec<RecordBatch>, StorageError> {
-        Ok(self.view().batches())
+    /// The rows of records up to lsn `last` (`u64::MAX`: all), as batches in lsn order (one
+    /// batch per record; empty batches included).
+    pub async fn scan(&self, last: u64) -> Result<Vec<RecordBatch>, StorageError> {
+        Ok(self.view().batches_through(last))
     }
 
     /// Bytes of the store's files (STORE file and WAL segments).

@@ -14,5 +14,6 @@ mod disk_loss;
 mod ha_write;
 mod harness;
 mod query;
+mod reads;
 mod storage;
 mod upgrade;

@@ -18,7 +18,7 @@ async fn append_reopen_keeps_rows_lsns_checksum_and_duplicates() {
         AppendOutcome::Duplicate { lsn: Some(3) }
     );
     assert_eq!(store.row_count(), 100);
-    let before = (store.scan().await.unwrap(), store.position());
+    let before = (store.scan(u64::MAX).await.unwrap(), store.position());
     let size = store.bytes_on_disk();
     assert_eq!(
         size,
@@ -30,7 +30,10 @@ async fn append_reopen_keeps_rows_lsns_checksum_and_duplicates() {
         .await
         .unwrap();
     assert_eq!((report.records, report.torn_tail_bytes), (10, 0));
-    assert_eq!((store.scan().await.unwrap(), store.position()), before);
+    assert_eq!(
+        (store.scan(u64::MAX).await.unwrap(), store.position()),
+        before
+    );
     assert_eq!(store.bytes_on_disk(), size);
     assert_eq!(store.schema().fields(), schema().fields());
     for seq in 1..=10u64 {
@@ -194,11 +197,14 @@ async fn segments_roll_and_reopen_across_them() {
     for s in &segs[..segs.len() - 1] {
         assert!(file_len(s) <= 4000, "{s:?} exceeds segment_bytes");
     }
-    let before = (store.scan().await.unwrap(), store.position());
+    let before = (store.scan(u64::MAX).await.unwrap(), store.position());
     drop(store);
     let (store, report) = ChunkStore::open(tmp.path(), o.clone()).await.unwrap();
     assert_eq!((report.records, report.segments), (40, segs.len() as u64));
-    assert_eq!((store.scan().await.unwrap(), store.position()), before);
+    assert_eq!(
+        (store.scan(u64::MAX).await.unwrap(), store.position()),
+        before
+    );
     assert_eq!(store.append(1, 41, rows(0..20)).await.unwrap(), applied(41));
     drop(store);
     let (store, report) = ChunkStore::open(tmp.path(), o).await.unwrap();

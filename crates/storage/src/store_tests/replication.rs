@@ -30,7 +30,7 @@ async fn out_of_order_seqs_in_the_window_apply_exactly_once() {
     assert_eq!(applied_seqs, (1..=500).collect::<Vec<_>>());
     assert_eq!((store.row_count(), store.stats().duplicates), (500, 500));
     let mut ids: Vec<i64> = store
-        .scan()
+        .scan(u64::MAX)
         .await
         .unwrap()
         .iter()
@@ -164,7 +164,10 @@ async fn replica_catch_up_with_records_since_and_apply_at() {
     }
     assert!(pages > 1, "pages are bounded by max_bytes");
     assert_eq!(replica.position(), primary.position());
-    assert_eq!(replica.scan().await.unwrap(), primary.scan().await.unwrap());
+    assert_eq!(
+        replica.scan(u64::MAX).await.unwrap(),
+        primary.scan(u64::MAX).await.unwrap()
+    );
     assert!(
         primary
             .records_since(20, usize::MAX)
