@@ -70,7 +70,7 @@ fn a_primary_paused_for_20_s_loses_nothing() {
 }
 
 #[test]
-#[ignore = "F1 (docs/notes faults.md): the restarted, emptied primary of a cold chunk is still \
+#[ignore = "F1 (docs/CHAOS.md): the restarted, emptied primary of a cold chunk is still \
             in sync, resets its replica to its empty log, and every acknowledged row of the chunk \
             is lost (hundreds of `lost` ids); fix in progress"]
 fn a_primary_killed_and_restarted_on_a_wiped_volume_loses_nothing() {
@@ -78,7 +78,7 @@ fn a_primary_killed_and_restarted_on_a_wiped_volume_loses_nothing() {
 }
 
 #[test]
-#[ignore = "F6 (docs/notes faults.md): a replica whose disk filled up is poisoned and never \
+#[ignore = "F6 (docs/CHAOS.md): a replica whose disk filled up is poisoned and never \
             reopened; its chunks stay RECOVERING after the space is freed (not_recovered)"]
 fn a_full_disk_on_a_primary_loses_nothing() {
     run_clean("disk-full", "20s");
