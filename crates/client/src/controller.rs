@@ -17,7 +17,7 @@ use shoal_proto::{
 
 use crate::ClientError;
 use crate::channel::{AuthChannel, Channels, with_timeout};
-use crate::error::is_retryable_elsewhere;
+use crate::error::{Failure, classify};
 
 /// Default time to keep trying while no leader answers (covers an election).
 pub const DEFAULT_LEADER_WAIT: Duration = Duration::from_secs(10);
@@ -249,12 +249,9 @@ impl ControllerClient {
                     }
                     continue;
                 }
-                // UNAVAILABLE: the call did not run (no connection, no leader, no quorum).
-                // A deadline or a reset connection (`Unknown`) leaves the outcome unknown.
-                let code = status.code();
-                let not_run = code == tonic::Code::Unavailable;
-                let unknown_outcome = is_retryable_elsewhere(code) || code == tonic::Code::Unknown;
-                if not_run || (retry == Retry::Idempotent && unknown_outcome) {
+                let failure = classify(&status);
+                let unknown_outcome = failure == Failure::OutcomeUnknown;
+                if failure == Failure::NotRun || (retry == Retry::Idempotent && unknown_outcome) {
                     last = format!("{addr}: {}", status.message());
                     if self.known_leader().as_deref() == Some(addr.as_str()) {
                         self.set_leader(None);
