@@ -10,6 +10,7 @@ mod data;
 mod ddl;
 mod ha_write;
 mod harness;
+mod pause;
 mod query;
 mod storage;
 mod upgrade;

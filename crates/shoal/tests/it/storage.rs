@@ -30,7 +30,7 @@ fn datanode_on(cluster: &LocalCluster, host: &str) -> (String, u64) {
 
 /// Waits until every chunk is COMPLETE and all replicas of each chunk hold the same records
 /// (same last lsn and checksum); returns the positions.
-async fn wait_all_complete_and_identical(data: &Data, timeout: Duration) {
+pub async fn wait_all_complete_and_identical(data: &Data, timeout: Duration) {
     let started = Instant::now();
     loop {
         let chunks = data.chunks().await;
