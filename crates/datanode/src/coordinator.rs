@@ -207,6 +207,17 @@ async fn fail_over(node: &Node, chunk: &ChunkInfo, primary: &str) {
     if chunk.replicas.iter().filter(|r| r.in_sync).count() <= 1 {
         return;
     }
+    // The writes that found the primary gone together (one shared probe) wait for the first
+    // one's change instead of each proposing its own, bound to be refused.
+    let lock = node.links.failover_lock(chunk.id);
+    let _one_at_a_time = lock.lock().await;
+    if node
+        .catalog
+        .chunk(chunk.id)
+        .is_none_or(|c| c.version > chunk.version)
+    {
+        return;
+    }
     // Refused: someone else changed the chunk first; the refreshed catalog shows what.
     let _ = remove_from_in_sync(node, chunk, primary).await;
 }

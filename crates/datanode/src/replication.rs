@@ -70,6 +70,7 @@ pub struct Link {
 pub struct Links {
     links: Mutex<HashMap<(u64, String), Arc<Link>>>,
     chunk_locks: Mutex<HashMap<u64, Arc<RwLock<()>>>>,
+    failover_locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Links {
@@ -77,6 +78,16 @@ impl Links {
     /// holds it exclusively, so the in-sync set an append waits for cannot grow under it.
     pub fn chunk_lock(&self, chunk_id: u64) -> Arc<RwLock<()>> {
         self.chunk_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(chunk_id)
+            .or_default()
+            .clone()
+    }
+
+    /// Held by a coordinator while it deposes the chunk's primary (one failover at a time).
+    pub fn failover_lock(&self, chunk_id: u64) -> Arc<tokio::sync::Mutex<()>> {
+        self.failover_locks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(chunk_id)
