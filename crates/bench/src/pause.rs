@@ -48,7 +48,10 @@ pub fn run(
     let today = shoal_catalog::PartitionKey::Date((now / 86_400_000) as i32).to_string();
     let row = shoal_client::seed::rows(&[0], |_| now as i64);
     let db = shoal_client::seed::DB;
-    rt.block_on(conn.data_client(0).append(db, shoal_client::seed::TABLE, 1, 1, &row))?;
+    rt.block_on(
+        conn.data_client(0)
+            .append(db, shoal_client::seed::TABLE, 1, 1, &row),
+    )?;
     let chunk_id = rt
         .block_on(conn.chunks())?
         .iter()
