@@ -79,3 +79,27 @@ pub fn classify(status: &tonic::Status) -> Failure {
         _ => Failure::Answered,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tonic::Status;
+
+    use super::*;
+
+    #[test]
+    fn transport_failures_are_not_answers() {
+        assert_eq!(classify(&Status::unavailable("down")), Failure::NotRun);
+        assert_eq!(
+            classify(&Status::deadline_exceeded("late")),
+            Failure::OutcomeUnknown
+        );
+        assert_eq!(
+            classify(&Status::resource_exhausted("too big")),
+            Failure::Answered
+        );
+        // What an h2 GOAWAY ENHANCE_YOUR_CALM looks like: made locally, with its cause.
+        let mut goaway = Status::resource_exhausted("h2 protocol error");
+        goaway.set_source(std::sync::Arc::new(std::io::Error::other("calm down")));
+        assert_eq!(classify(&goaway), Failure::OutcomeUnknown);
+    }
+}

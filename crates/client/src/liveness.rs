@@ -161,3 +161,64 @@ fn health_answers(channels: &Channels, addr: &str) -> BoxFuture<'static, bool> {
     }
     .boxed()
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::net::TcpListener;
+    use tokio::time::Instant;
+    use tonic::Code;
+    use tonic::transport::server::TcpIncoming;
+
+    use super::*;
+
+    /// A socket that accepts connections (the kernel does, into the backlog) and never answers:
+    /// what a paused process looks like from outside.
+    async fn silent_peer() -> (TcpListener, String) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        (listener, addr)
+    }
+
+    /// A running process that serves only gRPC health.
+    async fn answering_peer() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(health)
+                .serve_with_incoming(TcpIncoming::from(listener)),
+        );
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_call_to_a_peer_that_answers_nothing_is_given_up_within_a_second() {
+        let (_listener, addr) = silent_peer().await;
+        let channels = Channels::new("secret").unwrap();
+        let started = Instant::now();
+        let r: Result<(), Status> = watched(&channels, &addr, std::future::pending()).await;
+        assert_eq!(r.unwrap_err().code(), Code::DeadlineExceeded);
+        let took = started.elapsed();
+        assert!(took >= SUSPECT_AFTER + PROBE_TIMEOUT, "{took:?}");
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_slow_call_to_a_peer_that_answers_is_waited_for() {
+        let addr = answering_peer().await;
+        let channels = Channels::new("secret").unwrap();
+        // Long enough for three probes.
+        let slow = Duration::from_millis(1500);
+        let call = async {
+            tokio::time::sleep(slow).await;
+            Ok::<_, Status>(7)
+        };
+        let started = Instant::now();
+        assert_eq!(watched(&channels, &addr, call).await.unwrap(), 7);
+        assert!(started.elapsed() >= slow);
+    }
+}
