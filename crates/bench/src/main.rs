@@ -7,14 +7,18 @@
 //!
 //! - `upgrade`: the seed's writer's longest stall and p99 during `shoal upgrade`, a plain
 //!   rolling restart, and stop-the-world (the reference), on one cluster.
+//! - `pause`: the same writer's longest stall while one data node is paused (SIGSTOP) as its
+//!   coordinator, its chunk's primary, its chunk's replica, against nothing paused.
 //!
 //! Every loop is bounded in count and time; every address is loopback; the cluster is always
 //! taken down (`shoal local down`), also on error.
 
 mod cluster;
 mod load;
+mod pause;
 mod reference;
 mod upgrade;
+mod writer;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -103,6 +107,15 @@ enum Cmd {
         #[arg(long, default_value_t = 200.0)]
         rate: f64,
     },
+    /// The writer's stall while one data node is paused, in each role, vs. nothing paused.
+    Pause {
+        /// The writer's appends per second (one row each).
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+        /// How long the node stays paused, seconds (at most 60).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
 }
 
 const MB: f64 = 1e6;
@@ -171,6 +184,13 @@ fn main() -> Result<()> {
                 Cmd::Upgrade { next, rate } => {
                     upgrade::run(&cluster, next, rate.clamp(1.0, 2000.0))
                 }
+                Cmd::Pause { rate, seconds } => pause::run(
+                    &cluster,
+                    &conn,
+                    &rt,
+                    rate.clamp(1.0, 2000.0),
+                    Duration::from_secs((*seconds).clamp(1, 60)),
+                ),
             }
         })();
         if r.is_err() {

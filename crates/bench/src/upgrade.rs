@@ -10,18 +10,13 @@
 //! (b) and (c) restart the same binaries without switching versions: the version switch itself
 //! takes milliseconds, the stall comes from stopping and starting. The reference is (c).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use comfy_table::{Table, presets::ASCII_MARKDOWN};
-use shoal_client::record::{self, WindowStats, now_ms};
 
 use crate::cluster::Cluster;
-
-/// How long to wait for the writer's first acknowledgements, and for recovery.
-const WAIT: Duration = Duration::from_secs(120);
+use crate::writer::{Measured, measure, table, wait_complete};
 
 pub fn run(cluster: &Cluster, next: &Path, rate: f64) -> Result<()> {
     let pkg = cluster.dir.join("next.pkg");
@@ -90,135 +85,12 @@ pub fn run(cluster: &Cluster, next: &Path, rate: f64) -> Result<()> {
     let mut results = Vec::new();
     for (i, (name, scenario)) in scenarios.iter().enumerate() {
         let record = cluster.dir.join(format!("writer-{i}.jsonl"));
-        let mut writer = Writer::start(cluster, &record, rate)?;
-        writer.wait_acks(&record, 50)?;
-        let started = Instant::now();
-        let from = now_ms();
-        let outcome = scenario();
-        let to = now_ms();
-        let elapsed = started.elapsed();
-        // A little after the end, so an append stalled by the last step is counted.
-        writer.wait_acks_after(&record, to + 1000)?;
-        drop(writer);
-        outcome.with_context(|| name.to_string())?;
-        let stats = record::window_stats(&record::load(&record)?, from, to + 1000);
-        eprintln!("{name}: {:.1} s, {stats:?}", elapsed.as_secs_f64());
-        results.push((name, elapsed, stats));
+        let m = measure(cluster, &record, rate, &[], scenario).with_context(|| name.to_string())?;
+        eprintln!("{name}: {:.1} s, {:?}", m.elapsed.as_secs_f64(), m.stats);
+        results.push((name.to_string(), m));
     }
-    print_table(rate, &results);
-    Ok(())
-}
-
-fn print_table(rate: f64, results: &[(&&str, Duration, WindowStats)]) {
+    let rows: Vec<(String, &Measured)> = results.iter().map(|(n, m)| (n.clone(), m)).collect();
     println!("\n## upgrade: the seed's writer, 1 row per append at {rate}/s, 3 machines\n");
-    let reference = results
-        .last()
-        .and_then(|(_, _, s)| s.longest_gap_ms)
-        .unwrap_or(1)
-        .max(1) as f64;
-    let mut t = Table::new();
-    t.load_preset(ASCII_MARKDOWN);
-    t.set_header(vec![
-        "scenario",
-        "seconds",
-        "appends",
-        "failed",
-        "retried",
-        "p99 ms",
-        "max ms",
-        "longest stall ms",
-        "stall vs (c)",
-    ]);
-    let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
-    for (name, elapsed, s) in results {
-        t.add_row(vec![
-            (**name).to_owned(),
-            format!("{:.1}", elapsed.as_secs_f64()),
-            s.appends.to_string(),
-            s.failed.to_string(),
-            s.retried.to_string(),
-            ms(s.p99_ms),
-            ms(s.max_ms),
-            s.longest_gap_ms.map_or("-".into(), |g| g.to_string()),
-            s.longest_gap_ms
-                .map_or("-".into(), |g| format!("{:.3}×", g as f64 / reference)),
-        ]);
-    }
-    println!("{t}\n");
-}
-
-fn wait_complete(cluster: &Cluster) -> Result<()> {
-    let started = Instant::now();
-    loop {
-        let out = cluster.run(&["chunks", "--not-complete", "--json"])?;
-        let v: serde_json::Value = serde_json::from_str(&out)?;
-        if v.as_array().is_some_and(Vec::is_empty) {
-            return Ok(());
-        }
-        if started.elapsed() > WAIT {
-            bail!("chunks not COMPLETE after {WAIT:?}: {out}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// `shoal write` in the background, killed when dropped (its record is flushed line by line).
-struct Writer(Child);
-
-impl Writer {
-    fn start(cluster: &Cluster, record: &PathBuf, rate: f64) -> Result<Self> {
-        let child = Command::new(&cluster.bin)
-            .args([
-                "write",
-                "--dir",
-                cluster.dir_str()?,
-                "--rate",
-                &rate.to_string(),
-            ])
-            .args(["--duration", "900s", "--record"])
-            .arg(record)
-            .env_remove("SHOAL_CLUSTER_SECRET")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        Ok(Self(child))
-    }
-
-    /// Until the record holds `n` acknowledged appends.
-    fn wait_acks(&mut self, record: &Path, n: usize) -> Result<()> {
-        self.wait_for(record, |r| r.len() >= n)
-    }
-
-    /// Until an append acknowledged at or after `at_ms` is recorded.
-    fn wait_acks_after(&mut self, record: &Path, at_ms: u64) -> Result<()> {
-        self.wait_for(record, |r| r.iter().any(|a| a.acked_at_ms >= at_ms))
-    }
-
-    fn wait_for(
-        &mut self,
-        record: &Path,
-        done: impl Fn(&[record::AppendRecord]) -> bool,
-    ) -> Result<()> {
-        let started = Instant::now();
-        loop {
-            if let Some(exit) = self.0.try_wait()? {
-                bail!("the writer exited early ({exit})");
-            }
-            if record::load(record).is_ok_and(|r| done(&r)) {
-                return Ok(());
-            }
-            if started.elapsed() > WAIT {
-                bail!("the writer made no progress within {WAIT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    println!("{}\n", table(&rows, rows.len() - 1, "(c)"));
+    Ok(())
 }

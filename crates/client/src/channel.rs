@@ -9,17 +9,28 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::ClientError;
+use crate::liveness::Peers;
 
 /// A channel that adds the cluster secret to every call.
 pub type AuthChannel = InterceptedService<Channel, ClientAuth>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// HTTP/2 PINGs on every connection, idle too: a peer that stops acknowledging them (paused,
+/// hung, its machine gone without a reset) gets its connection closed, failing the calls on it
+/// (the backstop for calls not [`crate::liveness::watched`]), and an idle dead connection is
+/// replaced before the next call waits on it. The peer's connection task acknowledges PINGs
+/// whatever its handlers do, so only a process that does not run misses them; the timeout
+/// leaves a loaded machine seconds of slack.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Caches channels by address. Cloning shares the cache.
+/// Caches channels, and what is known of each peer's liveness, by address. Cloning shares the
+/// cache.
 #[derive(Clone)]
 pub struct Channels {
     auth: ClientAuth,
     cache: Arc<Mutex<HashMap<String, Channel>>>,
+    peers: Arc<Peers>,
 }
 
 impl Channels {
@@ -29,6 +40,7 @@ impl Channels {
         Ok(Self {
             auth,
             cache: Arc::default(),
+            peers: Arc::default(),
         })
     }
 
@@ -48,12 +60,19 @@ impl Channels {
                 let c = endpoint
                     .connect_timeout(CONNECT_TIMEOUT)
                     .tcp_nodelay(true)
+                    .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+                    .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+                    .keep_alive_while_idle(true)
                     .connect_lazy();
                 cache.insert(addr.to_owned(), c.clone());
                 c
             }
         };
         Ok(InterceptedService::new(channel, self.auth.clone()))
+    }
+
+    pub(crate) fn peers(&self) -> &Peers {
+        &self.peers
     }
 }
 

@@ -17,7 +17,7 @@ use shoal_proto::{
 
 use crate::ClientError;
 use crate::channel::{AuthChannel, Channels, with_timeout};
-use crate::error::is_retryable_elsewhere;
+use crate::error::{Failure, classify};
 
 /// Default time to keep trying while no leader answers (covers an election).
 pub const DEFAULT_LEADER_WAIT: Duration = Duration::from_secs(10);
@@ -293,10 +293,10 @@ fn after_failure(retry: Retry, status: &tonic::Status) -> Next {
     if let Some(leader) = redirect(status) {
         return Next::Follow(leader);
     }
-    let code = status.code();
-    let not_run = code == tonic::Code::Unavailable;
-    let unknown_outcome = is_retryable_elsewhere(code) || code == tonic::Code::Unknown;
-    if not_run || (retry == Retry::Idempotent && unknown_outcome) {
+    let failure = classify(status);
+    if failure == Failure::NotRun
+        || (retry == Retry::Idempotent && failure == Failure::OutcomeUnknown)
+    {
         Next::TryAnother
     } else {
         Next::Fail

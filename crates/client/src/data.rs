@@ -20,6 +20,8 @@ use shoal_proto::{AppendRequest, AppendResponse};
 
 use crate::ClientError;
 use crate::channel::Channels;
+use crate::error::{Failure, classify};
+use crate::liveness::watched;
 use crate::seq_spread::SeqSpread;
 
 /// How far above a writer's oldest seq in flight a new append may start (it waits otherwise): a
@@ -107,7 +109,8 @@ impl DataClient {
                 // Never past the append's deadline: an attempt cut short has an unknown
                 // outcome, which is what running out of time reports anyway.
                 r.set_timeout(ATTEMPT_TIMEOUT.min(left));
-                let status = match client.append(r).await {
+                // A coordinator that stops answering is left at once for the next site.
+                let status = match watched(&self.channels, addr, client.append(r)).await {
                     Ok(resp) => {
                         let AppendResponse { rows, duplicate } = resp.into_inner();
                         return Ok(Appended {
@@ -119,7 +122,7 @@ impl DataClient {
                     }
                     Err(s) => s,
                 };
-                if !worth_another_site(status.code()) {
+                if !worth_another_site(&status) {
                     return Err(ClientError::from_status(addr, status));
                 }
                 last = format!("{addr}: {}: {}", status.code(), status.message());
@@ -139,12 +142,8 @@ impl DataClient {
     }
 }
 
-/// The node (or the path to it) failed, not the request: re-send elsewhere. ABORTED is a data
-/// node's "the replica set changed under this write, try again".
-fn worth_another_site(code: tonic::Code) -> bool {
-    use tonic::Code::*;
-    matches!(
-        code,
-        Unavailable | Cancelled | DeadlineExceeded | Unknown | Aborted
-    )
+/// The node (or the path to it) failed, not the request: re-send elsewhere (appends are
+/// idempotent). ABORTED is a data node's "the replica set changed under this write, try again".
+fn worth_another_site(status: &tonic::Status) -> bool {
+    classify(status) != Failure::Answered || status.code() == tonic::Code::Aborted
 }

@@ -53,11 +53,53 @@ impl ClientError {
     }
 }
 
-/// Errors that mean "this node cannot answer now, another may": the node is down, restarting,
-/// closing its connections (a GOAWAY surfaces as `Cancelled`), or too slow.
-pub(crate) fn is_retryable_elsewhere(code: tonic::Code) -> bool {
-    matches!(
-        code,
-        tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
-    )
+/// What a failed call's status says about the call: the one classifier the clients and the data
+/// nodes' coordinator decide retries by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The call did not run: no connection, no leader, a node draining. Re-send anywhere.
+    NotRun,
+    /// The node or the path to it failed mid-call: a deadline (also a peer found not answering,
+    /// [`crate::liveness`]), a reset connection (a transport-caused `Unknown`), a GOAWAY (which
+    /// surfaces as `Cancelled`). It may have run: re-send only what is idempotent.
+    OutcomeUnknown,
+    /// The node answered: another node would answer the same.
+    Answered,
+}
+
+pub fn classify(status: &tonic::Status) -> Failure {
+    use tonic::Code::*;
+    match status.code() {
+        Unavailable => Failure::NotRun,
+        Cancelled | DeadlineExceeded | Unknown => Failure::OutcomeUnknown,
+        // Made by this side's transport, not answered by the node: an h2 error on the connection
+        // (a GOAWAY ENHANCE_YOUR_CALM surfaces as RESOURCE_EXHAUSTED, a protocol error as
+        // INTERNAL). Statuses the node sends carry no source.
+        _ if std::error::Error::source(status).is_some() => Failure::OutcomeUnknown,
+        _ => Failure::Answered,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::Status;
+
+    use super::*;
+
+    #[test]
+    fn transport_failures_are_not_answers() {
+        assert_eq!(classify(&Status::unavailable("down")), Failure::NotRun);
+        assert_eq!(
+            classify(&Status::deadline_exceeded("late")),
+            Failure::OutcomeUnknown
+        );
+        assert_eq!(
+            classify(&Status::resource_exhausted("too big")),
+            Failure::Answered
+        );
+        // What an h2 GOAWAY ENHANCE_YOUR_CALM looks like: made locally, with its cause.
+        let mut goaway = Status::resource_exhausted("h2 protocol error");
+        goaway.set_source(std::sync::Arc::new(std::io::Error::other("calm down")));
+        assert_eq!(classify(&goaway), Failure::OutcomeUnknown);
+    }
 }

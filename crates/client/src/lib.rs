@@ -7,6 +7,7 @@ pub mod controller;
 pub mod data;
 pub mod error;
 pub mod heartbeat;
+pub mod liveness;
 pub mod record;
 pub mod seed;
 mod seq_spread;

@@ -2,9 +2,10 @@
 //! partition, and each share is written through its chunk's primary, all with the client's
 //! `(writer_id, seq)`, so a retried append is applied at most once in every chunk.
 //!
-//! A primary that cannot be reached (connection refused, reset, deadline) is taken out of its
-//! chunk's in-sync set through the controller — compare-and-set on the chunk version — and the
-//! share is written through the next in-sync replica. A refusal that says "not the primary" or
+//! A primary that cannot be reached (connection refused, reset, deadline, no answer to a health
+//! probe while the write is pending) is taken out of its chunk's in-sync set through the
+//! controller — compare-and-set on the chunk version — and the share is written through the
+//! next in-sync replica. A refusal that says "not the primary" or
 //! "stale version" refreshes the chunk and tries again. With no replica left in sync the append
 //! fails with UNAVAILABLE and that chunk got nothing. A seq older than the writer's dedup window
 //! is refused (FAILED_PRECONDITION, [`Reason::SeqOutsideDedupWindow`]) at once.
@@ -15,6 +16,8 @@ use std::time::{Duration, Instant};
 use arrow::record_batch::RecordBatch;
 use futures::future::try_join_all;
 use shoal_catalog::rows;
+use shoal_client::error::{Failure, classify};
+use shoal_client::liveness::watched;
 use shoal_proto::{AppendRequest, AppendResponse, ChunkInfo, Reason, WriteChunkRequest};
 use tonic::{Code, Status};
 
@@ -24,8 +27,9 @@ use crate::replication::remove_from_in_sync;
 
 /// How long one chunk's share may take, failovers included.
 const WRITE_DEADLINE: Duration = Duration::from_secs(24);
-/// Deadline of one call to a primary: longer than a healthy primary can take (a rejoin's pause,
-/// then the wait for its replicas), so only a dead or frozen primary runs into it.
+/// Deadline of one call to a primary that keeps answering health probes: longer than a healthy
+/// primary can take (a rejoin's pause, then the wait for its replicas). A primary that stops
+/// answering is given up on within a second ([`watched`]).
 const PRIMARY_CALL_TIMEOUT: Duration = Duration::from_secs(17);
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
@@ -145,7 +149,10 @@ async fn write_share(
             let left = WRITE_DEADLINE.saturating_sub(started.elapsed());
             r.set_timeout(PRIMARY_CALL_TIMEOUT.min(left));
             match node.data_node(&p.addr) {
-                Ok(mut c) => c.write_chunk(r).await.map(|r| r.into_inner()),
+                // A primary that stops answering is deposed at once; a slow one is waited for.
+                Ok(mut c) => watched(&node.channels, &p.addr, c.write_chunk(r))
+                    .await
+                    .map(|r| r.into_inner()),
                 Err(e) => Err(e),
             }
         };
@@ -173,9 +180,7 @@ async fn write_share(
                 }
             }
             // The primary is unreachable: the next in-sync replica takes over.
-            Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded | Code::Unknown
-                if p.node != node.alias =>
-            {
+            _ if classify(&status) != Failure::Answered && p.node != node.alias => {
                 tracing::warn!(
                     "chunk {chunk_id}: primary {} unreachable ({}); failing over",
                     p.node,
@@ -204,6 +209,17 @@ async fn write_share(
 /// caller keeps trying it until its deadline: it may be restarting).
 async fn fail_over(node: &Node, chunk: &ChunkInfo, primary: &str) {
     if chunk.replicas.iter().filter(|r| r.in_sync).count() <= 1 {
+        return;
+    }
+    // The writes that found the primary gone together (one shared probe) wait for the first
+    // one's change instead of each proposing its own, bound to be refused.
+    let lock = node.links.failover_lock(chunk.id);
+    let _one_at_a_time = lock.lock().await;
+    if node
+        .catalog
+        .chunk(chunk.id)
+        .is_none_or(|c| c.version > chunk.version)
+    {
         return;
     }
     // Refused: someone else changed the chunk first; the refreshed catalog shows what.

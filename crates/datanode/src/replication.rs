@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shoal_client::channel::AuthChannel;
+use shoal_client::liveness::watched;
 use shoal_proto::data_node_client::DataNodeClient;
 use shoal_proto::{
     ApplyRecordsRequest, ChunkInfo, ReplicaInfo, ReplicaPositionRequest, ReplicaRecord,
@@ -37,7 +38,8 @@ use crate::node::Node;
 pub const PAGE_BYTES: usize = 4 << 20;
 /// How long an append waits for a replica before it is answered ABORTED (the client retries).
 const REPLICATION_WAIT: Duration = Duration::from_secs(10);
-/// Deadline of one call to a replica: past it the replica counts as unreachable.
+/// Deadline of one call to a replica that keeps answering health probes: past it the replica
+/// counts as unreachable. One that stops answering does within a second ([`watched`]).
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// A link with nothing to do re-checks the chunk this often.
 const IDLE_TICK: Duration = Duration::from_secs(1);
@@ -67,6 +69,7 @@ pub struct Link {
 pub struct Links {
     links: Mutex<HashMap<(u64, String), Arc<Link>>>,
     chunk_locks: Mutex<HashMap<u64, Arc<RwLock<()>>>>,
+    failover_locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Links {
@@ -74,6 +77,16 @@ impl Links {
     /// holds it exclusively, so the in-sync set an append waits for cannot grow under it.
     pub fn chunk_lock(&self, chunk_id: u64) -> Arc<RwLock<()>> {
         self.chunk_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(chunk_id)
+            .or_default()
+            .clone()
+    }
+
+    /// Held by a coordinator while it deposes the chunk's primary (one failover at a time).
+    pub fn failover_lock(&self, chunk_id: u64) -> Arc<tokio::sync::Mutex<()>> {
+        self.failover_locks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(chunk_id)
@@ -234,24 +247,29 @@ async fn step(
     store: &ChunkStore,
     peer_lsn: &mut Option<u64>,
 ) -> Result<Step, Status> {
-    let mut client = node.data_node(&replica.addr)?;
     let lsn = match *peer_lsn {
         Some(lsn) => lsn,
-        None => match handshake(node, link, chunk, replica, store, &mut client).await? {
-            Some(lsn) => lsn,
-            None => return Ok(Step::Progress),
-        },
+        // Cut short if the replica stops answering. Safe at any point: a removal it started is
+        // found in the catalog later, a reset is asked for again.
+        None => {
+            let mut client = node.data_node(&replica.addr)?;
+            let handshake = handshake(node, link, chunk, replica, store, &mut client);
+            match watched(&node.channels, &replica.addr, handshake).await? {
+                Some(lsn) => lsn,
+                None => return Ok(Step::Progress),
+            }
+        }
     };
     *peer_lsn = Some(lsn);
     publish(link, replica, lsn);
     if lsn < store.last_lsn() {
-        let held = ship_since(&mut client, chunk, store, lsn).await?;
+        let held = ship_since(node, replica, chunk, store, lsn).await?;
         *peer_lsn = Some(held);
         publish(link, replica, held);
         return Ok(Step::Progress);
     }
     if !replica.in_sync {
-        rejoin(node, link, chunk, replica, store, &mut client, lsn).await?;
+        rejoin(node, link, chunk, replica, store, lsn).await?;
         *peer_lsn = None;
         return Ok(Step::Progress);
     }
@@ -330,9 +348,11 @@ async fn handshake(
 }
 
 /// Sends the next page of records after `lsn` (in lsn order); answers the last lsn the replica
-/// then holds.
+/// then holds. A replica that stops answering fails it at once, not at [`CALL_TIMEOUT`]: appends
+/// may be waiting for it.
 async fn ship_since(
-    client: &mut DataNodeClient<AuthChannel>,
+    node: &Node,
+    replica: &ReplicaInfo,
     chunk: &ChunkInfo,
     store: &ChunkStore,
     lsn: u64,
@@ -358,11 +378,14 @@ async fn ship_since(
         chunk_version: chunk.version,
         records,
     };
-    Ok(client
-        .apply_records(timed(req))
-        .await?
-        .into_inner()
-        .last_lsn)
+    let mut client = node.data_node(&replica.addr)?;
+    let shipped = watched(
+        &node.channels,
+        &replica.addr,
+        client.apply_records(timed(req)),
+    )
+    .await?;
+    Ok(shipped.into_inner().last_lsn)
 }
 
 /// Puts a caught-up replica back into the in-sync set with the chunk's appends paused, so no
@@ -373,7 +396,6 @@ async fn rejoin(
     chunk: &ChunkInfo,
     replica: &ReplicaInfo,
     store: &ChunkStore,
-    client: &mut DataNodeClient<AuthChannel>,
     mut lsn: u64,
 ) -> Result<(), Status> {
     let lock = node.links.chunk_lock(chunk.id);
@@ -384,11 +406,12 @@ async fn rejoin(
             return Ok(false); // the chunk changed meanwhile: decide again
         }
         while lsn < store.last_lsn() {
-            lsn = ship_since(client, chunk, store, lsn).await?;
+            lsn = ship_since(node, replica, chunk, store, lsn).await?;
         }
         // What the replica holds now, not what it was last known to hold: it may have
         // restarted empty since, and nothing left to ship would not show it.
-        let held = client
+        let held = node
+            .data_node(&replica.addr)?
             .get_replica_position(timed(ReplicaPositionRequest {
                 chunk_id: chunk.id,
                 chunk_version: chunk.version,
@@ -482,7 +505,8 @@ pub async fn remove_from_in_sync(
     match node.catalog.change_replicas(chunk, change).await {
         Ok(info) => Ok(info.version),
         Err(e) => {
-            let _ = node.catalog.refresh().await;
+            // Shared with the other writes that found the same peer failed at this version.
+            let _ = node.catalog.refresh_past(chunk.id, chunk.version).await;
             Err(Status::aborted(format!(
                 "could not take {peer} out of chunk {}'s in-sync set: {e}",
                 chunk.id

@@ -305,6 +305,64 @@ impl Drop for Frozen {
     }
 }
 
+/// Some threads of a process frozen through a cgroup v1 freezer until dropped (thawed and put
+/// back), even if the test panics: the rest of the process runs on. Needs root and the freezer
+/// hierarchy at [`FREEZER`].
+pub struct FrozenThreads {
+    cgroup: PathBuf,
+    tids: Vec<String>,
+}
+
+const FREEZER: &str = "/sys/fs/cgroup/freezer";
+
+impl FrozenThreads {
+    /// Freezes the threads of `pid` whose name (`comm`, at most 15 bytes) starts with `name`.
+    pub fn new(pid: u64, name: &str) -> Self {
+        let root = Path::new(FREEZER);
+        assert!(
+            root.join("tasks").exists(),
+            "this test needs root and the cgroup v1 freezer at {FREEZER}"
+        );
+        let tids: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .expect("threads of the process")
+            .flatten()
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with(name))
+            })
+            .map(|t| t.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!tids.is_empty(), "no thread named {name}* in process {pid}");
+        let cgroup = root.join(format!("shoal-it-{}-{pid}", std::process::id()));
+        std::fs::create_dir(&cgroup).expect("create the freezer cgroup");
+        let frozen = Self { cgroup, tids };
+        for tid in &frozen.tids {
+            std::fs::write(frozen.cgroup.join("tasks"), tid).expect("move a thread");
+        }
+        std::fs::write(frozen.cgroup.join("freezer.state"), "FROZEN").expect("freeze");
+        let started = Instant::now();
+        while std::fs::read_to_string(frozen.cgroup.join("freezer.state"))
+            .is_ok_and(|s| s.trim() != "FROZEN")
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "threads never froze"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        frozen
+    }
+}
+
+impl Drop for FrozenThreads {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.cgroup.join("freezer.state"), "THAWED");
+        for tid in &self.tids {
+            let _ = std::fs::write(Path::new(FREEZER).join("tasks"), tid);
+        }
+        let _ = std::fs::remove_dir(&self.cgroup);
+    }
+}
+
 pub fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write file");
 }
