@@ -44,16 +44,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let report = check(&counts, latest_ms, now_ms, args.max_age, record.as_deref());
-    if args.json {
-        println!("{}", output::json(&report.json())?);
-    } else {
-        print!("{}", report.text());
-    }
-    Ok(if report.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    output::verdict(args.json, report.ok(), || report.json(), || report.text())
 }
 
 fn quote(ident: &str) -> String {

@@ -40,14 +40,5 @@ pub async fn run(command: ChaosCommand) -> anyhow::Result<ExitCode> {
 fn check(args: ChaosCheckArgs) -> anyhow::Result<ExitCode> {
     let ops = shoal_chaos::history::load(&args.history)?;
     let report = shoal_chaos::check::check(&ops);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report.json())?);
-    } else {
-        print!("{}", report.text());
-    }
-    Ok(if report.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    crate::output::verdict(args.json, report.ok(), || report.json(), || report.text())
 }
