@@ -12,6 +12,7 @@ mod primary;
 mod replicas;
 mod replication;
 mod restart;
+mod scan_messages;
 pub mod server;
 mod service;
 mod store_failure;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use shoal_client::channel::{AuthChannel, Channels};
-use shoal_proto::ChunkInfo;
 use shoal_proto::data_node_client::DataNodeClient;
+use shoal_proto::{ChunkInfo, MAX_MESSAGE};
 use shoal_storage::ChunkStore;
 use tonic::Status;
 
@@ -70,6 +70,3 @@ impl Node {
             .map_err(Status::internal)
     }
 }
-
-/// Largest message between data nodes (catch-up pages are bounded well below it).
-pub const MAX_MESSAGE: usize = 256 << 20;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_common::users::Users;
+use shoal_proto::MAX_MESSAGE;
 use shoal_proto::auth::{ServerAuth, UserAuth};
 use shoal_proto::data_node_server::DataNodeServer;
 use shoal_proto::node_info_server::NodeInfoServer;
@@ -16,7 +17,7 @@ use shoal_server::node_info::NodeInfoService;
 use tokio::sync::watch;
 
 use crate::catalog_cache::CatalogCache;
-use crate::node::{MAX_MESSAGE, Node};
+use crate::node::Node;
 use crate::replicas::LocalReplicas;
 use crate::replication::Links;
 use crate::service::DataNodeService;

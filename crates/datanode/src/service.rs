@@ -21,9 +21,7 @@ use crate::error::storage_status;
 use crate::node::Node;
 use crate::primary::{is_primary, wait_all_replicated};
 use crate::replicas::position;
-
-/// Rows per message of a chunk scan.
-const SCAN_BATCHES_PER_MESSAGE: usize = 256;
+use crate::scan_messages::{self, MESSAGE_BYTES};
 
 pub struct DataNodeService {
     node: Arc<Node>,
@@ -208,15 +206,10 @@ impl DataNode for DataNodeService {
             u64::MAX
         };
         let batches = store.scan(last).await.map_err(storage_status)?;
-        let schema = store.schema();
-        let messages: Vec<Result<ScanChunkResponse, Status>> = batches
-            .chunks(SCAN_BATCHES_PER_MESSAGE)
-            .map(|group| {
-                shoal_catalog::rows::encode_ipc(&schema, group)
-                    .map(|arrow_ipc| ScanChunkResponse { arrow_ipc })
-                    .map_err(|e| Status::internal(format!("encode rows: {e}")))
-            })
-            .collect();
+        let messages = scan_messages::messages(store.schema(), batches, MESSAGE_BYTES).map(|m| {
+            m.map(|arrow_ipc| ScanChunkResponse { arrow_ipc })
+                .map_err(|e| Status::internal(format!("encode rows: {e}")))
+        });
         Ok(Response::new(Box::pin(futures::stream::iter(messages))))
     }
 

@@ -17,5 +17,11 @@ pub mod v1 {
 pub use reason::{REASON_METADATA_KEY, Reason};
 pub use v1::*;
 
+/// Largest message between cluster members. Senders bound what they put in one message far
+/// below it (catch-up pages, scan messages); the limit only keeps a malformed length from
+/// allocating without bound, and stays this high so a peer of the previous release, whose scan
+/// messages were bounded by batch count rather than bytes, can still be read.
+pub const MAX_MESSAGE: usize = 256 << 20;
+
 /// Response metadata key naming the controller leader's address when a follower refuses a call.
 pub const LEADER_METADATA_KEY: &str = "shoal-leader";

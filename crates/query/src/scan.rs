@@ -23,7 +23,7 @@ use futures::stream::{self, BoxStream};
 use futures::{StreamExt, TryStreamExt};
 use shoal_client::channel::Channels;
 use shoal_proto::data_node_client::DataNodeClient;
-use shoal_proto::{ChunkInfo, ReplicaInfo, ScanChunkRequest, ScanChunkResponse};
+use shoal_proto::{ChunkInfo, MAX_MESSAGE, ReplicaInfo, ScanChunkRequest, ScanChunkResponse};
 use tonic::Streaming;
 
 use crate::error::unavailable;
@@ -225,7 +225,8 @@ async fn start_scan(
     chunk: &ChunkInfo,
     addr: &str,
 ) -> Result<(Option<ScanChunkResponse>, Streaming<ScanChunkResponse>), String> {
-    let mut client = DataNodeClient::new(channels.get(addr).map_err(|e| e.to_string())?);
+    let mut client = DataNodeClient::new(channels.get(addr).map_err(|e| e.to_string())?)
+        .max_decoding_message_size(MAX_MESSAGE);
     let req = ScanChunkRequest {
         chunk_id: chunk.id,
         chunk_version: chunk.version,

@@ -13,6 +13,7 @@ mod disk_full;
 mod disk_loss;
 mod ha_write;
 mod harness;
+mod large_chunk;
 mod pause;
 mod query;
 mod reads;

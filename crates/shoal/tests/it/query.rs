@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::data::{Data, create_seed_table, runtime, seed_rows};
 use crate::harness::{LocalCluster, stderr, stdout};
 
-fn sql(cluster: &LocalCluster, q: &str) -> Value {
+pub fn sql(cluster: &LocalCluster, q: &str) -> Value {
     let out = cluster.run(&["sql", q, "--json"]);
     assert!(out.status.success(), "{q}: {}", stderr(&out));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{q}: {e}: {}", stdout(&out)))

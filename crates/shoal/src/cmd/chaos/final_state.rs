@@ -11,8 +11,8 @@ use futures::TryStreamExt;
 use shoal_chaos::history::{F, Kind, Op, Recorder};
 use shoal_client::channel::Channels;
 use shoal_client::record::now_ms;
-use shoal_proto::ScanChunkRequest;
 use shoal_proto::data_node_client::DataNodeClient;
+use shoal_proto::{MAX_MESSAGE, ScanChunkRequest};
 
 use super::cluster::ChunkRow;
 use super::workload::{DB, READ_TIMEOUT, read_ids};
@@ -148,7 +148,8 @@ async fn scan(
     addr: &str,
     chunk: &ChunkRow,
 ) -> Result<Vec<(u64, u64)>, String> {
-    let mut client = DataNodeClient::new(channels.get(addr).map_err(|e| e.to_string())?);
+    let mut client = DataNodeClient::new(channels.get(addr).map_err(|e| e.to_string())?)
+        .max_decoding_message_size(MAX_MESSAGE);
     let req = ScanChunkRequest {
         chunk_id: chunk.chunk_id,
         chunk_version: chunk.version,
