@@ -12,6 +12,16 @@ use std::sync::OnceLock;
 pub const WIRE_VERSION: u32 = 1;
 /// On-disk format generation (WAL, chunk records, Raft state).
 pub const STORAGE_FORMAT_VERSION: u32 = 1;
+/// The highest cluster version this release can run at. A cluster version says what every node
+/// may use; it rises only through `shoal upgrade --finalize` (to the level of the release every
+/// node then runs) or is set at a brand-new cluster's first start, so a rolled-back binary
+/// never meets something it cannot read. Levels:
+/// - 1: the first release.
+/// - 2: this release; chunk replicas may be stored as sorted files with a manifest
+///   ([`CHUNK_FILES_CLUSTER_VERSION`]).
+pub const CLUSTER_VERSION: u32 = 2;
+/// From this cluster version on, data nodes may write chunk files (storage format 2).
+pub const CHUNK_FILES_CLUSTER_VERSION: u32 = 2;
 /// The oldest release this one can upgrade in place (it reads its files and speaks with it).
 pub const MIN_UPGRADE_FROM: &str = "0.1.0";
 

@@ -9,8 +9,10 @@ use crate::catalog::Catalog;
 use crate::command::{Command, CommandResponse, DeclaredNode, NodeReport, Rejection};
 use crate::raft_types::TypeConfig;
 
-/// The cluster version a fresh cluster starts at. Raised only by an explicit finalize after an
-/// upgrade; features and formats newer than it stay off.
+/// The cluster version of metadata that never set one: the first release's. Every controller
+/// starts its state machine here, whatever its own release, so replaying the same log gives
+/// the same version everywhere; a new group's first declaration then sets the release's
+/// [`shoal_common::version::CLUSTER_VERSION`], and only an explicit finalize raises it later.
 pub const INITIAL_CLUSTER_VERSION: u32 = 1;
 
 /// A node's liveness as the controller leader sees it.
@@ -125,7 +127,12 @@ impl ClusterMeta {
             .collect()
     }
 
-    fn declare(&mut self, nodes: &[DeclaredNode]) -> CommandResponse {
+    fn declare(&mut self, nodes: &[DeclaredNode], new_cluster: Option<u32>) -> CommandResponse {
+        if self.nodes.is_empty()
+            && let Some(v) = new_cluster
+        {
+            self.cluster_version = self.cluster_version.max(v);
+        }
         for n in nodes {
             self.nodes
                 .entry(n.alias.clone())
@@ -185,7 +192,10 @@ impl ClusterMeta {
 impl shoal_raft_store::MetaState<TypeConfig> for ClusterMeta {
     fn apply(&mut self, cmd: &Command) -> CommandResponse {
         match cmd {
-            Command::DeclareNodes { nodes } => self.declare(nodes),
+            Command::DeclareNodes {
+                nodes,
+                new_cluster_version,
+            } => self.declare(nodes, *new_cluster_version),
             Command::ReportNode { report, at_ms } => self.report(report, *at_ms),
             Command::SetNodeState {
                 alias,
@@ -275,6 +285,7 @@ mod tests {
         let mut meta = ClusterMeta::default();
         meta.apply(&Command::DeclareNodes {
             nodes: vec![declared("node1")],
+            new_cluster_version: None,
         });
         assert_eq!(meta.nodes["node1"].state, NodeState::Unknown);
         let r = report("node1", "0.1.0");
@@ -286,6 +297,37 @@ mod tests {
         assert!(meta.report_is_current(&r));
         assert_eq!(meta.nodes["node1"].state, NodeState::Up);
         assert!(!meta.report_is_current(&report("node1", "0.2.0")));
+    }
+
+    #[test]
+    fn only_a_new_groups_first_declaration_sets_the_cluster_version() {
+        let declare = |alias: &str| Command::DeclareNodes {
+            nodes: vec![declared(alias)],
+            new_cluster_version: Some(7),
+        };
+        let mut new = ClusterMeta::default();
+        new.apply(&declare("node1"));
+        assert_eq!(new.cluster_version, 7);
+
+        // A group that already knows nodes (upgraded from an older release, or adding a node
+        // to cluster.nodes) keeps its version: only `--finalize` raises it.
+        let mut upgraded = ClusterMeta::default();
+        upgraded.apply(&Command::DeclareNodes {
+            nodes: vec![declared("node1")],
+            new_cluster_version: None,
+        });
+        upgraded.apply(&declare("node2"));
+        assert_eq!(upgraded.cluster_version, INITIAL_CLUSTER_VERSION);
+
+        // What an older leader proposed (no field) still decodes, and sets nothing.
+        let old: Command = serde_json::from_str(r#"{"cmd":"declare_nodes","nodes":[]}"#).unwrap();
+        assert_eq!(
+            old,
+            Command::DeclareNodes {
+                nodes: vec![],
+                new_cluster_version: None
+            }
+        );
     }
 
     #[test]

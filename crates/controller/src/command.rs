@@ -41,6 +41,10 @@ pub enum Command {
     /// Adds the nodes of `cluster.nodes` the metadata does not hold yet, in state UNKNOWN.
     DeclareNodes {
         nodes: Vec<DeclaredNode>,
+        /// The cluster version of a brand-new cluster, applied only by the declaration that
+        /// finds no node at all (the group's first); absent in what older leaders propose.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        new_cluster_version: Option<u32>,
     },
     /// A node reported itself with something new (first contact, version, address, pid, state).
     ReportNode {
@@ -94,7 +98,7 @@ pub enum Command {
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Command::DeclareNodes { nodes } => write!(f, "declare_nodes({})", nodes.len()),
+            Command::DeclareNodes { nodes, .. } => write!(f, "declare_nodes({})", nodes.len()),
             Command::ReportNode { report, .. } => write!(
                 f,
                 "report_node({} {} {})",

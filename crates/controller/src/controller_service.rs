@@ -377,6 +377,7 @@ impl Controller for ControllerService {
             raft_term: metrics.current_term,
             raft_commit_index: metrics.local_committed.map_or(0, |l| l.index),
             cluster_version,
+            supported_cluster_version: shoal_common::version::CLUSTER_VERSION,
         }))
     }
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use shoal_common::version;
 use tokio::sync::watch;
 
 use crate::cluster_meta::NodeState;
@@ -41,7 +42,16 @@ async fn tick(core: &ControllerCore, heartbeat_timeout: Duration) -> Result<(), 
     let missing = core.read(|m| m.undeclared(core.topology.declared()));
     if !missing.is_empty() {
         tracing::info!("declaring {} nodes from cluster.nodes", missing.len());
-        core.write(Command::DeclareNodes { nodes: missing }).await?;
+        // The first declaration of a new group also sets the cluster version this release
+        // runs at: nothing older has ever read this cluster's files.
+        let new_cluster_version = core
+            .read(|m| m.nodes.is_empty())
+            .then_some(version::CLUSTER_VERSION);
+        core.write(Command::DeclareNodes {
+            nodes: missing,
+            new_cluster_version,
+        })
+        .await?;
     }
     let live: Vec<String> = core.read(|m| {
         m.nodes

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
+use shoal_common::version;
 use shoal_proto::{
     SetClusterVersionRequest, SetUpgradeRequest, TransferLeadershipRequest,
     TransferLeadershipResponse, UpgradeRecord,
@@ -110,6 +111,16 @@ pub async fn set_cluster_version(
 ) -> Result<(), Status> {
     core.ensure_leader()?;
     core.read_index().await?;
+    // Every node runs this leader's release (checked below), so the leader knows what all of
+    // them can run at.
+    if req.cluster_version > version::CLUSTER_VERSION {
+        return Err(Status::failed_precondition(format!(
+            "cannot raise the cluster version to {}: release {} runs at {} at most",
+            req.cluster_version,
+            version::version(),
+            version::CLUSTER_VERSION
+        )));
+    }
     let behind: Vec<String> = core.read(|m| {
         m.nodes
             .values()

@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use shoal_common::version::CLUSTER_VERSION;
 
 use crate::data::create_seed_table;
 use crate::harness::{
@@ -209,19 +210,18 @@ fn a_rolling_upgrade_under_writes_fails_no_append_and_rollback_returns_every_mac
         "finalize after a rollback must be refused"
     );
 
-    // Upgrade again and finalize: the cluster version rises and rollback is refused.
+    // Upgrade again and finalize: rollback is refused from then on. A cluster this release
+    // created runs at its level from the start, and a release of the same level keeps it.
     let out = upgrade(
         &cluster,
         &["--package", pkg.to_str().unwrap(), "--probe-rate", "0"],
     );
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    let before = cluster.status()["cluster_version"].as_u64().unwrap();
+    let level = Some(u64::from(CLUSTER_VERSION));
+    assert_eq!(cluster.status()["cluster_version"].as_u64(), level);
     let out = upgrade(&cluster, &["--finalize"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        cluster.status()["cluster_version"].as_u64(),
-        Some(before + 1)
-    );
+    assert_eq!(cluster.status()["cluster_version"].as_u64(), level);
     let out = upgrade(&cluster, &["--rollback"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("finalized"), "{}", stderr(&out));
@@ -754,4 +754,14 @@ fn the_previous_release_is_upgraded_to_this_code_under_writes() {
     );
     assert_all_on(&cluster, &version_of(current));
     finish_writer(&cluster, tmp.path(), writer);
+
+    // The previous release's cluster stays at its level until the finalize raises it to ours.
+    assert_eq!(cluster.status()["cluster_version"].as_u64(), Some(1));
+    let out = upgrade(&cluster, &["--finalize"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        cluster.status()["cluster_version"].as_u64(),
+        Some(u64::from(CLUSTER_VERSION))
+    );
+    verify(&cluster, tmp.path());
 }

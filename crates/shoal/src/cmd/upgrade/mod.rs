@@ -398,6 +398,16 @@ fn over_budget(
     }
 }
 
+/// The cluster version a finalize sets: the level of the release every node now runs, as its
+/// leader reports it; a leader of a release that does not report one gets one more than today.
+/// Never lower than today (a release whose level the cluster already has changes nothing).
+fn finalize_target(current: u32, supported: u32) -> u32 {
+    match supported {
+        0 => current + 1,
+        s => s.max(current),
+    }
+}
+
 async fn finalize(
     target: &Target,
     store: &mut Store<'_>,
@@ -422,9 +432,10 @@ async fn finalize(
     let wanted = match st.finalize_to {
         Some(v) => v,
         None => {
-            st.finalize_to = Some(status.cluster_version + 1);
+            let v = finalize_target(status.cluster_version, status.supported_cluster_version);
+            st.finalize_to = Some(v);
             store.save(&mut st).await?;
-            status.cluster_version + 1
+            v
         }
     };
     let raised = target
