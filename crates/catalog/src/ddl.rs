@@ -37,6 +37,13 @@ pub enum Statement {
         db_path: String,
         table: String,
     },
+    /// `ALTER TABLE "dfs://db".t DROP PARTITION 2023.01.01..2023.01.03`: retention, DolphinDB's
+    /// `dropPartition(db, partitions, table)`. Keys sorted and distinct.
+    DropPartitions {
+        db_path: String,
+        table: String,
+        keys: Vec<PartitionKey>,
+    },
     ShowDatabases,
     ShowTables {
         db_path: String,
@@ -248,7 +255,8 @@ pub fn parse(sql: &str) -> Result<Statement, DdlError> {
     let is_ddl = matches!(
         (word(0), word(1)),
         ("create" | "drop", "database") | ("show", "databases" | "tables")
-    ) || (matches!((word(0), word(1)), ("create" | "drop", "table")) && dfs_target);
+    ) || (matches!((word(0), word(1)), ("create" | "drop" | "alter", "table"))
+        && dfs_target);
     if !is_ddl {
         return Ok(Statement::Query(sql.to_owned()));
     }
@@ -261,6 +269,7 @@ pub fn parse(sql: &str) -> Result<Statement, DdlError> {
         ("create", "database") => create_database(&mut p)?,
         ("create", _) => create_table(&mut p)?,
         ("drop", "database") => Statement::DropDatabase { path: p.db_path()? },
+        ("alter", _) => drop_partitions(&mut p)?,
         ("drop", _) => {
             let (db_path, table) = qualified_table(&mut p)?;
             Statement::DropTable { db_path, table }
@@ -284,6 +293,23 @@ fn qualified_table(p: &mut Parser) -> Result<(String, String), DdlError> {
     p.expect_punct('.')?;
     let table = p.name("a table name")?;
     Ok((db_path, table))
+}
+
+fn drop_partitions(p: &mut Parser) -> Result<Statement, DdlError> {
+    let (db_path, table) = qualified_table(p)?;
+    if !p.eat_word("drop") {
+        return p.error(format!(
+            "only ALTER TABLE ... DROP PARTITION is supported, found {}",
+            p.found()
+        ));
+    }
+    p.expect_word("partition")?;
+    let keys = partition_values(p)?;
+    Ok(Statement::DropPartitions {
+        db_path,
+        table,
+        keys,
+    })
 }
 
 fn create_database(p: &mut Parser) -> Result<Statement, DdlError> {
@@ -506,6 +532,40 @@ fn create_table(p: &mut Parser) -> Result<Statement, DdlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alter_table_drop_partition_takes_values_lists_and_ranges() {
+        let day = |s: &str| PartitionKey::Date(parse_date(s).unwrap());
+        assert_eq!(
+            parse(r#"ALTER TABLE "dfs://stock".stock DROP PARTITION 2023.01.01..2023.01.03;"#)
+                .unwrap(),
+            Statement::DropPartitions {
+                db_path: "dfs://stock".into(),
+                table: "stock".into(),
+                keys: vec![day("2023.01.01"), day("2023.01.02"), day("2023.01.03")],
+            }
+        );
+        assert_eq!(
+            parse(r#"alter table "dfs://m".t drop partition [7, 3, 7]"#).unwrap(),
+            Statement::DropPartitions {
+                db_path: "dfs://m".into(),
+                table: "t".into(),
+                keys: vec![PartitionKey::Int(3), PartitionKey::Int(7)],
+            }
+        );
+        let e = parse(r#"ALTER TABLE "dfs://stock".stock ADD COLUMN x INT"#).unwrap_err();
+        assert!(
+            e.message.contains("only ALTER TABLE ... DROP PARTITION"),
+            "{e}"
+        );
+        let e = parse(r#"ALTER TABLE "dfs://stock".stock DROP PARTITION"#).unwrap_err();
+        assert!(e.message.contains("expected a date"), "{e}");
+        // Not ours: plain SQL on a table that is not a dfs:// path.
+        assert!(matches!(
+            parse("ALTER TABLE t DROP PARTITION 1").unwrap(),
+            Statement::Query(_)
+        ));
+    }
 
     #[test]
     fn the_seed_database_and_table_parse() {

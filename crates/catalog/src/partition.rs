@@ -35,6 +35,13 @@ impl fmt::Display for PartitionKey {
 }
 
 impl PartitionKey {
+    pub fn kind(&self) -> KeyKind {
+        match self {
+            PartitionKey::Date(_) => KeyKind::Date,
+            PartitionKey::Int(_) => KeyKind::Int,
+        }
+    }
+
     /// Parses a DolphinDB literal of the given kind (`2023.01.01`, `42`).
     pub fn parse(kind: KeyKind, s: &str) -> Result<Self, String> {
         match kind {
@@ -66,6 +73,15 @@ impl PartitionKey {
 pub enum KeyKind {
     Date,
     Int,
+}
+
+impl fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyKind::Date => "dates",
+            KeyKind::Int => "integers",
+        })
+    }
 }
 
 /// A database's partitioning: VALUE over a list of initial keys; rows with other values create

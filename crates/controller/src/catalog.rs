@@ -110,6 +110,11 @@ pub struct Catalog {
     pub dropped_at_ms: BTreeMap<String, u64>,
 }
 
+/// The name a dropped partition is remembered by (see [`Catalog::reuse_wait_ms`]).
+pub fn partition_name(db: &str, table: &str, key: PartitionKey) -> String {
+    format!("{db}.{table}/{}", key.path_segment())
+}
+
 /// How long a dropped name stays unavailable: more than a data node's catalog lease (3 s) plus
 /// its refresh interval.
 pub const NAME_REUSE_GRACE_MS: u64 = 5_000;
@@ -221,6 +226,43 @@ impl Catalog {
         }
         self.chunks.retain(|_, c| c.db != db);
         self.remember_drop(db.to_owned(), at_ms);
+        CommandResponse::applied()
+    }
+
+    /// Removes the chunks of `keys` (partitions without one are skipped). Each partition's name
+    /// is remembered like a dropped table's, so it gets no new chunk while a data node may still
+    /// route writes to the old one.
+    pub fn drop_partitions(
+        &mut self,
+        db: &str,
+        table: &str,
+        keys: &[PartitionKey],
+        at_ms: u64,
+    ) -> CommandResponse {
+        let Some(d) = self.databases.get(db) else {
+            return CommandResponse::refused(
+                Rejection::NotFound,
+                format!("database `{db}` does not exist"),
+            );
+        };
+        if !d.tables.contains_key(table) {
+            return CommandResponse::refused(
+                Rejection::NotFound,
+                format!("table `{table}` does not exist in `{db}`"),
+            );
+        }
+        let kind = d.scheme.kind();
+        if let Some(k) = keys.iter().find(|k| k.kind() != kind) {
+            return CommandResponse::refused(
+                Rejection::Invalid,
+                format!("`{db}` is partitioned by {kind}; {k} is not one of them"),
+            );
+        }
+        self.chunks
+            .retain(|_, c| !(c.db == db && c.table == table && keys.contains(&c.key)));
+        for k in keys {
+            self.remember_drop(partition_name(db, table, *k), at_ms);
+        }
         CommandResponse::applied()
     }
 
@@ -411,6 +453,39 @@ mod tests {
             CommandResponse::applied()
         );
         cat
+    }
+
+    #[test]
+    fn dropping_partitions_removes_their_chunks_and_holds_their_names() {
+        let mut cat = seed_catalog();
+        let day = |d: i32| PartitionKey::Date(19_358 + d);
+        let chunks: Vec<NewChunk> = (0..3)
+            .map(|d| NewChunk {
+                db: "dfs://stock".into(),
+                table: "stock".into(),
+                key: day(d),
+                nodes: vec!["node1".into(), "node2".into()],
+            })
+            .collect();
+        assert_eq!(cat.create_chunks(&chunks), CommandResponse::applied());
+
+        // Refused, changing nothing: wrong kind of value, unknown table.
+        let before = cat.clone();
+        let r = cat.drop_partitions("dfs://stock", "stock", &[PartitionKey::Int(3)], 1_000);
+        assert!(r.rejected.contains("partitioned by dates"), "{r:?}");
+        let r = cat.drop_partitions("dfs://stock", "nope", &[day(0)], 1_000);
+        assert_eq!(r.rejection, Rejection::NotFound);
+        assert_eq!(cat, before);
+
+        // Day 0 and day 5 (which has no chunk): day 0's chunk goes, the others stay.
+        let r = cat.drop_partitions("dfs://stock", "stock", &[day(0), day(5)], 1_000);
+        assert_eq!(r, CommandResponse::applied());
+        let left: Vec<PartitionKey> = cat.chunks.values().map(|c| c.key).collect();
+        assert_eq!(left, vec![day(1), day(2)]);
+        let name = partition_name("dfs://stock", "stock", day(0));
+        assert_eq!(name, "dfs://stock.stock/20230101");
+        assert_eq!(cat.reuse_wait_ms(&name, 1_000), Some(NAME_REUSE_GRACE_MS));
+        assert_eq!(cat.reuse_wait_ms(&name, 1_000 + NAME_REUSE_GRACE_MS), None);
     }
 
     #[test]

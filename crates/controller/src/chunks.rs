@@ -9,10 +9,10 @@ use shoal_proto::{
 };
 use tonic::Status;
 
-use crate::catalog::{ChunkMeta, NewChunk, ReplicaChange};
+use crate::catalog::{ChunkMeta, NewChunk, ReplicaChange, partition_name};
 use crate::cluster_meta::ClusterMeta;
 use crate::command::{Command, Rejection};
-use crate::controller_service::ControllerCore;
+use crate::controller_service::{ControllerCore, now_ms};
 use crate::placement::{Candidate, place};
 
 /// How many replicas a new chunk gets, how they must be spread, and how long a replica on a
@@ -23,6 +23,29 @@ pub struct PlacementPolicy {
     pub level: ReliabilityLevel,
     /// `dfsRecoveryWaitTime`; zero: never re-create elsewhere.
     pub recovery_wait: std::time::Duration,
+}
+
+/// A partition dropped moments ago gets no new chunk yet: a data node may still route writes
+/// to the old one by its cached catalog. UNAVAILABLE, so writers retry.
+fn refuse_recently_dropped(
+    core: &ControllerCore,
+    db: &str,
+    table: &str,
+    keys: &[PartitionKey],
+) -> Result<(), Status> {
+    let now = now_ms();
+    core.read(|m| {
+        for k in keys {
+            if let Some(wait) = m.catalog.reuse_wait_ms(&partition_name(db, table, *k), now) {
+                return Err(Status::unavailable(format!(
+                    "partition {k} of {db}.{table} was dropped moments ago; it can be written \
+                     again in {:.1} s",
+                    wait as f64 / 1000.0
+                )));
+            }
+        }
+        Ok(())
+    })
 }
 
 pub async fn ensure(
@@ -58,6 +81,7 @@ pub async fn ensure(
             .collect()
     });
     if !missing.is_empty() {
+        refuse_recently_dropped(core, db, table, &missing)?;
         let chunks = core.read(|m| plan(m, db, table, &missing, core.placement))?;
         let resp = core.write(Command::CreateChunks { chunks }).await?;
         if !resp.rejected.is_empty() {

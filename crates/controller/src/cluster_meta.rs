@@ -206,6 +206,12 @@ impl shoal_raft_store::MetaState<TypeConfig> for ClusterMeta {
             Command::CreateTable { db, table } => self.catalog.create_table(db, table),
             Command::DropTable { db, table, at_ms } => self.catalog.drop_table(db, table, *at_ms),
             Command::DropDatabase { db, at_ms } => self.catalog.drop_database(db, *at_ms),
+            Command::DropPartitions {
+                db,
+                table,
+                keys,
+                at_ms,
+            } => self.catalog.drop_partitions(db, table, keys, *at_ms),
             Command::CreateChunks { chunks } => self.catalog.create_chunks(chunks),
             Command::UpdateReplicas { change } => self.catalog.update_replicas(change),
             Command::SetUpgrade {

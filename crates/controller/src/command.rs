@@ -8,7 +8,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use shoal_catalog::{DatabaseDef, TableDef};
+use shoal_catalog::{DatabaseDef, PartitionKey, TableDef};
 use shoal_common::config::NodeMode;
 
 use crate::catalog::{NewChunk, ReplicaChange};
@@ -76,6 +76,15 @@ pub enum Command {
         #[serde(default)]
         at_ms: u64,
     },
+    /// Retention: the chunks of these partitions of a table are removed (data nodes then delete
+    /// their replicas). Proposed only at cluster version
+    /// [`shoal_common::version::DROP_PARTITION_CLUSTER_VERSION`] or later.
+    DropPartitions {
+        db: String,
+        table: String,
+        keys: Vec<PartitionKey>,
+        at_ms: u64,
+    },
     /// New partitions' chunks, placed by the leader.
     CreateChunks {
         chunks: Vec<NewChunk>,
@@ -111,6 +120,11 @@ impl fmt::Display for Command {
             Command::CreateTable { db, table } => write!(f, "create_table({db} {})", table.name),
             Command::DropTable { db, table, .. } => write!(f, "drop_table({db} {table})"),
             Command::DropDatabase { db, .. } => write!(f, "drop_database({db})"),
+            Command::DropPartitions {
+                db, table, keys, ..
+            } => {
+                write!(f, "drop_partitions({db} {table} {})", keys.len())
+            }
             Command::CreateChunks { chunks } => write!(f, "create_chunks({})", chunks.len()),
             Command::UpdateReplicas { change } => write!(
                 f,

@@ -4,10 +4,12 @@
 use std::collections::BTreeMap;
 
 use shoal_catalog::ddl::{self, Statement};
-use shoal_catalog::{DatabaseDef, PartitionScheme};
+use shoal_catalog::{DatabaseDef, PartitionKey, PartitionScheme};
+use shoal_common::version;
 use shoal_proto::{DdlResponse, DdlRow};
 use tonic::Status;
 
+use crate::cluster_meta::ClusterMeta;
 use crate::command::{Command, Rejection};
 use crate::controller_service::{ControllerCore, now_ms};
 
@@ -72,6 +74,21 @@ pub async fn execute(core: &ControllerCore, sql: &str) -> Result<DdlResponse, St
             };
             (cmd, message)
         }
+        Statement::DropPartitions {
+            db_path,
+            table,
+            keys,
+        } => {
+            core.read_index().await?;
+            let message = core.read(|m| drop_partitions_message(m, &db_path, &table, &keys))?;
+            let cmd = Command::DropPartitions {
+                db: db_path,
+                table,
+                keys,
+                at_ms: now_ms(),
+            };
+            (cmd, message)
+        }
         Statement::ShowDatabases => {
             core.read_index().await?;
             return Ok(core.read(|m| show_databases(&m.catalog.databases)));
@@ -82,7 +99,8 @@ pub async fn execute(core: &ControllerCore, sql: &str) -> Result<DdlResponse, St
         }
         Statement::Query(q) => {
             return Err(Status::invalid_argument(format!(
-                "not a DDL statement (CREATE/DROP DATABASE/TABLE, SHOW DATABASES/TABLES): {q}"
+                "not a DDL statement (CREATE/DROP DATABASE/TABLE, ALTER TABLE ... DROP \
+                 PARTITION, SHOW DATABASES/TABLES): {q}"
             )));
         }
     };
@@ -99,6 +117,45 @@ pub async fn execute(core: &ControllerCore, sql: &str) -> Result<DdlResponse, St
         message: done,
         ..DdlResponse::default()
     })
+}
+
+/// Refuses DROP PARTITION before the cluster version allows it (a controller of the previous
+/// release would not know the command); otherwise says which partitions held data.
+fn drop_partitions_message(
+    m: &ClusterMeta,
+    db: &str,
+    table: &str,
+    keys: &[PartitionKey],
+) -> Result<String, Status> {
+    if m.cluster_version < version::DROP_PARTITION_CLUSTER_VERSION {
+        return Err(Status::failed_precondition(format!(
+            "DROP PARTITION needs cluster version {} (this cluster runs at {}): finish the \
+             upgrade with `shoal upgrade --finalize` first",
+            version::DROP_PARTITION_CLUSTER_VERSION,
+            m.cluster_version
+        )));
+    }
+    let (held, empty): (Vec<&PartitionKey>, Vec<&PartitionKey>) = keys
+        .iter()
+        .partition(|k| m.catalog.chunk_of(db, table, **k).is_some());
+    let list = |ks: &[&PartitionKey]| {
+        ks.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut message = format!(
+        "dropped from {db}.{table}: {}",
+        if held.is_empty() {
+            "nothing".to_owned()
+        } else {
+            list(&held)
+        }
+    );
+    if !empty.is_empty() {
+        message += &format!("; no data in {}", list(&empty));
+    }
+    Ok(message)
 }
 
 fn table_response(columns: &[&str], rows: Vec<Vec<String>>) -> DdlResponse {

@@ -17,5 +17,6 @@ mod large_chunk;
 mod pause;
 mod query;
 mod reads;
+mod retention;
 mod storage;
 mod upgrade;

@@ -13,6 +13,17 @@ pub fn sql(cluster: &LocalCluster, q: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{q}: {e}: {}", stdout(&out)))
 }
 
+/// Runs a statement that must be refused; answers what `shoal sql` said.
+pub fn sql_refused(cluster: &LocalCluster, q: &str) -> String {
+    let out = cluster.run(&["sql", q]);
+    assert!(
+        !out.status.success(),
+        "{q} was not refused: {}",
+        stdout(&out)
+    );
+    stderr(&out)
+}
+
 #[test]
 fn queries_aggregate_filter_prune_and_survive_a_machine_down() {
     let cluster = LocalCluster::start();

@@ -16,6 +16,7 @@ use crate::harness::{
     Frozen, LocalCluster, Spawned, all_up, kill9, leader, next_binary, node, nodes,
     previous_release_binary, shoal_bin, shoal_with, shoal_with_env, stderr, stdout,
 };
+use crate::query::sql_refused;
 
 /// The version a binary reports (`build-info`).
 fn version_of(binary: &Path) -> String {
@@ -755,8 +756,15 @@ fn the_previous_release_is_upgraded_to_this_code_under_writes() {
     assert_all_on(&cluster, &version_of(current));
     finish_writer(&cluster, tmp.path(), writer);
 
-    // The previous release's cluster stays at its level until the finalize raises it to ours.
+    // The previous release's cluster stays at its level until the finalize raises it to ours;
+    // until then what its controllers would not know is refused (and `verify` below finds
+    // every row still there).
     assert_eq!(cluster.status()["cluster_version"].as_u64(), Some(1));
+    let err = sql_refused(
+        &cluster,
+        r#"ALTER TABLE "dfs://stock".stock DROP PARTITION 2023.01.01"#,
+    );
+    assert!(err.contains("shoal upgrade --finalize"), "{err}");
     let out = upgrade(&cluster, &["--finalize"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert_eq!(
