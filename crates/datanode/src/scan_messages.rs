@@ -1,15 +1,80 @@
-//! A chunk scan cut into messages bounded by bytes: each message is one Arrow IPC stream of
+//! The answer to a chunk scan: the requested columns ([`shape`]), at most the requested rows,
+//! cut into messages bounded by bytes ([`messages`]): each message is one Arrow IPC stream of
 //! about [`MESSAGE_BYTES`], encoded only when the transport asks for it, so a scan of any size
 //! neither exceeds a receiver's message limit nor holds a second, encoded copy of the chunk.
 //! Counting batches instead (as the previous release did) made a message of 256 appends of
 //! 10,000 rows 56 MB, which every query refused.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{RecordBatch, RecordBatchOptions};
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::ipc::writer::StreamWriter;
+use shoal_proto::ScanChunkRequest;
+
+/// The batches' rows as the request wants them: only its columns (by name, in its order) when
+/// it projects, and no more than its limit. A column the chunk lacks is named in the error.
+pub(crate) fn shape(
+    schema: &SchemaRef,
+    batches: Vec<RecordBatch>,
+    req: &ScanChunkRequest,
+) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
+    let (schema, batches) = if req.project {
+        let indices = req
+            .columns
+            .iter()
+            .map(|c| {
+                schema.index_of(c).map_err(|_| {
+                    format!(
+                        "chunk {} has no column `{c}` (columns: {})",
+                        req.chunk_id,
+                        schema
+                            .fields()
+                            .iter()
+                            .map(|f| f.name().as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let projected = Arc::new(schema.project(&indices).map_err(|e| e.to_string())?);
+        let batches = batches
+            .iter()
+            .map(|b| {
+                // The row count is explicit so that a batch of no column still counts rows.
+                let columns = indices.iter().map(|i| Arc::clone(b.column(*i))).collect();
+                let options = RecordBatchOptions::new().with_row_count(Some(b.num_rows()));
+                RecordBatch::try_new_with_options(Arc::clone(&projected), columns, &options)
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        (projected, batches)
+    } else {
+        (Arc::clone(schema), batches)
+    };
+    Ok((schema, limited(batches, req.limit)))
+}
+
+/// The first `limit` rows of `batches` (all of them for 0).
+fn limited(batches: Vec<RecordBatch>, limit: u64) -> Vec<RecordBatch> {
+    let mut left = match usize::try_from(limit) {
+        Ok(0) | Err(_) => return batches,
+        Ok(n) => n,
+    };
+    let mut out = Vec::new();
+    for b in batches {
+        if left == 0 {
+            break;
+        }
+        let n = b.num_rows().min(left);
+        left -= n;
+        out.push(if n == b.num_rows() { b } else { b.slice(0, n) });
+    }
+    out
+}
 
 /// Bytes of one scan message, give or take one batch piece: large enough that per-message
 /// overhead is negligible, small enough to stay under every gRPC default limit (4 MiB).
@@ -145,6 +210,61 @@ mod tests {
                 col.values().to_vec()
             })
             .collect()
+    }
+
+    fn request(columns: &[&str], limit: u64) -> ScanChunkRequest {
+        ScanChunkRequest {
+            chunk_id: 9,
+            chunk_version: 1,
+            columns: columns.iter().map(|c| (*c).to_owned()).collect(),
+            project: true,
+            limit,
+        }
+    }
+
+    #[test]
+    fn a_scan_sends_the_requested_columns_and_at_most_the_limit() {
+        let batches: Vec<RecordBatch> = (0..10).map(|i| batch(i * 100, 100)).collect();
+        let (projected, out) =
+            shape(&schema(), batches.clone(), &request(&["name", "id"], 250)).unwrap();
+        let names: Vec<&str> = projected
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(names, ["name", "id"]);
+        assert_eq!(out.iter().map(RecordBatch::num_rows).sum::<usize>(), 250);
+        let encoded: Vec<Vec<u8>> = messages(projected, out, MESSAGE_BYTES)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let got = decode_ipc(&encoded[0]).unwrap();
+        let ids = got.column(1).as_any().downcast_ref::<Int32Array>().unwrap();
+        assert_eq!(ids.values().to_vec(), (0..250).collect::<Vec<_>>());
+
+        // No column at all (a count): only row counts travel, and they survive the encoding.
+        let (projected, out) = shape(&schema(), batches.clone(), &request(&[], 0)).unwrap();
+        let encoded: Vec<Vec<u8>> = messages(projected, out, MESSAGE_BYTES)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let rows: usize = encoded
+            .iter()
+            .map(|m| decode_ipc(m).unwrap().num_rows())
+            .sum();
+        assert_eq!(rows, 1_000);
+        assert!(encoded.iter().map(Vec::len).sum::<usize>() < 4_000);
+
+        // A request of a release before projection gets every column, every row.
+        let old = ScanChunkRequest {
+            chunk_id: 9,
+            chunk_version: 1,
+            ..ScanChunkRequest::default()
+        };
+        let (schema2, out) = shape(&schema(), batches.clone(), &old).unwrap();
+        assert_eq!(schema2.fields().len(), 3);
+        assert_eq!(out.iter().map(RecordBatch::num_rows).sum::<usize>(), 1_000);
+
+        let err = shape(&schema(), batches, &request(&["nope"], 0)).unwrap_err();
+        assert!(err.contains("no column `nope`"), "{err}");
     }
 
     #[test]

@@ -206,7 +206,9 @@ impl DataNode for DataNodeService {
             u64::MAX
         };
         let batches = store.scan(last).await.map_err(storage_status)?;
-        let messages = scan_messages::messages(store.schema(), batches, MESSAGE_BYTES).map(|m| {
+        let (schema, batches) = scan_messages::shape(&store.schema(), batches, &req)
+            .map_err(Status::invalid_argument)?;
+        let messages = scan_messages::messages(schema, batches, MESSAGE_BYTES).map(|m| {
             m.map(|arrow_ipc| ScanChunkResponse { arrow_ipc })
                 .map_err(|e| Status::internal(format!("encode rows: {e}")))
         });

@@ -183,7 +183,7 @@ async fn open(
 ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
     let mut tried = Vec::new();
     for replica in read_order(&chunk) {
-        match start_scan(&channels, &chunk, &replica.addr).await {
+        match start_scan(&channels, &chunk, &replica.addr, &schema, limit).await {
             Ok((first, rest)) => {
                 let (path, node) = (chunk.path.clone(), replica.node.clone());
                 let messages = stream::iter(first.map(Ok)).chain(rest).map_err(move |s| {
@@ -218,18 +218,23 @@ async fn open(
     }))
 }
 
-/// Calls ScanChunk and waits for its first message, so a replica that cannot serve the chunk
-/// is found out before any row is passed on.
+/// Calls ScanChunk for `schema`'s columns and at most `limit` rows, and waits for its first
+/// message, so a replica that cannot serve the chunk is found out before any row is passed on.
 async fn start_scan(
     channels: &Channels,
     chunk: &ChunkInfo,
     addr: &str,
+    schema: &SchemaRef,
+    limit: Option<usize>,
 ) -> Result<(Option<ScanChunkResponse>, Streaming<ScanChunkResponse>), String> {
     let mut client = DataNodeClient::new(channels.get(addr).map_err(|e| e.to_string())?)
         .max_decoding_message_size(MAX_MESSAGE);
     let req = ScanChunkRequest {
         chunk_id: chunk.id,
         chunk_version: chunk.version,
+        columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
+        project: true,
+        limit: limit.map_or(0, |l| l as u64),
     };
     let started = async {
         let mut rest = client.scan_chunk(req).await?.into_inner();

@@ -76,6 +76,9 @@ impl Data {
             .scan_chunk(ScanChunkRequest {
                 chunk_id: chunk.id,
                 chunk_version: chunk.version,
+                columns: vec!["id".into()],
+                project: true,
+                limit: 0,
             })
             .await
             .unwrap_or_else(|e| panic!("scan chunk {} on {node}: {e}", chunk.id))

@@ -153,6 +153,7 @@ async fn scan(
     let req = ScanChunkRequest {
         chunk_id: chunk.chunk_id,
         chunk_version: chunk.version,
+        ..ScanChunkRequest::default()
     };
     let messages = async {
         let stream = client.scan_chunk(req).await?.into_inner();
