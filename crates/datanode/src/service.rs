@@ -14,6 +14,7 @@ use shoal_proto::{
     ScanChunkRequest, ScanChunkResponse, WriteChunkRequest, WriteChunkResponse,
 };
 use shoal_storage::{AppendOutcome, Record};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::catalog_cache::is_in_sync;
@@ -78,6 +79,9 @@ fn held_where_shipped(
     }
     Ok(())
 }
+
+/// Scan messages encoded ahead of what the client has taken.
+const SCAN_MESSAGES_AHEAD: usize = 2;
 
 type ScanStream = Pin<Box<dyn Stream<Item = Result<ScanChunkResponse, Status>> + Send>>;
 
@@ -206,13 +210,23 @@ impl DataNode for DataNodeService {
             u64::MAX
         };
         let batches = store.scan(last).await.map_err(storage_status)?;
-        let (schema, batches) = scan_messages::shape(&store.schema(), batches, &req)
+        let (schema, rows) = scan_messages::rows(&store.schema(), batches, &req)
             .map_err(Status::invalid_argument)?;
-        let messages = scan_messages::messages(schema, batches, MESSAGE_BYTES).map(|m| {
-            m.map(|arrow_ipc| ScanChunkResponse { arrow_ipc })
-                .map_err(|e| Status::internal(format!("encode rows: {e}")))
+        // Filtering and encoding are CPU work of unbounded length (a selective filter may
+        // read the whole chunk before a row passes): a blocking thread does it, a few messages
+        // ahead of the client, and stops when the client goes away.
+        let (tx, rx) = tokio::sync::mpsc::channel(SCAN_MESSAGES_AHEAD);
+        tokio::task::spawn_blocking(move || {
+            for m in scan_messages::messages(schema, rows, MESSAGE_BYTES) {
+                let m = m
+                    .map(|arrow_ipc| ScanChunkResponse { arrow_ipc })
+                    .map_err(Status::internal);
+                if tx.blocking_send(m).is_err() {
+                    break;
+                }
+            }
         });
-        Ok(Response::new(Box::pin(futures::stream::iter(messages))))
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn list_replicas(

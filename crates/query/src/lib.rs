@@ -4,7 +4,8 @@
 //!
 //! - `engine`: `QueryEngine`, one DataFusion session per query over the current catalog.
 //! - `table` / `prune` / `scan`: a distributed table, which chunks a filter rules out, and the
-//!   plan node reading the others (`ChunkScanExec`, shown by EXPLAIN).
+//!   plan node reading the others (`ChunkScanExec`, shown by EXPLAIN); `pushdown`: the filters
+//!   a replica applies before sending rows.
 //! - `system`: the `cluster` schema (`nodes`, `chunks`, `config`).
 //! - `flight`: the Flight SQL service; `ingest`: its bulk ingest (ADBC's `adbc_ingest`) into
 //!   an `Appender` the data node provides; `client`: a client for one query.
@@ -16,6 +17,7 @@ mod error;
 mod flight;
 mod ingest;
 mod prune;
+pub mod pushdown;
 mod scan;
 mod system;
 mod table;

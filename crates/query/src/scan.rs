@@ -40,6 +40,8 @@ pub struct ChunkScanExec {
     chunks: Vec<ChunkInfo>,
     /// The projected schema; columns are taken from the replicas' batches by name.
     schema: SchemaRef,
+    /// Conditions (SQL) replicas apply before sending rows (see `pushdown`).
+    filters: Vec<String>,
     /// Rows each partition needs to produce at most.
     limit: Option<usize>,
     channels: Channels,
@@ -52,6 +54,7 @@ impl ChunkScanExec {
         total_chunks: usize,
         chunks: Vec<ChunkInfo>,
         schema: SchemaRef,
+        filters: Vec<String>,
         limit: Option<usize>,
         channels: Channels,
     ) -> Self {
@@ -68,6 +71,7 @@ impl ChunkScanExec {
             total_chunks,
             chunks,
             schema,
+            filters,
             limit,
             channels,
             properties: Arc::new(properties),
@@ -94,6 +98,9 @@ impl DisplayAs for ChunkScanExec {
             self.chunks.len(),
             self.total_chunks
         )?;
+        if !self.filters.is_empty() {
+            write!(f, " filters=[{}]", self.filters.join(", "))?;
+        }
         if let Some(limit) = self.limit {
             write!(f, " limit={limit}")?;
         }
@@ -151,9 +158,18 @@ impl ExecutionPlan for ChunkScanExec {
                 stream::empty(),
             )));
         };
+        // What every replica is asked, the chunk aside.
+        let ask = ScanChunkRequest {
+            columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
+            project: true,
+            limit: self.limit.map_or(0, |l| l as u64),
+            filters: self.filters.clone(),
+            ..ScanChunkRequest::default()
+        };
         let batches = stream::once(open(
             chunk,
             self.channels.clone(),
+            ask,
             Arc::clone(&schema),
             self.limit,
         ))
@@ -178,12 +194,18 @@ fn read_order(chunk: &ChunkInfo) -> Vec<&ReplicaInfo> {
 async fn open(
     chunk: ChunkInfo,
     channels: Channels,
+    ask: ScanChunkRequest,
     schema: SchemaRef,
     limit: Option<usize>,
 ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
     let mut tried = Vec::new();
+    let req = ScanChunkRequest {
+        chunk_id: chunk.id,
+        chunk_version: chunk.version,
+        ..ask
+    };
     for replica in read_order(&chunk) {
-        match start_scan(&channels, &chunk, &replica.addr, &schema, limit).await {
+        match start_scan(&channels, &replica.addr, req.clone()).await {
             Ok((first, rest)) => {
                 let (path, node) = (chunk.path.clone(), replica.node.clone());
                 let messages = stream::iter(first.map(Ok)).chain(rest).map_err(move |s| {
@@ -218,24 +240,15 @@ async fn open(
     }))
 }
 
-/// Calls ScanChunk for `schema`'s columns and at most `limit` rows, and waits for its first
-/// message, so a replica that cannot serve the chunk is found out before any row is passed on.
+/// Calls ScanChunk and waits for its first message, so a replica that cannot serve the chunk
+/// is found out before any row is passed on.
 async fn start_scan(
     channels: &Channels,
-    chunk: &ChunkInfo,
     addr: &str,
-    schema: &SchemaRef,
-    limit: Option<usize>,
+    req: ScanChunkRequest,
 ) -> Result<(Option<ScanChunkResponse>, Streaming<ScanChunkResponse>), String> {
     let mut client = DataNodeClient::new(channels.get(addr).map_err(|e| e.to_string())?)
         .max_decoding_message_size(MAX_MESSAGE);
-    let req = ScanChunkRequest {
-        chunk_id: chunk.id,
-        chunk_version: chunk.version,
-        columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
-        project: true,
-        limit: limit.map_or(0, |l| l as u64),
-    };
     let started = async {
         let mut rest = client.scan_chunk(req).await?.into_inner();
         let first = rest.message().await?;

@@ -16,6 +16,7 @@ use shoal_client::channel::Channels;
 use shoal_proto::ChunkInfo;
 
 use crate::prune::PartitionColumn;
+use crate::pushdown;
 use crate::scan::ChunkScanExec;
 
 pub struct ShoalTable {
@@ -85,8 +86,9 @@ impl TableProvider for ShoalTable {
         TableType::Base
     }
 
-    /// Filters on the partition column alone come to `scan` to prune chunks; DataFusion still
-    /// applies them to the rows (`Inexact`).
+    /// Filters on the partition column alone come to `scan` to prune chunks, and every filter a
+    /// replica can evaluate goes to the replicas; DataFusion still applies them all to the rows
+    /// (`Inexact`), so a replica that ignores them changes no answer.
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
@@ -94,7 +96,7 @@ impl TableProvider for ShoalTable {
         Ok(filters
             .iter()
             .map(|f| {
-                if self.partition.is_only_column_of(f) {
+                if self.partition.is_only_column_of(f) || pushdown::can_push(f) {
                     TableProviderFilterPushDown::Inexact
                 } else {
                     TableProviderFilterPushDown::Unsupported
@@ -119,6 +121,7 @@ impl TableProvider for ShoalTable {
             self.chunks.len(),
             self.chunks_to_read(filters),
             schema,
+            pushdown::encode(filters),
             limit,
             self.channels.clone(),
         )))

@@ -78,7 +78,7 @@ impl Data {
                 chunk_version: chunk.version,
                 columns: vec!["id".into()],
                 project: true,
-                limit: 0,
+                ..ScanChunkRequest::default()
             })
             .await
             .unwrap_or_else(|e| panic!("scan chunk {} on {node}: {e}", chunk.id))

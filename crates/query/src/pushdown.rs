@@ -1,0 +1,165 @@
+//! Filters evaluated where the rows are: the coordinator sends a query's filters to the replica
+//! as SQL text ([`encode`]), the replica compiles them against the chunk's schema ([`Filter`])
+//! and sends only the rows that pass.
+//!
+//! Correctness never depends on it: the table answers `Inexact`, so DataFusion applies every
+//! filter again above the scan. A filter that does not unparse stays on the coordinator alone;
+//! a replica of a release before pushdown ignores the field and sends every row.
+
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::DFSchema;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::unparser::expr_to_sql;
+
+/// Whether the replica can evaluate `filter`: deterministic, and expressible as SQL.
+pub fn can_push(filter: &Expr) -> bool {
+    !filter.is_volatile() && expr_to_sql(filter).is_ok()
+}
+
+/// The filters a replica can evaluate, as SQL text.
+pub fn encode(filters: &[Expr]) -> Vec<String> {
+    filters
+        .iter()
+        .filter(|f| !f.is_volatile())
+        .filter_map(|f| expr_to_sql(f).ok())
+        .map(|sql| sql.to_string())
+        .collect()
+}
+
+/// A conjunction of filters compiled for one chunk's schema.
+pub struct Filter {
+    predicates: Vec<Arc<dyn PhysicalExpr>>,
+}
+
+impl Filter {
+    /// Compiles `filters` (SQL boolean expressions over `schema`'s columns). An error names the
+    /// filter that does not compile.
+    pub fn compile(schema: &SchemaRef, filters: &[String]) -> Result<Self> {
+        let ctx = SessionContext::new();
+        let df_schema = DFSchema::try_from(Arc::clone(schema))?;
+        let predicates = filters
+            .iter()
+            .map(|sql| {
+                let expr = ctx.parse_sql_expr(sql, &df_schema).map_err(|e| {
+                    DataFusionError::Plan(format!("filter `{sql}` does not parse: {e}"))
+                })?;
+                ctx.create_physical_expr(expr, &df_schema)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { predicates })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.predicates.is_empty()
+    }
+
+    /// The rows of `batch` every filter keeps (a NULL outcome drops the row, as in WHERE).
+    pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let mut batch = batch.clone();
+        for p in &self.predicates {
+            if batch.num_rows() == 0 {
+                break;
+            }
+            let mask = p.evaluate(&batch)?.into_array(batch.num_rows())?;
+            if mask.data_type() != &DataType::Boolean {
+                return Err(DataFusionError::Plan(format!(
+                    "filter {p} is not a condition: it gives {}",
+                    mask.data_type()
+                )));
+            }
+            batch = filter_record_batch(&batch, mask.as_boolean())?;
+        }
+        Ok(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::prelude::{col, lit};
+    use shoal_client::seed;
+
+    use super::*;
+
+    const JAN1_MS: i64 = 1_672_531_200_000;
+
+    fn schema() -> SchemaRef {
+        seed::schema()
+    }
+
+    /// Ids 1..=100, one minute apart from 2023-01-01; names cycle through `seed::NAMES` by id
+    /// (Apple for multiples of 5).
+    fn batch() -> RecordBatch {
+        let ids: Vec<i32> = (1..=100).collect();
+        seed::rows(&ids, |i| JAN1_MS + i64::from(i) * 60_000)
+    }
+
+    fn ids(b: &RecordBatch) -> Vec<i32> {
+        b.column(2)
+            .as_primitive::<arrow::datatypes::Int32Type>()
+            .values()
+            .to_vec()
+    }
+
+    /// What the coordinator sends is what the replica evaluates, for the usual shapes.
+    fn round_trip(filters: &[Expr]) -> Vec<i32> {
+        let sql = encode(filters);
+        assert_eq!(sql.len(), filters.len(), "{sql:?}");
+        ids(&Filter::compile(&schema(), &sql)
+            .unwrap()
+            .apply(&batch())
+            .unwrap())
+    }
+
+    #[test]
+    fn comparisons_in_lists_and_ranges_on_any_column_travel_and_filter() {
+        let apple_between = col("name")
+            .eq(lit("Apple"))
+            .and(col("id").between(lit(10), lit(30)));
+        assert_eq!(round_trip(&[apple_between]), vec![10, 15, 20, 25, 30]);
+        let in_list = col("id").in_list(vec![lit(3), lit(5), lit(500)], false);
+        assert_eq!(round_trip(&[in_list, col("id").gt(lit(4))]), vec![5]);
+        let modulo = (col("id") % lit(7)).eq(lit(3)).or(col("id").is_null());
+        assert_eq!(
+            round_trip(&[modulo]),
+            (1..=100).filter(|i| i % 7 == 3).collect::<Vec<_>>()
+        );
+        // A time range, as `time >= TIMESTAMP '...'` plans it.
+        let after = col("time").gt_eq(lit(datafusion::scalar::ScalarValue::TimestampMillisecond(
+            Some(JAN1_MS + 95 * 60_000),
+            None,
+        )));
+        assert_eq!(round_trip(&[after]), vec![95, 96, 97, 98, 99, 100]);
+    }
+
+    #[test]
+    fn nothing_to_push_keeps_every_row_and_a_bad_filter_is_named() {
+        let none = Filter::compile(&schema(), &[]).unwrap();
+        assert!(none.is_empty());
+        assert_eq!(none.apply(&batch()).unwrap().num_rows(), 100);
+        let err = Filter::compile(&schema(), &["nope > 1".into()])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("nope"), "{err}");
+        let err = Filter::compile(&schema(), &["id + 1".into()])
+            .unwrap()
+            .apply(&batch())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a condition"), "{err}");
+    }
+
+    #[test]
+    fn volatile_filters_stay_on_the_coordinator() {
+        let random = datafusion::functions::math::expr_fn::random().lt(lit(0.5));
+        assert!(!can_push(&random));
+        assert!(encode(&[random]).is_empty());
+    }
+}
