@@ -83,12 +83,15 @@
 //!
 //! [`RecordBatch`]: arrow::record_batch::RecordBatch
 
+mod chunk_file;
 mod codec;
 mod dedup;
 mod error;
+mod flush;
 mod fsutil;
 mod group_commit;
 mod index;
+mod manifest;
 mod meta;
 mod stats;
 mod store;
@@ -100,12 +103,13 @@ mod store_tests;
 
 pub use dedup::DEDUP_WINDOW;
 pub use error::StorageError;
-pub use meta::{LOCK_FILE, STORE_FILE, STORE_FORMAT_VERSION};
+pub use manifest::{MANIFEST_FILE, MANIFEST_FORMAT_VERSION};
+pub use meta::{LOCK_FILE, STORE_FILE, STORE_FORMAT_V1, STORE_FORMAT_V2, STORE_FORMAT_VERSION};
 pub use stats::StoreStats;
 pub use store::ChunkStore;
 pub use types::{
-    AppendOutcome, DEFAULT_SEGMENT_BYTES, FailureHook, OpenReport, Record, ReplicaPosition,
-    StoreOptions,
+    AppendOutcome, DEFAULT_SEGMENT_BYTES, FailureHook, FlushReport, OpenReport, Record,
+    ReplicaPosition, StoreOptions,
 };
 pub use wal::record::RECORD_FORMAT_VERSION;
 pub use wal::segment::SEGMENT_FORMAT_VERSION;
