@@ -82,7 +82,9 @@ pub(crate) fn key_columns(
         .collect()
 }
 
-/// Sort `batch` by the columns `keys`, stably (the row number breaks ties).
+/// Sort `batch` by the columns `keys` (ascending, nulls first), stably: rows with equal keys
+/// keep their order. The keys are encoded in Arrow's row format once, then the row numbers are
+/// sorted by comparing those bytes (a stable merge sort).
 pub(crate) fn sort(
     batch: &RecordBatch,
     keys: &[usize],
@@ -94,20 +96,38 @@ pub(crate) fn sort(
         descending: false,
         nulls_first: true,
     };
-    let mut cols: Vec<SortColumn> = keys
+    let fields: Vec<SortField> = keys
         .iter()
-        .map(|&i| SortColumn {
-            values: batch.column(i).clone(),
-            options: Some(opts),
-        })
+        .map(|&i| SortField::new_with_options(batch.schema().field(i).data_type().clone(), opts))
         .collect();
-    let order: ArrayRef = Arc::new(UInt64Array::from_iter_values(0..batch.num_rows() as u64));
-    cols.push(SortColumn {
-        values: order,
-        options: Some(opts),
-    });
-    let indices = lexsort_to_indices(&cols, None)?;
-    take_record_batch(batch, &indices)
+    if RowConverter::supports_fields(&fields) {
+        let conv = RowConverter::new(fields)?;
+        let cols: Vec<ArrayRef> = keys.iter().map(|&i| batch.column(i).clone()).collect();
+        let rows = conv.convert_columns(&cols)?;
+        let mut order: Vec<(&[u8], u64)> = (0..batch.num_rows())
+            .map(|i| (rows.row(i).data(), i as u64))
+            .collect();
+        // Stable: rows with equal keys keep their order.
+        order.sort_by(|a, b| a.0.cmp(b.0));
+        take_record_batch(
+            batch,
+            &UInt64Array::from_iter_values(order.into_iter().map(|o| o.1)),
+        )
+    } else {
+        // Types the row format lacks: lexicographic sort with the row number as last key.
+        let mut cols: Vec<SortColumn> = keys
+            .iter()
+            .map(|&i| SortColumn {
+                values: batch.column(i).clone(),
+                options: Some(opts),
+            })
+            .collect();
+        cols.push(SortColumn {
+            values: Arc::new(UInt64Array::from_iter_values(0..batch.num_rows() as u64)),
+            options: Some(opts),
+        });
+        take_record_batch(batch, &lexsort_to_indices(&cols, None)?)
+    }
 }
 
 fn properties(schema: &SchemaRef, keys: &[usize], kv: Vec<KeyValue>) -> WriterProperties {

@@ -115,6 +115,9 @@ fn flush_frozen(
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
     let dir = &shared.dir;
+    if shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(StorageError::Closed { dir: dir.clone() });
+    }
     chunk_file::key_columns(dir, &shared.schema, &shared.sort_key)?;
     let (base, upto, batches, rows, checksum) = {
         let v = shared.view.read().unwrap_or_else(PoisonError::into_inner);

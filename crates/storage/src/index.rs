@@ -39,6 +39,8 @@ pub(crate) struct View {
     chain: Vec<u64>,
     rows: u64,
     checksum: u64,
+    /// Arrow IPC bytes of the records in `entries`.
+    entries_ipc_bytes: u64,
     /// Bytes of the WAL segments.
     pub wal_bytes: u64,
     /// Bytes of STORE, MANIFEST and the chunk files.
@@ -76,6 +78,7 @@ impl View {
         debug_assert_eq!(entry.lsn, self.last_lsn() + 1);
         self.checksum = chain(self.checksum, entry.lsn, entry.writer_id, entry.seq, digest);
         self.rows += entry.batch.num_rows() as u64;
+        self.entries_ipc_bytes += entry.ipc_len as u64;
         self.entries.push(entry);
         self.chain.push(self.checksum);
     }
@@ -92,6 +95,11 @@ impl View {
     /// Records held in memory (those after the flushed lsn).
     pub(crate) fn in_memory(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Arrow IPC bytes of the records held in memory.
+    pub(crate) fn in_memory_bytes(&self) -> u64 {
+        self.entries_ipc_bytes
     }
 
     pub(crate) fn position(&self) -> ReplicaPosition {
@@ -188,6 +196,8 @@ impl View {
             .iter()
             .map(|e| e.batch.num_rows() as u64)
             .sum();
+        let dropped_bytes: u64 = self.entries[..n].iter().map(|e| e.ipc_len as u64).sum();
+        self.entries_ipc_bytes -= dropped_bytes;
         self.base_checksum = self.chain[n - 1];
         self.base_rows += dropped_rows;
         self.base = upto;

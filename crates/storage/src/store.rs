@@ -37,6 +37,9 @@ pub(crate) struct Shared {
     pub sort_key: Vec<String>,
     /// What the last committed flush wrote; held for a whole flush (one at a time).
     pub flushed: Mutex<Flushed>,
+    /// Set (under `flushed`) when the store is closed or dropped: a flush still on its way
+    /// then writes nothing, so nothing touches the directory once its lock is released.
+    pub closed: std::sync::atomic::AtomicBool,
     /// Test hook: the flush step after which the next flush stops as if the process died.
     #[cfg(test)]
     pub crash_after: Mutex<Option<crate::flush::CrashPoint>>,
@@ -53,9 +56,9 @@ pub(crate) struct Shared {
 
 /// The durable store of one chunk replica (see the crate docs).
 ///
-/// All methods take `&self`; share it with `Arc<ChunkStore>`. Dropping it stops the commit thread
-/// (after the group in progress) and releases the directory lock; [`ChunkStore::close`] does the
-/// same without blocking the async runtime.
+/// All methods take `&self`; share it with `Arc<ChunkStore>`. Dropping it waits for a flush in
+/// progress, stops the commit thread (after the group in progress) and releases the directory
+/// lock; [`ChunkStore::close`] does the same without blocking the async runtime.
 /// The committed flush state (what the MANIFEST and STORE say).
 pub(crate) struct Flushed {
     pub manifest: Manifest,
@@ -299,6 +302,7 @@ impl ChunkStore {
             counters: Counters::default(),
             sort_key: opts.sort_key.clone(),
             flushed: Mutex::new(flushed),
+            closed: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
             crash_after: Mutex::new(None),
             #[cfg(test)]
@@ -601,6 +605,12 @@ impl ChunkStore {
         self.view().in_memory() as u64
     }
 
+    /// Arrow IPC size of the records held in memory, for a flush policy (the decoded batches
+    /// take about as much, plus a few hundred bytes of overhead per record).
+    pub fn unflushed_bytes(&self) -> u64 {
+        self.view().in_memory_bytes()
+    }
+
     /// Counters since open (fsyncs, groups, duplicates, ...).
     pub fn stats(&self) -> StoreStats {
         self.shared.counters.snapshot()
@@ -618,20 +628,37 @@ impl ChunkStore {
     /// Stop the commit thread (after the group in progress) and release the directory.
     pub async fn close(mut self) -> Result<(), StorageError> {
         drop(self.queue.take());
-        if let Some(handle) = self.committer.take() {
-            let dir = self.shared.dir.clone();
-            let joined = tokio::task::spawn_blocking(move || handle.join()).await;
-            if !matches!(joined, Ok(Ok(()))) {
-                return Err(StorageError::Closed { dir });
-            }
+        let shared = self.shared.clone();
+        let committer = self.committer.take();
+        let dir = self.shared.dir.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            stop_flushes(&shared);
+            committer.map_or(Ok(()), |h| h.join())
+        })
+        .await;
+        if !matches!(joined, Ok(Ok(()))) {
+            return Err(StorageError::Closed { dir });
         }
         Ok(())
     }
 }
 
+/// Wait for a flush in progress, and make any later one write nothing.
+fn stop_flushes(shared: &Shared) {
+    let _flush = shared
+        .flushed
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    shared
+        .closed
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 impl Drop for ChunkStore {
     fn drop(&mut self) {
         drop(self.queue.take());
+        // A flush in progress finishes first (its blocking task holds the flush lock).
+        stop_flushes(&self.shared);
         if let Some(handle) = self.committer.take() {
             // The thread finishes its current group (at most one write + fdatasync) and exits.
             let _ = handle.join();
