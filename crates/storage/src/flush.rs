@@ -5,8 +5,8 @@
 //! at the end, to swap them for the file; appends go on meanwhile. Steps, in this order:
 //!
 //! ```text
-//! 1. freeze   commit thread: last applied lsn L and the dedup state there (WAL fdatasync'd
-//!             first if data_sync is off); F = min(through, L)
+//! 1. freeze   commit thread: roll the WAL (fdatasync the last segment, start a new one at
+//!             L + 1), last applied lsn L and the dedup state there; F = min(through, L)
 //! 2. file     rows of records (flushed, F] sorted into f/<first>-<last>.parquet
 //!             (tmp, fsync, rename, fsync f/)
 //! 3. MANIFEST flushed_lsn F, rows and checksum at F, files, dedup state (tmp, fsync, rename,

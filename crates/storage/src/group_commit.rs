@@ -18,10 +18,11 @@
 //! never answered as a duplicate: whether it was applied is not known.
 //!
 //! Two more messages run on the thread, between groups, because they need its state: a flush's
-//! [`Msg::Freeze`] (the last applied lsn and the dedup state there, with the WAL fdatasync'd
-//! first when `data_sync` is off, so the saved state never claims records a power loss could
-//! still take), and [`Msg::TruncateWal`] (segment deletion, which changes what the writer
-//! accounts for).
+//! [`Msg::Freeze`] (the last applied lsn and the dedup state there; the WAL is rolled first:
+//! the last segment fdatasync'd, so the saved state never claims records a power loss could
+//! still take, and a new segment started, so the frozen records end a segment that open skips
+//! and `truncate_wal` deletes whole), and [`Msg::TruncateWal`] (segment deletion, which changes
+//! what the writer accounts for).
 
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, PoisonError};
@@ -162,19 +163,22 @@ impl Committer {
         if let Some(reason) = &self.failed {
             return Err(self.failed_err(reason));
         }
-        if !self.data_sync
-            && let Err(e) = self.wal.sync_now(&self.shared.counters)
-        {
+        if let Err(e) = self.wal.roll(&self.shared.counters) {
             // As a failed group: the page cache can no longer be trusted.
             let reason = e.to_string();
             tracing::error!(dir = %self.shared.dir.display(), error = %reason,
-                "WAL fdatasync failed; store refuses further writes until reopened");
+                "rolling the WAL for a flush failed; store refuses further writes until reopened");
             if let Some(hook) = &self.on_failure {
                 hook(&self.failed_err(&reason));
             }
             self.failed = Some(reason);
             return Err(e);
         }
+        self.shared
+            .view
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .wal_bytes = self.wal.bytes_on_disk();
         Ok(Frozen {
             last_lsn: self.next_lsn - 1,
             dedup: self.dedup.snapshot(),

@@ -105,9 +105,12 @@
 //! ## Flush: chunk files, MANIFEST, and the commit order (format 2)
 //! [`ChunkStore::flush`]`(through)` moves the applied records up to `F = min(through, last
 //! applied lsn)` out of memory, in this order (each step durable before the next):
-//! 1. *freeze* on the commit thread: the last applied lsn `L ≥ F` and the dedup state there
-//!    (with `data_sync = false` the WAL is fdatasync'd first, so the saved state never claims a
-//!    record a power loss could still take);
+//! 1. *freeze* on the commit thread, between two groups: the WAL is rolled (the last segment
+//!    fdatasync'd, so the saved state never claims a record a power loss could still take, even
+//!    with `data_sync = false`; and a new segment started at `L + 1`, so a flush of everything
+//!    leaves the WAL at or below `F` in whole segments that open skips unread and
+//!    [`ChunkStore::truncate_wal`] deletes); then the last applied lsn `L ≥ F` and the dedup
+//!    state there;
 //! 2. the chunk file for the records after the previous flush up to `F`, created whole under
 //!    `f/` (`name.tmp`, fsync, rename, fsync `f/`); appends go on meanwhile;
 //! 3. `MANIFEST` (whole, like `STORE`): **the commit point**;

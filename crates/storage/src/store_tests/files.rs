@@ -593,6 +593,11 @@ async fn a_million_seed_rows_flush_to_under_a_third_of_the_wal() {
     let (store, report) = ChunkStore::open(dir, o).await.unwrap();
     let open_flushed = t.elapsed();
     assert_eq!((report.records, report.flushed_lsn), (0, 1000));
+    assert_eq!(
+        report.skipped_segments + 1,
+        report.segments,
+        "the flush rolled the WAL: only the new, empty segment is read"
+    );
     assert_eq!(store.position(), pos);
     let t = Instant::now();
     let scanned: usize = store
@@ -604,12 +609,14 @@ async fn a_million_seed_rows_flush_to_under_a_third_of_the_wal() {
         .sum();
     let scan_time = t.elapsed();
     assert_eq!(scanned, 1_000_000);
+    assert_eq!(store.truncate_wal(u64::MAX).await.unwrap(), 1001);
+    let wal_left: u64 = segments(dir).iter().map(|p| file_len(p)).sum();
     let ratio = file_bytes as f64 / wal_bytes as f64;
     println!(
         "1 M seed rows in 1,000-row appends: WAL {wal_bytes} B ({:.2} B/row), Parquet \
          {file_bytes} B ({:.2} B/row), ratio {ratio:.3}; open without flush {open_unflushed:?}, \
          flush {flush_time:?}, open after flush {open_flushed:?}, scan of the file \
-         {scan_time:?} (debug build)",
+         {scan_time:?}, WAL after truncate_wal {wal_left} B (debug build)",
         wal_bytes as f64 / 1e6,
         file_bytes as f64 / 1e6,
     );

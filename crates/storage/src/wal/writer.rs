@@ -130,9 +130,24 @@ impl WalWriter {
         Ok(())
     }
 
-    /// fdatasync the last segment now (a flush with `data_sync = false`).
-    pub(crate) fn sync_now(&mut self, counters: &Counters) -> Result<(), StorageError> {
-        self.sync(counters)
+    /// Seal the last segment (fdatasync) and start a new one at the next lsn, unless it holds no
+    /// record yet (a flush: the records it freezes then end a segment, which open and
+    /// `truncate_through` can skip or delete whole). Everything written is durable afterwards.
+    pub(crate) fn roll(&mut self, counters: &Counters) -> Result<(), StorageError> {
+        self.sync(counters)?;
+        if self.seg_records == 0 {
+            return Ok(());
+        }
+        let next = self.first_lsn + self.seg_records;
+        let (file, path) = segment::create(&self.dir, next)?;
+        counters.add_segment();
+        self.sealed_bytes += self.seg_len;
+        self.file = file;
+        self.first_lsn = next;
+        self.path = path;
+        self.seg_len = SEGMENT_HEADER_LEN as u64;
+        self.seg_records = 0;
+        Ok(())
     }
 
     /// Delete the sealed segments whose records all have lsn ≤ `through`, oldest first (a
