@@ -159,8 +159,8 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 impl ChunkStore {
-    /// Create a new, empty store in `dir` (created if missing) for rows of `schema`.
-    /// Refuses a directory that already holds a store or WAL segments.
+    /// Create a new, empty store in `dir` (created if missing) for rows of `schema`, in format 1.
+    /// Refuses a directory that already holds a store, a MANIFEST or WAL segments.
     pub async fn create(
         dir: &Path,
         schema: SchemaRef,
@@ -175,7 +175,10 @@ impl ChunkStore {
                 return Err(already());
             }
             let lock = lock(&d)?;
-            if d.join(STORE_FILE).exists() || !segment::list(&d)?.is_empty() {
+            if d.join(STORE_FILE).exists()
+                || d.join(manifest::MANIFEST_FILE).exists()
+                || !segment::list(&d)?.is_empty()
+            {
                 return Err(already());
             }
             meta::write_store_file(&d, &schema, STORE_FORMAT_V1)?;

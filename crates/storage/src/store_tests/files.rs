@@ -655,3 +655,29 @@ async fn a_flush_cancelled_midway_then_drop_leaves_a_consistent_store() {
         before
     );
 }
+
+#[tokio::test]
+async fn records_without_rows_move_the_flushed_lsn_without_a_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = sorted_opts(4000);
+    let store = new_store(tmp.path(), o.clone()).await;
+    for seq in 1..=3 {
+        store.append(1, seq, rows(0..0)).await.unwrap();
+    }
+    let r = store.flush(u64::MAX).await.unwrap();
+    assert_eq!((r.flushed_lsn, r.records, r.file), (3, 3, None));
+    assert!(chunk_files(tmp.path()).is_empty());
+    fill(&store, 4..=5).await;
+    let pos = store.position();
+    drop(store);
+    let (store, report) = ChunkStore::open(tmp.path(), o).await.unwrap();
+    assert_eq!(
+        (report.flushed_lsn, report.records, report.files),
+        (3, 2, 0)
+    );
+    assert_eq!(store.position(), pos);
+    assert_eq!(
+        store.append(1, 2, rows(0..1)).await.unwrap(),
+        AppendOutcome::Duplicate { lsn: Some(2) }
+    );
+}
