@@ -681,3 +681,69 @@ async fn records_without_rows_move_the_flushed_lsn_without_a_file() {
         AppendOutcome::Duplicate { lsn: Some(2) }
     );
 }
+
+/// The restart cost the issue is about: many one-row appends. Open replays and decodes every
+/// record before a flush, none after.
+#[tokio::test]
+async fn open_after_a_flush_of_100k_one_row_appends_replays_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let o = StoreOptions {
+        data_sync: false,
+        sort_key: vec!["name".into(), "time".into()],
+        ..StoreOptions::default()
+    };
+    let store = std::sync::Arc::new(
+        ChunkStore::create(dir, seed_schema(), o.clone())
+            .await
+            .unwrap(),
+    );
+    // 8 concurrent writers, so appends share commit groups as they do in a data node.
+    let mut tasks = Vec::new();
+    for w in 0..8u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for seq in 1..=12_500u64 {
+                let id = (w * 12_500 + seq) as i32;
+                store
+                    .append(w + 1, seq, seed_rows(id..id + 1))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let wal_bytes: u64 = segments(dir).iter().map(|p| file_len(p)).sum();
+    let store = std::sync::Arc::into_inner(store).unwrap();
+    store.close().await.unwrap();
+    let t = Instant::now();
+    let (store, report) = ChunkStore::open(dir, o.clone()).await.unwrap();
+    let open_unflushed = t.elapsed();
+    assert_eq!(report.records, 100_000);
+    let pos = store.position();
+    let t = Instant::now();
+    let flushed = store.flush(u64::MAX).await.unwrap();
+    let flush_time = t.elapsed();
+    store.close().await.unwrap();
+    let t = Instant::now();
+    let (store, report) = ChunkStore::open(dir, o).await.unwrap();
+    let open_flushed = t.elapsed();
+    assert_eq!((report.records, store.position()), (0, pos));
+    assert_eq!(
+        store.append(3, 12_500, seed_rows(0..1)).await.unwrap(),
+        AppendOutcome::Duplicate {
+            lsn: store
+                .append(3, 12_500, seed_rows(0..1))
+                .await
+                .unwrap()
+                .lsn()
+        }
+    );
+    println!(
+        "100k one-row appends: WAL {wal_bytes} B, Parquet {} B; open without flush \
+         {open_unflushed:?}, flush {flush_time:?}, open after flush {open_flushed:?} (debug build)",
+        flushed.file_bytes
+    );
+}
