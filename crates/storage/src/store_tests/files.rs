@@ -731,16 +731,10 @@ async fn open_after_a_flush_of_100k_one_row_appends_replays_nothing() {
     let (store, report) = ChunkStore::open(dir, o).await.unwrap();
     let open_flushed = t.elapsed();
     assert_eq!((report.records, store.position()), (0, pos));
-    assert_eq!(
+    assert!(matches!(
         store.append(3, 12_500, seed_rows(0..1)).await.unwrap(),
-        AppendOutcome::Duplicate {
-            lsn: store
-                .append(3, 12_500, seed_rows(0..1))
-                .await
-                .unwrap()
-                .lsn()
-        }
-    );
+        AppendOutcome::Duplicate { lsn: Some(_) }
+    ));
     println!(
         "100k one-row appends: WAL {wal_bytes} B, Parquet {} B; open without flush \
          {open_unflushed:?}, flush {flush_time:?}, open after flush {open_flushed:?} (debug build)",
