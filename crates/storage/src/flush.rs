@@ -32,6 +32,7 @@ use crate::manifest::{self, FILES_DIR};
 use crate::meta::{self, STORE_FORMAT_V2};
 use crate::store::{ChunkStore, Shared, blocking};
 use crate::types::FlushReport;
+use crate::wal::{read, segment};
 use std::sync::{Arc, PoisonError};
 
 /// Where a flush can stop as if the process died there (a test hook; no-op outside tests).
@@ -93,16 +94,63 @@ impl ChunkStore {
     /// (never the segment being written). Call it once every replica that may still catch up
     /// record by record holds `through`: below what is left, [`ChunkStore::records_since`]
     /// answers [`StorageError::BelowRetainedLog`]. Returns the first lsn the WAL still holds.
+    ///
+    /// The MANIFEST is rewritten first with the checksum at the new start of the WAL (chained
+    /// over the headers of the records deleted), so [`ChunkStore::checksum_at_retained`] keeps
+    /// answering for what is left.
     pub async fn truncate_wal(&self, through: u64) -> Result<u64, StorageError> {
-        // The view's flushed lsn moves only after STORE says format 2, so nothing is truncated
-        // that a format-1 build would need.
-        let bound = through.min(self.flushed_lsn());
+        let shared = self.shared_arc();
+        let cut = blocking(self.dir(), move || advance_wal_base(&shared, through)).await?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send(Msg::TruncateWal(bound, tx))?;
+        self.send(Msg::TruncateWal(cut, tx))?;
         rx.await.map_err(|_| StorageError::Closed {
             dir: self.dir().to_path_buf(),
         })?
     }
+}
+
+/// Before segments are deleted: the lsn up to which they will be (the end of the last sealed
+/// segment wholly ≤ `min(through, flushed lsn)`, 0 for none), with the MANIFEST's and the
+/// view's `wal_base` moved there.
+fn advance_wal_base(shared: &Arc<Shared>, through: u64) -> Result<u64, StorageError> {
+    let mut st = shared
+        .flushed
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let dir = &shared.dir;
+    if shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(StorageError::Closed { dir: dir.clone() });
+    }
+    // The view's flushed lsn moves only after STORE says format 2, so nothing is truncated
+    // that a format-1 build would need.
+    let (bound, wal_base) = {
+        let v = shared.view.read().unwrap_or_else(PoisonError::into_inner);
+        (through.min(v.base()), v.wal_base)
+    };
+    let segs = segment::list(dir)?;
+    let cut = segs
+        .windows(2)
+        .map(|w| w[1].0 - 1)
+        .take_while(|&end| end <= bound)
+        .last();
+    let Some(cut) = cut else {
+        return Ok(0);
+    };
+    let moved = match wal_base {
+        Some((b, c)) if b < cut => read::chain_through(dir, b, c, cut)?.map(|c| (cut, c)),
+        Some((b, c)) => Some((b, c)),
+        None => None,
+    };
+    if moved != wal_base && st.manifest_bytes > 0 {
+        let mut m = st.manifest.clone();
+        m.wal_base = moved.map(|(b, c)| [b, c]);
+        st.manifest_bytes = manifest::write(dir, &m)?;
+        st.manifest = m;
+        let mut v = shared.view.write().unwrap_or_else(PoisonError::into_inner);
+        v.wal_base = moved;
+        v.other_bytes = st.bytes();
+    }
+    Ok(cut)
 }
 
 fn flush_frozen(
@@ -119,7 +167,7 @@ fn flush_frozen(
         return Err(StorageError::Closed { dir: dir.clone() });
     }
     chunk_file::key_columns(dir, &shared.schema, &shared.sort_key)?;
-    let (base, upto, batches, rows, checksum) = {
+    let (base, upto, batches, rows, checksum, wal_base) = {
         let v = shared.view.read().unwrap_or_else(PoisonError::into_inner);
         let base = v.base();
         let upto = through.min(frozen.last_lsn);
@@ -137,7 +185,14 @@ fn flush_frozen(
             dir: dir.clone(),
             reason: format!("flush: lsn {upto} is not in the view"),
         })?;
-        (base, upto, v.batches_between(upto), rows, checksum)
+        (
+            base,
+            upto,
+            v.batches_between(upto),
+            rows,
+            checksum,
+            v.wal_base,
+        )
     };
     let files_dir = dir.join(FILES_DIR);
     if !files_dir.exists() {
@@ -163,6 +218,7 @@ fn flush_frozen(
     m.files.extend(file.clone());
     m.dedup_lsn = frozen.last_lsn;
     m.dedup = frozen.dedup;
+    m.wal_base = wal_base.map(|(b, c)| [b, c]);
     let manifest_bytes = manifest::write(dir, &m)?;
     crash_point(shared, CrashPoint::Manifest)?;
 

@@ -32,6 +32,10 @@ pub(crate) struct View {
     base_rows: u64,
     /// The chunk files, in lsn order (shared with scans in progress).
     pub files: Arc<Vec<FileMeta>>,
+    /// `(b, checksum at b)`, `b + 1` being the first lsn of the oldest WAL segment kept (see
+    /// `Manifest::wal_base`); `None` if not known. Moved up (before segments are deleted) by
+    /// `truncate_wal`.
+    pub wal_base: Option<(u64, u64)>,
     /// The records base+1, base+2, ... in lsn order.
     entries: Vec<Entry>,
     /// `chain[i]`: the checksum after entry i (so a replica's checksum at any lsn ≥ base is
@@ -63,6 +67,7 @@ impl View {
     /// A view whose records up to `base` are in `files` (from the MANIFEST at open).
     pub(crate) fn flushed(base: u64, rows: u64, checksum: u64, files: Vec<FileMeta>) -> Self {
         View {
+            wal_base: (base == 0).then_some((0, 0)),
             base,
             base_checksum: checksum,
             base_rows: rows,

@@ -136,6 +136,10 @@
 //! [`ChunkStore::checksum_at`] is known for lsn 0 and `F..=last_lsn` only (the 8-byte-per-record
 //! chain below `F` goes with the records), `None` below, which replication takes for
 //! "diverged". So a caller flushes only what every in-sync replica holds.
+//! [`ChunkStore::checksum_at_retained`] also answers below `F` while the WAL holds the lsn: it
+//! chains the checksum from the MANIFEST's `wal_base` (the checksum just before the oldest
+//! segment kept, moved up by `truncate_wal` before it deletes) over the record headers on disk,
+//! so a replica that is only behind is not taken for a diverged one.
 //!
 //! [`RecordBatch`]: arrow::record_batch::RecordBatch
 

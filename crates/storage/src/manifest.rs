@@ -46,6 +46,11 @@ pub(crate) struct Manifest {
     pub dedup_lsn: u64,
     /// The saved dedup state.
     pub dedup: DedupSnapshot,
+    /// `[b, checksum at b]` where `b + 1` is the first lsn of the oldest WAL segment kept: from
+    /// it the checksum at any lsn the WAL still holds can be chained from the record headers
+    /// (`ChunkStore::checksum_at_retained`). Absent when not known.
+    #[serde(default)]
+    pub wal_base: Option<[u64; 2]>,
 }
 
 /// One immutable chunk file (`f/<name>`).

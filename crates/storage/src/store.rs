@@ -264,6 +264,9 @@ impl ChunkStore {
             manifest.checksum,
             manifest.files.clone(),
         );
+        if flushed_lsn > 0 {
+            view.wal_base = manifest.wal_base.map(|[b, c]| (b, c));
+        }
         let records = replayed.records.len() as u64;
         for r in replayed.records {
             let h = r.header;
@@ -519,6 +522,29 @@ impl ChunkStore {
     /// below (see the crate docs: a caller must not flush past what its replicas hold).
     pub fn checksum_at(&self, lsn: u64) -> Option<u64> {
         self.view().checksum_at(lsn)
+    }
+
+    /// Like [`ChunkStore::checksum_at`], but below the flushed lsn the answer is chained from
+    /// the headers of the records still in the WAL (read from disk, batches skipped), so a
+    /// replica that is only behind is told apart from a diverged one as long as the WAL holds
+    /// its position. `None` below the oldest WAL segment kept (see
+    /// [`ChunkStore::truncate_wal`]) or past `last_lsn()`.
+    pub async fn checksum_at_retained(&self, lsn: u64) -> Result<Option<u64>, StorageError> {
+        let (base, wal_base) = {
+            let v = self.view();
+            if let Some(c) = v.checksum_at(lsn) {
+                return Ok(Some(c));
+            }
+            (v.base(), v.wal_base)
+        };
+        let Some((b, c)) = wal_base.filter(|&(b, _)| b <= lsn && lsn < base) else {
+            return Ok(None);
+        };
+        let dir = self.shared.dir.clone();
+        blocking(&self.shared.dir, move || {
+            crate::wal::read::chain_through(&dir, b, c, lsn)
+        })
+        .await
     }
 
     /// `last_lsn`, `row_count` and `checksum` read together (consistent with each other).

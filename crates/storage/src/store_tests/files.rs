@@ -741,3 +741,59 @@ async fn open_after_a_flush_of_100k_one_row_appends_replays_nothing() {
         flushed.file_bytes
     );
 }
+
+#[tokio::test]
+async fn checksum_at_retained_answers_below_the_flushed_lsn_while_the_wal_holds_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let o = sorted_opts(4000);
+    let store = new_store(dir, o.clone()).await;
+    fill(&store, 1..=60).await;
+    let want: Vec<Option<u64>> = (0..=61).map(|l| store.checksum_at(l)).collect();
+    store.flush(45).await.unwrap();
+    fill(&store, 61..=61).await;
+    for lsn in 0..=60u64 {
+        assert_eq!(
+            store.checksum_at_retained(lsn).await.unwrap(),
+            want[lsn as usize],
+            "lsn {lsn}"
+        );
+    }
+    assert_eq!(store.checksum_at(20), None);
+    assert_eq!(store.checksum_at_retained(62).await.unwrap(), None);
+    drop(store);
+    let (store, _) = ChunkStore::open(dir, o.clone()).await.unwrap();
+    for lsn in 0..=60u64 {
+        assert_eq!(
+            store.checksum_at_retained(lsn).await.unwrap(),
+            want[lsn as usize],
+            "lsn {lsn}"
+        );
+    }
+    let first = store.truncate_wal(u64::MAX).await.unwrap();
+    assert!(first > 1);
+    for lsn in 1..first - 1 {
+        assert_eq!(
+            store.checksum_at_retained(lsn).await.unwrap(),
+            None,
+            "lsn {lsn}"
+        );
+    }
+    for lsn in first - 1..=60 {
+        assert_eq!(
+            store.checksum_at_retained(lsn).await.unwrap(),
+            want[lsn as usize],
+            "lsn {lsn}"
+        );
+    }
+    drop(store);
+    let (store, _) = ChunkStore::open(dir, o).await.unwrap();
+    for lsn in first - 1..=60 {
+        assert_eq!(
+            store.checksum_at_retained(lsn).await.unwrap(),
+            want[lsn as usize],
+            "lsn {lsn}"
+        );
+    }
+    assert_eq!(store.checksum_at_retained(0).await.unwrap(), Some(0));
+}
