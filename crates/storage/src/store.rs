@@ -121,6 +121,32 @@ fn lock(dir: &Path) -> Result<File, StorageError> {
     }
 }
 
+/// Every chunk file the manifest lists is there, with its size (O(files) `stat`s).
+fn check_files(dir: &Path, m: &Manifest) -> Result<(), StorageError> {
+    for f in &m.files {
+        let path = dir.join(FILES_DIR).join(&f.name);
+        let len = match std::fs::metadata(&path) {
+            Ok(md) => md.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StorageError::Corrupt {
+                    path,
+                    offset: 0,
+                    reason: "chunk file listed in MANIFEST is missing".into(),
+                });
+            }
+            Err(e) => return Err(io_err("stat", &path)(e)),
+        };
+        if len != f.bytes {
+            return Err(StorageError::Corrupt {
+                path,
+                offset: 0,
+                reason: format!("chunk file is {len} bytes, MANIFEST says {}", f.bytes),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Delete the files in `f/` that the manifest does not list (and leftover temporary files).
 fn remove_orphans(dir: &Path, m: Option<&Manifest>) -> Result<u64, StorageError> {
     let files = dir.join(FILES_DIR);
@@ -243,6 +269,18 @@ impl ChunkStore {
             .len();
         fsutil::remove_tmp_files(dir)?;
         let found = manifest::read(dir)?;
+        if found.is_none() && store_version >= STORE_FORMAT_V2 {
+            // The first flush writes MANIFEST before it raises STORE: this one was lost.
+            // Nothing is deleted: the chunk files may be the only copy of their records.
+            return Err(StorageError::Corrupt {
+                path: dir.join(manifest::MANIFEST_FILE),
+                offset: 0,
+                reason: "STORE says format 2 but the MANIFEST is missing".into(),
+            });
+        }
+        if let Some((m, _)) = &found {
+            check_files(dir, m)?;
+        }
         let orphans_removed = remove_orphans(dir, found.as_ref().map(|(m, _)| m))?;
         let (manifest, manifest_bytes) = found.unwrap_or_default();
         if manifest_bytes > 0 && store_version == STORE_FORMAT_V1 {

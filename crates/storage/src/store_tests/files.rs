@@ -797,3 +797,33 @@ async fn checksum_at_retained_answers_below_the_flushed_lsn_while_the_wal_holds_
     }
     assert_eq!(store.checksum_at_retained(0).await.unwrap(), Some(0));
 }
+
+#[tokio::test]
+async fn a_missing_manifest_or_chunk_file_is_refused_and_nothing_is_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let o = sorted_opts(4000);
+    let store = new_store(dir, o.clone()).await;
+    fill(&store, 1..=30).await;
+    store.flush(u64::MAX).await.unwrap();
+    store.truncate_wal(u64::MAX).await.unwrap();
+    drop(store);
+    let files = chunk_files(dir);
+    assert_eq!(files.len(), 1);
+
+    let saved = std::fs::read(dir.join(MANIFEST_FILE)).unwrap();
+    std::fs::remove_file(dir.join(MANIFEST_FILE)).unwrap();
+    let err = ChunkStore::open(dir, o.clone()).await.unwrap_err();
+    assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+    assert_eq!(chunk_files(dir), files, "no chunk file deleted");
+    std::fs::write(dir.join(MANIFEST_FILE), &saved).unwrap();
+
+    let data = std::fs::read(&files[0]).unwrap();
+    std::fs::write(&files[0], &data[..data.len() - 1]).unwrap();
+    let err = ChunkStore::open(dir, o.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("MANIFEST says"), "{err}");
+    std::fs::write(&files[0], &data).unwrap();
+
+    let (store, _) = ChunkStore::open(dir, o).await.unwrap();
+    assert_eq!(store.row_count(), 600);
+}
