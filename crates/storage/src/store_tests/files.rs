@@ -827,3 +827,61 @@ async fn a_missing_manifest_or_chunk_file_is_refused_and_nothing_is_deleted() {
     let (store, _) = ChunkStore::open(dir, o).await.unwrap();
     assert_eq!(store.row_count(), 600);
 }
+
+#[tokio::test]
+async fn appends_go_on_while_flushes_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = sorted_opts(16_000);
+    let store = std::sync::Arc::new(new_store(tmp.path(), o.clone()).await);
+    let writers: Vec<_> = (1..=4u64)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for seq in 1..=150u64 {
+                    let i = (w * 1000 + seq) as i64 * 10;
+                    store.append(w, seq, rows(i..i + 10)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut flushes = 0;
+    while writers.iter().any(|w| !w.is_finished()) {
+        let r = store.flush(u64::MAX).await.unwrap();
+        flushes += u64::from(r.records > 0);
+        // Every record is either in a file or in memory, never both or neither.
+        let pos = store.position();
+        let scanned: usize = store
+            .scan(u64::MAX)
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        assert!(scanned as u64 >= pos.rows, "{scanned} < {}", pos.rows);
+        tokio::task::yield_now().await;
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    store.flush(u64::MAX).await.unwrap();
+    assert!(flushes > 1, "flushes {flushes}");
+    let before = (
+        store.position(),
+        multiset(&store.scan(u64::MAX).await.unwrap()),
+    );
+    assert_eq!(before.0.rows, 4 * 150 * 10);
+    assert_eq!(before.1.len(), 6000);
+    let mut dedup = before.1.clone();
+    dedup.dedup();
+    assert_eq!(dedup.len(), 6000, "no row twice");
+    drop(std::sync::Arc::into_inner(store).unwrap());
+    let (store, report) = ChunkStore::open(tmp.path(), o).await.unwrap();
+    assert_eq!(report.records, 0);
+    assert_eq!(
+        (
+            store.position(),
+            multiset(&store.scan(u64::MAX).await.unwrap())
+        ),
+        before
+    );
+}
