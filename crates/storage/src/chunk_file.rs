@@ -1,6 +1,7 @@
 //! Chunk files (storage format 2): the flushed records of a replica as one immutable Parquet
 //! file per flush, under `f/`, named after the lsn range it holds
-//! (`{first_lsn:020}-{last_lsn:020}.parquet`).
+//! (`{first_lsn:020}-{last_lsn:020}.parquet`; `-<n>` is added before `.parquet` if a failed
+//! flush of the same lsns left a file of that name, which is never replaced).
 //!
 //! Rows are sorted by the store's sort key (ascending, nulls first), stably: rows with equal keys
 //! keep their lsn order. ZSTD pages, row groups of [`ROW_GROUP_ROWS`] rows, page-level
@@ -231,7 +232,14 @@ pub(crate) fn write(
     }
     let sorted = sort(&all, &keys).map_err(arrow_err("sort rows", files_dir))?;
     drop(all);
-    let name = file_name(first, last);
+    // A file of that name exists only if an earlier flush of the same lsns failed after its
+    // MANIFEST was written (that MANIFEST may be the one on disk): never replace it.
+    let mut name = file_name(first, last);
+    let mut retry = 0;
+    while files_dir.join(&name).exists() {
+        retry += 1;
+        name = format!("{first:020}-{last:020}-{retry}.parquet");
+    }
     let tmp = files_dir.join(format!("{name}{TMP_SUFFIX}"));
     let dst = files_dir.join(&name);
     let kv = vec![

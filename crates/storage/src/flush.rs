@@ -21,8 +21,8 @@
 //! only the WAL after F, and completes step 4 if STORE still says format 1 (a format-1 build
 //! meeting that directory in between sees a complete WAL, since nothing is truncated before
 //! step 4). After step 4 only memory is lost, which a reopen rebuilds. A failed flush leaves the
-//! open store as it was; the next flush covers the same records again (its file name differs
-//! unless it covers exactly the same lsns, and then its rows are the same).
+//! open store as it was; the next flush covers the same records again, in a file of another
+//! name (a MANIFEST on disk may list the failed flush's file until the next one replaces it).
 
 use crate::chunk_file;
 use crate::error::{StorageError, io_err};

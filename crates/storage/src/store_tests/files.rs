@@ -908,3 +908,27 @@ async fn appends_go_on_while_flushes_run() {
         before
     );
 }
+
+#[tokio::test]
+async fn a_flush_failing_after_its_manifest_is_redone_without_replacing_the_listed_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let o = sorted_opts(4000);
+    let store = new_store(dir, o.clone()).await;
+    fill(&store, 1..=10).await;
+    *store.shared().crash_after.lock().unwrap() = Some(CrashPoint::Manifest);
+    store.flush(u64::MAX).await.unwrap_err();
+    let listed = manifest::read(dir).unwrap().unwrap().0.files[0].clone();
+    // The store goes on and flushes the same lsns again.
+    let r = store.flush(u64::MAX).await.unwrap();
+    assert_ne!(r.file.as_deref(), Some(listed.name.as_str()));
+    assert_eq!(
+        file_len(&dir.join(FILES_DIR).join(&listed.name)),
+        listed.bytes
+    );
+    let pos = store.position();
+    drop(store);
+    let (store, report) = ChunkStore::open(dir, o).await.unwrap();
+    assert_eq!((report.files, report.orphans_removed), (1, 1));
+    assert_eq!((store.position(), store.row_count()), (pos, 200));
+}
