@@ -58,12 +58,12 @@
 //! [`StorageError::UnsupportedVersion`] naming the file; nothing is modified, so a format-1
 //! build meeting a flushed store refuses it by name, never as "corrupt". New formats must only
 //! be written once the cluster version is finalized (`shoal upgrade --finalize`), so a
-//! rolled-back binary never meets them: the data node calls `flush` only then.
+//! rolled-back binary never meets them: a caller (the data node) must call `flush` only then.
 //!
 //! ## Durability assumptions and rules
-//! - Files created whole (`STORE`, each new segment with its header) are written to `name.tmp`,
-//!   fsync'd, renamed into place, and the directory is fsync'd. Leftover `*.tmp` files are
-//!   deleted on open.
+//! - Files created whole (`STORE`, each new segment with its header, `MANIFEST`, chunk files)
+//!   are written to `name.tmp`, fsync'd, renamed into place, and the directory is fsync'd.
+//!   Leftover `*.tmp` files are deleted on open.
 //! - Records are only appended to the last segment. With `data_sync` an append is acknowledged
 //!   after `fdatasync` of its segment (which also persists the file size). The store relies on
 //!   the usual POSIX/Linux contract: data written before a successful `fdatasync` survives a
