@@ -12,11 +12,20 @@
 //! and on any replica that applied the same records (invariant 2: remembered durably and
 //! replicated with the data).
 //!
-//! Besides the windows, a map `(writer, seq) → lsn` (about 40 bytes per record) lets a
-//! duplicate be answered with the lsn of the original; it is only used for that answer, never to
-//! decide.
+//! Besides the windows, a map `seq → lsn` per writer lets a duplicate be answered with the lsn
+//! of the original; it is only used for that answer, never to decide. It holds only the seqs
+//! inside the window (`>= hi - DEDUP_WINDOW`): a seq below is refused before the map is asked,
+//! so pruning it changes no answer and the state stays bounded by the number of writers.
+//!
+//! Once the records are flushed to chunk files (storage format 2) the WAL below the flushed
+//! lsn is no longer replayed, so the state is saved with the flush ([`Dedup::snapshot`], kept in
+//! the MANIFEST) and rebuilt from it ([`Dedup::restore`]) before the WAL tail is replayed.
+//! Inserting a pair again is a no-op, so a snapshot taken at an lsn `L` above the flushed lsn `F`
+//! followed by a replay of the records after `F` gives exactly the state at the end of the log.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
 
 /// How many seqs below a writer's highest applied seq are tracked exactly.
 pub const DEDUP_WINDOW: u64 = 4096;
@@ -42,6 +51,8 @@ pub(crate) enum Seen {
 struct WriterWindow {
     hi: u64,
     ring: Box<[u64; RING_WORDS]>,
+    /// `seq → lsn` for the applied seqs in `[lowest_tracked, hi]` (exactly the set ring bits).
+    lsns: BTreeMap<u64, u64>,
 }
 
 impl WriterWindow {
@@ -49,6 +60,7 @@ impl WriterWindow {
         let mut w = WriterWindow {
             hi: seq,
             ring: Box::new([0; RING_WORDS]),
+            lsns: BTreeMap::new(),
         };
         w.set(seq);
         w
@@ -79,7 +91,12 @@ impl WriterWindow {
         self.hi.saturating_sub(DEDUP_WINDOW)
     }
 
-    fn insert(&mut self, seq: u64) {
+    fn insert(&mut self, seq: u64, lsn: u64) {
+        if seq < self.lowest_tracked() {
+            // Only a replay can insert below the window (re-inserting a pair that a snapshot
+            // already holds, or one the window has since moved past): nothing to remember.
+            return;
+        }
         if seq > self.hi {
             if seq - self.hi >= RING_BITS {
                 self.ring.fill(0);
@@ -89,8 +106,16 @@ impl WriterWindow {
                 }
             }
             self.hi = seq;
+            let low = self.lowest_tracked();
+            while let Some(entry) = self.lsns.first_entry() {
+                if *entry.key() >= low {
+                    break;
+                }
+                entry.remove();
+            }
         }
         self.set(seq);
+        self.lsns.entry(seq).or_insert(lsn);
     }
 }
 
@@ -98,7 +123,22 @@ impl WriterWindow {
 #[derive(Default)]
 pub(crate) struct Dedup {
     writers: HashMap<u64, WriterWindow>,
-    lsns: HashMap<(u64, u64), u64>,
+}
+
+/// The dedup state of one replica as saved in the MANIFEST: per writer its highest seq and the
+/// applied seqs of its window with their lsns, as runs where seq and lsn both step by one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DedupSnapshot {
+    pub writers: Vec<WriterSnapshot>,
+}
+
+/// One writer in a [`DedupSnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WriterSnapshot {
+    pub writer: u64,
+    pub hi: u64,
+    /// `[first seq, its lsn, run length]`: seqs `seq..seq+len` applied at `lsn..lsn+len`.
+    pub runs: Vec<[u64; 3]>,
 }
 
 impl Dedup {
@@ -112,7 +152,7 @@ impl Dedup {
         } else if seq < w.lowest_tracked() {
             Seen::OutsideWindow { highest: w.hi }
         } else if w.get(seq) {
-            Seen::Applied(self.lsns.get(&(writer, seq)).copied())
+            Seen::Applied(w.lsns.get(&seq).copied())
         } else {
             Seen::New
         }
@@ -122,14 +162,72 @@ impl Dedup {
     pub(crate) fn insert(&mut self, writer: u64, seq: u64, lsn: u64) {
         self.writers
             .entry(writer)
-            .and_modify(|w| w.insert(seq))
-            .or_insert_with(|| WriterWindow::new(seq));
-        self.lsns.insert((writer, seq), lsn);
+            .or_insert_with(|| WriterWindow::new(seq))
+            .insert(seq, lsn);
     }
 
     /// Number of writers seen.
     pub(crate) fn writers(&self) -> usize {
         self.writers.len()
+    }
+
+    #[cfg(test)]
+    /// `(writer, seq) → lsn` entries held (bounded by `writers × (DEDUP_WINDOW + 1)`).
+    pub(crate) fn lsn_entries(&self) -> usize {
+        self.writers.values().map(|w| w.lsns.len()).sum()
+    }
+
+    /// The whole state, for the MANIFEST (writers sorted by id, so equal states save equally).
+    pub(crate) fn snapshot(&self) -> DedupSnapshot {
+        let mut writers: Vec<WriterSnapshot> = self
+            .writers
+            .iter()
+            .map(|(&writer, w)| {
+                let mut runs: Vec<[u64; 3]> = Vec::new();
+                for (&seq, &lsn) in &w.lsns {
+                    match runs.last_mut() {
+                        Some(r) if r[0] + r[2] == seq && r[1] + r[2] == lsn => r[2] += 1,
+                        _ => runs.push([seq, lsn, 1]),
+                    }
+                }
+                WriterSnapshot {
+                    writer,
+                    hi: w.hi,
+                    runs,
+                }
+            })
+            .collect();
+        writers.sort_by_key(|w| w.writer);
+        DedupSnapshot { writers }
+    }
+
+    /// Rebuild the state saved by [`Dedup::snapshot`]. `Err` names what is inconsistent.
+    pub(crate) fn restore(snap: &DedupSnapshot) -> Result<Self, String> {
+        let mut d = Dedup::default();
+        for ws in &snap.writers {
+            let mut w = WriterWindow::new(ws.hi);
+            w.clear(ws.hi);
+            for &[seq, lsn, len] in &ws.runs {
+                let last = seq
+                    .checked_add(len)
+                    .filter(|&end| len > 0 && end - 1 <= ws.hi && seq >= w.lowest_tracked())
+                    .ok_or_else(|| {
+                        format!("writer {}: run at seq {seq} outside its window", ws.writer)
+                    })?;
+                for (i, s) in (seq..last).enumerate() {
+                    w.set(s);
+                    w.lsns.insert(s, lsn + i as u64);
+                }
+            }
+            if !w.get(ws.hi) {
+                return Err(format!(
+                    "writer {}: highest seq {} not applied",
+                    ws.writer, ws.hi
+                ));
+            }
+            d.writers.insert(ws.writer, w);
+        }
+        Ok(d)
     }
 }
 
@@ -195,5 +293,68 @@ mod tests {
         d.insert(1, 8300 + 3 * RING_BITS, 4);
         assert_eq!(d.check(1, 8300 + 3 * RING_BITS - 1), Seen::New);
         assert_eq!(d.writers(), 1);
+    }
+
+    #[test]
+    fn lsn_map_stays_bounded_under_100k_appends_of_one_writer() {
+        let mut d = Dedup::default();
+        for seq in 1..=100_000u64 {
+            d.insert(1, seq, seq);
+            assert!(d.lsn_entries() as u64 <= DEDUP_WINDOW + 1);
+        }
+        assert_eq!(d.lsn_entries() as u64, DEDUP_WINDOW + 1);
+        // Answers are unchanged by the pruning: inside the window exact, below it refused.
+        assert_eq!(
+            d.check(1, 100_000 - DEDUP_WINDOW),
+            Seen::Applied(Some(95_904))
+        );
+        assert_eq!(
+            d.check(1, 100_000 - DEDUP_WINDOW - 1),
+            Seen::OutsideWindow { highest: 100_000 }
+        );
+        // Two writers, out of order: each map is bounded by its own window.
+        for seq in (1..=20_000u64).rev() {
+            d.insert(2, seq, 200_000 + seq);
+        }
+        assert_eq!(d.lsn_entries() as u64, 2 * (DEDUP_WINDOW + 1));
+    }
+
+    #[test]
+    fn snapshot_restore_answers_alike() {
+        let mut d = Dedup::default();
+        let mut lsn = 0;
+        // Writer 1 in order, writer 2 with holes and out of order, interleaved.
+        for seq in 1..=6000u64 {
+            lsn += 1;
+            d.insert(1, seq, lsn);
+            if seq % 3 != 0 {
+                lsn += 1;
+                d.insert(2, 7000 - seq, lsn);
+            }
+        }
+        d.insert(3, 42, lsn + 1);
+        let snap = d.snapshot();
+        let json = serde_json::to_vec(&snap).unwrap();
+        let back: DedupSnapshot = serde_json::from_slice(&json).unwrap();
+        let r = Dedup::restore(&back).unwrap();
+        assert!(r.snapshot() == snap);
+        for w in 1..=4u64 {
+            for seq in 0..=7100u64 {
+                assert_eq!(r.check(w, seq), d.check(w, seq), "writer {w} seq {seq}");
+            }
+        }
+        // A replay of records the snapshot already holds changes nothing.
+        let mut again = Dedup::restore(&snap).unwrap();
+        again.insert(1, 6000, 1);
+        again.insert(1, 10, 1);
+        assert!(again.snapshot() == snap);
+        let bad = DedupSnapshot {
+            writers: vec![WriterSnapshot {
+                writer: 1,
+                hi: 10,
+                runs: vec![[11, 1, 1]],
+            }],
+        };
+        assert!(Dedup::restore(&bad).is_err());
     }
 }

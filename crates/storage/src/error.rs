@@ -153,6 +153,22 @@ pub enum StorageError {
         /// Largest encodable record.
         max: u64,
     },
+    /// `records_since` was asked for records the store no longer holds one by one: they were
+    /// flushed to chunk files and the WAL segments holding them were truncated. The caller
+    /// copies the replica whole instead.
+    #[error(
+        "chunk store {}: record {lsn} is below the retained WAL (first retained lsn \
+         {first_retained}); the records are only in chunk files",
+        dir.display()
+    )]
+    BelowRetainedLog {
+        /// The store directory.
+        dir: PathBuf,
+        /// The first lsn asked for.
+        lsn: u64,
+        /// The lowest lsn the WAL still holds from.
+        first_retained: u64,
+    },
     /// The options passed to `create`/`open` are unusable.
     #[error("invalid options for chunk store {}: {detail}", dir.display())]
     InvalidOptions {

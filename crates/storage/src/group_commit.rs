@@ -16,6 +16,13 @@
 //!
 //! A seq below its writer's dedup window is refused ([`StorageError::OutsideDedupWindow`]),
 //! never answered as a duplicate: whether it was applied is not known.
+//!
+//! Two more messages run on the thread, between groups, because they need its state: a flush's
+//! [`Msg::Freeze`] (the last applied lsn and the dedup state there; the WAL is rolled first:
+//! the last segment fdatasync'd, so the saved state never claims records a power loss could
+//! still take, and a new segment started, so the frozen records end a segment that open skips
+//! and `truncate_wal` deletes whole), and [`Msg::TruncateWal`] (segment deletion, which changes
+//! what the writer accounts for).
 
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, PoisonError};
@@ -25,7 +32,7 @@ use arrow::record_batch::RecordBatch;
 use tokio::sync::oneshot;
 
 use crate::dedup::DEDUP_WINDOW;
-use crate::dedup::{Dedup, Seen};
+use crate::dedup::{Dedup, DedupSnapshot, Seen};
 use crate::error::{StorageError, io_err};
 use crate::index::Entry;
 use crate::store::Shared;
@@ -58,10 +65,29 @@ pub(crate) struct Request {
     pub reply: oneshot::Sender<Result<AppendOutcome, StorageError>>,
 }
 
+/// What the commit thread receives.
+pub(crate) enum Msg {
+    /// An append or apply.
+    Append(Request),
+    /// A flush asks where the log ends and for the dedup state there.
+    Freeze(oneshot::Sender<Result<Frozen, StorageError>>),
+    /// Delete the sealed segments whose records are all ≤ this lsn; answers the first lsn the
+    /// WAL still holds.
+    TruncateWal(u64, oneshot::Sender<Result<u64, StorageError>>),
+}
+
+/// Answer to [`Msg::Freeze`].
+pub(crate) struct Frozen {
+    /// The last applied lsn (every record up to it is durable and in the view).
+    pub last_lsn: u64,
+    /// The dedup state right after `last_lsn`.
+    pub dedup: DedupSnapshot,
+}
+
 /// State owned by the commit thread.
 pub(crate) struct Committer {
     pub shared: Arc<Shared>,
-    pub rx: Receiver<Request>,
+    pub rx: Receiver<Msg>,
     pub dedup: Dedup,
     pub next_lsn: u64,
     pub wal: WalWriter,
@@ -81,7 +107,22 @@ impl Committer {
     }
 
     fn run(mut self) {
-        while let Ok(first) = self.rx.recv() {
+        let mut next = None;
+        loop {
+            let first = match next.take() {
+                Some(m) => m,
+                None => match self.rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => return,
+                },
+            };
+            let first = match first {
+                Msg::Append(r) => r,
+                other => {
+                    self.control(other);
+                    continue;
+                }
+            };
             #[cfg(test)]
             let gate = self.shared.clone();
             #[cfg(test)]
@@ -90,15 +131,68 @@ impl Committer {
             let mut group = vec![first];
             while group.len() < MAX_GROUP_RECORDS && bytes < MAX_GROUP_BYTES {
                 match self.rx.try_recv() {
-                    Ok(r) => {
+                    Ok(Msg::Append(r)) => {
                         bytes += r.ipc.len();
                         group.push(r);
+                    }
+                    // Answered after this group, so it sees the group's records.
+                    Ok(other) => {
+                        next = Some(other);
+                        break;
                     }
                     Err(_) => break,
                 }
             }
             self.commit(group);
         }
+    }
+
+    fn control(&mut self, msg: Msg) {
+        match msg {
+            Msg::Append(_) => {}
+            Msg::Freeze(reply) => {
+                let _ = reply.send(self.freeze());
+            }
+            Msg::TruncateWal(through, reply) => {
+                let _ = reply.send(self.truncate_wal(through));
+            }
+        }
+    }
+
+    fn freeze(&mut self) -> Result<Frozen, StorageError> {
+        if let Some(reason) = &self.failed {
+            return Err(self.failed_err(reason));
+        }
+        if let Err(e) = self.wal.roll(&self.shared.counters) {
+            // As a failed group: the page cache can no longer be trusted.
+            let reason = e.to_string();
+            tracing::error!(dir = %self.shared.dir.display(), error = %reason,
+                "rolling the WAL for a flush failed; store refuses further writes until reopened");
+            if let Some(hook) = &self.on_failure {
+                hook(&self.failed_err(&reason));
+            }
+            self.failed = Some(reason);
+            return Err(e);
+        }
+        self.shared
+            .view
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .wal_bytes = self.wal.bytes_on_disk();
+        Ok(Frozen {
+            last_lsn: self.next_lsn - 1,
+            dedup: self.dedup.snapshot(),
+        })
+    }
+
+    fn truncate_wal(&mut self, through: u64) -> Result<u64, StorageError> {
+        let first = self.wal.truncate_through(through)?;
+        self.shared
+            .view
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .wal_bytes = self.wal.bytes_on_disk();
+        Ok(first)
     }
 
     fn failed_err(&self, reason: &str) -> StorageError {
@@ -250,7 +344,7 @@ impl Committer {
                 );
                 replies.push((req.reply, lsn));
             }
-            view.bytes_on_disk = self.shared.store_file_bytes + self.wal.bytes_on_disk();
+            view.wal_bytes = self.wal.bytes_on_disk();
         }
         for (reply, lsn) in replies {
             let _ = reply.send(Ok(AppendOutcome::Applied { lsn }));

@@ -1,9 +1,14 @@
-//! The in-memory view of the applied records: batches for `scan`/`records_since`, counts, and
-//! the running checksum. Written only by the group-commit thread, after a group is durable.
+//! The in-memory view of the applied records: the chunk files flushed so far, the batches of the
+//! records after them (for `scan`/`records_since`), counts, and the running checksum. Records
+//! are added only by the group-commit thread, after a group is durable; a flush replaces the
+//! records it wrote to a file by that file ([`View::swap_flushed`]).
+
+use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
+use crate::manifest::FileMeta;
 use crate::types::{Record, ReplicaPosition};
 
 /// One applied record.
@@ -19,12 +24,31 @@ pub(crate) struct Entry {
 /// Everything readers see.
 #[derive(Default)]
 pub(crate) struct View {
+    /// Records 1..=base are in `files` (base is the flushed lsn; 0 before any flush).
+    base: u64,
+    /// The checksum right after `base`.
+    base_checksum: u64,
+    /// Rows of the records 1..=base.
+    base_rows: u64,
+    /// The chunk files, in lsn order (shared with scans in progress).
+    pub files: Arc<Vec<FileMeta>>,
+    /// `(b, checksum at b)`, `b + 1` being the first lsn of the oldest WAL segment kept (see
+    /// `Manifest::wal_base`); `None` if not known. Moved up (before segments are deleted) by
+    /// `truncate_wal`.
+    pub wal_base: Option<(u64, u64)>,
+    /// The records base+1, base+2, ... in lsn order.
     entries: Vec<Entry>,
-    /// `chain[i]`: the checksum after entry i (so a replica's checksum at any lsn is known).
+    /// `chain[i]`: the checksum after entry i (so a replica's checksum at any lsn ≥ base is
+    /// known).
     chain: Vec<u64>,
     rows: u64,
     checksum: u64,
-    pub bytes_on_disk: u64,
+    /// Arrow IPC bytes of the records in `entries`.
+    entries_ipc_bytes: u64,
+    /// Bytes of the WAL segments.
+    pub wal_bytes: u64,
+    /// Bytes of STORE, MANIFEST and the chunk files.
+    pub other_bytes: u64,
 }
 
 /// Chain one record into the replica checksum:
@@ -40,17 +64,47 @@ pub(crate) fn chain(checksum: u64, lsn: u64, writer_id: u64, seq: u64, digest: u
 }
 
 impl View {
+    /// A view whose records up to `base` are in `files` (from the MANIFEST at open).
+    pub(crate) fn flushed(base: u64, rows: u64, checksum: u64, files: Vec<FileMeta>) -> Self {
+        View {
+            wal_base: (base == 0).then_some((0, 0)),
+            base,
+            base_checksum: checksum,
+            base_rows: rows,
+            files: Arc::new(files),
+            rows,
+            checksum,
+            ..View::default()
+        }
+    }
+
     /// Add the next record (lsn must be `last_lsn() + 1`).
     pub(crate) fn push(&mut self, entry: Entry, digest: u64) {
         debug_assert_eq!(entry.lsn, self.last_lsn() + 1);
         self.checksum = chain(self.checksum, entry.lsn, entry.writer_id, entry.seq, digest);
         self.rows += entry.batch.num_rows() as u64;
+        self.entries_ipc_bytes += entry.ipc_len as u64;
         self.entries.push(entry);
         self.chain.push(self.checksum);
     }
 
     pub(crate) fn last_lsn(&self) -> u64 {
-        self.entries.last().map_or(0, |e| e.lsn)
+        self.base + self.entries.len() as u64
+    }
+
+    /// The flushed lsn: records up to it are in chunk files.
+    pub(crate) fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Records held in memory (those after the flushed lsn).
+    pub(crate) fn in_memory(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Arrow IPC bytes of the records held in memory.
+    pub(crate) fn in_memory_bytes(&self) -> u64 {
+        self.entries_ipc_bytes
     }
 
     pub(crate) fn position(&self) -> ReplicaPosition {
@@ -61,26 +115,47 @@ impl View {
         }
     }
 
-    /// The checksum after `lsn` (0 for lsn 0), or `None` past `last_lsn`.
+    /// The checksum after `lsn`: known for lsn 0 (0) and for every lsn from the flushed lsn to
+    /// `last_lsn`; `None` below the flushed lsn (the chain there was dropped with the records)
+    /// and past `last_lsn`.
     pub(crate) fn checksum_at(&self, lsn: u64) -> Option<u64> {
-        match lsn {
-            0 => Some(0),
-            _ => self.chain.get(usize::try_from(lsn - 1).ok()?).copied(),
+        if lsn == 0 {
+            return Some(0);
+        }
+        match lsn.checked_sub(self.base)? {
+            0 => Some(self.base_checksum),
+            i => self.chain.get(usize::try_from(i - 1).ok()?).copied(),
         }
     }
 
-    /// Records with lsn > `after`, stopping once `max_bytes` of IPC size is reached (at least
-    /// one record if there is any).
-    pub(crate) fn since(&self, after: u64, max_bytes: usize) -> Vec<Record> {
-        // lsns are dense from 1, so entry i has lsn i + 1.
-        let start = usize::try_from(after).unwrap_or(usize::MAX);
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
+    /// `(rows, checksum)` right after `lsn`, for `base <= lsn <= last_lsn`.
+    pub(crate) fn at(&self, lsn: u64) -> Option<(u64, u64)> {
+        let n = usize::try_from(lsn.checked_sub(self.base)?).ok()?;
+        let entries = self.entries.get(..n)?;
+        let rows = self.base_rows
+            + entries
+                .iter()
+                .map(|e| e.batch.num_rows() as u64)
+                .sum::<u64>();
+        Some((rows, self.checksum_at(lsn)?))
+    }
+
+    /// Records with lsn > `after` (≥ the flushed lsn), stopping once `max_bytes` of IPC size is
+    /// reached (at least one record if there is any, unless `bytes` already counts some).
+    pub(crate) fn since(
+        &self,
+        after: u64,
+        max_bytes: usize,
+        out: &mut Vec<Record>,
+        bytes: &mut usize,
+    ) {
+        // lsns are dense, so entry i has lsn base + 1 + i.
+        let start = usize::try_from(after.saturating_sub(self.base)).unwrap_or(usize::MAX);
         for e in self.entries.iter().skip(start) {
             if !out.is_empty() && bytes.saturating_add(e.ipc_len) > max_bytes {
                 break;
             }
-            bytes = bytes.saturating_add(e.ipc_len);
+            *bytes = bytes.saturating_add(e.ipc_len);
             out.push(Record {
                 lsn: e.lsn,
                 writer_id: e.writer_id,
@@ -88,15 +163,62 @@ impl View {
                 batch: e.batch.clone(),
             });
         }
-        out
     }
 
-    /// The batches of records with lsn ≤ `last`, in lsn order.
+    /// The batches of in-memory records with lsn ≤ `last`, in lsn order.
     pub(crate) fn batches_through(&self, last: u64) -> Vec<RecordBatch> {
         self.entries
             .iter()
             .take_while(|e| e.lsn <= last)
             .map(|e| e.batch.clone())
             .collect()
+    }
+
+    /// The batches of the in-memory records `base+1..=upto` (what a flush writes).
+    pub(crate) fn batches_between(&self, upto: u64) -> Vec<RecordBatch> {
+        let n = usize::try_from(upto.saturating_sub(self.base)).unwrap_or(usize::MAX);
+        self.entries
+            .iter()
+            .take(n)
+            .map(|e| e.batch.clone())
+            .collect()
+    }
+
+    /// After a flush through `upto` committed: the records up to it are in `file` (if they had
+    /// rows), so they leave memory.
+    pub(crate) fn swap_flushed(&mut self, upto: u64, file: Option<FileMeta>) {
+        let Some(n) = upto
+            .checked_sub(self.base)
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n <= self.entries.len())
+        else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        let dropped_rows: u64 = self.entries[..n]
+            .iter()
+            .map(|e| e.batch.num_rows() as u64)
+            .sum();
+        let dropped_bytes: u64 = self.entries[..n].iter().map(|e| e.ipc_len as u64).sum();
+        self.entries_ipc_bytes -= dropped_bytes;
+        self.base_checksum = self.chain[n - 1];
+        self.base_rows += dropped_rows;
+        self.base = upto;
+        self.entries.drain(..n);
+        self.chain.drain(..n);
+        self.entries.shrink_to_fit();
+        self.chain.shrink_to_fit();
+        if let Some(f) = file {
+            let mut files = self.files.as_ref().clone();
+            files.push(f);
+            self.files = Arc::new(files);
+        }
+    }
+
+    /// Bytes of the store's files.
+    pub(crate) fn bytes_on_disk(&self) -> u64 {
+        self.wal_bytes + self.other_bytes
     }
 }

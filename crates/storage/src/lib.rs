@@ -22,12 +22,15 @@
 //!
 //! ## On-disk format (a directory per replica)
 //! ```text
-//! <dir>/STORE                        marker + format version + Arrow schema (created whole)
+//! <dir>/STORE                        marker + format version (1 or 2) + Arrow schema
 //! <dir>/LOCK                         flock'd while a ChunkStore has the directory open
 //! <dir>/00000000000000000001.wal     WAL segment, named after its first lsn
 //! <dir>/00000000000000004711.wal     ... the last segment is the only one ever written to
+//! <dir>/MANIFEST                     format 2 only: flushed lsn, chunk files, dedup state
+//! <dir>/f/<first>-<last>.parquet     format 2 only: immutable chunk files (20-digit lsns)
 //! ```
-//! All integers are little endian.
+//! All integers are little endian. `docs/FORMAT.md` (in the repository) describes every file
+//! byte by byte; in short:
 //! - `STORE`: `[magic "SHOALCHK"][version u32][crc32 u32][len u32][schema as Arrow IPC stream]`.
 //! - Segment: a 32-byte header `[magic "SHOALWAL"][version u32][0u32][first_lsn u64][0u32]
 //!   [crc32 u32]`, then frames.
@@ -35,17 +38,32 @@
 //!   [flags u16][lsn u64][writer_id u64][seq u64][content digest u64]` (36 bytes) followed by the
 //!   Arrow IPC *stream* of the batch (schema message, one record batch, end-of-stream), so each
 //!   record decodes on its own.
+//! - `MANIFEST`: `[magic "SHOALMAN"][version u32][crc32 u32][len u32][JSON]`: flushed lsn `F`,
+//!   rows and checksum at `F`, the chunk files (lsn range, rows, bytes, sort key, per-column
+//!   min/max), the dedup state.
+//! - Chunk file: Parquet, the rows of the records of its lsn range sorted by
+//!   [`StoreOptions::sort_key`] (stable), ZSTD, 128k-row row groups, page statistics,
+//!   `shoal.format=2` and the lsn range in its key-value metadata.
 //!
-//! Versions: `STORE` format 1, segment format 1, record format 1 (see [`STORE_FORMAT_VERSION`],
-//! [`SEGMENT_FORMAT_VERSION`], [`RECORD_FORMAT_VERSION`]). A higher or unknown version or record
-//! kind is refused with [`StorageError::UnsupportedVersion`] naming the file; nothing is
-//! modified. New formats must only be written once the cluster version is finalized
-//! (invariant 4), so a rolled-back binary never meets them.
+//! **Format 1** (what [`ChunkStore::create`] writes, and all earlier releases read): every
+//! record is in the WAL and in memory. **Format 2** starts with the first
+//! [`ChunkStore::flush`]: records up to the flushed lsn `F` are in chunk files and out of memory,
+//! the WAL is replayed only after `F`, and WAL segments wholly ≤ `F` may be deleted
+//! ([`ChunkStore::truncate_wal`]). This build reads both; a store stays format 1 until a caller
+//! flushes it.
+//!
+//! Versions: `STORE` formats 1 and 2, segment format 1, record format 1, manifest format 1 (see
+//! [`STORE_FORMAT_VERSION`], [`SEGMENT_FORMAT_VERSION`], [`RECORD_FORMAT_VERSION`],
+//! [`MANIFEST_FORMAT_VERSION`]). A higher or unknown version or record kind is refused with
+//! [`StorageError::UnsupportedVersion`] naming the file; nothing is modified, so a format-1
+//! build meeting a flushed store refuses it by name, never as "corrupt". New formats must only
+//! be written once the cluster version is finalized (`shoal upgrade --finalize`), so a
+//! rolled-back binary never meets them: a caller (the data node) must call `flush` only then.
 //!
 //! ## Durability assumptions and rules
-//! - Files created whole (`STORE`, each new segment with its header) are written to `name.tmp`,
-//!   fsync'd, renamed into place, and the directory is fsync'd. Leftover `*.tmp` files are
-//!   deleted on open.
+//! - Files created whole (`STORE`, each new segment with its header, `MANIFEST`, chunk files)
+//!   are written to `name.tmp`, fsync'd, renamed into place, and the directory is fsync'd.
+//!   Leftover `*.tmp` files are deleted on open.
 //! - Records are only appended to the last segment. With `data_sync` an append is acknowledged
 //!   after `fdatasync` of its segment (which also persists the file size). The store relies on
 //!   the usual POSIX/Linux contract: data written before a successful `fdatasync` survives a
@@ -54,7 +72,9 @@
 //!   `write`, issues one `fdatasync`, then completes all of them. See [`StoreStats::fsyncs`].
 //! - A segment is **sealed** when the next one is created: it is fdatasync'd first (even with
 //!   `data_sync = false`), so a sealed segment never has a torn tail and is never rewritten.
-//! - Open replays every segment and verifies each CRC and that lsns are dense. A short or
+//! - Open replays the segments after the flushed lsn (all of them in format 1) and verifies each
+//!   CRC and that lsns are dense; segments wholly ≤ the flushed lsn are not read, and records
+//!   ≤ it are checked but not decoded. A short or
 //!   CRC-bad record at the end of the **last** segment is a torn write: the file is truncated
 //!   there, fsync'd, and the dropped bytes are reported in [`OpenReport::torn_tail_bytes`].
 //!   Anything else — a bad record in a sealed segment, a bad record in the last segment that is
@@ -78,17 +98,60 @@
 //!   ordinary unsynced tail (replayed only as far as it reached the disk); with `data_sync =
 //!   false` acknowledged records were never fdatasync'd, and a writeback error on them is seen,
 //!   if ever, only when a segment is sealed.
-//! - The WAL is the source of truth; the rows are also kept in memory (for `scan` and
-//!   `records_since`) along with a `(writer, seq) → lsn` map (~40 bytes per record).
+//! - Format 1: the WAL is the source of truth; the rows are also kept in memory (for `scan` and
+//!   `records_since`). The `(writer, seq) → lsn` map holds only each writer's window (at most
+//!   `DEDUP_WINDOW + 1` entries per writer).
+//!
+//! ## Flush: chunk files, MANIFEST, and the commit order (format 2)
+//! [`ChunkStore::flush`]`(through)` moves the applied records up to `F = min(through, last
+//! applied lsn)` out of memory, in this order (each step durable before the next):
+//! 1. *freeze* on the commit thread, between two groups: the WAL is rolled (the last segment
+//!    fdatasync'd, so the saved state never claims a record a power loss could still take, even
+//!    with `data_sync = false`; and a new segment started at `L + 1`, so a flush of everything
+//!    leaves the WAL at or below `F` in whole segments that open skips unread and
+//!    [`ChunkStore::truncate_wal`] deletes); then the last applied lsn `L ≥ F` and the dedup
+//!    state there;
+//! 2. the chunk file for the records after the previous flush up to `F`, created whole under
+//!    `f/` (`name.tmp`, fsync, rename, fsync `f/`); appends go on meanwhile;
+//! 3. `MANIFEST` (whole, like `STORE`): **the commit point**;
+//! 4. `STORE` rewritten as format 2, the first time only;
+//! 5. the records ≤ `F` leave memory (the view's lock is held only for this swap).
+//!
+//! A crash after 2 leaves a file no MANIFEST lists: open deletes it and replays as before.
+//! After 3, open uses the new MANIFEST and, if `STORE` still says format 1, rewrites it as
+//! format 2 before anything else (a format-1 build running in between sees a complete WAL,
+//! since nothing is truncated before step 4). After 4 only memory is lost. A failed flush
+//! leaves the open store as it was. Reopening after any of these gives the same position,
+//! rows, checksum, dedup answers and scan (tested at each step).
+//!
+//! Open then costs the unflushed WAL tail plus the number of files, not everything stored: the
+//! position continues from the MANIFEST's `(F, rows, checksum)`, dedup from its snapshot plus the
+//! tail (re-inserting a pair the snapshot holds is a no-op, so a snapshot taken at `L > F` is
+//! exact too).
+//!
+//! After a flush: [`ChunkStore::scan`] returns the chunk files' rows (sorted by the sort key
+//! within a file) then the in-memory records; [`ChunkStore::records_since`] below `F` reads the
+//! records back from the WAL segments on disk, and answers [`StorageError::BelowRetainedLog`]
+//! once [`ChunkStore::truncate_wal`] deleted them (the caller copies the replica whole);
+//! [`ChunkStore::checksum_at`] is known for lsn 0 and `F..=last_lsn` only (the 8-byte-per-record
+//! chain below `F` goes with the records), `None` below, which replication takes for
+//! "diverged". So a caller flushes only what every in-sync replica holds.
+//! [`ChunkStore::checksum_at_retained`] also answers below `F` while the WAL holds the lsn: it
+//! chains the checksum from the MANIFEST's `wal_base` (the checksum just before the oldest
+//! segment kept, moved up by `truncate_wal` before it deletes) over the record headers on disk,
+//! so a replica that is only behind is not taken for a diverged one.
 //!
 //! [`RecordBatch`]: arrow::record_batch::RecordBatch
 
+mod chunk_file;
 mod codec;
 mod dedup;
 mod error;
+mod flush;
 mod fsutil;
 mod group_commit;
 mod index;
+mod manifest;
 mod meta;
 mod stats;
 mod store;
@@ -100,12 +163,13 @@ mod store_tests;
 
 pub use dedup::DEDUP_WINDOW;
 pub use error::StorageError;
-pub use meta::{LOCK_FILE, STORE_FILE, STORE_FORMAT_VERSION};
+pub use manifest::{MANIFEST_FILE, MANIFEST_FORMAT_VERSION};
+pub use meta::{LOCK_FILE, STORE_FILE, STORE_FORMAT_V1, STORE_FORMAT_V2, STORE_FORMAT_VERSION};
 pub use stats::StoreStats;
 pub use store::ChunkStore;
 pub use types::{
-    AppendOutcome, DEFAULT_SEGMENT_BYTES, FailureHook, OpenReport, Record, ReplicaPosition,
-    StoreOptions,
+    AppendOutcome, DEFAULT_SEGMENT_BYTES, FailureHook, FlushReport, OpenReport, Record,
+    ReplicaPosition, StoreOptions,
 };
 pub use wal::record::RECORD_FORMAT_VERSION;
 pub use wal::segment::SEGMENT_FORMAT_VERSION;

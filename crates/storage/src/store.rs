@@ -3,7 +3,7 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Sender, channel};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
 use arrow::datatypes::SchemaRef;
@@ -13,15 +13,16 @@ use tokio::sync::oneshot;
 use crate::codec;
 use crate::dedup::Dedup;
 use crate::error::{StorageError, arrow_err, io_err};
-use crate::fsutil;
-use crate::group_commit::{Committer, Op, Request};
+use crate::group_commit::{Committer, Msg, Op, Request};
 use crate::index::{Entry, View};
-use crate::meta::{self, LOCK_FILE, STORE_FILE};
+use crate::manifest::{self, FILES_DIR, Manifest};
+use crate::meta::{self, LOCK_FILE, STORE_FILE, STORE_FORMAT_V1, STORE_FORMAT_V2};
 use crate::stats::{Counters, StoreStats};
 use crate::types::{AppendOutcome, OpenReport, Record, ReplicaPosition, StoreOptions};
 use crate::wal::record::{self, FRAME_PREFIX_LEN, MAX_PAYLOAD};
 use crate::wal::replay::{self, TailPolicy};
 use crate::wal::{segment, writer::WalWriter};
+use crate::{chunk_file, fsutil};
 
 /// Where the commit thread answers one queued record.
 type Reply = oneshot::Receiver<Result<AppendOutcome, StorageError>>;
@@ -32,7 +33,16 @@ pub(crate) struct Shared {
     pub schema: SchemaRef,
     pub view: RwLock<View>,
     pub counters: Counters,
-    pub store_file_bytes: u64,
+    /// Columns chunk files are sorted by.
+    pub sort_key: Vec<String>,
+    /// What the last committed flush wrote; held for a whole flush (one at a time).
+    pub flushed: Mutex<Flushed>,
+    /// Set (under `flushed`) when the store is closed or dropped: a flush still on its way
+    /// then writes nothing, so nothing touches the directory once its lock is released.
+    pub closed: std::sync::atomic::AtomicBool,
+    /// Test hook: the flush step after which the next flush stops as if the process died.
+    #[cfg(test)]
+    pub crash_after: Mutex<Option<crate::flush::CrashPoint>>,
     /// Test hook: the commit thread takes this lock before forming each group.
     #[cfg(test)]
     pub gate: std::sync::Mutex<()>,
@@ -46,12 +56,29 @@ pub(crate) struct Shared {
 
 /// The durable store of one chunk replica (see the crate docs).
 ///
-/// All methods take `&self`; share it with `Arc<ChunkStore>`. Dropping it stops the commit thread
-/// (after the group in progress) and releases the directory lock; [`ChunkStore::close`] does the
-/// same without blocking the async runtime.
+/// All methods take `&self`; share it with `Arc<ChunkStore>`. Dropping it waits for a flush in
+/// progress, stops the commit thread (after the group in progress) and releases the directory
+/// lock; [`ChunkStore::close`] does the same without blocking the async runtime.
+/// The committed flush state (what the MANIFEST and STORE say).
+pub(crate) struct Flushed {
+    pub manifest: Manifest,
+    pub store_version: u32,
+    pub store_bytes: u64,
+    pub manifest_bytes: u64,
+}
+
+impl Flushed {
+    /// Bytes of STORE, MANIFEST and the chunk files.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.store_bytes
+            + self.manifest_bytes
+            + self.manifest.files.iter().map(|f| f.bytes).sum::<u64>()
+    }
+}
+
 pub struct ChunkStore {
     shared: Arc<Shared>,
-    queue: Option<Sender<Request>>,
+    queue: Option<Sender<Msg>>,
     committer: Option<JoinHandle<()>>,
     // Held (flock) for the store's lifetime; declared last so it is released last.
     _lock: File,
@@ -94,7 +121,59 @@ fn lock(dir: &Path) -> Result<File, StorageError> {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+/// Every chunk file the manifest lists is there, with its size (O(files) `stat`s).
+fn check_files(dir: &Path, m: &Manifest) -> Result<(), StorageError> {
+    for f in &m.files {
+        let path = dir.join(FILES_DIR).join(&f.name);
+        let len = match std::fs::metadata(&path) {
+            Ok(md) => md.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StorageError::Corrupt {
+                    path,
+                    offset: 0,
+                    reason: "chunk file listed in MANIFEST is missing".into(),
+                });
+            }
+            Err(e) => return Err(io_err("stat", &path)(e)),
+        };
+        if len != f.bytes {
+            return Err(StorageError::Corrupt {
+                path,
+                offset: 0,
+                reason: format!("chunk file is {len} bytes, MANIFEST says {}", f.bytes),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Delete the files in `f/` that the manifest does not list (and leftover temporary files).
+fn remove_orphans(dir: &Path, m: Option<&Manifest>) -> Result<u64, StorageError> {
+    let files = dir.join(FILES_DIR);
+    let entries = match std::fs::read_dir(&files) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err("list directory", &files)(e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(io_err("list directory", &files))?;
+        let name = entry.file_name();
+        let listed = m.is_some_and(|m| m.files.iter().any(|f| name.to_str() == Some(&f.name)));
+        if !listed {
+            let path = entry.path();
+            tracing::info!(file = %path.display(), "removing chunk file no MANIFEST lists");
+            std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        fsutil::sync_dir(&files)?;
+    }
+    Ok(removed)
+}
+
+pub(crate) async fn blocking<T: Send + 'static>(
     dir: &Path,
     f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, StorageError> {
@@ -106,8 +185,8 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl ChunkStore {
-    /// Create a new, empty store in `dir` (created if missing) for rows of `schema`.
-    /// Refuses a directory that already holds a store or WAL segments.
+    /// Create a new, empty store in `dir` (created if missing) for rows of `schema`, in format 1.
+    /// Refuses a directory that already holds a store, a MANIFEST or WAL segments.
     pub async fn create(
         dir: &Path,
         schema: SchemaRef,
@@ -122,10 +201,13 @@ impl ChunkStore {
                 return Err(already());
             }
             let lock = lock(&d)?;
-            if d.join(STORE_FILE).exists() || !segment::list(&d)?.is_empty() {
+            if d.join(STORE_FILE).exists()
+                || d.join(manifest::MANIFEST_FILE).exists()
+                || !segment::list(&d)?.is_empty()
+            {
                 return Err(already());
             }
-            meta::write_store_file(&d, &schema)?;
+            meta::write_store_file(&d, &schema, STORE_FORMAT_V1)?;
             // Keep the caller's Arc so batches built from it skip the schema comparison.
             let (store, _) = Self::open_locked(&d, opts, lock, Some(schema), TailPolicy::Strict)?;
             Ok(store)
@@ -133,8 +215,11 @@ impl ChunkStore {
         .await
     }
 
-    /// Open an existing store: replay and verify the WAL, truncate a torn tail, rebuild the
-    /// dedup state, index and checksum.
+    /// Open an existing store: read STORE (format 1 or 2) and the MANIFEST if any, delete
+    /// chunk files no MANIFEST lists, replay and verify the WAL after the flushed lsn (skipping
+    /// segments wholly below it), truncate a torn tail, rebuild the dedup state (from the
+    /// MANIFEST's snapshot, then the tail), index and checksum. Cost: the unflushed WAL tail
+    /// plus the number of files, not everything stored.
     pub async fn open(dir: &Path, opts: StoreOptions) -> Result<(Self, OpenReport), StorageError> {
         Self::open_with(dir, opts, TailPolicy::Strict).await
     }
@@ -176,16 +261,50 @@ impl ChunkStore {
         created_with: Option<SchemaRef>,
         policy: TailPolicy,
     ) -> Result<(Self, OpenReport), StorageError> {
-        let stored = meta::read_store_file(dir)?;
+        let (stored, mut store_version) = meta::read_store_file(dir)?;
         let schema = created_with.unwrap_or(stored);
         let store_path = dir.join(STORE_FILE);
-        let store_file_bytes = std::fs::metadata(&store_path)
+        let mut store_bytes = std::fs::metadata(&store_path)
             .map_err(io_err("stat", &store_path))?
             .len();
         fsutil::remove_tmp_files(dir)?;
-        let replayed = replay::replay(dir, &schema, policy)?;
-        let mut dedup = Dedup::default();
-        let mut view = View::default();
+        let found = manifest::read(dir)?;
+        if found.is_none() && store_version >= STORE_FORMAT_V2 {
+            // The first flush writes MANIFEST before it raises STORE: this one was lost.
+            // Nothing is deleted: the chunk files may be the only copy of their records.
+            return Err(StorageError::Corrupt {
+                path: dir.join(manifest::MANIFEST_FILE),
+                offset: 0,
+                reason: "STORE says format 2 but the MANIFEST is missing".into(),
+            });
+        }
+        if let Some((m, _)) = &found {
+            check_files(dir, m)?;
+        }
+        let orphans_removed = remove_orphans(dir, found.as_ref().map(|(m, _)| m))?;
+        let (manifest, manifest_bytes) = found.unwrap_or_default();
+        if manifest_bytes > 0 && store_version == STORE_FORMAT_V1 {
+            // A flush committed its MANIFEST, then stopped before raising STORE: finish it.
+            store_bytes = meta::write_store_file(dir, &schema, STORE_FORMAT_V2)?;
+            store_version = STORE_FORMAT_V2;
+        }
+        let flushed_lsn = manifest.flushed_lsn;
+        let replayed = replay::replay(dir, &schema, policy, flushed_lsn)?;
+        let mut dedup =
+            Dedup::restore(&manifest.dedup).map_err(|reason| StorageError::Corrupt {
+                path: dir.join(manifest::MANIFEST_FILE),
+                offset: 0,
+                reason: format!("dedup state: {reason}"),
+            })?;
+        let mut view = View::flushed(
+            flushed_lsn,
+            manifest.rows,
+            manifest.checksum,
+            manifest.files.clone(),
+        );
+        if flushed_lsn > 0 {
+            view.wal_base = manifest.wal_base.map(|[b, c]| (b, c));
+        }
         let records = replayed.records.len() as u64;
         for r in replayed.records {
             let h = r.header;
@@ -203,18 +322,33 @@ impl ChunkStore {
         }
         let next_lsn = view.last_lsn() + 1;
         let wal = WalWriter::resume(dir, opts.segment_bytes, &replayed.segments, next_lsn)?;
-        view.bytes_on_disk = store_file_bytes + wal.bytes_on_disk();
+        let flushed = Flushed {
+            store_version,
+            store_bytes,
+            manifest_bytes,
+            manifest,
+        };
+        view.wal_bytes = wal.bytes_on_disk();
+        view.other_bytes = flushed.bytes();
         let report = OpenReport {
             records,
             torn_tail_bytes: replayed.torn_tail_bytes,
             segments: replayed.segments.len() as u64,
+            skipped_segments: replayed.skipped_segments,
+            flushed_lsn,
+            files: flushed.manifest.files.len() as u64,
+            orphans_removed,
         };
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             schema,
             view: RwLock::new(view),
             counters: Counters::default(),
-            store_file_bytes,
+            sort_key: opts.sort_key.clone(),
+            flushed: Mutex::new(flushed),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            crash_after: Mutex::new(None),
             #[cfg(test)]
             gate: std::sync::Mutex::new(()),
             #[cfg(test)]
@@ -225,6 +359,8 @@ impl ChunkStore {
         tracing::info!(
             dir = %dir.display(),
             records,
+            flushed_lsn,
+            files = report.files,
             writers = dedup.writers(),
             torn_tail_bytes = report.torn_tail_bytes,
             "chunk store opened"
@@ -361,7 +497,7 @@ impl ChunkStore {
         self.queue
             .as_ref()
             .ok_or_else(closed)?
-            .send(Request {
+            .send(Msg::Append(Request {
                 op,
                 writer_id,
                 seq,
@@ -369,7 +505,7 @@ impl ChunkStore {
                 ipc,
                 digest,
                 reply,
-            })
+            }))
             .map_err(|_| closed())?;
         #[cfg(test)]
         self.shared
@@ -378,7 +514,19 @@ impl ChunkStore {
         Ok(rx)
     }
 
-    fn view(&self) -> std::sync::RwLockReadGuard<'_, View> {
+    /// Send a message to the commit thread.
+    pub(crate) fn send(&self, msg: Msg) -> Result<(), StorageError> {
+        let closed = || StorageError::Closed {
+            dir: self.shared.dir.clone(),
+        };
+        self.queue
+            .as_ref()
+            .ok_or_else(closed)?
+            .send(msg)
+            .map_err(|_| closed())
+    }
+
+    pub(crate) fn view(&self) -> std::sync::RwLockReadGuard<'_, View> {
         self.shared
             .view
             .read()
@@ -406,8 +554,35 @@ impl ChunkStore {
     /// The checksum the replica had right after `lsn` (0 for lsn 0); `None` if `lsn` is past
     /// `last_lsn()`. Two replicas with equal `checksum_at(n)` hold the same records 1..=n, so a
     /// replica that diverged from its primary is told apart from one that is only behind.
+    ///
+    /// After a flush the chain of checksums below the flushed lsn is dropped with the records:
+    /// the answer is then known for lsn 0 and for `flushed_lsn()..=last_lsn()` only, `None`
+    /// below (see the crate docs: a caller must not flush past what its replicas hold).
     pub fn checksum_at(&self, lsn: u64) -> Option<u64> {
         self.view().checksum_at(lsn)
+    }
+
+    /// Like [`ChunkStore::checksum_at`], but below the flushed lsn the answer is chained from
+    /// the headers of the records still in the WAL (read from disk, batches skipped), so a
+    /// replica that is only behind is told apart from a diverged one as long as the WAL holds
+    /// its position. `None` below the oldest WAL segment kept (see
+    /// [`ChunkStore::truncate_wal`]) or past `last_lsn()`.
+    pub async fn checksum_at_retained(&self, lsn: u64) -> Result<Option<u64>, StorageError> {
+        let (base, wal_base) = {
+            let v = self.view();
+            if let Some(c) = v.checksum_at(lsn) {
+                return Ok(Some(c));
+            }
+            (v.base(), v.wal_base)
+        };
+        let Some((b, c)) = wal_base.filter(|&(b, _)| b <= lsn && lsn < base) else {
+            return Ok(None);
+        };
+        let dir = self.shared.dir.clone();
+        blocking(&self.shared.dir, move || {
+            crate::wal::read::chain_through(&dir, b, c, lsn)
+        })
+        .await
     }
 
     /// `last_lsn`, `row_count` and `checksum` read together (consistent with each other).
@@ -418,23 +593,89 @@ impl ChunkStore {
     /// Records with lsn > `after`, in lsn order, for incremental catch-up of a stale replica.
     /// Stops before the record that would take the total Arrow IPC size past `max_bytes`, but
     /// always returns at least one record if there is any. Empty when `after >= last_lsn()`.
+    ///
+    /// Records after the flushed lsn come from memory; flushed ones are read back from the WAL
+    /// segments on disk. Once [`ChunkStore::truncate_wal`] deleted the segment holding
+    /// `after + 1`, the answer is [`StorageError::BelowRetainedLog`]: copy the replica whole.
     pub async fn records_since(
         &self,
         after: u64,
         max_bytes: usize,
     ) -> Result<Vec<Record>, StorageError> {
-        Ok(self.view().since(after, max_bytes))
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let mut next = after;
+        loop {
+            let base = {
+                let v = self.view();
+                if next >= v.base() {
+                    v.since(next, max_bytes, &mut out, &mut bytes);
+                    return Ok(out);
+                }
+                v.base()
+            };
+            let (dir, schema) = (self.shared.dir.clone(), self.shared.schema.clone());
+            let (o, b) = blocking(&self.shared.dir, move || {
+                crate::wal::read::records_between(
+                    &dir, &schema, next, base, max_bytes, &mut out, &mut bytes,
+                )?;
+                Ok((out, bytes))
+            })
+            .await?;
+            (out, bytes) = (o, b);
+            if out.last().map_or(next, |r| r.lsn) < base {
+                return Ok(out); // stopped by max_bytes
+            }
+            // A flush may have moved the flushed lsn meanwhile: look again from `base`.
+            next = base;
+        }
     }
 
-    /// The rows of records up to lsn `last` (`u64::MAX`: all), as batches in lsn order (one
-    /// batch per record; empty batches included).
+    /// The rows of records up to lsn `last` (`u64::MAX`: all), as batches with the store's
+    /// schema: first the rows of the chunk files (sorted by the sort key within each file),
+    /// then one batch per in-memory record in lsn order (empty batches included). A chunk file
+    /// is read whole once it holds any record ≤ `last`, so when `last` is below the flushed lsn
+    /// the answer may include rows of records up to the end of that file. Callers that must not
+    /// show records above some lsn flush only up to it.
     pub async fn scan(&self, last: u64) -> Result<Vec<RecordBatch>, StorageError> {
-        Ok(self.view().batches_through(last))
+        let (files, mem) = {
+            let v = self.view();
+            (v.files.clone(), v.batches_through(last))
+        };
+        if files.is_empty() {
+            return Ok(mem);
+        }
+        let (dir, schema) = (self.shared.dir.join(FILES_DIR), self.shared.schema.clone());
+        blocking(&self.shared.dir, move || {
+            let mut out = Vec::new();
+            for f in files.iter().filter(|f| f.first_lsn <= last) {
+                out.extend(chunk_file::read(&dir.join(&f.name), &schema)?);
+            }
+            out.extend(mem);
+            Ok(out)
+        })
+        .await
     }
 
-    /// Bytes of the store's files (STORE file and WAL segments).
+    /// Bytes of the store's files (STORE, MANIFEST, chunk files and WAL segments).
     pub fn bytes_on_disk(&self) -> u64 {
-        self.view().bytes_on_disk
+        self.view().bytes_on_disk()
+    }
+
+    /// The flushed lsn: records up to it are in chunk files, not in memory (0: never flushed).
+    pub fn flushed_lsn(&self) -> u64 {
+        self.view().base()
+    }
+
+    /// Records held in memory (those after the flushed lsn), for a flush policy.
+    pub fn unflushed_records(&self) -> u64 {
+        self.view().in_memory() as u64
+    }
+
+    /// Arrow IPC size of the records held in memory, for a flush policy (the decoded batches
+    /// take about as much, plus a few hundred bytes of overhead per record).
+    pub fn unflushed_bytes(&self) -> u64 {
+        self.view().in_memory_bytes()
     }
 
     /// Counters since open (fsyncs, groups, duplicates, ...).
@@ -447,23 +688,44 @@ impl ChunkStore {
         &self.shared
     }
 
+    pub(crate) fn shared_arc(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
     /// Stop the commit thread (after the group in progress) and release the directory.
     pub async fn close(mut self) -> Result<(), StorageError> {
         drop(self.queue.take());
-        if let Some(handle) = self.committer.take() {
-            let dir = self.shared.dir.clone();
-            let joined = tokio::task::spawn_blocking(move || handle.join()).await;
-            if !matches!(joined, Ok(Ok(()))) {
-                return Err(StorageError::Closed { dir });
-            }
+        let shared = self.shared.clone();
+        let committer = self.committer.take();
+        let dir = self.shared.dir.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            stop_flushes(&shared);
+            committer.map_or(Ok(()), |h| h.join())
+        })
+        .await;
+        if !matches!(joined, Ok(Ok(()))) {
+            return Err(StorageError::Closed { dir });
         }
         Ok(())
     }
 }
 
+/// Wait for a flush in progress, and make any later one write nothing.
+fn stop_flushes(shared: &Shared) {
+    let _flush = shared
+        .flushed
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    shared
+        .closed
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 impl Drop for ChunkStore {
     fn drop(&mut self) {
         drop(self.queue.take());
+        // A flush in progress finishes first (its blocking task holds the flush lock).
+        stop_flushes(&self.shared);
         if let Some(handle) = self.committer.take() {
             // The thread finishes its current group (at most one write + fdatasync) and exits.
             let _ = handle.join();

@@ -23,6 +23,11 @@ pub struct StoreOptions {
     pub segment_bytes: u64,
     /// Told when a write failure poisons the store.
     pub on_failure: Option<FailureHook>,
+    /// Columns that [`crate::ChunkStore::flush`] sorts the rows of a chunk file by (the
+    /// table's `sortColumns`, then its time column), ascending, equal keys in lsn order. Empty:
+    /// rows stay in lsn order. Must name columns of the schema (checked by `flush`). Not used
+    /// when the store is never flushed.
+    pub sort_key: Vec<String>,
 }
 
 impl std::fmt::Debug for StoreOptions {
@@ -31,6 +36,7 @@ impl std::fmt::Debug for StoreOptions {
             .field("data_sync", &self.data_sync)
             .field("segment_bytes", &self.segment_bytes)
             .field("on_failure", &self.on_failure.is_some())
+            .field("sort_key", &self.sort_key)
             .finish()
     }
 }
@@ -44,6 +50,7 @@ impl Default for StoreOptions {
             data_sync: true,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             on_failure: None,
+            sort_key: Vec::new(),
         }
     }
 }
@@ -79,12 +86,40 @@ impl AppendOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct OpenReport {
-    /// Records replayed (= `last_lsn` after open).
+    /// Records replayed from the WAL: those after `flushed_lsn` (so `last_lsn` after open when
+    /// nothing was flushed).
     pub records: u64,
     /// Bytes cut from the end of the last segment (a torn write); 0 normally.
     pub torn_tail_bytes: u64,
     /// WAL segment files found (before a first one is created for an empty store).
     pub segments: u64,
+    /// Segments not read at all because every record in them is in a chunk file.
+    pub skipped_segments: u64,
+    /// The MANIFEST's flushed lsn (0 when nothing was flushed): records up to it are in chunk
+    /// files and were not replayed.
+    pub flushed_lsn: u64,
+    /// Chunk files listed in the MANIFEST.
+    pub files: u64,
+    /// Files in `f/` that no MANIFEST lists (left by a flush that crashed), deleted.
+    pub orphans_removed: u64,
+}
+
+/// What [`crate::ChunkStore::flush`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FlushReport {
+    /// The flushed lsn now: every record up to it is in a chunk file and out of memory.
+    pub flushed_lsn: u64,
+    /// Records moved out of memory by this flush (0: nothing new to flush).
+    pub records: u64,
+    /// Rows written to the new chunk file.
+    pub rows: u64,
+    /// The new chunk file (`f/<name>`), if the records held rows.
+    pub file: Option<String>,
+    /// Its size.
+    pub file_bytes: u64,
+    /// Whether this flush raised the STORE file from format 1 to 2.
+    pub upgraded_store: bool,
 }
 
 /// One applied record, as returned by [`crate::ChunkStore::records_since`].

@@ -1,6 +1,7 @@
 //! Behaviour tests of [`crate::ChunkStore`] against real files in a temp directory.
 
 mod api;
+mod files;
 mod group_commit;
 mod recovery;
 mod replication;
@@ -45,6 +46,7 @@ pub(crate) fn opts(data_sync: bool, segment_bytes: u64) -> StoreOptions {
         data_sync,
         segment_bytes,
         on_failure: None,
+        sort_key: Vec::new(),
     }
 }
 

@@ -245,7 +245,7 @@ async fn unknown_store_version_is_refused_by_name() {
     drop(new_store(tmp.path(), StoreOptions::default()).await);
     let store_file = tmp.path().join("STORE");
     let mut b = std::fs::read(&store_file).unwrap();
-    b[8..12].copy_from_slice(&2u32.to_le_bytes());
+    b[8..12].copy_from_slice(&3u32.to_le_bytes());
     std::fs::write(&store_file, b).unwrap();
     let err = ChunkStore::open(tmp.path(), StoreOptions::default())
         .await
@@ -254,8 +254,8 @@ async fn unknown_store_version_is_refused_by_name() {
         matches!(
             err,
             StorageError::UnsupportedVersion {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 ..
             }
         ),

@@ -12,6 +12,10 @@
 //!   with `TailPolicy::TruncateAtFirstBadRecord`).
 //! - A CRC-valid record with an unknown version or kind is refused
 //!   ([`StorageError::UnsupportedVersion`]), never truncated.
+//! - With a flushed lsn `F` (storage format 2), segments whose records are all ≤ `F` (the next
+//!   segment starts at or below `F + 1`) are not read at all, and the records ≤ `F` of the
+//!   first segment read are checked (CRC, lsn) but not decoded: they are in chunk files. The
+//!   first segment read must start at or below `F + 1`, else records are missing.
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -37,13 +41,18 @@ pub(crate) struct SegmentState {
     pub first_lsn: u64,
     pub path: PathBuf,
     pub len: u64,
+    /// Lsn of its last record (`first_lsn - 1` when it holds none).
+    pub last_lsn: u64,
 }
 
 /// Everything replay found.
 pub(crate) struct Replay {
+    /// The records after the flushed lsn.
     pub records: Vec<ReplayedRecord>,
     pub segments: Vec<SegmentState>,
     pub torn_tail_bytes: u64,
+    /// Segments skipped without being read (all their records were flushed).
+    pub skipped_segments: u64,
 }
 
 /// What to do with a bad record in the last segment that is followed by a valid one.
@@ -78,21 +87,37 @@ fn later_record(buf: &[u8], from: usize, expected: u64) -> Option<(usize, u64)> 
     })
 }
 
-/// Replay all segments of the store in `dir`.
+/// Replay the segments of the store in `dir`, returning the records after `flushed` (0: all).
 pub(crate) fn replay(
     dir: &Path,
     schema: &SchemaRef,
     policy: TailPolicy,
+    flushed: u64,
 ) -> Result<Replay, StorageError> {
     let listed = segment::list(dir)?;
     let mut out = Replay {
         records: Vec::new(),
         segments: Vec::new(),
         torn_tail_bytes: 0,
+        skipped_segments: 0,
     };
     let mut expected = 1u64;
+    let mut first_read = true;
     for (i, (name_lsn, path)) in listed.iter().enumerate() {
         let is_last = i + 1 == listed.len();
+        if let Some((next_first, _)) = listed.get(i + 1)
+            && *next_first <= flushed.saturating_add(1)
+        {
+            let len = std::fs::metadata(path).map_err(io_err("stat", path))?.len();
+            out.segments.push(SegmentState {
+                first_lsn: *name_lsn,
+                path: path.clone(),
+                len,
+                last_lsn: next_first.saturating_sub(1),
+            });
+            out.skipped_segments += 1;
+            continue;
+        }
         let buf = std::fs::read(path).map_err(io_err("read", path))?;
         let corrupt = |offset: usize, reason: String| StorageError::Corrupt {
             path: path.clone(),
@@ -106,6 +131,11 @@ pub(crate) fn replay(
                 format!("header says first lsn {first}, file name says {name_lsn}"),
             ));
         }
+        if first_read && flushed > 0 && (1..=flushed + 1).contains(&first) {
+            // The WAL may begin anywhere up to the flushed lsn (older segments were truncated).
+            expected = first;
+        }
+        first_read = false;
         if first != expected {
             return Err(corrupt(
                 0,
@@ -121,6 +151,12 @@ pub(crate) fn replay(
                             off,
                             format!("record has lsn {}, expected {expected}", header.lsn),
                         ));
+                    }
+                    if header.lsn <= flushed {
+                        // In a chunk file: verified (CRC, lsn), not decoded.
+                        expected += 1;
+                        off = next;
+                        continue;
                     }
                     let batch = codec::decode_batch(ipc)
                         .map_err(|e| corrupt(off, format!("undecodable Arrow IPC batch: {e}")))
@@ -185,6 +221,7 @@ pub(crate) fn replay(
             first_lsn: first,
             path: path.clone(),
             len: off.min(buf.len()) as u64,
+            last_lsn: expected - 1,
         });
     }
     Ok(out)

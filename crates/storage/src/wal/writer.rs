@@ -39,15 +39,28 @@ pub(crate) struct WalWriter {
 }
 
 impl WalWriter {
-    /// Continue the WAL found by replay, or start it with a first segment at `next_lsn`.
+    /// Continue the WAL found by replay, or start it with a first segment at `next_lsn`. If the
+    /// WAL ends below `next_lsn - 1` (its tail was lost after those records were flushed to a
+    /// chunk file, which only `data_sync = false` allows), the last segment is sealed and a new
+    /// one starts at `next_lsn`, so lsns stay dense inside every segment.
     pub(crate) fn resume(
         dir: &Path,
         segment_bytes: u64,
         segments: &[SegmentState],
         next_lsn: u64,
     ) -> Result<Self, StorageError> {
-        let sealed_bytes = segments.iter().rev().skip(1).map(|s| s.len).sum::<u64>();
+        let mut sealed_bytes = segments.iter().rev().skip(1).map(|s| s.len).sum::<u64>();
         let (file, first_lsn, path, seg_len, seg_records) = match segments.last() {
+            Some(last) if last.last_lsn + 1 != next_lsn => {
+                let old = segment::open_append(&last.path)?;
+                old.sync_data()
+                    .map_err(io_err("fdatasync before sealing", &last.path))?;
+                sealed_bytes += last.len;
+                let (f, p) = segment::create(dir, next_lsn)?;
+                tracing::warn!(segment = %p.display(), after = last.last_lsn,
+                    "WAL ended below the flushed lsn; started a new segment");
+                (f, next_lsn, p, SEGMENT_HEADER_LEN as u64, 0)
+            }
             Some(last) => (
                 segment::open_append(&last.path)?,
                 last.first_lsn,
@@ -115,6 +128,54 @@ impl WalWriter {
             self.sync(counters)?;
         }
         Ok(())
+    }
+
+    /// Seal the last segment (fdatasync) and start a new one at the next lsn, unless it holds no
+    /// record yet (a flush: the records it freezes then end a segment, which open and
+    /// `truncate_through` can skip or delete whole). Everything written is durable afterwards.
+    pub(crate) fn roll(&mut self, counters: &Counters) -> Result<(), StorageError> {
+        self.sync(counters)?;
+        if self.seg_records == 0 {
+            return Ok(());
+        }
+        let next = self.first_lsn + self.seg_records;
+        let (file, path) = segment::create(&self.dir, next)?;
+        counters.add_segment();
+        self.sealed_bytes += self.seg_len;
+        self.file = file;
+        self.first_lsn = next;
+        self.path = path;
+        self.seg_len = SEGMENT_HEADER_LEN as u64;
+        self.seg_records = 0;
+        Ok(())
+    }
+
+    /// Delete the sealed segments whose records all have lsn ≤ `through`, oldest first (a
+    /// segment ends just below the next one's first lsn; the last segment is never deleted).
+    /// Returns the first lsn of the oldest segment left.
+    pub(crate) fn truncate_through(&mut self, through: u64) -> Result<u64, StorageError> {
+        let segs = segment::list(&self.dir)?;
+        let mut removed = false;
+        let mut first_retained = self.first_lsn;
+        for (i, (first, path)) in segs.iter().enumerate() {
+            let Some((next_first, _)) = segs.get(i + 1) else {
+                first_retained = *first;
+                break;
+            };
+            if *path == self.path || next_first - 1 > through {
+                first_retained = *first;
+                break;
+            }
+            let len = std::fs::metadata(path).map_err(io_err("stat", path))?.len();
+            std::fs::remove_file(path).map_err(io_err("remove flushed WAL segment", path))?;
+            tracing::debug!(segment = %path.display(), "removed flushed WAL segment");
+            self.sealed_bytes = self.sealed_bytes.saturating_sub(len);
+            removed = true;
+        }
+        if removed {
+            fsutil::sync_dir(&self.dir)?;
+        }
+        Ok(first_retained)
     }
 
     /// Where the WAL ends now; taken before writing a group.

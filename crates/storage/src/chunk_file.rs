@@ -1,0 +1,297 @@
+//! Chunk files (storage format 2): the flushed records of a replica as one immutable Parquet
+//! file per flush, under `f/`, named after the lsn range it holds
+//! (`{first_lsn:020}-{last_lsn:020}.parquet`; `-<n>` is added before `.parquet` if a failed
+//! flush of the same lsns left a file of that name, which is never replaced).
+//!
+//! Rows are sorted by the store's sort key (ascending, nulls first), stably: rows with equal keys
+//! keep their lsn order. ZSTD pages, row groups of [`ROW_GROUP_ROWS`] rows, page-level
+//! statistics, dictionary encoding for string and binary columns, delta encoding for integer
+//! and temporal ones, the sort key as Parquet `sorting_columns`, and the key-value metadata
+//! `shoal.format=2`, `shoal.first_lsn`, `shoal.last_lsn`, `shoal.rows`, `shoal.sort_key`. The
+//! Arrow schema is embedded (the writer's `ARROW:schema`), so a reader gets the chunk's types
+//! back (e.g. timestamps with their unit).
+//!
+//! A file is created whole: written to `name.tmp`, fsync'd, renamed, directory fsync'd. Files
+//! are listed in the MANIFEST; one that is not (a flush that crashed before its commit) is an
+//! orphan and deleted at open.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, UInt64Array};
+use arrow::compute::{
+    SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
+};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, SortField};
+use arrow::util::display::array_value_to_string;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::{KeyValue, SortingColumn};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use crate::codec;
+use crate::error::{StorageError, arrow_err, io_err};
+use crate::fsutil::{self, TMP_SUFFIX};
+use crate::manifest::{ColumnRange, FileMeta};
+use crate::meta::STORE_FORMAT_V2;
+
+/// Rows per Parquet row group.
+pub(crate) const ROW_GROUP_ROWS: usize = 128 * 1024;
+/// Rows per batch when a file is read back.
+const READ_BATCH_ROWS: usize = 64 * 1024;
+/// ZSTD level of the pages.
+const ZSTD_LEVEL: i32 = 3;
+
+/// The file name for records `first..=last`.
+pub(crate) fn file_name(first: u64, last: u64) -> String {
+    format!("{first:020}-{last:020}.parquet")
+}
+
+fn parquet_err(
+    what: &'static str,
+    path: &Path,
+) -> impl FnOnce(parquet::errors::ParquetError) -> StorageError {
+    let path = path.to_path_buf();
+    move |e| StorageError::Corrupt {
+        path,
+        offset: 0,
+        reason: format!("{what}: {e}"),
+    }
+}
+
+/// Check that every sort key column is in the schema; returns their indices.
+pub(crate) fn key_columns(
+    dir: &Path,
+    schema: &SchemaRef,
+    sort_key: &[String],
+) -> Result<Vec<usize>, StorageError> {
+    sort_key
+        .iter()
+        .map(|name| {
+            schema
+                .index_of(name)
+                .map_err(|_| StorageError::InvalidOptions {
+                    dir: dir.to_path_buf(),
+                    detail: format!("sort key column '{name}' is not in the chunk schema"),
+                })
+        })
+        .collect()
+}
+
+/// Sort `batch` by the columns `keys` (ascending, nulls first), stably: rows with equal keys
+/// keep their order. The keys are encoded in Arrow's row format once, then the row numbers are
+/// sorted by comparing those bytes (a stable merge sort).
+pub(crate) fn sort(
+    batch: &RecordBatch,
+    keys: &[usize],
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    if keys.is_empty() || batch.num_rows() < 2 {
+        return Ok(batch.clone());
+    }
+    let opts = SortOptions {
+        descending: false,
+        nulls_first: true,
+    };
+    let fields: Vec<SortField> = keys
+        .iter()
+        .map(|&i| SortField::new_with_options(batch.schema().field(i).data_type().clone(), opts))
+        .collect();
+    if RowConverter::supports_fields(&fields) {
+        let conv = RowConverter::new(fields)?;
+        let cols: Vec<ArrayRef> = keys.iter().map(|&i| batch.column(i).clone()).collect();
+        let rows = conv.convert_columns(&cols)?;
+        let mut order: Vec<(&[u8], u64)> = (0..batch.num_rows())
+            .map(|i| (rows.row(i).data(), i as u64))
+            .collect();
+        // Stable: rows with equal keys keep their order.
+        order.sort_by(|a, b| a.0.cmp(b.0));
+        take_record_batch(
+            batch,
+            &UInt64Array::from_iter_values(order.into_iter().map(|o| o.1)),
+        )
+    } else {
+        // Types the row format lacks: lexicographic sort with the row number as last key.
+        let mut cols: Vec<SortColumn> = keys
+            .iter()
+            .map(|&i| SortColumn {
+                values: batch.column(i).clone(),
+                options: Some(opts),
+            })
+            .collect();
+        cols.push(SortColumn {
+            values: Arc::new(UInt64Array::from_iter_values(0..batch.num_rows() as u64)),
+            options: Some(opts),
+        });
+        take_record_batch(batch, &lexsort_to_indices(&cols, None)?)
+    }
+}
+
+fn properties(schema: &SchemaRef, keys: &[usize], kv: Vec<KeyValue>) -> WriterProperties {
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default(),
+        ))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_key_value_metadata(Some(kv))
+        .set_sorting_columns(Some(
+            keys.iter()
+                .map(|&i| SortingColumn {
+                    column_idx: i as i32,
+                    descending: false,
+                    nulls_first: true,
+                })
+                .collect(),
+        ));
+    for f in schema.fields() {
+        let col = ColumnPath::from(f.name().as_str());
+        match f.data_type() {
+            DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+            | DataType::Binary
+            | DataType::LargeBinary
+            | DataType::Dictionary(_, _) => {
+                b = b.set_column_dictionary_enabled(col, true);
+            }
+            DataType::Int32
+            | DataType::Int64
+            | DataType::UInt32
+            | DataType::UInt64
+            | DataType::Date32
+            | DataType::Date64
+            | DataType::Timestamp(_, _)
+            | DataType::Time32(_)
+            | DataType::Time64(_) => {
+                b = b
+                    .set_column_dictionary_enabled(col.clone(), false)
+                    .set_column_encoding(col, Encoding::DELTA_BINARY_PACKED);
+            }
+            _ => b = b.set_column_dictionary_enabled(col, false),
+        }
+    }
+    b.build()
+}
+
+/// The smallest and largest non-null value of each column.
+fn column_ranges(batch: &RecordBatch) -> Vec<ColumnRange> {
+    let schema = batch.schema();
+    schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(f, col)| {
+            let nulls = col.null_count() as u64;
+            let (mut min, mut max) = (None, None);
+            let field = SortField::new(f.data_type().clone());
+            if let Ok(conv) = RowConverter::new(vec![field])
+                && let Ok(rows) = conv.convert_columns(std::slice::from_ref(col))
+            {
+                let (mut lo, mut hi): (Option<usize>, Option<usize>) = (None, None);
+                for i in (0..col.len()).filter(|&i| col.is_valid(i)) {
+                    if lo.is_none_or(|l| rows.row(i) < rows.row(l)) {
+                        lo = Some(i);
+                    }
+                    if hi.is_none_or(|h| rows.row(i) > rows.row(h)) {
+                        hi = Some(i);
+                    }
+                }
+                min = lo.and_then(|i| array_value_to_string(col, i).ok());
+                max = hi.and_then(|i| array_value_to_string(col, i).ok());
+            }
+            ColumnRange {
+                name: f.name().clone(),
+                min,
+                max,
+                nulls,
+            }
+        })
+        .collect()
+}
+
+/// Write the rows of `batches` (records `first..=last`, in lsn order) as one sorted chunk file
+/// in `files_dir`, durably. `None` if they hold no rows (nothing is written).
+pub(crate) fn write(
+    files_dir: &Path,
+    schema: &SchemaRef,
+    sort_key: &[String],
+    batches: &[RecordBatch],
+    first: u64,
+    last: u64,
+) -> Result<Option<FileMeta>, StorageError> {
+    let keys = key_columns(files_dir, schema, sort_key)?;
+    let all =
+        concat_batches(schema, batches).map_err(arrow_err("concatenate batches", files_dir))?;
+    if all.num_rows() == 0 {
+        return Ok(None);
+    }
+    let sorted = sort(&all, &keys).map_err(arrow_err("sort rows", files_dir))?;
+    drop(all);
+    // A file of that name exists only if an earlier flush of the same lsns failed after its
+    // MANIFEST was written (that MANIFEST may be the one on disk): never replace it.
+    let mut name = file_name(first, last);
+    let mut retry = 0;
+    while files_dir.join(&name).exists() {
+        retry += 1;
+        name = format!("{first:020}-{last:020}-{retry}.parquet");
+    }
+    let tmp = files_dir.join(format!("{name}{TMP_SUFFIX}"));
+    let dst = files_dir.join(&name);
+    let kv = vec![
+        KeyValue::new("shoal.format".into(), STORE_FORMAT_V2.to_string()),
+        KeyValue::new("shoal.first_lsn".into(), first.to_string()),
+        KeyValue::new("shoal.last_lsn".into(), last.to_string()),
+        KeyValue::new("shoal.rows".into(), sorted.num_rows().to_string()),
+        KeyValue::new("shoal.sort_key".into(), sort_key.join(",")),
+    ];
+    {
+        let f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+        let mut w = ArrowWriter::try_new(f, schema.clone(), Some(properties(schema, &keys, kv)))
+            .map_err(parquet_err("start chunk file", &tmp))?;
+        w.write(&sorted)
+            .map_err(parquet_err("write chunk file", &tmp))?;
+        w.close().map_err(parquet_err("finish chunk file", &tmp))?;
+    }
+    File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err("fsync", &tmp))?;
+    std::fs::rename(&tmp, &dst).map_err(io_err("rename into place", &dst))?;
+    fsutil::sync_dir(files_dir)?;
+    let bytes = std::fs::metadata(&dst).map_err(io_err("stat", &dst))?.len();
+    Ok(Some(FileMeta {
+        name,
+        first_lsn: first,
+        last_lsn: last,
+        rows: sorted.num_rows() as u64,
+        bytes,
+        sort_key: sort_key.to_vec(),
+        columns: column_ranges(&sorted),
+    }))
+}
+
+/// Read a chunk file back as batches with the chunk's schema.
+pub(crate) fn read(path: &Path, schema: &SchemaRef) -> Result<Vec<RecordBatch>, StorageError> {
+    let f = File::open(path).map_err(io_err("open", path))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+        .map_err(parquet_err("open chunk file", path))?
+        .with_batch_size(READ_BATCH_ROWS)
+        .build()
+        .map_err(parquet_err("read chunk file", path))?;
+    let mut out = Vec::new();
+    for b in reader {
+        let b = b.map_err(arrow_err("read chunk file", path))?;
+        out.push(
+            codec::conform(schema, b).map_err(|d| StorageError::Corrupt {
+                path: path.to_path_buf(),
+                offset: 0,
+                reason: format!("chunk file rows do not match the store schema: {d}"),
+            })?,
+        );
+    }
+    Ok(out)
+}

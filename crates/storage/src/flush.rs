@@ -1,0 +1,251 @@
+//! [`ChunkStore::flush`]: move the applied records up to an lsn from memory into a chunk file,
+//! and [`ChunkStore::truncate_wal`]: delete WAL segments whose records are all flushed.
+//!
+//! A flush runs off the async runtime and holds the view's lock only to copy batch handles and,
+//! at the end, to swap them for the file; appends go on meanwhile. Steps, in this order:
+//!
+//! ```text
+//! 1. freeze   commit thread: roll the WAL (fdatasync the last segment, start a new one at
+//!             L + 1), last applied lsn L and the dedup state there; F = min(through, L)
+//! 2. file     rows of records (flushed, F] sorted into f/<first>-<last>.parquet
+//!             (tmp, fsync, rename, fsync f/)
+//! 3. MANIFEST flushed_lsn F, rows and checksum at F, files, dedup state (tmp, fsync, rename,
+//!             fsync dir)                                            <- the commit point
+//! 4. STORE    rewritten as format 2, the first time only (an older build now refuses the
+//!             directory by version instead of replaying a WAL that may be truncated)
+//! 5. memory   the records ≤ F leave the view; the file joins it
+//! ```
+//!
+//! A crash (or error) after step 2 leaves an orphan file that no MANIFEST lists: open deletes
+//! it and replays the WAL as before. After step 3 the new MANIFEST holds: open reads it, replays
+//! only the WAL after F, and completes step 4 if STORE still says format 1 (a format-1 build
+//! meeting that directory in between sees a complete WAL, since nothing is truncated before
+//! step 4). After step 4 only memory is lost, which a reopen rebuilds. A failed flush leaves the
+//! open store as it was; the next flush covers the same records again, in a file of another
+//! name (a MANIFEST on disk may list the failed flush's file until the next one replaces it).
+
+use crate::chunk_file;
+use crate::error::{StorageError, io_err};
+use crate::fsutil;
+use crate::group_commit::{Frozen, Msg};
+use crate::manifest::{self, FILES_DIR};
+use crate::meta::{self, STORE_FORMAT_V2};
+use crate::store::{ChunkStore, Shared, blocking};
+use crate::types::FlushReport;
+use crate::wal::{read, segment};
+use std::sync::{Arc, PoisonError};
+
+/// Where a flush can stop as if the process died there (a test hook; no-op outside tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CrashPoint {
+    /// The chunk file is in place; no MANIFEST lists it.
+    File,
+    /// The MANIFEST is committed; STORE still says format 1.
+    Manifest,
+    /// STORE says format 2; the records are still in memory.
+    Store,
+}
+
+#[cfg(test)]
+fn crash_point(shared: &Shared, at: CrashPoint) -> Result<(), StorageError> {
+    let mut c = shared
+        .crash_after
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if *c == Some(at) {
+        *c = None;
+        return Err(StorageError::Failed {
+            dir: shared.dir.clone(),
+            reason: format!("injected crash after {at:?}"),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(test))]
+fn crash_point(_: &Shared, _: CrashPoint) -> Result<(), StorageError> {
+    Ok(())
+}
+
+impl ChunkStore {
+    /// Flush the applied records up to `through` (`u64::MAX`: all applied so far) that are not
+    /// flushed yet into one chunk file, commit the MANIFEST, raise STORE to format 2 the first
+    /// time, and drop those records from memory. Appends go on meanwhile. Returns what it did;
+    /// nothing when there is nothing new. Flushes are serialized.
+    ///
+    /// **Format 2 is written by the first flush**: call it only once the cluster version allows
+    /// it (after `shoal upgrade --finalize`), so a rolled-back binary never meets it. Flush only
+    /// records every in-sync replica holds: [`ChunkStore::checksum_at`] answers `None` below the
+    /// flushed lsn, and [`ChunkStore::scan`] may show every record of a chunk file.
+    ///
+    /// The sort key is [`crate::StoreOptions::sort_key`]; an unknown column name is
+    /// [`StorageError::InvalidOptions`] and nothing is written.
+    pub async fn flush(&self, through: u64) -> Result<FlushReport, StorageError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Msg::Freeze(tx))?;
+        let frozen = rx.await.map_err(|_| StorageError::Closed {
+            dir: self.dir().to_path_buf(),
+        })??;
+        let shared = self.shared_arc();
+        blocking(self.dir(), move || flush_frozen(&shared, through, frozen)).await
+    }
+
+    /// Delete the WAL segments whose records all have lsn ≤ `min(through, flushed_lsn())`
+    /// (never the segment being written). Call it once every replica that may still catch up
+    /// record by record holds `through`: below what is left, [`ChunkStore::records_since`]
+    /// answers [`StorageError::BelowRetainedLog`]. Returns the first lsn the WAL still holds.
+    ///
+    /// The MANIFEST is rewritten first with the checksum at the new start of the WAL (chained
+    /// over the headers of the records deleted), so [`ChunkStore::checksum_at_retained`] keeps
+    /// answering for what is left.
+    pub async fn truncate_wal(&self, through: u64) -> Result<u64, StorageError> {
+        let shared = self.shared_arc();
+        let cut = blocking(self.dir(), move || advance_wal_base(&shared, through)).await?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Msg::TruncateWal(cut, tx))?;
+        rx.await.map_err(|_| StorageError::Closed {
+            dir: self.dir().to_path_buf(),
+        })?
+    }
+}
+
+/// Before segments are deleted: the lsn up to which they will be (the end of the last sealed
+/// segment wholly ≤ `min(through, flushed lsn)`, 0 for none), with the MANIFEST's and the
+/// view's `wal_base` moved there.
+fn advance_wal_base(shared: &Arc<Shared>, through: u64) -> Result<u64, StorageError> {
+    let mut st = shared
+        .flushed
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let dir = &shared.dir;
+    if shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(StorageError::Closed { dir: dir.clone() });
+    }
+    // The view's flushed lsn moves only after STORE says format 2, so nothing is truncated
+    // that a format-1 build would need.
+    let (bound, wal_base) = {
+        let v = shared.view.read().unwrap_or_else(PoisonError::into_inner);
+        (through.min(v.base()), v.wal_base)
+    };
+    let segs = segment::list(dir)?;
+    let cut = segs
+        .windows(2)
+        .map(|w| w[1].0 - 1)
+        .take_while(|&end| end <= bound)
+        .last();
+    let Some(cut) = cut else {
+        return Ok(0);
+    };
+    let moved = match wal_base {
+        Some((b, c)) if b < cut => read::chain_through(dir, b, c, cut)?.map(|c| (cut, c)),
+        Some((b, c)) => Some((b, c)),
+        None => None,
+    };
+    if moved != wal_base && st.manifest_bytes > 0 {
+        let mut m = st.manifest.clone();
+        m.wal_base = moved.map(|(b, c)| [b, c]);
+        st.manifest_bytes = manifest::write(dir, &m)?;
+        st.manifest = m;
+        let mut v = shared.view.write().unwrap_or_else(PoisonError::into_inner);
+        v.wal_base = moved;
+        v.other_bytes = st.bytes();
+    }
+    Ok(cut)
+}
+
+fn flush_frozen(
+    shared: &Arc<Shared>,
+    through: u64,
+    frozen: Frozen,
+) -> Result<FlushReport, StorageError> {
+    let mut st = shared
+        .flushed
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let dir = &shared.dir;
+    if shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(StorageError::Closed { dir: dir.clone() });
+    }
+    chunk_file::key_columns(dir, &shared.schema, &shared.sort_key)?;
+    let (base, upto, batches, rows, checksum, wal_base) = {
+        let v = shared.view.read().unwrap_or_else(PoisonError::into_inner);
+        let base = v.base();
+        let upto = through.min(frozen.last_lsn);
+        if upto <= base {
+            return Ok(FlushReport {
+                flushed_lsn: base,
+                records: 0,
+                rows: 0,
+                file: None,
+                file_bytes: 0,
+                upgraded_store: false,
+            });
+        }
+        let (rows, checksum) = v.at(upto).ok_or_else(|| StorageError::Failed {
+            dir: dir.clone(),
+            reason: format!("flush: lsn {upto} is not in the view"),
+        })?;
+        (
+            base,
+            upto,
+            v.batches_between(upto),
+            rows,
+            checksum,
+            v.wal_base,
+        )
+    };
+    let files_dir = dir.join(FILES_DIR);
+    if !files_dir.exists() {
+        std::fs::create_dir_all(&files_dir).map_err(io_err("create directory", &files_dir))?;
+        fsutil::sync_dir(dir)?;
+    }
+    let file = chunk_file::write(
+        &files_dir,
+        &shared.schema,
+        &shared.sort_key,
+        &batches,
+        base + 1,
+        upto,
+    )?;
+    drop(batches);
+    crash_point(shared, CrashPoint::File)?;
+
+    let mut m = st.manifest.clone();
+    m.format = STORE_FORMAT_V2;
+    m.flushed_lsn = upto;
+    m.rows = rows;
+    m.checksum = checksum;
+    m.files.extend(file.clone());
+    m.dedup_lsn = frozen.last_lsn;
+    m.dedup = frozen.dedup;
+    m.wal_base = wal_base.map(|(b, c)| [b, c]);
+    let manifest_bytes = manifest::write(dir, &m)?;
+    crash_point(shared, CrashPoint::Manifest)?;
+
+    let upgraded_store = st.store_version < STORE_FORMAT_V2;
+    if upgraded_store {
+        st.store_bytes = meta::write_store_file(dir, &shared.schema, STORE_FORMAT_V2)?;
+        st.store_version = STORE_FORMAT_V2;
+        tracing::info!(dir = %dir.display(), "chunk store raised to format 2 by its first flush");
+    }
+    st.manifest = m;
+    st.manifest_bytes = manifest_bytes;
+    crash_point(shared, CrashPoint::Store)?;
+
+    let report = FlushReport {
+        flushed_lsn: upto,
+        records: upto - base,
+        rows: file.as_ref().map_or(0, |f| f.rows),
+        file_bytes: file.as_ref().map_or(0, |f| f.bytes),
+        file: file.as_ref().map(|f| f.name.clone()),
+        upgraded_store,
+    };
+    {
+        let mut v = shared.view.write().unwrap_or_else(PoisonError::into_inner);
+        v.swap_flushed(upto, file);
+        v.other_bytes = st.bytes();
+    }
+    tracing::debug!(dir = %dir.display(), flushed_lsn = upto, records = report.records,
+        rows = report.rows, bytes = report.file_bytes, "flushed chunk file");
+    Ok(report)
+}
