@@ -78,16 +78,26 @@ impl ChunkStore {
     /// records every in-sync replica holds: [`ChunkStore::checksum_at`] answers `None` below the
     /// flushed lsn, and [`ChunkStore::scan`] may show every record of a chunk file.
     ///
-    /// The sort key is [`crate::StoreOptions::sort_key`]; an unknown column name is
-    /// [`StorageError::InvalidOptions`] and nothing is written.
-    pub async fn flush(&self, through: u64) -> Result<FlushReport, StorageError> {
+    /// The file's rows are sorted by `sort_key` (the table's `sortColumns`, then its time
+    /// column), ascending, equal keys in lsn order; empty: lsn order. The caller passes it
+    /// because the key is the table's, which a store reopened at start does not know. An
+    /// unknown column name is [`StorageError::InvalidOptions`] and nothing is written.
+    pub async fn flush(
+        &self,
+        through: u64,
+        sort_key: &[String],
+    ) -> Result<FlushReport, StorageError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.send(Msg::Freeze(tx))?;
         let frozen = rx.await.map_err(|_| StorageError::Closed {
             dir: self.dir().to_path_buf(),
         })??;
         let shared = self.shared_arc();
-        blocking(self.dir(), move || flush_frozen(&shared, through, frozen)).await
+        let sort_key = sort_key.to_vec();
+        blocking(self.dir(), move || {
+            flush_frozen(&shared, through, &sort_key, frozen)
+        })
+        .await
     }
 
     /// Delete the WAL segments whose records all have lsn ≤ `min(through, flushed_lsn())`
@@ -156,6 +166,7 @@ fn advance_wal_base(shared: &Arc<Shared>, through: u64) -> Result<u64, StorageEr
 fn flush_frozen(
     shared: &Arc<Shared>,
     through: u64,
+    sort_key: &[String],
     frozen: Frozen,
 ) -> Result<FlushReport, StorageError> {
     let mut st = shared
@@ -166,7 +177,7 @@ fn flush_frozen(
     if shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(StorageError::Closed { dir: dir.clone() });
     }
-    chunk_file::key_columns(dir, &shared.schema, &shared.sort_key)?;
+    chunk_file::key_columns(dir, &shared.schema, sort_key)?;
     let (base, upto, batches, rows, checksum, wal_base) = {
         let v = shared.view.read().unwrap_or_else(PoisonError::into_inner);
         let base = v.base();
@@ -202,7 +213,7 @@ fn flush_frozen(
     let file = chunk_file::write(
         &files_dir,
         &shared.schema,
-        &shared.sort_key,
+        sort_key,
         &batches,
         base + 1,
         upto,

@@ -42,7 +42,7 @@
 //!   rows and checksum at `F`, the chunk files (lsn range, rows, bytes, sort key, per-column
 //!   min/max), the dedup state.
 //! - Chunk file: Parquet, the rows of the records of its lsn range sorted by
-//!   [`StoreOptions::sort_key`] (stable), ZSTD, 128k-row row groups, page statistics,
+//!   the sort key `flush` is given (stable), ZSTD, 128k-row row groups, page statistics,
 //!   `shoal.format=2` and the lsn range in its key-value metadata.
 //!
 //! **Format 1** (what [`ChunkStore::create`] writes, and all earlier releases read): every

@@ -33,8 +33,6 @@ pub(crate) struct Shared {
     pub schema: SchemaRef,
     pub view: RwLock<View>,
     pub counters: Counters,
-    /// Columns chunk files are sorted by.
-    pub sort_key: Vec<String>,
     /// What the last committed flush wrote; held for a whole flush (one at a time).
     pub flushed: Mutex<Flushed>,
     /// Set (under `flushed`) when the store is closed or dropped: a flush still on its way
@@ -344,7 +342,6 @@ impl ChunkStore {
             schema,
             view: RwLock::new(view),
             counters: Counters::default(),
-            sort_key: opts.sort_key.clone(),
             flushed: Mutex::new(flushed),
             closed: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]

@@ -23,11 +23,6 @@ pub struct StoreOptions {
     pub segment_bytes: u64,
     /// Told when a write failure poisons the store.
     pub on_failure: Option<FailureHook>,
-    /// Columns that [`crate::ChunkStore::flush`] sorts the rows of a chunk file by (the
-    /// table's `sortColumns`, then its time column), ascending, equal keys in lsn order. Empty:
-    /// rows stay in lsn order. Must name columns of the schema (checked by `flush`). Not used
-    /// when the store is never flushed.
-    pub sort_key: Vec<String>,
 }
 
 impl std::fmt::Debug for StoreOptions {
@@ -36,7 +31,6 @@ impl std::fmt::Debug for StoreOptions {
             .field("data_sync", &self.data_sync)
             .field("segment_bytes", &self.segment_bytes)
             .field("on_failure", &self.on_failure.is_some())
-            .field("sort_key", &self.sort_key)
             .finish()
     }
 }
@@ -50,7 +44,6 @@ impl Default for StoreOptions {
             data_sync: true,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             on_failure: None,
-            sort_key: Vec::new(),
         }
     }
 }

@@ -30,11 +30,9 @@ fn multiset(batches: &[RecordBatch]) -> Vec<String> {
     out
 }
 
-fn sorted_opts(segment_bytes: u64) -> StoreOptions {
-    StoreOptions {
-        sort_key: vec!["note".into(), "ts".into()],
-        ..opts(false, segment_bytes)
-    }
+/// A sort key of column names.
+fn key(columns: &[&str]) -> Vec<String> {
+    columns.iter().map(|c| (*c).to_owned()).collect()
 }
 
 fn store_version(dir: &Path) -> u32 {
@@ -101,14 +99,14 @@ async fn state(store: &ChunkStore, writer_seqs: &[(u64, u64)]) -> State {
 async fn flush_then_reopen_replays_only_the_tail_and_keeps_everything() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let o = sorted_opts(4000);
+    let o = opts(false, 4000);
     let store = new_store(dir, o.clone()).await;
     fill(&store, 1..=60).await;
     let asked: Vec<(u64, u64)> = (1..=60).map(|s| (1, s)).collect();
     let before_scan = multiset(&store.scan(u64::MAX).await.unwrap());
     let before_pos = store.position();
 
-    let report = store.flush(u64::MAX).await.unwrap();
+    let report = store.flush(u64::MAX, &key(&["note", "ts"])).await.unwrap();
     assert_eq!(
         (report.flushed_lsn, report.records, report.rows),
         (60, 60, 1200)
@@ -160,16 +158,22 @@ async fn flush_then_reopen_replays_only_the_tail_and_keeps_everything() {
 async fn scan_and_checksum_match_an_unflushed_replica() {
     // Two replicas with the same records, one flushed twice: same checksum, same rows.
     let tmp = tempfile::tempdir().unwrap();
-    let a = new_store(&tmp.path().join("a"), sorted_opts(4000)).await;
-    let b = new_store(&tmp.path().join("b"), sorted_opts(4000)).await;
+    let a = new_store(&tmp.path().join("a"), opts(false, 4000)).await;
+    let b = new_store(&tmp.path().join("b"), opts(false, 4000)).await;
     for s in [&a, &b] {
         fill(s, 1..=30).await;
     }
-    a.flush(12).await.unwrap();
+    a.flush(12, &key(&["note", "ts"])).await.unwrap();
     for s in [&a, &b] {
         fill(s, 31..=40).await;
     }
-    assert_eq!(a.flush(u64::MAX).await.unwrap().flushed_lsn, 40);
+    assert_eq!(
+        a.flush(u64::MAX, &key(&["note", "ts"]))
+            .await
+            .unwrap()
+            .flushed_lsn,
+        40
+    );
     assert_eq!(a.flushed_lsn(), 40);
     assert_eq!(a.position(), b.position());
     assert_eq!(a.checksum_at(40), b.checksum_at(40));
@@ -182,7 +186,7 @@ async fn scan_and_checksum_match_an_unflushed_replica() {
         assert_eq!(batch.schema().fields(), a.schema().fields());
     }
     // Nothing new: a no-op.
-    let again = a.flush(u64::MAX).await.unwrap();
+    let again = a.flush(u64::MAX, &key(&["note", "ts"])).await.unwrap();
     assert_eq!((again.records, again.file.clone()), (0, None));
     assert_eq!(chunk_files(&tmp.path().join("a")).len(), 2);
 }
@@ -190,7 +194,7 @@ async fn scan_and_checksum_match_an_unflushed_replica() {
 #[tokio::test]
 async fn records_since_across_the_flushed_boundary_matches() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = new_store(tmp.path(), sorted_opts(4000)).await;
+    let store = new_store(tmp.path(), opts(false, 4000)).await;
     fill(&store, 1..=40).await;
     let cases = [
         (0, usize::MAX),
@@ -204,14 +208,14 @@ async fn records_since_across_the_flushed_boundary_matches() {
     for &(after, max) in &cases {
         before.push(store.records_since(after, max).await.unwrap());
     }
-    store.flush(30).await.unwrap();
+    store.flush(30, &key(&["note", "ts"])).await.unwrap();
     for (&(after, max), want) in cases.iter().zip(&before) {
         let got: Vec<Record> = store.records_since(after, max).await.unwrap();
         assert_eq!(&got, want, "records_since({after}, {max})");
     }
     // Also after a reopen, from the WAL on disk.
     drop(store);
-    let (store, _) = ChunkStore::open(tmp.path(), sorted_opts(4000))
+    let (store, _) = ChunkStore::open(tmp.path(), opts(false, 4000))
         .await
         .unwrap();
     for (&(after, max), want) in cases.iter().zip(&before) {
@@ -223,13 +227,13 @@ async fn records_since_across_the_flushed_boundary_matches() {
 async fn truncated_wal_answers_below_retained_log_and_reopens() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let store = new_store(dir, sorted_opts(4000)).await;
+    let store = new_store(dir, opts(false, 4000)).await;
     fill(&store, 1..=60).await;
     let segs_before = segments(dir).len();
     // Nothing flushed: nothing to truncate.
     assert_eq!(store.truncate_wal(u64::MAX).await.unwrap(), 1);
     assert_eq!(segments(dir).len(), segs_before);
-    store.flush(45).await.unwrap();
+    store.flush(45, &key(&["note", "ts"])).await.unwrap();
     let first = store.truncate_wal(u64::MAX).await.unwrap();
     assert!(first > 1 && first <= 46, "first retained {first}");
     assert!(segments(dir).len() < segs_before);
@@ -250,7 +254,7 @@ async fn truncated_wal_answers_below_retained_log_and_reopens() {
     assert_eq!(tail.last().map(|r| r.lsn), Some(60));
     let pos = store.position();
     drop(store);
-    let (store, report) = ChunkStore::open(dir, sorted_opts(4000)).await.unwrap();
+    let (store, report) = ChunkStore::open(dir, opts(false, 4000)).await.unwrap();
     assert_eq!((report.flushed_lsn, report.records), (45, 15));
     assert_eq!(store.position(), pos);
     assert_eq!(store.row_count(), 1200);
@@ -259,10 +263,7 @@ async fn truncated_wal_answers_below_retained_log_and_reopens() {
 #[tokio::test]
 async fn rows_in_a_chunk_file_are_sorted_by_the_key_stably() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = StoreOptions {
-        sort_key: vec!["note".into()],
-        ..opts(false, 1 << 20)
-    };
+    let o = opts(false, 1 << 20);
     let store = new_store(tmp.path(), o).await;
     // Descending ids, so lsn order and id order disagree; notes repeat (and are null for
     // every third id).
@@ -283,7 +284,7 @@ async fn rows_in_a_chunk_file_are_sorted_by_the_key_stably() {
         .unwrap();
         store.append(1, seq, batch).await.unwrap();
     }
-    let report = store.flush(u64::MAX).await.unwrap();
+    let report = store.flush(u64::MAX, &key(&["note"])).await.unwrap();
     let file = tmp.path().join(FILES_DIR).join(report.file.unwrap());
     let back = chunk_file::read(&file, &schema()).unwrap();
     let (mut prev_note, mut prev_pos): (Option<Option<String>>, (i64, i64)) = (None, (0, 0));
@@ -333,10 +334,10 @@ async fn rows_in_a_chunk_file_are_sorted_by_the_key_stably() {
 async fn a_format_1_store_opens_as_before_and_stays_format_1_until_the_first_flush() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let store = new_store(dir, sorted_opts(4000)).await;
+    let store = new_store(dir, opts(false, 4000)).await;
     fill(&store, 1..=20).await;
     drop(store);
-    let (store, report) = ChunkStore::open(dir, sorted_opts(4000)).await.unwrap();
+    let (store, report) = ChunkStore::open(dir, opts(false, 4000)).await.unwrap();
     assert_eq!(
         (report.records, report.flushed_lsn, report.skipped_segments),
         (20, 0, 0)
@@ -345,7 +346,7 @@ async fn a_format_1_store_opens_as_before_and_stays_format_1_until_the_first_flu
     assert_eq!(store_version(dir), 1);
     assert!(!dir.join(MANIFEST_FILE).exists());
     assert!(!dir.join(FILES_DIR).exists());
-    store.flush(u64::MAX).await.unwrap();
+    store.flush(u64::MAX, &key(&["note", "ts"])).await.unwrap();
     // The previous release reads STORE versions 1..=1: it refuses this directory by version.
     assert_eq!(store_version(dir), 2);
     assert!(dir.join(MANIFEST_FILE).exists());
@@ -354,13 +355,10 @@ async fn a_format_1_store_opens_as_before_and_stays_format_1_until_the_first_flu
 #[tokio::test]
 async fn an_unknown_sort_column_is_refused_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = StoreOptions {
-        sort_key: vec!["nope".into()],
-        ..opts(false, 4000)
-    };
+    let o = opts(false, 4000);
     let store = new_store(tmp.path(), o).await;
     fill(&store, 1..=3).await;
-    let err = store.flush(u64::MAX).await.unwrap_err();
+    let err = store.flush(u64::MAX, &key(&["nope"])).await.unwrap_err();
     assert!(matches!(err, StorageError::InvalidOptions { .. }), "{err}");
     assert_eq!(store.unflushed_records(), 3);
     assert_eq!(store_version(tmp.path()), 1);
@@ -370,15 +368,18 @@ async fn an_unknown_sort_column_is_refused_and_writes_nothing() {
 async fn crash_during_flush(at: CrashPoint) -> OpenReport {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let o = sorted_opts(4000);
+    let o = opts(false, 4000);
     let store = new_store(dir, o.clone()).await;
     fill(&store, 1..=25).await;
-    store.flush(10).await.unwrap();
+    store.flush(10, &key(&["note", "ts"])).await.unwrap();
     fill(&store, 26..=40).await;
     let asked: Vec<(u64, u64)> = (1..=40).map(|s| (1, s)).collect();
     let before = state(&store, &asked).await;
     *store.shared().crash_after.lock().unwrap() = Some(at);
-    let err = store.flush(u64::MAX).await.unwrap_err();
+    let err = store
+        .flush(u64::MAX, &key(&["note", "ts"]))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("injected crash"), "{err}");
     // The live store is unchanged by the failed flush.
     assert_eq!(store.flushed_lsn(), 10);
@@ -393,7 +394,7 @@ async fn crash_during_flush(at: CrashPoint) -> OpenReport {
     );
     assert_eq!(store_version(dir), 2);
     // And it flushes and reopens on.
-    store.flush(u64::MAX).await.unwrap();
+    store.flush(u64::MAX, &key(&["note", "ts"])).await.unwrap();
     fill(&store, 41..=42).await;
     let after = store.position();
     drop(store);
@@ -415,14 +416,17 @@ async fn crash_after_the_file_before_the_manifest() {
 async fn crash_after_the_manifest_before_store() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let store = new_store(dir, sorted_opts(4000)).await;
+    let store = new_store(dir, opts(false, 4000)).await;
     fill(&store, 1..=5).await;
     *store.shared().crash_after.lock().unwrap() = Some(CrashPoint::Manifest);
-    store.flush(u64::MAX).await.unwrap_err();
+    store
+        .flush(u64::MAX, &key(&["note", "ts"]))
+        .await
+        .unwrap_err();
     drop(store);
     // STORE still says 1 (a format-1 build would replay the complete WAL); open finishes it.
     assert_eq!(store_version(dir), 1);
-    let (_, r) = ChunkStore::open(dir, sorted_opts(4000)).await.unwrap();
+    let (_, r) = ChunkStore::open(dir, opts(false, 4000)).await.unwrap();
     assert_eq!((r.flushed_lsn, r.records), (5, 0));
     assert_eq!(store_version(dir), 2);
 
@@ -445,7 +449,7 @@ async fn dedup_window_survives_flush_and_reopen() {
     for seq in (1..=hi).step_by(50) {
         store.append(9, seq, rows(0..1)).await.unwrap();
     }
-    store.flush(u64::MAX).await.unwrap();
+    store.flush(u64::MAX, &key(&["note", "ts"])).await.unwrap();
     drop(store);
     let (store, _) = ChunkStore::open(tmp.path(), o).await.unwrap();
     assert!(matches!(
@@ -529,7 +533,6 @@ async fn a_million_noisy_seed_schema_rows_flush_to_under_a_third_of_the_wal() {
     let tmp = tempfile::tempdir().unwrap();
     let o = StoreOptions {
         data_sync: false,
-        sort_key: vec!["name".into(), "time".into()],
         ..StoreOptions::default()
     };
     let store = ChunkStore::create(tmp.path(), seed_schema(), o)
@@ -558,7 +561,7 @@ async fn a_million_noisy_seed_schema_rows_flush_to_under_a_third_of_the_wal() {
         })
     };
     let t = Instant::now();
-    let report = store.flush(1000).await.unwrap();
+    let report = store.flush(1000, &key(&["name", "time"])).await.unwrap();
     let flush_time = t.elapsed();
     flushing.store(false, std::sync::atomic::Ordering::SeqCst);
     let (appends, worst) = appender.await.unwrap();
@@ -582,7 +585,6 @@ async fn a_million_seed_rows_flush_to_under_a_third_of_the_wal() {
     let dir = tmp.path();
     let o = StoreOptions {
         data_sync: false,
-        sort_key: vec!["name".into(), "time".into()],
         ..StoreOptions::default()
     };
     let store = ChunkStore::create(dir, seed_schema(), o.clone())
@@ -606,7 +608,10 @@ async fn a_million_seed_rows_flush_to_under_a_third_of_the_wal() {
     let t = Instant::now();
     let FlushReport {
         rows, file_bytes, ..
-    } = store.flush(u64::MAX).await.unwrap();
+    } = store
+        .flush(u64::MAX, &key(&["name", "time"]))
+        .await
+        .unwrap();
     let flush_time = t.elapsed();
     assert_eq!(rows, 1_000_000);
     assert_eq!(store.position(), pos);
@@ -649,7 +654,7 @@ async fn a_million_seed_rows_flush_to_under_a_third_of_the_wal() {
 #[tokio::test]
 async fn a_flush_cancelled_midway_then_drop_leaves_a_consistent_store() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = sorted_opts(1 << 20);
+    let o = opts(false, 1 << 20);
     let store = new_store(tmp.path(), o.clone()).await;
     fill(&store, 1..=200).await;
     let before = (
@@ -661,7 +666,7 @@ async fn a_flush_cancelled_midway_then_drop_leaves_a_consistent_store() {
     for micros in [1, 200, 2000] {
         let _ = tokio::time::timeout(
             std::time::Duration::from_micros(micros),
-            store.flush(u64::MAX),
+            store.flush(u64::MAX, &key(&["note", "ts"])),
         )
         .await;
     }
@@ -682,12 +687,12 @@ async fn a_flush_cancelled_midway_then_drop_leaves_a_consistent_store() {
 #[tokio::test]
 async fn records_without_rows_move_the_flushed_lsn_without_a_file() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = sorted_opts(4000);
+    let o = opts(false, 4000);
     let store = new_store(tmp.path(), o.clone()).await;
     for seq in 1..=3 {
         store.append(1, seq, rows(0..0)).await.unwrap();
     }
-    let r = store.flush(u64::MAX).await.unwrap();
+    let r = store.flush(u64::MAX, &key(&["note", "ts"])).await.unwrap();
     assert_eq!((r.flushed_lsn, r.records, r.file), (3, 3, None));
     assert!(chunk_files(tmp.path()).is_empty());
     fill(&store, 4..=5).await;
@@ -713,7 +718,6 @@ async fn open_after_a_flush_of_100k_one_row_appends_replays_nothing() {
     let dir = tmp.path();
     let o = StoreOptions {
         data_sync: false,
-        sort_key: vec!["name".into(), "time".into()],
         ..StoreOptions::default()
     };
     let store = std::sync::Arc::new(
@@ -747,7 +751,10 @@ async fn open_after_a_flush_of_100k_one_row_appends_replays_nothing() {
     assert_eq!(report.records, 100_000);
     let pos = store.position();
     let t = Instant::now();
-    let flushed = store.flush(u64::MAX).await.unwrap();
+    let flushed = store
+        .flush(u64::MAX, &key(&["name", "time"]))
+        .await
+        .unwrap();
     let flush_time = t.elapsed();
     store.close().await.unwrap();
     let t = Instant::now();
@@ -769,11 +776,11 @@ async fn open_after_a_flush_of_100k_one_row_appends_replays_nothing() {
 async fn checksum_at_retained_answers_below_the_flushed_lsn_while_the_wal_holds_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let o = sorted_opts(4000);
+    let o = opts(false, 4000);
     let store = new_store(dir, o.clone()).await;
     fill(&store, 1..=60).await;
     let want: Vec<Option<u64>> = (0..=61).map(|l| store.checksum_at(l)).collect();
-    store.flush(45).await.unwrap();
+    store.flush(45, &key(&["note", "ts"])).await.unwrap();
     fill(&store, 61..=61).await;
     for lsn in 0..=60u64 {
         assert_eq!(
@@ -825,10 +832,10 @@ async fn checksum_at_retained_answers_below_the_flushed_lsn_while_the_wal_holds_
 async fn a_missing_manifest_or_chunk_file_is_refused_and_nothing_is_deleted() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let o = sorted_opts(4000);
+    let o = opts(false, 4000);
     let store = new_store(dir, o.clone()).await;
     fill(&store, 1..=30).await;
-    store.flush(u64::MAX).await.unwrap();
+    store.flush(u64::MAX, &key(&["note", "ts"])).await.unwrap();
     store.truncate_wal(u64::MAX).await.unwrap();
     drop(store);
     let files = chunk_files(dir);
@@ -854,7 +861,7 @@ async fn a_missing_manifest_or_chunk_file_is_refused_and_nothing_is_deleted() {
 #[tokio::test]
 async fn appends_go_on_while_flushes_run() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = sorted_opts(16_000);
+    let o = opts(false, 16_000);
     let store = std::sync::Arc::new(new_store(tmp.path(), o.clone()).await);
     let writers: Vec<_> = (1..=4u64)
         .map(|w| {
@@ -869,7 +876,7 @@ async fn appends_go_on_while_flushes_run() {
         .collect();
     let mut flushes = 0;
     while writers.iter().any(|w| !w.is_finished()) {
-        let r = store.flush(u64::MAX).await.unwrap();
+        let r = store.flush(u64::MAX, &key(&["note", "ts"])).await.unwrap();
         flushes += u64::from(r.records > 0);
         // Every record is either in a file or in memory, never both or neither.
         let pos = store.position();
@@ -886,7 +893,7 @@ async fn appends_go_on_while_flushes_run() {
     for w in writers {
         w.await.unwrap();
     }
-    store.flush(u64::MAX).await.unwrap();
+    store.flush(u64::MAX, &key(&["note", "ts"])).await.unwrap();
     assert!(flushes > 1, "flushes {flushes}");
     let before = (
         store.position(),
@@ -913,14 +920,17 @@ async fn appends_go_on_while_flushes_run() {
 async fn a_flush_failing_after_its_manifest_is_redone_without_replacing_the_listed_file() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let o = sorted_opts(4000);
+    let o = opts(false, 4000);
     let store = new_store(dir, o.clone()).await;
     fill(&store, 1..=10).await;
     *store.shared().crash_after.lock().unwrap() = Some(CrashPoint::Manifest);
-    store.flush(u64::MAX).await.unwrap_err();
+    store
+        .flush(u64::MAX, &key(&["note", "ts"]))
+        .await
+        .unwrap_err();
     let listed = manifest::read(dir).unwrap().unwrap().0.files[0].clone();
     // The store goes on and flushes the same lsns again.
-    let r = store.flush(u64::MAX).await.unwrap();
+    let r = store.flush(u64::MAX, &key(&["note", "ts"])).await.unwrap();
     assert_ne!(r.file.as_deref(), Some(listed.name.as_str()));
     assert_eq!(
         file_len(&dir.join(FILES_DIR).join(&listed.name)),

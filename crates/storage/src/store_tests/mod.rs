@@ -46,7 +46,6 @@ pub(crate) fn opts(data_sync: bool, segment_bytes: u64) -> StoreOptions {
         data_sync,
         segment_bytes,
         on_failure: None,
-        sort_key: Vec::new(),
     }
 }
 
