@@ -224,6 +224,7 @@ pub async fn run(
         HEARTBEAT_INTERVAL,
         stop_rx,
         None,
+        None,
     ));
 
     let restarting = Arc::new(std::sync::atomic::AtomicBool::new(false));

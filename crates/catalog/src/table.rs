@@ -57,6 +57,25 @@ impl TableDef {
     pub fn partition_type(&self) -> Option<ColumnType> {
         self.column(&self.partition_column).map(|c| c.ty)
     }
+
+    /// What a chunk file's rows are sorted by, as column names of the schema: `sortColumns`,
+    /// then the partition column when it is a time (DolphinDB's sort key ends with the time
+    /// column, so a time range within a key reads few rows).
+    pub fn sort_key(&self) -> Vec<String> {
+        let mut key: Vec<String> = self
+            .sort_columns
+            .iter()
+            .filter_map(|c| self.column(c).map(|c| c.name.clone()))
+            .collect();
+        let temporal = matches!(
+            self.partition_type(),
+            Some(ColumnType::Timestamp | ColumnType::Date)
+        );
+        if temporal && !key.iter().any(|c| c == &self.partition_column) {
+            key.push(self.partition_column.clone());
+        }
+        key
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,4 +87,30 @@ pub struct DatabaseDef {
     pub engine: String,
     #[serde(default)]
     pub tables: BTreeMap<String, TableDef>,
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ddl::{Statement, parse};
+
+    fn table(sql: &str) -> super::TableDef {
+        match parse(sql).unwrap() {
+            Statement::CreateTable { table, .. } => table,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_sort_key_is_the_sort_columns_then_a_time_partition_column() {
+        let seed = table(
+            r#"create table "dfs://stock"."stock"(time TIMESTAMP, name SYMBOL, id INT) partitioned by time, sortColumns=[`NAME]"#,
+        );
+        assert_eq!(seed.sort_key(), ["name", "time"]);
+        let explicit = table(
+            r#"create table "dfs://stock".t(time TIMESTAMP, name SYMBOL) partitioned by time, sortColumns=[`name, `time]"#,
+        );
+        assert_eq!(explicit.sort_key(), ["name", "time"]);
+        let by_int = table(r#"create table "dfs://m".t(k INT, v DOUBLE) partitioned by k"#);
+        assert!(by_int.sort_key().is_empty());
+    }
 }

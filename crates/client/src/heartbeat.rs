@@ -24,13 +24,15 @@ pub fn self_report(alias: &str, mode: NodeMode, addr: &str) -> HeartbeatRequest 
 }
 
 /// Sends `report` every `interval` until `shutdown` turns true, then sends one last heartbeat
-/// with `stopping = true` so the leader learns of a graceful stop at once.
+/// with `stopping = true` so the leader learns of a graceful stop at once. The cluster version
+/// each answer carries is published on `cluster_version` when given.
 pub async fn run(
     client: ControllerClient,
     report: HeartbeatRequest,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
     draining: Option<watch::Receiver<bool>>,
+    cluster_version: Option<watch::Sender<u32>>,
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -45,6 +47,13 @@ pub async fn run(
         let mut report = report.clone();
         report.stopping = draining.as_ref().is_some_and(|d| *d.borrow());
         let sent = tokio::time::timeout(interval * 4, client.heartbeat(report)).await;
+        if let (Ok(Ok(answer)), Some(v)) = (&sent, &cluster_version) {
+            v.send_if_modified(|known| {
+                let newer = answer.cluster_version > *known;
+                *known = (*known).max(answer.cluster_version);
+                newer
+            });
+        }
         match sent {
             Ok(Ok(_)) if failing => {
                 tracing::info!("heartbeats reach the controller leader again");

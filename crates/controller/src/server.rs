@@ -136,6 +136,7 @@ pub async fn run(
         cfg.raft_heartbeat_interval,
         stop_rx,
         None,
+        None,
     ));
 
     let served = shoal_server::serve::serve(router, listener, async move {

@@ -6,6 +6,7 @@ mod catalog_cache;
 mod coordinator;
 mod drain;
 mod error;
+mod flush_policy;
 mod ingest;
 mod node;
 mod primary;

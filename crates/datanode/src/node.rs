@@ -22,6 +22,9 @@ pub struct Node {
     pub links: Links,
     /// Set by `Drain` (before a planned stop): clients are told to go elsewhere.
     pub draining: tokio::sync::watch::Sender<bool>,
+    /// The cluster version the controllers last answered a heartbeat with (0 before the first
+    /// answer): what formats this node may write.
+    pub cluster_version: tokio::sync::watch::Receiver<u32>,
 }
 
 impl Node {

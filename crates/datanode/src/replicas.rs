@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Serialize};
 use shoal_proto::{ChunkInfo, ReplicaPosition};
-use shoal_storage::{ChunkStore, FailureHook, StorageError, StoreOptions};
+use shoal_storage::{ChunkStore, FailureHook, FlushReport, StorageError, StoreOptions};
 
 /// Format of the per-chunk record in chunkMetaDir.
 const CHUNK_RECORD_VERSION: u32 = 1;
@@ -35,6 +35,9 @@ pub struct LocalReplicas {
     intact: HashSet<u64>,
     /// Serializes creating and resetting stores.
     changes: tokio::sync::Mutex<()>,
+    /// Held by a flush of the chunk, and by a reset or discard of it before anything else: a
+    /// flush writes its files by path, so the directory must not be replaced under it.
+    flushing: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl LocalReplicas {
@@ -79,6 +82,16 @@ impl LocalReplicas {
             }
             let store = match ChunkStore::open(&record.dir, opts.clone()).await {
                 Ok((s, report)) => {
+                    tracing::info!(
+                        "chunk {}: {} chunk files through lsn {}, {} WAL records replayed \
+                         ({} of {} segments skipped)",
+                        record.id,
+                        report.files,
+                        report.flushed_lsn,
+                        report.records,
+                        report.skipped_segments,
+                        report.segments
+                    );
                     if report.torn_tail_bytes > 0 {
                         tracing::warn!(
                             "chunk {}: cut a torn tail of {} bytes",
@@ -116,12 +129,39 @@ impl LocalReplicas {
             stores: Mutex::new(stores),
             intact,
             changes: tokio::sync::Mutex::new(()),
+            flushing: Mutex::default(),
         })
     }
 
     /// Whether chunk `id`'s replica was reopened at start exactly as it was written.
     pub fn reopened_intact(&self, id: u64) -> bool {
         self.intact.contains(&id)
+    }
+
+    /// Flushes chunk `id`'s rows through lsn `through` to a chunk file sorted by `sort_key`
+    /// (see [`ChunkStore::flush`]); `None` when this node holds no such replica. A reset or
+    /// discard of the chunk waits for it.
+    pub async fn flush(
+        &self,
+        id: u64,
+        through: u64,
+        sort_key: &[String],
+    ) -> Result<Option<FlushReport>, StorageError> {
+        let guard = self.flush_guard(id);
+        let _flushing = guard.lock().await;
+        match self.get(id) {
+            Some(store) => store.flush(through, sort_key).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn flush_guard(&self, id: u64) -> Arc<tokio::sync::Mutex<()>> {
+        self.flushing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id)
+            .or_default()
+            .clone()
     }
 
     pub fn get(&self, id: u64) -> Option<Arc<ChunkStore>> {
@@ -197,6 +237,8 @@ impl LocalReplicas {
         chunk: &ChunkInfo,
         schema: SchemaRef,
     ) -> Result<Arc<ChunkStore>, String> {
+        let flush_guard = self.flush_guard(chunk.id);
+        let _no_flush = flush_guard.lock().await;
         let _one = self.changes.lock().await;
         let old = self.lock().remove(&chunk.id);
         if let Some(old) = old {
@@ -223,6 +265,8 @@ impl LocalReplicas {
     /// replica was re-created on another node while this one was down). Skipped while a call
     /// still uses the store; the next upkeep tries again.
     pub async fn discard(&self, id: u64) -> Result<(), String> {
+        let flush_guard = self.flush_guard(id);
+        let _no_flush = flush_guard.lock().await;
         let _one = self.changes.lock().await;
         let store = {
             let mut stores = self.lock();
@@ -242,6 +286,10 @@ impl LocalReplicas {
             .and_then(|d| d.sync_all())
             .map_err(|e| format!("{}: {e}", self.meta_dir.display()))?;
         std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        self.flushing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
         tracing::info!("chunk {id}: replica no longer placed here, deleted");
         Ok(())
     }
@@ -263,6 +311,7 @@ pub fn position(chunk_id: u64, store: &ChunkStore) -> ReplicaPosition {
         rows: p.rows,
         checksum: p.checksum,
         bytes: store.bytes_on_disk(),
+        flushed_lsn: store.flushed_lsn(),
     }
 }
 

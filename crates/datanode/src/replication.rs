@@ -110,6 +110,23 @@ impl Links {
         link
     }
 
+    /// The highest lsn every other in-sync replica of `chunk` is known to hold, this node being
+    /// its primary (`u64::MAX` when there is no other; 0 while one is not known yet).
+    pub fn held_by_all(&self, chunk: &ChunkInfo, me: &str) -> u64 {
+        let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        chunk
+            .replicas
+            .iter()
+            .filter(|r| r.in_sync && r.node != me)
+            .map(|r| {
+                links
+                    .get(&(chunk.id, r.node.clone()))
+                    .map_or(0, |l| l.state.borrow().acked)
+            })
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
     fn forget(&self, chunk_id: u64, peer: &str, link: &Arc<Link>) {
         let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
         let key = (chunk_id, peer.to_owned());
@@ -306,7 +323,7 @@ async fn handshake(
         .get_replica_position(timed(ask(false)))
         .await?
         .into_inner();
-    if store.checksum_at(p.last_lsn) == Some(p.checksum) {
+    if checksum_at(store, p.last_lsn).await? == Some(p.checksum) {
         return Ok(Some(p.last_lsn));
     }
     if replica.in_sync && p.last_lsn > store.last_lsn() {
@@ -419,7 +436,7 @@ async fn rejoin(
             }))
             .await?
             .into_inner();
-        if held.last_lsn != lsn || store.checksum_at(lsn) != Some(held.checksum) {
+        if held.last_lsn != lsn || checksum_at(store, lsn).await? != Some(held.checksum) {
             return Err(Status::out_of_range(format!(
                 "rejoin of {}: it holds lsn {} (checksum {:x}), not {lsn}; looking again",
                 replica.node, held.last_lsn, held.checksum
@@ -519,4 +536,13 @@ fn timed<T>(msg: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
     r.set_timeout(CALL_TIMEOUT);
     r
+}
+
+/// The primary's checksum after `lsn`, read back from the WAL when `lsn` lies below what it
+/// flushed to files (a replica that fell behind a flush still hands over cheaply).
+async fn checksum_at(store: &ChunkStore, lsn: u64) -> Result<Option<u64>, Status> {
+    store
+        .checksum_at_retained(lsn)
+        .await
+        .map_err(crate::error::storage_status)
 }

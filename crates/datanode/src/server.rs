@@ -17,6 +17,7 @@ use shoal_server::node_info::NodeInfoService;
 use tokio::sync::watch;
 
 use crate::catalog_cache::CatalogCache;
+use crate::flush_policy::FlushPolicy;
 use crate::node::Node;
 use crate::replicas::LocalReplicas;
 use crate::replication::Links;
@@ -81,6 +82,8 @@ pub async fn run(
         opts.nodes.controllers().map(|n| n.site.addr()).collect(),
         channels.clone(),
     );
+    // Unknown (0) until the first heartbeat answer: nothing newer than the oldest format.
+    let (cluster_version, cluster_version_rx) = watch::channel(0);
     let node = Arc::new(Node {
         alias: site.alias.clone(),
         catalog: CatalogCache::new(controllers.clone()),
@@ -88,6 +91,7 @@ pub async fn run(
         channels,
         links: Links::default(),
         draining: watch::channel(false).0,
+        cluster_version: cluster_version_rx,
     });
     tracing::info!(
         "data node {} version {} listening on {}",
@@ -161,8 +165,17 @@ pub async fn run(
         controllers,
         shoal_client::heartbeat::self_report(&site.alias, NodeMode::DataNode, &site.addr()),
         cfg.heartbeat_interval,
-        stop_rx,
+        stop_rx.clone(),
         Some(node.draining.subscribe()),
+        Some(cluster_version),
+    ));
+    let flushes = tokio::spawn(crate::flush_policy::run(
+        node.clone(),
+        FlushPolicy {
+            budget_bytes: cfg.cache_engine_bytes(),
+            idle: cfg.flush_idle_time,
+        },
+        stop_rx,
     ));
 
     let failed = store_failures.clone();
@@ -178,6 +191,7 @@ pub async fn run(
         let _ = stop_tx.send(true);
         let _ = heartbeats.await;
         let _ = upkeep.await;
+        let _ = flushes.await;
     })
     .await;
     served?;

@@ -304,8 +304,9 @@ pub struct LocalUpArgs {
     pub timeout: Duration,
     #[arg(long)]
     pub json: bool,
-    /// Override a controller.cfg key in the files of a new cluster, e.g.
-    /// `--set dfsRecoveryWaitTime=2000` (repeatable; checked before anything is written).
+    /// Override a key of the new cluster's controller.cfg or cluster.cfg (whichever knows it;
+    /// both for shared keys such as dataSync), e.g. `--set dfsRecoveryWaitTime=2000` or
+    /// `--set TSDBCacheEngineSize=0.5` (repeatable; checked before anything is written).
     #[arg(long, value_name = "KEY=VALUE")]
     pub set: Vec<String>,
 }
@@ -453,7 +454,7 @@ pub struct ChaosRunArgs {
     pub readers: u32,
     #[arg(long, default_value = "300ms", value_parser = parse_duration)]
     pub read_every: Duration,
-    /// A controller.cfg key for the run's cluster, as `local up --set`.
+    /// A controller.cfg or cluster.cfg key for the run's cluster, as `local up --set`.
     #[arg(long, value_name = "KEY=VALUE")]
     pub set: Vec<String>,
     #[arg(long)]

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use super::cluster_nodes::ClusterNodes;
 use super::kv::{
-    Entry, Key, KvFile, common, fmt_bool, fmt_millis, fmt_path, fmt_paths, parse_path,
-    parse_path_list, parse_positive_millis, resolve_path, suggest, unknown_key,
+    Entry, Key, KvFile, common, fmt_bool, fmt_millis, fmt_path, fmt_paths, parse_non_negative_f64,
+    parse_path, parse_path_list, parse_positive_millis, resolve_path, suggest, unknown_key,
 };
 use super::site::validate_alias;
 use super::{ConfigError, config_dir, read_config_file};
@@ -35,6 +35,13 @@ const CHUNK_META_DIR: Key<PathBuf> =
 const VOLUMES: Key<Vec<PathBuf>> = Key::with_default("volumes", "<ALIAS>/volumes", parse_path_list);
 const HEARTBEAT_INTERVAL: Key<Duration> =
     Key::with_default("heartbeatInterval", "500", parse_positive_millis);
+/// DolphinDB's TSDB cache engine size, GB: rows held in memory before they are flushed to
+/// chunk files. 0 (default): a quarter of `maxMemSize`, or 1 GB when that is 0 (no limit).
+const CACHE_ENGINE_SIZE: Key<f64> =
+    Key::with_default("TSDBCacheEngineSize", "0", parse_non_negative_f64);
+/// A replica with rows in memory and no append for this long (ms) is flushed to a file.
+const FLUSH_IDLE_TIME: Key<Duration> =
+    Key::with_default("flushIdleTime", "60000", parse_positive_millis);
 
 /// Every key `cluster.cfg` may set (globally or as `ALIAS.key`), in
 /// `entries()` order.
@@ -46,6 +53,8 @@ pub const KEYS: &[&str] = &[
     common::MAX_CONNECTIONS.name,
     common::MAX_MEM_SIZE.name,
     HEARTBEAT_INTERVAL.name,
+    CACHE_ENGINE_SIZE.name,
+    FLUSH_IDLE_TIME.name,
 ];
 
 /// The effective settings of one data node.
@@ -68,9 +77,20 @@ pub struct DataNodeConfig {
     /// `heartbeatInterval` in ms (default 500): how often the node
     /// heartbeats to the controller.
     pub heartbeat_interval: Duration,
+    /// `TSDBCacheEngineSize` in GB, effective (the default resolved): the memory budget of
+    /// rows not yet flushed to chunk files.
+    pub cache_engine_gb: f64,
+    /// `flushIdleTime` in ms (default 60000): how long a replica with rows in memory may go
+    /// without appends before they are flushed.
+    pub flush_idle_time: Duration,
 }
 
 impl DataNodeConfig {
+    /// The memory budget of rows not yet flushed, in bytes.
+    pub fn cache_engine_bytes(&self) -> u64 {
+        (self.cache_engine_gb * f64::from(1u32 << 30)) as u64
+    }
+
     /// Every key with its effective value, in [`KEYS`] order (durations in
     /// ms, bools 0/1, `volumes` comma-separated).
     pub fn entries(&self) -> Vec<(String, String)> {
@@ -82,6 +102,8 @@ impl DataNodeConfig {
             self.max_connections.to_string(),
             self.max_mem_size_gb.to_string(),
             fmt_millis(self.heartbeat_interval),
+            self.cache_engine_gb.to_string(),
+            fmt_millis(self.flush_idle_time),
         ];
         KEYS.iter().map(|k| k.to_string()).zip(values).collect()
     }
@@ -225,6 +247,14 @@ impl ClusterCfg {
             max_connections: self.get(&common::MAX_CONNECTIONS, alias)?,
             max_mem_size_gb: self.get(&common::MAX_MEM_SIZE, alias)?,
             heartbeat_interval: self.get(&HEARTBEAT_INTERVAL, alias)?,
+            cache_engine_gb: match self.get(&CACHE_ENGINE_SIZE, alias)? {
+                0.0 => match self.get(&common::MAX_MEM_SIZE, alias)? {
+                    0.0 => 1.0,
+                    max => max / 4.0,
+                },
+                gb => gb,
+            },
+            flush_idle_time: self.get(&FLUSH_IDLE_TIME, alias)?,
         })
     }
 

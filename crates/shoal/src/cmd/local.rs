@@ -21,7 +21,9 @@ use anyhow::{Context, bail};
 use futures::future::join_all;
 use indicatif::{ProgressBar, ProgressStyle};
 use shoal_agent::{install, process};
-use shoal_common::config::{ClusterNodes, ControllerConfig, NodeMode};
+use shoal_common::config::{
+    ClusterCfg, ClusterNodes, ControllerConfig, NodeMode, cluster_cfg, controller,
+};
 use shoal_common::secret::{self, SECRET_FILE};
 use shoal_common::users::{self, ADMIN_PASSWORD_FILE, Role, USERS_FILE};
 use shoal_proto::NodeState;
@@ -53,30 +55,67 @@ fn cluster_nodes_text(hosts: &[String], base_port: u16) -> String {
     text
 }
 
-/// The seed's controller.cfg for one machine, with `--set KEY=VALUE` overrides applied and the
-/// result checked like the controller will check it (a bad key or value writes nothing).
+/// The seed's controller.cfg for one machine, with the `--set KEY=VALUE` overrides of its keys
+/// applied and the result checked like the controller will check it (a bad value writes
+/// nothing).
 fn controller_cfg(site: &str, overrides: &[String]) -> anyhow::Result<String> {
-    let mut lines: Vec<String> = format!(
+    let base = format!(
         "mode=controller\nlocalSite={site}\ndfsHAMode=Raft\ndfsReplicationFactor=2\n\
          dfsReplicaReliabilityLevel=1\ndataSync=1\nworkerNum=4\nmaxConnections=512\nmaxMemSize=8\n\
-         lanCluster=0\ndfsRecoveryWaitTime=30000\ndfsMetaDir=dfsMeta"
-    )
-    .lines()
-    .map(str::to_owned)
-    .collect();
+         lanCluster=0\ndfsRecoveryWaitTime=30000\ndfsMetaDir=dfsMeta\n"
+    );
+    let text = with_overrides(&base, overrides, controller::KEYS)?;
+    ControllerConfig::parse(Path::new("controller.cfg (with --set)"), &text)?;
+    Ok(text)
+}
+
+/// The local cluster's cluster.cfg with the `--set` overrides of its keys, checked like a data
+/// node will check it.
+fn cluster_cfg(overrides: &[String]) -> anyhow::Result<String> {
+    let text = with_overrides(CLUSTER_CFG, overrides, cluster_cfg::KEYS)?;
+    ClusterCfg::parse(Path::new("cluster.cfg (with --set)"), &text)?;
+    Ok(text)
+}
+
+/// `text` with each override whose key is one of `keys` replacing that key's line (or added).
+fn with_overrides(text: &str, overrides: &[String], keys: &[&str]) -> anyhow::Result<String> {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     for o in overrides {
-        let Some((key, _)) = o.split_once('=') else {
-            bail!("--set {o}: expected KEY=VALUE");
-        };
+        let key = override_key(o)?;
+        if !keys.contains(&key) {
+            continue;
+        }
         let prefix = format!("{key}=");
         match lines.iter_mut().find(|l| l.starts_with(&prefix)) {
             Some(line) => *line = o.clone(),
             None => lines.push(o.clone()),
         }
     }
-    let text = lines.join("\n") + "\n";
-    ControllerConfig::parse(Path::new("controller.cfg (with --set)"), &text)?;
-    Ok(text)
+    Ok(lines.join("\n") + "\n")
+}
+
+fn override_key(o: &str) -> anyhow::Result<&str> {
+    match o.split_once('=') {
+        Some((key, _)) => Ok(key),
+        None => bail!("--set {o}: expected KEY=VALUE"),
+    }
+}
+
+/// Refuses an override no file of the local cluster knows (before anything is written).
+fn check_overrides(overrides: &[String]) -> anyhow::Result<()> {
+    for o in overrides {
+        let key = override_key(o)?;
+        if !controller::KEYS.contains(&key) && !cluster_cfg::KEYS.contains(&key) {
+            bail!(
+                "--set {o}: `{key}` is not a key of controller.cfg ({}) or cluster.cfg ({})",
+                controller::KEYS.join(", "),
+                cluster_cfg::KEYS.join(", ")
+            );
+        }
+    }
+    controller_cfg("127.0.0.1:1:check", overrides)?;
+    cluster_cfg(overrides)?;
+    Ok(())
 }
 
 fn agent_cfg(site: &str, controller: &str) -> String {
@@ -89,7 +128,8 @@ const CLUSTER_CFG: &str = "# Data nodes; <ALIAS> is replaced by each node's alia
     chunkMetaDir=<ALIAS>/storage\nvolumes=<ALIAS>/volumes\ndataSync=1\nworkerNum=4\nmaxMemSize=8\n";
 
 /// Writes the cluster's files unless `dir` already holds a cluster (then it is reused as is):
-/// one machine per address of `hosts`, ports from `base_port`, controller.cfg overrides `set`.
+/// one machine per address of `hosts`, ports from `base_port`, `set` overrides applied to the
+/// file (controller.cfg, cluster.cfg, or both) that knows each key.
 /// Also how `shoal chaos` lays out its cluster in network namespaces.
 pub(crate) fn write_config(
     dir: &Path,
@@ -104,7 +144,7 @@ pub(crate) fn write_config(
     if hosts.is_empty() {
         bail!("--hosts needs at least one address");
     }
-    controller_cfg("127.0.0.1:1:check", set)?; // refuse bad overrides before writing
+    check_overrides(set)?; // refuse bad overrides before writing
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let text = cluster_nodes_text(hosts, base_port);
     let nodes = ClusterNodes::parse(&nodes_path, &text)?;
@@ -134,7 +174,7 @@ pub(crate) fn write_config(
                 NodeMode::DataNode => {}
             }
         }
-        fs::write(home.join("cluster.cfg"), CLUSTER_CFG)?;
+        fs::write(home.join("cluster.cfg"), cluster_cfg(set)?)?;
         fs::write(home.join("cluster.nodes"), &text)?;
         fs::copy(&secret_path, home.join(SECRET_FILE))?;
         secret::write_private(&home.join(USERS_FILE), &users)?;

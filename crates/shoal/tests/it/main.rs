@@ -5,6 +5,7 @@
 
 mod auth;
 mod chaos;
+mod chunk_files;
 mod cluster;
 mod config_files;
 mod data;

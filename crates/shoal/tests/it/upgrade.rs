@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use shoal_common::version::CLUSTER_VERSION;
 
-use crate::data::create_seed_table;
+use crate::chunk_files::{replica_dirs, wait_all_flushed};
+use crate::data::{Data, create_seed_table, runtime};
 use crate::harness::{
     Frozen, LocalCluster, Spawned, all_up, kill9, leader, next_binary, node, nodes,
     previous_release_binary, shoal_bin, shoal_with, shoal_with_env, stderr, stdout,
@@ -758,8 +759,17 @@ fn the_previous_release_is_upgraded_to_this_code_under_writes() {
 
     // The previous release's cluster stays at its level until the finalize raises it to ours;
     // until then what its controllers would not know is refused (and `verify` below finds
-    // every row still there).
+    // every row still there), and no replica is written in a format it could not read.
     assert_eq!(cluster.status()["cluster_version"].as_u64(), Some(1));
+    let replicas = replica_dirs(&cluster.dir);
+    assert!(!replicas.is_empty());
+    for dir in &replicas {
+        assert!(
+            !dir.join("MANIFEST").exists(),
+            "{} converted before finalize",
+            dir.display()
+        );
+    }
     let err = sql_refused(
         &cluster,
         r#"ALTER TABLE "dfs://stock".stock DROP PARTITION 2023.01.01"#,
@@ -771,5 +781,15 @@ fn the_previous_release_is_upgraded_to_this_code_under_writes() {
         cluster.status()["cluster_version"].as_u64(),
         Some(u64::from(CLUSTER_VERSION))
     );
+    // Then each replica converts once idle (`flushIdleTime`, 60 s by default), losing nothing.
+    let rt = runtime();
+    wait_all_flushed(&rt, &Data::connect(&cluster), Duration::from_secs(150));
+    for dir in replica_dirs(&cluster.dir) {
+        assert!(
+            dir.join("MANIFEST").is_file(),
+            "{} not converted",
+            dir.display()
+        );
+    }
     verify(&cluster, tmp.path());
 }

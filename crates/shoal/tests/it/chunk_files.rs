@@ -1,0 +1,140 @@
+//! Chunk files (storage format 2) on a cluster this release created: replicas move their rows
+//! from memory into sorted Parquet files once idle, every row stays queryable exactly once, the
+//! replicas agree, and a restarted machine reopens from its files, replaying only what came
+//! after them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::data::{Data, create_seed_table, runtime, seed_rows};
+use crate::harness::{LocalCluster, stderr};
+use crate::query::sql;
+
+const ROWS_PER_APPEND: i32 = 2_000;
+
+#[test]
+fn idle_replicas_flush_to_files_and_a_restart_replays_only_the_tail() {
+    let cluster = LocalCluster::start_with(&["--set", "flushIdleTime=1000"]);
+    create_seed_table(&cluster);
+    let rt = runtime();
+    let data = Data::connect(&cluster);
+    let mut seq = 0u64;
+    let mut append = |n: i32| {
+        rt.block_on(async {
+            for _ in 0..n {
+                seq += 1;
+                let first = (seq as i32 - 1) * ROWS_PER_APPEND;
+                let ids: Vec<i32> = (1..=ROWS_PER_APPEND).map(|k| first + k).collect();
+                let day = i64::from(seq as i32 % 2);
+                let batch = seed_rows(&ids, day);
+                let r = data
+                    .client
+                    .append("dfs://stock", "stock", 1, seq, &batch)
+                    .await;
+                assert_eq!(r.unwrap().rows, ROWS_PER_APPEND as u64);
+            }
+        });
+        seq as i32 * ROWS_PER_APPEND
+    };
+    let written = append(100);
+
+    // Every replica of both chunks moves all it holds into files within seconds of going idle.
+    let flushed = wait_all_flushed(&rt, &data, Duration::from_secs(60));
+    assert_eq!(flushed.len(), 4, "2 chunks × 2 replicas: {flushed:?}");
+    for dir in replica_dirs(&cluster.dir) {
+        assert!(
+            dir.join("MANIFEST").is_file(),
+            "{} has no MANIFEST",
+            dir.display()
+        );
+        let files = std::fs::read_dir(dir.join("f")).unwrap().count();
+        assert!(files >= 1, "{} has no chunk file", dir.display());
+    }
+    let count = r#"SELECT count(*) AS n, count(DISTINCT id) AS ids, min(id) AS lo, max(id) AS hi FROM "dfs://stock".stock"#;
+    let all = |n: i32| json!([{"n": n, "ids": n, "lo": 1, "hi": n}]);
+    assert_eq!(sql(&cluster, count), all(written));
+    rt.block_on(data.assert_replicas_agree());
+
+    // A machine restarted: its replicas reopen from their files with nothing to replay, and
+    // rows written after that go to the WAL and then to new files again.
+    let host = cluster.hosts[0].clone();
+    for step in ["stop", "start"] {
+        let out = cluster.run(&["host", step, &host]);
+        assert!(out.status.success(), "host {step}: {}", stderr(&out));
+    }
+    let reopened = reopen_lines(&cluster.dir.join(&host).join("log"));
+    assert!(!reopened.is_empty(), "{host} reopened no replica");
+    for line in &reopened {
+        assert!(
+            line.contains(" 0 WAL records replayed") && !line.contains("through lsn 0,"),
+            "a replica replayed records its files hold: {line}"
+        );
+    }
+    let written = append(20);
+    assert_eq!(sql(&cluster, count), all(written));
+    wait_all_flushed(&rt, &data, Duration::from_secs(60));
+    rt.block_on(data.assert_replicas_agree());
+    assert_eq!(sql(&cluster, count), all(written));
+}
+
+/// Waits until every replica's records are all in files; answers each replica's flushed lsn.
+pub fn wait_all_flushed(
+    rt: &tokio::runtime::Runtime,
+    data: &Data,
+    within: Duration,
+) -> BTreeMap<(u64, String), u64> {
+    let started = Instant::now();
+    loop {
+        let positions = rt.block_on(data.positions());
+        if !positions.is_empty()
+            && positions
+                .values()
+                .all(|p| p.last_lsn > 0 && p.flushed_lsn == p.last_lsn)
+        {
+            return positions
+                .into_iter()
+                .map(|(k, p)| (k, p.flushed_lsn))
+                .collect();
+        }
+        assert!(
+            started.elapsed() < within,
+            "replicas not flushed: {positions:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// What each replica reopened at a data node's start said (see `LocalReplicas::open`).
+fn reopen_lines(log_dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for f in std::fs::read_dir(log_dir).unwrap().flatten() {
+        let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+        lines.extend(
+            text.lines()
+                .filter(|l| l.contains("WAL records replayed"))
+                .map(str::to_owned),
+        );
+    }
+    lines
+}
+
+/// Every chunk replica's directory under the cluster's machines.
+pub fn replica_dirs(cluster: &Path) -> Vec<std::path::PathBuf> {
+    let mut dirs = Vec::new();
+    for machine in std::fs::read_dir(cluster).unwrap().flatten() {
+        for node in std::fs::read_dir(machine.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let chunks = node.path().join("volumes").join("chunks");
+            for c in std::fs::read_dir(&chunks).into_iter().flatten().flatten() {
+                dirs.push(c.path());
+            }
+        }
+    }
+    dirs
+}
