@@ -10,8 +10,10 @@ use std::sync::OnceLock;
 /// Protocol generation between nodes: raised when a release needs every node to speak
 /// something new (gated by the cluster version until then).
 pub const WIRE_VERSION: u32 = 1;
-/// On-disk format generation (WAL, chunk records, Raft state).
-pub const STORAGE_FORMAT_VERSION: u32 = 1;
+/// On-disk format generation this build writes (WAL, chunk records, Raft state): 2 adds chunk
+/// files and a MANIFEST per replica, written only from [`CHUNK_FILES_CLUSTER_VERSION`] on;
+/// format 1 stays readable.
+pub const STORAGE_FORMAT_VERSION: u32 = 2;
 /// The highest cluster version this release can run at. A cluster version says what every node
 /// may use; it rises only through `shoal upgrade --finalize` (to the level of the release every
 /// node then runs) or is set at a brand-new cluster's first start, so a rolled-back binary
