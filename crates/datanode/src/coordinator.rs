@@ -161,6 +161,11 @@ async fn write_share(
             // Refused for the request itself, not for the primary's state: the same answer
             // would come again.
             Err(s) if Reason::of(&s) == Some(Reason::SeqOutsideDedupWindow) => return Err(s),
+            // The primary is healthy but its memory is full until flushes catch up: the client
+            // retries later (no failover, nothing was written).
+            Err(s) if Reason::of(&s) == Some(Reason::MemoryFull) => {
+                return Err(Status::unavailable(s.message().to_owned()));
+            }
             Err(s) => s,
         };
         // Refused before the local append (stale metadata) versus after it or unknown.

@@ -6,13 +6,22 @@
 //!
 //! A primary flushes only what every other in-sync replica already holds; another replica
 //! flushes all it holds (every record of it came from the primary, which has it too).
+//!
+//! When flushes fall behind, [`MemoryBudget::admit`] holds new appends at their primary while
+//! the node's rows in memory are above twice the budget, and refuses them if that lasts
+//! (RESOURCE_EXHAUSTED with [`Reason::MemoryFull`], which the coordinator passes on to the
+//! client as UNAVAILABLE, to retry, without failing the primary over): memory stays bounded
+//! instead of growing until the node is killed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use shoal_common::version::CHUNK_FILES_CLUSTER_VERSION;
-use tokio::sync::watch;
+use shoal_proto::Reason;
+use tokio::sync::{Notify, watch};
+use tonic::Status;
 
 use crate::node::Node;
 use crate::primary::is_primary;
@@ -24,10 +33,71 @@ const CHUNK_FILE_BYTES: u64 = 64 << 20;
 
 #[derive(Clone, Copy, Debug)]
 pub struct FlushPolicy {
-    /// `TSDBCacheEngineSize`: rows in memory above it are flushed, largest replica first.
-    pub budget_bytes: u64,
     /// `flushIdleTime`.
     pub idle: Duration,
+}
+
+/// The node's rows in memory (not yet in chunk files) against `TSDBCacheEngineSize`, as the
+/// flush policy last counted them (0 while chunk files are not allowed: nothing can be freed).
+pub struct MemoryBudget {
+    /// Rows in memory above it are flushed, largest replica first.
+    pub limit: u64,
+    in_memory: AtomicU64,
+    counted: Notify,
+    /// Longest an append is held before it is refused.
+    hold: Duration,
+}
+
+/// How long an append waits for flushes to make room before it is refused.
+const HOLD: Duration = Duration::from_secs(2);
+
+impl MemoryBudget {
+    pub fn new(limit: u64) -> Self {
+        Self::with_hold(limit, HOLD)
+    }
+
+    fn with_hold(limit: u64, hold: Duration) -> Self {
+        Self {
+            limit,
+            in_memory: AtomicU64::new(0),
+            counted: Notify::new(),
+            hold,
+        }
+    }
+
+    fn set(&self, bytes: u64) {
+        self.in_memory.store(bytes, Ordering::Relaxed);
+        self.counted.notify_waiters();
+    }
+
+    fn over(&self) -> Option<u64> {
+        let bytes = self.in_memory.load(Ordering::Relaxed);
+        (bytes > self.limit.saturating_mul(2)).then_some(bytes)
+    }
+
+    /// Lets an append through at once unless the node's rows in memory are above twice the
+    /// budget; then waits up to [`HOLD`] for flushes to bring them down, and refuses it
+    /// ([`Reason::MemoryFull`]) if they do not.
+    pub async fn admit(&self, alias: &str) -> Result<(), Status> {
+        let deadline = tokio::time::Instant::now() + self.hold;
+        while let Some(bytes) = self.over() {
+            let counted = self.counted.notified();
+            if self.over().is_none() {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, counted).await.is_err() {
+                return Err(
+                    Reason::MemoryFull.attach(Status::resource_exhausted(format!(
+                        "data node {alias} holds {} MiB of rows not yet flushed to chunk files, \
+                     over twice TSDBCacheEngineSize ({} MiB); retry shortly",
+                        bytes >> 20,
+                        self.limit >> 20
+                    ))),
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A replica as the policy last saw it.
@@ -51,6 +121,7 @@ pub async fn run(node: Arc<Node>, policy: FlushPolicy, mut stop: watch::Receiver
                 _ = stop.wait_for(|s| *s) => return,
                 () = flush(&node, id) => {}
             }
+            node.memory.set(in_memory(&node));
         }
     }
 }
@@ -59,6 +130,7 @@ pub async fn run(node: Arc<Node>, policy: FlushPolicy, mut stop: watch::Receiver
 fn due(node: &Node, policy: &FlushPolicy, seen: &mut HashMap<u64, Seen>, now: Instant) -> Vec<u64> {
     let mut in_memory: Vec<(u64, u64)> = Vec::new(); // (bytes, id)
     let mut due = Vec::new();
+    let mut due_bytes = 0;
     let ids = node.replicas.ids();
     seen.retain(|id, _| ids.contains(id));
     for id in ids {
@@ -82,20 +154,32 @@ fn due(node: &Node, policy: &FlushPolicy, seen: &mut HashMap<u64, Seen>, now: In
         }
         if bytes >= CHUNK_FILE_BYTES || now.duration_since(s.since) >= policy.idle {
             due.push(id);
+            due_bytes += bytes;
         } else {
             in_memory.push((bytes, id));
         }
     }
     let mut total: u64 = in_memory.iter().map(|(b, _)| b).sum();
+    node.memory.set(total + due_bytes);
     in_memory.sort_unstable_by(|a, b| b.cmp(a));
     for (bytes, id) in in_memory {
-        if total <= policy.budget_bytes {
+        if total <= node.memory.limit {
             break;
         }
         due.push(id);
         total -= bytes;
     }
     due
+}
+
+/// The node's rows not yet in chunk files.
+fn in_memory(node: &Node) -> u64 {
+    node.replicas
+        .ids()
+        .into_iter()
+        .filter_map(|id| node.replicas.get(id))
+        .map(|s| s.unflushed_bytes())
+        .sum()
 }
 
 async fn flush(node: &Node, id: u64) {
@@ -128,5 +212,40 @@ async fn flush(node: &Node, id: u64) {
         ),
         Ok(_) => {}
         Err(e) => tracing::warn!("chunk {id}: flush failed: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn appends_pass_under_twice_the_budget_wait_above_it_and_are_refused_if_it_lasts() {
+        let budget = Arc::new(MemoryBudget::with_hold(100, Duration::from_millis(300)));
+        budget.set(200);
+        budget.admit("node1").await.unwrap();
+
+        budget.set(201);
+        let started = Instant::now();
+        let err = budget.admit("node1").await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(Reason::of(&err), Some(Reason::MemoryFull));
+        assert!(
+            err.message().contains("TSDBCacheEngineSize"),
+            "{}",
+            err.message()
+        );
+        assert!(started.elapsed() >= Duration::from_millis(300));
+
+        // A flush bringing memory down lets the held append through before the deadline.
+        let b = budget.clone();
+        let freed = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            b.set(150);
+        });
+        let started = Instant::now();
+        budget.admit("node1").await.unwrap();
+        assert!(started.elapsed() < Duration::from_millis(300));
+        freed.await.unwrap();
     }
 }

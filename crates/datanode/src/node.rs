@@ -11,6 +11,7 @@ use shoal_storage::ChunkStore;
 use tonic::Status;
 
 use crate::catalog_cache::CatalogCache;
+use crate::flush_policy::MemoryBudget;
 use crate::replicas::LocalReplicas;
 use crate::replication::Links;
 
@@ -25,6 +26,8 @@ pub struct Node {
     /// The cluster version the controllers last answered a heartbeat with (0 before the first
     /// answer): what formats this node may write.
     pub cluster_version: tokio::sync::watch::Receiver<u32>,
+    /// Rows in memory against `TSDBCacheEngineSize` (see `flush_policy`).
+    pub memory: MemoryBudget,
 }
 
 impl Node {

@@ -18,6 +18,7 @@ pub async fn write_chunk(
     node: &Arc<Node>,
     req: WriteChunkRequest,
 ) -> Result<WriteChunkResponse, Status> {
+    node.memory.admit(&node.alias).await?;
     node.catalog.ensure_fresh().await?;
     let chunk = node
         .catalog

@@ -17,7 +17,7 @@ use shoal_server::node_info::NodeInfoService;
 use tokio::sync::watch;
 
 use crate::catalog_cache::CatalogCache;
-use crate::flush_policy::FlushPolicy;
+use crate::flush_policy::{FlushPolicy, MemoryBudget};
 use crate::node::Node;
 use crate::replicas::LocalReplicas;
 use crate::replication::Links;
@@ -92,6 +92,7 @@ pub async fn run(
         links: Links::default(),
         draining: watch::channel(false).0,
         cluster_version: cluster_version_rx,
+        memory: MemoryBudget::new(cfg.cache_engine_bytes()),
     });
     tracing::info!(
         "data node {} version {} listening on {}",
@@ -172,7 +173,6 @@ pub async fn run(
     let flushes = tokio::spawn(crate::flush_policy::run(
         node.clone(),
         FlushPolicy {
-            budget_bytes: cfg.cache_engine_bytes(),
             idle: cfg.flush_idle_time,
         },
         stop_rx,

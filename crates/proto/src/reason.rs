@@ -14,12 +14,17 @@ pub enum Reason {
     /// dedup window, so whether it was applied before is unknown. Nothing was written; re-sending
     /// it cannot help (unlike "not the primary", which a coordinator retries).
     SeqOutsideDedupWindow,
+    /// RESOURCE_EXHAUSTED from an append at a chunk's primary: the node's rows not yet flushed
+    /// to chunk files stayed over twice its memory budget. Nothing was written; the primary is
+    /// healthy (no failover), and the client may retry shortly.
+    MemoryFull,
 }
 
 impl Reason {
     fn as_str(self) -> &'static str {
         match self {
             Reason::SeqOutsideDedupWindow => "seq-outside-dedup-window",
+            Reason::MemoryFull => "memory-full",
         }
     }
 
@@ -35,7 +40,7 @@ impl Reason {
     /// The reason `status` carries, if any this build knows.
     pub fn of(status: &Status) -> Option<Reason> {
         let value = status.metadata().get(REASON_METADATA_KEY)?.to_str().ok()?;
-        [Reason::SeqOutsideDedupWindow]
+        [Reason::SeqOutsideDedupWindow, Reason::MemoryFull]
             .into_iter()
             .find(|r| r.as_str() == value)
     }
