@@ -176,7 +176,8 @@ impl ControllerService {
     }
 
     /// A controller's Raft role and matched log index, from the leader's replication metrics
-    /// (so "follower" means it acknowledged this leader recently, not merely that it is up).
+    /// (so "follower" means it acknowledged this leader recently, not merely that it is up)
+    /// and membership ("learner": a non-voting member that did).
     fn raft_view(&self, alias: &str, metrics: &RaftMetrics<TypeConfig>) -> (RaftRole, u64) {
         let Some(id) = self.core.topology.controller_id(alias) else {
             return (RaftRole::Unspecified, 0);
@@ -197,10 +198,13 @@ impl ControllerService {
             .as_ref()
             .and_then(|h| h.get(&id).cloned().flatten())
             .is_some_and(|t| t.elapsed() < FOLLOWER_ACK_WINDOW);
-        let role = if acked {
-            RaftRole::Follower
-        } else {
-            RaftRole::Unreachable
+        let membership = metrics.membership_config.membership();
+        let voter = membership.voter_ids().any(|v| v == id);
+        let role = match (acked, voter) {
+            (false, _) => RaftRole::Unreachable,
+            (true, true) => RaftRole::Follower,
+            // A learner: joining, or re-admitted after its store was lost.
+            (true, false) => RaftRole::Learner,
         };
         (role, matched)
     }

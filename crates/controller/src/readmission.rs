@@ -1,0 +1,289 @@
+//! The leader admits controllers: those joining a group just formed, and those whose store was
+//! lost (finding F7). Every second it asks each declared controller's `Identity`, then:
+//!
+//! ```text
+//!   voter, not admitted ──RemoveVoters (kept as learner)──▶ learner, not admitted
+//!   not a member ──────────────AddNodes────────────────────▶ learner, not admitted
+//!   learner, not admitted ──matched ≥ leader's last index──▶ Admit RPC ─▶ learner, admitted
+//!   learner, admitted ─────────AddVoterIds─────────────────▶ voter, admitted
+//! ```
+//!
+//! A controller that is not admitted refuses every vote (`crate::admission`), so until it is
+//! demoted it counts as a voter that never votes: a 3-voter group then elects a leader only if
+//! both others agree, and commits only with two of three acknowledgements (its own among them:
+//! it holds what it acknowledges, since the restart). The demotion needs the other two voters;
+//! the window lasts from its restart until then (about a second, longer if another controller
+//! is down, which leaves the group without a quorum of voters that vote anyway). A controller
+//! that does not answer, or answers UNIMPLEMENTED (a build before 0.2, during a rolling
+//! upgrade), is left as it is.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use openraft::ChangeMembers;
+use openraft::async_runtime::WatchReceiver;
+use shoal_client::channel::Channels;
+use shoal_proto::AdmitRequest;
+use tokio::sync::watch;
+
+use crate::admission::Admission;
+use crate::controller_service::ControllerCore;
+use crate::peer_identity::{self, PeerAnswer};
+use crate::raft_types::NodeId;
+
+const TICK: Duration = Duration::from_secs(1);
+/// How long a learner may take to catch up before the leader looks again at the next tick.
+const CATCH_UP: Duration = Duration::from_secs(30);
+
+/// What the leader does with one declared controller. Pure, tested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Nothing,
+    /// A voter whose store was lost: make it a learner first.
+    Demote,
+    /// Not in the membership: add it as a learner.
+    AddLearner,
+    /// A learner not admitted: wait until it caught up, then admit it.
+    CatchUpAndAdmit,
+    /// An admitted learner: make it a voter.
+    Promote,
+}
+
+pub fn step(is_voter: bool, is_learner: bool, answer: &PeerAnswer) -> Step {
+    let admitted = match answer {
+        PeerAnswer::Known(r) => r.admitted,
+        // Unknown: leave it as it is.
+        PeerAnswer::Old | PeerAnswer::Unreachable(_) => return Step::Nothing,
+    };
+    match (is_voter, is_learner, admitted) {
+        (true, _, true) => Step::Nothing,
+        (true, _, false) => Step::Demote,
+        (false, false, _) => Step::AddLearner,
+        (false, true, false) => Step::CatchUpAndAdmit,
+        (false, true, true) => Step::Promote,
+    }
+}
+
+pub async fn run(
+    core: ControllerCore,
+    admission: std::sync::Arc<Admission>,
+    channels: Channels,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        if core.ensure_leader().is_err() {
+            continue;
+        }
+        tokio::select! {
+            () = tick(&core, &admission, &channels) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+async fn tick(core: &ControllerCore, admission: &Admission, channels: &Channels) {
+    let me = admission.id();
+    for (id, (alias, addr)) in core.topology.controllers() {
+        if id == me {
+            continue;
+        }
+        let membership = core
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .clone();
+        let m = membership.membership();
+        let is_voter = m.voter_ids().any(|v| v == id);
+        let is_learner = !is_voter && m.get_node(&id).is_some();
+        let answer = peer_identity::ask(channels, &addr).await;
+        let result = match step(is_voter, is_learner, &answer) {
+            Step::Nothing => Ok(()),
+            Step::Demote => demote(core, id, &alias, m.voter_ids().count()).await,
+            Step::AddLearner => add_learner(core, id, &alias, &addr).await,
+            Step::CatchUpAndAdmit => {
+                catch_up_and_admit(core, admission, channels, id, &alias, &addr).await
+            }
+            Step::Promote => promote(core, admission, id, &alias, &answer).await,
+        };
+        if let Err(e) = result {
+            tracing::warn!("admitting controller {alias}: {e}");
+        }
+        if core.ensure_leader().is_err() {
+            return;
+        }
+    }
+}
+
+async fn demote(
+    core: &ControllerCore,
+    id: NodeId,
+    alias: &str,
+    voters: usize,
+) -> Result<(), String> {
+    if voters <= 1 {
+        return Err("it is the only voter".into());
+    }
+    tracing::warn!(
+        "controller {alias} (raft id {id}) answers that its metadata store is new: its disk was \
+         lost or replaced, and it no longer holds the votes and entries it acknowledged. Making \
+         it a learner; it becomes a voter again once it has caught up"
+    );
+    core.raft
+        .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), true)
+        .await
+        .map_err(|e| format!("demote to learner: {e}"))?;
+    tracing::info!("controller {alias} (raft id {id}) is a learner");
+    Ok(())
+}
+
+async fn add_learner(
+    core: &ControllerCore,
+    id: NodeId,
+    alias: &str,
+    addr: &str,
+) -> Result<(), String> {
+    core.raft
+        .add_learner(id, openraft::BasicNode::new(addr), false)
+        .await
+        .map_err(|e| format!("add as learner: {e}"))?;
+    tracing::info!("controller {alias} (raft id {id}) added as a learner");
+    Ok(())
+}
+
+/// Waits until learner `id` holds every entry this leader held when called; answers that index.
+async fn wait_caught_up(core: &ControllerCore, id: NodeId) -> Result<u64, String> {
+    let target = {
+        let m = core.raft.metrics();
+        let m = m.borrow_watched();
+        m.last_log_index.unwrap_or(0)
+    };
+    let started = Instant::now();
+    loop {
+        let matched = {
+            let m = core.raft.metrics();
+            let m = m.borrow_watched();
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(&id).cloned().flatten())
+                .map(|l| l.index)
+        };
+        if matched.is_some_and(|i| i >= target) {
+            break;
+        }
+        if started.elapsed() > CATCH_UP || core.ensure_leader().is_err() {
+            return Err(format!(
+                "not caught up within {CATCH_UP:?} (holds up to {matched:?}, leader at {target})"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(target)
+}
+
+async fn catch_up_and_admit(
+    core: &ControllerCore,
+    admission: &Admission,
+    channels: &Channels,
+    id: NodeId,
+    alias: &str,
+    addr: &str,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let target = wait_caught_up(core, id).await?;
+    let resp = peer_identity::admit(
+        channels,
+        addr,
+        AdmitRequest {
+            raft_id: id,
+            cluster_id: admission.cluster_id(),
+            caught_up_to: target,
+            leader_id: admission.id(),
+        },
+    )
+    .await
+    .map_err(|e| format!("admit: {e}"))?;
+    if !resp.admitted {
+        return Err("it did not record its admission".into());
+    }
+    tracing::info!(
+        "controller {alias} (raft id {id}) caught up to log index {target} in {:?} and is admitted",
+        started.elapsed()
+    );
+    make_voter(core, id, alias).await
+}
+
+/// An admitted learner (its promotion was cut short, say by a leader change): a voter once it
+/// holds what this leader holds, if it belongs to this group.
+async fn promote(
+    core: &ControllerCore,
+    admission: &Admission,
+    id: NodeId,
+    alias: &str,
+    answer: &PeerAnswer,
+) -> Result<(), String> {
+    if let PeerAnswer::Known(r) = answer {
+        let ours = admission.cluster_id();
+        if !r.cluster_id.is_empty() && !ours.is_empty() && r.cluster_id != ours {
+            return Err(format!(
+                "it belongs to controller group {}, this is {ours}; not making it a voter",
+                r.cluster_id
+            ));
+        }
+    }
+    wait_caught_up(core, id).await?;
+    make_voter(core, id, alias).await
+}
+
+async fn make_voter(core: &ControllerCore, id: NodeId, alias: &str) -> Result<(), String> {
+    core.raft
+        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
+        .await
+        .map_err(|e| format!("make voter: {e}"))?;
+    tracing::info!("controller {alias} (raft id {id}) is a voter");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_proto::IdentityResponse;
+
+    use super::*;
+
+    fn said(admitted: bool) -> PeerAnswer {
+        PeerAnswer::Known(IdentityResponse {
+            admitted,
+            holds_state: true,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_voter_that_lost_its_store_is_demoted_caught_up_admitted_and_promoted() {
+        assert_eq!(step(true, false, &said(false)), Step::Demote);
+        assert_eq!(step(false, true, &said(false)), Step::CatchUpAndAdmit);
+        assert_eq!(step(false, true, &said(true)), Step::Promote);
+        assert_eq!(step(true, false, &said(true)), Step::Nothing);
+    }
+
+    #[test]
+    fn a_controller_joining_a_new_group_is_added_as_a_learner_first() {
+        assert_eq!(step(false, false, &said(false)), Step::AddLearner);
+        // Even one that says it is admitted: it votes only as a voter of this group.
+        assert_eq!(step(false, false, &said(true)), Step::AddLearner);
+    }
+
+    #[test]
+    fn a_controller_that_does_not_answer_or_predates_identity_is_left_alone() {
+        for answer in [PeerAnswer::Old, PeerAnswer::Unreachable("down".into())] {
+            for (voter, learner) in [(true, false), (false, true), (false, false)] {
+                assert_eq!(step(voter, learner, &answer), Step::Nothing);
+            }
+        }
+    }
+}
