@@ -211,7 +211,7 @@ impl ControllerService {
 }
 
 /// A follower that has not acknowledged the leader for this long is shown as unreachable.
-const FOLLOWER_ACK_WINDOW: Duration = Duration::from_secs(3);
+pub const FOLLOWER_ACK_WINDOW: Duration = Duration::from_secs(3);
 
 #[tonic::async_trait]
 impl Controller for ControllerService {

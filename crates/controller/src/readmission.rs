@@ -21,6 +21,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use openraft::ChangeMembers;
+use openraft::Instant as _;
 use openraft::async_runtime::WatchReceiver;
 use shoal_client::channel::Channels;
 use shoal_proto::AdmitRequest;
@@ -104,7 +105,14 @@ async fn tick(core: &ControllerCore, admission: &Admission, channels: &Channels)
         let answer = peer_identity::ask(channels, &addr).await;
         let result = match step(is_voter, is_learner, &answer) {
             Step::Nothing => Ok(()),
-            Step::Demote => demote(core, id, &alias, m.voter_ids().count()).await,
+            Step::Demote => {
+                let voters: Vec<NodeId> = m.voter_ids().collect();
+                let acked = acked_recently(core);
+                match demotion_blocker(id, &voters, &acked) {
+                    Some(why) => Err(format!("its store was lost; not made a learner yet: {why}")),
+                    None => demote(core, id, &alias).await,
+                }
+            }
             Step::AddLearner => add_learner(core, id, &alias, &addr).await,
             Step::CatchUpAndAdmit => {
                 catch_up_and_admit(core, admission, channels, id, &alias, &addr).await
@@ -120,15 +128,50 @@ async fn tick(core: &ControllerCore, admission: &Admission, channels: &Channels)
     }
 }
 
-async fn demote(
-    core: &ControllerCore,
-    id: NodeId,
-    alias: &str,
-    voters: usize,
-) -> Result<(), String> {
-    if voters <= 1 {
-        return Err("it is the only voter".into());
+/// Why voter `id` cannot be made a learner now, if it cannot: the change goes through a joint
+/// configuration that needs a majority of the voters without it, so those must be answering
+/// (this leader and the controllers in `acked`). Started without them, it would stall every
+/// metadata write until they return; left as it is, the group keeps committing with the
+/// controller's acknowledgements (it holds what it acknowledges since its restart) and it
+/// still never votes. Pure, tested.
+pub fn demotion_blocker(id: NodeId, voters: &[NodeId], acked: &BTreeSet<NodeId>) -> Option<String> {
+    let rest: Vec<NodeId> = voters.iter().copied().filter(|v| *v != id).collect();
+    if rest.is_empty() {
+        return Some("it is the only voter".into());
     }
+    let answering = rest.iter().filter(|v| acked.contains(v)).count();
+    let needed = rest.len() / 2 + 1;
+    (answering < needed).then(|| {
+        format!(
+            "{answering} of the {} other voters answer, {needed} needed for the change",
+            rest.len()
+        )
+    })
+}
+
+/// This leader and the controllers that acknowledged it recently.
+fn acked_recently(core: &ControllerCore) -> BTreeSet<NodeId> {
+    let m = core.raft.metrics();
+    let m = m.borrow_watched();
+    let mut acked: BTreeSet<NodeId> = m
+        .heartbeat
+        .as_ref()
+        .map(|h| {
+            h.iter()
+                .filter(|(_, t)| {
+                    t.as_ref().is_some_and(|t| {
+                        t.elapsed() < crate::controller_service::FOLLOWER_ACK_WINDOW
+                    })
+                })
+                .map(|(id, _)| *id)
+                .collect()
+        })
+        .unwrap_or_default();
+    acked.insert(m.id);
+    acked
+}
+
+async fn demote(core: &ControllerCore, id: NodeId, alias: &str) -> Result<(), String> {
     tracing::warn!(
         "controller {alias} (raft id {id}) answers that its metadata store is new: its disk was \
          lost or replaced, and it no longer holds the votes and entries it acknowledged. Making \
@@ -269,6 +312,22 @@ mod tests {
         assert_eq!(step(false, true, &said(false)), Step::CatchUpAndAdmit);
         assert_eq!(step(false, true, &said(true)), Step::Promote);
         assert_eq!(step(true, false, &said(true)), Step::Nothing);
+    }
+
+    #[test]
+    fn a_voter_is_demoted_only_while_a_majority_of_the_others_answers() {
+        let acked = |ids: &[NodeId]| ids.iter().copied().collect::<BTreeSet<_>>();
+        // Leader 1 and controller 3 answer: 2 of {1, 3}.
+        assert_eq!(demotion_blocker(2, &[1, 2, 3], &acked(&[1, 3])), None);
+        // Controller 3 down: a joint config would need it.
+        assert!(demotion_blocker(2, &[1, 2, 3], &acked(&[1])).is_some());
+        assert!(demotion_blocker(1, &[1], &acked(&[1])).is_some());
+        // Five voters: 3 of the other 4 needed.
+        assert!(demotion_blocker(5, &[1, 2, 3, 4, 5], &acked(&[1, 2])).is_some());
+        assert_eq!(
+            demotion_blocker(5, &[1, 2, 3, 4, 5], &acked(&[1, 2, 3])),
+            None
+        );
     }
 
     #[test]

@@ -26,12 +26,15 @@ pub async fn transfer_leadership(
     let metrics = core.raft.metrics().borrow_watched().clone();
     let to = if req.to_alias.is_empty() {
         // The most caught-up other voter: it wins the election without waiting to catch up.
+        // Replication also reaches learners (a controller joining or re-admitted), which
+        // cannot lead.
+        let voters: Vec<u64> = metrics.membership_config.membership().voter_ids().collect();
         metrics
             .replication
             .as_ref()
             .and_then(|r| {
                 r.iter()
-                    .filter(|(id, _)| **id != metrics.id)
+                    .filter(|(id, _)| **id != metrics.id && voters.contains(id))
                     .max_by_key(|(_, matched)| matched.as_ref().map_or(0, |l| l.index))
                     .map(|(id, _)| *id)
             })

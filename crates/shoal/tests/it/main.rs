@@ -7,6 +7,7 @@ mod auth;
 mod chaos;
 mod cluster;
 mod config_files;
+mod controller_amnesia;
 mod data;
 mod ddl;
 mod disk_full;
