@@ -70,6 +70,9 @@ pub async fn run(
         // again (openraft never lowers a value a quorum accepted), and it cannot vote until it
         // is re-admitted (`admission`, `readmission`).
         allow_log_reversion: Some(true),
+        // An election would count this controller's own vote: none until it is admitted
+        // (`Admission::admit` turns them on).
+        enable_elect: admission.is_admitted(),
         ..Default::default()
     }
     .validate()
@@ -79,11 +82,6 @@ pub async fn run(
     let raft = Raft::new(id, Arc::new(raft_config), network, log_store, state_machine)
         .await
         .map_err(|e| ControllerError::Raft(e.to_string()))?;
-
-    if !admission.is_admitted() {
-        // An election would count this controller's own vote.
-        raft.runtime_config().elect(false);
-    }
 
     let listener = shoal_server::serve::bind(&cfg.local_site.addr()).await?;
     tracing::info!(
