@@ -15,7 +15,11 @@ use shoal_proto::ClusterStatusRequest;
 use shoal_proto::controller_client::ControllerClient as RawControllerClient;
 
 use crate::data::{Data, create_seed_table, runtime, seed_rows};
-use crate::harness::{Frozen, LocalCluster, kill9, leader, node, nodes, stderr, stdout};
+use crate::harness::{
+    Frozen, LocalCluster, kill9, leader, node, nodes, previous_release_binary, shoal_with, stderr,
+    stdout,
+};
+use crate::upgrade::version_of;
 
 const DB: &str = "dfs://stock";
 const TABLE: &str = "stock";
@@ -60,6 +64,44 @@ fn a_cold_restart_of_every_controller_keeps_the_group_and_its_metadata() {
         let role = node(&after, &c)["raft_role"].as_str().unwrap().to_owned();
         assert!(role == "leader" || role == "follower", "{c}: {role}");
     }
+}
+
+/// The identity record is a table the previous release never opens: that release, put in
+/// place of this one on every machine (as a rollback does), runs the group this code formed
+/// (controller 1 its only first voter, the others added as learners) with everything committed.
+#[test]
+fn the_previous_release_runs_a_group_this_code_formed_and_reads_its_stores() {
+    let previous = previous_release_binary();
+    let cluster = LocalCluster::start();
+    create_seed_table(&cluster);
+    let out = cluster.run(&["local", "down"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for host in &cluster.hosts {
+        let versions = cluster.dir.join(host).join("versions");
+        for v in std::fs::read_dir(&versions).unwrap() {
+            std::fs::copy(&previous, v.unwrap().path().join("shoal")).unwrap();
+        }
+    }
+    let dir = cluster.dir_str();
+    let out = shoal_with(
+        &previous,
+        &["local", "up", "--dir", dir, "--timeout", "60s"],
+    );
+    assert!(out.status.success(), "{}\n{}", stderr(&out), cluster.logs());
+    let status = cluster.status();
+    for c in controllers(&status) {
+        let n = node(&status, &c);
+        assert_eq!(
+            n["version"].as_str(),
+            Some(version_of(&previous).as_str()),
+            "{n}"
+        );
+        assert!(matches!(
+            n["raft_role"].as_str(),
+            Some("leader" | "follower")
+        ));
+    }
+    assert_eq!(databases(&cluster), BTreeSet::from([DB.to_owned()]));
 }
 
 fn lose_a_controllers_store(wiped: &str) {

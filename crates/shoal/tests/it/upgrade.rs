@@ -17,7 +17,7 @@ use crate::harness::{
 };
 
 /// The version a binary reports (`build-info`).
-fn version_of(binary: &Path) -> String {
+pub fn version_of(binary: &Path) -> String {
     let out = shoal_with(binary, &["build-info"]);
     assert!(out.status.success(), "build-info: {}", stderr(&out));
     let info: Value = serde_json::from_slice(&out.stdout).unwrap();
