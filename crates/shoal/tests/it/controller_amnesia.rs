@@ -79,7 +79,11 @@ fn the_previous_release_runs_a_group_this_code_formed_and_reads_its_stores() {
     for host in &cluster.hosts {
         let versions = cluster.dir.join(host).join("versions");
         for v in std::fs::read_dir(&versions).unwrap() {
-            std::fs::copy(&previous, v.unwrap().path().join("shoal")).unwrap();
+            // `local up` installed the binary as a hard link to the test build: a new file,
+            // never a write through that link.
+            let installed = v.unwrap().path().join("shoal");
+            std::fs::remove_file(&installed).unwrap();
+            std::fs::copy(&previous, &installed).unwrap();
         }
     }
     let dir = cluster.dir_str();
