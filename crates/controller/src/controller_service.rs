@@ -37,6 +37,9 @@ pub struct ControllerCore {
     /// between cannot be overtaken by it.
     pub liveness_writes: Arc<tokio::sync::Mutex<()>>,
     pub placement: PlacementPolicy,
+    /// Controllers that answered, at the leader's last look (`readmission`), that they are not
+    /// admitted: they refuse votes, so leadership is never handed to them.
+    pub not_admitted: Arc<std::sync::Mutex<std::collections::BTreeSet<crate::raft_types::NodeId>>>,
 }
 
 /// A metadata write that has not committed by then is reported as unavailable (e.g. this
@@ -211,7 +214,7 @@ impl ControllerService {
 }
 
 /// A follower that has not acknowledged the leader for this long is shown as unreachable.
-pub const FOLLOWER_ACK_WINDOW: Duration = Duration::from_secs(3);
+const FOLLOWER_ACK_WINDOW: Duration = Duration::from_secs(3);
 
 #[tonic::async_trait]
 impl Controller for ControllerService {

@@ -17,7 +17,7 @@
 //! that does not answer, or answers UNIMPLEMENTED (a build before 0.2, during a rolling
 //! upgrade), is left as it is.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use openraft::ChangeMembers;
@@ -33,6 +33,7 @@ use crate::peer_identity::{self, PeerAnswer};
 use crate::raft_types::NodeId;
 
 const TICK: Duration = Duration::from_secs(1);
+const WARN_EVERY: Duration = Duration::from_secs(30);
 /// How long a learner may take to catch up before the leader looks again at the next tick.
 const CATCH_UP: Duration = Duration::from_secs(30);
 
@@ -72,6 +73,9 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(TICK);
+    // When each controller's last failed step was logged: a step blocked for long (another
+    // controller down) is logged every `WARN_EVERY`, not every tick.
+    let mut warned: HashMap<NodeId, Instant> = HashMap::new();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -81,18 +85,43 @@ pub async fn run(
             continue;
         }
         tokio::select! {
-            () = tick(&core, &admission, &channels) => {}
+            () = tick(&core, &admission, &channels, &mut warned) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
     }
 }
 
-async fn tick(core: &ControllerCore, admission: &Admission, channels: &Channels) {
+async fn tick(
+    core: &ControllerCore,
+    admission: &Admission,
+    channels: &Channels,
+    warned: &mut HashMap<NodeId, Instant>,
+) {
     let me = admission.id();
+    // Every answer first: a demotion needs to know who else is up right now.
+    let mut answers = Vec::new();
     for (id, (alias, addr)) in core.topology.controllers() {
-        if id == me {
-            continue;
+        if id != me {
+            let answer = peer_identity::ask(channels, &addr).await;
+            answers.push((id, alias, addr, answer));
         }
+    }
+    if let Ok(mut not_admitted) = core.not_admitted.lock() {
+        for (id, _, _, answer) in &answers {
+            match answer {
+                PeerAnswer::Known(r) if !r.admitted => not_admitted.insert(*id),
+                PeerAnswer::Known(_) | PeerAnswer::Old => not_admitted.remove(id),
+                PeerAnswer::Unreachable(_) => false,
+            };
+        }
+    }
+    let answering: BTreeSet<NodeId> = answers
+        .iter()
+        .filter(|(_, _, _, a)| !matches!(a, PeerAnswer::Unreachable(_)))
+        .map(|(id, ..)| *id)
+        .chain([me])
+        .collect();
+    for (id, alias, addr, answer) in answers {
         let membership = core
             .raft
             .metrics()
@@ -102,13 +131,16 @@ async fn tick(core: &ControllerCore, admission: &Admission, channels: &Channels)
         let m = membership.membership();
         let is_voter = m.voter_ids().any(|v| v == id);
         let is_learner = !is_voter && m.get_node(&id).is_some();
-        let answer = peer_identity::ask(channels, &addr).await;
-        let result = match step(is_voter, is_learner, &answer) {
+        let next = step(is_voter, is_learner, &answer);
+        let result = match next {
             Step::Nothing => Ok(()),
             Step::Demote => {
                 let voters: Vec<NodeId> = m.voter_ids().collect();
-                let acked = acked_recently(core);
-                match demotion_blocker(id, &voters, &acked) {
+                let up: BTreeSet<NodeId> = acked_recently(core)
+                    .intersection(&answering)
+                    .copied()
+                    .collect();
+                match demotion_blocker(id, &voters, &up) {
                     Some(why) => Err(format!("its store was lost; not made a learner yet: {why}")),
                     None => demote(core, id, &alias).await,
                 }
@@ -119,8 +151,20 @@ async fn tick(core: &ControllerCore, admission: &Admission, channels: &Channels)
             }
             Step::Promote => promote(core, admission, id, &alias, &answer).await,
         };
-        if let Err(e) = result {
-            tracing::warn!("admitting controller {alias}: {e}");
+        match result {
+            Err(e) if warned.get(&id).is_none_or(|t| t.elapsed() >= WARN_EVERY) => {
+                warned.insert(id, Instant::now());
+                tracing::warn!("admitting controller {alias}: {e}");
+            }
+            Err(_) => {}
+            Ok(()) => {
+                warned.remove(&id);
+                if next == Step::CatchUpAndAdmit
+                    && let Ok(mut not_admitted) = core.not_admitted.lock()
+                {
+                    not_admitted.remove(&id);
+                }
+            }
         }
         if core.ensure_leader().is_err() {
             return;
@@ -129,8 +173,10 @@ async fn tick(core: &ControllerCore, admission: &Admission, channels: &Channels)
 }
 
 /// Why voter `id` cannot be made a learner now, if it cannot: the change goes through a joint
-/// configuration that needs a majority of the voters without it, so those must be answering
-/// (this leader and the controllers in `acked`). Started without them, it would stall every
+/// configuration that needs a majority of the voters without it, so those must be up (this
+/// leader and the controllers in `acked`: they acknowledged it within the last second and
+/// answered `Identity` in this round; a controller that fails in between still stalls writes
+/// until it returns). Started without them, it would stall every
 /// metadata write until they return; left as it is, the group keeps committing with the
 /// controller's acknowledgements (it holds what it acknowledges since its restart) and it
 /// still never votes. Pure, tested.
@@ -149,7 +195,11 @@ pub fn demotion_blocker(id: NodeId, voters: &[NodeId], acked: &BTreeSet<NodeId>)
     })
 }
 
-/// This leader and the controllers that acknowledged it recently.
+/// A voter that acknowledged the leader within this is taken to be up for a demotion (its
+/// heartbeats come every `raftHeartbeatInterval`, 200 ms by default).
+const DEMOTION_ACK_WINDOW: Duration = Duration::from_secs(1);
+
+/// This leader and the controllers that acknowledged it within [`DEMOTION_ACK_WINDOW`].
 fn acked_recently(core: &ControllerCore) -> BTreeSet<NodeId> {
     let m = core.raft.metrics();
     let m = m.borrow_watched();
@@ -159,9 +209,8 @@ fn acked_recently(core: &ControllerCore) -> BTreeSet<NodeId> {
         .map(|h| {
             h.iter()
                 .filter(|(_, t)| {
-                    t.as_ref().is_some_and(|t| {
-                        t.elapsed() < crate::controller_service::FOLLOWER_ACK_WINDOW
-                    })
+                    t.as_ref()
+                        .is_some_and(|t| t.elapsed() < DEMOTION_ACK_WINDOW)
                 })
                 .map(|(id, _)| *id)
                 .collect()

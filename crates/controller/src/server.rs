@@ -117,6 +117,7 @@ pub async fn run(
             level: cfg.dfs_replica_reliability_level,
             recovery_wait: cfg.dfs_recovery_wait_time,
         },
+        not_admitted: Arc::default(),
     };
     let auth = ServerAuth::new(&opts.secret);
     let router = tonic::transport::Server::builder()

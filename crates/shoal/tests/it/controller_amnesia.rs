@@ -34,6 +34,96 @@ fn another_controller_losing_its_store_does_not_vote_and_rejoins_as_learner() {
     lose_a_controllers_store("ctl2");
 }
 
+/// A follower's store lost while the other follower is down: the leader cannot make it a
+/// learner (the joint configuration would need the one that is down), so the group keeps
+/// committing with its acknowledgements while it never votes; once the other is back it is
+/// made a learner, admitted and a voter, with everything committed meanwhile.
+#[test]
+fn a_store_lost_while_another_controller_is_down_waits_for_it_then_rejoins() {
+    let cluster = LocalCluster::start();
+    let status = cluster.status();
+    let lead = leader(&status).unwrap();
+    let followers: Vec<String> = controllers(&status)
+        .into_iter()
+        .filter(|c| *c != lead)
+        .collect();
+    let (wiped, down) = (followers[0].clone(), followers[1].clone());
+    let frozen_down_agent = Frozen::new(agent_pid(&status, &down));
+    kill9(pid(&status, &down));
+    let frozen_agent = Frozen::new(agent_pid(&status, &wiped));
+    kill9(pid(&status, &wiped));
+    std::thread::sleep(Duration::from_millis(300));
+    let logs_at_wipe = controller_log(&cluster, &lead).len();
+    let since_wipe = || controller_log(&cluster, &lead)[logs_at_wipe..].to_owned();
+    empty_dir(&meta_dir(&cluster, &status, &wiped));
+    drop(frozen_agent);
+
+    // The leader and the wiped controller (which acknowledges what it holds) commit.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = cluster.run(&[
+            "sql",
+            r#"CREATE DATABASE "dfs://during" PARTITIONED BY VALUE(1..3)"#,
+        ]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}\n{}",
+            stderr(&out),
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let blocked =
+        format!("admitting controller {wiped}: its store was lost; not made a learner yet");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !since_wipe().contains(&blocked) {
+        assert!(Instant::now() < deadline, "{lead} never logged `{blocked}`");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let s = cluster.status();
+    assert_eq!(node(&s, &wiped)["raft_role"], "follower", "{s:#}");
+    let rt = runtime();
+    let data = Data::connect(&cluster);
+    // It refuses votes, so the leader does not hand it leadership.
+    let refused = rt.block_on(data.controllers.transfer_leadership(&wiped));
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("has not been re-admitted")),
+        "{refused:?}"
+    );
+
+    // The other follower returns (its agent restarts it): the wiped one is re-admitted.
+    drop(frozen_down_agent);
+    cluster.wait_status(
+        "every controller a voter, the wiped one re-admitted",
+        Duration::from_secs(60),
+        |s| {
+            controllers(s).iter().all(|c| {
+                matches!(
+                    node(s, c)["raft_role"].as_str(),
+                    Some("leader" | "follower")
+                )
+            }) && since_wipe().contains(&format!(
+                "controller {wiped} (raft id {}) is a voter",
+                raft_id(&wiped)
+            ))
+        },
+    );
+    for c in controllers(&s) {
+        let to = rt.block_on(data.controllers.transfer_leadership(&c));
+        assert_eq!(to.as_deref().ok(), Some(c.as_str()), "{to:?}");
+        assert_eq!(
+            databases(&cluster),
+            BTreeSet::from(["dfs://during".to_owned()]),
+            "databases with {c} leading"
+        );
+    }
+}
+
 /// Every controller stopped and started again with its store (`local down`, `local up`): the
 /// same group comes back (no new one is formed), with everything committed.
 #[test]
