@@ -37,6 +37,9 @@ pub struct ControllerCore {
     /// between cannot be overtaken by it.
     pub liveness_writes: Arc<tokio::sync::Mutex<()>>,
     pub placement: PlacementPolicy,
+    /// Controllers that answered, at the leader's last look (`readmission`), that they are not
+    /// admitted: they refuse votes, so leadership is never handed to them.
+    pub not_admitted: Arc<std::sync::Mutex<std::collections::BTreeSet<crate::raft_types::NodeId>>>,
 }
 
 /// A metadata write that has not committed by then is reported as unavailable (e.g. this
@@ -176,7 +179,8 @@ impl ControllerService {
     }
 
     /// A controller's Raft role and matched log index, from the leader's replication metrics
-    /// (so "follower" means it acknowledged this leader recently, not merely that it is up).
+    /// (so "follower" means it acknowledged this leader recently, not merely that it is up)
+    /// and membership ("learner": a non-voting member that did).
     fn raft_view(&self, alias: &str, metrics: &RaftMetrics<TypeConfig>) -> (RaftRole, u64) {
         let Some(id) = self.core.topology.controller_id(alias) else {
             return (RaftRole::Unspecified, 0);
@@ -197,10 +201,13 @@ impl ControllerService {
             .as_ref()
             .and_then(|h| h.get(&id).cloned().flatten())
             .is_some_and(|t| t.elapsed() < FOLLOWER_ACK_WINDOW);
-        let role = if acked {
-            RaftRole::Follower
-        } else {
-            RaftRole::Unreachable
+        let membership = metrics.membership_config.membership();
+        let voter = membership.voter_ids().any(|v| v == id);
+        let role = match (acked, voter) {
+            (false, _) => RaftRole::Unreachable,
+            (true, true) => RaftRole::Follower,
+            // A learner: joining, or re-admitted after its store was lost.
+            (true, false) => RaftRole::Learner,
         };
         (role, matched)
     }

@@ -4,8 +4,13 @@
 //! Layout: [`raft_types`] declares openraft's types, [`command`] the replicated commands and
 //! [`cluster_meta`] how they change the metadata; [`raft_network`] / [`raft_service`] carry
 //! Raft RPCs over tonic; [`controller_service`] answers nodes and operators; [`leader_duties`]
-//! runs the leader's periodic work; [`server`] assembles it all.
+//! runs the leader's periodic work; [`server`] assembles it all. [`admission`] keeps a
+//! controller whose store is new from voting until it is admitted; [`bootstrap`] forms the
+//! group once, on a new cluster; [`readmission`] has the leader add controllers as learners and
+//! make them voters once caught up (finding F7, a lost store).
 
+pub mod admission;
+pub mod bootstrap;
 pub mod catalog;
 pub mod chunks;
 pub mod cluster_meta;
@@ -14,11 +19,13 @@ pub mod controller_service;
 pub mod ddl;
 pub mod leader_duties;
 pub mod liveness;
+pub mod peer_identity;
 pub mod placement;
 pub mod raft_network;
 pub mod raft_service;
 pub mod raft_types;
 pub mod re_replication;
+pub mod readmission;
 pub mod server;
 pub mod topology;
 pub mod upgrade;

@@ -14,6 +14,7 @@ use shoal_server::node_info::NodeInfoService;
 use tokio::sync::watch;
 
 use crate::ControllerError;
+use crate::admission::{Admission, Start};
 use crate::chunks::PlacementPolicy;
 use crate::controller_service::{ControllerCore, ControllerService};
 use crate::liveness::Liveness;
@@ -53,6 +54,8 @@ pub async fn run(
     })?;
     let (log_store, state_machine) = shoal_raft_store::open(&cfg.dfs_meta_dir)?;
     let state = state_machine.state();
+    // Before the Raft node exists, so before it answers anything (see `admission`).
+    let (admission, start) = Admission::open(id, log_store.identity())?;
 
     let raft_config = openraft::Config {
         cluster_name: "shoal".into(),
@@ -61,6 +64,15 @@ pub async fn run(
         election_timeout_max: millis(cfg.raft_election_timeout) * 2,
         // A whole snapshot travels in one message; give a lagging follower time to take it.
         install_snapshot_timeout: millis(SNAPSHOT_TIMEOUT),
+        // A controller whose store was lost answers the leader with an empty log. Without this
+        // openraft (debug builds) asserts that a follower's log never goes back; with it the
+        // leader replicates to it from the start. What it acknowledged before is not counted
+        // again (openraft never lowers a value a quorum accepted), and it cannot vote until it
+        // is re-admitted (`admission`, `readmission`).
+        allow_log_reversion: Some(true),
+        // An election would count this controller's own vote: none until it is admitted
+        // (`Admission::admit` turns them on).
+        enable_elect: admission.is_admitted(),
         ..Default::default()
     }
     .validate()
@@ -78,21 +90,20 @@ pub async fn run(
         cfg.local_site.addr()
     );
 
-    // The first controller of cluster.nodes forms the group on a fresh cluster. A controller
-    // that already holds a log or a vote never initializes again.
-    if id == 1
-        && !raft
-            .is_initialized()
-            .await
-            .map_err(|e| ControllerError::Raft(e.to_string()))?
-    {
-        tracing::info!(
-            "initializing the controller group: {:?}",
-            topology.controller_addrs()
-        );
-        if let Err(e) = raft.initialize(topology.raft_members()).await {
-            tracing::warn!("initialize: {e}");
-        }
+    match start {
+        Start::Member => {}
+        Start::Legacy => tracing::info!(
+            "metadata store written before 0.2: recorded as an admitted member of its group"
+        ),
+        Start::NotAdmitted => tracing::info!(
+            "metadata store is new (first start, or the disk was lost or replaced): this \
+             controller does not vote until {}",
+            if id == 1 {
+                "it forms the group (every controller answers with a new store) or the leader re-admits it"
+            } else {
+                "the leader has made it a learner, found it caught up and admitted it"
+            }
+        ),
     }
 
     let core = ControllerCore {
@@ -106,11 +117,12 @@ pub async fn run(
             level: cfg.dfs_replica_reliability_level,
             recovery_wait: cfg.dfs_recovery_wait_time,
         },
+        not_admitted: Arc::default(),
     };
     let auth = ServerAuth::new(&opts.secret);
     let router = tonic::transport::Server::builder()
         .add_service(tonic::service::interceptor::InterceptedService::new(
-            RaftTransportServer::new(RaftService::new(raft.clone()))
+            RaftTransportServer::new(RaftService::new(raft.clone(), admission.clone()))
                 .max_decoding_message_size(MAX_RAFT_MESSAGE),
             auth.clone(),
         ))
@@ -129,6 +141,23 @@ pub async fn run(
         cfg.node_heartbeat_timeout,
         stop_rx.clone(),
     ));
+    let readmission = tokio::spawn(crate::readmission::run(
+        core.clone(),
+        admission.clone(),
+        channels.clone(),
+        stop_rx.clone(),
+    ));
+    // Controller 1 with a new store decides whether to form the group, once serving (its
+    // peers ask nothing of it, but a leader may already be sending it entries).
+    let bootstrap = (id == 1 && start == Start::NotAdmitted).then(|| {
+        tokio::spawn(crate::bootstrap::run(
+            raft.clone(),
+            admission.clone(),
+            topology.clone(),
+            channels.clone(),
+            stop_rx.clone(),
+        ))
+    });
     let client = ControllerClient::new(topology.controller_addrs(), channels);
     let heartbeats = tokio::spawn(shoal_client::heartbeat::run(
         client,
@@ -147,6 +176,10 @@ pub async fn run(
     })
     .await;
     let _ = duties.await;
+    let _ = readmission.await;
+    if let Some(b) = bootstrap {
+        let _ = b.await;
+    }
     if let Err(e) = raft.shutdown().await {
         tracing::warn!("raft shutdown: {e}");
     }

@@ -57,6 +57,11 @@ impl Topology {
             .collect()
     }
 
+    /// Every declared controller: Raft id, alias, address.
+    pub fn controllers(&self) -> impl Iterator<Item = (NodeId, (String, String))> + '_ {
+        self.controllers.iter().map(|(id, c)| (*id, c.clone()))
+    }
+
     pub fn controller_addrs(&self) -> Vec<String> {
         self.controllers.values().map(|(_, a)| a.clone()).collect()
     }

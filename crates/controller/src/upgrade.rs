@@ -25,14 +25,28 @@ pub async fn transfer_leadership(
 ) -> Result<TransferLeadershipResponse, Status> {
     core.ensure_lease().await?;
     let metrics = core.raft.metrics().borrow_watched().clone();
+    // A controller re-admitted after losing its store refuses votes: it could not take over.
+    let not_admitted = core
+        .not_admitted
+        .lock()
+        .map(|n| n.clone())
+        .unwrap_or_default();
     let to = if req.to_alias.is_empty() {
         // The most caught-up other voter: it wins the election without waiting to catch up.
+        // Replication also reaches learners (a controller joining or re-admitted), which
+        // cannot lead.
+        let voters: Vec<u64> = metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .filter(|v| !not_admitted.contains(v))
+            .collect();
         metrics
             .replication
             .as_ref()
             .and_then(|r| {
                 r.iter()
-                    .filter(|(id, _)| **id != metrics.id)
+                    .filter(|(id, _)| **id != metrics.id && voters.contains(id))
                     .max_by_key(|(_, matched)| matched.as_ref().map_or(0, |l| l.index))
                     .map(|(id, _)| *id)
             })
@@ -42,6 +56,13 @@ pub async fn transfer_leadership(
             Status::invalid_argument(format!("`{}` is not a controller", req.to_alias))
         })?
     };
+    if not_admitted.contains(&to) {
+        return Err(Status::failed_precondition(format!(
+            "controller `{}` lost its metadata store and has not been re-admitted yet; it cannot \
+             lead",
+            req.to_alias
+        )));
+    }
     if to == metrics.id {
         return Ok(TransferLeadershipResponse {
             leader_alias: req.to_alias,

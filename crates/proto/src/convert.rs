@@ -66,6 +66,7 @@ impl RaftRole {
             RaftRole::Leader => "leader",
             RaftRole::Follower => "follower",
             RaftRole::Unreachable => "unreachable",
+            RaftRole::Learner => "learner",
             RaftRole::Unspecified => "",
         }
     }
@@ -75,6 +76,7 @@ impl RaftRole {
             "leader" => RaftRole::Leader,
             "follower" => RaftRole::Follower,
             "unreachable" => RaftRole::Unreachable,
+            "learner" => RaftRole::Learner,
             _ => RaftRole::Unspecified,
         }
     }
@@ -110,7 +112,12 @@ mod tests {
             new.set_chunk_state(s);
             assert_eq!(new.current_state(), s);
         }
-        for r in [RaftRole::Leader, RaftRole::Follower, RaftRole::Unreachable] {
+        for r in [
+            RaftRole::Leader,
+            RaftRole::Follower,
+            RaftRole::Unreachable,
+            RaftRole::Learner,
+        ] {
             let old = NodeStatus {
                 raft_role: r.name().into(),
                 ..Default::default()

@@ -49,6 +49,12 @@ pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("
 pub(crate) const SNAPSHOT_META_KEY: &str = "meta";
 pub(crate) const SNAPSHOT_DATA_KEY: &str = "data";
 
+/// Who the store belongs to and whether it was admitted (serde_json of `Identity`). Not
+/// created with the other tables: builds before it never open it, and its absence means a
+/// store written by one of them.
+pub(crate) const IDENTITY: TableDefinition<&str, &[u8]> = TableDefinition::new("identity_v1");
+pub(crate) const IDENTITY_KEY: &str = "identity";
+
 /// Encodes a log index as a `LOG` key.
 pub(crate) fn log_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()

@@ -13,10 +13,13 @@
 //! | `raft_meta_v1`     | `"vote"`, `"last_purged_log_id"` | serde_json                        |
 //! | `state_machine_v1` | `"state"`, `"last_applied"`, `"last_membership"` | serde_json        |
 //! | `snapshot_v1`      | `"meta"`, `"data"`         | serde_json `SnapshotMeta`; data bytes   |
+//! | `identity_v1`      | `"identity"`               | serde_json [`Identity`] (since 0.2)     |
 //!
 //! `meta` is unversioned so that any build can read the version of any file; [`open`]
 //! refuses versions it does not know. Every other table carries the version in its name, so
-//! a future format can live next to (and migrate from) this one.
+//! a future format can live next to (and migrate from) this one. `identity_v1` was added
+//! without a format bump: it is created on first write, and a build that predates it neither
+//! reads it nor minds it (see [`identity`]).
 //!
 //! # Durability
 //!
@@ -50,6 +53,7 @@ use openraft::type_config::alias::EntryPayloadOf;
 
 mod db;
 mod error;
+pub mod identity;
 mod log_store;
 mod state_machine;
 
@@ -57,6 +61,8 @@ mod state_machine;
 mod tests;
 
 pub use error::StoreError;
+pub use identity::Identity;
+pub use identity::IdentityStore;
 pub use log_store::LogStore;
 pub use state_machine::SharedState;
 pub use state_machine::SnapshotBuilder;

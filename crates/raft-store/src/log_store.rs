@@ -46,6 +46,11 @@ impl<C: RaftTypeConfig> LogStore<C> {
         }
     }
 
+    /// The identity record of the same file.
+    pub fn identity(&self) -> crate::IdentityStore {
+        crate::IdentityStore::new(self.db.clone())
+    }
+
     fn read_entries(&self, start: u64, end: Option<u64>) -> Result<Vec<C::Entry>, StoreError> {
         let db = &self.db;
         let txn = db.db.begin_read().map_err(db.err("begin read"))?;

@@ -160,6 +160,57 @@ async fn state_vote_and_log_survive_reopen() {
     assert_eq!(log.try_get_log_entries(0..10).await.unwrap().len(), 2);
 }
 
+/// A new file holds no Raft state and no identity; a vote, a log entry or an applied entry
+/// each make it one that does; the identity record survives a reopen.
+#[tokio::test]
+async fn identity_and_raft_state_are_told_apart_and_survive_reopen() {
+    let dir = TempDir::new().unwrap();
+    {
+        let (mut log, _sm) = open_test(dir.path());
+        let id = log.identity();
+        assert_eq!(id.read().unwrap(), None);
+        assert!(!id.holds_raft_state().unwrap(), "a new file holds nothing");
+        let pending = crate::Identity {
+            version: crate::identity::IDENTITY_VERSION,
+            node_id: 2,
+            cluster_id: String::new(),
+            admitted: false,
+        };
+        id.write(&pending).unwrap();
+        assert!(
+            !id.holds_raft_state().unwrap(),
+            "the record is not Raft state"
+        );
+        log.save_vote(&VoteOf::<TestConfig>::new(1, 1))
+            .await
+            .unwrap();
+        assert!(id.holds_raft_state().unwrap(), "a vote is");
+    }
+    let (log, _sm) = open_test(dir.path());
+    let id = log.identity();
+    assert!(id.holds_raft_state().unwrap());
+    assert!(!id.read().unwrap().unwrap().admitted);
+    let admitted = crate::Identity {
+        version: crate::identity::IDENTITY_VERSION,
+        node_id: 2,
+        cluster_id: "c0ffee".into(),
+        admitted: true,
+    };
+    id.write(&admitted).unwrap();
+    assert_eq!(id.read().unwrap(), Some(admitted));
+
+    for (what, entries_only) in [("a log entry", true), ("an applied entry", false)] {
+        let dir = TempDir::new().unwrap();
+        let (mut log, mut sm) = open_test(dir.path());
+        if entries_only {
+            append(&mut log, sample_entries()).await;
+        } else {
+            apply(&mut sm, sample_entries()).await;
+        }
+        assert!(log.identity().holds_raft_state().unwrap(), "{what}");
+    }
+}
+
 #[tokio::test]
 async fn snapshot_survives_reopen_and_installs_elsewhere() {
     let dir = TempDir::new().unwrap();

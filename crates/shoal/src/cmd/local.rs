@@ -272,11 +272,22 @@ pub async fn up(args: LocalUpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A node counts as up once it is UP *as the process this `up` is waiting for*: on a machine
+/// A node counts as up once it is UP *as the process this `up` is waiting for* (a controller:
+/// and a voter of the group): on a machine
 /// whose agent was just started, the agent itself and the pids its pid files name (a node
 /// that reported UP before may be an orphan the new agent is replacing).
 fn is_current(n: &shoal_proto::NodeStatus, agents: &[(std::process::Child, PathBuf)]) -> bool {
     if n.state() != NodeState::Up {
+        return false;
+    }
+    // A controller counts once it is a voter: on a new cluster the others join the group
+    // formed by the first as learners, then voters.
+    if n.mode() == shoal_proto::NodeMode::Controller
+        && !matches!(
+            n.current_role(),
+            shoal_proto::RaftRole::Leader | shoal_proto::RaftRole::Follower
+        )
+    {
         return false;
     }
     let Some((agent, home)) = agents.iter().find(|(_, home)| home.ends_with(&n.machine)) else {

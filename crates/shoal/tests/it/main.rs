@@ -8,6 +8,7 @@ mod chaos;
 mod chunk_files;
 mod cluster;
 mod config_files;
+mod controller_amnesia;
 mod data;
 mod ddl;
 mod disk_full;

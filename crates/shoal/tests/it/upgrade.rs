@@ -20,7 +20,7 @@ use crate::harness::{
 use crate::query::sql_refused;
 
 /// The version a binary reports (`build-info`).
-fn version_of(binary: &Path) -> String {
+pub fn version_of(binary: &Path) -> String {
     let out = shoal_with(binary, &["build-info"]);
     assert!(out.status.success(), "build-info: {}", stderr(&out));
     let info: Value = serde_json::from_slice(&out.stdout).unwrap();
