@@ -13,13 +13,15 @@ use crate::cluster_meta::ClusterMeta;
 use crate::command::{Command, Rejection};
 use crate::controller_service::{ControllerCore, now_ms};
 
-/// A CREATE of a name dropped moments ago is refused (see `Catalog::dropped_at_ms`).
-fn refuse_recent_name(core: &ControllerCore, cmd: &Command) -> Result<(), Status> {
+/// A CREATE of a name dropped moments ago is refused (see `Catalog::dropped_at_ms`). Checked
+/// after a read-index: a leader just elected may not have applied the DROP yet.
+async fn refuse_recent_name(core: &ControllerCore, cmd: &Command) -> Result<(), Status> {
     let names = match cmd {
         Command::CreateDatabase { database } => vec![database.path.clone()],
         Command::CreateTable { db, table } => vec![db.clone(), format!("{db}.{}", table.name)],
         _ => return Ok(()),
     };
+    core.read_index().await?;
     let now = now_ms();
     core.read(|m| {
         for name in &names {
@@ -104,7 +106,7 @@ pub async fn execute(core: &ControllerCore, sql: &str) -> Result<DdlResponse, St
             )));
         }
     };
-    refuse_recent_name(core, &cmd)?;
+    refuse_recent_name(core, &cmd).await?;
     let resp = core.write(cmd).await?;
     if !resp.rejected.is_empty() {
         return Err(match resp.rejection {

@@ -5,11 +5,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shoal_catalog::{DatabaseDef, PartitionScheme, TableDef};
 use shoal_client::ClientError;
 use shoal_client::controller::ControllerClient;
+use shoal_common::clock::BootInstant;
 use shoal_proto::{ChunkInfo, UpdateReplicasRequest};
 use tonic::Status;
 
@@ -79,7 +80,8 @@ pub struct CatalogCache {
     /// One refresh at a time.
     refreshing: tokio::sync::Mutex<()>,
     /// When the last successful fetch started.
-    fetched_at: std::sync::Mutex<Option<Instant>>,
+    /// On the boot clock, so a machine suspended past the lease does not trust its catalog.
+    fetched_at: std::sync::Mutex<Option<BootInstant>>,
 }
 
 impl CatalogCache {
@@ -127,7 +129,7 @@ impl CatalogCache {
         if satisfied(&self.snapshot()) {
             return Ok(());
         }
-        let started = Instant::now();
+        let started = BootInstant::now();
         let resp = self.controllers.get_catalog().await?;
         let databases: BTreeMap<String, DatabaseDef> = serde_json::from_slice(&resp.databases_json)
             .map_err(|e| ClientError::Rpc {
