@@ -10,6 +10,7 @@ use datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
 };
 use datafusion::dataframe::DataFrame;
+use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -23,7 +24,18 @@ use crate::system::{self, SystemSchema};
 use crate::table::ShoalTable;
 
 /// The one DataFusion catalog: its schemas are the databases (`dfs://stock`) and `cluster`.
-const CATALOG: &str = "shoal";
+/// The one catalog: its schemas are the `dfs://` databases, `cluster` and `information_schema`.
+pub const CATALOG: &str = "shoal";
+
+/// A table as Flight SQL's `GetTables` lists it.
+pub struct TableEntry {
+    /// The schema it is in: a `dfs://` database, `cluster` or `information_schema`.
+    pub schema: String,
+    pub name: String,
+    /// `TABLE`, `SYSTEM TABLE` (the `cluster` schema) or `VIEW` (`information_schema`).
+    pub kind: &'static str,
+    pub columns: SchemaRef,
+}
 
 pub struct QueryEngine {
     controllers: ControllerClient,
@@ -58,6 +70,38 @@ impl QueryEngine {
         let df = self.plan(sql).await?;
         let schema = Arc::clone(df.schema().inner());
         Ok((schema, df.collect().await?))
+    }
+
+    /// Every table a query can name, as committed now: what Flight SQL's catalog calls list.
+    pub async fn tables(&self) -> Result<Vec<TableEntry>> {
+        let ctx = self.session().await?;
+        let Some(catalog) = ctx.catalog(CATALOG) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for schema_name in catalog.schema_names() {
+            let Some(schema) = catalog.schema(&schema_name) else {
+                continue;
+            };
+            for name in schema.table_names() {
+                if let Some(table) = schema.table(&name).await? {
+                    let kind = match table.table_type() {
+                        _ if schema_name == system::SCHEMA => "SYSTEM TABLE",
+                        TableType::Base => "TABLE",
+                        TableType::View => "VIEW",
+                        TableType::Temporary => "LOCAL TEMPORARY",
+                    };
+                    out.push(TableEntry {
+                        schema: schema_name.clone(),
+                        name,
+                        kind,
+                        columns: table.schema(),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+        Ok(out)
     }
 
     /// A session whose catalog is the cluster's catalog as committed now.

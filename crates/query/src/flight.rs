@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::Schema;
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::encode::FlightDataEncoderBuilder;
@@ -13,7 +14,8 @@ use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, Any, CommandGetSqlInfo, CommandPreparedStatementQuery,
+    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
     CommandStatementIngest, CommandStatementQuery, ProstMessageExt, SqlInfo,
     SqlSupportedTransaction, TicketStatementQuery,
 };
@@ -33,6 +35,7 @@ use shoal_proto::auth::Principal;
 use crate::engine::QueryEngine;
 use crate::error::is_unavailable;
 use crate::ingest::Appender;
+use crate::metadata;
 
 type DoGetStream = <ShoalFlightSqlService as FlightService>::DoGetStream;
 
@@ -95,12 +98,7 @@ impl ShoalFlightSqlService {
         let Some(result) = crate::ddl::result_of(handle) else {
             return self.run(&sql_of(handle)?).await;
         };
-        let batch = result?;
-        let flight = FlightDataEncoderBuilder::new()
-            .with_schema(batch.schema())
-            .build(futures::stream::iter([Ok(batch)]))
-            .map_err(Status::from);
-        Ok(Response::new(Box::pin(flight)))
+        Ok(one_batch(result?))
     }
 
     async fn run(&self, sql: &str) -> Result<Response<DoGetStream>, Status> {
@@ -128,6 +126,15 @@ fn flight_info(
         .with_endpoint(endpoint)
         .with_descriptor(descriptor);
     Ok(Response::new(info))
+}
+
+/// A result of one batch, as a DoGet stream.
+fn one_batch(batch: RecordBatch) -> Response<DoGetStream> {
+    let flight = FlightDataEncoderBuilder::new()
+        .with_schema(batch.schema())
+        .build(futures::stream::iter([Ok(batch)]))
+        .map_err(Status::from);
+    Response::new(Box::pin(flight))
 }
 
 fn sql_of(handle: &[u8]) -> Result<String, Status> {
@@ -259,14 +266,93 @@ impl FlightSqlService for ShoalFlightSqlService {
     ) -> Result<Response<DoGetStream>, Status> {
         Principal::of(&request).require(Role::Reader)?;
         let info = sql_info()?;
-        let builder = query.into_builder(&info);
-        let schema = builder.schema();
-        let batch = builder.build();
-        let flight = FlightDataEncoderBuilder::new()
-            .with_schema(schema)
-            .build(futures::stream::once(async { batch }))
-            .map_err(Status::from);
-        Ok(Response::new(Box::pin(flight)))
+        let batch = query
+            .into_builder(&info)
+            .build()
+            .map_err(|e| Status::internal(format!("SqlInfo: {e}")))?;
+        Ok(one_batch(batch))
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        Principal::of(&request).require(Role::Reader)?;
+        let schema = query.into_builder().schema();
+        flight_info(&schema, query.as_any(), request.into_inner())
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        Principal::of(&request).require(Role::Reader)?;
+        Ok(one_batch(metadata::catalogs(query).map_err(status)?))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        Principal::of(&request).require(Role::Reader)?;
+        let schema = query.clone().into_builder().schema();
+        flight_info(&schema, query.as_any(), request.into_inner())
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        Principal::of(&request).require(Role::Reader)?;
+        let batch = metadata::schemas(&self.engine, query)
+            .await
+            .map_err(status)?;
+        Ok(one_batch(batch))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        Principal::of(&request).require(Role::Reader)?;
+        let schema = query.clone().into_builder().schema();
+        flight_info(&schema, query.as_any(), request.into_inner())
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        Principal::of(&request).require(Role::Reader)?;
+        let batch = metadata::tables(&self.engine, query)
+            .await
+            .map_err(status)?;
+        Ok(one_batch(batch))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        Principal::of(&request).require(Role::Reader)?;
+        let schema = query.into_builder().schema();
+        flight_info(&schema, query.as_any(), request.into_inner())
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        Principal::of(&request).require(Role::Reader)?;
+        Ok(one_batch(metadata::table_types(query).map_err(status)?))
     }
 
     async fn do_put_statement_ingest(

@@ -16,6 +16,7 @@ mod engine;
 mod error;
 mod flight;
 mod ingest;
+mod metadata;
 mod prune;
 pub mod pushdown;
 mod scan;
