@@ -11,7 +11,8 @@
 //! replica with a run of [`shoal_storage::COMPACT_MIN_FILES`] files of one level (e.g. 8
 //! flushes since the last merge) has them merged into one a level up; a replica idle for
 //! [`COLD_IDLE`] × `flushIdleTime` with more than one file is merged into one file, once (a
-//! cold partition).
+//! cold partition). After a failed compaction a replica is not compacted again until it is
+//! written again.
 //!
 //! When flushes fall behind, [`MemoryBudget::admit`] holds new appends at their primary while
 //! the node's rows in memory are above twice the budget, and refuses them if that lasts
@@ -114,8 +115,9 @@ impl MemoryBudget {
 struct Seen {
     last_lsn: u64,
     since: Instant,
-    /// Merged whole since it was last written.
-    compacted_cold: bool,
+    /// Not compacted again until written again: merged whole, or a compaction of it failed
+    /// (retrying at every tick would read the same files again and again).
+    compaction_paused: bool,
 }
 
 impl Seen {
@@ -123,7 +125,7 @@ impl Seen {
         Seen {
             last_lsn,
             since: now,
-            compacted_cold: false,
+            compaction_paused: false,
         }
     }
 }
@@ -141,7 +143,7 @@ async fn flush_and_compact(
     node: &Arc<Node>,
     policy: &FlushPolicy,
     mut stop: watch::Receiver<bool>,
-    compaction: &mut Option<JoinHandle<()>>,
+    compaction: &mut Option<JoinHandle<Option<u64>>>,
 ) {
     let mut seen: HashMap<u64, Seen> = HashMap::new();
     loop {
@@ -159,7 +161,14 @@ async fn flush_and_compact(
             }
             node.memory.set(in_memory(node));
         }
-        if compaction.as_ref().is_none_or(JoinHandle::is_finished)
+        if compaction.as_ref().is_some_and(JoinHandle::is_finished)
+            && let Some(done) = compaction.take()
+            && let Ok(Some(failed)) = done.await
+            && let Some(s) = seen.get_mut(&failed)
+        {
+            s.compaction_paused = true;
+        }
+        if compaction.is_none()
             && let Some((id, how)) = compaction_due(node, policy, &mut seen, Instant::now())
         {
             let node = node.clone();
@@ -218,39 +227,40 @@ fn in_memory(node: &Node) -> u64 {
         .sum()
 }
 
-/// The replica to compact next: one with a run of files due, else a cold one with more than
-/// one file that was not merged since it was last written (marked merged now).
+/// The replica to compact next, among those not paused: one with a run of files due, else a
+/// cold one with more than one file (paused now: merged once).
 fn compaction_due(
     node: &Node,
     policy: &FlushPolicy,
     seen: &mut HashMap<u64, Seen>,
     now: Instant,
 ) -> Option<(u64, Compaction)> {
-    let tiered = seen
-        .keys()
-        .find(|&&id| node.replicas.get(id).is_some_and(|s| s.compaction_due()));
-    if let Some(&id) = tiered {
+    let tiered = seen.iter().find(|&(&id, s)| {
+        !s.compaction_paused
+            && node
+                .replicas
+                .get(id)
+                .is_some_and(|store| store.compaction_due())
+    });
+    if let Some((&id, _)) = tiered {
         return Some((id, Compaction::Tiered));
     }
     let (&id, s) = seen.iter_mut().find(|(id, s)| {
-        !s.compacted_cold
+        !s.compaction_paused
             && now.duration_since(s.since) >= policy.idle * COLD_IDLE
             && node
                 .replicas
                 .get(**id)
                 .is_some_and(|store| store.file_count() > 1)
     })?;
-    s.compacted_cold = true;
+    s.compaction_paused = true;
     Some((id, Compaction::All))
 }
 
-async fn compact(node: &Node, id: u64, how: Compaction) {
-    let Some(chunk) = node.catalog.snapshot().chunks.get(&id).cloned() else {
-        return;
-    };
-    let Some(table) = node.catalog.table_of(&chunk) else {
-        return;
-    };
+/// Compacts replica `id`; returns it if that failed.
+async fn compact(node: &Node, id: u64, how: Compaction) -> Option<u64> {
+    let chunk = node.catalog.snapshot().chunks.get(&id).cloned()?;
+    let table = node.catalog.table_of(&chunk)?;
     let started = Instant::now();
     match node.replicas.compact(id, &table.sort_key(), how).await {
         Ok(Some(r)) if r.inputs > 0 => tracing::info!(
@@ -265,8 +275,12 @@ async fn compact(node: &Node, id: u64, how: Compaction) {
             r.files
         ),
         Ok(_) => {}
-        Err(e) => tracing::warn!("chunk {id}: compaction failed: {e}"),
+        Err(e) => {
+            tracing::warn!("chunk {id}: compaction failed: {e}");
+            return Some(id);
+        }
     }
+    None
 }
 
 async fn flush(node: &Node, id: u64) {

@@ -218,6 +218,57 @@ async fn a_scan_started_before_a_compaction_reads_every_row_of_the_deleted_input
 }
 
 #[tokio::test]
+async fn closing_a_store_stops_its_compaction_and_it_reopens_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let o = StoreOptions {
+        data_sync: false,
+        ..StoreOptions::default()
+    };
+    let store = ChunkStore::create(dir, seed_schema(), o.clone())
+        .await
+        .unwrap();
+    let sort_key = key(&["name", "time"]);
+    let (mut state, mut t0) = (11u64, 1_672_531_200_000i64);
+    for seq in 1..=10 {
+        store
+            .append(1, seq, noisy_rows(50_000, &mut state, &mut t0))
+            .await
+            .unwrap();
+        store.flush(u64::MAX, &sort_key).await.unwrap();
+    }
+    let before = (
+        store.position(),
+        multiset(&store.scan(u64::MAX).await.unwrap()),
+    );
+    let store = std::sync::Arc::new(store);
+    let compaction = {
+        let (store, sort_key) = (store.clone(), sort_key.clone());
+        tokio::spawn(async move { store.compact(&sort_key, Compaction::All).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Dropping the task drops its handle on the store; the merge runs on until the store is
+    // dropped, which stops it at its next batch and waits for that.
+    compaction.abort();
+    let _ = compaction.await;
+    let t = Instant::now();
+    drop(std::sync::Arc::into_inner(store).unwrap());
+    let closing = t.elapsed();
+    assert!(closing.as_millis() < 1000, "closing took {closing:?}");
+
+    let (store, r) = ChunkStore::open(dir, o).await.unwrap();
+    assert_eq!(r.files, 10, "the compaction did not commit");
+    assert_eq!(chunk_files(dir).len(), 10);
+    assert_eq!(
+        (
+            store.position(),
+            multiset(&store.scan(u64::MAX).await.unwrap())
+        ),
+        before
+    );
+}
+
+#[tokio::test]
 async fn appends_flushes_and_scans_go_on_while_compactions_run() {
     let tmp = tempfile::tempdir().unwrap();
     let store = std::sync::Arc::new(new_store(tmp.path(), opts(false, 16_000)).await);
