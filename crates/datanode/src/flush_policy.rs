@@ -7,6 +7,13 @@
 //! A primary flushes only what every other in-sync replica already holds; another replica
 //! flushes all it holds (every record of it came from the primary, which has it too).
 //!
+//! Compaction, in the background, one replica at a time per node, with flushes going on: a
+//! replica with a run of [`shoal_storage::COMPACT_MIN_FILES`] files of one level (e.g. 8
+//! flushes since the last merge) has them merged into one a level up; a replica idle for
+//! [`COLD_IDLE`] × `flushIdleTime` with more than one file is merged into one file, once (a
+//! cold partition). After a failed compaction a replica is not compacted again until it is
+//! written again.
+//!
 //! When flushes fall behind, [`MemoryBudget::admit`] holds new appends at their primary while
 //! the node's rows in memory are above twice the budget, and refuses them if that lasts
 //! (RESOURCE_EXHAUSTED with [`Reason::MemoryFull`], which the coordinator passes on to the
@@ -20,7 +27,9 @@ use std::time::{Duration, Instant};
 
 use shoal_common::version::CHUNK_FILES_CLUSTER_VERSION;
 use shoal_proto::Reason;
+use shoal_storage::Compaction;
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
 use tonic::Status;
 
 use crate::node::Node;
@@ -30,6 +39,8 @@ use crate::primary::is_primary;
 const TICK: Duration = Duration::from_secs(1);
 /// Rows in memory (bytes of their batches) that make one replica's file worth writing now.
 const CHUNK_FILE_BYTES: u64 = 64 << 20;
+/// A replica idle for this many `flushIdleTime`s is cold: all its files are merged, once.
+const COLD_IDLE: u32 = 10;
 
 #[derive(Clone, Copy, Debug)]
 pub struct FlushPolicy {
@@ -104,9 +115,36 @@ impl MemoryBudget {
 struct Seen {
     last_lsn: u64,
     since: Instant,
+    /// Not compacted again until written again: merged whole, or a compaction of it failed
+    /// (retrying at every tick would read the same files again and again).
+    compaction_paused: bool,
 }
 
-pub async fn run(node: Arc<Node>, policy: FlushPolicy, mut stop: watch::Receiver<bool>) {
+impl Seen {
+    fn new(last_lsn: u64, now: Instant) -> Self {
+        Seen {
+            last_lsn,
+            since: now,
+            compaction_paused: false,
+        }
+    }
+}
+
+pub async fn run(node: Arc<Node>, policy: FlushPolicy, stop: watch::Receiver<bool>) {
+    let mut compaction = None;
+    flush_and_compact(&node, &policy, stop, &mut compaction).await;
+    // Its store stops the merge at the next batch once closed.
+    if let Some(c) = compaction {
+        c.abort();
+    }
+}
+
+async fn flush_and_compact(
+    node: &Arc<Node>,
+    policy: &FlushPolicy,
+    mut stop: watch::Receiver<bool>,
+    compaction: &mut Option<JoinHandle<Option<u64>>>,
+) {
     let mut seen: HashMap<u64, Seen> = HashMap::new();
     loop {
         tokio::select! {
@@ -116,12 +154,25 @@ pub async fn run(node: Arc<Node>, policy: FlushPolicy, mut stop: watch::Receiver
         if *node.cluster_version.borrow() < CHUNK_FILES_CLUSTER_VERSION {
             continue;
         }
-        for id in due(&node, &policy, &mut seen, Instant::now()) {
+        for id in due(node, policy, &mut seen, Instant::now()) {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
-                () = flush(&node, id) => {}
+                () = flush(node, id) => {}
             }
-            node.memory.set(in_memory(&node));
+            node.memory.set(in_memory(node));
+        }
+        if compaction.as_ref().is_some_and(JoinHandle::is_finished)
+            && let Some(done) = compaction.take()
+            && let Ok(Some(failed)) = done.await
+            && let Some(s) = seen.get_mut(&failed)
+        {
+            s.compaction_paused = true;
+        }
+        if compaction.is_none()
+            && let Some((id, how)) = compaction_due(node, policy, &mut seen, Instant::now())
+        {
+            let node = node.clone();
+            *compaction = Some(tokio::spawn(async move { compact(&node, id, how).await }));
         }
     }
 }
@@ -138,15 +189,9 @@ fn due(node: &Node, policy: &FlushPolicy, seen: &mut HashMap<u64, Seen>, now: In
             continue;
         };
         let last_lsn = store.last_lsn();
-        let s = seen.entry(id).or_insert(Seen {
-            last_lsn,
-            since: now,
-        });
+        let s = seen.entry(id).or_insert_with(|| Seen::new(last_lsn, now));
         if s.last_lsn != last_lsn {
-            *s = Seen {
-                last_lsn,
-                since: now,
-            };
+            *s = Seen::new(last_lsn, now);
         }
         let bytes = store.unflushed_bytes();
         if store.unflushed_records() == 0 {
@@ -180,6 +225,62 @@ fn in_memory(node: &Node) -> u64 {
         .filter_map(|id| node.replicas.get(id))
         .map(|s| s.unflushed_bytes())
         .sum()
+}
+
+/// The replica to compact next, among those not paused: one with a run of files due, else a
+/// cold one with more than one file (paused now: merged once).
+fn compaction_due(
+    node: &Node,
+    policy: &FlushPolicy,
+    seen: &mut HashMap<u64, Seen>,
+    now: Instant,
+) -> Option<(u64, Compaction)> {
+    let tiered = seen.iter().find(|&(&id, s)| {
+        !s.compaction_paused
+            && node
+                .replicas
+                .get(id)
+                .is_some_and(|store| store.compaction_due())
+    });
+    if let Some((&id, _)) = tiered {
+        return Some((id, Compaction::Tiered));
+    }
+    let (&id, s) = seen.iter_mut().find(|(id, s)| {
+        !s.compaction_paused
+            && now.duration_since(s.since) >= policy.idle * COLD_IDLE
+            && node
+                .replicas
+                .get(**id)
+                .is_some_and(|store| store.file_count() > 1)
+    })?;
+    s.compaction_paused = true;
+    Some((id, Compaction::All))
+}
+
+/// Compacts replica `id`; returns it if that failed.
+async fn compact(node: &Node, id: u64, how: Compaction) -> Option<u64> {
+    let chunk = node.catalog.snapshot().chunks.get(&id).cloned()?;
+    let table = node.catalog.table_of(&chunk)?;
+    let started = Instant::now();
+    match node.replicas.compact(id, &table.sort_key(), how).await {
+        Ok(Some(r)) if r.inputs > 0 => tracing::info!(
+            "chunk {id}: merged {} files ({} bytes) into a level-{} file of {} rows, {} bytes, \
+             in {:?}; {} files now",
+            r.inputs,
+            r.input_bytes,
+            r.level,
+            r.rows,
+            r.file_bytes,
+            started.elapsed(),
+            r.files
+        ),
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!("chunk {id}: compaction failed: {e}");
+            return Some(id);
+        }
+    }
+    None
 }
 
 async fn flush(node: &Node, id: u64) {

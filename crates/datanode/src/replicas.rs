@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Serialize};
 use shoal_proto::{ChunkInfo, ReplicaPosition};
-use shoal_storage::{ChunkStore, FailureHook, FlushReport, StorageError, StoreOptions};
+use shoal_storage::{
+    ChunkStore, CompactReport, Compaction, FailureHook, FlushReport, StorageError, StoreOptions,
+};
 
 /// Format of the per-chunk record in chunkMetaDir.
 const CHUNK_RECORD_VERSION: u32 = 1;
@@ -35,9 +37,10 @@ pub struct LocalReplicas {
     intact: HashSet<u64>,
     /// Serializes creating and resetting stores.
     changes: tokio::sync::Mutex<()>,
-    /// Held by a flush of the chunk, and by a reset or discard of it before anything else: a
-    /// flush writes its files by path, so the directory must not be replaced under it.
-    flushing: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+    /// Shared by a flush or compaction of the chunk, exclusive for a reset or discard of it
+    /// before anything else: flushes and compactions write files by path, so the directory must
+    /// not be replaced under them (the store serializes them itself).
+    flushing: Mutex<HashMap<u64, Arc<tokio::sync::RwLock<()>>>>,
 }
 
 impl LocalReplicas {
@@ -148,14 +151,30 @@ impl LocalReplicas {
         sort_key: &[String],
     ) -> Result<Option<FlushReport>, StorageError> {
         let guard = self.flush_guard(id);
-        let _flushing = guard.lock().await;
+        let _flushing = guard.read().await;
         match self.get(id) {
             Some(store) => store.flush(through, sort_key).await.map(Some),
             None => Ok(None),
         }
     }
 
-    fn flush_guard(&self, id: u64) -> Arc<tokio::sync::Mutex<()>> {
+    /// Merges chunk `id`'s files (see [`ChunkStore::compact`]); `None` when this node holds no
+    /// such replica. Flushes go on meanwhile; a reset or discard of the chunk waits for it.
+    pub async fn compact(
+        &self,
+        id: u64,
+        sort_key: &[String],
+        how: Compaction,
+    ) -> Result<Option<CompactReport>, StorageError> {
+        let guard = self.flush_guard(id);
+        let _compacting = guard.read().await;
+        match self.get(id) {
+            Some(store) => store.compact(sort_key, how).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn flush_guard(&self, id: u64) -> Arc<tokio::sync::RwLock<()>> {
         self.flushing
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -238,7 +257,7 @@ impl LocalReplicas {
         schema: SchemaRef,
     ) -> Result<Arc<ChunkStore>, String> {
         let flush_guard = self.flush_guard(chunk.id);
-        let _no_flush = flush_guard.lock().await;
+        let _no_flush = flush_guard.write().await;
         let _one = self.changes.lock().await;
         let old = self.lock().remove(&chunk.id);
         if let Some(old) = old {
@@ -266,7 +285,7 @@ impl LocalReplicas {
     /// still uses the store; the next upkeep tries again.
     pub async fn discard(&self, id: u64) -> Result<(), String> {
         let flush_guard = self.flush_guard(id);
-        let _no_flush = flush_guard.lock().await;
+        let _no_flush = flush_guard.write().await;
         let _one = self.changes.lock().await;
         let store = {
             let mut stores = self.lock();

@@ -11,12 +11,15 @@
 //! Arrow schema is embedded (the writer's `ARROW:schema`), so a reader gets the chunk's types
 //! back (e.g. timestamps with their unit).
 //!
+//! A compaction writes the same format, batch by batch as its merge produces rows
+//! ([`ChunkWriter`]), named after the union of its inputs' lsn ranges.
+//!
 //! A file is created whole: written to `name.tmp`, fsync'd, renamed, directory fsync'd. Files
-//! are listed in the MANIFEST; one that is not (a flush that crashed before its commit) is an
-//! orphan and deleted at open.
+//! are listed in the MANIFEST; one that is not (a flush or compaction that crashed before its
+//! commit, or the inputs of one that crashed after it) is an orphan and deleted at open.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, UInt64Array};
@@ -25,7 +28,7 @@ use arrow::compute::{
 };
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use arrow::row::{RowConverter, SortField};
+use arrow::row::{OwnedRow, RowConverter, SortField};
 use arrow::util::display::array_value_to_string;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -83,6 +86,12 @@ pub(crate) fn key_columns(
         .collect()
 }
 
+/// The order of every sort key column: ascending, nulls first.
+pub(crate) const KEY_ORDER: SortOptions = SortOptions {
+    descending: false,
+    nulls_first: true,
+};
+
 /// Sort `batch` by the columns `keys` (ascending, nulls first), stably: rows with equal keys
 /// keep their order. The keys are encoded in Arrow's row format once, then the row numbers are
 /// sorted by comparing those bytes (a stable merge sort).
@@ -93,10 +102,7 @@ pub(crate) fn sort(
     if keys.is_empty() || batch.num_rows() < 2 {
         return Ok(batch.clone());
     }
-    let opts = SortOptions {
-        descending: false,
-        nulls_first: true,
-    };
+    let opts = KEY_ORDER;
     let fields: Vec<SortField> = keys
         .iter()
         .map(|&i| SortField::new_with_options(batch.schema().field(i).data_type().clone(), opts))
@@ -178,44 +184,185 @@ fn properties(schema: &SchemaRef, keys: &[usize], kv: Vec<KeyValue>) -> WriterPr
     b.build()
 }
 
-/// The smallest and largest non-null value of each column.
-fn column_ranges(batch: &RecordBatch) -> Vec<ColumnRange> {
-    let schema = batch.schema();
-    schema
-        .fields()
-        .iter()
-        .zip(batch.columns())
-        .map(|(f, col)| {
-            let nulls = col.null_count() as u64;
-            let (mut min, mut max) = (None, None);
-            let field = SortField::new(f.data_type().clone());
-            if let Ok(conv) = RowConverter::new(vec![field])
-                && let Ok(rows) = conv.convert_columns(std::slice::from_ref(col))
-            {
-                let (mut lo, mut hi): (Option<usize>, Option<usize>) = (None, None);
-                for i in (0..col.len()).filter(|&i| col.is_valid(i)) {
-                    if lo.is_none_or(|l| rows.row(i) < rows.row(l)) {
-                        lo = Some(i);
-                    }
-                    if hi.is_none_or(|h| rows.row(i) > rows.row(h)) {
-                        hi = Some(i);
-                    }
-                }
-                min = lo.and_then(|i| array_value_to_string(col, i).ok());
-                max = hi.and_then(|i| array_value_to_string(col, i).ok());
-            }
-            ColumnRange {
-                name: f.name().clone(),
-                min,
-                max,
-                nulls,
-            }
-        })
-        .collect()
+/// The smallest and largest non-null value of each column, over the batches added.
+struct ColumnRanges {
+    columns: Vec<ColumnTracker>,
 }
 
-/// Write the rows of `batches` (records `first..=last`, in lsn order) as one sorted chunk file
-/// in `files_dir`, durably. `None` if they hold no rows (nothing is written).
+struct ColumnTracker {
+    name: String,
+    /// `None` for a type Arrow's row format lacks (no range is kept).
+    conv: Option<RowConverter>,
+    min: Option<(OwnedRow, String)>,
+    max: Option<(OwnedRow, String)>,
+    nulls: u64,
+}
+
+impl ColumnRanges {
+    fn new(schema: &SchemaRef) -> Self {
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| ColumnTracker {
+                name: f.name().clone(),
+                conv: RowConverter::new(vec![SortField::new(f.data_type().clone())]).ok(),
+                min: None,
+                max: None,
+                nulls: 0,
+            })
+            .collect();
+        ColumnRanges { columns }
+    }
+
+    fn add(&mut self, batch: &RecordBatch) {
+        for (c, col) in self.columns.iter_mut().zip(batch.columns()) {
+            c.nulls += col.null_count() as u64;
+            let Some(rows) = c
+                .conv
+                .as_ref()
+                .and_then(|conv| conv.convert_columns(std::slice::from_ref(col)).ok())
+            else {
+                continue;
+            };
+            let (mut lo, mut hi): (Option<usize>, Option<usize>) = (None, None);
+            for i in (0..col.len()).filter(|&i| col.is_valid(i)) {
+                if lo.is_none_or(|l| rows.row(i) < rows.row(l)) {
+                    lo = Some(i);
+                }
+                if hi.is_none_or(|h| rows.row(i) > rows.row(h)) {
+                    hi = Some(i);
+                }
+            }
+            if let Some(i) = lo
+                && c.min.as_ref().is_none_or(|(m, _)| rows.row(i) < m.row())
+            {
+                c.min = array_value_to_string(col, i)
+                    .ok()
+                    .map(|s| (rows.row(i).owned(), s));
+            }
+            if let Some(i) = hi
+                && c.max.as_ref().is_none_or(|(m, _)| rows.row(i) > m.row())
+            {
+                c.max = array_value_to_string(col, i)
+                    .ok()
+                    .map(|s| (rows.row(i).owned(), s));
+            }
+        }
+    }
+
+    fn finish(self) -> Vec<ColumnRange> {
+        self.columns
+            .into_iter()
+            .map(|c| ColumnRange {
+                name: c.name,
+                min: c.min.map(|m| m.1),
+                max: c.max.map(|m| m.1),
+                nulls: c.nulls,
+            })
+            .collect()
+    }
+}
+
+/// A chunk file being written: rows go in already sorted, batch by batch; [`ChunkWriter::finish`]
+/// makes it durable under its final name.
+pub(crate) struct ChunkWriter {
+    name: String,
+    tmp: PathBuf,
+    dst: PathBuf,
+    writer: ArrowWriter<File>,
+    ranges: ColumnRanges,
+    rows: u64,
+    first: u64,
+    last: u64,
+    level: u32,
+    sort_key: Vec<String>,
+}
+
+impl ChunkWriter {
+    /// Start the file for records `first..=last` (a compacted one: `level` > 0) in `files_dir`.
+    pub(crate) fn create(
+        files_dir: &Path,
+        schema: &SchemaRef,
+        sort_key: &[String],
+        (first, last): (u64, u64),
+        level: u32,
+    ) -> Result<Self, StorageError> {
+        let keys = key_columns(files_dir, schema, sort_key)?;
+        // A file of that name exists only if an earlier flush or compaction of the same lsns
+        // failed after its MANIFEST was written (that MANIFEST may be the one on disk): never
+        // replace it.
+        let mut name = file_name(first, last);
+        let mut retry = 0;
+        while files_dir.join(&name).exists() {
+            retry += 1;
+            name = format!("{first:020}-{last:020}-{retry}.parquet");
+        }
+        let tmp = files_dir.join(format!("{name}{TMP_SUFFIX}"));
+        let dst = files_dir.join(&name);
+        let kv = vec![
+            KeyValue::new("shoal.format".into(), STORE_FORMAT_V2.to_string()),
+            KeyValue::new("shoal.first_lsn".into(), first.to_string()),
+            KeyValue::new("shoal.last_lsn".into(), last.to_string()),
+            KeyValue::new("shoal.sort_key".into(), sort_key.join(",")),
+        ];
+        let f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+        let writer = ArrowWriter::try_new(f, schema.clone(), Some(properties(schema, &keys, kv)))
+            .map_err(parquet_err("start chunk file", &tmp))?;
+        Ok(ChunkWriter {
+            name,
+            tmp,
+            dst,
+            writer,
+            ranges: ColumnRanges::new(schema),
+            rows: 0,
+            first,
+            last,
+            level,
+            sort_key: sort_key.to_vec(),
+        })
+    }
+
+    /// Append rows that sort after (or equal to) every row written so far.
+    pub(crate) fn write(&mut self, batch: &RecordBatch) -> Result<(), StorageError> {
+        self.ranges.add(batch);
+        self.rows += batch.num_rows() as u64;
+        self.writer
+            .write(batch)
+            .map_err(parquet_err("write chunk file", &self.tmp))
+    }
+
+    /// Close the file, fsync it, rename it into place and fsync the directory.
+    pub(crate) fn finish(mut self) -> Result<FileMeta, StorageError> {
+        self.writer
+            .append_key_value_metadata(KeyValue::new("shoal.rows".into(), self.rows.to_string()));
+        self.writer
+            .close()
+            .map_err(parquet_err("finish chunk file", &self.tmp))?;
+        File::open(&self.tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err("fsync", &self.tmp))?;
+        std::fs::rename(&self.tmp, &self.dst).map_err(io_err("rename into place", &self.dst))?;
+        if let Some(dir) = self.dst.parent() {
+            fsutil::sync_dir(dir)?;
+        }
+        let bytes = std::fs::metadata(&self.dst)
+            .map_err(io_err("stat", &self.dst))?
+            .len();
+        Ok(FileMeta {
+            name: self.name,
+            first_lsn: self.first,
+            last_lsn: self.last,
+            rows: self.rows,
+            bytes,
+            sort_key: self.sort_key,
+            columns: self.ranges.finish(),
+            level: self.level,
+        })
+    }
+}
+
+/// Write the rows of `batches` (records `first..=last`, in lsn order) as one sorted level-0
+/// chunk file in `files_dir`, durably. `None` if they hold no rows (nothing is written).
 pub(crate) fn write(
     files_dir: &Path,
     schema: &SchemaRef,
@@ -232,66 +379,46 @@ pub(crate) fn write(
     }
     let sorted = sort(&all, &keys).map_err(arrow_err("sort rows", files_dir))?;
     drop(all);
-    // A file of that name exists only if an earlier flush of the same lsns failed after its
-    // MANIFEST was written (that MANIFEST may be the one on disk): never replace it.
-    let mut name = file_name(first, last);
-    let mut retry = 0;
-    while files_dir.join(&name).exists() {
-        retry += 1;
-        name = format!("{first:020}-{last:020}-{retry}.parquet");
-    }
-    let tmp = files_dir.join(format!("{name}{TMP_SUFFIX}"));
-    let dst = files_dir.join(&name);
-    let kv = vec![
-        KeyValue::new("shoal.format".into(), STORE_FORMAT_V2.to_string()),
-        KeyValue::new("shoal.first_lsn".into(), first.to_string()),
-        KeyValue::new("shoal.last_lsn".into(), last.to_string()),
-        KeyValue::new("shoal.rows".into(), sorted.num_rows().to_string()),
-        KeyValue::new("shoal.sort_key".into(), sort_key.join(",")),
-    ];
-    {
-        let f = File::create(&tmp).map_err(io_err("create", &tmp))?;
-        let mut w = ArrowWriter::try_new(f, schema.clone(), Some(properties(schema, &keys, kv)))
-            .map_err(parquet_err("start chunk file", &tmp))?;
-        w.write(&sorted)
-            .map_err(parquet_err("write chunk file", &tmp))?;
-        w.close().map_err(parquet_err("finish chunk file", &tmp))?;
-    }
-    File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err("fsync", &tmp))?;
-    std::fs::rename(&tmp, &dst).map_err(io_err("rename into place", &dst))?;
-    fsutil::sync_dir(files_dir)?;
-    let bytes = std::fs::metadata(&dst).map_err(io_err("stat", &dst))?.len();
-    Ok(Some(FileMeta {
-        name,
-        first_lsn: first,
-        last_lsn: last,
-        rows: sorted.num_rows() as u64,
-        bytes,
-        sort_key: sort_key.to_vec(),
-        columns: column_ranges(&sorted),
+    let mut w = ChunkWriter::create(files_dir, schema, sort_key, (first, last), 0)?;
+    w.write(&sorted)?;
+    w.finish().map(Some)
+}
+
+/// The batches of an open chunk file, with the chunk's schema, `batch_rows` rows at a time.
+pub(crate) fn batches(
+    file: File,
+    path: &Path,
+    schema: &SchemaRef,
+    batch_rows: usize,
+) -> Result<impl Iterator<Item = Result<RecordBatch, StorageError>> + Send + use<>, StorageError> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(parquet_err("open chunk file", path))?
+        .with_batch_size(batch_rows)
+        .build()
+        .map_err(parquet_err("read chunk file", path))?;
+    let (path, schema) = (path.to_path_buf(), schema.clone());
+    Ok(reader.map(move |b| {
+        let b = b.map_err(arrow_err("read chunk file", &path))?;
+        codec::conform(&schema, b).map_err(|d| StorageError::Corrupt {
+            path: path.clone(),
+            offset: 0,
+            reason: format!("chunk file rows do not match the store schema: {d}"),
+        })
     }))
 }
 
+/// Read an open chunk file whole.
+pub(crate) fn read_open(
+    file: File,
+    path: &Path,
+    schema: &SchemaRef,
+) -> Result<Vec<RecordBatch>, StorageError> {
+    batches(file, path, schema, READ_BATCH_ROWS)?.collect()
+}
+
 /// Read a chunk file back as batches with the chunk's schema.
+#[cfg(test)]
 pub(crate) fn read(path: &Path, schema: &SchemaRef) -> Result<Vec<RecordBatch>, StorageError> {
     let f = File::open(path).map_err(io_err("open", path))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(f)
-        .map_err(parquet_err("open chunk file", path))?
-        .with_batch_size(READ_BATCH_ROWS)
-        .build()
-        .map_err(parquet_err("read chunk file", path))?;
-    let mut out = Vec::new();
-    for b in reader {
-        let b = b.map_err(arrow_err("read chunk file", path))?;
-        out.push(
-            codec::conform(schema, b).map_err(|d| StorageError::Corrupt {
-                path: path.to_path_buf(),
-                offset: 0,
-                reason: format!("chunk file rows do not match the store schema: {d}"),
-            })?,
-        );
-    }
-    Ok(out)
+    read_open(f, path, schema)
 }

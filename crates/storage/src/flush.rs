@@ -35,7 +35,8 @@ use crate::types::FlushReport;
 use crate::wal::{read, segment};
 use std::sync::{Arc, PoisonError};
 
-/// Where a flush can stop as if the process died there (a test hook; no-op outside tests).
+/// Where a flush or compaction can stop as if the process died there (a test hook; no-op
+/// outside tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CrashPoint {
     /// The chunk file is in place; no MANIFEST lists it.
@@ -44,10 +45,14 @@ pub(crate) enum CrashPoint {
     Manifest,
     /// STORE says format 2; the records are still in memory.
     Store,
+    /// Compaction: the merged file is in place; no MANIFEST lists it.
+    MergedFile,
+    /// Compaction: the MANIFEST lists the merged file; its inputs are still on disk.
+    MergedManifest,
 }
 
 #[cfg(test)]
-fn crash_point(shared: &Shared, at: CrashPoint) -> Result<(), StorageError> {
+pub(crate) fn crash_point(shared: &Shared, at: CrashPoint) -> Result<(), StorageError> {
     let mut c = shared
         .crash_after
         .lock()
@@ -63,7 +68,7 @@ fn crash_point(shared: &Shared, at: CrashPoint) -> Result<(), StorageError> {
 }
 
 #[cfg(not(test))]
-fn crash_point(_: &Shared, _: CrashPoint) -> Result<(), StorageError> {
+pub(crate) fn crash_point(_: &Shared, _: CrashPoint) -> Result<(), StorageError> {
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! The in-memory view of the applied records: the chunk files flushed so far, the batches of the
 //! records after them (for `scan`/`records_since`), counts, and the running checksum. Records
 //! are added only by the group-commit thread, after a group is durable; a flush replaces the
-//! records it wrote to a file by that file ([`View::swap_flushed`]).
+//! records it wrote to a file by that file ([`View::swap_flushed`]), a compaction its input
+//! files by the merged one.
 
 use std::sync::Arc;
 
@@ -30,7 +31,7 @@ pub(crate) struct View {
     base_checksum: u64,
     /// Rows of the records 1..=base.
     base_rows: u64,
-    /// The chunk files, in lsn order (shared with scans in progress).
+    /// The chunk files, in lsn order (replaced whole by a flush or compaction).
     pub files: Arc<Vec<FileMeta>>,
     /// `(b, checksum at b)`, `b + 1` being the first lsn of the oldest WAL segment kept (see
     /// `Manifest::wal_base`); `None` if not known. Moved up (before segments are deleted) by

@@ -27,7 +27,8 @@
 //! <dir>/00000000000000000001.wal     WAL segment, named after its first lsn
 //! <dir>/00000000000000004711.wal     ... the last segment is the only one ever written to
 //! <dir>/MANIFEST                     format 2 only: flushed lsn, chunk files, dedup state
-//! <dir>/f/<first>-<last>.parquet     format 2 only: immutable chunk files (20-digit lsns)
+//! <dir>/f/<first>-<last>.parquet     format 2 only: immutable chunk files (20-digit lsns),
+//!                                    written by flushes and merged by compactions
 //! ```
 //! All integers are little endian. `docs/FORMAT.md` (in the repository) describes every file
 //! byte by byte; in short:
@@ -40,7 +41,7 @@
 //!   record decodes on its own.
 //! - `MANIFEST`: `[magic "SHOALMAN"][version u32][crc32 u32][len u32][JSON]`: flushed lsn `F`,
 //!   rows and checksum at `F`, the chunk files (lsn range, rows, bytes, sort key, per-column
-//!   min/max), the dedup state.
+//!   min/max, level: 0 flushed, n > 0 compacted; absent = 0), the dedup state.
 //! - Chunk file: Parquet, the rows of the records of its lsn range sorted by
 //!   the sort key `flush` is given (stable), ZSTD, 128k-row row groups, page statistics,
 //!   `shoal.format=2` and the lsn range in its key-value metadata.
@@ -141,10 +142,33 @@
 //! segment kept, moved up by `truncate_wal` before it deletes) over the record headers on disk,
 //! so a replica that is only behind is not taken for a diverged one.
 //!
+//! ## Compaction (format 2)
+//! Every flush adds a file, so a chunk written for long would have ever more files, and every
+//! scan would open them all. [`ChunkStore::compact`] merges a contiguous run of files (lsn
+//! ranges stay disjoint and in order) into one, sorted by the sort key: with
+//! [`Compaction::Tiered`] a run of [`COMPACT_MIN_FILES`] files of one level (flushes write
+//! level 0) becomes one file a level up, so a chunk keeps fewer than that many files per level;
+//! with [`Compaction::All`] (a cold chunk) every file becomes one. At most 64 files and 512 MiB
+//! of Parquet per merge. The merge streams (a batch per input in memory) and keeps the order
+//! one flush of those records would write: by key, equal keys in lsn order. Commit order, each
+//! step durable before the next:
+//! 1. the merged file under `f/` (`name.tmp`, fsync, rename, fsync `f/`), without the flush
+//!    lock: appends and flushes go on (compactions are serialized);
+//! 2. `MANIFEST` listing it instead of its inputs (under the flush lock): **the commit point**;
+//! 3. the view's file list swapped, then the inputs deleted.
+//!
+//! A crash after 1 leaves the merged file an orphan, after 2 the inputs: open deletes files no
+//! MANIFEST lists, so the store reopens the same either way (tested at both points). Position,
+//! checksum, dedup and the rows a scan returns do not change. A scan opens its files under the
+//! view's lock, so it has a compaction's inputs open before they can be deleted, and reads on
+//! (Linux keeps an unlinked file while it is open). Closing a store stops a compaction at its
+//! next batch.
+//!
 //! [`RecordBatch`]: arrow::record_batch::RecordBatch
 
 mod chunk_file;
 mod codec;
+mod compaction;
 mod dedup;
 mod error;
 mod flush;
@@ -161,6 +185,7 @@ mod wal;
 #[cfg(test)]
 mod store_tests;
 
+pub use compaction::{COMPACT_MIN_FILES, Compaction};
 pub use dedup::DEDUP_WINDOW;
 pub use error::StorageError;
 pub use manifest::{MANIFEST_FILE, MANIFEST_FORMAT_VERSION};
@@ -168,8 +193,8 @@ pub use meta::{LOCK_FILE, STORE_FILE, STORE_FORMAT_V1, STORE_FORMAT_V2, STORE_FO
 pub use stats::StoreStats;
 pub use store::ChunkStore;
 pub use types::{
-    AppendOutcome, DEFAULT_SEGMENT_BYTES, FailureHook, FlushReport, OpenReport, Record,
-    ReplicaPosition, StoreOptions,
+    AppendOutcome, CompactReport, DEFAULT_SEGMENT_BYTES, FailureHook, FlushReport, OpenReport,
+    Record, ReplicaPosition, StoreOptions,
 };
 pub use wal::record::RECORD_FORMAT_VERSION;
 pub use wal::segment::SEGMENT_FORMAT_VERSION;

@@ -1,6 +1,6 @@
 //! The `MANIFEST` file (storage format 2): which chunk files hold the records up to the flushed
 //! lsn, the replica's position there, and the dedup state. Replaced whole
-//! ([`fsutil::write_atomic`]); writing it is the commit point of a flush.
+//! ([`fsutil::write_atomic`]); writing it is the commit point of a flush and of a compaction.
 //!
 //! Layout (little endian):
 //! ```text
@@ -39,7 +39,8 @@ pub(crate) struct Manifest {
     /// The replica checksum right after `flushed_lsn`.
     pub checksum: u64,
     /// Chunk files, in lsn order; their lsn ranges are disjoint and cover 1..=flushed_lsn
-    /// except ranges whose records hold no rows.
+    /// except ranges whose records hold no rows (a compacted file's range is the union of its
+    /// inputs', gaps included).
     pub files: Vec<FileMeta>,
     /// Dedup state at lsn `dedup_lsn` (≥ `flushed_lsn`; replaying the WAL after `flushed_lsn`
     /// on top of it gives the state at the end of the log, see `dedup.rs`).
@@ -70,6 +71,11 @@ pub(crate) struct FileMeta {
     pub sort_key: Vec<String>,
     /// Per column: the smallest and largest non-null value, as Arrow displays it.
     pub columns: Vec<ColumnRange>,
+    /// 0: written by a flush; n > 0: merged by a compaction from files of levels < n.
+    /// Absent in manifests written before compaction existed (read as 0); a build that does
+    /// not know the field ignores it.
+    #[serde(default)]
+    pub level: u32,
 }
 
 /// Value range of one column in a file.

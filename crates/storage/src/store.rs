@@ -33,10 +33,14 @@ pub(crate) struct Shared {
     pub schema: SchemaRef,
     pub view: RwLock<View>,
     pub counters: Counters,
-    /// What the last committed flush wrote; held for a whole flush (one at a time).
+    /// What the last committed flush or compaction wrote; held for a whole flush (one at a
+    /// time) and for a compaction's plan and commit.
     pub flushed: Mutex<Flushed>,
-    /// Set (under `flushed`) when the store is closed or dropped: a flush still on its way
-    /// then writes nothing, so nothing touches the directory once its lock is released.
+    /// Held for a whole compaction (one at a time).
+    pub compacting: Mutex<()>,
+    /// Set when the store is closed or dropped, which then waits for a flush or compaction in
+    /// progress: one still on its way writes nothing (a compaction stops at its next batch),
+    /// so nothing touches the directory once its lock is released.
     pub closed: std::sync::atomic::AtomicBool,
     /// Test hook: the flush step after which the next flush stops as if the process died.
     #[cfg(test)]
@@ -343,6 +347,7 @@ impl ChunkStore {
             view: RwLock::new(view),
             counters: Counters::default(),
             flushed: Mutex::new(flushed),
+            compacting: Mutex::new(()),
             closed: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
             crash_after: Mutex::new(None),
@@ -635,23 +640,30 @@ impl ChunkStore {
     /// the answer may include rows of records up to the end of that file. Callers that must not
     /// show records above some lsn flush only up to it.
     pub async fn scan(&self, last: u64) -> Result<Vec<RecordBatch>, StorageError> {
-        let (files, mem) = {
-            let v = self.view();
-            (v.files.clone(), v.batches_through(last))
-        };
-        if files.is_empty() {
-            return Ok(mem);
-        }
-        let (dir, schema) = (self.shared.dir.join(FILES_DIR), self.shared.schema.clone());
-        blocking(&self.shared.dir, move || {
-            let mut out = Vec::new();
-            for f in files.iter().filter(|f| f.first_lsn <= last) {
-                out.extend(chunk_file::read(&dir.join(&f.name), &schema)?);
-            }
-            out.extend(mem);
-            Ok(out)
+        self.snapshot(last)?.read(self).await
+    }
+
+    /// What a scan reads: the chunk files opened, and the in-memory batches, taken together.
+    pub(crate) fn snapshot(&self, last: u64) -> Result<ScanSnapshot, StorageError> {
+        let dir = self.shared.dir.join(FILES_DIR);
+        // Opened under the view's lock: a compaction deletes its inputs only after swapping
+        // them out of the view, so every file listed is there, and stays readable once open.
+        let v = self.view();
+        let files = v
+            .files
+            .iter()
+            .filter(|f| f.first_lsn <= last)
+            .map(|f| {
+                let path = dir.join(&f.name);
+                File::open(&path)
+                    .map(|h| (path.clone(), h))
+                    .map_err(io_err("open", &path))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ScanSnapshot {
+            files,
+            mem: v.batches_through(last),
         })
-        .await
     }
 
     /// Bytes of the store's files (STORE, MANIFEST, chunk files and WAL segments).
@@ -707,15 +719,45 @@ impl ChunkStore {
     }
 }
 
-/// Wait for a flush in progress, and make any later one write nothing.
+/// The files a scan opened and the in-memory batches it saw (see [`ChunkStore::snapshot`]).
+pub(crate) struct ScanSnapshot {
+    files: Vec<(PathBuf, File)>,
+    mem: Vec<RecordBatch>,
+}
+
+impl ScanSnapshot {
+    /// The rows: the files' (read off the async runtime), then the in-memory ones.
+    pub(crate) async fn read(self, store: &ChunkStore) -> Result<Vec<RecordBatch>, StorageError> {
+        if self.files.is_empty() {
+            return Ok(self.mem);
+        }
+        let schema = store.shared.schema.clone();
+        blocking(&store.shared.dir, move || {
+            let mut out = Vec::new();
+            for (path, file) in self.files {
+                out.extend(chunk_file::read_open(file, &path, &schema)?);
+            }
+            out.extend(self.mem);
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// Make any later flush or compaction write nothing, stop a compaction at its next batch,
+/// and wait for what is in progress.
 fn stop_flushes(shared: &Shared) {
+    shared
+        .closed
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let _compaction = shared
+        .compacting
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     let _flush = shared
         .flushed
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    shared
-        .closed
-        .store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
 impl Drop for ChunkStore {

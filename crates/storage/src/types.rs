@@ -115,6 +115,26 @@ pub struct FlushReport {
     pub upgraded_store: bool,
 }
 
+/// What [`crate::ChunkStore::compact`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CompactReport {
+    /// Files merged (0: none were due, nothing was written).
+    pub inputs: u64,
+    /// Their total size.
+    pub input_bytes: u64,
+    /// The merged file (`f/<name>`).
+    pub file: Option<String>,
+    /// Its size.
+    pub file_bytes: u64,
+    /// Rows in it.
+    pub rows: u64,
+    /// Its level (1 + the highest input level).
+    pub level: u32,
+    /// Chunk files the replica has now.
+    pub files: u64,
+}
+
 /// One applied record, as returned by [`crate::ChunkStore::records_since`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {

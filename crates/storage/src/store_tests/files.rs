@@ -14,7 +14,7 @@ use crate::manifest::{self, FILES_DIR, MANIFEST_FILE};
 use crate::{FlushReport, OpenReport, Record, ReplicaPosition};
 
 /// Every row of `batches` as text, sorted: equal for equal row multisets.
-fn multiset(batches: &[RecordBatch]) -> Vec<String> {
+pub(super) fn multiset(batches: &[RecordBatch]) -> Vec<String> {
     let mut out = Vec::new();
     for b in batches {
         for row in 0..b.num_rows() {
@@ -31,7 +31,7 @@ fn multiset(batches: &[RecordBatch]) -> Vec<String> {
 }
 
 /// A sort key of column names.
-fn key(columns: &[&str]) -> Vec<String> {
+pub(super) fn key(columns: &[&str]) -> Vec<String> {
     columns.iter().map(|c| (*c).to_owned()).collect()
 }
 
@@ -40,7 +40,7 @@ fn store_version(dir: &Path) -> u32 {
     u32::from_le_bytes(b[8..12].try_into().unwrap())
 }
 
-fn chunk_files(dir: &Path) -> Vec<PathBuf> {
+pub(super) fn chunk_files(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir.join(FILES_DIR)) else {
         return Vec::new();
     };
@@ -50,7 +50,7 @@ fn chunk_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Records 1..=n from writer 1 (seq = lsn), 20 rows each; notes repeat, so the sort key has ties.
-async fn fill(store: &ChunkStore, seqs: std::ops::RangeInclusive<u64>) {
+pub(super) async fn fill(store: &ChunkStore, seqs: std::ops::RangeInclusive<u64>) {
     for seq in seqs {
         let i = seq as i64 * 20;
         store.append(1, seq, rows(i..i + 20)).await.unwrap();
@@ -59,19 +59,19 @@ async fn fill(store: &ChunkStore, seqs: std::ops::RangeInclusive<u64>) {
 
 /// Everything a reopen must reproduce.
 #[derive(Debug, PartialEq)]
-struct State {
+pub(super) struct State {
     position: ReplicaPosition,
     scan: Vec<String>,
     dedup: Vec<AppendOutcomeOrErr>,
 }
 
 #[derive(Debug, PartialEq)]
-enum AppendOutcomeOrErr {
+pub(super) enum AppendOutcomeOrErr {
     Outcome(AppendOutcome),
     OutsideWindow,
 }
 
-async fn state(store: &ChunkStore, writer_seqs: &[(u64, u64)]) -> State {
+pub(super) async fn state(store: &ChunkStore, writer_seqs: &[(u64, u64)]) -> State {
     // Dedup answers, asked on the live store with pairs that are all applied (or below the
     // window), so asking changes nothing.
     let mut dedup = Vec::new();
@@ -466,7 +466,7 @@ async fn dedup_window_survives_flush_and_reopen() {
     ));
 }
 
-fn seed_schema() -> SchemaRef {
+pub(super) fn seed_schema() -> SchemaRef {
     std::sync::Arc::new(Schema::new(vec![
         Field::new(
             "time",
@@ -480,7 +480,7 @@ fn seed_schema() -> SchemaRef {
 
 /// The seed table's rows (`time TIMESTAMP, name SYMBOL, id INT`): one per id, a millisecond
 /// apart, `name` cycling through five values.
-fn seed_rows(ids: std::ops::Range<i32>) -> RecordBatch {
+pub(super) fn seed_rows(ids: std::ops::Range<i32>) -> RecordBatch {
     const NAMES: [&str; 5] = ["Apple", "Microsoft", "Meta", "Google", "Amazon"];
     let times: Vec<i64> = ids
         .clone()
@@ -500,7 +500,7 @@ fn seed_rows(ids: std::ops::Range<i32>) -> RecordBatch {
 
 /// Seed-schema rows less regular than the seed's: random ids and names, times a random
 /// 0-3 ms apart (starting at `t0`).
-fn noisy_rows(n: usize, state: &mut u64, t0: &mut i64) -> RecordBatch {
+pub(super) fn noisy_rows(n: usize, state: &mut u64, t0: &mut i64) -> RecordBatch {
     const NAMES: [&str; 5] = ["Apple", "Microsoft", "Meta", "Google", "Amazon"];
     let mut next = || {
         *state = state

@@ -1,6 +1,7 @@
 //! Behaviour tests of [`crate::ChunkStore`] against real files in a temp directory.
 
 mod api;
+mod compaction;
 mod files;
 mod group_commit;
 mod recovery;
