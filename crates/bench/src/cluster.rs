@@ -54,7 +54,8 @@ pub struct Cluster {
 
 impl Cluster {
     /// `shoal local up`. From the moment it is attempted, dropping the value runs `local down`.
-    pub fn up(bin: &Path, dir: &Path, hosts: &[String]) -> Result<Self> {
+    /// `set`: `KEY=VALUE` overrides for the cluster's files (`local up --set`).
+    pub fn up(bin: &Path, dir: &Path, hosts: &[String], set: &[String]) -> Result<Self> {
         if dir.exists() {
             bail!(
                 "{} already exists: pass a fresh --dir (the benchmark creates and removes it)",
@@ -68,19 +69,20 @@ impl Cluster {
             up: true,
         };
         let hosts = hosts.join(",");
-        let out = shoal(
-            bin,
-            &[
-                "local",
-                "up",
-                "--dir",
-                cluster.dir_str()?,
-                "--hosts",
-                &hosts,
-                "--timeout",
-                "60s",
-            ],
-        )?;
+        let mut args = vec![
+            "local",
+            "up",
+            "--dir",
+            cluster.dir_str()?,
+            "--hosts",
+            &hosts,
+            "--timeout",
+            "60s",
+        ];
+        for s in set {
+            args.extend(["--set", s.as_str()]);
+        }
+        let out = shoal(bin, &args)?;
         if !out.status.success() {
             let logs = cluster.logs();
             let _ = cluster.down();

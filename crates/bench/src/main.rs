@@ -17,6 +17,7 @@ mod cluster;
 mod load;
 mod pause;
 mod reference;
+mod restart;
 mod upgrade;
 mod writer;
 
@@ -60,6 +61,9 @@ struct Common {
     /// Keep the cluster directory (logs, data) afterwards.
     #[arg(long, global = true)]
     keep: bool,
+    /// A configuration key for the cluster's files, as `shoal local up --set` (repeatable).
+    #[arg(long, global = true, value_name = "KEY=VALUE")]
+    set: Vec<String>,
     /// Concurrent writers, each with its own writer id.
     #[arg(long, global = true, default_value_t = 8)]
     writers: usize,
@@ -107,6 +111,15 @@ enum Cmd {
         #[arg(long, default_value_t = 200.0)]
         rate: f64,
     },
+    /// Time from `host start` to UP with data in chunk files, and with `--factor` times more.
+    Restart {
+        /// MB (10^6 bytes of Arrow IPC) stored before the first restart.
+        #[arg(long, default_value_t = 200)]
+        mb: u64,
+        /// The second restart has this many times as much stored.
+        #[arg(long, default_value_t = 5)]
+        factor: u64,
+    },
     /// The writer's stall while one data node is paused, in each role, vs. nothing paused.
     Pause {
         /// The writer's appends per second (one row each).
@@ -150,7 +163,7 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let result = {
-        let mut cluster = Cluster::up(&bin, &dir, &c.hosts)?;
+        let mut cluster = Cluster::up(&bin, &dir, &c.hosts, &c.set)?;
         let r = (|| {
             for sql in [CREATE_DB, CREATE_TABLE] {
                 cluster.run(&["sql", sql])?;
@@ -183,6 +196,18 @@ fn main() -> Result<()> {
                 }
                 Cmd::Upgrade { next, rate } => {
                     upgrade::run(&cluster, next, rate.clamp(1.0, 2000.0))
+                }
+                Cmd::Restart { mb, factor } => {
+                    rt.block_on(create_chunks(&conn, c))?;
+                    restart::run(
+                        &cluster,
+                        &conn,
+                        &rt,
+                        base_load(c, 100),
+                        (*mb).max(1),
+                        (*factor).max(1),
+                        &c.hosts[1],
+                    )
                 }
                 Cmd::Pause { rate, seconds } => pause::run(
                     &cluster,
