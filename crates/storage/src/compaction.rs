@@ -155,15 +155,6 @@ impl ChunkStore {
     }
 }
 
-fn check_open(shared: &Shared) -> Result<(), StorageError> {
-    if shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(StorageError::Closed {
-            dir: shared.dir.clone(),
-        });
-    }
-    Ok(())
-}
-
 fn compact(
     shared: &Shared,
     sort_key: &[String],
@@ -176,11 +167,7 @@ fn compact(
     let files_dir = shared.dir.join(FILES_DIR);
     let keys = chunk_file::key_columns(&shared.dir, &shared.schema, sort_key)?;
     let (plan, inputs) = {
-        let st = shared
-            .flushed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        check_open(shared)?;
+        let st = shared.flushed_if_open()?;
         let files = &st.manifest.files;
         let Some(plan) = plan(files, how) else {
             return Ok(CompactReport {
@@ -220,11 +207,7 @@ fn commit(
     inputs: &[FileMeta],
     merged: FileMeta,
 ) -> Result<usize, StorageError> {
-    let mut st = shared
-        .flushed
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    check_open(shared)?;
+    let mut st = shared.flushed_if_open()?;
     let dir = &shared.dir;
     let mut m = st.manifest.clone();
     // Flushes only append files and compactions are serialized, so the inputs are where the
@@ -449,7 +432,7 @@ impl Merge<'_> {
     /// Write the picked rows, then keep only the batches still being read. Stops the merge
     /// once the store is closing, so closing waits a batch, not a whole compaction.
     fn emit(&mut self) -> Result<(), StorageError> {
-        check_open(self.shared)?;
+        self.shared.check_open()?;
         if self.picks.is_empty() {
             return Ok(());
         }

@@ -128,14 +128,8 @@ impl ChunkStore {
 /// segment wholly ≤ `min(through, flushed lsn)`, 0 for none), with the MANIFEST's and the
 /// view's `wal_base` moved there.
 fn advance_wal_base(shared: &Arc<Shared>, through: u64) -> Result<u64, StorageError> {
-    let mut st = shared
-        .flushed
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+    let mut st = shared.flushed_if_open()?;
     let dir = &shared.dir;
-    if shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(StorageError::Closed { dir: dir.clone() });
-    }
     // The view's flushed lsn moves only after STORE says format 2, so nothing is truncated
     // that a format-1 build would need.
     let (bound, wal_base) = {
@@ -174,14 +168,8 @@ fn flush_frozen(
     sort_key: &[String],
     frozen: Frozen,
 ) -> Result<FlushReport, StorageError> {
-    let mut st = shared
-        .flushed
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+    let mut st = shared.flushed_if_open()?;
     let dir = &shared.dir;
-    if shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(StorageError::Closed { dir: dir.clone() });
-    }
     chunk_file::key_columns(dir, &shared.schema, sort_key)?;
     let (base, upto, batches, rows, checksum, wal_base) = {
         let v = shared.view.read().unwrap_or_else(PoisonError::into_inner);

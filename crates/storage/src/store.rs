@@ -3,7 +3,7 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Sender, channel};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
 use arrow::datatypes::SchemaRef;
@@ -56,17 +56,31 @@ pub(crate) struct Shared {
     pub queued: std::sync::atomic::AtomicU64,
 }
 
-/// The durable store of one chunk replica (see the crate docs).
-///
-/// All methods take `&self`; share it with `Arc<ChunkStore>`. Dropping it waits for a flush in
-/// progress, stops the commit thread (after the group in progress) and releases the directory
-/// lock; [`ChunkStore::close`] does the same without blocking the async runtime.
 /// The committed flush state (what the MANIFEST and STORE say).
 pub(crate) struct Flushed {
     pub manifest: Manifest,
     pub store_version: u32,
     pub store_bytes: u64,
     pub manifest_bytes: u64,
+}
+
+impl Shared {
+    /// The flush state, held against other flushes and compaction commits; refused once the
+    /// store is closed (nothing may be written after its directory lock is released).
+    pub(crate) fn flushed_if_open(&self) -> Result<MutexGuard<'_, Flushed>, StorageError> {
+        let st = self.flushed.lock().unwrap_or_else(PoisonError::into_inner);
+        self.check_open()?;
+        Ok(st)
+    }
+
+    pub(crate) fn check_open(&self) -> Result<(), StorageError> {
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StorageError::Closed {
+                dir: self.dir.clone(),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Flushed {
@@ -78,6 +92,11 @@ impl Flushed {
     }
 }
 
+/// The durable store of one chunk replica (see the crate docs).
+///
+/// All methods take `&self`; share it with `Arc<ChunkStore>`. Dropping it waits for a flush in
+/// progress, stops the commit thread (after the group in progress) and releases the directory
+/// lock; [`ChunkStore::close`] does the same without blocking the async runtime.
 pub struct ChunkStore {
     shared: Arc<Shared>,
     queue: Option<Sender<Msg>>,
