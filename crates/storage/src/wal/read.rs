@@ -46,18 +46,10 @@ pub(crate) fn records_between(
             // A gap: the WAL lost records that are only in a chunk file now.
             return Err(below(*first));
         }
-        let file = match File::open(path) {
-            Ok(f) => f,
+        let Some(mut r) = open_segment(path)? else {
             // Truncated meanwhile.
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(below(segs.get(i + 1).map_or(upto + 1, |s| s.0)));
-            }
-            Err(e) => return Err(io_err("open", path)(e)),
+            return Err(below(segs.get(i + 1).map_or(upto + 1, |s| s.0)));
         };
-        let mut r = BufReader::with_capacity(1 << 20, file);
-        let mut head = [0u8; SEGMENT_HEADER_LEN];
-        r.read_exact(&mut head).map_err(io_err("read", path))?;
-        segment::decode_header(path, &head)?;
         let mut off = SEGMENT_HEADER_LEN as u64;
         let corrupt = |off: u64, reason: String| StorageError::Corrupt {
             path: path.to_path_buf(),
@@ -65,12 +57,9 @@ pub(crate) fn records_between(
             reason,
         };
         while want <= upto {
-            let mut prefix = [0u8; FRAME_PREFIX_LEN + RECORD_HEADER_LEN];
-            match r.read_exact(&mut prefix) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::UnexpectedEof => break,
-                Err(e) => return Err(io_err("read", path)(e)),
-            }
+            let Some(prefix) = read_prefix(&mut r, path)? else {
+                break;
+            };
             let len = le_u32(&prefix[0..4]) as usize;
             let crc = le_u32(&prefix[4..8]);
             let h = &prefix[FRAME_PREFIX_LEN..];
@@ -148,22 +137,13 @@ pub(crate) fn chain_through(
         if *first > want {
             return Ok(None);
         }
-        let file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err("open", path)(e)),
+        let Some(mut r) = open_segment(path)? else {
+            return Ok(None);
         };
-        let mut r = BufReader::with_capacity(1 << 20, file);
-        let mut head = [0u8; SEGMENT_HEADER_LEN];
-        r.read_exact(&mut head).map_err(io_err("read", path))?;
-        segment::decode_header(path, &head)?;
         while want <= to {
-            let mut prefix = [0u8; FRAME_PREFIX_LEN + RECORD_HEADER_LEN];
-            match r.read_exact(&mut prefix) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::UnexpectedEof => break,
-                Err(e) => return Err(io_err("read", path)(e)),
-            }
+            let Some(prefix) = read_prefix(&mut r, path)? else {
+                break;
+            };
             let len = le_u32(&prefix[0..4]) as usize;
             let h = &prefix[FRAME_PREFIX_LEN..];
             if len < RECORD_HEADER_LEN {
@@ -189,4 +169,31 @@ pub(crate) fn chain_through(
         }
     }
     Ok((want > to).then_some(checksum))
+}
+
+/// A WAL segment opened for reading past its header; `None` if it was deleted (truncated).
+fn open_segment(path: &Path) -> Result<Option<BufReader<File>>, StorageError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("open", path)(e)),
+    };
+    let mut r = BufReader::with_capacity(1 << 20, file);
+    let mut head = [0u8; SEGMENT_HEADER_LEN];
+    r.read_exact(&mut head).map_err(io_err("read", path))?;
+    segment::decode_header(path, &head)?;
+    Ok(Some(r))
+}
+
+/// The next frame's prefix and record header; `None` at the end of the segment.
+fn read_prefix(
+    r: &mut BufReader<File>,
+    path: &Path,
+) -> Result<Option<[u8; FRAME_PREFIX_LEN + RECORD_HEADER_LEN]>, StorageError> {
+    let mut prefix = [0u8; FRAME_PREFIX_LEN + RECORD_HEADER_LEN];
+    match r.read_exact(&mut prefix) {
+        Ok(()) => Ok(Some(prefix)),
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(io_err("read", path)(e)),
+    }
 }
