@@ -1,4 +1,5 @@
-//! Group commit: one thread owns the WAL's writable end and the dedup state.
+//! Group commit: one thread owns the WAL's writable end and the dedup state (and exits while
+//! the store is idle: see `commit_thread`).
 //!
 //! Callers validate and encode their batch on their own task, then queue a [`Request`] and await
 //! its reply. The thread takes the first queued request plus everything else already queued (up
@@ -26,14 +27,13 @@
 
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, PoisonError};
-use std::thread::JoinHandle;
 
 use arrow::record_batch::RecordBatch;
 use tokio::sync::oneshot;
 
 use crate::dedup::DEDUP_WINDOW;
 use crate::dedup::{Dedup, DedupSnapshot, Seen};
-use crate::error::{StorageError, io_err};
+use crate::error::StorageError;
 use crate::index::Entry;
 use crate::store::Shared;
 use crate::types::{AppendOutcome, FailureHook};
@@ -97,53 +97,37 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    /// Start the commit thread. It exits when every sender is dropped.
-    pub(crate) fn spawn(self) -> Result<JoinHandle<()>, StorageError> {
-        let dir = self.shared.dir.clone();
-        std::thread::Builder::new()
-            .name("shoal-wal-commit".into())
-            .spawn(move || self.run())
-            .map_err(io_err("spawn commit thread for", dir))
-    }
-
-    fn run(mut self) {
+    /// Handle `first` and, if it is an append, everything else already queued with it as one
+    /// group (up to the group limits). A control message met while gathering is handled right
+    /// after the group, so it sees the group's records.
+    pub(crate) fn handle(&mut self, first: Msg) {
+        let first = match first {
+            Msg::Append(r) => r,
+            other => return self.control(other),
+        };
+        #[cfg(test)]
+        let gate = self.shared.clone();
+        #[cfg(test)]
+        let _held = gate.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut bytes = first.ipc.len();
+        let mut group = vec![first];
         let mut next = None;
-        loop {
-            let first = match next.take() {
-                Some(m) => m,
-                None => match self.rx.recv() {
-                    Ok(m) => m,
-                    Err(_) => return,
-                },
-            };
-            let first = match first {
-                Msg::Append(r) => r,
-                other => {
-                    self.control(other);
-                    continue;
+        while group.len() < MAX_GROUP_RECORDS && bytes < MAX_GROUP_BYTES {
+            match self.rx.try_recv() {
+                Ok(Msg::Append(r)) => {
+                    bytes += r.ipc.len();
+                    group.push(r);
                 }
-            };
-            #[cfg(test)]
-            let gate = self.shared.clone();
-            #[cfg(test)]
-            let _held = gate.gate.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut bytes = first.ipc.len();
-            let mut group = vec![first];
-            while group.len() < MAX_GROUP_RECORDS && bytes < MAX_GROUP_BYTES {
-                match self.rx.try_recv() {
-                    Ok(Msg::Append(r)) => {
-                        bytes += r.ipc.len();
-                        group.push(r);
-                    }
-                    // Answered after this group, so it sees the group's records.
-                    Ok(other) => {
-                        next = Some(other);
-                        break;
-                    }
-                    Err(_) => break,
+                Ok(other) => {
+                    next = Some(other);
+                    break;
                 }
+                Err(_) => break,
             }
-            self.commit(group);
+        }
+        self.commit(group);
+        if let Some(other) = next {
+            self.control(other);
         }
     }
 
@@ -212,7 +196,7 @@ impl Committer {
             .fail_next_sync
             .swap(false, std::sync::atomic::Ordering::SeqCst)
         {
-            return Err(io_err("fdatasync", &self.shared.dir)(
+            return Err(crate::error::io_err("fdatasync", &self.shared.dir)(
                 std::io::Error::other("injected failure"),
             ));
         }

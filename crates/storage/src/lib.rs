@@ -71,6 +71,8 @@
 //!   power loss; data after it may be partly written, in any order of pages.
 //! - **Group commit**: one thread drains a queue of pending appends, writes them with one
 //!   `write`, issues one `fdatasync`, then completes all of them. See [`StoreStats::fsyncs`].
+//!   The thread exits after [`StoreOptions::commit_idle`] with nothing to do and the next write
+//!   starts it again, so an idle replica holds no OS thread.
 //! - A segment is **sealed** when the next one is created: it is fdatasync'd first (even with
 //!   `data_sync = false`), so a sealed segment never has a torn tail and is never rewritten.
 //! - Open replays the segments after the flushed lsn (all of them in format 1) and verifies each
@@ -168,6 +170,7 @@
 
 mod chunk_file;
 mod codec;
+mod commit_thread;
 mod compaction;
 mod dedup;
 mod error;
@@ -193,8 +196,8 @@ pub use meta::{LOCK_FILE, STORE_FILE, STORE_FORMAT_V1, STORE_FORMAT_V2, STORE_FO
 pub use stats::StoreStats;
 pub use store::ChunkStore;
 pub use types::{
-    AppendOutcome, CompactReport, DEFAULT_SEGMENT_BYTES, FailureHook, FlushReport, OpenReport,
-    Record, ReplicaPosition, StoreOptions,
+    AppendOutcome, CompactReport, DEFAULT_COMMIT_IDLE, DEFAULT_SEGMENT_BYTES, FailureHook,
+    FlushReport, OpenReport, Record, ReplicaPosition, StoreOptions,
 };
 pub use wal::record::RECORD_FORMAT_VERSION;
 pub use wal::segment::SEGMENT_FORMAT_VERSION;

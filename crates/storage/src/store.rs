@@ -4,13 +4,13 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::thread::JoinHandle;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use tokio::sync::oneshot;
 
 use crate::codec;
+use crate::commit_thread::CommitThread;
 use crate::dedup::Dedup;
 use crate::error::{StorageError, arrow_err, io_err};
 use crate::group_commit::{Committer, Msg, Op, Request};
@@ -100,7 +100,7 @@ impl Flushed {
 pub struct ChunkStore {
     shared: Arc<Shared>,
     queue: Option<Sender<Msg>>,
-    committer: Option<JoinHandle<()>>,
+    commit: CommitThread,
     // Held (flock) for the store's lifetime; declared last so it is released last.
     _lock: File,
 }
@@ -396,14 +396,14 @@ impl ChunkStore {
             data_sync: opts.data_sync,
             on_failure: opts.on_failure,
             failed: None,
-        }
-        .spawn()?;
+        };
+        let commit = CommitThread::start(committer, opts.commit_idle)?;
 
         Ok((
             ChunkStore {
                 shared,
                 queue: Some(tx),
-                committer: Some(committer),
+                commit,
                 _lock: lock,
             },
             report,
@@ -514,20 +514,15 @@ impl ChunkStore {
         }
         let digest = codec::content_digest(&batch, &ipc);
         let (reply, rx) = oneshot::channel();
-        let closed = || StorageError::Closed { dir: dir.clone() };
-        self.queue
-            .as_ref()
-            .ok_or_else(closed)?
-            .send(Msg::Append(Request {
-                op,
-                writer_id,
-                seq,
-                batch,
-                ipc,
-                digest,
-                reply,
-            }))
-            .map_err(|_| closed())?;
+        self.send(Msg::Append(Request {
+            op,
+            writer_id,
+            seq,
+            batch,
+            ipc,
+            digest,
+            reply,
+        }))?;
         #[cfg(test)]
         self.shared
             .queued
@@ -535,7 +530,7 @@ impl ChunkStore {
         Ok(rx)
     }
 
-    /// Send a message to the commit thread.
+    /// Send a message to the commit thread, starting it again if it parked.
     pub(crate) fn send(&self, msg: Msg) -> Result<(), StorageError> {
         let closed = || StorageError::Closed {
             dir: self.shared.dir.clone(),
@@ -544,7 +539,20 @@ impl ChunkStore {
             .as_ref()
             .ok_or_else(closed)?
             .send(msg)
-            .map_err(|_| closed())
+            .map_err(|_| closed())?;
+        self.commit.wake()
+    }
+
+    /// Whether the commit thread is running (it parks when idle).
+    #[cfg(test)]
+    pub(crate) fn commit_thread_running(&self) -> bool {
+        self.commit.running()
+    }
+
+    /// Commit threads started since open (tests).
+    #[cfg(test)]
+    pub(crate) fn commit_thread_starts(&self) -> u64 {
+        self.commit.starts()
     }
 
     pub(crate) fn view(&self) -> std::sync::RwLockReadGuard<'_, View> {
@@ -721,20 +729,11 @@ impl ChunkStore {
     }
 
     /// Stop the commit thread (after the group in progress) and release the directory.
-    pub async fn close(mut self) -> Result<(), StorageError> {
-        drop(self.queue.take());
-        let shared = self.shared.clone();
-        let committer = self.committer.take();
+    pub async fn close(self) -> Result<(), StorageError> {
         let dir = self.shared.dir.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            stop_flushes(&shared);
-            committer.map_or(Ok(()), |h| h.join())
-        })
-        .await;
-        if !matches!(joined, Ok(Ok(()))) {
-            return Err(StorageError::Closed { dir });
-        }
-        Ok(())
+        tokio::task::spawn_blocking(move || drop(self))
+            .await
+            .map_err(|_| StorageError::Closed { dir })
     }
 }
 
@@ -784,9 +783,7 @@ impl Drop for ChunkStore {
         drop(self.queue.take());
         // A flush in progress finishes first (its blocking task holds the flush lock).
         stop_flushes(&self.shared);
-        if let Some(handle) = self.committer.take() {
-            // The thread finishes its current group (at most one write + fdatasync) and exits.
-            let _ = handle.join();
-        }
+        // The thread finishes what is queued (at most one write + fdatasync) and exits.
+        self.commit.stop();
     }
 }

@@ -1,6 +1,7 @@
 //! Public value types of the store API.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 
@@ -23,6 +24,9 @@ pub struct StoreOptions {
     pub segment_bytes: u64,
     /// Told when a write failure poisons the store.
     pub on_failure: Option<FailureHook>,
+    /// The commit thread exits after this long with nothing to do, and starts again on the
+    /// next write (an idle chunk holds no thread).
+    pub commit_idle: Duration,
 }
 
 impl std::fmt::Debug for StoreOptions {
@@ -31,9 +35,13 @@ impl std::fmt::Debug for StoreOptions {
             .field("data_sync", &self.data_sync)
             .field("segment_bytes", &self.segment_bytes)
             .field("on_failure", &self.on_failure.is_some())
+            .field("commit_idle", &self.commit_idle)
             .finish()
     }
 }
+
+/// Default [`StoreOptions::commit_idle`].
+pub const DEFAULT_COMMIT_IDLE: Duration = Duration::from_secs(10);
 
 /// Default segment size: 64 MiB.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
@@ -44,6 +52,7 @@ impl Default for StoreOptions {
             data_sync: true,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             on_failure: None,
+            commit_idle: DEFAULT_COMMIT_IDLE,
         }
     }
 }

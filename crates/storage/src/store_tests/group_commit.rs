@@ -143,3 +143,74 @@ async fn a_failed_sync_cuts_its_group_poisons_the_store_and_tells_the_hook() {
     assert_eq!((report.records, report.torn_tail_bytes), (1, 0));
     assert_eq!(store.append(1, 2, rows(0..3)).await.unwrap(), applied(2));
 }
+
+fn idle_after(commit_idle: std::time::Duration) -> StoreOptions {
+    StoreOptions {
+        commit_idle,
+        ..opts(true, 64 << 20)
+    }
+}
+
+/// Waits (bounded) until the commit thread has parked.
+async fn parked(store: &ChunkStore) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.commit_thread_running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the commit thread did not park"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_idle_store_holds_no_thread_and_wakes_on_the_next_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = new_store(tmp.path(), idle_after(std::time::Duration::from_millis(20))).await;
+    store.append(1, 1, rows(0..5)).await.unwrap();
+    parked(&store).await;
+    // Every kind of message starts it again: an append, a duplicate, a flush's freeze.
+    assert_eq!(
+        store.append(1, 2, rows(5..10)).await.unwrap(),
+        AppendOutcome::Applied { lsn: 2 }
+    );
+    parked(&store).await;
+    assert_eq!(
+        store.append(1, 2, rows(5..10)).await.unwrap(),
+        AppendOutcome::Duplicate { lsn: Some(2) }
+    );
+    parked(&store).await;
+    store.flush(2, &[]).await.unwrap();
+    parked(&store).await;
+    assert_eq!(store.commit_thread_starts(), 4);
+    store.close().await.unwrap();
+    let (store, _) = ChunkStore::open(tmp.path(), opts(true, 64 << 20))
+        .await
+        .unwrap();
+    assert_eq!((store.last_lsn(), store.flushed_lsn()), (2, 2));
+}
+
+/// Appends arriving just as the thread parks are never lost: with a 1 ms idle time the thread
+/// parks and restarts between most of these.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_racing_a_parking_thread_are_all_committed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = new_store(tmp.path(), idle_after(std::time::Duration::from_millis(1))).await;
+    for seq in 1..=300u64 {
+        let outcome = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            store.append(7, seq, rows(0..1)),
+        )
+        .await
+        .expect("an append queued as the thread parked was never committed")
+        .unwrap();
+        assert_eq!(outcome, AppendOutcome::Applied { lsn: seq });
+        if seq % 3 == 0 {
+            tokio::time::sleep(std::time::Duration::from_micros(900 + seq * 3)).await;
+        }
+    }
+    assert_eq!(store.last_lsn(), 300);
+    let starts = store.commit_thread_starts();
+    assert!(starts > 20, "the thread parked only {} times", starts - 1);
+    eprintln!("300 appends, {starts} commit threads");
+}

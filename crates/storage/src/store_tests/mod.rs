@@ -46,7 +46,7 @@ pub(crate) fn opts(data_sync: bool, segment_bytes: u64) -> StoreOptions {
     StoreOptions {
         data_sync,
         segment_bytes,
-        on_failure: None,
+        ..StoreOptions::default()
     }
 }
 
