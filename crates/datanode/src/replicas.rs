@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::SchemaRef;
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use shoal_proto::{ChunkInfo, ReplicaPosition};
 use shoal_storage::{
@@ -25,6 +26,78 @@ struct ChunkRecord {
     partition: String,
     path: String,
     dir: PathBuf,
+}
+
+/// Chunk stores opened at once when a node starts.
+const OPEN_PARALLELISM: usize = 8;
+
+/// The records in `meta_dir` of replicas that hold a store (a record without one was created in
+/// the metadata and never written: it is recreated on first write).
+fn read_records(meta_dir: &Path) -> Result<Vec<ChunkRecord>, String> {
+    let entries = std::fs::read_dir(meta_dir)
+        .map_err(|e| format!("cannot read {}: {e}", meta_dir.display()))?;
+    let mut records = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.extension().is_none_or(|x| x != "chunk") {
+            continue;
+        }
+        let record: ChunkRecord = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if record.format > CHUNK_RECORD_VERSION {
+            return Err(format!(
+                "{}: chunk record format {} is newer than this build reads ({CHUNK_RECORD_VERSION})",
+                path.display(),
+                record.format
+            ));
+        }
+        if record.dir.join(shoal_storage::STORE_FILE).exists() {
+            records.push(record);
+        }
+    }
+    Ok(records)
+}
+
+/// Reopens one replica's store (replaying its WAL tail, cutting a torn tail); also answers
+/// whether it reopened exactly as written.
+async fn reopen(
+    record: ChunkRecord,
+    opts: StoreOptions,
+) -> Result<(u64, ChunkStore, bool), String> {
+    match ChunkStore::open(&record.dir, opts.clone()).await {
+        Ok((store, report)) => {
+            tracing::info!(
+                "chunk {}: {} chunk files through lsn {}, {} WAL records replayed \
+                 ({} of {} segments skipped)",
+                record.id,
+                report.files,
+                report.flushed_lsn,
+                report.records,
+                report.skipped_segments,
+                report.segments
+            );
+            if report.torn_tail_bytes > 0 {
+                tracing::warn!(
+                    "chunk {}: cut a torn tail of {} bytes",
+                    record.id,
+                    report.torn_tail_bytes
+                );
+            }
+            Ok((record.id, store, report.torn_tail_bytes == 0))
+        }
+        Err(StorageError::Corrupt { .. }) => {
+            // A damaged unsynced tail: keep what verifies; the chunk's primary compares
+            // checksums and refills or rebuilds this replica.
+            let (store, _) = ChunkStore::open_discarding_damaged_tail(&record.dir, opts)
+                .await
+                .map_err(|e| format!("chunk {}: {e}", record.id))?;
+            tracing::warn!("chunk {}: discarded a damaged WAL tail", record.id);
+            Ok((record.id, store, false))
+        }
+        Err(e) => Err(format!("chunk {}: {e}", record.id)),
+    }
 }
 
 pub struct LocalReplicas {
@@ -60,65 +133,21 @@ impl LocalReplicas {
         let data_dir = volume.join("chunks");
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+        let records = read_records(meta_dir)?;
+        // Opening is mostly waiting on the disk (a MANIFEST, the files' sizes, the WAL tail):
+        // several at once keep a node holding thousands of chunks quick to come up.
+        let opened: Vec<_> = futures::stream::iter(records)
+            .map(|record| reopen(record, opts.clone()))
+            .buffer_unordered(OPEN_PARALLELISM)
+            .try_collect()
+            .await?;
         let mut stores = HashMap::new();
         let mut intact = HashSet::new();
-        let entries = std::fs::read_dir(meta_dir)
-            .map_err(|e| format!("cannot read {}: {e}", meta_dir.display()))?;
-        for entry in entries {
-            let path = entry.map_err(|e| e.to_string())?.path();
-            if path.extension().is_none_or(|x| x != "chunk") {
-                continue;
+        for (id, store, was_intact) in opened {
+            if was_intact {
+                intact.insert(id);
             }
-            let record: ChunkRecord = std::fs::read(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            if record.format > CHUNK_RECORD_VERSION {
-                return Err(format!(
-                    "{}: chunk record format {} is newer than this build reads ({CHUNK_RECORD_VERSION})",
-                    path.display(),
-                    record.format
-                ));
-            }
-            if !record.dir.join(shoal_storage::STORE_FILE).exists() {
-                continue; // created in the metadata, never written: recreated on first write
-            }
-            let store = match ChunkStore::open(&record.dir, opts.clone()).await {
-                Ok((s, report)) => {
-                    tracing::info!(
-                        "chunk {}: {} chunk files through lsn {}, {} WAL records replayed \
-                         ({} of {} segments skipped)",
-                        record.id,
-                        report.files,
-                        report.flushed_lsn,
-                        report.records,
-                        report.skipped_segments,
-                        report.segments
-                    );
-                    if report.torn_tail_bytes > 0 {
-                        tracing::warn!(
-                            "chunk {}: cut a torn tail of {} bytes",
-                            record.id,
-                            report.torn_tail_bytes
-                        );
-                    } else {
-                        intact.insert(record.id);
-                    }
-                    s
-                }
-                Err(StorageError::Corrupt { .. }) => {
-                    // A damaged unsynced tail: keep what verifies; the chunk's primary compares
-                    // checksums and refills or rebuilds this replica.
-                    let (s, _) =
-                        ChunkStore::open_discarding_damaged_tail(&record.dir, opts.clone())
-                            .await
-                            .map_err(|e| format!("chunk {}: {e}", record.id))?;
-                    tracing::warn!("chunk {}: discarded a damaged WAL tail", record.id);
-                    s
-                }
-                Err(e) => return Err(format!("chunk {}: {e}", record.id)),
-            };
-            stores.insert(record.id, Arc::new(store));
+            stores.insert(id, Arc::new(store));
         }
         tracing::info!(
             "opened {} chunk replicas ({} intact)",

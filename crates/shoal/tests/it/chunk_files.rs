@@ -9,11 +9,32 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::data::{Data, create_seed_table, runtime, seed_rows};
-use crate::harness::{LocalCluster, stderr};
+use crate::data::{Data, create_seed_table, runtime, seed_rows, wait_all_complete_and_identical};
+use crate::harness::{LocalCluster, kill9, stderr};
 use crate::query::sql;
+use crate::storage::datanode_on;
 
 const ROWS_PER_APPEND: i32 = 2_000;
+
+/// Appends `seqs` of writer 1, ids `(seq-1)*ROWS_PER_APPEND+1 ..= seq*ROWS_PER_APPEND`, days
+/// alternating; every one must succeed (the client rides out failures itself).
+fn append_seqs(rt: &tokio::runtime::Runtime, data: &Data, seqs: std::ops::RangeInclusive<u64>) {
+    rt.block_on(async {
+        for seq in seqs {
+            let first = (seq as i32 - 1) * ROWS_PER_APPEND;
+            let ids: Vec<i32> = (1..=ROWS_PER_APPEND).map(|k| first + k).collect();
+            let batch = seed_rows(&ids, i64::from(seq as i32 % 2));
+            let r = data
+                .client
+                .append("dfs://stock", "stock", 1, seq, &batch)
+                .await;
+            assert_eq!(
+                r.unwrap_or_else(|e| panic!("append {seq}: {e}")).rows,
+                ROWS_PER_APPEND as u64
+            );
+        }
+    });
+}
 
 #[test]
 fn idle_replicas_flush_to_files_and_a_restart_replays_only_the_tail() {
@@ -22,21 +43,9 @@ fn idle_replicas_flush_to_files_and_a_restart_replays_only_the_tail() {
     let rt = runtime();
     let data = Data::connect(&cluster);
     let mut seq = 0u64;
-    let mut append = |n: i32| {
-        rt.block_on(async {
-            for _ in 0..n {
-                seq += 1;
-                let first = (seq as i32 - 1) * ROWS_PER_APPEND;
-                let ids: Vec<i32> = (1..=ROWS_PER_APPEND).map(|k| first + k).collect();
-                let day = i64::from(seq as i32 % 2);
-                let batch = seed_rows(&ids, day);
-                let r = data
-                    .client
-                    .append("dfs://stock", "stock", 1, seq, &batch)
-                    .await;
-                assert_eq!(r.unwrap().rows, ROWS_PER_APPEND as u64);
-            }
-        });
+    let mut append = |n: u64| {
+        append_seqs(&rt, &data, seq + 1..=seq + n);
+        seq += n;
         seq as i32 * ROWS_PER_APPEND
     };
     let written = append(100);
@@ -78,6 +87,86 @@ fn idle_replicas_flush_to_files_and_a_restart_replays_only_the_tail() {
     wait_all_flushed(&rt, &data, Duration::from_secs(60));
     rt.block_on(data.assert_replicas_agree());
     assert_eq!(sql(&cluster, count), all(written));
+}
+
+#[test]
+fn a_data_node_killed_mid_ingest_loses_no_acked_row_and_replays_only_its_tail() {
+    const BEFORE: u64 = 60;
+    const TOTAL: u64 = 200;
+    let cluster = LocalCluster::start_with(&["--set", "flushIdleTime=1000"]);
+    create_seed_table(&cluster);
+    let rt = runtime();
+    let data = Data::connect(&cluster);
+    append_seqs(&rt, &data, 1..=BEFORE);
+    wait_all_flushed(&rt, &data, Duration::from_secs(60));
+
+    // Appends go on while the first machine's data node is killed: what it held is part in
+    // files, part in the WAL only.
+    let host = cluster.hosts[0].clone();
+    let (victim, pid) = datanode_on(&cluster, &host);
+    let writer = {
+        let data = Data::connect(&cluster);
+        std::thread::spawn(move || append_seqs(&runtime(), &data, BEFORE + 1..=TOTAL))
+    };
+    let started = Instant::now();
+    while rt
+        .block_on(data.positions())
+        .values()
+        .map(|p| p.last_lsn)
+        .sum::<u64>()
+        < 2 * (BEFORE + 20)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "appends stalled"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill9(pid);
+    writer.join().expect("the writer failed");
+
+    let written = TOTAL as i32 * ROWS_PER_APPEND;
+    let count = r#"SELECT count(*) AS n, count(DISTINCT id) AS ids, min(id) AS lo, max(id) AS hi FROM "dfs://stock".stock"#;
+    assert_eq!(
+        sql(&cluster, count),
+        json!([{"n": written, "ids": written, "lo": 1, "hi": written}])
+    );
+    rt.block_on(wait_all_complete_and_identical(
+        &data,
+        Duration::from_secs(60),
+    ));
+    rt.block_on(data.assert_replicas_agree());
+
+    // The restarted node opened each replica from its files and replayed only what followed.
+    let reopened = reopen_lines(&cluster.dir.join(&host).join("log"));
+    assert!(!reopened.is_empty(), "{victim} reopened no replica");
+    let from_files = reopened
+        .iter()
+        .filter(|l| !l.contains("through lsn 0,"))
+        .count();
+    assert_eq!(
+        from_files,
+        reopened.len(),
+        "a replica flushed before the kill replayed its whole WAL: {reopened:#?}"
+    );
+    let tail: u64 = reopened.iter().map(|l| replayed(l)).sum();
+    assert!(
+        tail > 0 && tail < TOTAL - BEFORE,
+        "replayed {tail} WAL records, expected the unflushed tail only: {reopened:#?}"
+    );
+}
+
+/// `R` of "... R WAL records replayed ...".
+fn replayed(line: &str) -> u64 {
+    let before = line
+        .split(" WAL records replayed")
+        .next()
+        .unwrap_or_default();
+    before
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no record count in {line}"))
 }
 
 /// Waits until every replica's records are all in files; answers each replica's flushed lsn.
