@@ -6,6 +6,12 @@ use std::time::Duration;
 
 use nix::time::{ClockId, clock_gettime};
 
+/// How long a data node's fetched catalog may route and acknowledge writes (measured on its
+/// [`BootInstant`] from when the fetch started). A DROP answers only once this has passed since
+/// it committed, and a dropped name is held longer still, so no write is acknowledged for a
+/// dropped table after its DROP returned, nor lands in it when meant for a new table.
+pub const CATALOG_LEASE: Duration = Duration::from_secs(3);
+
 /// A point in time since the machine booted, suspends included.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct BootInstant(Duration);

@@ -145,6 +145,18 @@ impl fmt::Display for Command {
     }
 }
 
+impl Command {
+    /// Whether applying it deletes rows (a DROP of a database, table or partitions).
+    pub fn drops_data(&self) -> bool {
+        matches!(
+            self,
+            Command::DropDatabase { .. }
+                | Command::DropTable { .. }
+                | Command::DropPartitions { .. }
+        )
+    }
+}
+
 /// Why a command changed nothing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -2,9 +2,11 @@
 //! commit, and answer; SHOW statements read the committed catalog.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use shoal_catalog::ddl::{self, Statement};
 use shoal_catalog::{DatabaseDef, PartitionKey, PartitionScheme};
+use shoal_common::clock::CATALOG_LEASE;
 use shoal_common::version;
 use shoal_proto::{DdlResponse, DdlRow};
 use tonic::Status;
@@ -12,6 +14,10 @@ use tonic::Status;
 use crate::cluster_meta::ClusterMeta;
 use crate::command::{Command, Rejection};
 use crate::controller_service::{ControllerCore, now_ms};
+
+/// How long a DROP waits after it commits before it answers: a data node's catalog lease plus
+/// a margin for clock-rate differences between machines.
+pub const DROP_FENCE: Duration = CATALOG_LEASE.saturating_add(Duration::from_secs(1));
 
 /// A CREATE of a name dropped moments ago is refused (see `Catalog::dropped_at_ms`). Checked
 /// after a read-index: a leader just elected may not have applied the DROP yet.
@@ -107,6 +113,7 @@ pub async fn execute(core: &ControllerCore, sql: &str) -> Result<DdlResponse, St
         }
     };
     refuse_recent_name(core, &cmd).await?;
+    let drops = cmd.drops_data();
     let resp = core.write(cmd).await?;
     if !resp.rejected.is_empty() {
         return Err(match resp.rejection {
@@ -114,6 +121,12 @@ pub async fn execute(core: &ControllerCore, sql: &str) -> Result<DdlResponse, St
             Rejection::NotFound => Status::not_found(resp.rejected),
             Rejection::Invalid | Rejection::Conflict => Status::invalid_argument(resp.rejected),
         });
+    }
+    if drops {
+        // Until then a data node may still acknowledge a write by a catalog that holds the
+        // dropped chunks; once the DROP has returned, none does (F9). Waiting longer (a pause
+        // of this process) is only slower, never unsafe.
+        tokio::time::sleep(DROP_FENCE).await;
     }
     Ok(DdlResponse {
         message: done,

@@ -5,18 +5,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
-use std::time::Duration;
-
 use shoal_catalog::{DatabaseDef, PartitionScheme, TableDef};
 use shoal_client::ClientError;
 use shoal_client::controller::ControllerClient;
-use shoal_common::clock::BootInstant;
+use shoal_common::clock::{BootInstant, CATALOG_LEASE};
 use shoal_proto::{ChunkInfo, UpdateReplicasRequest};
 use tonic::Status;
-
-/// How long a fetched catalog may route writes; the controllers' name-reuse grace after a
-/// DROP (5 s) must exceed it plus the refresh interval.
-pub const CATALOG_LEASE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -151,8 +145,9 @@ impl CatalogCache {
     }
 
     /// Writes are routed and acknowledged only by a catalog younger than [`CATALOG_LEASE`]
-    /// (refreshed first if older): the controllers keep a dropped name from being reused for
-    /// longer than that, so a write for a new table never lands in a dropped one's chunk.
+    /// (refreshed first if older): the controllers answer a DROP only after that and keep a
+    /// dropped name from being reused for longer, so a write for a new table never lands in a
+    /// dropped one's chunk.
     pub async fn ensure_fresh(&self) -> Result<(), Status> {
         let fetched = *self.fetched_at.lock().unwrap_or_else(|p| p.into_inner());
         if fetched.is_some_and(|t| t.elapsed() < CATALOG_LEASE) {

@@ -49,6 +49,7 @@ pub async fn write_chunk(
         )));
     };
     wait_all_replicated(node, &chunk, lsn).await?;
+    ensure_not_dropped(node, chunk.id).await?;
     drop(appends_allowed);
     if chunk.current_state() == shoal_proto::ChunkState::Constructing {
         tokio::spawn(mark_written(node.clone(), chunk));
@@ -75,6 +76,21 @@ pub async fn wait_all_replicated(
         .collect::<Vec<_>>();
     try_join_all(waits.iter().map(|l| wait_replicated(l, lsn, chunk.version))).await?;
     Ok(())
+}
+
+/// The table (or partition) may have been dropped while the append waited for locks, the disk
+/// and the replicas: it is acknowledged only if a catalog younger than the lease still holds
+/// the chunk. A DROP answers only after the lease, so no append is acknowledged for a dropped
+/// table after its DROP returned (F9). The record stays in a chunk that is being deleted: a
+/// definite failure, not an unknown outcome.
+async fn ensure_not_dropped(node: &Node, id: u64) -> Result<(), Status> {
+    node.catalog.ensure_fresh().await?;
+    match node.catalog.chunk(id) {
+        Some(_) => Ok(()),
+        None => Err(Status::not_found(format!(
+            "chunk {id} was dropped while the append was in flight; it is not acknowledged"
+        ))),
+    }
 }
 
 pub fn is_primary(node: &Node, chunk: &ChunkInfo) -> bool {

@@ -295,3 +295,63 @@ fn a_slow_but_alive_primary_is_waited_for_not_deposed() {
     );
     layout.check_rows(&tmp.path().join(RECORD), &records);
 }
+
+/// F9: an append still waiting for the primary's disk when its table is dropped is never
+/// acknowledged after the DROP returned. The DROP answers only once every data node's catalog
+/// lease has run out, and the primary checks, right before acknowledging, that a catalog within
+/// its lease still holds the chunk. (Before, the primary acknowledged as soon as its disk woke,
+/// a moment after the DROP had returned.)
+#[test]
+fn an_append_in_flight_when_its_table_is_dropped_is_not_acknowledged_after_the_drop() {
+    let layout = Layout::new();
+    let day = now_ms() as i64 / crate::data::DAY_MS - crate::data::JAN1_MS / crate::data::DAY_MS;
+    let append = |data: &Data, rt: &tokio::runtime::Runtime, seq: u64| {
+        let ids: Vec<i32> = (1..=100).map(|k| seq as i32 * 1_000 + k).collect();
+        let batch = crate::data::seed_rows(&ids, day);
+        rt.block_on(data.client.append(
+            shoal_client::seed::DB,
+            shoal_client::seed::TABLE,
+            1,
+            seq,
+            &batch,
+        ))
+    };
+    append(&layout.data, &layout.rt, 1).expect("the first append");
+    let pid = layout.pid(&layout.primary);
+    let lsn = |layout: &Layout| {
+        layout
+            .rt
+            .block_on(layout.data.positions())
+            .get(&(layout.chunk.id, layout.primary.clone()))
+            .map_or(0, |p| p.last_lsn)
+    };
+    assert_eq!(lsn(&layout), 1);
+    std::thread::scope(|s| {
+        // Its disk stuck, the primary takes the append but cannot write it.
+        let stuck_disk = FrozenThreads::new(pid, "shoal-wal-commi");
+        let in_flight = s.spawn(|| {
+            let data = Data::connect(&layout.cluster);
+            let outcome = append(&data, &runtime(), 2);
+            (outcome, Instant::now())
+        });
+        // Time for the append to reach the primary's store: with the commit thread frozen
+        // nothing outside the process shows it queued. Were it late, the DROP would come first
+        // and the append fail plainly, which passes without proving anything; so generous.
+        std::thread::sleep(Duration::from_millis(700));
+        let drop_started = Instant::now();
+        let out = layout
+            .cluster
+            .run(&["sql", r#"DROP TABLE "dfs://stock"."stock""#]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let dropped = Instant::now();
+        eprintln!("DROP TABLE took {:?}", dropped - drop_started);
+        drop(stuck_disk);
+        let (outcome, answered) = in_flight.join().unwrap();
+        assert!(
+            outcome.is_err() || answered < dropped,
+            "the append was acknowledged {:?} after its table's DROP returned: {outcome:?}\n{}",
+            answered - dropped,
+            layout.cluster.logs()
+        );
+    });
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use shoal_client::ClientError;
 
 use crate::data::{Data, create_seed_table, runtime, seed_rows, wait_all_complete_and_identical};
-use crate::harness::{LocalCluster, kill9, stderr};
+use crate::harness::{LocalCluster, Spawned, kill9, shoal_bin, stderr};
 
 const DB: &str = "dfs://stock";
 const TABLE: &str = "stock";
@@ -402,9 +402,35 @@ fn a_table_dropped_and_created_again_gets_every_row_written_after() {
             .await
             .unwrap();
     });
-    let out = cluster.run(&["sql", r#"DROP TABLE "dfs://stock"."stock""#]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    // Right away, the name is refused: data nodes may still route writes by the old table.
+    let mut dropping = Spawned(
+        std::process::Command::new(shoal_bin())
+            .args([
+                "sql",
+                r#"DROP TABLE "dfs://stock"."stock""#,
+                "--dir",
+                cluster.dir_str(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Committed, the DROP waits out the data nodes' catalog leases before it answers; all that
+    // time the name is refused: data nodes may still route writes by the old table.
+    let started = Instant::now();
+    while rt
+        .block_on(data.controllers.get_catalog())
+        .unwrap()
+        .chunks
+        .iter()
+        .any(|c| c.table == TABLE)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the DROP never committed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let out = cluster.run(&["sql", crate::data::CREATE_TABLE]);
     assert!(!out.status.success());
     assert!(
@@ -412,6 +438,11 @@ fn a_table_dropped_and_created_again_gets_every_row_written_after() {
         "{}",
         stderr(&out)
     );
+    assert!(
+        dropping.0.try_wait().unwrap().is_none(),
+        "the DROP answered before the data nodes' leases ran out"
+    );
+    assert!(dropping.wait(Duration::from_secs(30)).success());
     // Once allowed, writes made at once all land in the new table.
     let started = Instant::now();
     loop {
