@@ -102,22 +102,21 @@ pub struct Catalog {
     pub chunks: BTreeMap<u64, ChunkMeta>,
     #[serde(default)]
     pub next_chunk_id: u64,
-    /// When each recently dropped database (`dfs://db`) or table (`dfs://db.table`) was
-    /// dropped (ms, leader's clock). Data nodes may route writes by a catalog up to
-    /// `CATALOG_LEASE` old, so a dropped name is not given to a new table until
-    /// [`NAME_REUSE_GRACE_MS`] later: a write meant for the new table can never land in the old.
+    /// The recently dropped databases (`dfs://db`), tables (`dfs://db.table`) and partitions
+    /// ([`partition_name`]), with when they were dropped (ms, the proposing leader's clock,
+    /// used only to forget them deterministically). Each controller holds these names on its
+    /// own clock (`drop_holds`).
     #[serde(default)]
     pub dropped_at_ms: BTreeMap<String, u64>,
 }
 
-/// The name a dropped partition is remembered by (see [`Catalog::reuse_wait_ms`]).
+/// The name a dropped partition is remembered by (see [`Catalog::dropped_at_ms`]).
 pub fn partition_name(db: &str, table: &str, key: PartitionKey) -> String {
     format!("{db}.{table}/{}", key.path_segment())
 }
 
-/// How long a dropped name stays unavailable: more than a data node's catalog lease (3 s) plus
-/// its refresh interval.
-pub const NAME_REUSE_GRACE_MS: u64 = 5_000;
+/// A dropped name is listed this long (by command times) after its drop.
+const LISTED_FOR_MS: u64 = 50_000;
 
 impl Catalog {
     pub fn table(&self, db: &str, table: &str) -> Option<&TableDef> {
@@ -186,18 +185,9 @@ impl Catalog {
         CommandResponse::applied()
     }
 
-    /// Milliseconds left before `name` (a database path or `db.table`) may be created again.
-    pub fn reuse_wait_ms(&self, name: &str, now_ms: u64) -> Option<u64> {
-        let at = *self.dropped_at_ms.get(name)?;
-        (at + NAME_REUSE_GRACE_MS)
-            .checked_sub(now_ms)
-            .filter(|ms| *ms > 0)
-    }
-
     fn remember_drop(&mut self, name: String, at_ms: u64) {
         // Forget drops long past (deterministic: by the command's own time).
-        self.dropped_at_ms
-            .retain(|_, t| *t + 10 * NAME_REUSE_GRACE_MS > at_ms);
+        self.dropped_at_ms.retain(|_, t| *t + LISTED_FOR_MS > at_ms);
         self.dropped_at_ms.insert(name, at_ms);
     }
 
@@ -484,8 +474,7 @@ mod tests {
         assert_eq!(left, vec![day(1), day(2)]);
         let name = partition_name("dfs://stock", "stock", day(0));
         assert_eq!(name, "dfs://stock.stock/20230101");
-        assert_eq!(cat.reuse_wait_ms(&name, 1_000), Some(NAME_REUSE_GRACE_MS));
-        assert_eq!(cat.reuse_wait_ms(&name, 1_000 + NAME_REUSE_GRACE_MS), None);
+        assert_eq!(cat.dropped_at_ms.get(&name), Some(&1_000));
     }
 
     #[test]
@@ -676,8 +665,7 @@ mod tests {
             CommandResponse::applied()
         );
         assert!(cat.chunks.is_empty());
-        assert_eq!(cat.reuse_wait_ms("dfs://stock.stock", 2_000), Some(4_000));
-        assert_eq!(cat.reuse_wait_ms("dfs://stock.stock", 6_000), None);
+        assert_eq!(cat.dropped_at_ms.get("dfs://stock.stock"), Some(&1_000));
         assert!(
             cat.drop_table("dfs://stock", "stock", 2_000)
                 .rejected

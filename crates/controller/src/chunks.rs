@@ -12,7 +12,7 @@ use tonic::Status;
 use crate::catalog::{ChunkMeta, NewChunk, ReplicaChange, partition_name};
 use crate::cluster_meta::ClusterMeta;
 use crate::command::{Command, Rejection};
-use crate::controller_service::{ControllerCore, now_ms};
+use crate::controller_service::ControllerCore;
 use crate::placement::{Candidate, place};
 
 /// How many replicas a new chunk gets, how they must be spread, and how long a replica on a
@@ -33,19 +33,16 @@ fn refuse_recently_dropped(
     table: &str,
     keys: &[PartitionKey],
 ) -> Result<(), Status> {
-    let now = now_ms();
-    core.read(|m| {
-        for k in keys {
-            if let Some(wait) = m.catalog.reuse_wait_ms(&partition_name(db, table, *k), now) {
-                return Err(Status::unavailable(format!(
-                    "partition {k} of {db}.{table} was dropped moments ago; it can be written \
-                     again in {:.1} s",
-                    wait as f64 / 1000.0
-                )));
-            }
+    for k in keys {
+        if let Some(wait) = core.reuse_wait(&partition_name(db, table, *k)) {
+            return Err(Status::unavailable(format!(
+                "partition {k} of {db}.{table} was dropped moments ago; it can be written again \
+                 in {:.1} s",
+                wait.as_secs_f64()
+            )));
         }
-        Ok(())
-    })
+    }
+    Ok(())
 }
 
 pub async fn ensure(

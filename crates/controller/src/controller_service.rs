@@ -40,6 +40,8 @@ pub struct ControllerCore {
     /// Controllers that answered, at the leader's last look (`readmission`), that they are not
     /// admitted: they refuse votes, so leadership is never handed to them.
     pub not_admitted: Arc<std::sync::Mutex<std::collections::BTreeSet<crate::raft_types::NodeId>>>,
+    /// Dropped names held on this controller's clock.
+    pub drop_holds: Arc<crate::drop_holds::DropHolds>,
 }
 
 /// A metadata write that has not committed by then is reported as unavailable (e.g. this
@@ -47,6 +49,12 @@ pub struct ControllerCore {
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl ControllerCore {
+    /// Time left before a dropped `name` may be given to something new (`drop_holds`).
+    pub fn reuse_wait(&self, name: &str) -> Option<Duration> {
+        self.read(|m| self.drop_holds.observe(&m.catalog.dropped_at_ms));
+        self.drop_holds.wait(name)
+    }
+
     /// Fails with a redirect to the leader unless this controller is the leader.
     pub fn ensure_leader(&self) -> Result<(), Status> {
         let term = {

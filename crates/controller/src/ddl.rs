@@ -19,7 +19,7 @@ use crate::controller_service::{ControllerCore, now_ms};
 /// a margin for clock-rate differences between machines.
 pub const DROP_FENCE: Duration = CATALOG_LEASE.saturating_add(Duration::from_secs(1));
 
-/// A CREATE of a name dropped moments ago is refused (see `Catalog::dropped_at_ms`). Checked
+/// A CREATE of a name dropped moments ago is refused (see `drop_holds`). Checked
 /// after a read-index: a leader just elected may not have applied the DROP yet.
 async fn refuse_recent_name(core: &ControllerCore, cmd: &Command) -> Result<(), Status> {
     let names = match cmd {
@@ -28,19 +28,16 @@ async fn refuse_recent_name(core: &ControllerCore, cmd: &Command) -> Result<(), 
         _ => return Ok(()),
     };
     core.read_index().await?;
-    let now = now_ms();
-    core.read(|m| {
-        for name in &names {
-            if let Some(wait) = m.catalog.reuse_wait_ms(name, now) {
-                return Err(Status::failed_precondition(format!(
-                    "`{name}` was dropped moments ago and data nodes may still route writes to \
-                     it; create it again in {:.1} s",
-                    wait as f64 / 1000.0
-                )));
-            }
+    for name in &names {
+        if let Some(wait) = core.reuse_wait(name) {
+            return Err(Status::failed_precondition(format!(
+                "`{name}` was dropped moments ago and data nodes may still route writes to it; \
+                 create it again in {:.1} s",
+                wait.as_secs_f64()
+            )));
         }
-        Ok(())
-    })
+    }
+    Ok(())
 }
 
 pub async fn execute(core: &ControllerCore, sql: &str) -> Result<DdlResponse, Status> {

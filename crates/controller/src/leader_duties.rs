@@ -25,6 +25,8 @@ pub async fn run(
             _ = ticker.tick() => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
+        // On followers too: a leader elected later has timed each drop since it applied it.
+        core.read(|m| core.drop_holds.observe(&m.catalog.dropped_at_ms));
         if core.ensure_leader().is_err() {
             continue;
         }

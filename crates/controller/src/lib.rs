@@ -7,7 +7,8 @@
 //! runs the leader's periodic work; [`server`] assembles it all. [`admission`] keeps a
 //! controller whose store is new from voting until it is admitted; [`bootstrap`] forms the
 //! group once, on a new cluster; [`readmission`] has the leader add controllers as learners and
-//! make them voters once caught up (finding F7, a lost store).
+//! make them voters once caught up (finding F7, a lost store). [`drop_holds`] keeps a dropped
+//! name from reuse for a while, on this controller's own clock (finding F9).
 
 pub mod admission;
 pub mod bootstrap;
@@ -17,6 +18,7 @@ pub mod cluster_meta;
 pub mod command;
 pub mod controller_service;
 pub mod ddl;
+pub mod drop_holds;
 pub mod leader_duties;
 pub mod liveness;
 pub mod peer_identity;

@@ -118,6 +118,7 @@ pub async fn run(
             recovery_wait: cfg.dfs_recovery_wait_time,
         },
         not_admitted: Arc::default(),
+        drop_holds: Arc::default(),
     };
     let auth = ServerAuth::new(&opts.secret);
     let router = tonic::transport::Server::builder()
