@@ -7,6 +7,9 @@
 //!
 //! - `upgrade`: the seed's writer's longest stall and p99 during `shoal upgrade`, a plain
 //!   rolling restart, and stop-the-world (the reference), on one cluster.
+//! - `memory`: each data node's peak RSS and threads while the cluster ingests 10× its memory
+//!   budget, against the budget + 0.5 GiB; the ingest rate meanwhile against `ingest`'s reference.
+//! - `restart`: time from `host start` to UP with data in chunk files, and with more of it.
 //! - `pause`: the same writer's longest stall while one data node is paused (SIGSTOP) as its
 //!   coordinator, its chunk's primary, its chunk's replica, against nothing paused.
 //!
@@ -15,6 +18,7 @@
 
 mod cluster;
 mod load;
+mod memory;
 mod pause;
 mod reference;
 mod restart;
@@ -120,6 +124,16 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         factor: u64,
     },
+    /// Peak data-node RSS while ingesting `--factor` times the memory budget. Run with
+    /// `--set flushIdleTime=2000` so the final flush does not wait a minute.
+    Memory {
+        /// The data nodes' memory budget (`TSDBCacheEngineSize`), GB.
+        #[arg(long, default_value_t = 0.25)]
+        budget_gb: f64,
+        /// Ingest this many times the budget per data node.
+        #[arg(long, default_value_t = 10)]
+        factor: u64,
+    },
     /// The writer's stall while one data node is paused, in each role, vs. nothing paused.
     Pause {
         /// The writer's appends per second (one row each).
@@ -163,7 +177,11 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let result = {
-        let mut cluster = Cluster::up(&bin, &dir, &c.hosts, &c.set)?;
+        let mut set = c.set.clone();
+        if let Cmd::Memory { budget_gb, .. } = &cli.cmd {
+            set.push(memory::budget_setting(*budget_gb));
+        }
+        let mut cluster = Cluster::up(&bin, &dir, &c.hosts, &set)?;
         let r = (|| {
             for sql in [CREATE_DB, CREATE_TABLE] {
                 cluster.run(&["sql", sql])?;
@@ -207,6 +225,17 @@ fn main() -> Result<()> {
                         (*mb).max(1),
                         (*factor).max(1),
                         &c.hosts[1],
+                    )
+                }
+                Cmd::Memory { budget_gb, factor } => {
+                    rt.block_on(create_chunks(&conn, c))?;
+                    memory::run(
+                        &cluster,
+                        &conn,
+                        &rt,
+                        base_load(c, 100),
+                        budget_gb.clamp(0.01, 64.0),
+                        (*factor).clamp(1, 100),
                     )
                 }
                 Cmd::Pause { rate, seconds } => pause::run(

@@ -60,7 +60,7 @@ pub fn run(
 }
 
 /// Waits until every replica holds all its records in chunk files.
-fn wait_flushed(conn: &Conn, rt: &tokio::runtime::Runtime) -> Result<()> {
+pub fn wait_flushed(conn: &Conn, rt: &tokio::runtime::Runtime) -> Result<()> {
     let started = Instant::now();
     loop {
         let positions = rt.block_on(conn.positions());
