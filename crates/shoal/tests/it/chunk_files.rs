@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::data::{Data, create_seed_table, runtime, seed_rows, wait_all_complete_and_identical};
-use crate::harness::{LocalCluster, kill9, stderr};
+use crate::harness::{LocalCluster, kill9, previous_release_binary, shoal_with, stderr};
 use crate::query::sql;
 use crate::storage::datanode_on;
 
@@ -70,10 +70,46 @@ fn idle_replicas_flush_to_files_and_a_restart_replays_only_the_tail() {
     // A machine restarted: its replicas reopen from their files with nothing to replay, and
     // rows written after that go to the WAL and then to new files again.
     let host = cluster.hosts[0].clone();
-    for step in ["stop", "start"] {
-        let out = cluster.run(&["host", step, &host]);
-        assert!(out.status.success(), "host {step}: {}", stderr(&out));
-    }
+    let out = cluster.run(&["host", "stop", &host]);
+    assert!(out.status.success(), "host stop: {}", stderr(&out));
+    // Meanwhile the previous release, run on that machine's data node, refuses the converted
+    // replicas by their format version (not as damage) and changes nothing.
+    let (alias, _) = datanode_on(&cluster, &host);
+    let before = tree(&cluster.dir.join(&host).join(&alias));
+    // The key this test set is new in this release: the previous one refuses it by name, so
+    // it goes for this run, as an operator rolling back would take it out.
+    let cfg = cluster.dir.join(&host).join("cluster.cfg");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let old_keys: String = text
+        .lines()
+        .filter(|l| !l.starts_with("flushIdleTime"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&cfg, old_keys).unwrap();
+    let old = shoal_with(
+        &previous_release_binary(),
+        &[
+            "datanode",
+            "--home",
+            cluster.dir.join(&host).to_str().unwrap(),
+            "--alias",
+            &alias,
+        ],
+    );
+    let said = stderr(&old) + &crate::harness::stdout(&old);
+    assert!(
+        !old.status.success(),
+        "the previous release served it: {said}"
+    );
+    eprintln!("the previous release on a converted data node: {said}");
+    assert!(
+        said.contains("format") && said.contains('2') && !said.to_lowercase().contains("corrupt"),
+        "the previous release should name the format version: {said}"
+    );
+    assert_eq!(tree(&cluster.dir.join(&host).join(&alias)), before);
+    std::fs::write(&cfg, text).unwrap();
+    let out = cluster.run(&["host", "start", &host]);
+    assert!(out.status.success(), "host start: {}", stderr(&out));
     let reopened = reopen_lines(&cluster.dir.join(&host).join("log"));
     assert!(!reopened.is_empty(), "{host} reopened no replica");
     for line in &reopened {
@@ -226,4 +262,21 @@ pub fn replica_dirs(cluster: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     dirs
+}
+
+/// Every file under `dir` with its size, to show something changed nothing.
+fn tree(dir: &Path) -> BTreeMap<std::path::PathBuf, u64> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                files.insert(entry.path(), meta.len());
+            }
+        }
+    }
+    files
 }
