@@ -2,7 +2,8 @@
 //! as when a disk is replaced or fails to mount) loses no acknowledged row: the restarted data
 //! node rejoins out of sync and is filled again by the replica that holds the data, for each
 //! machine in turn, whether it held primaries or not; no chunk is reported COMPLETE while one
-//! of its replicas lacks rows that were acknowledged.
+//! of its replicas lacks rows that were acknowledged. The replicas hold chunk files (flushed
+//! once idle for a second) when the disk goes, so the refill reads from files.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::data::{Data, create_seed_table, runtime, seed_rows, wait_all_complete_and_identical};
 use crate::harness::{LocalCluster, stderr};
+use crate::chunk_files::wait_all_flushed;
 use crate::storage::datanode_on;
 
 const DB: &str = "dfs://stock";
@@ -18,7 +20,7 @@ const ROWS_PER_APPEND: i32 = 5_000;
 
 #[test]
 fn losing_one_machines_disk_loses_no_acknowledged_row() {
-    let cluster = LocalCluster::start();
+    let cluster = LocalCluster::start_with(&["--set", "flushIdleTime=1000"]);
     create_seed_table(&cluster);
     let rt = runtime();
     let data = Data::connect(&cluster);
@@ -45,6 +47,7 @@ fn losing_one_machines_disk_loses_no_acknowledged_row() {
         seq
     };
     append(30, &[0, 1, 2]);
+    wait_all_flushed(&rt, &data, Duration::from_secs(60));
 
     let mut lost = BTreeSet::new(); // "primary" / "replica": what the wiped nodes held
     for host in cluster.hosts.clone() {
