@@ -39,3 +39,25 @@ def test_tools_browse_databases_tables_and_columns(cluster):
         assert {"TABLE", "SYSTEM TABLE"} <= set(conn.adbc_get_table_types())
     finally:
         conn.close()
+
+
+def test_tools_list_the_column_types(cluster):
+    """GetXdbcTypeInfo: the types DDL accepts, as JDBC/ODBC tools ask for them."""
+    import pyarrow.flight as flight
+
+    host, port = cluster.sites[1].split(":")
+    client = flight.FlightClient(f"grpc://{host}:{port}")
+    token = client.authenticate_basic_token("admin", cluster.admin_password)
+    options = flight.FlightCallOptions(headers=[token])
+    # CommandGetXdbcTypeInfo with no data_type filter, packed in a google.protobuf.Any.
+    any_msg = b"\x0a" + bytes([len(TYPE_URL)]) + TYPE_URL.encode()
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(any_msg), options)
+    table = client.do_get(info.endpoints[0].ticket, options).read_all()
+    types = dict(zip(table.column("type_name").to_pylist(), table.column("data_type").to_pylist()))
+    # JDBC's codes: BIT -7, INTEGER 4, BIGINT -5, DOUBLE 8, DATE 91, TIMESTAMP 93, VARCHAR 12.
+    assert types == {
+        "BOOL": -7, "INT": 4, "LONG": -5, "DOUBLE": 8, "DATE": 91, "TIMESTAMP": 93, "SYMBOL": 12, "STRING": 12,
+    }
+
+
+TYPE_URL = "type.googleapis.com/arrow.flight.protocol.sql.CommandGetXdbcTypeInfo"

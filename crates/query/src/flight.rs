@@ -15,14 +15,16 @@ use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
     ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
-    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
-    CommandStatementIngest, CommandStatementQuery, ProstMessageExt, SqlInfo,
-    SqlSupportedTransaction, TicketStatementQuery,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
+    CommandPreparedStatementQuery, CommandStatementIngest, CommandStatementQuery,
+    DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, SqlSupportedTransaction,
+    TicketStatementQuery,
 };
 use arrow_flight::{
     Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
     IpcMessage, SchemaAsIpc, Ticket,
 };
+use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use futures::TryStreamExt;
 use prost::Message;
@@ -36,6 +38,7 @@ use crate::engine::QueryEngine;
 use crate::error::is_unavailable;
 use crate::ingest::Appender;
 use crate::metadata;
+use crate::params;
 
 type DoGetStream = <ShoalFlightSqlService as FlightService>::DoGetStream;
 
@@ -76,33 +79,54 @@ pub fn flight_service(
 }
 
 impl ShoalFlightSqlService {
-    async fn schema_of(&self, sql: &str) -> Result<Schema, Status> {
-        let df = self.engine.plan(sql).await.map_err(status)?;
-        Ok(df.schema().as_arrow().clone())
+    /// Plans a query, `?` placeholders numbered (see `crate::params`).
+    async fn plan(&self, sql: &str) -> Result<DataFrame, Status> {
+        self.engine
+            .plan(&params::numbered(sql))
+            .await
+            .map_err(status)
     }
 
-    /// A statement's result schema and its handle (what tickets and prepared statements
-    /// carry): the SQL text of a query, or the result of DDL, which runs here, once.
-    async fn prepare(&self, who: &Principal, sql: &str) -> Result<(Schema, Vec<u8>), Status> {
+    async fn schema_of(&self, sql: &str) -> Result<Schema, Status> {
+        Ok(self.plan(sql).await?.schema().as_arrow().clone())
+    }
+
+    /// A statement's handle (what tickets and prepared statements carry: the SQL text of a
+    /// query, or the result of DDL, which runs here, once) with its result schema and its
+    /// parameters' schema.
+    async fn prepare(&self, who: &Principal, sql: &str) -> Result<Prepared, Status> {
         if let Some(role) = crate::ddl::needed_role(sql) {
             who.require(role)?;
             let (schema, result) = crate::ddl::run(self.engine.controllers(), sql).await?;
-            return Ok((schema.as_ref().clone(), result));
+            return Ok(Prepared {
+                handle: result,
+                schema: schema.as_ref().clone(),
+                params: Schema::empty(),
+            });
         }
         who.require(Role::Reader)?;
-        Ok((self.schema_of(sql).await?, sql.as_bytes().to_vec()))
+        let df = self.plan(sql).await?;
+        Ok(Prepared {
+            handle: sql.as_bytes().to_vec(),
+            schema: df.schema().as_arrow().clone(),
+            params: params::parameter_schema(&df)?,
+        })
     }
 
     /// Streams what a handle stands for: a DDL result as it is, a query by running it.
     async fn run_handle(&self, handle: &[u8]) -> Result<Response<DoGetStream>, Status> {
-        let Some(result) = crate::ddl::result_of(handle) else {
-            return self.run(&sql_of(handle)?).await;
-        };
-        Ok(one_batch(result?))
+        if let Some(result) = crate::ddl::result_of(handle) {
+            return Ok(one_batch(result?));
+        }
+        let bound = params::parse(handle)?;
+        let mut df = self.plan(&bound.sql).await?;
+        if !bound.params.is_empty() {
+            df = df.with_param_values(bound.params).map_err(status)?;
+        }
+        self.run(df).await
     }
 
-    async fn run(&self, sql: &str) -> Result<Response<DoGetStream>, Status> {
-        let df = self.engine.plan(sql).await.map_err(status)?;
+    async fn run(&self, df: DataFrame) -> Result<Response<DoGetStream>, Status> {
         let schema = Arc::clone(df.schema().inner());
         let batches = df.execute_stream().await.map_err(status)?;
         let flight = FlightDataEncoderBuilder::new()
@@ -137,9 +161,18 @@ fn one_batch(batch: RecordBatch) -> Response<DoGetStream> {
     Response::new(Box::pin(flight))
 }
 
-fn sql_of(handle: &[u8]) -> Result<String, Status> {
-    String::from_utf8(handle.to_vec())
-        .map_err(|_| Status::invalid_argument("the statement handle is not SQL text"))
+/// A prepared statement: its handle, result schema and parameters' schema.
+struct Prepared {
+    handle: Vec<u8>,
+    schema: Schema,
+    params: Schema,
+}
+
+fn ipc_schema(schema: &Schema) -> Result<Bytes, Status> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e| Status::internal(format!("cannot encode a schema: {e}")))?;
+    Ok(bytes)
 }
 
 /// Unreachable data is `UNAVAILABLE` (another node or a later try may do); anything else is
@@ -186,11 +219,11 @@ impl FlightSqlService for ShoalFlightSqlService {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let (schema, handle) = self.prepare(&Principal::of(&request), &query.query).await?;
+        let prepared = self.prepare(&Principal::of(&request), &query.query).await?;
         let ticket = TicketStatementQuery {
-            statement_handle: handle.into(),
+            statement_handle: prepared.handle.into(),
         };
-        flight_info(&schema, ticket.as_any(), request.into_inner())
+        flight_info(&prepared.schema, ticket.as_any(), request.into_inner())
     }
 
     async fn do_get_statement(
@@ -207,14 +240,16 @@ impl FlightSqlService for ShoalFlightSqlService {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let (schema, handle) = self.prepare(&Principal::of(&request), &query.query).await?;
-        let IpcMessage(dataset_schema) = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
-            .try_into()
-            .map_err(|e| Status::internal(format!("cannot encode the result schema: {e}")))?;
+        let prepared = self.prepare(&Principal::of(&request), &query.query).await?;
+        let parameter_schema = if prepared.params.fields().is_empty() {
+            Bytes::new()
+        } else {
+            ipc_schema(&prepared.params)?
+        };
         Ok(ActionCreatePreparedStatementResult {
-            prepared_statement_handle: handle.into(),
-            dataset_schema,
-            parameter_schema: Bytes::new(),
+            prepared_statement_handle: prepared.handle.into(),
+            dataset_schema: ipc_schema(&prepared.schema)?,
+            parameter_schema,
         })
     }
 
@@ -235,7 +270,7 @@ impl FlightSqlService for ShoalFlightSqlService {
         let handle = &cmd.prepared_statement_handle;
         let schema = match crate::ddl::result_of(handle) {
             Some(result) => result?.schema().as_ref().clone(),
-            None => self.schema_of(&sql_of(handle)?).await?,
+            None => self.schema_of(&params::parse(handle)?.sql).await?,
         };
         flight_info(&schema, cmd.as_any(), request.into_inner())
     }
@@ -353,6 +388,48 @@ impl FlightSqlService for ShoalFlightSqlService {
     ) -> Result<Response<DoGetStream>, Status> {
         Principal::of(&request).require(Role::Reader)?;
         Ok(one_batch(metadata::table_types(query).map_err(status)?))
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        Principal::of(&request).require(Role::Reader)?;
+        let schema = metadata::xdbc_type_info_schema(query).map_err(status)?;
+        flight_info(&schema, query.as_any(), request.into_inner())
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        Principal::of(&request).require(Role::Reader)?;
+        Ok(one_batch(metadata::xdbc_type_info(query).map_err(status)?))
+    }
+
+    /// Binds one row of parameter values: answers a new handle carrying the SQL and them.
+    async fn do_put_prepared_statement_query(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        Principal::of(&request).require(Role::Reader)?;
+        let handle = &cmd.prepared_statement_handle;
+        if crate::ddl::result_of(handle).is_some() {
+            return Err(Status::invalid_argument(
+                "a DDL statement takes no parameters",
+            ));
+        }
+        let sql = params::parse(handle)?.sql;
+        let values = crate::ingest::collect(request).await?;
+        let Some(values) = values else {
+            return Err(Status::invalid_argument("no parameter values were sent"));
+        };
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(params::bind(&sql, &values)?.into()),
+        })
     }
 
     async fn do_put_statement_ingest(

@@ -65,20 +65,9 @@ pub(crate) async fn ingest(
     check_mode(&cmd)?;
     let (db, table) = target(&cmd)?;
     let (writer_id, seq) = idempotency_key(request.metadata())?;
-    let stream = FlightRecordBatchStream::new_from_flight_data(
-        request
-            .into_inner()
-            .map_err(|e| FlightError::Tonic(Box::new(e))),
-    );
-    let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| match e {
-        FlightError::Tonic(s) => *s,
-        e => Status::invalid_argument(format!("cannot decode the ingested batches: {e}")),
-    })?;
-    let Some(first) = batches.first() else {
+    let Some(batch) = collect(request).await? else {
         return Ok(0);
     };
-    let batch = concat_batches(first.schema_ref(), &batches)
-        .map_err(|e| Status::invalid_argument(format!("ingested batches differ: {e}")))?;
     let outcome = appender.append(&db, &table, writer_id, seq, batch).await?;
     tracing::debug!(
         "ingest {db}.{table} writer {writer_id} seq {seq}: {} rows{}",
@@ -90,6 +79,27 @@ pub(crate) async fn ingest(
         }
     );
     i64::try_from(outcome.rows).map_err(|_| Status::internal("row count overflows i64"))
+}
+
+/// The batches a DoPut sent, as one (`None` if it sent none).
+pub(crate) async fn collect(
+    request: Request<PeekableFlightDataStream>,
+) -> Result<Option<RecordBatch>, Status> {
+    let stream = FlightRecordBatchStream::new_from_flight_data(
+        request
+            .into_inner()
+            .map_err(|e| FlightError::Tonic(Box::new(e))),
+    );
+    let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| match e {
+        FlightError::Tonic(s) => *s,
+        e => Status::invalid_argument(format!("cannot decode the batches sent: {e}")),
+    })?;
+    let Some(first) = batches.first() else {
+        return Ok(None);
+    };
+    concat_batches(first.schema_ref(), &batches)
+        .map(Some)
+        .map_err(|e| Status::invalid_argument(format!("the batches sent differ: {e}")))
 }
 
 fn check_mode(cmd: &CommandStatementIngest) -> Result<(), Status> {

@@ -8,7 +8,8 @@
 //!   a replica applies before sending rows.
 //! - `system`: the `cluster` schema (`nodes`, `chunks`, `config`).
 //! - `flight`: the Flight SQL service; `ingest`: its bulk ingest (ADBC's `adbc_ingest`) into
-//!   an `Appender` the data node provides; `client`: a client for one query.
+//!   an `Appender` the data node provides; `params`: prepared statements' parameters, bound
+//!   by DoPut into the handle; `client`: a client for one query.
 
 mod client;
 mod ddl;
@@ -17,6 +18,7 @@ mod error;
 mod flight;
 mod ingest;
 mod metadata;
+mod params;
 mod prune;
 pub mod pushdown;
 mod scan;

@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::chunk_files::wait_all_flushed;
 use crate::data::{Data, create_seed_table, runtime, seed_rows, wait_all_complete_and_identical};
 use crate::harness::{LocalCluster, stderr};
-use crate::chunk_files::wait_all_flushed;
 use crate::storage::datanode_on;
 
 const DB: &str = "dfs://stock";
