@@ -36,55 +36,42 @@ def rows(cluster):
     return df
 
 
-def connect(cluster):
-    return flight_sql.connect(
+@pytest.fixture
+def cur(cluster, rows):
+    conn = flight_sql.connect(
         f"grpc://{cluster.sites[1]}",
         db_kwargs={"username": "admin", "password": cluster.admin_password},
     )
+    cursor = conn.cursor()
+    yield cursor
+    cursor.close()
+    conn.close()
 
 
-def test_parameters_bind_to_question_marks(cluster, rows):
-    conn = connect(cluster)
-    try:
-        cur = conn.cursor()
-        query = 'SELECT id FROM "dfs://stock"."params" WHERE id > ? AND name = ? ORDER BY id'
-        cur.execute(query, parameters=(90, "Apple"))
-        assert [r[0] for r in cur.fetchall()] == [95, 100]
-        # The same statement again with other values: nothing of the first binding remains.
-        cur.execute(query, parameters=(10, "Meta"))
-        want = [i for i in range(11, 101) if NAMES[i % 5] == "Meta"]
-        assert [r[0] for r in cur.fetchall()] == want
-        # A `?` inside a string literal is text, not a parameter.
-        cur.execute(
-            'SELECT count(*) AS n, \'?\' AS q FROM "dfs://stock"."params" WHERE id <= ?',
-            parameters=(7,),
-        )
-        assert cur.fetchall() == [(7, "?")]
-        cur.close()
-    finally:
-        conn.close()
+def test_parameters_bind_to_question_marks(cur):
+    query = 'SELECT id FROM "dfs://stock"."params" WHERE id > ? AND name = ? ORDER BY id'
+    cur.execute(query, parameters=(90, "Apple"))
+    assert [r[0] for r in cur.fetchall()] == [95, 100]
+    # The same statement again with other values: nothing of the first binding remains.
+    cur.execute(query, parameters=(10, "Meta"))
+    want = [i for i in range(11, 101) if NAMES[i % 5] == "Meta"]
+    assert [r[0] for r in cur.fetchall()] == want
+    # A `?` inside a string literal is text, not a parameter.
+    cur.execute(
+        'SELECT count(*) AS n, \'?\' AS q FROM "dfs://stock"."params" WHERE id <= ?',
+        parameters=(7,),
+    )
+    assert cur.fetchall() == [(7, "?")]
 
 
-def test_a_prepared_statement_reports_its_parameters(cluster, rows):
-    conn = connect(cluster)
-    try:
-        cur = conn.cursor()
-        schema = cur.adbc_prepare('SELECT id FROM "dfs://stock"."params" WHERE id > ? AND name = ?')
-        assert schema.names == ["$1", "$2"]
-        assert str(schema.field("$1").type) == "int32"
-        cur.close()
-    finally:
-        conn.close()
+def test_a_prepared_statement_reports_its_parameters(cur):
+    schema = cur.adbc_prepare('SELECT id FROM "dfs://stock"."params" WHERE id > ? AND name = ?')
+    assert schema.names == ["$1", "$2"]
+    assert str(schema.field("$1").type) == "int32"
 
 
-def test_a_missing_parameter_is_a_clear_error(cluster, rows):
-    conn = connect(cluster)
-    try:
-        cur = conn.cursor()
-        with pytest.raises(Exception) as e:
-            cur.execute('SELECT id FROM "dfs://stock"."params" WHERE id > ? AND id < ?', parameters=(3,))
-            cur.fetchall()
-        assert "$2" in str(e.value), str(e.value)
-        cur.close()
-    finally:
-        conn.close()
+def test_a_missing_parameter_is_a_clear_error(cur):
+    with pytest.raises(Exception) as e:
+        cur.execute('SELECT id FROM "dfs://stock"."params" WHERE id > ? AND id < ?', parameters=(3,))
+        cur.fetchall()
+    assert "$2" in str(e.value), str(e.value)
