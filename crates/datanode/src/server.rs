@@ -68,6 +68,15 @@ pub async fn run(
     }
     let listener = shoal_server::serve::bind(&site.addr()).await?;
     let volume = cfg.volumes.first().unwrap_or(&cfg.chunk_meta_dir);
+    // Queries past `memLimitOfQueryResult` spill here; what a crash left behind is garbage.
+    let spill_dir = volume.join("spill");
+    let _ = std::fs::remove_dir_all(&spill_dir);
+    std::fs::create_dir_all(&spill_dir).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot create {}: {e}", spill_dir.display()),
+        )
+    })?;
     let store_failures = StoreFailures::default();
     let replicas = LocalReplicas::open(
         &cfg.chunk_meta_dir,
@@ -149,6 +158,10 @@ pub async fn run(
                 Arc::new(shoal_query::QueryEngine::new(
                     controllers.clone(),
                     node.channels.clone(),
+                    shoal_query::QueryMemory {
+                        limit: usize::try_from(cfg.query_memory_bytes()).unwrap_or(usize::MAX),
+                        spill_dir: spill_dir.clone(),
+                    },
                 )),
                 Arc::new(crate::ingest::CoordinatorAppender(node.clone())),
                 shoal_query::Login {

@@ -2,6 +2,7 @@
 //! controllers hold it when the query starts, so new tables and moved chunks are seen at once.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -13,6 +14,8 @@ use datafusion::dataframe::DataFrame;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::SQLOptions;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use shoal_catalog::DatabaseDef;
 use shoal_client::channel::Channels;
@@ -40,13 +43,25 @@ pub struct TableEntry {
 pub struct QueryEngine {
     controllers: ControllerClient,
     channels: Channels,
+    memory: QueryMemory,
+}
+
+/// What one query may hold in memory on the node that coordinates it, and where it spills.
+#[derive(Clone, Debug)]
+pub struct QueryMemory {
+    /// Bytes (`memLimitOfQueryResult`).
+    pub limit: usize,
+    /// Sorts and aggregations past the limit write temporary files here (on a data volume,
+    /// not the OS temp directory, which may be small or in memory).
+    pub spill_dir: PathBuf,
 }
 
 impl QueryEngine {
-    pub fn new(controllers: ControllerClient, channels: Channels) -> Self {
+    pub fn new(controllers: ControllerClient, channels: Channels, memory: QueryMemory) -> Self {
         Self {
             controllers,
             channels,
+            memory,
         }
     }
 
@@ -151,7 +166,14 @@ impl QueryEngine {
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(CATALOG, system::SCHEMA)
             .with_information_schema(true);
-        let ctx = SessionContext::new_with_config(config);
+        // Each query its own pool: fair between a plan's spilling operators, and one query
+        // over its limit fails alone, with DataFusion's "Resources exhausted" naming what
+        // asked for how much.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(self.memory.limit)))
+            .with_temp_file_path(&self.memory.spill_dir)
+            .build_arc()?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.register_catalog(CATALOG, Arc::new(shoal));
         Ok(ctx)
     }

@@ -183,7 +183,10 @@ fn status(e: DataFusionError) -> Status {
     }
     match e.find_root() {
         DataFusionError::Internal(_) => Status::internal(e.to_string()),
-        DataFusionError::ResourcesExhausted(_) => Status::resource_exhausted(e.to_string()),
+        DataFusionError::ResourcesExhausted(_) => Status::resource_exhausted(format!(
+            "{e} (one query's memory on the node coordinating it is memLimitOfQueryResult in \
+             cluster.cfg)"
+        )),
         _ => Status::invalid_argument(e.to_string()),
     }
 }

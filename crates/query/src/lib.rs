@@ -26,7 +26,7 @@ mod system;
 mod table;
 
 pub use client::{login, query};
-pub use engine::QueryEngine;
+pub use engine::{QueryEngine, QueryMemory};
 pub use error::{Unavailable, is_unavailable};
 pub use flight::{Login, ShoalFlightSqlService, flight_service};
 pub use ingest::{AppendOutcome, Appender, SEQ_HEADER, WRITER_ID_HEADER};

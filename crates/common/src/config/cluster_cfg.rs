@@ -39,6 +39,12 @@ const HEARTBEAT_INTERVAL: Key<Duration> =
 /// chunk files. 0 (default): a quarter of `maxMemSize`, or 1 GB when that is 0 (no limit).
 const CACHE_ENGINE_SIZE: Key<f64> =
     Key::with_default("TSDBCacheEngineSize", "0", parse_non_negative_f64);
+/// DolphinDB's per-query memory limit, GB: what one query may hold on the data node that
+/// coordinates it (sorts, aggregations, joins); a sort spills to the first volume past it, and
+/// what cannot spill fails with RESOURCE_EXHAUSTED. 0 (default): half of `maxMemSize`, at most
+/// 8 GB (DolphinDB's default), or 8 GB when that is 0 (no limit).
+const QUERY_MEMORY: Key<f64> =
+    Key::with_default("memLimitOfQueryResult", "0", parse_non_negative_f64);
 /// A replica with rows in memory and no append for this long (ms) is flushed to a file.
 const FLUSH_IDLE_TIME: Key<Duration> =
     Key::with_default("flushIdleTime", "60000", parse_positive_millis);
@@ -55,6 +61,7 @@ pub const KEYS: &[&str] = &[
     HEARTBEAT_INTERVAL.name,
     CACHE_ENGINE_SIZE.name,
     FLUSH_IDLE_TIME.name,
+    QUERY_MEMORY.name,
 ];
 
 /// The effective settings of one data node.
@@ -83,12 +90,28 @@ pub struct DataNodeConfig {
     /// `flushIdleTime` in ms (default 60000): how long a replica with rows in memory may go
     /// without appends before they are flushed.
     pub flush_idle_time: Duration,
+    /// `memLimitOfQueryResult` in GB, effective (the default resolved): the memory one query
+    /// may use on the node coordinating it.
+    #[serde(default = "default_query_memory_gb")]
+    pub query_memory_gb: f64,
 }
+
+fn default_query_memory_gb() -> f64 {
+    MAX_QUERY_MEMORY_GB
+}
+
+/// DolphinDB's cap on the default per-query memory, GB.
+const MAX_QUERY_MEMORY_GB: f64 = 8.0;
 
 impl DataNodeConfig {
     /// The memory budget of rows not yet flushed, in bytes.
     pub fn cache_engine_bytes(&self) -> u64 {
-        (self.cache_engine_gb * f64::from(1u32 << 30)) as u64
+        gb_to_bytes(self.cache_engine_gb)
+    }
+
+    /// The memory one query may use, in bytes.
+    pub fn query_memory_bytes(&self) -> u64 {
+        gb_to_bytes(self.query_memory_gb)
     }
 
     /// Every key with its effective value, in [`KEYS`] order (durations in
@@ -104,9 +127,14 @@ impl DataNodeConfig {
             fmt_millis(self.heartbeat_interval),
             self.cache_engine_gb.to_string(),
             fmt_millis(self.flush_idle_time),
+            self.query_memory_gb.to_string(),
         ];
         KEYS.iter().map(|k| k.to_string()).zip(values).collect()
     }
+}
+
+fn gb_to_bytes(gb: f64) -> u64 {
+    (gb * f64::from(1u32 << 30)) as u64
 }
 
 /// The parsed, validated `cluster.cfg`. Use [`ClusterCfg::for_node`] to get
@@ -255,6 +283,13 @@ impl ClusterCfg {
                 gb => gb,
             },
             flush_idle_time: self.get(&FLUSH_IDLE_TIME, alias)?,
+            query_memory_gb: match self.get(&QUERY_MEMORY, alias)? {
+                0.0 => match self.get(&common::MAX_MEM_SIZE, alias)? {
+                    0.0 => MAX_QUERY_MEMORY_GB,
+                    max => (max / 2.0).min(MAX_QUERY_MEMORY_GB),
+                },
+                gb => gb,
+            },
         })
     }
 

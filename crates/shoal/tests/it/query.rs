@@ -119,3 +119,51 @@ fn queries_aggregate_filter_prune_and_survive_a_machine_down() {
     let out = cluster.run(&["host", "start", &host]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// A query past `memLimitOfQueryResult` fails alone with a clear error; the node goes on
+/// answering, and a query within the limit (or one that spills) still gets the right answer.
+#[test]
+fn a_query_over_its_memory_limit_fails_alone_and_the_node_goes_on() {
+    // About 2 MiB per query.
+    let cluster = LocalCluster::start_with(&["--set", "memLimitOfQueryResult=0.002"]);
+    create_seed_table(&cluster);
+    let rt = runtime();
+    let data = Data::connect(&cluster);
+    const ROWS: i32 = 200_000;
+    rt.block_on(async {
+        for (seq, first) in (0..ROWS).step_by(20_000).enumerate() {
+            let ids: Vec<i32> = (first + 1..=first + 20_000).collect();
+            data.client
+                .append(
+                    "dfs://stock",
+                    "stock",
+                    1,
+                    seq as u64 + 1,
+                    &seed_rows(&ids, 0),
+                )
+                .await
+                .unwrap();
+        }
+    });
+    // A hash join builds a table of every row of one side in memory, which cannot spill.
+    let said = sql_refused(
+        &cluster,
+        r#"SELECT count(*) FROM "dfs://stock".stock a JOIN "dfs://stock".stock b ON a.id = b.id AND a.name = b.name"#,
+    );
+    assert!(
+        said.contains("Resources exhausted") && said.contains("memLimitOfQueryResult"),
+        "{said}"
+    );
+    // The node is still up and answers what fits: an aggregate, and the top rows of a sort.
+    assert_eq!(
+        sql(&cluster, r#"SELECT count(*) AS n FROM "dfs://stock".stock"#),
+        json!([{"n": ROWS}])
+    );
+    assert_eq!(
+        sql(
+            &cluster,
+            r#"SELECT id FROM "dfs://stock".stock ORDER BY id DESC LIMIT 2"#
+        ),
+        json!([{"id": ROWS}, {"id": ROWS - 1}])
+    );
+}
