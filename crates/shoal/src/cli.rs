@@ -428,6 +428,9 @@ pub enum ChaosCommand {
     /// The reads after healing, inside the client namespace.
     #[command(hide = true)]
     Final(ChaosFinalArgs),
+    /// DDL beside the workload (a `ddl-churn` nemesis), inside the client namespace.
+    #[command(hide = true)]
+    Churn(ChaosChurnArgs),
 }
 
 #[derive(Args)]
@@ -490,6 +493,15 @@ pub struct ChaosWorkloadArgs {
     pub pause: Duration,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+#[derive(Args)]
+pub struct ChaosChurnArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Rounds start until this much time has passed.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Duration,
 }
 
 #[derive(Args)]

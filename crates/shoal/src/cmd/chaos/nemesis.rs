@@ -5,10 +5,13 @@
 //!
 //! What each one guards (see docs/ARCHITECTURE.md, "Fault tier"):
 //! partitions and pauses the CAS-protected primary change; kill + wipe a restarted empty
-//! replica being taken for the truth (F1); disk full a poisoned store (F6); a wiped controller
-//! metadata rollback (F7).
+//! replica being taken for the truth (F1); disk full and fsync EIO a poisoned store (F6); a
+//! wiped controller metadata rollback (F7); a clock jump the time-based guards (F9); a frozen
+//! machine everything that notices a silent machine (heartbeats, leases, primary timeout); DDL
+//! churn catalog changes and chunk deletions under appends (F2, F9).
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -16,15 +19,22 @@ use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use shoal_agent::process;
 
-use super::cluster::{ChunkRow, NsCluster};
+use super::cluster::{ChunkRow, NsCluster, wait_output};
 use super::firewall::{self, Block};
+use super::freezer::{self, Frozen};
 use super::netns::{CLIENT_ADDR, machine_addr};
+use super::shim::{Control, Faults};
 use super::workload::DB;
 
 const CONTROLLER_PORT: u16 = 8920;
 const DATA_PORT: u16 = 8922;
 /// A SIGKILLed process is gone well within this.
 const KILL_WAIT: Duration = Duration::from_secs(10);
+/// How far `clock-jump` sets the leader's wall clock ahead: far past the 5 s name-reuse grace,
+/// the 17 s primary timeout and the 30 s `dfsRecoveryWaitTime`.
+const CLOCK_JUMP: Duration = Duration::from_secs(5 * 60);
+/// The churn's last round is over this long after its hold (its DDL and appends are short).
+const CHURN_GRACE: Duration = Duration::from_secs(60);
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -56,10 +66,22 @@ pub enum Nemesis {
     WipeController,
     /// Fill the primary data node's volume (F6).
     DiskFull,
+    /// fsync and fdatasync of the primary data node's files (WAL, chunk files, chunkMetaDir)
+    /// fail with EIO, through the fault shim (F6).
+    FsyncEio,
+    /// The controller leader's wall clock (CLOCK_REALTIME) jumps 5 minutes ahead, and back
+    /// when stopped, through the fault shim (F9).
+    ClockJump,
+    /// Freeze the primary's whole machine (agent, controller, data node) with the cgroup
+    /// freezer.
+    FreezeMachine,
+    /// Create and drop databases and tables, and drop partitions, of names the workload does
+    /// not write, while it writes (`shoal chaos churn`).
+    DdlChurn,
 }
 
 impl Nemesis {
-    pub const ALL: [Nemesis; 13] = [
+    pub const ALL: [Nemesis; 17] = [
         Self::PartitionHalves,
         Self::PartitionPrimaryReplica,
         Self::PartitionPrimaryControllers,
@@ -73,7 +95,16 @@ impl Nemesis {
         Self::WipePrimary,
         Self::WipeController,
         Self::DiskFull,
+        Self::FsyncEio,
+        Self::ClockJump,
+        Self::FreezeMachine,
+        Self::DdlChurn,
     ];
+
+    /// Does it need the fault shim preloaded into the cluster's processes?
+    pub fn needs_shim(self) -> bool {
+        matches!(self, Self::FsyncEio | Self::ClockJump)
+    }
 
     pub fn name(self) -> String {
         serde_json::to_value(self)
@@ -82,8 +113,8 @@ impl Nemesis {
             .unwrap_or_default()
     }
 
-    /// Does the damage; the returned fault says what it did and how to undo it.
-    pub fn start(self, c: &NsCluster) -> anyhow::Result<Active> {
+    /// Does the damage, for `hold`; the returned fault says what it did and how to undo it.
+    pub fn start(self, c: &NsCluster, hold: Duration) -> anyhow::Result<Active> {
         let mut undo = Undo::Nothing;
         let target = match self {
             Self::PartitionHalves
@@ -166,6 +197,50 @@ impl Nemesis {
                 undo = Undo::Remove(ballast);
                 format!("{alias}'s volume")
             }
+            Self::FsyncEio => {
+                let alias = chunk(c, Temperature::Hot)?.1;
+                let dir = c.data_node_dir(&alias)?;
+                let control = shim_control(c, &alias)?;
+                control.set(&Faults {
+                    eio_under: Some(dir.clone()),
+                    ..Faults::default()
+                })?;
+                undo = Undo::Disarm(control);
+                format!("{alias} (files under {})", dir.display())
+            }
+            Self::ClockJump => {
+                let alias = leader(c)?;
+                let control = shim_control(c, &alias)?;
+                control.set(&Faults {
+                    clock_ahead: Some(("controller", CLOCK_JUMP)),
+                    ..Faults::default()
+                })?;
+                undo = Undo::Disarm(control);
+                format!("{alias} (the leader) {} s ahead", CLOCK_JUMP.as_secs())
+            }
+            Self::FreezeMachine => {
+                let alias = chunk(c, Temperature::Hot)?.1;
+                let machine = c.machine_of(&alias)?;
+                let pids = c.pids_of_machine(machine);
+                undo = Undo::Thaw(freezer::freeze(&c.topology.machine_ns(machine), &pids)?);
+                format!("machine {machine} of {alias} (pids {pids:?})")
+            }
+            Self::DdlChurn => {
+                let log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(c.dir.join("churn.log"))?;
+                let duration = format!("{}ms", hold.as_millis());
+                let churn = c
+                    .client(&["chaos", "churn", "--duration", &duration])?
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(log)
+                    .spawn()
+                    .context("cannot start the churn")?;
+                undo = Undo::Wait(churn, hold + CHURN_GRACE);
+                format!("dfs://churn_* (log {})", c.dir.join("churn.log").display())
+            }
         };
         Ok(Active {
             what: format!("{} {target}", self.name()),
@@ -216,7 +291,8 @@ impl Nemesis {
     }
 }
 
-/// A fault in place.
+/// A fault in place: undone by [`Active::stop`], or on drop (a run that fails midway still
+/// leaves no fault armed, no machine frozen).
 pub struct Active {
     /// For the history: the nemesis and its target.
     pub what: String,
@@ -228,24 +304,51 @@ enum Undo {
     Firewall(Vec<String>),
     Continue(u32),
     Remove(PathBuf),
+    Disarm(Control),
+    Thaw(Frozen),
+    /// A client process that ends by itself, killed if it has not within the duration.
+    Wait(Child, Duration),
 }
 
 impl Active {
-    pub fn stop(&self) -> anyhow::Result<()> {
-        match &self.undo {
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        std::mem::replace(&mut self.undo, Undo::Nothing).undo()
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        if let Err(e) = std::mem::replace(&mut self.undo, Undo::Nothing).undo() {
+            eprintln!("warning: cannot undo {}: {e:#}", self.what);
+        }
+    }
+}
+
+impl Undo {
+    fn undo(self) -> anyhow::Result<()> {
+        match self {
             Undo::Nothing => Ok(()),
             Undo::Firewall(namespaces) => {
-                for ns in namespaces {
+                for ns in &namespaces {
                     firewall::apply(ns, &[])?;
                 }
                 Ok(())
             }
             Undo::Continue(pid) => {
-                process::signal(*pid, Signal::SIGCONT);
+                process::signal(pid, Signal::SIGCONT);
                 Ok(())
             }
-            Undo::Remove(path) => std::fs::remove_file(path)
+            Undo::Remove(path) => std::fs::remove_file(&path)
                 .with_context(|| format!("cannot remove {}", path.display())),
+            Undo::Disarm(control) => control.set(&Faults::default()),
+            Undo::Thaw(frozen) => frozen.thaw(),
+            Undo::Wait(child, within) => {
+                let out = wait_output(child, within)?;
+                if !out.status.success() {
+                    bail!("it ended with {}", out.status);
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -272,6 +375,17 @@ fn chunk(c: &NsCluster, t: Temperature) -> anyhow::Result<(u64, String, Option<S
         .first()
         .with_context(|| format!("chunk {} has no in-sync replica", chosen.chunk_id))?;
     Ok((chosen.chunk_id, primary.clone(), in_sync.get(1).cloned()))
+}
+
+/// The control of the fault shim on `alias`'s machine, once `alias` is seen to have it loaded.
+fn shim_control(c: &NsCluster, alias: &str) -> anyhow::Result<Control> {
+    let shim = c
+        .shim
+        .as_ref()
+        .context("the cluster was started without the fault shim")?;
+    shim.check_loaded(c.pid_of(alias)?)
+        .with_context(|| format!("{alias} cannot be given a fault"))?;
+    Ok(shim.control(c.machine_of(alias)?)?.clone())
 }
 
 fn leader(c: &NsCluster) -> anyhow::Result<String> {
@@ -382,6 +496,7 @@ mod tests {
     #[test]
     fn names_are_the_cli_names() {
         assert_eq!(Nemesis::WipePrimary.name(), "wipe-primary");
-        assert_eq!(Nemesis::ALL.len(), 13);
+        assert_eq!(Nemesis::ALL.len(), 17);
+        assert_eq!(Nemesis::FsyncEio.name(), "fsync-eio");
     }
 }

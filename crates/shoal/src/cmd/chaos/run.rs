@@ -21,7 +21,7 @@ use shoal_client::record::now_ms;
 use super::cluster::{NsCluster, wait_output};
 use super::firewall;
 use super::schedule::{QUIET, Schedule, TAIL, WARM_UP};
-use super::workload::{CREATE_DB, CREATE_TABLE};
+use super::workload::{DB, create_db, create_table};
 use crate::cli::ChaosRunArgs;
 
 /// The exit status when this machine cannot run the tier (not root, no network namespaces):
@@ -60,13 +60,14 @@ pub fn run(args: ChaosRunArgs) -> anyhow::Result<ExitCode> {
     eprintln!("chaos: run in {}", out.display());
 
     let started = Instant::now();
-    let cluster = NsCluster::start(&out.join("cluster"), &args.set, START_TIMEOUT)?;
+    let with_shim = schedule.steps.iter().any(|s| s.nemesis.needs_shim());
+    let cluster = NsCluster::start(&out.join("cluster"), &args.set, with_shim, START_TIMEOUT)?;
     eprintln!(
         "chaos: cluster up in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    for ddl in [CREATE_DB, CREATE_TABLE] {
-        let o = cluster.client_output(&["sql", ddl])?;
+    for ddl in [create_db(DB), create_table(DB)] {
+        let o = cluster.client_output(&["sql", &ddl])?;
         if !o.status.success() {
             bail!("{ddl}: {}", String::from_utf8_lossy(&o.stderr).trim());
         }
@@ -76,7 +77,7 @@ pub fn run(args: ChaosRunArgs) -> anyhow::Result<ExitCode> {
     let mut nemesis_log = Recorder::create(&out.join("nemesis.jsonl"))?;
     std::thread::sleep(WARM_UP);
     for step in &schedule.steps {
-        let active = match step.nemesis.start(&cluster) {
+        let active = match step.nemesis.start(&cluster, step.hold) {
             Ok(a) => a,
             Err(e) => {
                 eprintln!("chaos: {} could not start: {e:#}", step.nemesis.name());
