@@ -457,6 +457,9 @@ pub struct ChaosRunArgs {
     pub readers: u32,
     #[arg(long, default_value = "300ms", value_parser = parse_duration)]
     pub read_every: Duration,
+    /// Replicas of each chunk (`dfsReplicationFactor`), each on its own machine of the three.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub replicas: u8,
     /// A controller.cfg or cluster.cfg key for the run's cluster, as `local up --set`.
     #[arg(long, value_name = "KEY=VALUE")]
     pub set: Vec<String>,

@@ -41,7 +41,8 @@ const CHURN_GRACE: Duration = Duration::from_secs(60);
 pub enum Nemesis {
     /// The hot chunk's primary's machine cut from the other machines (clients still reach it).
     PartitionHalves,
-    /// The hot chunk's primary and its replica cannot reach each other's data node.
+    /// The hot chunk's primary and its other in-sync replicas (one, or two with `--replicas 3`)
+    /// cannot reach each other's data node.
     PartitionPrimaryReplica,
     /// The primary's machine cannot reach any controller (its own included).
     PartitionPrimaryControllers,
@@ -122,10 +123,13 @@ impl Nemesis {
             | Self::PartitionPrimaryControllers
             | Self::PartitionPrimaryClients
             | Self::PartitionOneWay => {
-                let (id, primary, replica) = chunk(c, Temperature::Hot)?;
+                let (id, primary, replicas) = chunk(c, Temperature::Hot)?;
                 let p = c.machine_of(&primary)?;
-                let r = replica.as_deref().map(|r| c.machine_of(r)).transpose()?;
-                let rules = self.partition_rules(p, r);
+                let r = replicas
+                    .iter()
+                    .map(|r| c.machine_of(r))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let rules = self.partition_rules(p, &r);
                 let mut namespaces = Vec::new();
                 for (ns_of, blocks) in rules {
                     let ns = match ns_of {
@@ -137,8 +141,8 @@ impl Nemesis {
                 }
                 undo = Undo::Firewall(namespaces);
                 format!(
-                    "{primary} (primary of chunk {id}, replica {})",
-                    replica.as_deref().unwrap_or("none")
+                    "{primary} (primary of chunk {id}, in-sync replicas [{}])",
+                    replicas.join(", ")
                 )
             }
             Self::Lossy => {
@@ -248,9 +252,10 @@ impl Nemesis {
         })
     }
 
-    /// Per namespace (`None`: the client's), the packets it drops, given the primary's machine
-    /// `p` and the replica's `r`.
-    fn partition_rules(self, p: usize, r: Option<usize>) -> Vec<(Option<usize>, Vec<Block>)> {
+    /// Per namespace (`None`: the client's; each at most once, as its rules replace the
+    /// namespace's), the packets it drops, given the primary's machine `p` and the machines
+    /// `r` of its other in-sync replicas.
+    fn partition_rules(self, p: usize, r: &[usize]) -> Vec<(Option<usize>, Vec<Block>)> {
         let others: Vec<usize> = (1..=3).filter(|i| *i != p).collect();
         let from = |i: usize| Block::from(&machine_addr(i));
         match self {
@@ -260,7 +265,8 @@ impl Nemesis {
                 rules
             }
             Self::PartitionPrimaryReplica => {
-                let r = r.unwrap_or(others[0]);
+                // A chunk with no other in-sync replica: cut it from where one would be rebuilt.
+                let r = if r.is_empty() { &others[..1] } else { r };
                 // Requests to and answers from the other's data node, both ways.
                 let data = |i: usize| {
                     vec![
@@ -274,7 +280,9 @@ impl Nemesis {
                         },
                     ]
                 };
-                vec![(Some(p), data(r)), (Some(r), data(p))]
+                let mut rules = vec![(Some(p), r.iter().flat_map(|i| data(*i)).collect())];
+                rules.extend(r.iter().map(|i| (Some(*i), data(p))));
+                rules
             }
             // Answers from every controller, its own (over loopback) included.
             Self::PartitionPrimaryControllers => vec![(
@@ -361,8 +369,8 @@ enum Temperature {
     Cold,
 }
 
-/// The run's newest or oldest chunk: its id, primary and other in-sync replica.
-fn chunk(c: &NsCluster, t: Temperature) -> anyhow::Result<(u64, String, Option<String>)> {
+/// The run's newest or oldest chunk: its id, primary and other in-sync replicas.
+fn chunk(c: &NsCluster, t: Temperature) -> anyhow::Result<(u64, String, Vec<String>)> {
     let chunks: Vec<ChunkRow> = c.chunks(DB)?;
     let by_id = |c: &&ChunkRow| c.chunk_id;
     let chosen = match t {
@@ -370,11 +378,12 @@ fn chunk(c: &NsCluster, t: Temperature) -> anyhow::Result<(u64, String, Option<S
         Temperature::Cold => chunks.iter().min_by_key(by_id),
     }
     .with_context(|| format!("{DB} has no chunk yet"))?;
-    let in_sync = chosen.in_sync();
-    let primary = in_sync
-        .first()
-        .with_context(|| format!("chunk {} has no in-sync replica", chosen.chunk_id))?;
-    Ok((chosen.chunk_id, primary.clone(), in_sync.get(1).cloned()))
+    let mut in_sync = chosen.in_sync();
+    if in_sync.is_empty() {
+        bail!("chunk {} has no in-sync replica", chosen.chunk_id);
+    }
+    let primary = in_sync.remove(0);
+    Ok((chosen.chunk_id, primary, in_sync))
 }
 
 /// The control of the fault shim on `alias`'s machine, once `alias` is seen to have it loaded.
@@ -463,7 +472,7 @@ mod tests {
 
     #[test]
     fn partitions_drop_the_right_packets_in_the_right_namespaces() {
-        let halves = Nemesis::PartitionHalves.partition_rules(2, Some(3));
+        let halves = Nemesis::PartitionHalves.partition_rules(2, &[3]);
         assert_eq!(
             halves,
             vec![
@@ -475,7 +484,7 @@ mod tests {
                 (Some(3), vec![Block::from("10.77.0.2")]),
             ]
         );
-        let pr = Nemesis::PartitionPrimaryReplica.partition_rules(1, Some(3));
+        let pr = Nemesis::PartitionPrimaryReplica.partition_rules(1, &[3]);
         assert_eq!(pr.len(), 2);
         assert_eq!(pr[0].0, Some(1));
         assert_eq!(
@@ -487,10 +496,30 @@ mod tests {
             }
         );
         assert_eq!(pr[1].1[1].sport, Some(8922));
-        let one_way = Nemesis::PartitionOneWay.partition_rules(3, None);
+        let one_way = Nemesis::PartitionOneWay.partition_rules(3, &[]);
         assert_eq!(one_way.len(), 1, "only the primary's side drops");
-        let clients = Nemesis::PartitionPrimaryClients.partition_rules(1, None);
+        let clients = Nemesis::PartitionPrimaryClients.partition_rules(1, &[]);
         assert_eq!(clients, vec![(Some(1), vec![Block::from("10.77.0.10")])]);
+    }
+
+    #[test]
+    fn a_primary_is_cut_from_every_other_in_sync_replica() {
+        let two = Nemesis::PartitionPrimaryReplica.partition_rules(2, &[1, 3]);
+        let machines: Vec<Option<usize>> = two.iter().map(|(m, _)| *m).collect();
+        assert_eq!(
+            machines,
+            vec![Some(2), Some(1), Some(3)],
+            "each namespace once"
+        );
+        assert_eq!(two[0].1.len(), 4, "both ways, from each replica");
+        assert!(two[1..].iter().all(|(_, b)| b[0]
+            == Block {
+                dport: Some(8922),
+                ..Block::from("10.77.0.2")
+            }));
+        let none = Nemesis::PartitionPrimaryReplica.partition_rules(2, &[]);
+        assert_eq!(none.len(), 2, "cut from the first other machine");
+        assert_eq!(none[1].0, Some(1));
     }
 
     #[test]

@@ -61,7 +61,11 @@ pub fn run(args: ChaosRunArgs) -> anyhow::Result<ExitCode> {
 
     let started = Instant::now();
     let with_shim = schedule.steps.iter().any(|s| s.nemesis.needs_shim());
-    let cluster = NsCluster::start(&out.join("cluster"), &args.set, with_shim, START_TIMEOUT)?;
+    // First, so that an explicit `--set dfsReplicationFactor=` still wins.
+    let set: Vec<String> = std::iter::once(format!("dfsReplicationFactor={}", args.replicas))
+        .chain(args.set.iter().cloned())
+        .collect();
+    let cluster = NsCluster::start(&out.join("cluster"), &set, with_shim, START_TIMEOUT)?;
     eprintln!(
         "chaos: cluster up in {:.1} s",
         started.elapsed().as_secs_f64()
