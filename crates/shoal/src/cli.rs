@@ -457,6 +457,11 @@ pub struct ChaosRunArgs {
     pub readers: u32,
     #[arg(long, default_value = "300ms", value_parser = parse_duration)]
     pub read_every: Duration,
+    /// The `shoal` build `upgrade` nemeses upgrade the cluster to (default:
+    /// target/upgrade/shoal-next of this binary's target directory, which
+    /// scripts/build-upgrade-binaries makes).
+    #[arg(long, value_name = "BINARY")]
+    pub upgrade_to: Option<PathBuf>,
     /// Replicas of each chunk (`dfsReplicationFactor`), each on its own machine of the three.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=3))]
     pub replicas: u8,

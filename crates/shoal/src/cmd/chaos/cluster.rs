@@ -19,6 +19,7 @@ use shoal_common::config::ClusterNodes;
 
 use super::freezer;
 use super::netns::{Topology, machine_addr};
+use super::rolling_upgrade::Package;
 use super::shim::Shim;
 use crate::cmd::local;
 
@@ -35,6 +36,8 @@ pub struct NsCluster {
     volumes: Vec<PathBuf>,
     /// Preloaded into every process when the run has nemeses that need it.
     pub shim: Option<Shim>,
+    /// What the `upgrade` nemesis upgrades to, when the run has one.
+    pub upgrade_to: Option<Package>,
     /// The agents we started, reaped when stopped.
     agents: Vec<std::process::Child>,
     /// Declared last: dropped after the processes in it are stopped.
@@ -104,6 +107,7 @@ impl NsCluster {
             nodes,
             volumes: Vec::new(),
             shim,
+            upgrade_to: None,
             agents: Vec::new(),
             topology,
         };
@@ -296,8 +300,8 @@ fn path_str(p: &Path) -> anyhow::Result<&str> {
         .with_context(|| format!("{} is not UTF-8", p.display()))
 }
 
-/// Runs a command to success, failing with its stderr.
-pub fn run(c: &mut Command) -> anyhow::Result<()> {
+/// Runs a command to success, failing with its stderr; its stdout.
+pub fn run(c: &mut Command) -> anyhow::Result<Vec<u8>> {
     let out = c
         .output()
         .with_context(|| format!("cannot run {:?}", c.get_program()))?;
@@ -307,7 +311,7 @@ pub fn run(c: &mut Command) -> anyhow::Result<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(())
+    Ok(out.stdout)
 }
 
 /// Waits for a child with piped output, killing it after `timeout`.

@@ -8,6 +8,7 @@
 //! - [`firewall`]: nft rules inside a namespace.
 //! - [`shim`]: the LD_PRELOAD fault shim (fsync EIO, clock jumps) and its control files.
 //! - [`freezer`]: a whole machine frozen in a cgroup.
+//! - [`rolling_upgrade`]: the package and orchestrator of the `upgrade` nemesis.
 //! - [`nemesis`]: each fault, its target and its undo.
 //! - [`schedule`]: a scenario, or a random sequence from a seed.
 //! - [`workload`]: writers and readers (`shoal chaos workload`, run inside the client namespace).
@@ -22,6 +23,7 @@ mod firewall;
 mod freezer;
 mod nemesis;
 mod netns;
+mod rolling_upgrade;
 mod run;
 mod schedule;
 mod shim;

@@ -20,6 +20,8 @@ use shoal_client::record::now_ms;
 
 use super::cluster::{NsCluster, wait_output};
 use super::firewall;
+use super::nemesis::Nemesis;
+use super::rolling_upgrade::{self, Package};
 use super::schedule::{QUIET, Schedule, TAIL, WARM_UP};
 use super::workload::{DB, create_db, create_table};
 use crate::cli::ChaosRunArgs;
@@ -65,7 +67,18 @@ pub fn run(args: ChaosRunArgs) -> anyhow::Result<ExitCode> {
     let set: Vec<String> = std::iter::once(format!("dfsReplicationFactor={}", args.replicas))
         .chain(args.set.iter().cloned())
         .collect();
-    let cluster = NsCluster::start(&out.join("cluster"), &set, with_shim, START_TIMEOUT)?;
+    // Before the cluster: a missing build to upgrade to fails the run at once.
+    let upgrade_to = if schedule.steps.iter().any(|s| s.nemesis == Nemesis::Upgrade) {
+        let binary = match &args.upgrade_to {
+            Some(b) => b.clone(),
+            None => rolling_upgrade::default_binary()?,
+        };
+        Some(Package::build(&binary, &out)?)
+    } else {
+        None
+    };
+    let mut cluster = NsCluster::start(&out.join("cluster"), &set, with_shim, START_TIMEOUT)?;
+    cluster.upgrade_to = upgrade_to;
     eprintln!(
         "chaos: cluster up in {:.1} s",
         started.elapsed().as_secs_f64()
