@@ -428,6 +428,9 @@ pub enum ChaosCommand {
     /// The reads after healing, inside the client namespace.
     #[command(hide = true)]
     Final(ChaosFinalArgs),
+    /// DDL beside the workload (a `ddl-churn` nemesis), inside the client namespace.
+    #[command(hide = true)]
+    Churn(ChaosChurnArgs),
 }
 
 #[derive(Args)]
@@ -454,6 +457,14 @@ pub struct ChaosRunArgs {
     pub readers: u32,
     #[arg(long, default_value = "300ms", value_parser = parse_duration)]
     pub read_every: Duration,
+    /// The `shoal` build `upgrade` nemeses upgrade the cluster to (default:
+    /// target/upgrade/shoal-next of this binary's target directory, which
+    /// scripts/build-upgrade-binaries makes).
+    #[arg(long, value_name = "BINARY")]
+    pub upgrade_to: Option<PathBuf>,
+    /// Replicas of each chunk (`dfsReplicationFactor`), each on its own machine of the three.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub replicas: u8,
     /// A controller.cfg or cluster.cfg key for the run's cluster, as `local up --set`.
     #[arg(long, value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -490,6 +501,15 @@ pub struct ChaosWorkloadArgs {
     pub pause: Duration,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+#[derive(Args)]
+pub struct ChaosChurnArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Rounds start until this much time has passed.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Duration,
 }
 
 #[derive(Args)]

@@ -2,16 +2,25 @@
 //!
 //! Once the faults are healed and the writers have stopped, every chunk must be COMPLETE with
 //! one checksum across its in-sync replicas, and each in-sync replica, read directly, must hold
-//! the same `(writer, seq)` records in the same log order. (While writes run a replica may be a
-//! prefix of another; after recovery a shorter one has lost its tail.) A record appears once:
-//! the rows of one append are contiguous, so `(writer, seq)` may repeat only in a run.
+//! the same `(writer, seq)` records, each writer's in the same log order. (While writes run a
+//! replica may be a prefix of another; after recovery a shorter one has lost its tail.) A record
+//! appears once: the rows of one append are contiguous, so `(writer, seq)` may repeat only in a
+//! run.
+//!
+//! Each writer's order, not the order across writers: a replica answers from its chunk files
+//! first, whose rows a flush sorted by the table's sort columns (the workload's: `writer`),
+//! then from memory in log order. Replicas flush at different times (60 s after their last
+//! append, counted from a restart too), so one may answer in log order and another sorted by
+//! writer with the same records. A sort by writer keeps each writer's records in log order (an
+//! append's rows are one date: one chunk, one time order), so comparing the replicas with their
+//! records stably sorted by writer compares every writer's log order.
 
 use std::collections::{BTreeMap, HashSet};
 
 use super::Violation;
 use crate::history::{F, Kind, Op};
 
-/// A replica's records, `(writer, seq)` in log order.
+/// A replica's records, `(writer, seq)`: by writer, each writer's in log order.
 type Records = Vec<(u64, u64)>;
 
 pub fn check(ops: &[Op]) -> Vec<Violation> {
@@ -33,7 +42,9 @@ pub fn check(ops: &[Op]) -> Vec<Violation> {
             });
             continue;
         }
-        let records = records(chunk, &node, &op.pairs, &mut violations);
+        let mut records = records(chunk, &node, &op.pairs, &mut violations);
+        // Stable: each writer's records stay in the replica's order.
+        records.sort_by_key(|&(writer, _)| writer);
         by_chunk.entry(chunk).or_default().push((node, records));
     }
     for (chunk, mut replicas) in by_chunk {
@@ -118,6 +129,29 @@ mod tests {
         h.replica(1, "node2", true, &[1, 2, 3, 3]);
         h.replica(1, "node3", false, &[9]);
         assert_eq!(check(&h.ops), vec![]);
+    }
+
+    #[test]
+    fn a_replica_sorted_by_writer_by_a_flush_matches_one_in_log_order_but_not_a_reordered_one() {
+        let log = [(2, 1), (1, 1), (1, 1), (2, 2), (1, 2)];
+        let flushed = [(1, 1), (1, 1), (1, 2), (2, 1), (2, 2)];
+        let reordered = [(1, 2), (1, 1), (1, 1), (2, 1), (2, 2)];
+        let mut h = History::default();
+        h.replica_pairs(1, "node1", true, &log);
+        h.replica_pairs(1, "node2", true, &flushed);
+        assert_eq!(check(&h.ops), vec![]);
+        h.replica_pairs(1, "node3", true, &reordered);
+        assert_eq!(
+            check(&h.ops),
+            vec![Violation::ReplicaDiverged {
+                chunk: 1,
+                a: "node1".into(),
+                b: "node3".into(),
+                position: 0,
+                a_has: Some((1, 1)),
+                b_has: Some((1, 2)),
+            }]
+        );
     }
 
     #[test]

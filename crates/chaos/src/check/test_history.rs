@@ -44,11 +44,17 @@ impl History {
 
     /// `node`'s replica of `chunk` read as `pairs` of [`WRITER`]'s seqs.
     pub fn replica(&mut self, chunk: u64, node: &str, in_sync: bool, seqs: &[u64]) {
+        let pairs: Vec<(u64, u64)> = seqs.iter().map(|s| (WRITER, *s)).collect();
+        self.replica_pairs(chunk, node, in_sync, &pairs);
+    }
+
+    /// A replica read directly: its rows' `(writer, seq)` in the order it answered.
+    pub fn replica_pairs(&mut self, chunk: u64, node: &str, in_sync: bool, pairs: &[(u64, u64)]) {
         let mut op = Op::new("final", Kind::Ok, F::ReplicaRead, 200);
         op.chunk = Some(chunk);
         op.node = Some(node.into());
         op.in_sync = Some(in_sync);
-        op.pairs = seqs.iter().map(|s| (WRITER, *s)).collect();
+        op.pairs = pairs.to_vec();
         self.ops.push(op);
     }
 

@@ -190,8 +190,13 @@ pub(crate) fn agent_pid_file(home: &Path) -> PathBuf {
 
 /// Starts the machine's agent from its installed `current` version (installing this binary
 /// first on a fresh machine); inside network namespace `netns` if given (`ip netns exec`
-/// execs the agent, so the child's pid is the agent's).
-pub(crate) fn spawn_agent(home: &Path, netns: Option<&str>) -> anyhow::Result<std::process::Child> {
+/// execs the agent, so the child's pid is the agent's), with `env` added to its environment,
+/// which its nodes inherit.
+pub(crate) fn spawn_agent(
+    home: &Path,
+    netns: Option<&str>,
+    env: &[(&str, &Path)],
+) -> anyhow::Result<std::process::Child> {
     let run = home.join("run");
     let log_dir = home.join("log");
     fs::create_dir_all(&run)?;
@@ -215,6 +220,7 @@ pub(crate) fn spawn_agent(home: &Path, netns: Option<&str>) -> anyhow::Result<st
         None => std::process::Command::new(program),
     };
     let child = command
+        .envs(env.iter().copied())
         .arg("agent")
         .arg("--home")
         .arg(home)
@@ -241,7 +247,7 @@ pub async fn up(args: LocalUpArgs) -> anyhow::Result<()> {
             .filter(|p| process::is_shoal_of(*p, &home))
         {
             Some(pid) => eprintln!("agent of {host} already running (pid {pid})"),
-            None => agents.push((spawn_agent(&home, None)?, home)),
+            None => agents.push((spawn_agent(&home, None, &[])?, home)),
         }
     }
     let target = Target::resolve(&TargetArgs {

@@ -78,3 +78,9 @@ fn a_primary_killed_and_restarted_on_a_wiped_volume_loses_nothing() {
 fn a_full_disk_on_a_primary_loses_nothing() {
     run_clean("disk-full", "20s");
 }
+
+#[test]
+fn a_primary_whose_fsyncs_fail_loses_nothing() {
+    // Each restart's first sync fails again: 12 s is several poisoned stores and restarts.
+    run_clean("fsync-eio", "12s");
+}

@@ -3,7 +3,8 @@
 //! and data node inherit the namespace). Every client call (status, chunks, the workload) runs
 //! in the client namespace, the only place from which the cluster can be reached.
 //!
-//! Each data node's volume is a small tmpfs, so the disk-full fault can fill it. Dropping the
+//! Each data node's volume is a small tmpfs, so the disk-full fault can fill it. With the fault
+//! shim ([`super::shim`]) every process of a machine is started with it preloaded. Dropping the
 //! cluster stops it (`shoal local down`), unmounts the volumes and deletes the namespaces, also
 //! when the run failed.
 
@@ -16,7 +17,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use shoal_common::config::ClusterNodes;
 
+use super::freezer;
 use super::netns::{Topology, machine_addr};
+use super::rolling_upgrade::Package;
+use super::shim::Shim;
 use crate::cmd::local;
 
 const MACHINES: usize = 3;
@@ -30,6 +34,10 @@ pub struct NsCluster {
     pub dir: PathBuf,
     pub nodes: ClusterNodes,
     volumes: Vec<PathBuf>,
+    /// Preloaded into every process when the run has nemeses that need it.
+    pub shim: Option<Shim>,
+    /// What the `upgrade` nemesis upgrades to, when the run has one.
+    pub upgrade_to: Option<Package>,
     /// The agents we started, reaped when stopped.
     agents: Vec<std::process::Child>,
     /// Declared last: dropped after the processes in it are stopped.
@@ -77,16 +85,29 @@ impl ChunkRow {
 }
 
 impl NsCluster {
-    /// Namespaces, files and agents; returns once every node is UP and a controller leads.
-    pub fn start(dir: &Path, set: &[String], timeout: Duration) -> anyhow::Result<Self> {
+    /// Namespaces, files and agents (with the fault shim if `with_shim`); returns once every
+    /// node is UP and a controller leads.
+    pub fn start(
+        dir: &Path,
+        set: &[String],
+        with_shim: bool,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        // Before the stale namespaces go: a frozen process does not even die of SIGKILL.
+        freezer::remove_stale();
         let topology = Topology::create(MACHINES)?;
         let hosts: Vec<String> = (1..=MACHINES).map(machine_addr).collect();
         let nodes = local::write_config(dir, &hosts, BASE_PORT, set)?;
         let dir = std::fs::canonicalize(dir)?;
+        let shim = with_shim
+            .then(|| Shim::build(&dir.join("shim"), MACHINES))
+            .transpose()?;
         let mut cluster = Self {
             dir,
             nodes,
             volumes: Vec::new(),
+            shim,
+            upgrade_to: None,
             agents: Vec::new(),
             topology,
         };
@@ -103,7 +124,11 @@ impl NsCluster {
         }
         for i in 1..=MACHINES {
             let home = cluster.dir.join(machine_addr(i));
-            let agent = local::spawn_agent(&home, Some(&cluster.topology.machine_ns(i)))?;
+            let env = match &cluster.shim {
+                Some(shim) => shim.env(i)?.to_vec(),
+                None => Vec::new(),
+            };
+            let agent = local::spawn_agent(&home, Some(&cluster.topology.machine_ns(i)), &env)?;
             cluster.agents.push(agent);
         }
         cluster.wait_healthy(timeout)?;
@@ -216,10 +241,24 @@ impl NsCluster {
         Ok(format!("agent{}", self.machine_of(alias)?))
     }
 
+    /// A data node's directory, holding its volume and chunkMetaDir.
+    pub fn data_node_dir(&self, alias: &str) -> anyhow::Result<PathBuf> {
+        Ok(self.home_of(alias)?.join(alias))
+    }
+
     /// A data node's volume (tmpfs) and chunkMetaDir.
     pub fn data_dirs(&self, alias: &str) -> anyhow::Result<[PathBuf; 2]> {
-        let base = self.home_of(alias)?.join(alias);
+        let base = self.data_node_dir(alias)?;
         Ok([base.join("volumes"), base.join("storage")])
+    }
+
+    /// The pids of machine `i`'s agent and nodes that are running.
+    pub fn pids_of_machine(&self, i: usize) -> Vec<u32> {
+        let host = machine_addr(i);
+        self.nodes
+            .on_machine(&host)
+            .filter_map(|n| self.pid_of(&n.site.alias).ok())
+            .collect()
     }
 
     /// The controller's metadata directory on `alias`'s machine.
@@ -261,8 +300,8 @@ fn path_str(p: &Path) -> anyhow::Result<&str> {
         .with_context(|| format!("{} is not UTF-8", p.display()))
 }
 
-/// Runs a command to success, failing with its stderr.
-pub fn run(c: &mut Command) -> anyhow::Result<()> {
+/// Runs a command to success, failing with its stderr; its stdout.
+pub fn run(c: &mut Command) -> anyhow::Result<Vec<u8>> {
     let out = c
         .output()
         .with_context(|| format!("cannot run {:?}", c.get_program()))?;
@@ -272,7 +311,7 @@ pub fn run(c: &mut Command) -> anyhow::Result<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(())
+    Ok(out.stdout)
 }
 
 /// Waits for a child with piped output, killing it after `timeout`.

@@ -5,10 +5,14 @@
 //!
 //! What each one guards (see docs/ARCHITECTURE.md, "Fault tier"):
 //! partitions and pauses the CAS-protected primary change; kill + wipe a restarted empty
-//! replica being taken for the truth (F1); disk full a poisoned store (F6); a wiped controller
-//! metadata rollback (F7).
+//! replica being taken for the truth (F1); disk full and fsync EIO a poisoned store (F6); a
+//! wiped controller metadata rollback (F7); a clock jump the time-based guards (F9); a frozen
+//! machine everything that notices a silent machine (heartbeats, leases, primary timeout); DDL
+//! churn catalog changes and chunk deletions under appends (F2, F9); a rolling upgrade drains,
+//! stops and restarts every machine in turn (brief invariants 4 and 5).
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -16,22 +20,36 @@ use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use shoal_agent::process;
 
-use super::cluster::{ChunkRow, NsCluster};
+use super::cluster::{ChunkRow, NsCluster, wait_output};
 use super::firewall::{self, Block};
+use super::freezer::{self, Frozen};
 use super::netns::{CLIENT_ADDR, machine_addr};
+use super::shim::{Control, Faults};
 use super::workload::DB;
 
 const CONTROLLER_PORT: u16 = 8920;
 const DATA_PORT: u16 = 8922;
 /// A SIGKILLed process is gone well within this.
 const KILL_WAIT: Duration = Duration::from_secs(10);
+/// How far `clock-jump` sets the leader's wall clock ahead: far past the 5 s name-reuse grace,
+/// the 17 s primary timeout and the 30 s `dfsRecoveryWaitTime`.
+const CLOCK_JUMP: Duration = Duration::from_secs(5 * 60);
+/// The churn's last round is over this long after its hold (its DDL and appends are short).
+const CHURN_GRACE: Duration = Duration::from_secs(60);
+/// A rolling upgrade of three machines ends within this after its hold (each machine's nodes
+/// get `--node-timeout`, 90 s, to come back).
+const UPGRADE_GRACE: Duration = Duration::from_secs(600);
+/// `shoal upgrade`'s exit status when it paused rather than stop a machine the cluster could
+/// not lose: a verdict of its safety check, not a failure.
+const UPGRADE_PAUSED: i32 = 2;
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Nemesis {
     /// The hot chunk's primary's machine cut from the other machines (clients still reach it).
     PartitionHalves,
-    /// The hot chunk's primary and its replica cannot reach each other's data node.
+    /// The hot chunk's primary and its other in-sync replicas (one, or two with `--replicas 3`)
+    /// cannot reach each other's data node.
     PartitionPrimaryReplica,
     /// The primary's machine cannot reach any controller (its own included).
     PartitionPrimaryControllers,
@@ -56,10 +74,25 @@ pub enum Nemesis {
     WipeController,
     /// Fill the primary data node's volume (F6).
     DiskFull,
+    /// fsync and fdatasync of the primary data node's files (WAL, chunk files, chunkMetaDir)
+    /// fail with EIO, through the fault shim (F6).
+    FsyncEio,
+    /// The controller leader's wall clock (CLOCK_REALTIME) jumps 5 minutes ahead, and back
+    /// when stopped, through the fault shim (F9).
+    ClockJump,
+    /// Freeze the primary's whole machine (agent, controller, data node) with the cgroup
+    /// freezer.
+    FreezeMachine,
+    /// Create and drop databases and tables, and drop partitions, of names the workload does
+    /// not write, while it writes (`shoal chaos churn`).
+    DdlChurn,
+    /// A rolling upgrade to `--upgrade-to` (`shoal upgrade`), or a rollback when the cluster
+    /// already runs it; held at least the hold, and until the orchestrator is done.
+    Upgrade,
 }
 
 impl Nemesis {
-    pub const ALL: [Nemesis; 13] = [
+    pub const ALL: [Nemesis; 18] = [
         Self::PartitionHalves,
         Self::PartitionPrimaryReplica,
         Self::PartitionPrimaryControllers,
@@ -73,7 +106,27 @@ impl Nemesis {
         Self::WipePrimary,
         Self::WipeController,
         Self::DiskFull,
+        Self::FsyncEio,
+        Self::ClockJump,
+        Self::FreezeMachine,
+        Self::DdlChurn,
+        Self::Upgrade,
     ];
+
+    /// The shortest hold that covers the fault: a rolling upgrade of three machines took 73 to
+    /// 104 s here (debug build, 2 busy cores), and the workload runs only as long as the
+    /// schedule says.
+    pub fn min_hold(self) -> Duration {
+        match self {
+            Self::Upgrade => Duration::from_secs(120),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Does it need the fault shim preloaded into the cluster's processes?
+    pub fn needs_shim(self) -> bool {
+        matches!(self, Self::FsyncEio | Self::ClockJump)
+    }
 
     pub fn name(self) -> String {
         serde_json::to_value(self)
@@ -82,8 +135,8 @@ impl Nemesis {
             .unwrap_or_default()
     }
 
-    /// Does the damage; the returned fault says what it did and how to undo it.
-    pub fn start(self, c: &NsCluster) -> anyhow::Result<Active> {
+    /// Does the damage, for `hold`; the returned fault says what it did and how to undo it.
+    pub fn start(self, c: &NsCluster, hold: Duration) -> anyhow::Result<Active> {
         let mut undo = Undo::Nothing;
         let target = match self {
             Self::PartitionHalves
@@ -91,10 +144,13 @@ impl Nemesis {
             | Self::PartitionPrimaryControllers
             | Self::PartitionPrimaryClients
             | Self::PartitionOneWay => {
-                let (id, primary, replica) = chunk(c, Temperature::Hot)?;
+                let (id, primary, replicas) = chunk(c, Temperature::Hot)?;
                 let p = c.machine_of(&primary)?;
-                let r = replica.as_deref().map(|r| c.machine_of(r)).transpose()?;
-                let rules = self.partition_rules(p, r);
+                let r = replicas
+                    .iter()
+                    .map(|r| c.machine_of(r))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let rules = self.partition_rules(p, &r);
                 let mut namespaces = Vec::new();
                 for (ns_of, blocks) in rules {
                     let ns = match ns_of {
@@ -106,8 +162,8 @@ impl Nemesis {
                 }
                 undo = Undo::Firewall(namespaces);
                 format!(
-                    "{primary} (primary of chunk {id}, replica {})",
-                    replica.as_deref().unwrap_or("none")
+                    "{primary} (primary of chunk {id}, in-sync replicas [{}])",
+                    replicas.join(", ")
                 )
             }
             Self::Lossy => {
@@ -166,6 +222,72 @@ impl Nemesis {
                 undo = Undo::Remove(ballast);
                 format!("{alias}'s volume")
             }
+            Self::FsyncEio => {
+                let alias = chunk(c, Temperature::Hot)?.1;
+                let dir = c.data_node_dir(&alias)?;
+                let control = shim_control(c, &alias)?;
+                control.set(&Faults {
+                    eio_under: Some(dir.clone()),
+                    ..Faults::default()
+                })?;
+                undo = Undo::Disarm(control);
+                format!("{alias} (files under {})", dir.display())
+            }
+            Self::ClockJump => {
+                let alias = leader(c)?;
+                let control = shim_control(c, &alias)?;
+                control.set(&Faults {
+                    clock_ahead: Some(("controller", CLOCK_JUMP)),
+                    ..Faults::default()
+                })?;
+                undo = Undo::Disarm(control);
+                format!("{alias} (the leader) {} s ahead", CLOCK_JUMP.as_secs())
+            }
+            Self::FreezeMachine => {
+                let alias = chunk(c, Temperature::Hot)?.1;
+                let machine = c.machine_of(&alias)?;
+                let pids = c.pids_of_machine(machine);
+                undo = Undo::Thaw(freezer::freeze(&c.topology.machine_ns(machine), &pids)?);
+                format!("machine {machine} of {alias} (pids {pids:?})")
+            }
+            Self::DdlChurn => {
+                let log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(c.dir.join("churn.log"))?;
+                let duration = format!("{}ms", hold.as_millis());
+                let churn = c
+                    .client(&["chaos", "churn", "--duration", &duration])?
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(log)
+                    .spawn()
+                    .context("cannot start the churn")?;
+                undo = Undo::Wait(churn, hold + CHURN_GRACE);
+                format!("dfs://churn_* (log {})", c.dir.join("churn.log").display())
+            }
+            Self::Upgrade => {
+                let package = c
+                    .upgrade_to
+                    .as_ref()
+                    .context("the run has no package to upgrade to")?;
+                let args = package.orchestrator_args(c)?;
+                let log_path = c.dir.join("upgrade.log");
+                let log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log_path)?;
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let orchestrator = c
+                    .client(&args)?
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone()?)
+                    .stderr(log)
+                    .spawn()
+                    .context("cannot start the upgrade")?;
+                undo = Undo::Orchestrator(orchestrator, hold + UPGRADE_GRACE, log_path.clone());
+                format!("`shoal {}` (log {})", args.join(" "), log_path.display())
+            }
         };
         Ok(Active {
             what: format!("{} {target}", self.name()),
@@ -173,9 +295,10 @@ impl Nemesis {
         })
     }
 
-    /// Per namespace (`None`: the client's), the packets it drops, given the primary's machine
-    /// `p` and the replica's `r`.
-    fn partition_rules(self, p: usize, r: Option<usize>) -> Vec<(Option<usize>, Vec<Block>)> {
+    /// Per namespace (`None`: the client's; each at most once, as its rules replace the
+    /// namespace's), the packets it drops, given the primary's machine `p` and the machines
+    /// `r` of its other in-sync replicas.
+    fn partition_rules(self, p: usize, r: &[usize]) -> Vec<(Option<usize>, Vec<Block>)> {
         let others: Vec<usize> = (1..=3).filter(|i| *i != p).collect();
         let from = |i: usize| Block::from(&machine_addr(i));
         match self {
@@ -185,7 +308,8 @@ impl Nemesis {
                 rules
             }
             Self::PartitionPrimaryReplica => {
-                let r = r.unwrap_or(others[0]);
+                // A chunk with no other in-sync replica: cut it from where one would be rebuilt.
+                let r = if r.is_empty() { &others[..1] } else { r };
                 // Requests to and answers from the other's data node, both ways.
                 let data = |i: usize| {
                     vec![
@@ -199,7 +323,9 @@ impl Nemesis {
                         },
                     ]
                 };
-                vec![(Some(p), data(r)), (Some(r), data(p))]
+                let mut rules = vec![(Some(p), r.iter().flat_map(|i| data(*i)).collect())];
+                rules.extend(r.iter().map(|i| (Some(*i), data(p))));
+                rules
             }
             // Answers from every controller, its own (over loopback) included.
             Self::PartitionPrimaryControllers => vec![(
@@ -216,7 +342,8 @@ impl Nemesis {
     }
 }
 
-/// A fault in place.
+/// A fault in place: undone by [`Active::stop`], or on drop (a run that fails midway still
+/// leaves no fault armed, no machine frozen).
 pub struct Active {
     /// For the history: the nemesis and its target.
     pub what: String,
@@ -228,24 +355,65 @@ enum Undo {
     Firewall(Vec<String>),
     Continue(u32),
     Remove(PathBuf),
+    Disarm(Control),
+    Thaw(Frozen),
+    /// A client process that ends by itself, killed if it has not within the duration.
+    Wait(Child, Duration),
+    /// `shoal upgrade`, waited for like [`Undo::Wait`]; it may pause (exit 2), and logs to
+    /// the path.
+    Orchestrator(Child, Duration, PathBuf),
 }
 
 impl Active {
-    pub fn stop(&self) -> anyhow::Result<()> {
-        match &self.undo {
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        std::mem::replace(&mut self.undo, Undo::Nothing).undo()
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        if let Err(e) = std::mem::replace(&mut self.undo, Undo::Nothing).undo() {
+            eprintln!("warning: cannot undo {}: {e:#}", self.what);
+        }
+    }
+}
+
+impl Undo {
+    fn undo(self) -> anyhow::Result<()> {
+        match self {
             Undo::Nothing => Ok(()),
             Undo::Firewall(namespaces) => {
-                for ns in namespaces {
+                for ns in &namespaces {
                     firewall::apply(ns, &[])?;
                 }
                 Ok(())
             }
             Undo::Continue(pid) => {
-                process::signal(*pid, Signal::SIGCONT);
+                process::signal(pid, Signal::SIGCONT);
                 Ok(())
             }
-            Undo::Remove(path) => std::fs::remove_file(path)
+            Undo::Remove(path) => std::fs::remove_file(&path)
                 .with_context(|| format!("cannot remove {}", path.display())),
+            Undo::Disarm(control) => control.set(&Faults::default()),
+            Undo::Thaw(frozen) => frozen.thaw(),
+            Undo::Wait(child, within) => {
+                let out = wait_output(child, within)?;
+                if !out.status.success() {
+                    bail!("it ended with {}", out.status);
+                }
+                Ok(())
+            }
+            Undo::Orchestrator(child, within, log) => {
+                let out = wait_output(child, within)?;
+                match out.status.code() {
+                    Some(0) => Ok(()),
+                    Some(UPGRADE_PAUSED) => {
+                        eprintln!("chaos: the upgrade paused; see {}", log.display());
+                        Ok(())
+                    }
+                    _ => bail!("the upgrade failed ({}); see {}", out.status, log.display()),
+                }
+            }
         }
     }
 }
@@ -258,8 +426,8 @@ enum Temperature {
     Cold,
 }
 
-/// The run's newest or oldest chunk: its id, primary and other in-sync replica.
-fn chunk(c: &NsCluster, t: Temperature) -> anyhow::Result<(u64, String, Option<String>)> {
+/// The run's newest or oldest chunk: its id, primary and other in-sync replicas.
+fn chunk(c: &NsCluster, t: Temperature) -> anyhow::Result<(u64, String, Vec<String>)> {
     let chunks: Vec<ChunkRow> = c.chunks(DB)?;
     let by_id = |c: &&ChunkRow| c.chunk_id;
     let chosen = match t {
@@ -267,11 +435,23 @@ fn chunk(c: &NsCluster, t: Temperature) -> anyhow::Result<(u64, String, Option<S
         Temperature::Cold => chunks.iter().min_by_key(by_id),
     }
     .with_context(|| format!("{DB} has no chunk yet"))?;
-    let in_sync = chosen.in_sync();
-    let primary = in_sync
-        .first()
-        .with_context(|| format!("chunk {} has no in-sync replica", chosen.chunk_id))?;
-    Ok((chosen.chunk_id, primary.clone(), in_sync.get(1).cloned()))
+    let mut in_sync = chosen.in_sync();
+    if in_sync.is_empty() {
+        bail!("chunk {} has no in-sync replica", chosen.chunk_id);
+    }
+    let primary = in_sync.remove(0);
+    Ok((chosen.chunk_id, primary, in_sync))
+}
+
+/// The control of the fault shim on `alias`'s machine, once `alias` is seen to have it loaded.
+fn shim_control(c: &NsCluster, alias: &str) -> anyhow::Result<Control> {
+    let shim = c
+        .shim
+        .as_ref()
+        .context("the cluster was started without the fault shim")?;
+    shim.check_loaded(c.pid_of(alias)?)
+        .with_context(|| format!("{alias} cannot be given a fault"))?;
+    Ok(shim.control(c.machine_of(alias)?)?.clone())
 }
 
 fn leader(c: &NsCluster) -> anyhow::Result<String> {
@@ -349,7 +529,7 @@ mod tests {
 
     #[test]
     fn partitions_drop_the_right_packets_in_the_right_namespaces() {
-        let halves = Nemesis::PartitionHalves.partition_rules(2, Some(3));
+        let halves = Nemesis::PartitionHalves.partition_rules(2, &[3]);
         assert_eq!(
             halves,
             vec![
@@ -361,7 +541,7 @@ mod tests {
                 (Some(3), vec![Block::from("10.77.0.2")]),
             ]
         );
-        let pr = Nemesis::PartitionPrimaryReplica.partition_rules(1, Some(3));
+        let pr = Nemesis::PartitionPrimaryReplica.partition_rules(1, &[3]);
         assert_eq!(pr.len(), 2);
         assert_eq!(pr[0].0, Some(1));
         assert_eq!(
@@ -373,15 +553,36 @@ mod tests {
             }
         );
         assert_eq!(pr[1].1[1].sport, Some(8922));
-        let one_way = Nemesis::PartitionOneWay.partition_rules(3, None);
+        let one_way = Nemesis::PartitionOneWay.partition_rules(3, &[]);
         assert_eq!(one_way.len(), 1, "only the primary's side drops");
-        let clients = Nemesis::PartitionPrimaryClients.partition_rules(1, None);
+        let clients = Nemesis::PartitionPrimaryClients.partition_rules(1, &[]);
         assert_eq!(clients, vec![(Some(1), vec![Block::from("10.77.0.10")])]);
+    }
+
+    #[test]
+    fn a_primary_is_cut_from_every_other_in_sync_replica() {
+        let two = Nemesis::PartitionPrimaryReplica.partition_rules(2, &[1, 3]);
+        let machines: Vec<Option<usize>> = two.iter().map(|(m, _)| *m).collect();
+        assert_eq!(
+            machines,
+            vec![Some(2), Some(1), Some(3)],
+            "each namespace once"
+        );
+        assert_eq!(two[0].1.len(), 4, "both ways, from each replica");
+        assert!(two[1..].iter().all(|(_, b)| b[0]
+            == Block {
+                dport: Some(8922),
+                ..Block::from("10.77.0.2")
+            }));
+        let none = Nemesis::PartitionPrimaryReplica.partition_rules(2, &[]);
+        assert_eq!(none.len(), 2, "cut from the first other machine");
+        assert_eq!(none[1].0, Some(1));
     }
 
     #[test]
     fn names_are_the_cli_names() {
         assert_eq!(Nemesis::WipePrimary.name(), "wipe-primary");
-        assert_eq!(Nemesis::ALL.len(), 13);
+        assert_eq!(Nemesis::ALL.len(), 18);
+        assert_eq!(Nemesis::FsyncEio.name(), "fsync-eio");
     }
 }

@@ -149,14 +149,7 @@ fn remove_stale() {
         let Some(name) = line.split_whitespace().next() else {
             continue;
         };
-        let Some(pid) = name
-            .strip_prefix(&format!("{PREFIX}-"))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if shoal_agent::process::is_alive(pid) {
+        if !of_a_dead_run(name) {
             continue;
         }
         if let Ok(pids) = ip(&["netns", "pids", name]) {
@@ -168,4 +161,12 @@ fn remove_stale() {
         }
         let _ = ip(&["netns", "del", name]);
     }
+}
+
+/// Is `name` (a namespace, or a cgroup named after one) of a run whose process is gone?
+pub fn of_a_dead_run(name: &str) -> bool {
+    name.strip_prefix(&format!("{PREFIX}-"))
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|pid| !shoal_agent::process::is_alive(pid))
 }

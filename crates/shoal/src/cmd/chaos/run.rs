@@ -20,8 +20,10 @@ use shoal_client::record::now_ms;
 
 use super::cluster::{NsCluster, wait_output};
 use super::firewall;
+use super::nemesis::Nemesis;
+use super::rolling_upgrade::{self, Package};
 use super::schedule::{QUIET, Schedule, TAIL, WARM_UP};
-use super::workload::{CREATE_DB, CREATE_TABLE};
+use super::workload::{DB, create_db, create_table};
 use crate::cli::ChaosRunArgs;
 
 /// The exit status when this machine cannot run the tier (not root, no network namespaces):
@@ -60,13 +62,29 @@ pub fn run(args: ChaosRunArgs) -> anyhow::Result<ExitCode> {
     eprintln!("chaos: run in {}", out.display());
 
     let started = Instant::now();
-    let cluster = NsCluster::start(&out.join("cluster"), &args.set, START_TIMEOUT)?;
+    let with_shim = schedule.steps.iter().any(|s| s.nemesis.needs_shim());
+    // First, so that an explicit `--set dfsReplicationFactor=` still wins.
+    let set: Vec<String> = std::iter::once(format!("dfsReplicationFactor={}", args.replicas))
+        .chain(args.set.iter().cloned())
+        .collect();
+    // Before the cluster: a missing build to upgrade to fails the run at once.
+    let upgrade_to = if schedule.steps.iter().any(|s| s.nemesis == Nemesis::Upgrade) {
+        let binary = match &args.upgrade_to {
+            Some(b) => b.clone(),
+            None => rolling_upgrade::default_binary()?,
+        };
+        Some(Package::build(&binary, &out)?)
+    } else {
+        None
+    };
+    let mut cluster = NsCluster::start(&out.join("cluster"), &set, with_shim, START_TIMEOUT)?;
+    cluster.upgrade_to = upgrade_to;
     eprintln!(
         "chaos: cluster up in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    for ddl in [CREATE_DB, CREATE_TABLE] {
-        let o = cluster.client_output(&["sql", ddl])?;
+    for ddl in [create_db(DB), create_table(DB)] {
+        let o = cluster.client_output(&["sql", &ddl])?;
         if !o.status.success() {
             bail!("{ddl}: {}", String::from_utf8_lossy(&o.stderr).trim());
         }
@@ -76,7 +94,7 @@ pub fn run(args: ChaosRunArgs) -> anyhow::Result<ExitCode> {
     let mut nemesis_log = Recorder::create(&out.join("nemesis.jsonl"))?;
     std::thread::sleep(WARM_UP);
     for step in &schedule.steps {
-        let active = match step.nemesis.start(&cluster) {
+        let active = match step.nemesis.start(&cluster, step.hold) {
             Ok(a) => a,
             Err(e) => {
                 eprintln!("chaos: {} could not start: {e:#}", step.nemesis.name());

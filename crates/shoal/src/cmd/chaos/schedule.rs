@@ -38,11 +38,17 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// Each nemesis in turn, held `hold`.
+    /// Each nemesis in turn, held `hold` (or its [`Nemesis::min_hold`]).
     pub fn scenario(nemeses: &[Nemesis], hold: Duration) -> Self {
         Self {
             seed: None,
-            steps: nemeses.iter().map(|n| Step { nemesis: *n, hold }).collect(),
+            steps: nemeses
+                .iter()
+                .map(|n| Step {
+                    nemesis: *n,
+                    hold: hold.max(n.min_hold()),
+                })
+                .collect(),
         }
     }
 
@@ -61,7 +67,8 @@ impl Schedule {
         let mut used = WARM_UP + TAIL;
         loop {
             let nemesis = *pool.choose(&mut rng).unwrap_or(&pool[0]);
-            let hold = Duration::from_secs(HOLDS_S[rng.random_range(0..HOLDS_S.len())]);
+            let hold = Duration::from_secs(HOLDS_S[rng.random_range(0..HOLDS_S.len())])
+                .max(nemesis.min_hold());
             if !steps.is_empty() && used + hold + QUIET > budget {
                 break;
             }
@@ -118,5 +125,7 @@ mod tests {
             s.duration(),
             WARM_UP + TAIL + 2 * (QUIET + Duration::from_secs(20))
         );
+        let upgrade = Schedule::scenario(&[Nemesis::Upgrade], Duration::from_secs(20));
+        assert_eq!(upgrade.steps[0].hold, Nemesis::Upgrade.min_hold());
     }
 }

@@ -29,9 +29,19 @@ use crate::target::Target;
 
 pub const DB: &str = "dfs://chaos";
 pub const TABLE: &str = "events";
-pub const CREATE_DB: &str =
-    r#"CREATE DATABASE "dfs://chaos" PARTITIONED BY VALUE(2024.01.01..2024.01.02), ENGINE='TSDB'"#;
-pub const CREATE_TABLE: &str = r#"create table "dfs://chaos"."events"(time TIMESTAMP, writer LONG, seq LONG, id LONG) partitioned by time, sortColumns=[`writer], keepDuplicates=ALL"#;
+
+/// The DDL of a database like the workload's (`DB`; the churn's are others), partitioned by
+/// date.
+pub fn create_db(db: &str) -> String {
+    format!(r#"CREATE DATABASE "{db}" PARTITIONED BY VALUE(2024.01.01..2024.01.02), ENGINE='TSDB'"#)
+}
+
+/// The DDL of [`TABLE`] in `db`: the rows [`rows`] makes.
+pub fn create_table(db: &str) -> String {
+    format!(
+        r#"create table "{db}"."{TABLE}"(time TIMESTAMP, writer LONG, seq LONG, id LONG) partitioned by time, sortColumns=[`writer], keepDuplicates=ALL"#
+    )
+}
 pub const SELECT_IDS: &str = r#"SELECT id FROM "dfs://chaos".events"#;
 /// How long a date stays current.
 const DATE_EVERY: Duration = Duration::from_secs(6);
@@ -163,8 +173,8 @@ fn outcome_of(e: &ClientError) -> Kind {
     }
 }
 
-/// One row per id on day `day`, stamped with the writer and seq that sent it.
-fn rows(writer: u64, seq: u64, ids: &[u64], day: i64) -> anyhow::Result<RecordBatch> {
+/// One row per id on day `day` (0: 2024-01-01), stamped with the writer and seq that sent it.
+pub fn rows(writer: u64, seq: u64, ids: &[u64], day: i64) -> anyhow::Result<RecordBatch> {
     let schema = Arc::new(Schema::new(vec![
         Field::new(
             "time",
