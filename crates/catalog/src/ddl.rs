@@ -3,7 +3,7 @@
 //! ```text
 //! CREATE DATABASE "dfs://stock" PARTITIONED BY VALUE(2023.01.01..2023.01.10), ENGINE='TSDB'
 //! CREATE TABLE "dfs://stock"."stock" (time TIMESTAMP, name SYMBOL, id INT)
-//!     PARTITIONED BY time, sortColumns=[`name], keepDuplicates=ALL
+//!     PARTITIONED BY time, sortColumns=[`name], keepDuplicates=ALL   (or FIRST, LAST)
 //! DROP TABLE "dfs://stock"."stock"      DROP DATABASE "dfs://stock"
 //! SHOW DATABASES                        SHOW TABLES FROM "dfs://stock"
 //! ```
@@ -13,7 +13,7 @@
 use std::fmt;
 
 use crate::partition::{KeyKind, PartitionKey, PartitionScheme, parse_date};
-use crate::table::{ColumnDef, TableDef};
+use crate::table::{ColumnDef, KeepDuplicates, TableDef};
 use crate::types::ColumnType;
 
 /// Largest initial partition list a range may expand to.
@@ -480,7 +480,8 @@ fn create_table(p: &mut Parser) -> Result<Statement, DdlError> {
     };
     let partition_column = find(&partition_column, at)?;
     let mut sort_columns = Vec::new();
-    let mut keep_duplicates = String::from("ALL");
+    let mut keep_duplicates = KeepDuplicates::All;
+    let mut keep_at = 0;
     while p.eat_punct(',') {
         let key_at = p.column();
         let key = p.name("sortColumns or keepDuplicates")?;
@@ -501,13 +502,14 @@ fn create_table(p: &mut Parser) -> Result<Statement, DdlError> {
                 }
             }
             "keepduplicates" => {
-                let v = p.name("ALL")?.to_ascii_uppercase();
-                if v != "ALL" {
-                    return p.error(format!(
-                        "keepDuplicates={v} is not supported yet; Shoal keeps every row (ALL)"
-                    ));
-                }
-                keep_duplicates = v;
+                keep_at = p.column();
+                keep_duplicates =
+                    p.name("ALL, FIRST or LAST")?
+                        .parse()
+                        .map_err(|message| DdlError {
+                            message,
+                            column: keep_at,
+                        })?;
             }
             _ => {
                 return Err(DdlError {
@@ -516,6 +518,16 @@ fn create_table(p: &mut Parser) -> Result<Statement, DdlError> {
                 });
             }
         }
+    }
+    // Rows are deduplicated on equal sort keys: without sortColumns there is no key to be
+    // equal on (DolphinDB refuses this too).
+    if keep_duplicates != KeepDuplicates::All && sort_columns.is_empty() {
+        return Err(DdlError {
+            message: format!(
+                "keepDuplicates={keep_duplicates} needs sortColumns: rows are deduplicated on equal sort keys"
+            ),
+            column: keep_at,
+        });
     }
     Ok(Statement::CreateTable {
         db_path,
@@ -611,7 +623,26 @@ mod tests {
         );
         assert_eq!(table.partition_column, "time");
         assert_eq!(table.sort_columns, ["name"]);
-        assert_eq!(table.keep_duplicates, "ALL");
+        assert_eq!(table.keep_duplicates, KeepDuplicates::All);
+    }
+
+    #[test]
+    fn keep_duplicates_first_and_last_parse_in_any_case() {
+        for (text, keep) in [
+            ("first", KeepDuplicates::First),
+            ("LAST", KeepDuplicates::Last),
+            ("All", KeepDuplicates::All),
+        ] {
+            let sql = format!(
+                "create table \"dfs://stock\".t(time TIMESTAMP, name SYMBOL, price DOUBLE) \
+                 partitioned by time, keepDuplicates={text}, sortColumns=[`name, `time]"
+            );
+            let Statement::CreateTable { table, .. } = parse(&sql).unwrap() else {
+                panic!("{sql}")
+            };
+            assert_eq!(table.keep_duplicates, keep, "{sql}");
+            assert_eq!(table.sort_key(), ["name", "time"]);
+        }
     }
 
     #[test]
@@ -720,7 +751,11 @@ mod tests {
             ),
             (
                 "create table \"dfs://a\".t(x INT) partitioned by x, keepDuplicates=LAST",
-                "keepDuplicates=LAST",
+                "keepDuplicates=LAST needs sortColumns",
+            ),
+            (
+                "create table \"dfs://a\".t(x INT) partitioned by x, sortColumns=[`x], keepDuplicates=NONE",
+                "unknown keepDuplicates value `NONE` (ALL, FIRST or LAST)",
             ),
             (
                 "create table \"dfs://a\".t(x INT) partitioned by x, colour=red",

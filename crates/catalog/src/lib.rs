@@ -10,5 +10,5 @@ pub mod types;
 
 pub use ddl::{DdlError, Statement};
 pub use partition::{PartitionKey, PartitionScheme};
-pub use table::{ColumnDef, DatabaseDef, TableDef};
+pub use table::{ColumnDef, DatabaseDef, KeepDuplicates, TableDef};
 pub use types::ColumnType;

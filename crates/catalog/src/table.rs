@@ -1,6 +1,8 @@
 //! Database and table definitions as the catalog stores them.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
@@ -25,13 +27,57 @@ pub struct TableDef {
     pub partition_column: String,
     #[serde(default)]
     pub sort_columns: Vec<String>,
-    /// DolphinDB's keepDuplicates: ALL (keep every row), LAST, FIRST.
-    #[serde(default = "keep_all")]
-    pub keep_duplicates: String,
+    /// Stored as the string DolphinDB writes (`"ALL"`, `"FIRST"`, `"LAST"`), which is what
+    /// every release stored here (as a plain string before FIRST and LAST were accepted), so
+    /// state written by any release reads in any other; absent reads as ALL.
+    #[serde(default)]
+    pub keep_duplicates: KeepDuplicates,
 }
 
-fn keep_all() -> String {
-    "ALL".into()
+/// DolphinDB's `keepDuplicates` of a TSDB table: of the rows equal on the whole sort key
+/// ([`TableDef::sort_key`]), which ones the table keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum KeepDuplicates {
+    /// Every row.
+    #[default]
+    All,
+    /// The first row written of each key (lowest lsn, then row order within an append).
+    First,
+    /// The last row written of each key.
+    Last,
+}
+
+impl KeepDuplicates {
+    pub fn name(self) -> &'static str {
+        match self {
+            KeepDuplicates::All => "ALL",
+            KeepDuplicates::First => "FIRST",
+            KeepDuplicates::Last => "LAST",
+        }
+    }
+}
+
+impl fmt::Display for KeepDuplicates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for KeepDuplicates {
+    type Err = String;
+
+    /// Case-insensitive, as DolphinDB's DDL.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_uppercase().as_str() {
+            "ALL" => Ok(KeepDuplicates::All),
+            "FIRST" => Ok(KeepDuplicates::First),
+            "LAST" => Ok(KeepDuplicates::Last),
+            _ => Err(format!(
+                "unknown keepDuplicates value `{s}` (ALL, FIRST or LAST)"
+            )),
+        }
+    }
 }
 
 impl TableDef {
@@ -112,5 +158,33 @@ mod tests {
         assert_eq!(explicit.sort_key(), ["name", "time"]);
         let by_int = table(r#"create table "dfs://m".t(k INT, v DOUBLE) partitioned by k"#);
         assert!(by_int.sort_key().is_empty());
+    }
+
+    /// Controllers and data nodes of every release exchange this JSON: the value stays the
+    /// string every release wrote, and a definition without it is ALL.
+    #[test]
+    fn keep_duplicates_reads_and_writes_the_json_every_release_wrote() {
+        use super::{KeepDuplicates, TableDef};
+        let seed = table(
+            r#"create table "dfs://stock"."stock"(time TIMESTAMP, name SYMBOL, id INT) partitioned by time, sortColumns=[`name], keepDuplicates=ALL"#,
+        );
+        let json = serde_json::to_value(&seed).unwrap();
+        assert_eq!(json["keep_duplicates"], "ALL");
+        let mut older = json.clone();
+        older.as_object_mut().unwrap().remove("keep_duplicates");
+        let read: TableDef = serde_json::from_value(older).unwrap();
+        assert_eq!(read.keep_duplicates, KeepDuplicates::All);
+        for (keep, text) in [
+            (KeepDuplicates::First, "FIRST"),
+            (KeepDuplicates::Last, "LAST"),
+        ] {
+            let t = TableDef {
+                keep_duplicates: keep,
+                ..seed.clone()
+            };
+            let json = serde_json::to_value(&t).unwrap();
+            assert_eq!(json["keep_duplicates"], text);
+            assert_eq!(serde_json::from_value::<TableDef>(json).unwrap(), t);
+        }
     }
 }

@@ -21,13 +21,17 @@ pub const STORAGE_FORMAT_VERSION: u32 = 2;
 /// - 1: the first release.
 /// - 2: this release; chunk replicas may be stored as sorted files with a manifest
 ///   ([`CHUNK_FILES_CLUSTER_VERSION`]), partitions may be dropped
-///   ([`DROP_PARTITION_CLUSTER_VERSION`]).
+///   ([`DROP_PARTITION_CLUSTER_VERSION`]), tables may keep only the first or last row of a
+///   sort key ([`KEEP_DUPLICATES_CLUSTER_VERSION`]).
 pub const CLUSTER_VERSION: u32 = 2;
 /// From this cluster version on, data nodes may write chunk files (storage format 2).
 pub const CHUNK_FILES_CLUSTER_VERSION: u32 = 2;
 /// From this cluster version on, the controllers accept `DropPartitions` (the previous release
 /// does not know the command).
 pub const DROP_PARTITION_CLUSTER_VERSION: u32 = 2;
+/// From this cluster version on, the controllers accept `keepDuplicates=FIRST|LAST`: a data node
+/// of the previous release would keep and serve every row of such a table.
+pub const KEEP_DUPLICATES_CLUSTER_VERSION: u32 = 2;
 /// The oldest release this one can upgrade in place (it reads its files and speaks with it).
 pub const MIN_UPGRADE_FROM: &str = "0.1.0";
 

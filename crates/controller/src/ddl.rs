@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use shoal_catalog::ddl::{self, Statement};
-use shoal_catalog::{DatabaseDef, PartitionKey, PartitionScheme};
+use shoal_catalog::{DatabaseDef, KeepDuplicates, PartitionKey, PartitionScheme};
 use shoal_common::clock::CATALOG_LEASE;
 use shoal_common::version;
 use shoal_proto::{DdlResponse, DdlRow};
@@ -59,6 +59,16 @@ pub async fn execute(core: &ControllerCore, sql: &str) -> Result<DdlResponse, St
             (Command::CreateDatabase { database }, message)
         }
         Statement::CreateTable { db_path, table } => {
+            if table.keep_duplicates != KeepDuplicates::All {
+                core.read_index().await?;
+                core.read(|m| {
+                    require_cluster_version(
+                        m,
+                        version::KEEP_DUPLICATES_CLUSTER_VERSION,
+                        &format!("keepDuplicates={}", table.keep_duplicates),
+                    )
+                })?;
+            }
             let message = format!("created table {db_path}.{}", table.name);
             (Command::CreateTable { db: db_path, table }, message)
         }
@@ -131,6 +141,20 @@ pub async fn execute(core: &ControllerCore, sql: &str) -> Result<DdlResponse, St
     })
 }
 
+/// Refuses `what` (a feature nodes of an older release would not know) while the cluster
+/// runs below `needed`, i.e. until an upgrade is finalized. The cluster version never goes
+/// down, so a check after a read-index holds when the command applies.
+fn require_cluster_version(m: &ClusterMeta, needed: u32, what: &str) -> Result<(), Status> {
+    if m.cluster_version < needed {
+        return Err(Status::failed_precondition(format!(
+            "{what} needs cluster version {needed} (this cluster runs at {}): finish the \
+             upgrade with `shoal upgrade --finalize` first",
+            m.cluster_version
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses DROP PARTITION before the cluster version allows it (a controller of the previous
 /// release would not know the command); otherwise says which partitions held data.
 fn drop_partitions_message(
@@ -139,14 +163,7 @@ fn drop_partitions_message(
     table: &str,
     keys: &[PartitionKey],
 ) -> Result<String, Status> {
-    if m.cluster_version < version::DROP_PARTITION_CLUSTER_VERSION {
-        return Err(Status::failed_precondition(format!(
-            "DROP PARTITION needs cluster version {} (this cluster runs at {}): finish the \
-             upgrade with `shoal upgrade --finalize` first",
-            version::DROP_PARTITION_CLUSTER_VERSION,
-            m.cluster_version
-        )));
-    }
+    require_cluster_version(m, version::DROP_PARTITION_CLUSTER_VERSION, "DROP PARTITION")?;
     let (held, empty): (Vec<&PartitionKey>, Vec<&PartitionKey>) = keys
         .iter()
         .partition(|k| m.catalog.chunk_of(db, table, **k).is_some());
@@ -216,7 +233,7 @@ fn show_tables(dbs: &BTreeMap<String, DatabaseDef>, db: &str) -> Result<DdlRespo
                 columns.join(", "),
                 t.partition_column.clone(),
                 t.sort_columns.join(", "),
-                t.keep_duplicates.clone(),
+                t.keep_duplicates.to_string(),
             ]
         })
         .collect();
@@ -230,4 +247,30 @@ fn show_tables(dbs: &BTreeMap<String, DatabaseDef>, db: &str) -> Result<DdlRespo
         ],
         rows,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_of_a_later_cluster_version_are_refused_naming_finalize() {
+        let mut m = ClusterMeta {
+            cluster_version: 1,
+            ..ClusterMeta::default()
+        };
+        let needed = version::KEEP_DUPLICATES_CLUSTER_VERSION;
+        let refused = require_cluster_version(&m, needed, "keepDuplicates=LAST").unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            refused
+                .message()
+                .starts_with("keepDuplicates=LAST needs cluster version 2")
+                && refused.message().contains("`shoal upgrade --finalize`"),
+            "{}",
+            refused.message()
+        );
+        m.cluster_version = needed;
+        assert!(require_cluster_version(&m, needed, "keepDuplicates=LAST").is_ok());
+    }
 }

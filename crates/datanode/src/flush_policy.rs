@@ -32,7 +32,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tonic::Status;
 
-use crate::node::Node;
+use crate::node::{Node, sort_key};
 use crate::primary::is_primary;
 
 /// How often replicas are looked at.
@@ -262,7 +262,7 @@ async fn compact(node: &Node, id: u64, how: Compaction) -> Option<u64> {
     let chunk = node.catalog.snapshot().chunks.get(&id).cloned()?;
     let table = node.catalog.table_of(&chunk)?;
     let started = Instant::now();
-    match node.replicas.compact(id, &table.sort_key(), how).await {
+    match node.replicas.compact(id, &sort_key(&table), how).await {
         Ok(Some(r)) if r.inputs > 0 => tracing::info!(
             "chunk {id}: merged {} files ({} bytes) into a level-{} file of {} rows, {} bytes, \
              in {:?}; {} files now",
@@ -302,7 +302,7 @@ async fn flush(node: &Node, id: u64) {
     };
     drop(store);
     let started = Instant::now();
-    match node.replicas.flush(id, through, &table.sort_key()).await {
+    match node.replicas.flush(id, through, &sort_key(&table)).await {
         Ok(Some(r)) if r.records > 0 => tracing::info!(
             "chunk {id}: flushed {} records ({} rows) through lsn {} to a {} byte file in {:?}",
             r.records,

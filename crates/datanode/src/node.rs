@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
+use shoal_catalog::{KeepDuplicates, TableDef};
 use shoal_client::channel::{AuthChannel, Channels};
 use shoal_proto::data_node_client::DataNodeClient;
 use shoal_proto::{ChunkInfo, MAX_MESSAGE};
-use shoal_storage::ChunkStore;
+use shoal_storage::{ChunkStore, Keep, SortKey};
 use tonic::Status;
 
 use crate::catalog_cache::CatalogCache;
@@ -65,6 +66,19 @@ impl Node {
             })
     }
 
+    /// How a chunk's rows are sorted and which duplicates it keeps, from the catalog.
+    pub fn sort_key_of(&self, chunk: &ChunkInfo) -> Result<SortKey, Status> {
+        self.catalog
+            .table_of(chunk)
+            .map(|t| sort_key(&t))
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "table `{}` of `{}` does not exist",
+                    chunk.table, chunk.db
+                ))
+            })
+    }
+
     pub async fn store(&self, chunk: &ChunkInfo) -> Result<Arc<ChunkStore>, Status> {
         if let Some(s) = self.replicas.get(chunk.id) {
             return Ok(s);
@@ -75,4 +89,14 @@ impl Node {
             .await
             .map_err(Status::internal)
     }
+}
+
+/// A table's sort key (`sortColumns`, then its time column) and `keepDuplicates`, as its
+/// chunks' stores sort and deduplicate rows.
+pub fn sort_key(table: &TableDef) -> SortKey {
+    SortKey::new(table.sort_key()).keeping(match table.keep_duplicates {
+        KeepDuplicates::All => Keep::All,
+        KeepDuplicates::First => Keep::First,
+        KeepDuplicates::Last => Keep::Last,
+    })
 }

@@ -11,7 +11,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use shoal_proto::{ChunkInfo, ReplicaPosition};
 use shoal_storage::{
-    ChunkStore, CompactReport, Compaction, FailureHook, FlushReport, StorageError, StoreOptions,
+    ChunkStore, CompactReport, Compaction, FailureHook, FlushReport, SortKey, StorageError,
+    StoreOptions,
 };
 
 /// Format of the per-chunk record in chunkMetaDir.
@@ -170,14 +171,14 @@ impl LocalReplicas {
         self.intact.contains(&id)
     }
 
-    /// Flushes chunk `id`'s rows through lsn `through` to a chunk file sorted by `sort_key`
-    /// (see [`ChunkStore::flush`]); `None` when this node holds no such replica. A reset or
-    /// discard of the chunk waits for it.
+    /// Flushes chunk `id`'s rows through lsn `through` to a chunk file sorted by `sort_key`,
+    /// keeping the duplicates it keeps (see [`ChunkStore::flush`]); `None` when this node holds
+    /// no such replica. A reset or discard of the chunk waits for it.
     pub async fn flush(
         &self,
         id: u64,
         through: u64,
-        sort_key: &[String],
+        sort_key: &SortKey,
     ) -> Result<Option<FlushReport>, StorageError> {
         let guard = self.flush_guard(id);
         let _flushing = guard.read().await;
@@ -192,7 +193,7 @@ impl LocalReplicas {
     pub async fn compact(
         &self,
         id: u64,
-        sort_key: &[String],
+        sort_key: &SortKey,
         how: Compaction,
     ) -> Result<Option<CompactReport>, StorageError> {
         let guard = self.flush_guard(id);

@@ -209,7 +209,13 @@ impl DataNode for DataNodeService {
         } else {
             u64::MAX
         };
-        let batches = store.scan(last).await.map_err(storage_status)?;
+        // Duplicates are dropped before the request's filters see the rows: a filter on
+        // another column must not pick an older duplicate the table no longer holds.
+        let sort_key = self.node.sort_key_of(&chunk)?;
+        let batches = store
+            .scan_keeping(last, &sort_key)
+            .await
+            .map_err(storage_status)?;
         let (schema, rows) = scan_messages::rows(&store.schema(), batches, &req)
             .map_err(Status::invalid_argument)?;
         // Filtering and encoding are CPU work of unbounded length (a selective filter may

@@ -42,6 +42,7 @@ use crate::error::{StorageError, arrow_err, io_err};
 use crate::fsutil::{self, TMP_SUFFIX};
 use crate::manifest::{ColumnRange, FileMeta};
 use crate::meta::STORE_FORMAT_V2;
+use crate::sort_key::{KeepFilter, SortKey};
 
 /// Rows per Parquet row group.
 pub(crate) const ROW_GROUP_ROWS: usize = 128 * 1024;
@@ -91,6 +92,30 @@ pub(crate) const KEY_ORDER: SortOptions = SortOptions {
     descending: false,
     nulls_first: true,
 };
+
+/// Encodes the columns `keys` of `schema` in Arrow's row format, where rows compare as the key
+/// orders them; for `what` needs that (a merge, dropping duplicates), which fails with
+/// [`StorageError::InvalidOptions`] for a column type the format lacks.
+pub(crate) fn key_converter(
+    dir: &Path,
+    schema: &SchemaRef,
+    keys: &[usize],
+    what: &str,
+) -> Result<RowConverter, StorageError> {
+    let fields: Vec<SortField> = keys
+        .iter()
+        .map(|&i| SortField::new_with_options(schema.field(i).data_type().clone(), KEY_ORDER))
+        .collect();
+    if !RowConverter::supports_fields(&fields) {
+        return Err(StorageError::InvalidOptions {
+            dir: dir.to_path_buf(),
+            detail: format!(
+                "{what} compares keys in Arrow's row format, which lacks a sort key column's type"
+            ),
+        });
+    }
+    RowConverter::new(fields).map_err(arrow_err("sort key", dir))
+}
 
 /// Sort `batch` by the columns `keys` (ascending, nulls first), stably: rows with equal keys
 /// keep their order. The keys are encoded in Arrow's row format once, then the row numbers are
@@ -283,11 +308,11 @@ impl ChunkWriter {
     pub(crate) fn create(
         files_dir: &Path,
         schema: &SchemaRef,
-        sort_key: &[String],
+        sort_key: &SortKey,
         (first, last): (u64, u64),
         level: u32,
     ) -> Result<Self, StorageError> {
-        let keys = key_columns(files_dir, schema, sort_key)?;
+        let keys = key_columns(files_dir, schema, &sort_key.columns)?;
         // A file of that name exists only if an earlier flush or compaction of the same lsns
         // failed after its MANIFEST was written (that MANIFEST may be the one on disk): never
         // replace it.
@@ -299,12 +324,19 @@ impl ChunkWriter {
         }
         let tmp = files_dir.join(format!("{name}{TMP_SUFFIX}"));
         let dst = files_dir.join(&name);
-        let kv = vec![
+        let mut kv = vec![
             KeyValue::new("shoal.format".into(), STORE_FORMAT_V2.to_string()),
             KeyValue::new("shoal.first_lsn".into(), first.to_string()),
             KeyValue::new("shoal.last_lsn".into(), last.to_string()),
-            KeyValue::new("shoal.sort_key".into(), sort_key.join(",")),
+            KeyValue::new("shoal.sort_key".into(), sort_key.columns.join(",")),
         ];
+        // Only when rows were dropped, so files of tables keeping every row stay as before.
+        if sort_key.drops_duplicates() {
+            kv.push(KeyValue::new(
+                "shoal.keep_duplicates".into(),
+                sort_key.keep.name().to_owned(),
+            ));
+        }
         let f = File::create(&tmp).map_err(io_err("create", &tmp))?;
         let writer = ArrowWriter::try_new(f, schema.clone(), Some(properties(schema, &keys, kv)))
             .map_err(parquet_err("start chunk file", &tmp))?;
@@ -318,7 +350,7 @@ impl ChunkWriter {
             first,
             last,
             level,
-            sort_key: sort_key.to_vec(),
+            sort_key: sort_key.columns.clone(),
         })
     }
 
@@ -362,26 +394,40 @@ impl ChunkWriter {
 }
 
 /// Write the rows of `batches` (records `first..=last`, in lsn order) as one sorted level-0
-/// chunk file in `files_dir`, durably. `None` if they hold no rows (nothing is written).
+/// chunk file in `files_dir`, durably, only the rows `sort_key` keeps. `None` if they hold no
+/// rows (nothing is written).
 pub(crate) fn write(
     files_dir: &Path,
     schema: &SchemaRef,
-    sort_key: &[String],
+    sort_key: &SortKey,
     batches: &[RecordBatch],
     first: u64,
     last: u64,
 ) -> Result<Option<FileMeta>, StorageError> {
-    let keys = key_columns(files_dir, schema, sort_key)?;
     let all =
         concat_batches(schema, batches).map_err(arrow_err("concatenate batches", files_dir))?;
     if all.num_rows() == 0 {
         return Ok(None);
     }
-    let sorted = sort(&all, &keys).map_err(arrow_err("sort rows", files_dir))?;
+    let sorted = sort_by(files_dir, &all, schema, &sort_key.columns)?;
     drop(all);
     let mut w = ChunkWriter::create(files_dir, schema, sort_key, (first, last), 0)?;
-    w.write(&sorted)?;
+    let mut keep = KeepFilter::new(files_dir, schema, sort_key)?;
+    let mut sink = |b: RecordBatch| w.write(&b);
+    keep.push(&sorted, &mut sink)?;
+    keep.finish(&mut sink)?;
     w.finish().map(Some)
+}
+
+/// `batch` sorted by the columns named `columns` (see [`sort`]).
+pub(crate) fn sort_by(
+    dir: &Path,
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+    columns: &[String],
+) -> Result<RecordBatch, StorageError> {
+    let keys = key_columns(dir, schema, columns)?;
+    sort(batch, &keys).map_err(arrow_err("sort rows", dir))
 }
 
 /// The batches of an open chunk file, with the chunk's schema, `batch_rows` rows at a time.

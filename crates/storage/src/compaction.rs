@@ -8,12 +8,11 @@
 //! contiguous run (so lsn ranges stay disjoint and in order) of at most [`MAX_INPUTS`] files and
 //! [`MAX_INPUT_BYTES`].
 //!
-//! The merge streams: every input is sorted by the key already and is read
-//! [`MERGE_BATCH_ROWS`] rows at a time; a k-way merge on the keys in Arrow's row format writes
-//! the output batch by batch. Equal keys go earlier input first (lower lsns), then in the
-//! input's own order (lsn order), so the result is what one flush of all those records writes.
-//! Memory: one batch per input plus one output row group. An input written with another sort
-//! key is read whole and sorted first (equal keys then keep that file's order).
+//! The merge streams ([`crate::merge`]): one batch per input in memory, the output written
+//! batch by batch; equal keys come out in lsn order, so the result is what one flush of all
+//! those records writes, with the same rows kept when the table keeps only the first or last
+//! of each key ([`crate::SortKey::keep`]). An input written with another sort key is read
+//! whole and sorted first (equal keys then keep that file's order).
 //!
 //! Steps, in this order:
 //!
@@ -32,22 +31,18 @@
 //! no MANIFEST lists, so the store reopens as it was either way. A failed compaction leaves the
 //! open store as it was.
 
-use std::cmp::Ordering;
 use std::fs::File;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::{Arc, PoisonError};
 
-use arrow::compute::{concat_batches, interleave_record_batch};
-use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
-use arrow::row::{Row, RowConverter, Rows, SortField};
-
-use crate::chunk_file::{self, ChunkWriter, KEY_ORDER};
-use crate::error::{StorageError, arrow_err, io_err};
+use crate::chunk_file::{self, ChunkWriter};
+use crate::error::{StorageError, io_err};
 use crate::flush::{CrashPoint, crash_point};
 use crate::fsutil;
 use crate::manifest::{self, FILES_DIR, FileMeta};
+use crate::merge;
+use crate::sort_key::SortKey;
 use crate::store::{ChunkStore, Shared, blocking};
 use crate::types::CompactReport;
 
@@ -58,8 +53,6 @@ const MAX_INPUTS: usize = 64;
 /// Most Parquet bytes merged at once: bounds the work and rewrite of one compaction, and the
 /// memory of inputs sorted by another key (read whole).
 const MAX_INPUT_BYTES: u64 = 512 << 20;
-/// Rows per batch read from each input and written out.
-const MERGE_BATCH_ROWS: usize = 8192;
 
 /// Which files [`ChunkStore::compact`] merges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,11 +129,11 @@ impl ChunkStore {
     /// dedup answers and the scan's row multiset stay the same; scans in progress read on.
     pub async fn compact(
         &self,
-        sort_key: &[String],
+        sort_key: &SortKey,
         how: Compaction,
     ) -> Result<CompactReport, StorageError> {
         let shared = self.shared_arc();
-        let sort_key = sort_key.to_vec();
+        let sort_key = sort_key.clone();
         blocking(self.dir(), move || compact(&shared, &sort_key, how)).await
     }
 
@@ -157,7 +150,7 @@ impl ChunkStore {
 
 fn compact(
     shared: &Shared,
-    sort_key: &[String],
+    sort_key: &SortKey,
     how: Compaction,
 ) -> Result<CompactReport, StorageError> {
     let _one = shared
@@ -165,7 +158,7 @@ fn compact(
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
     let files_dir = shared.dir.join(FILES_DIR);
-    let keys = chunk_file::key_columns(&shared.dir, &shared.schema, sort_key)?;
+    chunk_file::key_columns(&shared.dir, &shared.schema, &sort_key.columns)?;
     let (plan, inputs) = {
         let st = shared.flushed_if_open()?;
         let files = &st.manifest.files;
@@ -178,7 +171,7 @@ fn compact(
         let inputs = files[plan.range.clone()].to_vec();
         (plan, inputs)
     };
-    let merged = merge(shared, &files_dir, &inputs, sort_key, &keys, plan.level)?;
+    let merged = merge_into_file(shared, &files_dir, &inputs, sort_key, plan.level)?;
     crash_point(shared, CrashPoint::MergedFile)?;
     let report = CompactReport {
         inputs: inputs.len() as u64,
@@ -238,13 +231,13 @@ fn commit(
     Ok(st.manifest.files.len())
 }
 
-/// Step 2: the rows of `inputs` merged into one new file of `level`.
-fn merge(
+/// Step 2: the rows of `inputs` merged into one new file of `level`, only those `sort_key`
+/// keeps.
+fn merge_into_file(
     shared: &Shared,
     files_dir: &Path,
     inputs: &[FileMeta],
-    sort_key: &[String],
-    keys: &[usize],
+    sort_key: &SortKey,
     level: u32,
 ) -> Result<FileMeta, StorageError> {
     let schema = &shared.schema;
@@ -252,202 +245,22 @@ fn merge(
         inputs.first().map_or(0, |f| f.first_lsn),
         inputs.last().map_or(0, |f| f.last_lsn),
     );
-    let mut m = Merge {
-        shared,
-        path: files_dir,
-        conv: converter(files_dir, schema, keys)?,
-        keys,
-        inputs: Vec::with_capacity(inputs.len()),
-        sources: Vec::new(),
-        picks: Vec::with_capacity(MERGE_BATCH_ROWS),
-        out: ChunkWriter::create(files_dir, schema, sort_key, lsns, level)?,
-    };
-    for f in inputs {
-        let rest = open_input(&files_dir.join(&f.name), schema, f, sort_key, keys)?;
-        m.inputs.push(Input { rest, head: None });
-        m.next_batch(m.inputs.len() - 1)?;
-    }
-    m.run()?;
-    m.out.finish()
-}
-
-/// Encodes sort keys in Arrow's row format (byte-comparable); `None` for an empty key.
-fn converter(
-    dir: &Path,
-    schema: &SchemaRef,
-    keys: &[usize],
-) -> Result<Option<RowConverter>, StorageError> {
-    if keys.is_empty() {
-        return Ok(None);
-    }
-    let fields: Vec<SortField> = keys
+    let mut out = ChunkWriter::create(files_dir, schema, sort_key, lsns, level)?;
+    let sources = inputs
         .iter()
-        .map(|&i| SortField::new_with_options(schema.field(i).data_type().clone(), KEY_ORDER))
-        .collect();
-    if !RowConverter::supports_fields(&fields) {
-        return Err(StorageError::InvalidOptions {
-            dir: dir.to_path_buf(),
-            detail: "compaction merges on Arrow's row format, which lacks a sort key column's type"
-                .into(),
-        });
-    }
-    RowConverter::new(fields)
-        .map(Some)
-        .map_err(arrow_err("sort key", dir))
-}
-
-type Batches = Box<dyn Iterator<Item = Result<RecordBatch, StorageError>> + Send>;
-
-/// An input's batches in key order: streamed if the file is sorted by `sort_key`, else read
-/// whole and sorted.
-fn open_input(
-    path: &Path,
-    schema: &SchemaRef,
-    meta: &FileMeta,
-    sort_key: &[String],
-    keys: &[usize],
-) -> Result<Batches, StorageError> {
-    let file = File::open(path).map_err(io_err("open", path))?;
-    if meta.sort_key == sort_key {
-        return Ok(Box::new(chunk_file::batches(
-            file,
-            path,
-            schema,
-            MERGE_BATCH_ROWS,
-        )?));
-    }
-    let all = concat_batches(schema, &chunk_file::read_open(file, path, schema)?)
-        .map_err(arrow_err("concatenate batches", path))?;
-    let sorted = chunk_file::sort(&all, keys).map_err(arrow_err("sort rows", path))?;
-    Ok(Box::new(std::iter::once(Ok(sorted))))
-}
-
-/// One input being merged.
-struct Input {
-    rest: Batches,
-    /// `None` once every row was taken.
-    head: Option<Head>,
-}
-
-/// An input's current batch: its keys, the next row, and the batch's index in `Merge::sources`.
-struct Head {
-    batch: RecordBatch,
-    keys: Option<Rows>,
-    at: usize,
-    source: usize,
-}
-
-impl Head {
-    fn key(&self) -> Option<Row<'_>> {
-        self.keys.as_ref().map(|k| k.row(self.at))
-    }
-}
-
-/// The k-way merge: `picks` are the `(source, row)` of the output rows not written yet.
-struct Merge<'a> {
-    shared: &'a Shared,
-    path: &'a Path,
-    conv: Option<RowConverter>,
-    keys: &'a [usize],
-    inputs: Vec<Input>,
-    sources: Vec<RecordBatch>,
-    picks: Vec<(usize, usize)>,
-    out: ChunkWriter,
-}
-
-impl Merge<'_> {
-    /// Whether input `a`'s next row goes before input `b`'s: by key, then the earlier input
-    /// (lower lsns) first. An input with no rows left goes last.
-    fn before(&self, a: usize, b: usize) -> bool {
-        match (&self.inputs[a].head, &self.inputs[b].head) {
-            (Some(x), Some(y)) => match x.key().cmp(&y.key()) {
-                Ordering::Less => true,
-                Ordering::Greater => false,
-                Ordering::Equal => a < b,
-            },
-            (x, _) => x.is_some(),
-        }
-    }
-
-    /// The input whose next row goes first among `candidates`.
-    fn first(&self, candidates: impl Iterator<Item = usize>) -> Option<usize> {
-        candidates
-            .filter(|&i| self.inputs[i].head.is_some())
-            .reduce(|a, b| if self.before(a, b) { a } else { b })
-    }
-
-    fn run(&mut self) -> Result<(), StorageError> {
-        let n = self.inputs.len();
-        while let Some(m) = self.first(0..n) {
-            // Rows of `m` go out until the runner-up's next row comes first.
-            let runner_up = self.first((0..n).filter(|&i| i != m));
-            while let Some(h) = self.inputs[m].head.as_mut() {
-                self.picks.push((h.source, h.at));
-                h.at += 1;
-                if h.at == h.batch.num_rows() {
-                    self.next_batch(m)?;
-                }
-                if self.picks.len() == MERGE_BATCH_ROWS {
-                    self.emit()?;
-                }
-                if runner_up.is_some_and(|r| !self.before(m, r)) {
-                    break;
-                }
-            }
-        }
-        self.emit()
-    }
-
-    /// Move input `i` to its next non-empty batch (none at its end).
-    fn next_batch(&mut self, i: usize) -> Result<(), StorageError> {
-        let input = &mut self.inputs[i];
-        input.head = None;
-        for batch in input.rest.by_ref() {
-            let batch = batch?;
-            if batch.num_rows() == 0 {
-                continue;
-            }
-            let keys = match &self.conv {
-                Some(conv) => {
-                    let cols: Vec<_> = self.keys.iter().map(|&k| batch.column(k).clone()).collect();
-                    Some(
-                        conv.convert_columns(&cols)
-                            .map_err(arrow_err("encode sort keys", self.path))?,
-                    )
-                }
-                None => None,
-            };
-            self.sources.push(batch.clone());
-            input.head = Some(Head {
-                batch,
-                keys,
-                at: 0,
-                source: self.sources.len() - 1,
-            });
-            break;
-        }
-        Ok(())
-    }
-
-    /// Write the picked rows, then keep only the batches still being read. Stops the merge
-    /// once the store is closing, so closing waits a batch, not a whole compaction.
-    fn emit(&mut self) -> Result<(), StorageError> {
-        self.shared.check_open()?;
-        if self.picks.is_empty() {
-            return Ok(());
-        }
-        let sources: Vec<&RecordBatch> = self.sources.iter().collect();
-        let batch = interleave_record_batch(&sources, &self.picks)
-            .map_err(arrow_err("merge rows", self.path))?;
-        self.out.write(&batch)?;
-        self.picks.clear();
-        self.sources.clear();
-        for h in self.inputs.iter_mut().filter_map(|i| i.head.as_mut()) {
-            self.sources.push(h.batch.clone());
-            h.source = self.sources.len() - 1;
-        }
-        Ok(())
-    }
+        .map(|f| {
+            let path = files_dir.join(&f.name);
+            let file = File::open(&path).map_err(io_err("open", &path))?;
+            merge::sorted_file(file, &path, schema, &f.sort_key, &sort_key.columns)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    merge::merge(files_dir, schema, sources, sort_key, &mut |batch| {
+        // Closing the store stops the merge here, so closing waits a batch, not a whole
+        // compaction.
+        shared.check_open()?;
+        out.write(&batch)
+    })?;
+    out.finish()
 }
 
 #[cfg(test)]

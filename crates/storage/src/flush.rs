@@ -30,6 +30,7 @@ use crate::fsutil;
 use crate::group_commit::{Frozen, Msg};
 use crate::manifest::{self, FILES_DIR};
 use crate::meta::{self, STORE_FORMAT_V2};
+use crate::sort_key::SortKey;
 use crate::store::{ChunkStore, Shared, blocking};
 use crate::types::FlushReport;
 use crate::wal::{read, segment};
@@ -84,13 +85,16 @@ impl ChunkStore {
     /// flushed lsn, and [`ChunkStore::scan`] may show every record of a chunk file.
     ///
     /// The file's rows are sorted by `sort_key` (the table's `sortColumns`, then its time
-    /// column), ascending, equal keys in lsn order; empty: lsn order. The caller passes it
-    /// because the key is the table's, which a store reopened at start does not know. An
-    /// unknown column name is [`StorageError::InvalidOptions`] and nothing is written.
+    /// column), ascending, equal keys in lsn order; no column: lsn order. With
+    /// [`Keep::First`](crate::Keep::First) or [`Keep::Last`](crate::Keep::Last) only the first
+    /// or last row of each key among the flushed records is written (earlier files may still
+    /// hold the key: [`ChunkStore::scan_keeping`] and compactions settle that). The caller
+    /// passes the key because it is the table's, which a store reopened at start does not
+    /// know. An unknown column name is [`StorageError::InvalidOptions`] and nothing is written.
     pub async fn flush(
         &self,
         through: u64,
-        sort_key: &[String],
+        sort_key: &SortKey,
     ) -> Result<FlushReport, StorageError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.send(Msg::Freeze(tx))?;
@@ -98,7 +102,7 @@ impl ChunkStore {
             dir: self.dir().to_path_buf(),
         })??;
         let shared = self.shared_arc();
-        let sort_key = sort_key.to_vec();
+        let sort_key = sort_key.clone();
         blocking(self.dir(), move || {
             flush_frozen(&shared, through, &sort_key, frozen)
         })
@@ -165,12 +169,12 @@ fn advance_wal_base(shared: &Arc<Shared>, through: u64) -> Result<u64, StorageEr
 fn flush_frozen(
     shared: &Arc<Shared>,
     through: u64,
-    sort_key: &[String],
+    sort_key: &SortKey,
     frozen: Frozen,
 ) -> Result<FlushReport, StorageError> {
     let mut st = shared.flushed_if_open()?;
     let dir = &shared.dir;
-    chunk_file::key_columns(dir, &shared.schema, sort_key)?;
+    chunk_file::key_columns(dir, &shared.schema, &sort_key.columns)?;
     let (base, upto, batches, rows, checksum, wal_base) = {
         let v = shared.view.read().unwrap_or_else(PoisonError::into_inner);
         let base = v.base();

@@ -43,8 +43,9 @@
 //!   rows and checksum at `F`, the chunk files (lsn range, rows, bytes, sort key, per-column
 //!   min/max, level: 0 flushed, n > 0 compacted; absent = 0), the dedup state.
 //! - Chunk file: Parquet, the rows of the records of its lsn range sorted by
-//!   the sort key `flush` is given (stable), ZSTD, 128k-row row groups, page statistics,
-//!   `shoal.format=2` and the lsn range in its key-value metadata.
+//!   the sort key `flush` is given (stable; only the first or last row of each key when the
+//!   key says so), ZSTD, 128k-row row groups, page statistics, `shoal.format=2` and the lsn
+//!   range in its key-value metadata.
 //!
 //! **Format 1** (what [`ChunkStore::create`] writes, and all earlier releases read): every
 //! record is in the WAL and in memory. **Format 2** starts with the first
@@ -166,6 +167,21 @@
 //! (Linux keeps an unlinked file while it is open). Closing a store stops a compaction at its
 //! next batch.
 //!
+//! ## Keeping the first or last row of a key (`keepDuplicates`)
+//! A [`SortKey`] carries, besides the columns, which rows equal on all of them the table
+//! keeps ([`Keep`]: all, the first or the last written, DolphinDB's `keepDuplicates`). With
+//! `First` or `Last` a flush writes only the first or last row of each key among the records
+//! it flushes, and a compaction only the first or last among its inputs; "first" and "last"
+//! are in lsn order (then row order within an append), which the stable sort and the merge's
+//! tie-break (earlier file first) preserve. A key's rows can therefore sit in several files
+//! and in memory until a compaction meets them all, so [`ChunkStore::scan_keeping`] merges
+//! the files and the in-memory rows and keeps the first or last row itself: a query gets the
+//! deduplicated answer whatever has been flushed or compacted. What is kept is a function of
+//! the records alone (keeping the first of firsts is keeping the first), so replicas that
+//! flushed at different lsns answer the same, and their checksums, which chain the records,
+//! are equal as before. Dropped rows stay in the WAL until it is truncated, and
+//! [`ReplicaPosition::rows`] keeps counting every row appended.
+//!
 //! [`RecordBatch`]: arrow::record_batch::RecordBatch
 
 mod chunk_file;
@@ -179,7 +195,9 @@ mod fsutil;
 mod group_commit;
 mod index;
 mod manifest;
+mod merge;
 mod meta;
+mod sort_key;
 mod stats;
 mod store;
 mod types;
@@ -193,6 +211,7 @@ pub use dedup::DEDUP_WINDOW;
 pub use error::StorageError;
 pub use manifest::{MANIFEST_FILE, MANIFEST_FORMAT_VERSION};
 pub use meta::{LOCK_FILE, STORE_FILE, STORE_FORMAT_V1, STORE_FORMAT_V2, STORE_FORMAT_VERSION};
+pub use sort_key::{Keep, SortKey};
 pub use stats::StoreStats;
 pub use store::ChunkStore;
 pub use types::{

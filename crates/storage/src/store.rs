@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
+use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use tokio::sync::oneshot;
@@ -16,7 +17,9 @@ use crate::error::{StorageError, arrow_err, io_err};
 use crate::group_commit::{Committer, Msg, Op, Request};
 use crate::index::{Entry, View};
 use crate::manifest::{self, FILES_DIR, Manifest};
+use crate::merge;
 use crate::meta::{self, LOCK_FILE, STORE_FILE, STORE_FORMAT_V1, STORE_FORMAT_V2};
+use crate::sort_key::SortKey;
 use crate::stats::{Counters, StoreStats};
 use crate::types::{AppendOutcome, OpenReport, Record, ReplicaPosition, StoreOptions};
 use crate::wal::record::{self, FRAME_PREFIX_LEN, MAX_PAYLOAD};
@@ -670,6 +673,33 @@ impl ChunkStore {
         self.snapshot(last)?.read(self).await
     }
 
+    /// The rows a table with `sort_key` holds, of records up to lsn `last` (as for
+    /// [`ChunkStore::scan`]). With [`Keep::All`](crate::Keep::All) that is [`ChunkStore::scan`];
+    /// with `First` or `Last`, the first or last row written of each key, in key order:
+    /// flushes and compactions drop duplicates only among the records they meet, so until
+    /// one file holds everything a key's rows may sit in several files and in memory, and the
+    /// scan merges them all (the files and the sorted in-memory rows, [`crate::merge`]) to
+    /// answer as if every duplicate were gone already.
+    pub async fn scan_keeping(
+        &self,
+        last: u64,
+        sort_key: &SortKey,
+    ) -> Result<Vec<RecordBatch>, StorageError> {
+        if !sort_key.drops_duplicates() {
+            return self.scan(last).await;
+        }
+        let snapshot = self.snapshot(last)?;
+        let (dir, schema, key) = (
+            self.shared.dir.clone(),
+            self.shared.schema.clone(),
+            sort_key.clone(),
+        );
+        blocking(&self.shared.dir, move || {
+            snapshot.merge(&dir, &schema, &key)
+        })
+        .await
+    }
+
     /// What a scan reads: the chunk files opened, and the in-memory batches, taken together.
     pub(crate) fn snapshot(&self, last: u64) -> Result<ScanSnapshot, StorageError> {
         let dir = self.shared.dir.join(FILES_DIR);
@@ -683,7 +713,7 @@ impl ChunkStore {
             .map(|f| {
                 let path = dir.join(&f.name);
                 File::open(&path)
-                    .map(|h| (path.clone(), h))
+                    .map(|h| (path.clone(), h, f.sort_key.clone()))
                     .map_err(io_err("open", &path))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -737,9 +767,10 @@ impl ChunkStore {
     }
 }
 
-/// The files a scan opened and the in-memory batches it saw (see [`ChunkStore::snapshot`]).
+/// The files a scan opened (with the key each is sorted by) and the in-memory batches it saw
+/// (see [`ChunkStore::snapshot`]).
 pub(crate) struct ScanSnapshot {
-    files: Vec<(PathBuf, File)>,
+    files: Vec<(PathBuf, File, Vec<String>)>,
     mem: Vec<RecordBatch>,
 }
 
@@ -752,13 +783,42 @@ impl ScanSnapshot {
         let schema = store.shared.schema.clone();
         blocking(&store.shared.dir, move || {
             let mut out = Vec::new();
-            for (path, file) in self.files {
+            for (path, file, _) in self.files {
                 out.extend(chunk_file::read_open(file, &path, &schema)?);
             }
             out.extend(self.mem);
             Ok(out)
         })
         .await
+    }
+
+    /// The rows `sort_key` keeps, merged from the files (in lsn order) and then the in-memory
+    /// rows (the highest lsns), in key order. Blocking.
+    fn merge(
+        self,
+        dir: &Path,
+        schema: &SchemaRef,
+        sort_key: &SortKey,
+    ) -> Result<Vec<RecordBatch>, StorageError> {
+        let columns = &sort_key.columns;
+        let mut inputs = self
+            .files
+            .into_iter()
+            .map(|(path, file, file_key)| {
+                merge::sorted_file(file, &path, schema, &file_key, columns)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mem =
+            concat_batches(schema, &self.mem).map_err(arrow_err("concatenate batches", dir))?;
+        if mem.num_rows() > 0 {
+            inputs.push(merge::sorted(dir, schema, &mem, columns)?);
+        }
+        let mut out = Vec::new();
+        merge::merge(dir, schema, inputs, sort_key, &mut |b| {
+            out.push(b);
+            Ok(())
+        })?;
+        Ok(out)
     }
 }
 

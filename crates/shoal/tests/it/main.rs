@@ -15,6 +15,7 @@ mod disk_full;
 mod disk_loss;
 mod ha_write;
 mod harness;
+mod keep_duplicates;
 mod large_chunk;
 mod pause;
 mod query;

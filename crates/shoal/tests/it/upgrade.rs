@@ -775,12 +775,23 @@ fn the_previous_release_is_upgraded_to_this_code_under_writes() {
         r#"ALTER TABLE "dfs://stock".stock DROP PARTITION 2023.01.01"#,
     );
     assert!(err.contains("shoal upgrade --finalize"), "{err}");
+    // A data node of the previous release would keep and serve every duplicate.
+    let keep_last = r#"create table "dfs://stock".latest(time TIMESTAMP, name SYMBOL, id INT) partitioned by time, sortColumns=[`name], keepDuplicates=LAST"#;
+    let err = sql_refused(&cluster, keep_last);
+    assert!(
+        err.contains("keepDuplicates=LAST needs cluster version 2")
+            && err.contains("shoal upgrade --finalize"),
+        "{err}"
+    );
     let out = upgrade(&cluster, &["--finalize"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert_eq!(
         cluster.status()["cluster_version"].as_u64(),
         Some(u64::from(CLUSTER_VERSION))
     );
+    // Accepted now (and so not created by the refused attempt, or it would exist already).
+    let out = cluster.run(&["sql", keep_last]);
+    assert!(out.status.success(), "{}", stderr(&out));
     // Then each replica converts once idle (`flushIdleTime`, 60 s by default), losing nothing.
     let rt = runtime();
     wait_all_flushed(&rt, &Data::connect(&cluster), Duration::from_secs(150));

@@ -11,7 +11,7 @@ use super::*;
 use crate::chunk_file;
 use crate::flush::CrashPoint;
 use crate::manifest::{self, FILES_DIR, MANIFEST_FILE};
-use crate::{FlushReport, OpenReport, Record, ReplicaPosition};
+use crate::{FlushReport, OpenReport, Record, ReplicaPosition, SortKey};
 
 /// Every row of `batches` as text, sorted: equal for equal row multisets.
 pub(super) fn multiset(batches: &[RecordBatch]) -> Vec<String> {
@@ -30,9 +30,9 @@ pub(super) fn multiset(batches: &[RecordBatch]) -> Vec<String> {
     out
 }
 
-/// A sort key of column names.
-pub(super) fn key(columns: &[&str]) -> Vec<String> {
-    columns.iter().map(|c| (*c).to_owned()).collect()
+/// A sort key of column names, keeping every row.
+pub(super) fn key(columns: &[&str]) -> SortKey {
+    SortKey::new(columns.iter().map(|c| (*c).to_owned()).collect())
 }
 
 fn store_version(dir: &Path) -> u32 {

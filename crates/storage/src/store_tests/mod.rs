@@ -4,6 +4,7 @@ mod api;
 mod compaction;
 mod files;
 mod group_commit;
+mod keep_duplicates;
 mod recovery;
 mod replication;
 
