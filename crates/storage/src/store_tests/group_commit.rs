@@ -180,7 +180,10 @@ async fn an_idle_store_holds_no_thread_and_wakes_on_the_next_write() {
         AppendOutcome::Duplicate { lsn: Some(2) }
     );
     parked(&store).await;
-    store.flush(2, &crate::SortKey::new(Vec::new())).await.unwrap();
+    store
+        .flush(2, &crate::SortKey::new(Vec::new()))
+        .await
+        .unwrap();
     parked(&store).await;
     assert_eq!(store.commit_thread_starts(), 4);
     store.close().await.unwrap();

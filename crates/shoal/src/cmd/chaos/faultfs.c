@@ -5,7 +5,8 @@
  * or disarmed in running processes by rewriting the file in place (never truncating it: a
  * mapped page past the end of a file is SIGBUS).
  *
- * - fsync/fdatasync of a file under `eio_prefix` fail with EIO (a failing disk; F6, fsyncgate).
+ * - fsync/fdatasync of a file under `eio_prefix` fail with EIO (a failing disk; F6, fsyncgate),
+ *   and with `fail_write` so do write/pwrite/writev (a disk failing outright).
  * - CLOCK_REALTIME (clock_gettime, gettimeofday) is shifted by `realtime_offset_ns` in the
  *   processes whose role (argv[1]: agent, controller, datanode) is `clock_role` (F9).
  *
@@ -24,13 +25,14 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 struct control {
     int64_t realtime_offset_ns;
     uint32_t fail_sync;
-    uint32_t reserved;
+    uint32_t fail_write;
     char clock_role[32];
     char eio_prefix[976];
 };
@@ -68,10 +70,9 @@ __attribute__((constructor)) static void faultfs_init(void) {
         ctl = m;
 }
 
-/* Is `fd` a file under the armed prefix? */
-static int sync_fails(int fd) {
-    if (!ctl || !ctl->fail_sync)
-        return 0;
+/* Is `fd` a file under the armed prefix? (Only asked once a fault is armed: a readlink per
+ * call is no cost then, and none otherwise.) */
+static int under_prefix(int fd) {
     char link[64], target[4096];
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
     ssize_t n = readlink(link, target, sizeof target - 1);
@@ -82,6 +83,42 @@ static int sync_fails(int fd) {
     memcpy(prefix, (const char *)ctl->eio_prefix, sizeof prefix);
     prefix[sizeof prefix - 1] = 0;
     return prefix[0] && strncmp(target, prefix, strlen(prefix)) == 0;
+}
+
+static int sync_fails(int fd) {
+    return ctl && ctl->fail_sync && under_prefix(fd);
+}
+
+static int write_fails(int fd) {
+    return ctl && ctl->fail_write && under_prefix(fd);
+}
+
+ssize_t write(int fd, const void *buf, size_t n) {
+    if (write_fails(fd)) {
+        errno = EIO;
+        return -1;
+    }
+    return (ssize_t)syscall(SYS_write, fd, buf, n);
+}
+
+ssize_t pwrite(int fd, const void *buf, size_t n, off_t off) {
+    if (write_fails(fd)) {
+        errno = EIO;
+        return -1;
+    }
+    return (ssize_t)syscall(SYS_pwrite64, fd, buf, n, off);
+}
+
+ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off) {
+    return pwrite(fd, buf, n, off);
+}
+
+ssize_t writev(int fd, const struct iovec *iov, int count) {
+    if (write_fails(fd)) {
+        errno = EIO;
+        return -1;
+    }
+    return (ssize_t)syscall(SYS_writev, fd, iov, count);
 }
 
 int fsync(int fd) {

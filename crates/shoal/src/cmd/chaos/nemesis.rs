@@ -24,7 +24,7 @@ use super::cluster::{ChunkRow, NsCluster, wait_output};
 use super::firewall::{self, Block};
 use super::freezer::{self, Frozen};
 use super::netns::{CLIENT_ADDR, machine_addr};
-use super::shim::{Control, Faults};
+use super::shim::{Control, Eio, Faults};
 use super::workload::DB;
 
 const CONTROLLER_PORT: u16 = 8920;
@@ -89,10 +89,13 @@ pub enum Nemesis {
     /// A rolling upgrade to `--upgrade-to` (`shoal upgrade`), or a rollback when the cluster
     /// already runs it; held at least the hold, and until the orchestrator is done.
     Upgrade,
+    /// Writes (write, pwrite, writev) as well as fsync and fdatasync of the primary data
+    /// node's files fail with EIO, through the fault shim: a disk failing outright (F6).
+    WriteEio,
 }
 
 impl Nemesis {
-    pub const ALL: [Nemesis; 18] = [
+    pub const ALL: [Nemesis; 19] = [
         Self::PartitionHalves,
         Self::PartitionPrimaryReplica,
         Self::PartitionPrimaryControllers,
@@ -111,6 +114,7 @@ impl Nemesis {
         Self::FreezeMachine,
         Self::DdlChurn,
         Self::Upgrade,
+        Self::WriteEio,
     ];
 
     /// The shortest hold that covers the fault: a rolling upgrade of three machines took 73 to
@@ -125,7 +129,7 @@ impl Nemesis {
 
     /// Does it need the fault shim preloaded into the cluster's processes?
     pub fn needs_shim(self) -> bool {
-        matches!(self, Self::FsyncEio | Self::ClockJump)
+        matches!(self, Self::FsyncEio | Self::WriteEio | Self::ClockJump)
     }
 
     pub fn name(self) -> String {
@@ -222,12 +226,15 @@ impl Nemesis {
                 undo = Undo::Remove(ballast);
                 format!("{alias}'s volume")
             }
-            Self::FsyncEio => {
+            Self::FsyncEio | Self::WriteEio => {
                 let alias = chunk(c, Temperature::Hot)?.1;
                 let dir = c.data_node_dir(&alias)?;
                 let control = shim_control(c, &alias)?;
                 control.set(&Faults {
-                    eio_under: Some(dir.clone()),
+                    eio: Some(Eio {
+                        under: dir.clone(),
+                        writes: self == Self::WriteEio,
+                    }),
                     ..Faults::default()
                 })?;
                 undo = Undo::Disarm(control);

@@ -31,12 +31,20 @@ pub struct Shim {
 /// The faults one machine's processes are to show.
 #[derive(Default, Debug, PartialEq)]
 pub struct Faults {
-    /// fsync and fdatasync of files under this directory fail with EIO.
-    pub eio_under: Option<PathBuf>,
+    /// Calls on files under a directory fail with EIO.
+    pub eio: Option<Eio>,
     /// CLOCK_REALTIME of the processes of this role (`controller`, `datanode`, `agent`) is
     /// this much ahead. (The shim also takes a negative offset; only ahead is used: a clock
     /// ahead is what makes time-based guards expire early, and undoing it jumps it back.)
     pub clock_ahead: Option<(&'static str, Duration)>,
+}
+
+/// Which calls on files under `under` fail with EIO: fsync and fdatasync, and with `writes`
+/// write, pwrite and writev too.
+#[derive(Debug, PartialEq)]
+pub struct Eio {
+    pub under: PathBuf,
+    pub writes: bool,
 }
 
 /// One machine's control file.
@@ -130,8 +138,9 @@ fn encode(faults: &Faults) -> anyhow::Result<[u8; CONTROL_LEN]> {
         b[0..8].copy_from_slice(&ns.to_le_bytes());
         put_str(&mut b[ROLE_AT..PREFIX_AT], role)?;
     }
-    if let Some(dir) = &faults.eio_under {
+    if let Some(Eio { under: dir, writes }) = &faults.eio {
         b[8..12].copy_from_slice(&1u32.to_le_bytes());
+        b[12..16].copy_from_slice(&u32::from(*writes).to_le_bytes());
         let dir = dir
             .to_str()
             .with_context(|| format!("{} is not UTF-8", dir.display()))?;
@@ -165,7 +174,10 @@ mod tests {
     fn the_control_file_has_the_layout_of_the_c_struct() {
         assert_eq!(encode(&Faults::default()).unwrap(), [0u8; CONTROL_LEN]);
         let b = encode(&Faults {
-            eio_under: Some("/run/node1".into()),
+            eio: Some(Eio {
+                under: "/run/node1".into(),
+                writes: true,
+            }),
             clock_ahead: Some(("controller", Duration::from_secs(300))),
         })
         .unwrap();
@@ -174,12 +186,16 @@ mod tests {
             300_000_000_000
         );
         assert_eq!(u32::from_le_bytes(b[8..12].try_into().unwrap()), 1);
+        assert_eq!(u32::from_le_bytes(b[12..16].try_into().unwrap()), 1);
         assert_eq!(&b[ROLE_AT..ROLE_AT + 11], b"controller\0");
         assert_eq!(&b[PREFIX_AT..PREFIX_AT + 12], b"/run/node1/\0");
         let long = "x".repeat(CONTROL_LEN);
         assert!(
             encode(&Faults {
-                eio_under: Some(long.into()),
+                eio: Some(Eio {
+                    under: long.into(),
+                    writes: false
+                }),
                 clock_ahead: None
             })
             .is_err()
