@@ -177,6 +177,7 @@ mod group_commit;
 mod index;
 mod manifest;
 mod meta;
+mod snapshot;
 mod stats;
 mod store;
 mod types;
@@ -190,6 +191,9 @@ pub use dedup::DEDUP_WINDOW;
 pub use error::StorageError;
 pub use manifest::{MANIFEST_FILE, MANIFEST_FORMAT_VERSION};
 pub use meta::{LOCK_FILE, STORE_FILE, STORE_FORMAT_V1, STORE_FORMAT_V2, STORE_FORMAT_VERSION};
+pub use snapshot::{
+    SNAPSHOT_PART_BYTES, SnapshotExport, SnapshotFile, SnapshotInstall, StagedSnapshot,
+};
 pub use stats::StoreStats;
 pub use store::ChunkStore;
 pub use types::{

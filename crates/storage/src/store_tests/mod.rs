@@ -6,6 +6,7 @@ mod files;
 mod group_commit;
 mod recovery;
 mod replication;
+mod snapshot;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
