@@ -20,5 +20,6 @@ mod pause;
 mod query;
 mod reads;
 mod retention;
+mod snapshot_install;
 mod storage;
 mod upgrade;
