@@ -288,6 +288,38 @@ async fn create_chunks(conn: &Conn, c: &Common) -> Result<()> {
     Ok(())
 }
 
+/// Transfer rates, each also as a multiple of a reference rate measured in the same run.
+struct RateTable {
+    table: Table,
+    ref_mbps: f64,
+}
+
+impl RateTable {
+    fn new(ref_mbps: f64) -> Self {
+        let mut table = Table::new();
+        table.load_preset(ASCII_MARKDOWN);
+        table.set_header(["measurement", "MB", "seconds", "MB/s", "vs reference"]);
+        Self { table, ref_mbps }
+    }
+
+    fn row(&mut self, label: &str, bytes: u64, took: Duration) {
+        let mbps = rate(bytes as f64 / MB, took);
+        self.table.add_row([
+            label.to_owned(),
+            format!("{:.1}", bytes as f64 / MB),
+            format!("{:.2}", took.as_secs_f64()),
+            format!("{mbps:.1}"),
+            format!("{:.2}×", mbps / self.ref_mbps.max(1e-9)),
+        ]);
+    }
+}
+
+impl std::fmt::Display for RateTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.table.fmt(f)
+    }
+}
+
 /// Every chunk is COMPLETE and all its replicas hold the same records (last lsn and checksum).
 fn settled(
     chunks: &[shoal_proto::ChunkInfo],
@@ -531,20 +563,8 @@ async fn recovery(
         w_before.ipc_bytes as f64 / MB,
         w_missed.ipc_bytes as f64 / MB
     );
-    let mut t = Table::new();
-    t.load_preset(ASCII_MARKDOWN);
-    t.set_header(vec!["measurement", "MB", "seconds", "MB/s", "vs reference"]);
-    let ref_mbps = rate(ref_bytes as f64 / MB, ref_one);
-    let mut row = |label: &str, bytes: u64, took: Duration| {
-        let mbps = rate(bytes as f64 / MB, took);
-        t.add_row(vec![
-            label.to_owned(),
-            format!("{:.1}", bytes as f64 / MB),
-            format!("{:.2}", took.as_secs_f64()),
-            format!("{mbps:.1}"),
-            format!("{:.2}×", mbps / ref_mbps.max(1e-9)),
-        ]);
-    };
+    let mut t = RateTable::new(rate(ref_bytes as f64 / MB, ref_one));
+    let mut row = |label: &str, bytes: u64, took: Duration| t.row(label, bytes, took);
     row(
         "catch-up: node UP → all COMPLETE, checksums equal (bytes copied)",
         copied,

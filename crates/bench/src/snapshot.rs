@@ -8,12 +8,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use comfy_table::{Table, presets::ASCII_MARKDOWN};
 
 use crate::cluster::{Cluster, Conn};
 use crate::load::{self, Load};
 use crate::restart::wait_flushed;
-use crate::{MB, rate, reference, settled};
+use crate::{MB, RateTable, rate, reference, settled};
 
 /// What a replica logs when it installed a snapshot (see `shoal-datanode`'s `snapshot`).
 const INSTALLED: &str = "installed a snapshot from its primary";
@@ -80,19 +79,8 @@ pub fn run(
         before as f64 / MB,
         missed as f64 / MB
     );
-    let mut t = Table::new();
-    t.load_preset(ASCII_MARKDOWN);
-    t.set_header(["measurement", "MB", "seconds", "MB/s", "vs reference"]);
-    let mut row = |label: &str, bytes: u64, took: Duration| {
-        let mbps = rate(bytes as f64 / MB, took);
-        t.add_row([
-            label.to_owned(),
-            format!("{:.1}", bytes as f64 / MB),
-            format!("{:.2}", took.as_secs_f64()),
-            format!("{mbps:.1}"),
-            format!("{:.2}×", mbps / ref_mbps.max(1e-9)),
-        ]);
-    };
+    let mut t = RateTable::new(ref_mbps);
+    let mut row = |label: &str, bytes: u64, took: Duration| t.row(label, bytes, took);
     row(
         &format!("snapshot install: {installs} replicas, stream received → installed"),
         sent,
