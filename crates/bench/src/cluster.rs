@@ -190,6 +190,15 @@ impl Conn {
         })
     }
 
+    /// The alias of the data node on machine `host`.
+    pub fn datanode_on(&self, host: &str) -> Result<String> {
+        self.datanode_hosts
+            .iter()
+            .find(|(_, h)| h.as_str() == host)
+            .map(|(a, _)| a.clone())
+            .with_context(|| format!("no data node on {host}"))
+    }
+
     /// A data client whose first site is the `k`-th data node (writers spread coordinators).
     pub fn data_client(&self, k: usize) -> DataClient {
         let mut sites: Vec<String> = self.datanodes.values().cloned().collect();

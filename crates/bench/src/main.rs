@@ -4,6 +4,9 @@
 //!   against Arrow IPC appended with an fdatasync per batch to one local file.
 //! - `recovery`: one machine stopped while writes go on, then restarted; time until every chunk
 //!   is COMPLETE with identical replicas, against a raw sequential copy with fsync.
+//! - `snapshot`: the same, with everything in chunk files and the WAL truncated while the machine
+//!   is down, so its replicas are copied whole (`InstallSnapshot`); MB/s against a sequential
+//!   copy of the same bytes.
 //!
 //! - `upgrade`: the seed's writer's longest stall and p99 during `shoal upgrade`, a plain
 //!   rolling restart, and stop-the-world (the reference), on one cluster.
@@ -22,6 +25,7 @@ mod memory;
 mod pause;
 mod reference;
 mod restart;
+mod snapshot;
 mod upgrade;
 mod writer;
 
@@ -134,6 +138,18 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         factor: u64,
     },
+    /// Recovery of a machine's replicas by snapshot install vs. a sequential copy of the bytes.
+    Snapshot {
+        /// MB (10^6 bytes of Arrow IPC) stored before the machine stops.
+        #[arg(long, default_value_t = 200)]
+        mb: u64,
+        /// MB written while it is stopped (flushed and its WAL truncated before it returns).
+        #[arg(long, default_value_t = 20)]
+        missed_mb: u64,
+        /// Give up waiting for recovery after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
     /// The writer's stall while one data node is paused, in each role, vs. nothing paused.
     Pause {
         /// The writer's appends per second (one row each).
@@ -238,6 +254,23 @@ fn main() -> Result<()> {
                         (*factor).clamp(1, 100),
                     )
                 }
+                Cmd::Snapshot {
+                    mb,
+                    missed_mb,
+                    timeout,
+                } => {
+                    rt.block_on(create_chunks(&conn, c))?;
+                    snapshot::run(
+                        &cluster,
+                        &conn,
+                        &rt,
+                        base_load(c, 100),
+                        (*mb).max(1),
+                        *missed_mb,
+                        &c.hosts[1],
+                        Duration::from_secs((*timeout).clamp(1, 1800)),
+                    )
+                }
                 Cmd::Pause { rate, seconds } => pause::run(
                     &cluster,
                     &conn,
@@ -282,6 +315,58 @@ async fn create_chunks(conn: &Conn, c: &Common) -> Result<()> {
     l.max_rows = 5 * c.days as u64;
     load::write(conn, &l).await?;
     Ok(())
+}
+
+/// Transfer rates, each also as a multiple of a reference rate measured in the same run.
+struct RateTable {
+    table: Table,
+    ref_mbps: f64,
+}
+
+impl RateTable {
+    fn new(ref_mbps: f64) -> Self {
+        let mut table = Table::new();
+        table.load_preset(ASCII_MARKDOWN);
+        table.set_header(["measurement", "MB", "seconds", "MB/s", "vs reference"]);
+        Self { table, ref_mbps }
+    }
+
+    fn row(&mut self, label: &str, bytes: u64, took: Duration) {
+        let mbps = rate(bytes as f64 / MB, took);
+        self.table.add_row([
+            label.to_owned(),
+            format!("{:.1}", bytes as f64 / MB),
+            format!("{:.2}", took.as_secs_f64()),
+            format!("{mbps:.1}"),
+            format!("{:.2}×", mbps / self.ref_mbps.max(1e-9)),
+        ]);
+    }
+}
+
+impl std::fmt::Display for RateTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.table.fmt(f)
+    }
+}
+
+/// Every chunk is COMPLETE and all its replicas hold the same records (last lsn and checksum).
+fn settled(
+    chunks: &[shoal_proto::ChunkInfo],
+    pos: &std::collections::BTreeMap<(u64, String), shoal_proto::ReplicaPosition>,
+) -> bool {
+    chunks.iter().all(|ch| {
+        let of: Vec<_> = ch
+            .replicas
+            .iter()
+            .map(|r| pos.get(&(ch.id, r.node.clone())))
+            .collect();
+        ch.current_state() == shoal_proto::ChunkState::Complete
+            && of.iter().all(|p| {
+                p.is_some_and(|p| {
+                    of[0].is_some_and(|q| (p.last_lsn, p.checksum) == (q.last_lsn, q.checksum))
+                })
+            })
+    })
 }
 
 fn rate(n: f64, d: Duration) -> f64 {
@@ -420,12 +505,7 @@ async fn recovery(
     host: &str,
     timeout: Duration,
 ) -> Result<()> {
-    let down = conn
-        .datanode_hosts
-        .iter()
-        .find(|(_, h)| h.as_str() == host)
-        .map(|(a, _)| a.clone())
-        .with_context(|| format!("no data node on {host}"))?;
+    let down = conn.datanode_on(host)?;
     create_chunks(conn, c).await?;
     let mut l = base_load(c, 1000);
     l.max_bytes = before_mb * 1_000_000;
@@ -484,20 +564,7 @@ async fn recovery(
                 *b = (*b).min(p.bytes);
             }
         }
-        let settled = chunks.iter().all(|ch| {
-            let of: Vec<_> = ch
-                .replicas
-                .iter()
-                .map(|r| pos.get(&(ch.id, r.node.clone())))
-                .collect();
-            ch.current_state() == shoal_proto::ChunkState::Complete
-                && of.iter().all(|p| {
-                    p.is_some_and(|p| {
-                        of[0].is_some_and(|q| (p.last_lsn, p.checksum) == (q.last_lsn, q.checksum))
-                    })
-                })
-        });
-        if settled {
+        if settled(&chunks, &pos) {
             break (pos, Instant::now());
         }
         if t_up.elapsed() > timeout || polls > 100_000 {
@@ -525,20 +592,8 @@ async fn recovery(
         w_before.ipc_bytes as f64 / MB,
         w_missed.ipc_bytes as f64 / MB
     );
-    let mut t = Table::new();
-    t.load_preset(ASCII_MARKDOWN);
-    t.set_header(vec!["measurement", "MB", "seconds", "MB/s", "vs reference"]);
-    let ref_mbps = rate(ref_bytes as f64 / MB, ref_one);
-    let mut row = |label: &str, bytes: u64, took: Duration| {
-        let mbps = rate(bytes as f64 / MB, took);
-        t.add_row(vec![
-            label.to_owned(),
-            format!("{:.1}", bytes as f64 / MB),
-            format!("{:.2}", took.as_secs_f64()),
-            format!("{mbps:.1}"),
-            format!("{:.2}×", mbps / ref_mbps.max(1e-9)),
-        ]);
-    };
+    let mut t = RateTable::new(rate(ref_bytes as f64 / MB, ref_one));
+    let mut row = |label: &str, bytes: u64, took: Duration| t.row(label, bytes, took);
     row(
         "catch-up: node UP → all COMPLETE, checksums equal (bytes copied)",
         copied,

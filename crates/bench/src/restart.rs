@@ -75,7 +75,7 @@ pub fn wait_flushed(conn: &Conn, rt: &tokio::runtime::Runtime) -> Result<()> {
 }
 
 /// Bytes of the files under `dir`.
-fn dir_bytes(dir: &Path) -> Result<u64> {
+pub fn dir_bytes(dir: &Path) -> Result<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;

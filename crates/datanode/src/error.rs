@@ -14,6 +14,8 @@ pub fn storage_status(e: StorageError) -> Status {
             Status::invalid_argument(e.to_string())
         }
         StorageError::LsnMismatch { .. } => Status::out_of_range(e.to_string()),
+        // The bytes of a snapshot arrived damaged or incomplete: the primary sends it again.
+        StorageError::SnapshotRefused { .. } => Status::data_loss(e.to_string()),
         // Neither written nor known to be applied: the client must not take it as an ack, and
         // a coordinator must not retry it as if the primary had changed.
         StorageError::OutsideDedupWindow { .. } => {

@@ -7,6 +7,13 @@
 //! A primary flushes only what every other in-sync replica already holds; another replica
 //! flushes all it holds (every record of it came from the primary, which has it too).
 //!
+//! After each flush the replica's WAL is truncated through the flushed lsn (whole sealed
+//! segments only, see [`shoal_storage::ChunkStore::truncate_wal`]), so the WAL holds nothing
+//! every in-sync replica already has in files: on a primary that is all it flushed (no more
+//! than every in-sync replica holds); on another replica all it flushed, which it can lose
+//! only by being copied again (`snapshot`). A replica that is out of sync and behind what is
+//! left of its primary's WAL is copied whole; record catch-up serves the rest.
+//!
 //! Compaction, in the background, one replica at a time per node, with flushes going on: a
 //! replica with a run of [`shoal_storage::COMPACT_MIN_FILES`] files of one level (e.g. 8
 //! flushes since the last merge) has them merged into one a level up; a replica idle for
@@ -303,16 +310,30 @@ async fn flush(node: &Node, id: u64) {
     drop(store);
     let started = Instant::now();
     match node.replicas.flush(id, through, &sort_key(&table)).await {
-        Ok(Some(r)) if r.records > 0 => tracing::info!(
-            "chunk {id}: flushed {} records ({} rows) through lsn {} to a {} byte file in {:?}",
-            r.records,
-            r.rows,
-            r.flushed_lsn,
-            r.file_bytes,
-            started.elapsed()
-        ),
+        Ok(Some(r)) if r.records > 0 => {
+            tracing::info!(
+                "chunk {id}: flushed {} records ({} rows) through lsn {} to a {} byte file in {:?}",
+                r.records,
+                r.rows,
+                r.flushed_lsn,
+                r.file_bytes,
+                started.elapsed()
+            );
+            truncate_wal(node, id, r.flushed_lsn).await;
+        }
         Ok(_) => {}
         Err(e) => tracing::warn!("chunk {id}: flush failed: {e}"),
+    }
+}
+
+/// Deletes replica `id`'s WAL segments wholly at or below `flushed` (see the module docs).
+async fn truncate_wal(node: &Node, id: u64, flushed: u64) {
+    match node.replicas.truncate_wal(id, flushed).await {
+        Ok(Some(first)) if first > 1 => {
+            tracing::debug!("chunk {id}: WAL truncated, it holds lsn {first} on");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("chunk {id}: WAL truncation failed: {e}"),
     }
 }
 

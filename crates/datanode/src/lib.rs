@@ -1,6 +1,6 @@
 //! The Shoal data node: holds chunk replicas (durable WAL stores), coordinates appends from
 //! clients, replicates each chunk from its primary to its other replicas, catches up replicas
-//! that fell behind, and serves chunk reads for queries. See `replication` for the protocol.
+//! that fell behind (record by record, or by a copy of the primary's chunk files), and serves chunk reads for queries. See `replication` for the protocol.
 
 mod catalog_cache;
 mod coordinator;
@@ -16,6 +16,7 @@ mod restart;
 mod scan_messages;
 pub mod server;
 mod service;
+mod snapshot;
 mod store_failure;
 
 pub use server::{DataNodeError, DataNodeOptions, run};

@@ -11,8 +11,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use shoal_proto::{ChunkInfo, ReplicaPosition};
 use shoal_storage::{
-    ChunkStore, CompactReport, Compaction, FailureHook, FlushReport, SortKey, StorageError,
-    StoreOptions,
+    ChunkStore, CompactReport, Compaction, FailureHook, FlushReport, SortKey, StagedSnapshot,
+    StorageError, StoreOptions,
 };
 
 /// Format of the per-chunk record in chunkMetaDir.
@@ -32,8 +32,7 @@ struct ChunkRecord {
 /// Chunk stores opened at once when a node starts.
 const OPEN_PARALLELISM: usize = 8;
 
-/// The records in `meta_dir` of replicas that hold a store (a record without one was created in
-/// the metadata and never written: it is recreated on first write).
+/// The records in `meta_dir`.
 fn read_records(meta_dir: &Path) -> Result<Vec<ChunkRecord>, String> {
     let entries = std::fs::read_dir(meta_dir)
         .map_err(|e| format!("cannot read {}: {e}", meta_dir.display()))?;
@@ -54,20 +53,26 @@ fn read_records(meta_dir: &Path) -> Result<Vec<ChunkRecord>, String> {
                 record.format
             ));
         }
-        if record.dir.join(shoal_storage::STORE_FILE).exists() {
-            records.push(record);
-        }
+        records.push(record);
     }
     Ok(records)
 }
 
 /// Reopens one replica's store (replaying its WAL tail, cutting a torn tail); also answers
-/// whether it reopened exactly as written.
+/// whether it reopened exactly as written. `None`: the record has no store (created in the
+/// metadata, never written: recreated on first write).
 async fn reopen(
     record: ChunkRecord,
     opts: StoreOptions,
-) -> Result<(u64, ChunkStore, bool), String> {
-    match ChunkStore::open(&record.dir, opts.clone()).await {
+) -> Result<Option<(u64, ChunkStore, bool)>, String> {
+    // A snapshot install a crash interrupted decides what the directory holds.
+    ChunkStore::finish_install(&record.dir)
+        .await
+        .map_err(|e| format!("chunk {}: {e}", record.id))?;
+    if !record.dir.join(shoal_storage::STORE_FILE).exists() {
+        return Ok(None);
+    }
+    let opened = match ChunkStore::open(&record.dir, opts.clone()).await {
         Ok((store, report)) => {
             tracing::info!(
                 "chunk {}: {} chunk files through lsn {}, {} WAL records replayed \
@@ -86,7 +91,7 @@ async fn reopen(
                     report.torn_tail_bytes
                 );
             }
-            Ok((record.id, store, report.torn_tail_bytes == 0))
+            (store, report.torn_tail_bytes == 0)
         }
         Err(StorageError::Corrupt { .. }) => {
             // A damaged unsynced tail: keep what verifies; the chunk's primary compares
@@ -95,10 +100,11 @@ async fn reopen(
                 .await
                 .map_err(|e| format!("chunk {}: {e}", record.id))?;
             tracing::warn!("chunk {}: discarded a damaged WAL tail", record.id);
-            Ok((record.id, store, false))
+            (store, false)
         }
-        Err(e) => Err(format!("chunk {}: {e}", record.id)),
-    }
+        Err(e) => return Err(format!("chunk {}: {e}", record.id)),
+    };
+    Ok(Some((record.id, opened.0, opened.1)))
 }
 
 pub struct LocalReplicas {
@@ -111,10 +117,22 @@ pub struct LocalReplicas {
     intact: HashSet<u64>,
     /// Serializes creating and resetting stores.
     changes: tokio::sync::Mutex<()>,
-    /// Shared by a flush or compaction of the chunk, exclusive for a reset or discard of it
-    /// before anything else: flushes and compactions write files by path, so the directory must
-    /// not be replaced under them (the store serializes them itself).
+    /// Shared by a flush, WAL truncation or compaction of the chunk, exclusive for a reset,
+    /// discard or snapshot install of it before anything else: they write files by path, so the
+    /// directory must not be replaced under them (the store serializes them itself).
     flushing: Mutex<HashMap<u64, Arc<tokio::sync::RwLock<()>>>>,
+    /// Held while a snapshot for the chunk is received: one at a time (they share a staging
+    /// directory).
+    installing: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The entry for `id` in a map of per-chunk locks, created on first use.
+fn per_chunk<T: Default>(map: &Mutex<HashMap<u64, Arc<T>>>, id: u64) -> Arc<T> {
+    map.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(id)
+        .or_default()
+        .clone()
 }
 
 impl LocalReplicas {
@@ -144,7 +162,7 @@ impl LocalReplicas {
             .await?;
         let mut stores = HashMap::new();
         let mut intact = HashSet::new();
-        for (id, store, was_intact) in opened {
+        for (id, store, was_intact) in opened.into_iter().flatten() {
             if was_intact {
                 intact.insert(id);
             }
@@ -163,6 +181,7 @@ impl LocalReplicas {
             intact,
             changes: tokio::sync::Mutex::new(()),
             flushing: Mutex::default(),
+            installing: Mutex::default(),
         })
     }
 
@@ -180,37 +199,57 @@ impl LocalReplicas {
         through: u64,
         sort_key: &SortKey,
     ) -> Result<Option<FlushReport>, StorageError> {
-        let guard = self.flush_guard(id);
-        let _flushing = guard.read().await;
-        match self.get(id) {
-            Some(store) => store.flush(through, sort_key).await.map(Some),
-            None => Ok(None),
-        }
+        self.with_store(id, async |s| s.flush(through, sort_key).await)
+            .await
+    }
+
+    /// Deletes chunk `id`'s WAL segments wholly at or below `through` and its flushed lsn (see
+    /// [`ChunkStore::truncate_wal`]); answers the first lsn the WAL still holds, `None` when
+    /// this node holds no such replica.
+    pub async fn truncate_wal(&self, id: u64, through: u64) -> Result<Option<u64>, StorageError> {
+        self.with_store(id, async |s| s.truncate_wal(through).await)
+            .await
     }
 
     /// Merges chunk `id`'s files (see [`ChunkStore::compact`]); `None` when this node holds no
-    /// such replica. Flushes go on meanwhile; a reset or discard of the chunk waits for it.
+    /// such replica. Flushes go on meanwhile.
     pub async fn compact(
         &self,
         id: u64,
         sort_key: &SortKey,
         how: Compaction,
     ) -> Result<Option<CompactReport>, StorageError> {
+        self.with_store(id, async |s| s.compact(sort_key, how).await)
+            .await
+    }
+
+    /// Runs `op` on chunk `id`'s store (`None` when this node holds no such replica), with the
+    /// chunk's flush guard held shared: a reset, discard or install of the chunk waits for it.
+    async fn with_store<T>(
+        &self,
+        id: u64,
+        op: impl AsyncFnOnce(&ChunkStore) -> Result<T, StorageError>,
+    ) -> Result<Option<T>, StorageError> {
         let guard = self.flush_guard(id);
-        let _compacting = guard.read().await;
+        let _shared = guard.read().await;
         match self.get(id) {
-            Some(store) => store.compact(sort_key, how).await.map(Some),
+            Some(store) => op(&store).await.map(Some),
             None => Ok(None),
         }
     }
 
     fn flush_guard(&self, id: u64) -> Arc<tokio::sync::RwLock<()>> {
-        self.flushing
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(id)
-            .or_default()
-            .clone()
+        per_chunk(&self.flushing, id)
+    }
+
+    /// Held while a snapshot for chunk `id` is received and installed.
+    pub fn install_lock(&self, id: u64) -> Arc<tokio::sync::Mutex<()>> {
+        per_chunk(&self.installing, id)
+    }
+
+    /// Where chunk `id`'s store lives.
+    pub fn dir_of(&self, id: u64) -> PathBuf {
+        self.data_dir.join(id.to_string())
     }
 
     pub fn get(&self, id: u64) -> Option<Arc<ChunkStore>> {
@@ -244,19 +283,7 @@ impl LocalReplicas {
         schema: SchemaRef,
         replace: bool,
     ) -> Result<Arc<ChunkStore>, String> {
-        let dir = self.data_dir.join(chunk.id.to_string());
-        let record = ChunkRecord {
-            format: CHUNK_RECORD_VERSION,
-            id: chunk.id,
-            db: chunk.db.clone(),
-            table: chunk.table.clone(),
-            partition: chunk.partition_key.clone(),
-            path: chunk.path.clone(),
-            dir: dir.clone(),
-        };
-        let bytes = serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?;
-        write_durably(&self.meta_dir, &format!("{}.chunk", chunk.id), &bytes)
-            .map_err(|e| format!("chunk {}: cannot write its record: {e}", chunk.id))?;
+        let dir = self.write_record(chunk)?;
         if !replace && dir.join(shoal_storage::STORE_FILE).exists() {
             // Data without its record (e.g. chunkMetaDir restored from an older backup): never
             // delete it silently.
@@ -289,7 +316,38 @@ impl LocalReplicas {
         let flush_guard = self.flush_guard(chunk.id);
         let _no_flush = flush_guard.write().await;
         let _one = self.changes.lock().await;
-        let old = self.lock().remove(&chunk.id);
+        self.close(chunk.id).await?;
+        tracing::warn!(
+            "chunk {}: rebuilding this replica from its primary",
+            chunk.id
+        );
+        self.create(chunk, schema, true).await
+    }
+
+    /// Replaces chunk `id`'s replica (if any) by a snapshot committed in its staging directory
+    /// (see [`ChunkStore::install_snapshot`]), writing the chunk's record first if this node
+    /// had none (a wiped volume).
+    pub async fn install(
+        &self,
+        chunk: &ChunkInfo,
+        staged: StagedSnapshot,
+    ) -> Result<Arc<ChunkStore>, String> {
+        let flush_guard = self.flush_guard(chunk.id);
+        let _no_flush = flush_guard.write().await;
+        let _one = self.changes.lock().await;
+        self.write_record(chunk)?;
+        self.close(chunk.id).await?;
+        let (store, _) = ChunkStore::install_snapshot(staged, self.opts.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let store = Arc::new(store);
+        self.lock().insert(chunk.id, store.clone());
+        Ok(store)
+    }
+
+    /// Takes chunk `id`'s store out of use and closes it, before its directory is replaced.
+    async fn close(&self, id: u64) -> Result<(), String> {
+        let old = self.lock().remove(&id);
         if let Some(old) = old {
             // Other holders of the Arc finish their call; the directory goes away under them
             // only after this store is closed.
@@ -298,11 +356,25 @@ impl LocalReplicas {
                 Err(shared) => drop(shared),
             }
         }
-        tracing::warn!(
-            "chunk {}: rebuilding this replica from its primary",
-            chunk.id
-        );
-        self.create(chunk, schema, true).await
+        Ok(())
+    }
+    /// Writes chunk `id`'s record (which chunk it is, where its store lives); answers the
+    /// store's directory.
+    fn write_record(&self, chunk: &ChunkInfo) -> Result<PathBuf, String> {
+        let dir = self.dir_of(chunk.id);
+        let record = ChunkRecord {
+            format: CHUNK_RECORD_VERSION,
+            id: chunk.id,
+            db: chunk.db.clone(),
+            table: chunk.table.clone(),
+            partition: chunk.partition_key.clone(),
+            path: chunk.path.clone(),
+            dir: dir.clone(),
+        };
+        let bytes = serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?;
+        write_durably(&self.meta_dir, &format!("{}.chunk", chunk.id), &bytes)
+            .map_err(|e| format!("chunk {}: cannot write its record: {e}", chunk.id))?;
+        Ok(dir)
     }
 
     /// Ids of the replicas held.
@@ -336,6 +408,10 @@ impl LocalReplicas {
             .map_err(|e| format!("{}: {e}", self.meta_dir.display()))?;
         std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         self.flushing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        self.installing
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);

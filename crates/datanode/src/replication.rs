@@ -14,7 +14,10 @@
 //! records and commits the replica back into the in-sync set, then appends resume and wait for
 //! it again. A replica whose checksum at its own last lsn differs from the primary's there
 //! diverged (it holds records no in-sync replica has: writes that were never acknowledged) and
-//! is rebuilt from empty.
+//! is rebuilt: by a copy of the primary's chunk files (`snapshot`) when the primary has flushed
+//! and the cluster version allows chunk files, else from empty. A replica behind the primary's
+//! retained WAL (truncated below what every in-sync replica holds in files, see
+//! `flush_policy`) is copied the same way; either way the records after the copy follow here.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,11 +30,12 @@ use shoal_proto::{
     ApplyRecordsRequest, ChunkInfo, ReplicaInfo, ReplicaPositionRequest, ReplicaRecord,
     UpdateReplicasRequest,
 };
-use shoal_storage::ChunkStore;
+use shoal_storage::{ChunkStore, Record, StorageError};
 use tokio::sync::{Notify, RwLock, watch};
 use tonic::{Code, Status};
 
 use crate::catalog_cache::primary;
+use crate::error::storage_status;
 use crate::node::Node;
 
 /// Upper bound of one catch-up page (Arrow IPC bytes).
@@ -280,7 +284,27 @@ async fn step(
     *peer_lsn = Some(lsn);
     publish(link, replica, lsn);
     if lsn < store.last_lsn() {
-        let held = ship_since(node, replica, chunk, store, lsn).await?;
+        let held = match store.records_since(lsn, PAGE_BYTES).await {
+            Ok(records) => ship(node, replica, chunk, records).await?,
+            Err(StorageError::BelowRetainedLog { first_retained, .. }) => {
+                tracing::info!(
+                    "chunk {}: the replica on {} is at lsn {lsn}, below the retained WAL (from \
+                     lsn {first_retained}); copying the chunk files",
+                    chunk.id,
+                    replica.node
+                );
+                crate::snapshot::send(node, replica, chunk, store)
+                    .await?
+                    .ok_or_else(|| {
+                        Status::failed_precondition(format!(
+                            "chunk {}: the replica on {} needs records the WAL no longer holds \
+                             and takes no snapshots",
+                            chunk.id, replica.node
+                        ))
+                    })?
+            }
+            Err(e) => return Err(storage_status(e)),
+        };
         *peer_lsn = Some(held);
         publish(link, replica, held);
         return Ok(Step::Progress);
@@ -344,7 +368,8 @@ async fn handshake(
         )));
     }
     tracing::warn!(
-        "chunk {}: replica on {} diverged (its lsn {} checksum {:x}; primary lsn {}), rebuilding it",
+        "chunk {}: replica on {} diverged or is behind this primary's retained WAL (its lsn {} \
+         checksum {:x}; primary lsn {}), rebuilding it",
         chunk.id,
         replica.node,
         p.last_lsn,
@@ -357,6 +382,11 @@ async fn handshake(
             .send_modify(|s| s.removed_at = s.removed_at.max(at));
         return Ok(None);
     }
+    // A copy of the chunk files replaces what it holds: far cheaper than replaying every
+    // record, and the only way once the WAL below the flushed lsn is truncated.
+    if let Some(lsn) = crate::snapshot::send(node, replica, chunk, store).await? {
+        return Ok(Some(lsn));
+    }
     let p = client
         .get_replica_position(timed(ask(true)))
         .await?
@@ -365,8 +395,7 @@ async fn handshake(
 }
 
 /// Sends the next page of records after `lsn` (in lsn order); answers the last lsn the replica
-/// then holds. A replica that stops answering fails it at once, not at [`CALL_TIMEOUT`]: appends
-/// may be waiting for it.
+/// then holds.
 async fn ship_since(
     node: &Node,
     replica: &ReplicaInfo,
@@ -377,7 +406,19 @@ async fn ship_since(
     let records = store
         .records_since(lsn, PAGE_BYTES)
         .await
-        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(storage_status)?;
+    ship(node, replica, chunk, records).await
+}
+
+/// Sends `records` (in lsn order); answers the last lsn the replica then holds. A replica that
+/// stops answering fails it at once, not at [`CALL_TIMEOUT`]: appends may be waiting for it.
+async fn ship(
+    node: &Node,
+    replica: &ReplicaInfo,
+    chunk: &ChunkInfo,
+    records: Vec<Record>,
+) -> Result<u64, Status> {
+    let records = records
         .into_iter()
         .map(|r| {
             shoal_catalog::rows::encode_ipc(r.batch.schema_ref(), std::slice::from_ref(&r.batch))
@@ -544,5 +585,5 @@ async fn checksum_at(store: &ChunkStore, lsn: u64) -> Result<Option<u64>, Status
     store
         .checksum_at_retained(lsn)
         .await
-        .map_err(crate::error::storage_status)
+        .map_err(storage_status)
 }

@@ -11,11 +11,11 @@ use shoal_proto::data_node_server::DataNode;
 use shoal_proto::{
     AppendRequest, AppendResponse, ApplyRecordsRequest, ChunkInfo, DrainRequest, DrainResponse,
     ListReplicasRequest, ListReplicasResponse, ReplicaPosition, ReplicaPositionRequest,
-    ScanChunkRequest, ScanChunkResponse, WriteChunkRequest, WriteChunkResponse,
+    ScanChunkRequest, ScanChunkResponse, SnapshotPart, WriteChunkRequest, WriteChunkResponse,
 };
 use shoal_storage::{AppendOutcome, Record};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::catalog_cache::is_in_sync;
 use crate::error::storage_status;
@@ -233,6 +233,34 @@ impl DataNode for DataNodeService {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<Streaming<SnapshotPart>>,
+    ) -> Result<Response<ReplicaPosition>, Status> {
+        Principal::of(&req).require_cluster()?;
+        let mut parts = req.into_inner();
+        let Some(shoal_proto::snapshot_part::Part::Begin(begin)) =
+            parts.message().await?.and_then(|p| p.part)
+        else {
+            return Err(Status::invalid_argument(
+                "a snapshot stream starts with its begin message",
+            ));
+        };
+        let chunk = self
+            .replica_chunk(begin.chunk_id, begin.chunk_version)
+            .await?;
+        // As for a reset: an in-sync replica may hold acknowledged records the copy lacks.
+        if is_in_sync(&chunk, &self.node.alias) {
+            return Err(Status::failed_precondition(format!(
+                "chunk {}: refusing to replace a replica that is in sync at version {}",
+                chunk.id, chunk.version
+            )));
+        }
+        crate::snapshot::receive(&self.node, &chunk, begin, parts)
+            .await
+            .map(Response::new)
     }
 
     async fn list_replicas(

@@ -141,6 +141,40 @@ pub(crate) struct WriterSnapshot {
     pub runs: Vec<[u64; 3]>,
 }
 
+impl DedupSnapshot {
+    /// The state as of lsn `lsn` ≤ the lsn it was taken at, for a snapshot of the replica's
+    /// files (whose records end at `lsn`): the pairs applied after `lsn` are dropped, and each
+    /// writer's highest seq is the highest one left (a writer with none left is dropped).
+    ///
+    /// Pairs below a writer's window that were applied by `lsn` are not brought back (they
+    /// were pruned), so this can know less than the state really was at `lsn`; it still
+    /// answers every record after `lsn` exactly as the original state did when that record
+    /// was applied: each such seq was inside its writer's window then, whose highest seq was
+    /// at least the one left here, and it is not marked applied here. So replaying the records
+    /// after `lsn` on top of it gives the state at the end of the log again.
+    pub(crate) fn through(&self, lsn: u64) -> DedupSnapshot {
+        let writers = self
+            .writers
+            .iter()
+            .filter_map(|w| {
+                let runs: Vec<[u64; 3]> = w
+                    .runs
+                    .iter()
+                    .filter(|r| r[1] <= lsn)
+                    .map(|&[seq, first, len]| [seq, first, len.min(lsn - first + 1)])
+                    .collect();
+                let hi = runs.iter().map(|r| r[0] + r[2] - 1).max()?;
+                Some(WriterSnapshot {
+                    writer: w.writer,
+                    hi,
+                    runs,
+                })
+            })
+            .collect();
+        DedupSnapshot { writers }
+    }
+}
+
 impl Dedup {
     /// Was `(writer, seq)` applied, and if it is below the window, what the window is.
     pub(crate) fn check(&self, writer: u64, seq: u64) -> Seen {
@@ -317,6 +351,35 @@ mod tests {
             d.insert(2, seq, 200_000 + seq);
         }
         assert_eq!(d.lsn_entries() as u64, 2 * (DEDUP_WINDOW + 1));
+    }
+
+    #[test]
+    fn a_snapshot_cut_at_an_earlier_lsn_replays_to_the_same_state() {
+        let mut d = Dedup::default();
+        let mut log = Vec::new();
+        // Writer 1 far past its window, writer 2 out of order (locally shuffled seqs), writer 3
+        // only after the cut; every pair is new where it is applied, as the store ensures.
+        for lsn in 1..=12_000u64 {
+            let (w, seq) = match lsn % 3 {
+                0 => (1, lsn),
+                1 => (2, (lsn ^ 0x1f) + 100),
+                _ if lsn > 9_000 => (3, lsn),
+                _ => (1, lsn),
+            };
+            assert_eq!(d.check(w, seq), Seen::New);
+            d.insert(w, seq, lsn);
+            log.push((w, seq, lsn));
+        }
+        let at_end = d.snapshot();
+        let cut = 9_000;
+        let mut r = Dedup::restore(&at_end.through(cut)).unwrap();
+        for &(w, seq, lsn) in &log[cut as usize..] {
+            assert_eq!(r.check(w, seq), Seen::New, "writer {w} seq {seq} lsn {lsn}");
+            r.insert(w, seq, lsn);
+        }
+        assert!(r.snapshot() == at_end);
+        assert!(at_end.through(12_000) == at_end);
+        assert!(at_end.through(0).writers.is_empty());
     }
 
     #[test]

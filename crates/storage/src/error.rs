@@ -169,6 +169,16 @@ pub enum StorageError {
         /// The lowest lsn the WAL still holds from.
         first_retained: u64,
     },
+    /// A snapshot sent to replace this replica was refused before its commit (a file name
+    /// outside the store, a file short or with another hash than sent, a MANIFEST not listing
+    /// exactly the files sent). The store is unchanged.
+    #[error("snapshot for chunk store {} refused: {reason}", dir.display())]
+    SnapshotRefused {
+        /// The store directory.
+        dir: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The options passed to `create`/`open` are unusable.
     #[error("invalid options for chunk store {}: {detail}", dir.display())]
     InvalidOptions {

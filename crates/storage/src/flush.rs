@@ -36,8 +36,8 @@ use crate::types::FlushReport;
 use crate::wal::{read, segment};
 use std::sync::{Arc, PoisonError};
 
-/// Where a flush or compaction can stop as if the process died there (a test hook; no-op
-/// outside tests).
+/// Where a flush, compaction or snapshot install can stop as if the process died there (a test
+/// hook; no-op outside tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CrashPoint {
     /// The chunk file is in place; no MANIFEST lists it.
@@ -50,22 +50,57 @@ pub(crate) enum CrashPoint {
     MergedFile,
     /// Compaction: the MANIFEST lists the merged file; its inputs are still on disk.
     MergedManifest,
+    /// Snapshot install: every file verified in the staging directory; no MANIFEST there.
+    SnapshotStaged,
+    /// Snapshot install: the staging directory's MANIFEST is written (committed).
+    SnapshotCommitted,
+    /// Snapshot install: the old store is moved aside; the copy is not in place yet.
+    SnapshotMovedAside,
+    /// Snapshot install: the copy is in place; the old store is still beside it.
+    SnapshotSwapped,
 }
 
+/// Where a test asks a step to stop: the crash point, taken once.
 #[cfg(test)]
-pub(crate) fn crash_point(shared: &Shared, at: CrashPoint) -> Result<(), StorageError> {
-    let mut c = shared
-        .crash_after
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if *c == Some(at) {
-        *c = None;
+pub(crate) type CrashHook = Option<CrashPoint>;
+/// Outside tests nothing stops.
+#[cfg(not(test))]
+pub(crate) type CrashHook = ();
+
+/// Fails with "injected crash" if the hook asks for a stop at `at` (clearing it).
+#[cfg(test)]
+pub(crate) fn crash_if(
+    hook: &mut CrashHook,
+    dir: &std::path::Path,
+    at: CrashPoint,
+) -> Result<(), StorageError> {
+    if *hook == Some(at) {
+        *hook = None;
         return Err(StorageError::Failed {
-            dir: shared.dir.clone(),
+            dir: dir.to_path_buf(),
             reason: format!("injected crash after {at:?}"),
         });
     }
     Ok(())
+}
+
+#[cfg(not(test))]
+pub(crate) fn crash_if(
+    _: &mut CrashHook,
+    _: &std::path::Path,
+    _: CrashPoint,
+) -> Result<(), StorageError> {
+    Ok(())
+}
+
+/// [`crash_if`] with the store's hook.
+#[cfg(test)]
+pub(crate) fn crash_point(shared: &Shared, at: CrashPoint) -> Result<(), StorageError> {
+    let mut hook = shared
+        .crash_after
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    crash_if(&mut hook, &shared.dir, at)
 }
 
 #[cfg(not(test))]

@@ -145,6 +145,17 @@
 //! segment kept, moved up by `truncate_wal` before it deletes) over the record headers on disk,
 //! so a replica that is only behind is not taken for a diverged one.
 //!
+//! ## Snapshot: copying a replica whole (format 2)
+//! A replica that cannot catch up record by record (behind the retained WAL, or diverged) is
+//! replaced by a copy of its primary's committed flush state: [`ChunkStore::export_snapshot`]
+//! (STORE, the chunk files as they are, a MANIFEST for the copy whose dedup state is cut back to
+//! the flushed lsn), received by a [`SnapshotInstall`] into `<dir>.incoming` next to the store
+//! (sizes and xxh3 checked; the staged MANIFEST is the commit point), swapped in by
+//! [`ChunkStore::install_snapshot`] (renames). [`ChunkStore::open`] first finishes a committed
+//! install or discards an uncommitted one ([`ChunkStore::finish_install`]), so after a crash the
+//! replica is wholly the old one or wholly the copy. The copy continues at the flushed lsn with
+//! an empty WAL; the records after it follow by `apply_at`.
+//!
 //! ## Compaction (format 2)
 //! Every flush adds a file, so a chunk written for long would have ever more files, and every
 //! scan would open them all. [`ChunkStore::compact`] merges a contiguous run of files (lsn
@@ -197,6 +208,7 @@ mod index;
 mod manifest;
 mod merge;
 mod meta;
+mod snapshot;
 mod sort_key;
 mod stats;
 mod store;
@@ -211,6 +223,9 @@ pub use dedup::DEDUP_WINDOW;
 pub use error::StorageError;
 pub use manifest::{MANIFEST_FILE, MANIFEST_FORMAT_VERSION};
 pub use meta::{LOCK_FILE, STORE_FILE, STORE_FORMAT_V1, STORE_FORMAT_V2, STORE_FORMAT_VERSION};
+pub use snapshot::{
+    SNAPSHOT_PART_BYTES, SnapshotExport, SnapshotFile, SnapshotInstall, StagedSnapshot,
+};
 pub use sort_key::{Keep, SortKey};
 pub use stats::StoreStats;
 pub use store::ChunkStore;

@@ -87,8 +87,15 @@ pub(crate) struct ColumnRange {
     pub nulls: u64,
 }
 
-/// Write the manifest durably (the commit point of a flush).
+/// Write the manifest durably (the commit point of a flush); returns its size.
 pub(crate) fn write(dir: &Path, m: &Manifest) -> Result<u64, StorageError> {
+    let out = encode(dir, m)?;
+    fsutil::write_atomic(dir, MANIFEST_FILE, &out)?;
+    Ok(out.len() as u64)
+}
+
+/// The bytes of the `MANIFEST` file of store `dir` holding `m`.
+pub(crate) fn encode(dir: &Path, m: &Manifest) -> Result<Vec<u8>, StorageError> {
     let body = serde_json::to_vec(m).map_err(|e| StorageError::Corrupt {
         path: dir.join(MANIFEST_FILE),
         offset: 0,
@@ -104,8 +111,7 @@ pub(crate) fn write(dir: &Path, m: &Manifest) -> Result<u64, StorageError> {
     out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&body);
-    fsutil::write_atomic(dir, MANIFEST_FILE, &out)?;
-    Ok(out.len() as u64)
+    Ok(out)
 }
 
 /// Read and verify the manifest; `None` if there is none (nothing flushed yet). Also returns
@@ -117,21 +123,27 @@ pub(crate) fn read(dir: &Path) -> Result<Option<(Manifest, u64)>, StorageError> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("read", &path)(e)),
     };
+    let m = decode(&path, &bytes)?;
+    Ok(Some((m, bytes.len() as u64)))
+}
+
+/// Verify and decode the bytes of a `MANIFEST` file (`path` names it in errors).
+pub(crate) fn decode(path: &Path, bytes: &[u8]) -> Result<Manifest, StorageError> {
     let corrupt = |reason: String| StorageError::Corrupt {
-        path: path.clone(),
+        path: path.to_path_buf(),
         offset: 0,
         reason,
     };
     if bytes.len() < 12 || &bytes[..8] != MAGIC {
         return Err(StorageError::BadMagic {
-            path: path.clone(),
+            path: path.to_path_buf(),
             what: "manifest",
         });
     }
     let version = le_u32(&bytes[8..12]);
     if version == 0 || version > MANIFEST_FORMAT_VERSION {
         return Err(StorageError::UnsupportedVersion {
-            path,
+            path: path.to_path_buf(),
             what: "manifest",
             found: version,
             supported: MANIFEST_FORMAT_VERSION,
@@ -150,5 +162,5 @@ pub(crate) fn read(dir: &Path) -> Result<Option<(Manifest, u64)>, StorageError> 
     }
     let m: Manifest =
         serde_json::from_slice(body).map_err(|e| corrupt(format!("undecodable MANIFEST: {e}")))?;
-    Ok(Some((m, bytes.len() as u64)))
+    Ok(m)
 }

@@ -210,7 +210,8 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 impl ChunkStore {
     /// Create a new, empty store in `dir` (created if missing) for rows of `schema`, in format 1.
-    /// Refuses a directory that already holds a store, a MANIFEST or WAL segments.
+    /// Refuses a directory that already holds a store, a MANIFEST or WAL segments. A snapshot
+    /// install left next to `dir` is abandoned (deleted): the new store replaces it.
     pub async fn create(
         dir: &Path,
         schema: SchemaRef,
@@ -219,6 +220,7 @@ impl ChunkStore {
         let d = dir.to_path_buf();
         blocking(dir, move || {
             validate(&d, &opts)?;
+            crate::snapshot::discard_before_create(&d)?;
             std::fs::create_dir_all(&d).map_err(io_err("create directory", &d))?;
             let already = || StorageError::AlreadyExists { dir: d.clone() };
             if d.join(STORE_FILE).exists() {
@@ -239,7 +241,8 @@ impl ChunkStore {
         .await
     }
 
-    /// Open an existing store: read STORE (format 1 or 2) and the MANIFEST if any, delete
+    /// Open an existing store: complete or discard a snapshot install a crash interrupted (see
+    /// [`ChunkStore::finish_install`]), read STORE (format 1 or 2) and the MANIFEST if any, delete
     /// chunk files no MANIFEST lists, replay and verify the WAL after the flushed lsn (skipping
     /// segments wholly below it), truncate a torn tail, rebuild the dedup state (from the
     /// MANIFEST's snapshot, then the tail), index and checksum. Cost: the unflushed WAL tail
@@ -268,6 +271,7 @@ impl ChunkStore {
         let d = dir.to_path_buf();
         blocking(dir, move || {
             validate(&d, &opts)?;
+            crate::snapshot::recover(&d)?;
             // Check for STORE before taking the lock so a non-store directory is left untouched.
             if !d.join(STORE_FILE).exists() {
                 return Err(StorageError::NotFound { dir: d });

@@ -21,5 +21,6 @@ mod pause;
 mod query;
 mod reads;
 mod retention;
+mod snapshot_install;
 mod storage;
 mod upgrade;
