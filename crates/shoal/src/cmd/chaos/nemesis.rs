@@ -589,7 +589,8 @@ mod tests {
     #[test]
     fn names_are_the_cli_names() {
         assert_eq!(Nemesis::WipePrimary.name(), "wipe-primary");
-        assert_eq!(Nemesis::ALL.len(), 18);
+        assert_eq!(Nemesis::ALL.len(), 19);
         assert_eq!(Nemesis::FsyncEio.name(), "fsync-eio");
+        assert_eq!(Nemesis::WriteEio.name(), "write-eio");
     }
 }
