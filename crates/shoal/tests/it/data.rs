@@ -123,6 +123,18 @@ impl Data {
     }
 }
 
+/// A chunk's primary (its first in-sync replica) and another of its replicas, by node alias.
+pub fn primary_and_other(chunk: &ChunkInfo) -> (String, String) {
+    let primary = &chunk.replicas.iter().find(|r| r.in_sync).unwrap().node;
+    let other = &chunk
+        .replicas
+        .iter()
+        .find(|r| r.node != *primary)
+        .unwrap()
+        .node;
+    (primary.clone(), other.clone())
+}
+
 /// Waits until every chunk is COMPLETE and all replicas of each chunk hold the same records
 /// (same last lsn and checksum); returns the positions.
 pub async fn wait_all_complete_and_identical(data: &Data, timeout: Duration) {

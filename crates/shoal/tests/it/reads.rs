@@ -25,20 +25,7 @@ fn the_primary_never_serves_a_row_an_in_sync_replica_lacks() {
     rt.block_on(data.client.append(DB, TABLE, 1, 1, &seed_rows(&first, 0)))
         .unwrap();
     let chunk = rt.block_on(data.chunks()).pop().unwrap();
-    let primary = chunk
-        .replicas
-        .iter()
-        .find(|r| r.in_sync)
-        .unwrap()
-        .node
-        .clone();
-    let replica = chunk
-        .replicas
-        .iter()
-        .find(|r| r.node != primary)
-        .unwrap()
-        .node
-        .clone();
+    let (primary, replica) = crate::data::primary_and_other(&chunk);
     let status = cluster.status();
     let frozen = Frozen::new(node(&status, &replica)["pid"].as_u64().unwrap());
 

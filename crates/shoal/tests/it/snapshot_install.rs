@@ -44,20 +44,7 @@ fn a_replica_behind_the_truncated_wal_recovers_by_snapshot() {
 
     // Stop the machine of a replica that is not its chunk's primary.
     let chunk = rt.block_on(data.chunks()).remove(0);
-    let primary = chunk
-        .replicas
-        .iter()
-        .find(|r| r.in_sync)
-        .unwrap()
-        .node
-        .clone();
-    let behind = chunk
-        .replicas
-        .iter()
-        .find(|r| r.node != primary)
-        .unwrap()
-        .node
-        .clone();
+    let (primary, behind) = crate::data::primary_and_other(&chunk);
     let held = rt.block_on(data.positions())[&(chunk.id, behind.clone())].last_lsn;
     let behind_host = machine_of(&cluster, &behind);
     let primary_dir = cluster
