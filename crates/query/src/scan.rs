@@ -31,6 +31,11 @@ use crate::error::unavailable;
 /// How long a replica may take to start answering before the next one is tried: a paused or
 /// partitioned node accepts the connection but never answers.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Once it answered, the longest a replica may go between two messages: above the time a
+/// healthy one takes to read a large chunk's files before its first rows, so only a replica
+/// that stopped sending while its connection stays alive (which keepalive does not catch) hits
+/// it. The query then fails instead of hanging (F10).
+const MESSAGE_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct ChunkScanExec {
     /// `dfs://db.table`, for EXPLAIN and errors.
@@ -208,6 +213,7 @@ async fn open(
         match start_scan(&channels, &replica.addr, req.clone()).await {
             Ok((first, rest)) => {
                 let (path, node) = (chunk.path.clone(), replica.node.clone());
+                let rest = each_within(rest, MESSAGE_TIMEOUT);
                 let messages = stream::iter(first.map(Ok)).chain(rest).map_err(move |s| {
                     unavailable(format!(
                         "chunk {path}: replica {node} failed while sending it: {}: {}",
@@ -238,6 +244,30 @@ async fn open(
             tried.join("; ")
         )
     }))
+}
+
+/// `messages`, ended with DEADLINE_EXCEEDED when one takes longer than `within` to come.
+fn each_within<S>(
+    messages: S,
+    within: Duration,
+) -> impl futures::Stream<Item = Result<ScanChunkResponse, tonic::Status>>
+where
+    S: futures::Stream<Item = Result<ScanChunkResponse, tonic::Status>> + Unpin,
+{
+    stream::unfold(Some(messages), move |rest| async move {
+        let mut rest = rest?;
+        match tokio::time::timeout(within, rest.next()).await {
+            Ok(Some(Ok(m))) => Some((Ok(m), Some(rest))),
+            Ok(Some(Err(s))) => Some((Err(s), None)),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(tonic::Status::deadline_exceeded(format!(
+                    "no message for {within:?}"
+                ))),
+                None,
+            )),
+        }
+    })
 }
 
 /// Calls ScanChunk and waits for its first message, so a replica that cannot serve the chunk
@@ -312,4 +342,37 @@ pub(crate) fn project(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordB
         columns,
         &options,
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_replica_that_stops_sending_ends_the_scan_instead_of_holding_it() {
+        let one = ScanChunkResponse::default();
+        // One message, then nothing more, the stream never ending: a stuck replica.
+        let stuck = stream::iter([Ok(one.clone())]).chain(stream::pending());
+        let got: Vec<_> = each_within(stuck, Duration::from_millis(50))
+            .collect()
+            .await;
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].as_ref().unwrap(), &one);
+        assert_eq!(
+            got[1].as_ref().unwrap_err().code(),
+            tonic::Code::DeadlineExceeded
+        );
+        // A stream that ends, and one that fails, pass through as they are.
+        let ended: Vec<_> = each_within(stream::iter([Ok(one.clone())]), Duration::from_secs(5))
+            .collect()
+            .await;
+        assert_eq!(ended.len(), 1);
+        let failed: Vec<_> = each_within(
+            stream::iter([Err(tonic::Status::unavailable("gone")), Ok(one)]),
+            Duration::from_secs(5),
+        )
+        .collect()
+        .await;
+        assert_eq!(failed.len(), 1, "nothing after an error");
+    }
 }
