@@ -37,9 +37,8 @@ pub struct ControllerCore {
     /// between cannot be overtaken by it.
     pub liveness_writes: Arc<tokio::sync::Mutex<()>>,
     pub placement: PlacementPolicy,
-    /// Controllers that answered, at the leader's last look (`readmission`), that they are not
-    /// admitted: they refuse votes, so leadership is never handed to them.
-    pub not_admitted: Arc<std::sync::Mutex<std::collections::BTreeSet<crate::raft_types::NodeId>>>,
+    /// To the other controllers (e.g. asking whether one may lead).
+    pub channels: shoal_client::channel::Channels,
     /// Dropped names held on this controller's clock.
     pub drop_holds: Arc<crate::drop_holds::DropHolds>,
 }

@@ -106,15 +106,6 @@ async fn tick(
             answers.push((id, alias, addr, answer));
         }
     }
-    if let Ok(mut not_admitted) = core.not_admitted.lock() {
-        for (id, _, _, answer) in &answers {
-            match answer {
-                PeerAnswer::Known(r) if !r.admitted => not_admitted.insert(*id),
-                PeerAnswer::Known(_) | PeerAnswer::Old => not_admitted.remove(id),
-                PeerAnswer::Unreachable(_) => false,
-            };
-        }
-    }
     let answering: BTreeSet<NodeId> = answers
         .iter()
         .filter(|(_, _, _, a)| !matches!(a, PeerAnswer::Unreachable(_)))
@@ -159,11 +150,6 @@ async fn tick(
             Err(_) => {}
             Ok(()) => {
                 warned.remove(&id);
-                if next == Step::CatchUpAndAdmit
-                    && let Ok(mut not_admitted) = core.not_admitted.lock()
-                {
-                    not_admitted.remove(&id);
-                }
             }
         }
         if core.ensure_leader().is_err() {

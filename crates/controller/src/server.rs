@@ -117,7 +117,7 @@ pub async fn run(
             level: cfg.dfs_replica_reliability_level,
             recovery_wait: cfg.dfs_recovery_wait_time,
         },
-        not_admitted: Arc::default(),
+        channels: channels.clone(),
         drop_holds: Arc::default(),
     };
     let auth = ServerAuth::new(&opts.secret);

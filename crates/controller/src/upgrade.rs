@@ -2,6 +2,7 @@
 //! machine stops, keep the orchestrator's record (so a new orchestrator resumes), and raise
 //! the cluster version once every node runs the new release.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
@@ -15,6 +16,8 @@ use tonic::Status;
 use crate::cluster_meta::NodeState;
 use crate::command::{Command, Rejection};
 use crate::controller_service::ControllerCore;
+use crate::peer_identity::{self, PeerAnswer};
+use crate::raft_types::NodeId;
 
 /// How long a new leader may take to be elected after the hand-over.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -25,12 +28,7 @@ pub async fn transfer_leadership(
 ) -> Result<TransferLeadershipResponse, Status> {
     core.ensure_lease().await?;
     let metrics = core.raft.metrics().borrow_watched().clone();
-    // A controller re-admitted after losing its store refuses votes: it could not take over.
-    let not_admitted = core
-        .not_admitted
-        .lock()
-        .map(|n| n.clone())
-        .unwrap_or_default();
+    let not_admitted = not_admitted(core, &metrics).await;
     let to = if req.to_alias.is_empty() {
         // The most caught-up other voter: it wins the election without waiting to catch up.
         // Replication also reaches learners (a controller joining or re-admitted), which
@@ -60,7 +58,7 @@ pub async fn transfer_leadership(
         return Err(Status::failed_precondition(format!(
             "controller `{}` lost its metadata store and has not been re-admitted yet; it cannot \
              lead",
-            req.to_alias
+            core.topology.controller_alias(to).unwrap_or_default()
         )));
     }
     if to == metrics.id {
@@ -95,6 +93,34 @@ pub async fn transfer_leadership(
             "no new leader within {TRANSFER_TIMEOUT:?} after handing over leadership"
         ))),
     }
+}
+
+/// The other voters that answer, now, that they lost their store and are not admitted yet:
+/// they refuse votes, so leadership is never handed to them. Asked at the call, not cached:
+/// another leader may have admitted one since this controller last led.
+async fn not_admitted(
+    core: &ControllerCore,
+    metrics: &openraft::RaftMetrics<crate::raft_types::TypeConfig>,
+) -> BTreeSet<NodeId> {
+    let voters: Vec<NodeId> = metrics
+        .membership_config
+        .membership()
+        .voter_ids()
+        .filter(|v| *v != metrics.id)
+        .collect();
+    let asks = core
+        .topology
+        .controllers()
+        .filter(|(id, _)| voters.contains(id))
+        .map(
+            |(id, (_, addr))| async move { (id, peer_identity::ask(&core.channels, &addr).await) },
+        );
+    futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .filter(|(_, a)| matches!(a, PeerAnswer::Known(r) if !r.admitted))
+        .map(|(id, _)| id)
+        .collect()
 }
 
 pub async fn get_upgrade(core: &ControllerCore) -> Result<UpgradeRecord, Status> {
