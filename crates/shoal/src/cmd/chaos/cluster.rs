@@ -169,10 +169,33 @@ impl NsCluster {
         self.client_json(&["status", "--json"])
     }
 
+    /// The upgrade's record (`shoal upgrade --show --json`): `null` when none.
+    pub fn upgrade_record(&self) -> anyhow::Result<Value> {
+        self.client_json(&["upgrade", "--show", "--json"])
+    }
+
     /// The chunks of `db`.
     pub fn chunks(&self, db: &str) -> anyhow::Result<Vec<ChunkRow>> {
         let all: Vec<ChunkRow> = self.client_json(&["chunks", "--json"])?;
         Ok(all.into_iter().filter(|c| c.db == db).collect())
+    }
+
+    /// Polls until every chunk of every database is COMPLETE with every replica in sync (what
+    /// `shoal upgrade` checks before it changes anything); `false` if some is not after
+    /// `timeout`.
+    pub fn wait_complete(&self, timeout: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            let chunks: anyhow::Result<Vec<ChunkRow>> = self.client_json(&["chunks", "--json"]);
+            if chunks.is_ok_and(|all| {
+                all.iter()
+                    .all(|c| c.state == "COMPLETE" && c.replicas().iter().all(|(_, s)| *s))
+            }) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        false
     }
 
     /// Polls status until every node is UP and a controller leads.

@@ -3,8 +3,12 @@
 //! ```text
 //! namespaces + cluster up ─ DDL ─ workload (c0) ──────────────────────────────┐
 //!                                 warm-up │ nemesis 1 held │ quiet │ ... │ tail ┘
+//!                                         │ upgrade held beside the next ones │
 //! heal ─ wait healthy ─ final reads (c0) ─ merge histories ─ check ─ report
 //! ```
+//!
+//! The verdict fails if the checker finds a violation, or if the cluster is not healthy
+//! (every node UP, a controller leading) within [`HEAL_TIMEOUT`] of healing.
 //!
 //! Everything lands in `--out`: `schedule.json`, `workload.jsonl`, `nemesis.jsonl`,
 //! `final.jsonl`, the merged `history.jsonl` (what `shoal chaos check` reads), `report.json`,
@@ -20,9 +24,9 @@ use shoal_client::record::now_ms;
 
 use super::cluster::{NsCluster, wait_output};
 use super::firewall;
-use super::nemesis::Nemesis;
+use super::nemesis::{Active, Nemesis};
 use super::rolling_upgrade::{self, Package};
-use super::schedule::{QUIET, Schedule, TAIL, WARM_UP};
+use super::schedule::{QUIET, Schedule, Step, TAIL, WARM_UP};
 use super::workload::{DB, create_db, create_table};
 use crate::cli::ChaosRunArgs;
 
@@ -89,26 +93,44 @@ pub fn run(args: ChaosRunArgs) -> anyhow::Result<ExitCode> {
             bail!("{ddl}: {}", String::from_utf8_lossy(&o.stderr).trim());
         }
     }
+    if let Some(package) = &cluster.upgrade_to {
+        package.stage(&cluster)?;
+    }
 
     let workload = spawn_workload(&cluster, &out, &schedule, &args)?;
     let mut nemesis_log = Recorder::create(&out.join("nemesis.jsonl"))?;
     std::thread::sleep(WARM_UP);
+    // The nemesis running beside the others, and until when it is held.
+    let mut beside: Option<(Held, Instant)> = None;
     for step in &schedule.steps {
-        let active = match step.nemesis.start(&cluster, step.hold) {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("chaos: {} could not start: {e:#}", step.nemesis.name());
+        if step.nemesis.runs_beside()
+            && let Some((held, until)) = beside.take()
+        {
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+            held.stop(&cluster, &mut nemesis_log)?;
+        }
+        let held = match Held::start(step, &cluster, &mut nemesis_log)? {
+            Some(h) => h,
+            None => {
                 std::thread::sleep(QUIET);
                 continue;
             }
         };
-        let what = format!("{} for {} s", active.what, step.hold.as_secs());
-        eprintln!("chaos: {what}");
-        nemesis_log.record(&nemesis_op(F::NemesisStart, &what))?;
+        if step.nemesis.runs_beside() {
+            beside = Some((held, Instant::now() + step.hold));
+            continue;
+        }
         std::thread::sleep(step.hold);
-        let stopped = active.stop();
-        nemesis_log.record(&nemesis_op(F::NemesisStop, &what))?;
-        stopped?;
+        held.stop(&cluster, &mut nemesis_log)?;
+        std::thread::sleep(QUIET);
+        if let Some((held, until)) = beside.take_if(|(_, until)| *until <= Instant::now()) {
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+            held.stop(&cluster, &mut nemesis_log)?;
+        }
+    }
+    if let Some((held, until)) = beside.take() {
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        held.stop(&cluster, &mut nemesis_log)?;
         std::thread::sleep(QUIET);
     }
     let workload_status = wait_output(workload, TAIL + Duration::from_secs(120))?;
@@ -120,8 +142,11 @@ pub fn run(args: ChaosRunArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
-    if let Err(e) = cluster.wait_healthy(HEAL_TIMEOUT) {
-        eprintln!("chaos: not healthy after healing (the final reads will show it): {e:#}");
+    // A fault (or an upgrade that failed beside one) must never leave a machine stopped: the
+    // data may all be there with one replica down, so this is a verdict of its own.
+    let healthy = cluster.wait_healthy(HEAL_TIMEOUT);
+    if let Err(e) = &healthy {
+        eprintln!("chaos: not healthy {HEAL_TIMEOUT:?} after healing: {e:#}");
     }
     final_reads(&cluster, &out)?;
     drop(cluster);
@@ -146,7 +171,10 @@ pub fn run(args: ChaosRunArgs) -> anyhow::Result<ExitCode> {
         print!("{}", report.text());
         println!("history: {}", out.join("history.jsonl").display());
     }
-    Ok(if report.ok() {
+    if let Err(e) = &healthy {
+        println!("NOT HEALTHY after healing: {e:#}");
+    }
+    Ok(if report.ok() && healthy.is_ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -164,8 +192,56 @@ fn supported() -> Result<(), String> {
     Ok(())
 }
 
-fn nemesis_op(f: F, what: &str) -> Op {
-    let mut op = Op::new("nemesis", Kind::Info, f, now_ms());
+/// A nemesis started and recorded in the history.
+struct Held {
+    nemesis: Nemesis,
+    active: Active,
+    what: String,
+    started_ms: u64,
+}
+
+impl Held {
+    /// `None` when it could not start (e.g. no chunk to aim at yet): said, not recorded.
+    fn start(step: &Step, c: &NsCluster, log: &mut Recorder) -> anyhow::Result<Option<Self>> {
+        let active = match step.nemesis.start(c, step.hold) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("chaos: {} could not start: {e:#}", step.nemesis.name());
+                return Ok(None);
+            }
+        };
+        let what = format!("{} for {} s", active.what, step.hold.as_secs());
+        eprintln!("chaos: {what}");
+        let started_ms = now_ms();
+        log.record(&nemesis_op(F::NemesisStart, &what, started_ms))?;
+        Ok(Some(Self {
+            nemesis: step.nemesis,
+            active,
+            what,
+            started_ms,
+        }))
+    }
+
+    /// Undoes it; after an upgrade, each machine it went through becomes a window too.
+    fn stop(self, c: &NsCluster, log: &mut Recorder) -> anyhow::Result<()> {
+        let stopped = self.active.stop();
+        log.record(&nemesis_op(F::NemesisStop, &self.what, now_ms()))?;
+        if self.nemesis == Nemesis::Upgrade {
+            let record = c.upgrade_record().unwrap_or_else(|e| {
+                eprintln!("chaos: cannot read the upgrade's record: {e:#}");
+                serde_json::Value::Null
+            });
+            for w in rolling_upgrade::machine_windows(&record, self.started_ms) {
+                log.record(&nemesis_op(F::NemesisStart, &w.what(), w.from_ms))?;
+                log.record(&nemesis_op(F::NemesisStop, &w.what(), w.to_ms))?;
+            }
+        }
+        stopped
+    }
+}
+
+fn nemesis_op(f: F, what: &str, t: u64) -> Op {
+    let mut op = Op::new("nemesis", Kind::Info, f, t);
     op.value = Some(what.to_owned());
     op
 }

@@ -1,6 +1,8 @@
 //! What a run does when: a warm-up, then nemeses one after another, each held for a while and
-//! followed by a quiet spell, then a tail. Given nemeses (a scenario) or drawn from a seed: the
-//! same seed gives the same schedule.
+//! followed by a quiet spell, then a tail. A nemesis that [runs beside](Nemesis::runs_beside)
+//! the others (a rolling upgrade, DDL churn) starts in its turn and holds while the next ones
+//! come and go; the next such one starts only after it. Given nemeses (a scenario) or drawn
+//! from a seed: the same seed gives the same schedule.
 
 use std::time::Duration;
 
@@ -63,27 +65,36 @@ impl Schedule {
             anyhow::bail!("every nemesis is excluded");
         }
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut steps = Vec::new();
-        let mut used = WARM_UP + TAIL;
+        let mut schedule = Self {
+            seed: Some(seed),
+            steps: Vec::new(),
+        };
         loop {
             let nemesis = *pool.choose(&mut rng).unwrap_or(&pool[0]);
             let hold = Duration::from_secs(HOLDS_S[rng.random_range(0..HOLDS_S.len())])
                 .max(nemesis.min_hold());
-            if !steps.is_empty() && used + hold + QUIET > budget {
-                break;
+            schedule.steps.push(Step { nemesis, hold });
+            if schedule.steps.len() > 1 && schedule.duration() > budget {
+                schedule.steps.pop();
+                return Ok(schedule);
             }
-            used += hold + QUIET;
-            steps.push(Step { nemesis, hold });
         }
-        Ok(Self {
-            seed: Some(seed),
-            steps,
-        })
     }
 
     /// How long the workload must run to cover the schedule.
     pub fn duration(&self) -> Duration {
-        WARM_UP + TAIL + self.steps.iter().map(|s| s.hold + QUIET).sum::<Duration>()
+        let mut t = WARM_UP;
+        // When the nemesis running beside the others is held until.
+        let mut beside_until = Duration::ZERO;
+        for s in &self.steps {
+            if s.nemesis.runs_beside() {
+                t = t.max(beside_until);
+                beside_until = t + s.hold;
+            } else {
+                t += s.hold + QUIET;
+            }
+        }
+        t.max(beside_until + QUIET) + TAIL
     }
 }
 
@@ -127,5 +138,27 @@ mod tests {
         );
         let upgrade = Schedule::scenario(&[Nemesis::Upgrade], Duration::from_secs(20));
         assert_eq!(upgrade.steps[0].hold, Nemesis::Upgrade.min_hold());
+    }
+
+    #[test]
+    fn an_upgrade_holds_beside_the_faults_after_it_and_the_next_waits_for_it() {
+        let min = Nemesis::Upgrade.min_hold();
+        let hold = Duration::from_secs(20);
+        // Faults shorter than the upgrade: the upgrade's hold decides.
+        let beside = Schedule::scenario(
+            &[Nemesis::Upgrade, Nemesis::PausePrimary, Nemesis::KillLeader],
+            hold,
+        );
+        assert_eq!(beside.duration(), WARM_UP + min + QUIET + TAIL);
+        // Faults longer than it: they decide.
+        let many = [Nemesis::PausePrimary; 8];
+        let long = Schedule::scenario(&[&[Nemesis::Upgrade][..], &many[..]].concat(), hold);
+        assert_eq!(long.duration(), WARM_UP + 8 * (hold + QUIET) + TAIL);
+        // A second upgrade starts once the first is held no more.
+        let two = Schedule::scenario(
+            &[Nemesis::Upgrade, Nemesis::PausePrimary, Nemesis::Upgrade],
+            hold,
+        );
+        assert_eq!(two.duration(), WARM_UP + 2 * min + QUIET + TAIL);
     }
 }

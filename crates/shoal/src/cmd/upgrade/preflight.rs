@@ -1,10 +1,11 @@
 //! Before any machine is touched: the package verified here and on every agent, its version
-//! compatible with what runs, every node up, every chunk COMPLETE, a controller quorum to
-//! spare, disk space. A refusal names what is wrong and changes nothing that runs (a package
+//! compatible with what runs, every node up, every chunk COMPLETE (with every node up, a chunk
+//! being refilled gets 30 s), a controller quorum to spare, disk space. A refusal names what is wrong and changes nothing that runs (a package
 //! staged beside the running version is all an agent may keep).
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use shoal_agent::install::BINARY;
@@ -15,6 +16,11 @@ use super::machine::not_complete;
 use super::state::{FORMAT, MachinePlan, Status, UpgradeState};
 use crate::target::Target;
 use shoal_client::record::now_ms;
+
+/// With every node UP, how long chunks being refilled get to become COMPLETE before the
+/// upgrade is refused.
+const RECOVERY_SETTLE: Duration = Duration::from_secs(30);
+const RECOVERY_POLL: Duration = Duration::from_millis(200);
 
 /// Free space an agent must have left after unpacking: room for metadata backups and logs.
 const MIN_FREE_BYTES: u64 = 256 << 20;
@@ -154,6 +160,17 @@ pub async fn rollback(
     Ok(st)
 }
 
+/// The chunks not COMPLETE, with their state.
+async fn recovering(target: &Target) -> anyhow::Result<Vec<String>> {
+    let catalog = target.controllers.get_catalog().await?;
+    Ok(catalog
+        .chunks
+        .iter()
+        .filter(|c| not_complete(c))
+        .map(|c| format!("{} ({})", c.path, c.state))
+        .collect())
+}
+
 /// The one version every node runs; a mixed cluster is refused (resume or roll back the
 /// upgrade that left it so).
 fn running_version(status: &ClusterStatusResponse) -> anyhow::Result<String> {
@@ -175,26 +192,27 @@ fn running_version(status: &ClusterStatusResponse) -> anyhow::Result<String> {
 }
 
 async fn check_cluster(target: &Target, status: &ClusterStatusResponse) -> anyhow::Result<()> {
-    // Chunks first: a machine that went down leaves RECOVERING chunks, the more telling fact.
-    let catalog = target.controllers.get_catalog().await?;
-    let recovering: Vec<String> = catalog
-        .chunks
-        .iter()
-        .filter(|c| not_complete(c))
-        .map(|c| format!("{} ({})", c.path, c.state))
-        .collect();
-    if !recovering.is_empty() {
-        bail!(
-            "every chunk must be COMPLETE before an upgrade; not: {}",
-            recovering.join(", ")
-        );
-    }
     let down: Vec<String> = status
         .nodes
         .iter()
         .filter(|n| n.state() != NodeState::Up)
         .map(|n| format!("{} ({:?})", n.alias, n.state()))
         .collect();
+    let mut recovering = recovering(target).await?;
+    // Every node UP: the replicas not in sync are being refilled (a busy replica may miss a
+    // liveness probe and be taken out), which takes seconds, as between machines.
+    let settle_until = Instant::now() + RECOVERY_SETTLE;
+    while !recovering.is_empty() && down.is_empty() && Instant::now() < settle_until {
+        tokio::time::sleep(RECOVERY_POLL).await;
+        recovering = self::recovering(target).await?;
+    }
+    // Chunks first: a machine that went down leaves RECOVERING chunks, the more telling fact.
+    if !recovering.is_empty() {
+        bail!(
+            "every chunk must be COMPLETE before an upgrade; not: {}",
+            recovering.join(", ")
+        );
+    }
     if !down.is_empty() {
         bail!(
             "every node must be UP before an upgrade; not: {}",
