@@ -5,8 +5,9 @@
 //! - `cluster.chunks`: one row per chunk: chunk_id, db, table_name, partition, path, state,
 //!   version, replicas (`node1:in_sync,node4:stale`, controller order), rows and bytes (as
 //!   reported by the first in-sync replica that answered ListReplicas; null if none did),
-//!   checksums (`node1=<16 hex digits>,node4=?`: every replica's content checksum, `?` when it
-//!   did not answer or does not hold the chunk). Equal checksums = identical replicas.
+//!   checksums (`node1=<16 hex digits>,node4=?`: every replica's content checksum, `?` when its
+//!   node did not answer; a node holding no store for it shows the empty one's, as it answers
+//!   its primary). Equal checksums = identical replicas.
 //! - `cluster.config`: node, name, value (every node's effective configuration, from its
 //!   NodeInfo; nodes that do not answer are left out).
 
@@ -78,7 +79,17 @@ impl SystemSchema {
 
     async fn chunks(&self) -> Result<RecordBatch> {
         let positions = self.replica_positions().await;
-        let position = |node: &str, chunk: u64| positions.get(node).and_then(|p| p.get(&chunk));
+        // A node that answered without the chunk holds none of it (a replica placed there
+        // whose primary had nothing to send yet): empty, as it answers its primary too.
+        let empty = |chunk: u64| ReplicaPosition {
+            chunk_id: chunk,
+            ..Default::default()
+        };
+        let position = |node: &str, chunk: u64| {
+            positions
+                .get(node)
+                .map(|p| p.get(&chunk).cloned().unwrap_or_else(|| empty(chunk)))
+        };
         let c = &self.chunks;
         let in_sync_position = |chunk: &ChunkInfo| {
             chunk
