@@ -12,6 +12,7 @@ use shoal_common::config::{AgentConfig, ClusterCfg, ClusterNodes, ControllerConf
 use shoal_proto::agent_server::AgentServer;
 use shoal_proto::auth::ServerAuth;
 use shoal_proto::node_info_server::NodeInfoServer;
+use shoal_server::http::Readiness;
 use shoal_server::node_info::NodeInfoService;
 use tokio::sync::watch;
 
@@ -214,6 +215,15 @@ pub async fn run(
         ));
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (_ready_tx, ready_rx) = watch::channel(Readiness::Ready);
+    let http = shoal_server::http::spawn(
+        &site.addr(),
+        opts.config.http_port,
+        shoal_server::http::registry("agent", &site.alias),
+        ready_rx,
+        stop_rx.clone(),
+    )
+    .await?;
     let controllers = ControllerClient::new(
         opts.nodes.controllers().map(|n| n.site.addr()).collect(),
         Channels::new(&opts.secret)?,
@@ -247,6 +257,8 @@ pub async fn run(
         }
         let _ = stop_tx.send(true);
         let _ = heartbeats.await;
+        // Closed before a restart re-executes the agent, which binds the port again.
+        let _ = http.await;
     })
     .await;
     served?;

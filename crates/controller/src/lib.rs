@@ -21,6 +21,7 @@ pub mod ddl;
 pub mod drop_holds;
 pub mod leader_duties;
 pub mod liveness;
+mod metrics;
 pub mod peer_identity;
 pub mod placement;
 pub mod raft_network;

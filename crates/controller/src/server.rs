@@ -10,6 +10,7 @@ use shoal_proto::auth::ServerAuth;
 use shoal_proto::controller_server::ControllerServer;
 use shoal_proto::node_info_server::NodeInfoServer;
 use shoal_proto::raft_transport_server::RaftTransportServer;
+use shoal_server::http::Readiness;
 use shoal_server::node_info::NodeInfoService;
 use tokio::sync::watch;
 
@@ -18,6 +19,7 @@ use crate::admission::{Admission, Start};
 use crate::chunks::PlacementPolicy;
 use crate::controller_service::{ControllerCore, ControllerService};
 use crate::liveness::Liveness;
+use crate::metrics::ControllerMetrics;
 use crate::raft_network::Network;
 use crate::raft_service::RaftService;
 use crate::raft_types::Raft;
@@ -137,6 +139,18 @@ pub async fn run(
         ));
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut registry = shoal_server::http::registry("controller", &alias);
+    let metrics = ControllerMetrics::register(&mut registry);
+    let (ready_tx, ready_rx) = watch::channel(Readiness::NotReady("starting".into()));
+    let http = shoal_server::http::spawn(
+        &cfg.local_site.addr(),
+        cfg.http_port,
+        registry,
+        ready_rx,
+        stop_rx.clone(),
+    )
+    .await?;
+    let sampler = tokio::spawn(metrics.run(core.clone(), ready_tx, stop_rx.clone()));
     let duties = tokio::spawn(crate::leader_duties::run(
         core.clone(),
         cfg.node_heartbeat_timeout,
@@ -178,6 +192,8 @@ pub async fn run(
     .await;
     let _ = duties.await;
     let _ = readmission.await;
+    let _ = sampler.await;
+    let _ = http.await;
     if let Some(b) = bootstrap {
         let _ = b.await;
     }

@@ -34,6 +34,14 @@ const PRIMARY_CALL_TIMEOUT: Duration = Duration::from_secs(17);
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 pub async fn append(node: &Arc<Node>, req: AppendRequest) -> Result<AppendResponse, Status> {
+    let started = Instant::now();
+    let answer = decode_and_append(node, req).await;
+    node.metrics
+        .append(started.elapsed(), answer.as_ref().map(|a| a.duplicate));
+    answer
+}
+
+async fn decode_and_append(node: &Arc<Node>, req: AppendRequest) -> Result<AppendResponse, Status> {
     // The table first: an unknown table is NOT_FOUND whatever the rows are.
     node.catalog.table(&req.db, &req.table).await?;
     let batch = rows::decode_ipc(&req.arrow_ipc)

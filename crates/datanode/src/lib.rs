@@ -8,6 +8,7 @@ mod drain;
 mod error;
 mod flush_policy;
 mod ingest;
+mod metrics;
 mod node;
 mod primary;
 mod replicas;

@@ -13,6 +13,7 @@ use tonic::Status;
 
 use crate::catalog_cache::CatalogCache;
 use crate::flush_policy::MemoryBudget;
+use crate::metrics::DataNodeMetrics;
 use crate::replicas::LocalReplicas;
 use crate::replication::Links;
 
@@ -29,6 +30,7 @@ pub struct Node {
     pub cluster_version: tokio::sync::watch::Receiver<u32>,
     /// Rows in memory against `TSDBCacheEngineSize` (see `flush_policy`).
     pub memory: MemoryBudget,
+    pub metrics: DataNodeMetrics,
 }
 
 impl Node {

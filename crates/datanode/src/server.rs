@@ -13,11 +13,13 @@ use shoal_proto::MAX_MESSAGE;
 use shoal_proto::auth::{ServerAuth, UserAuth};
 use shoal_proto::data_node_server::DataNodeServer;
 use shoal_proto::node_info_server::NodeInfoServer;
+use shoal_server::http::Readiness;
 use shoal_server::node_info::NodeInfoService;
 use tokio::sync::watch;
 
 use crate::catalog_cache::CatalogCache;
 use crate::flush_policy::{FlushPolicy, MemoryBudget};
+use crate::metrics::DataNodeMetrics;
 use crate::node::Node;
 use crate::replicas::LocalReplicas;
 use crate::replication::Links;
@@ -91,6 +93,18 @@ pub async fn run(
         opts.nodes.controllers().map(|n| n.site.addr()).collect(),
         channels.clone(),
     );
+    let mut registry = shoal_server::http::registry("datanode", &site.alias);
+    let metrics = DataNodeMetrics::register(&mut registry);
+    let (ready_tx, ready_rx) = watch::channel(Readiness::NotReady("starting".into()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let http = shoal_server::http::spawn(
+        &site.addr(),
+        cfg.http_port,
+        registry,
+        ready_rx,
+        stop_rx.clone(),
+    )
+    .await?;
     // Unknown (0) until the first heartbeat answer: nothing newer than the oldest format.
     let (cluster_version, cluster_version_rx) = watch::channel(0);
     let node = Arc::new(Node {
@@ -102,6 +116,7 @@ pub async fn run(
         draining: watch::channel(false).0,
         cluster_version: cluster_version_rx,
         memory: MemoryBudget::new(cfg.cache_engine_bytes()),
+        metrics,
     });
     tracing::info!(
         "data node {} version {} listening on {}",
@@ -112,15 +127,23 @@ pub async fn run(
     // Before serving or heartbeating: no replica of this node may act as the truth before a
     // peer that can vouch for the data has filled it again (see `restart`).
     tokio::pin!(shutdown);
+    ready_tx.send_replace(Readiness::NotReady(
+        "taking its replicas out of the in-sync sets after a restart".into(),
+    ));
     tokio::select! {
         _ = crate::restart::leave_in_sync_sets(&node) => {}
-        _ = &mut shutdown => return Ok(()),
+        _ = &mut shutdown => {
+            let _ = stop_tx.send(true);
+            let _ = http.await;
+            return Ok(());
+        }
     }
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
+    ready_tx.send_replace(Readiness::Ready);
     let mut draining = node.draining.subscribe();
     let reporter = health_reporter.clone();
     tokio::spawn(async move {
@@ -128,6 +151,7 @@ pub async fn run(
             reporter
                 .set_service_status("", tonic_health::ServingStatus::NotServing)
                 .await;
+            ready_tx.send_replace(Readiness::NotReady("draining before a restart".into()));
         }
     });
     // Flight SQL is only for clients: all of it is refused while draining.
@@ -173,7 +197,6 @@ pub async fn run(
             flight_gate,
         ));
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let upkeep = tokio::spawn(upkeep(node.clone(), stop_rx.clone()));
     let heartbeats = tokio::spawn(shoal_client::heartbeat::run(
         controllers,
@@ -205,6 +228,7 @@ pub async fn run(
         let _ = heartbeats.await;
         let _ = upkeep.await;
         let _ = flushes.await;
+        let _ = http.await;
     })
     .await;
     served?;
@@ -222,6 +246,7 @@ async fn upkeep(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             Ok(()) => {
                 node.links.sweep(&node);
                 discard_unplaced(&node).await;
+                node.metrics.set_replicas(node.replicas.ids().len());
             }
             Err(e) => tracing::debug!("catalog refresh: {e}"),
         }

@@ -43,6 +43,7 @@ pub const KEYS: &[&str] = &[
     RESTART_ON_CRASH.name,
     RESTART_BACKOFF.name,
     PACKAGE_VERIFY_KEY.name,
+    common::HTTP_PORT.name,
 ];
 
 fn parse_optional_path(value: &str) -> Result<Option<PathBuf>, ValueError> {
@@ -102,6 +103,9 @@ pub struct AgentConfig {
     /// `packageVerifyKey`: packages must carry a signature by this key (resolved against
     /// the file's directory); `None`: checksums only.
     pub package_verify_key: Option<PathBuf>,
+    /// `httpPort`: metrics and health endpoints; 0 (default): the node's port + 1000.
+    #[serde(default)]
+    pub http_port: u16,
 }
 
 impl AgentConfig {
@@ -127,6 +131,7 @@ impl AgentConfig {
             package_verify_key: kv
                 .get(&PACKAGE_VERIFY_KEY)?
                 .map(|p| resolve_path(&config_dir(file), p)),
+            http_port: kv.get(&common::HTTP_PORT)?,
         })
     }
 
@@ -152,6 +157,7 @@ impl AgentConfig {
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
+            self.http_port.to_string(),
         ];
         KEYS.iter().map(|k| k.to_string()).zip(values).collect()
     }

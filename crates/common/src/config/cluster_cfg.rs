@@ -62,6 +62,7 @@ pub const KEYS: &[&str] = &[
     CACHE_ENGINE_SIZE.name,
     FLUSH_IDLE_TIME.name,
     QUERY_MEMORY.name,
+    common::HTTP_PORT.name,
 ];
 
 /// The effective settings of one data node.
@@ -94,6 +95,9 @@ pub struct DataNodeConfig {
     /// may use on the node coordinating it.
     #[serde(default = "default_query_memory_gb")]
     pub query_memory_gb: f64,
+    /// `httpPort`: metrics and health endpoints; 0 (default): the node's port + 1000.
+    #[serde(default)]
+    pub http_port: u16,
 }
 
 fn default_query_memory_gb() -> f64 {
@@ -128,6 +132,7 @@ impl DataNodeConfig {
             self.cache_engine_gb.to_string(),
             fmt_millis(self.flush_idle_time),
             self.query_memory_gb.to_string(),
+            self.http_port.to_string(),
         ];
         KEYS.iter().map(|k| k.to_string()).zip(values).collect()
     }
@@ -290,6 +295,7 @@ impl ClusterCfg {
                 },
                 gb => gb,
             },
+            http_port: self.get(&common::HTTP_PORT, alias)?,
         })
     }
 

@@ -94,6 +94,7 @@ pub const KEYS: &[&str] = &[
     RAFT_ELECTION_TIMEOUT.name,
     RAFT_HEARTBEAT_INTERVAL.name,
     NODE_HEARTBEAT_TIMEOUT.name,
+    common::HTTP_PORT.name,
 ];
 
 /// The parsed, validated `controller.cfg`.
@@ -130,6 +131,9 @@ pub struct ControllerConfig {
     /// `nodeHeartbeatTimeout` in ms (default 3000): a node is marked down
     /// after this long without a heartbeat.
     pub node_heartbeat_timeout: Duration,
+    /// `httpPort`: metrics and health endpoints; 0 (default): the node's port + 1000.
+    #[serde(default)]
+    pub http_port: u16,
 }
 
 impl ControllerConfig {
@@ -159,6 +163,7 @@ impl ControllerConfig {
             raft_election_timeout: kv.get(&RAFT_ELECTION_TIMEOUT)?,
             raft_heartbeat_interval: kv.get(&RAFT_HEARTBEAT_INTERVAL)?,
             node_heartbeat_timeout: kv.get(&NODE_HEARTBEAT_TIMEOUT)?,
+            http_port: kv.get(&common::HTTP_PORT)?,
         };
         let min_election = cfg.raft_heartbeat_interval * 3;
         if cfg.raft_election_timeout < min_election {
@@ -193,6 +198,7 @@ impl ControllerConfig {
             fmt_millis(self.raft_election_timeout),
             fmt_millis(self.raft_heartbeat_interval),
             fmt_millis(self.node_heartbeat_timeout),
+            self.http_port.to_string(),
         ];
         KEYS.iter().map(|k| k.to_string()).zip(values).collect()
     }

@@ -186,6 +186,14 @@ pub mod common {
     pub const DATA_SYNC: Key<bool> = Key::with_default("dataSync", "0", parse_bool);
     /// `lanCluster`: nodes are on one LAN (0|1).
     pub const LAN_CLUSTER: Key<bool> = Key::with_default("lanCluster", "1", parse_bool);
+    /// `httpPort`: the port of the node's metrics and health endpoints; 0 (default): the
+    /// node's own port + 1000.
+    pub const HTTP_PORT: Key<u16> = Key::with_default("httpPort", "0", parse_port_or_zero);
+}
+
+/// A TCP port, or 0 for "the default".
+pub fn parse_port_or_zero(value: &str) -> Result<u16, ValueError> {
+    parse_u32_in(value, 0, u32::from(u16::MAX)).map(|p| p as u16)
 }
 
 /// One known key of a file: its name, its default (as text, parsed by the

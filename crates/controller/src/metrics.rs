@@ -1,0 +1,118 @@
+//! What a controller tells Prometheus (`/metrics`, see `shoal_server::http`): its Raft term,
+//! role and log positions, the cluster version, and, as its state machine holds them, nodes and
+//! chunks by state and replicas out of sync. Sampled every second: a scrape reads the last
+//! sample.
+
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use shoal_server::http::Readiness;
+use tokio::sync::watch;
+
+use crate::controller_service::ControllerCore;
+
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Default)]
+pub struct ControllerMetrics {
+    term: Gauge,
+    is_leader: Gauge,
+    last_log_index: Gauge,
+    last_applied_index: Gauge,
+    cluster_version: Gauge,
+    nodes: Family<Labels, Gauge>,
+    chunks: Family<Labels, Gauge>,
+    replicas_out_of_sync: Gauge,
+}
+
+impl ControllerMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register("raft_term", "This controller's Raft term", m.term.clone());
+        registry.register(
+            "raft_is_leader",
+            "1 while this controller is the Raft leader",
+            m.is_leader.clone(),
+        );
+        registry.register(
+            "raft_last_log_index",
+            "The last index of this controller's Raft log",
+            m.last_log_index.clone(),
+        );
+        registry.register(
+            "raft_last_applied_index",
+            "The last Raft log index this controller applied",
+            m.last_applied_index.clone(),
+        );
+        registry.register(
+            "cluster_version",
+            "The cluster version (raised by `shoal upgrade --finalize`)",
+            m.cluster_version.clone(),
+        );
+        registry.register("nodes", "Nodes by state", m.nodes.clone());
+        registry.register("chunks", "Chunks by state", m.chunks.clone());
+        registry.register(
+            "replicas_out_of_sync",
+            "Chunk replicas not in their chunk's in-sync set",
+            m.replicas_out_of_sync.clone(),
+        );
+        m
+    }
+
+    /// Samples `core` every second until `stop` turns true; meanwhile the controller is ready
+    /// while it knows a Raft leader (itself or another).
+    pub async fn run(
+        self,
+        core: ControllerCore,
+        ready: watch::Sender<Readiness>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            self.sample(&core);
+            ready.send_replace(match core.raft.metrics().borrow_watched().current_leader {
+                Some(_) => Readiness::Ready,
+                None => Readiness::NotReady("no Raft leader known".into()),
+            });
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                () = tokio::time::sleep(SAMPLE_EVERY) => {}
+            }
+        }
+    }
+
+    fn sample(&self, core: &ControllerCore) {
+        let raft = core.raft.metrics().borrow_watched().clone();
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.term.set(gauge(raft.current_term));
+        self.is_leader
+            .set(i64::from(raft.current_leader == Some(raft.id)));
+        self.last_log_index
+            .set(gauge(raft.last_log_index.unwrap_or_default()));
+        self.last_applied_index
+            .set(gauge(raft.last_applied.map_or(0, |l| l.index)));
+        core.read(|m| {
+            self.cluster_version.set(i64::from(m.cluster_version));
+            self.nodes.clear();
+            for n in m.nodes.values() {
+                self.nodes
+                    .get_or_create(&vec![("state", format!("{:?}", n.state).to_uppercase())])
+                    .inc();
+            }
+            self.chunks.clear();
+            let mut out_of_sync = 0;
+            for c in m.catalog.chunks.values() {
+                self.chunks
+                    .get_or_create(&vec![("state", c.state.name().to_owned())])
+                    .inc();
+                out_of_sync += c.replicas.iter().filter(|r| !r.in_sync).count();
+            }
+            self.replicas_out_of_sync
+                .set(i64::try_from(out_of_sync).unwrap_or(i64::MAX));
+        });
+    }
+}

@@ -1,0 +1,68 @@
+//! What a data node tells Prometheus (`/metrics`, see `shoal_server::http`): client appends it
+//! coordinated, by outcome, and how long they took; the replicas it holds.
+
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tonic::Status;
+
+type Labels = Vec<(&'static str, String)>;
+
+pub struct DataNodeMetrics {
+    appends: Family<Labels, Counter>,
+    append_seconds: Histogram,
+    replicas: Gauge,
+}
+
+/// Append latency buckets, seconds: a group commit takes milliseconds, a failover up to a
+/// second, a client's whole deadline 30 s.
+const APPEND_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
+
+impl DataNodeMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            appends: Family::default(),
+            append_seconds: Histogram::new(APPEND_BUCKETS),
+            replicas: Gauge::default(),
+        };
+        registry.register(
+            "appends",
+            "Client appends this node coordinated, by outcome (ok, duplicate, or the gRPC code)",
+            m.appends.clone(),
+        );
+        registry.register(
+            "append_duration_seconds",
+            "Time from a client append's arrival to its answer, failovers included",
+            m.append_seconds.clone(),
+        );
+        registry.register(
+            "replicas",
+            "Chunk replicas held by this node",
+            m.replicas.clone(),
+        );
+        m
+    }
+
+    /// One client append answered after `took`: `Ok(duplicate)` or the error it got.
+    pub fn append(&self, took: Duration, outcome: Result<bool, &Status>) {
+        let outcome = match outcome {
+            Ok(false) => "ok".to_owned(),
+            Ok(true) => "duplicate".to_owned(),
+            Err(s) => format!("{:?}", s.code()),
+        };
+        self.appends
+            .get_or_create(&vec![("outcome", outcome)])
+            .inc();
+        self.append_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn set_replicas(&self, n: usize) {
+        self.replicas.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+}

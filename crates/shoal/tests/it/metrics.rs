@@ -1,0 +1,146 @@
+//! Every role's HTTP endpoints, as Prometheus and a load balancer use them: `/health`, `/ready`
+//! and `/metrics` on the node's port + 1000, with the build, Raft and append figures a user
+//! would graph.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::harness::{LocalCluster, nodes, shoal_bin, stderr};
+
+/// `GET path` on `addr`: the status code and the body.
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line from {addr}{path}: {out}"));
+    (code, body.to_owned())
+}
+
+fn http_addr(grpc: &str) -> String {
+    let (host, port) = grpc.rsplit_once(':').unwrap();
+    format!("{host}:{}", port.parse::<u16>().unwrap() + 1000)
+}
+
+/// The value of the sample `name{labels}` (labels as written, `""` for none), summed over
+/// every sample whose labels contain each of `labels`.
+fn sample(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(key, _)| {
+            let (n, rest) = key.split_once('{').unwrap_or((key, ""));
+            n == name && labels.iter().all(|want| rest.contains(want))
+        })
+        .map(|(_, v)| v.parse::<f64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn every_role_serves_health_readiness_and_metrics() {
+    let cluster = LocalCluster::start();
+    let status = cluster.status();
+    let version = crate::upgrade::version_of(std::path::Path::new(shoal_bin()));
+    for n in nodes(&status) {
+        let (alias, mode) = (n["alias"].as_str().unwrap(), n["mode"].as_str().unwrap());
+        let addr = http_addr(n["addr"].as_str().unwrap());
+        assert_eq!(get(&addr, "/health").0, 200, "{alias}");
+        // Ready once serving: a data node after its restart check, a controller once it knows
+        // a leader.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (code, body) = get(&addr, "/ready");
+            if code == 200 {
+                break;
+            }
+            assert_eq!(code, 503, "{alias}: {body}");
+            assert!(body.starts_with("not ready: "), "{alias}: {body}");
+            assert!(Instant::now() < deadline, "{alias} never ready: {body}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let (code, metrics) = get(&addr, "/metrics");
+        assert_eq!(code, 200, "{alias}");
+        let role = match mode {
+            "controller" => "controller",
+            "agent" => "agent",
+            _ => "datanode",
+        };
+        let build = [
+            format!(r#"role="{role}""#),
+            format!(r#"alias="{alias}""#),
+            format!(r#"version="{version}""#),
+        ];
+        let build: Vec<&str> = build.iter().map(String::as_str).collect();
+        assert_eq!(
+            sample(&metrics, "shoal_build_info", &build),
+            1.0,
+            "{metrics}"
+        );
+    }
+
+    // Writes show up on the data nodes that coordinated them, and in the controllers' chunks.
+    crate::data::create_seed_table(&cluster);
+    let out = cluster.run(&["write", "--count", "50", "--rate", "200"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let scrape = |mode: &str| -> Vec<String> {
+        nodes(&status)
+            .iter()
+            .filter(|n| n["mode"] == mode)
+            .map(|n| get(&http_addr(n["addr"].as_str().unwrap()), "/metrics").1)
+            .collect()
+    };
+    let data = scrape("datanode");
+    let appends: f64 = data
+        .iter()
+        .map(|m| sample(m, "shoal_appends_total", &[r#"outcome="ok""#]))
+        .sum();
+    let timed: f64 = data
+        .iter()
+        .map(|m| sample(m, "shoal_append_duration_seconds_count", &[]))
+        .sum();
+    assert!(
+        appends >= 50.0,
+        "{appends} appends counted:\n{}",
+        data.join("\n")
+    );
+    assert!(timed >= appends, "{timed} timed, {appends} counted");
+
+    // Exactly one controller leads, all in one term; the chunk the writes made is counted
+    // (sampled each second: wait for the sample after the writes).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ctl = scrape("controller");
+        let leaders: f64 = ctl
+            .iter()
+            .map(|m| sample(m, "shoal_raft_is_leader", &[]))
+            .sum();
+        let terms: Vec<f64> = ctl
+            .iter()
+            .map(|m| sample(m, "shoal_raft_term", &[]))
+            .collect();
+        let complete = sample(&ctl[0], "shoal_chunks", &[r#"state="COMPLETE""#]);
+        if leaders == 1.0 && terms.windows(2).all(|w| w[0] == w[1]) && complete >= 1.0 {
+            assert!(terms[0] >= 1.0, "{terms:?}");
+            assert_eq!(sample(&ctl[0], "shoal_nodes", &[r#"state="UP""#]), 9.0);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leaders {leaders}, terms {terms:?}, complete chunks {complete}:\n{}",
+            ctl.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
