@@ -208,6 +208,7 @@ mod index;
 mod manifest;
 mod merge;
 mod meta;
+mod scan;
 mod snapshot;
 mod sort_key;
 mod stats;
@@ -223,6 +224,7 @@ pub use dedup::DEDUP_WINDOW;
 pub use error::StorageError;
 pub use manifest::{MANIFEST_FILE, MANIFEST_FORMAT_VERSION};
 pub use meta::{LOCK_FILE, STORE_FILE, STORE_FORMAT_V1, STORE_FORMAT_V2, STORE_FORMAT_VERSION};
+pub use scan::{ColumnStats, ContainerStats, Prune, ScanBatches, ScanOptions};
 pub use snapshot::{
     SNAPSHOT_PART_BYTES, SnapshotExport, SnapshotFile, SnapshotInstall, StagedSnapshot,
 };
