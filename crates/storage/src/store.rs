@@ -677,7 +677,7 @@ impl ChunkStore {
     /// or last row written of each key, in key order. Flushes and compactions drop duplicates
     /// only among the records they meet, so until one file holds everything a key's rows may
     /// sit in several files and in memory, and the scan merges them all (the files and the
-    /// sorted in-memory rows, [`crate::merge`]) to answer as if every duplicate were gone.
+    /// sorted in-memory rows, `merge.rs`) to answer as if every duplicate were gone.
     pub async fn scan_keeping(
         &self,
         last: u64,
