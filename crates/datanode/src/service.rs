@@ -210,10 +210,10 @@ impl DataNode for DataNodeService {
             u64::MAX
         };
         // The store reads only the columns the request needs and skips files and row groups
-        // its filters rule out, except for a table dropping duplicates: there the duplicates
-        // are dropped before the request's filters see the rows (a filter on another column
-        // must not pick an older duplicate the table no longer holds), so its chunk is merged
-        // whole (`ChunkStore::scan_stream`).
+        // its filters rule out. A table dropping duplicates has them dropped before the
+        // request's filters see the rows (a filter on another column must not pick an older
+        // duplicate the table no longer holds): its chunk is merged, pruned only by the
+        // conditions on its key (`ChunkStore::scan_stream`).
         let sort_key = self.node.sort_key_of(&chunk)?;
         let plan = scan_messages::plan(&store.schema(), &req).map_err(Status::invalid_argument)?;
         let batches = store

@@ -15,13 +15,13 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::{DataType, Schema, SchemaRef};
+use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::pruning::PruningStatistics;
 use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::utils::{collect_columns, reassign_expr_columns};
-use datafusion::physical_expr::{PhysicalExpr, conjunction};
+use datafusion::physical_expr::{PhysicalExpr, conjunction, split_conjunction};
 use datafusion::physical_optimizer::pruning::{PruningPredicate, PruningPredicateBuilder};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::unparser::expr_to_sql;
@@ -44,6 +44,8 @@ pub fn encode(filters: &[Expr]) -> Vec<String> {
 
 /// A conjunction of filters compiled for one chunk's schema.
 pub struct Filter {
+    /// The schema the predicates are bound to.
+    schema: SchemaRef,
     predicates: Vec<Arc<dyn PhysicalExpr>>,
     /// The conjunction over min/max statistics; `None` when nothing can be pruned on.
     pruning: Option<Arc<PruningPredicate>>,
@@ -64,14 +66,19 @@ impl Filter {
                 ctx.create_physical_expr(expr, &df_schema)
             })
             .collect::<Result<Vec<_>>>()?;
-        // Built by name, so it holds for the same columns in any other order.
+        Ok(Self::of(Arc::clone(schema), predicates))
+    }
+
+    fn of(schema: SchemaRef, predicates: Vec<Arc<dyn PhysicalExpr>>) -> Self {
+        // Reads statistics by column name, so it holds for the same columns in any order.
         let pruning = PruningPredicateBuilder::new()
-            .with_file_schema(Arc::clone(schema))
+            .with_file_schema(Arc::clone(&schema))
             .build(conjunction(predicates.clone()));
-        Ok(Self {
+        Self {
+            schema,
             predicates,
             pruning,
-        })
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -89,13 +96,14 @@ impl Filter {
 
     /// The same filters over `schema`, which holds at least [`Filter::columns`] (by name, in
     /// any order): for rows read with only some of the chunk's columns.
-    pub fn on(&self, schema: &Schema) -> Result<Self> {
+    pub fn on(&self, schema: &SchemaRef) -> Result<Self> {
         let predicates = self
             .predicates
             .iter()
             .map(|p| reassign_expr_columns(Arc::clone(p), schema))
             .collect::<Result<_>>()?;
         Ok(Self {
+            schema: Arc::clone(schema),
             predicates,
             pruning: self.pruning.clone(),
         })
@@ -133,6 +141,27 @@ impl Prune for Filter {
             tracing::debug!(error = %e, "pruning skipped");
             all()
         })
+    }
+
+    /// The conditions of the conjunction (each filter split at its ANDs) that read only
+    /// `columns`.
+    fn only(&self, columns: &[String]) -> Option<Arc<dyn Prune>> {
+        let within = |p: &Arc<dyn PhysicalExpr>| {
+            collect_columns(p)
+                .iter()
+                .all(|c| columns.iter().any(|k| k == c.name()))
+        };
+        let kept: Vec<Arc<dyn PhysicalExpr>> = self
+            .predicates
+            .iter()
+            .flat_map(split_conjunction)
+            .filter(|p| within(p))
+            .cloned()
+            .collect();
+        let only = Self::of(Arc::clone(&self.schema), kept);
+        only.pruning
+            .is_some()
+            .then(|| Arc::new(only) as Arc<dyn Prune>)
     }
 }
 

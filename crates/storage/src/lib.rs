@@ -187,8 +187,8 @@
 //! tie-break (earlier file first) preserve. A key's rows can therefore sit in several files
 //! and in memory until a compaction meets them all, so a scan of such a key
 //! ([`ChunkStore::scan_stream`], [`ChunkStore::scan_keeping`]) merges the files and the
-//! in-memory rows, unpruned, and keeps the first or last row itself: a query gets the
-//! deduplicated answer whatever has been flushed or compacted. What is kept is a function of
+//! in-memory rows (pruned only by conditions on key columns) and keeps the first or last row
+//! itself: a query gets the deduplicated answer whatever has been flushed or compacted. What is kept is a function of
 //! the records alone (keeping the first of firsts is keeping the first), so replicas that
 //! flushed at different lsns answer the same, and their checksums, which chain the records,
 //! are equal as before. Dropped rows stay in the WAL until it is truncated, and

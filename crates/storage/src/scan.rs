@@ -6,10 +6,14 @@
 //! statistics in the file's footer. The caller still filters every row it gets: pruning only
 //! skips what cannot match.
 //!
-//! A table that keeps only the first or last row of each key (`keepDuplicates`) is not pruned:
-//! which duplicate survives depends on every row of the key, including rows a filter would
-//! skip, so its files and in-memory rows are merged whole ([`crate::merge`]) on a thread of
-//! their own and streamed through a channel of one batch.
+//! A table that keeps only the first or last row of each key (`keepDuplicates`) is merged
+//! ([`crate::merge`]) on a thread of its own and streamed through a channel of one batch, and
+//! pruned only by the conditions on its key columns ([`Prune::only`]): which duplicate survives
+//! depends on every row of the key, but the duplicates of a key agree on every key column, so
+//! such a condition keeps all of a key's rows or none. A container it rules out holds only keys
+//! no wanted row has; a key with a wanted row keeps every one of its rows, all in containers it
+//! does not rule out, so the merge still meets every duplicate of it. A condition on another
+//! column could skip the duplicate that should survive and let an older one through.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -38,6 +42,10 @@ const READ_BATCH_ROWS: usize = 64 * 1024;
 pub trait Prune: Send + Sync {
     /// One answer per container of `stats`.
     fn may_match(&self, stats: &ContainerStats) -> Vec<bool>;
+
+    /// A pruning that reads only `columns` and rules out no more than this one (a subset of
+    /// the conditions of a conjunction); `None` when there is none.
+    fn only(&self, columns: &[String]) -> Option<Arc<dyn Prune>>;
 }
 
 /// Statistics of some containers: their row counts and, per column, each one's smallest and
@@ -79,8 +87,8 @@ impl ContainerStats {
 pub struct ScanOptions {
     /// The columns to read, by name (answered in the chunk schema's order); `None`: all.
     pub columns: Option<Vec<String>>,
-    /// Skips files and row groups no wanted row can be in (not for tables dropping
-    /// duplicates, see the module docs).
+    /// Skips files and row groups no wanted row can be in (for tables dropping duplicates,
+    /// only [`Prune::only`] their key columns, see the module docs).
     pub prune: Option<Arc<dyn Prune>>,
 }
 
@@ -118,7 +126,8 @@ impl ChunkStore {
     /// holds, streamed (see the module docs): first the chunk files' rows (sorted by the sort
     /// key within each file), then one batch per in-memory record in lsn order; with
     /// `keepDuplicates` FIRST or LAST, the rows the key keeps, merged in key order. Only
-    /// `opts.columns`; files and row groups `opts.prune` rules out are skipped. A chunk file is
+    /// `opts.columns`; files and row groups `opts.prune` rules out are skipped (with FIRST or
+    /// LAST, those its conditions on key columns rule out). A chunk file is
     /// read once it holds any record ≤ `last`, so below the flushed lsn the answer may include
     /// rows of records up to the end of that file.
     ///
@@ -134,16 +143,24 @@ impl ChunkStore {
         let shared = self.shared_arc();
         let (indices, schema) = read_columns(&shared, opts.columns.as_deref())?;
         if sort_key.drops_duplicates() {
-            let snapshot = self.snapshot(last, |_| Vec::new())?;
-            let inner = merged(shared, snapshot, sort_key.clone(), indices, schema.clone())?;
+            let prune = opts.prune.and_then(|p| p.only(&sort_key.columns));
+            let fields: Vec<FieldRef> = shared.schema.fields().iter().cloned().collect();
+            let snapshot =
+                self.snapshot(last, |files| prune_files(prune.as_ref(), files, &fields))?;
+            let merge = Merged {
+                shared,
+                snapshot,
+                key: sort_key.clone(),
+                prune,
+                indices,
+                schema: schema.clone(),
+            };
+            let inner = merge.start()?;
             return Ok(ScanBatches { schema, inner });
         }
         let fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
         let prune = opts.prune;
-        let snapshot = self.snapshot(last, |files| match &prune {
-            Some(p) => p.may_match(&file_stats(files, &fields)),
-            None => Vec::new(),
-        })?;
+        let snapshot = self.snapshot(last, |files| prune_files(prune.as_ref(), files, &fields))?;
         let files = snapshot
             .files
             .into_iter()
@@ -226,6 +243,15 @@ fn read_columns(
     Ok((indices, Arc::new(schema)))
 }
 
+/// Which of `files` `prune` keeps, by their MANIFEST statistics of `fields` (all: empty).
+fn prune_files(
+    prune: Option<&Arc<dyn Prune>>,
+    files: &[&FileMeta],
+    fields: &[FieldRef],
+) -> Vec<bool> {
+    prune.map_or_else(Vec::new, |p| p.may_match(&file_stats(files, fields)))
+}
+
 /// `batch` (with the chunk's schema) reduced to the columns `indices`, labelled `schema`.
 fn project(
     dir: &Path,
@@ -278,7 +304,13 @@ impl Iterator for Reader {
                     &self.schema,
                 ));
             };
-            match self.open(&path, file) {
+            match open_file(
+                &self.shared,
+                &path,
+                file,
+                &self.schema,
+                self.prune.as_deref(),
+            ) {
                 Ok(batches) => self.current = batches,
                 Err(e) => {
                     self.stop();
@@ -296,50 +328,55 @@ impl Reader {
         self.files = Box::new(std::iter::empty());
         self.mem = Vec::new().into_iter();
     }
+}
 
-    /// The batches of the row groups of `file` that pruning keeps, only the columns read;
-    /// `None` when it keeps none.
-    fn open(&self, path: &Path, file: File) -> Result<Option<Batches>, StorageError> {
-        let builder =
-            ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err("open", path))?;
-        let groups = builder.metadata().num_row_groups();
-        let kept: Vec<usize> = match &self.prune {
-            Some(p) => {
-                let answers = p.may_match(&row_group_stats(&builder, &self.schema));
-                (0..groups)
-                    .filter(|&g| answers.get(g).copied().unwrap_or(true))
-                    .collect()
-            }
-            None => (0..groups).collect(),
-        };
-        let counters = &self.shared.counters;
-        counters.add_row_groups(kept.len() as u64, (groups - kept.len()) as u64);
-        if kept.is_empty() {
-            counters.add_files_pruned(1);
-            return Ok(None);
+/// The batches of the row groups of the chunk file `file` that `prune` keeps, only the columns
+/// of `schema` (by name); `None` when it keeps none.
+fn open_file(
+    shared: &Arc<Shared>,
+    path: &Path,
+    file: File,
+    schema: &SchemaRef,
+    prune: Option<&dyn Prune>,
+) -> Result<Option<Batches>, StorageError> {
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err("open", path))?;
+    let groups = builder.metadata().num_row_groups();
+    let kept: Vec<usize> = match prune {
+        Some(p) => {
+            let answers = p.may_match(&row_group_stats(&builder, schema));
+            (0..groups)
+                .filter(|&g| answers.get(g).copied().unwrap_or(true))
+                .collect()
         }
-        let file_schema = builder.schema().clone();
-        let roots = self
-            .schema
-            .fields()
-            .iter()
-            .map(|f| file_schema.index_of(f.name()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(arrow_err("find columns in chunk file", path))?;
-        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-        let reader = builder
-            .with_projection(mask)
-            .with_row_groups(kept)
-            .with_batch_size(READ_BATCH_ROWS)
-            .build()
-            .map_err(parquet_err("read chunk file", path))?;
-        let (path, schema, shared) = (path.to_path_buf(), self.schema.clone(), self.shared.clone());
-        Ok(Some(Box::new(reader.map(move |b| {
-            let b = b.map_err(arrow_err("read chunk file", &path))?;
-            shared.counters.add_file_rows_read(b.num_rows() as u64);
-            chunk_file::conform_read(&schema, b, &path)
-        }))))
+        None => (0..groups).collect(),
+    };
+    let counters = &shared.counters;
+    counters.add_row_groups(kept.len() as u64, (groups - kept.len()) as u64);
+    if kept.is_empty() {
+        counters.add_files_pruned(1);
+        return Ok(None);
     }
+    let file_schema = builder.schema().clone();
+    let roots = schema
+        .fields()
+        .iter()
+        .map(|f| file_schema.index_of(f.name()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(arrow_err("find columns in chunk file", path))?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let reader = builder
+        .with_projection(mask)
+        .with_row_groups(kept)
+        .with_batch_size(READ_BATCH_ROWS)
+        .build()
+        .map_err(parquet_err("read chunk file", path))?;
+    let (path, schema, shared) = (path.to_path_buf(), schema.clone(), shared.clone());
+    Ok(Some(Box::new(reader.map(move |b| {
+        let b = b.map_err(arrow_err("read chunk file", &path))?;
+        shared.counters.add_file_rows_read(b.num_rows() as u64);
+        chunk_file::conform_read(&schema, b, &path)
+    }))))
 }
 
 /// The row groups' statistics of the columns of `schema`, from the file's footer.
@@ -402,52 +439,67 @@ fn text_round_trips(t: &DataType) -> bool {
     t.is_integer() || t.is_string() || matches!(t, DataType::Date32 | DataType::Timestamp(_, _))
 }
 
-/// The merged scan of a table dropping duplicates: produced on a thread of its own, one batch
-/// ahead; it stops at its next batch once the reader is dropped.
-fn merged(
+/// The merged scan of a table dropping duplicates (see the module docs).
+struct Merged {
     shared: Arc<Shared>,
     snapshot: ScanSnapshot,
     key: SortKey,
+    /// Reads only key columns.
+    prune: Option<Arc<dyn Prune>>,
     indices: Vec<usize>,
     schema: SchemaRef,
-) -> Result<Batches, StorageError> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    let dir = shared.dir.clone();
-    std::thread::Builder::new()
-        .name("shoal-scan-merge".into())
-        .spawn(move || {
-            let mut sink = |b: RecordBatch| {
-                let rows = project(&shared.dir, &b, &indices, &schema);
-                tx.send(rows).map_err(|_| StorageError::Closed {
-                    dir: shared.dir.clone(),
-                })
-            };
-            if let Err(e) = snapshot.merge(&shared.dir, &shared.schema, &key, &mut sink) {
-                let _ = tx.send(Err(e));
-            }
-        })
-        .map_err(io_err("start a scan thread", &dir))?;
-    Ok(Box::new(rx.into_iter()))
+}
+
+impl Merged {
+    /// Produces the rows on a thread of its own, one batch ahead; it stops at its next batch
+    /// once the reader is dropped.
+    fn start(self) -> Result<Batches, StorageError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let dir = self.shared.dir.clone();
+        std::thread::Builder::new()
+            .name("shoal-scan-merge".into())
+            .spawn(move || {
+                let shared = &self.shared;
+                let mut sink = |b: RecordBatch| {
+                    let rows = project(&shared.dir, &b, &self.indices, &self.schema);
+                    tx.send(rows).map_err(|_| StorageError::Closed {
+                        dir: shared.dir.clone(),
+                    })
+                };
+                let merged =
+                    self.snapshot
+                        .merge(shared, &self.key, self.prune.as_deref(), &mut sink);
+                if let Err(e) = merged {
+                    let _ = tx.send(Err(e));
+                }
+            })
+            .map_err(io_err("start a scan thread", &dir))?;
+        Ok(Box::new(rx.into_iter()))
+    }
 }
 
 impl ScanSnapshot {
     /// Passes to `sink` the rows `sort_key` keeps, merged from the files (in lsn order) and then
-    /// the in-memory rows (the highest lsns), in key order. Blocking.
+    /// the in-memory rows (the highest lsns), in key order; the row groups of files sorted by
+    /// the key that `prune` (key columns only) rules out are skipped. Blocking.
     fn merge(
         self,
-        dir: &Path,
-        schema: &SchemaRef,
+        shared: &Arc<Shared>,
         sort_key: &SortKey,
+        prune: Option<&dyn Prune>,
         sink: &mut impl FnMut(RecordBatch) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
+        let (dir, schema) = (&shared.dir, &shared.schema);
         let columns = &sort_key.columns;
-        let mut inputs = self
-            .files
-            .into_iter()
-            .map(|(path, file, file_key)| {
-                merge::sorted_file(file, &path, schema, &file_key, columns)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut inputs = Vec::new();
+        for (path, file, file_key) in self.files {
+            if file_key != *columns {
+                // Written before the table's key was known (read whole and sorted).
+                inputs.push(merge::sorted_file(file, &path, schema, &file_key, columns)?);
+            } else if let Some(batches) = open_file(shared, &path, file, schema, prune)? {
+                inputs.push(batches);
+            }
+        }
         let mem =
             concat_batches(schema, &self.mem).map_err(arrow_err("concatenate batches", dir))?;
         if mem.num_rows() > 0 {
