@@ -13,6 +13,9 @@
 //! - `memory`: each data node's peak RSS and threads while the cluster ingests 10× its memory
 //!   budget, against the budget + 0.5 GiB; the ingest rate meanwhile against `ingest`'s reference.
 //! - `restart`: time from `host start` to UP with data in chunk files, and with more of it.
+//! - `query`: the queries (GROUP BY, filtered counts, latest by time, count, the last
+//!   minutes of one name) through Flight SQL over rows in chunk files, against DuckDB on the same
+//!   rows in one Parquet file.
 //! - `pause`: the same writer's longest stall while one data node is paused (SIGSTOP) as its
 //!   coordinator, its chunk's primary, its chunk's replica, against nothing paused.
 //!
@@ -23,6 +26,7 @@ mod cluster;
 mod load;
 mod memory;
 mod pause;
+mod query;
 mod reference;
 mod restart;
 mod snapshot;
@@ -150,6 +154,19 @@ enum Cmd {
         #[arg(long, default_value_t = 600)]
         timeout: u64,
     },
+    /// The queries through Flight SQL vs. DuckDB on the same rows in a Parquet file.
+    /// Sets `flushIdleTime=2000` so every row is in chunk files before the queries.
+    Query {
+        /// Rows of the seed table to load (in `--batch-rows` appends).
+        #[arg(long, default_value_t = 5_000_000)]
+        rows: u64,
+        /// Timed runs of each query after one untimed (the median is shown).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// A Python with the `duckdb` package.
+        #[arg(long, default_value = "target/pyenv/bin/python3")]
+        python: PathBuf,
+    },
     /// The writer's stall while one data node is paused, in each role, vs. nothing paused.
     Pause {
         /// The writer's appends per second (one row each).
@@ -196,6 +213,9 @@ fn main() -> Result<()> {
         let mut set = c.set.clone();
         if let Cmd::Memory { budget_gb, .. } = &cli.cmd {
             set.push(memory::budget_setting(*budget_gb));
+        }
+        if let Cmd::Query { .. } = &cli.cmd {
+            set.push("flushIdleTime=2000".into());
         }
         let mut cluster = Cluster::up(&bin, &dir, &c.hosts, &set)?;
         let r = (|| {
@@ -271,6 +291,15 @@ fn main() -> Result<()> {
                         Duration::from_secs((*timeout).clamp(1, 1800)),
                     )
                 }
+                Cmd::Query { rows, runs, python } => query::run(
+                    &conn,
+                    &rt,
+                    base_load(c, 1000),
+                    (*rows).clamp(1, 1_000_000_000),
+                    (*runs).clamp(1, 100),
+                    python,
+                    &cluster.dir,
+                ),
                 Cmd::Pause { rate, seconds } => pause::run(
                     &cluster,
                     &conn,

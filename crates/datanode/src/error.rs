@@ -10,9 +10,9 @@ const _: () = assert!(4 * shoal_client::data::MAX_SEQ_SPREAD <= shoal_storage::D
 
 pub fn storage_status(e: StorageError) -> Status {
     match e {
-        StorageError::SchemaMismatch { .. } | StorageError::RecordTooLarge { .. } => {
-            Status::invalid_argument(e.to_string())
-        }
+        StorageError::SchemaMismatch { .. }
+        | StorageError::RecordTooLarge { .. }
+        | StorageError::NoSuchColumn { .. } => Status::invalid_argument(e.to_string()),
         StorageError::LsnMismatch { .. } => Status::out_of_range(e.to_string()),
         // The bytes of a snapshot arrived damaged or incomplete: the primary sends it again.
         StorageError::SnapshotRefused { .. } => Status::data_loss(e.to_string()),

@@ -1,8 +1,10 @@
-//! The answer to a chunk scan: the rows the request's filters keep, its columns, at most its
+//! The answer to a chunk scan: what the store reads for it ([`plan`]: the projected and filtered
+//! columns, pruned by the filters), the rows the request's filters keep, its columns, at most its
 //! limit ([`rows`]), cut into messages bounded by bytes ([`messages`]). Everything is lazy: a
-//! message is filtered, projected and encoded only when the transport asks for it, so a scan
-//! of any size holds at most one message beyond the store's own batches, and each message is
-//! one Arrow IPC stream of about [`MESSAGE_BYTES`], under every receiver's limit. Counting
+//! batch is read, filtered, projected and encoded only when the transport asks for it, so a
+//! scan of any size holds about one store batch and one message, and a limit met early stops
+//! the reading; each message is one Arrow IPC stream of about [`MESSAGE_BYTES`], under every
+//! receiver's limit. Counting
 //! batches instead (as the previous release did) made a message of 256 appends of 10,000 rows
 //! 56 MB, which every query refused.
 
@@ -15,6 +17,7 @@ use arrow::error::ArrowError;
 use arrow::ipc::writer::StreamWriter;
 use shoal_proto::ScanChunkRequest;
 use shoal_query::pushdown::Filter;
+use shoal_storage::{Prune, ScanOptions};
 
 /// Bytes of one scan message, give or take one batch piece: large enough that per-message
 /// overhead is negligible, small enough to stay under every gRPC default limit (4 MiB).
@@ -23,38 +26,73 @@ pub(crate) const MESSAGE_BYTES: usize = 1 << 20;
 /// Batches of an answer, produced as they are asked for; an error ends the answer.
 pub(crate) type Rows = Box<dyn Iterator<Item = Result<RecordBatch, String>> + Send>;
 
-/// The store's `batches` as the request wants them: the rows its filters keep, only its
-/// columns (by name, in its order) when it projects, no more rows than its limit. Answers the
-/// schema of what follows; a filter that does not compile or a column the chunk lacks is
-/// refused here, before anything is sent.
-pub(crate) fn rows(
-    schema: &SchemaRef,
-    batches: Vec<RecordBatch>,
-    req: &ScanChunkRequest,
-) -> Result<(SchemaRef, Rows), String> {
+/// What a request asks of a chunk: its filters (compiled for the chunk's schema, also used to
+/// prune), its columns (`None`: all), at most how many rows.
+pub(crate) struct Plan {
+    filter: Arc<Filter>,
+    columns: Option<Vec<String>>,
+    limit: usize,
+}
+
+/// The plan of `req` over a chunk of `schema`; a filter that does not compile or a column the
+/// chunk lacks is refused here, before anything is read.
+pub(crate) fn plan(schema: &SchemaRef, req: &ScanChunkRequest) -> Result<Plan, String> {
     let filter = Filter::compile(schema, &req.filters).map_err(|e| e.to_string())?;
-    let indices = if req.project {
-        req.columns
-            .iter()
-            .map(|c| {
-                schema
-                    .index_of(c)
-                    .map_err(|_| no_column(schema, req.chunk_id, c))
-            })
-            .collect::<Result<Vec<_>, _>>()?
+    let columns = if req.project {
+        if let Some(c) = req.columns.iter().find(|c| schema.index_of(c).is_err()) {
+            return Err(no_column(schema, req.chunk_id, c));
+        }
+        Some(req.columns.clone())
     } else {
-        (0..schema.fields().len()).collect()
+        None
     };
-    let projected = Arc::new(schema.project(&indices).map_err(|e| e.to_string())?);
-    let out = Arc::clone(&projected);
-    let mut left = match usize::try_from(req.limit) {
+    let limit = match usize::try_from(req.limit) {
         Ok(0) | Err(_) => usize::MAX,
         Ok(n) => n,
     };
+    Ok(Plan {
+        filter: Arc::new(filter),
+        columns,
+        limit,
+    })
+}
+
+impl Plan {
+    /// What the store reads: the projected columns and those the filters need, files and row
+    /// groups the filters rule out skipped.
+    pub(crate) fn read(&self) -> ScanOptions {
+        let columns = self.columns.as_ref().map(|projected| {
+            let mut all: Vec<String> = projected.clone();
+            all.extend(self.filter.columns());
+            all
+        });
+        let prune = (!self.filter.is_empty()).then(|| Arc::clone(&self.filter) as Arc<dyn Prune>);
+        ScanOptions { columns, prune }
+    }
+}
+
+/// The store's batches (of schema `read`, holding at least what [`Plan::read`] asked for) as
+/// the request wants them: the rows its filters keep, only its columns (by name, in its
+/// order) when it projects, no more rows than its limit. Answers the schema of what follows.
+pub(crate) fn rows(
+    read: &SchemaRef,
+    batches: Rows,
+    plan: Plan,
+) -> Result<(SchemaRef, Rows), String> {
+    let filter = plan.filter.on(read).map_err(|e| e.to_string())?;
+    let indices = match &plan.columns {
+        Some(columns) => columns
+            .iter()
+            .map(|c| read.index_of(c).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => (0..read.fields().len()).collect(),
+    };
+    let projected = Arc::new(read.project(&indices).map_err(|e| e.to_string())?);
+    let out = Arc::clone(&projected);
+    let mut left = plan.limit;
     let rows = batches
-        .into_iter()
         .map(move |b| {
-            let kept = filter.apply(&b).map_err(|e| e.to_string())?;
+            let kept = filter.apply(&b?).map_err(|e| e.to_string())?;
             // The row count is explicit so that a batch of no column still counts rows.
             let columns = indices
                 .iter()
@@ -282,7 +320,8 @@ mod tests {
 
     fn answer(req: &ScanChunkRequest) -> Result<Vec<RecordBatch>, String> {
         let batches: Vec<RecordBatch> = (0..10).map(|i| batch(i * 100, 100)).collect();
-        let (projected, rows) = rows(&schema(), batches, req)?;
+        let plan = plan(&schema(), req)?;
+        let (projected, rows) = rows(&schema(), all(batches), plan)?;
         messages(projected, rows, 4 << 10)
             .map(|m| m.map(|m| decode_ipc(&m).unwrap()))
             .collect()
@@ -327,6 +366,24 @@ mod tests {
         assert!(err.contains("no column `nope`"), "{err}");
         let err = answer(&request(&["id"], 0, &["nope = 1"])).unwrap_err();
         assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn the_store_reads_the_projected_and_filtered_columns_and_prunes_only_with_filters() {
+        let read = |req: &ScanChunkRequest| plan(&schema(), req).unwrap().read();
+        let opts = read(&request(&["name"], 0, &["id < 5"]));
+        let mut columns = opts.columns.unwrap();
+        columns.sort();
+        assert_eq!(columns, ["id", "name"]);
+        assert!(opts.prune.is_some());
+        let opts = read(&request(&[], 10, &[]));
+        assert_eq!(opts.columns, Some(Vec::new()), "a count reads no column");
+        assert!(opts.prune.is_none());
+        let old = read(&ScanChunkRequest::default());
+        assert!(
+            old.columns.is_none() && old.prune.is_none(),
+            "an old request reads all"
+        );
     }
 
     #[test]

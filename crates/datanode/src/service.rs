@@ -209,18 +209,23 @@ impl DataNode for DataNodeService {
         } else {
             u64::MAX
         };
-        // Duplicates are dropped before the request's filters see the rows: a filter on
-        // another column must not pick an older duplicate the table no longer holds.
+        // The store reads only the columns the request needs and skips files and row groups
+        // its filters rule out. A table dropping duplicates has them dropped before the
+        // request's filters see the rows (a filter on another column must not pick an older
+        // duplicate the table no longer holds): its chunk is merged, pruned only by the
+        // conditions on its key (`ChunkStore::scan_stream`).
         let sort_key = self.node.sort_key_of(&chunk)?;
+        let plan = scan_messages::plan(&store.schema(), &req).map_err(Status::invalid_argument)?;
         let batches = store
-            .scan_keeping(last, &sort_key)
-            .await
+            .scan_stream(last, &sort_key, plan.read())
             .map_err(storage_status)?;
-        let (schema, rows) = scan_messages::rows(&store.schema(), batches, &req)
-            .map_err(Status::invalid_argument)?;
-        // Filtering and encoding are CPU work of unbounded length (a selective filter may
-        // read the whole chunk before a row passes): a blocking thread does it, a few messages
-        // ahead of the client, and stops when the client goes away.
+        let read = batches.schema().clone();
+        let batches = Box::new(batches.map(|b| b.map_err(|e| e.to_string())));
+        let (schema, rows) =
+            scan_messages::rows(&read, batches, plan).map_err(Status::invalid_argument)?;
+        // Reading, filtering and encoding are blocking work of unbounded length (a selective
+        // filter may read the whole chunk before a row passes): a blocking thread does it, a
+        // few messages ahead of the client, and stops when the client goes away.
         let (tx, rx) = tokio::sync::mpsc::channel(SCAN_MESSAGES_AHEAD);
         tokio::task::spawn_blocking(move || {
             for m in scan_messages::messages(schema, rows, MESSAGE_BYTES) {

@@ -20,6 +20,8 @@ mod ingest;
 mod metadata;
 mod params;
 mod prune;
+#[cfg(test)]
+mod pruning_tests;
 pub mod pushdown;
 mod scan;
 mod system;

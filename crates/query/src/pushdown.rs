@@ -2,21 +2,30 @@
 //! as SQL text ([`encode`]), the replica compiles them against the chunk's schema ([`Filter`])
 //! and sends only the rows that pass.
 //!
+//! A compiled [`Filter`] also prunes: as a [`Prune`] it tells the chunk store which files and
+//! row groups cannot hold a row it keeps, from their min/max and null counts (DataFusion's
+//! [`PruningPredicate`], as its own Parquet source uses it), so those are never decoded.
+//!
 //! Correctness never depends on it: the table answers `Inexact`, so DataFusion applies every
 //! filter again above the scan. A filter that does not unparse stays on the coordinator alone;
 //! a replica of a release before pushdown ignores the field and sends every row.
 
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, SchemaRef};
-use datafusion::common::DFSchema;
+use datafusion::common::pruning::PruningStatistics;
+use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::Expr;
-use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::utils::{collect_columns, reassign_expr_columns};
+use datafusion::physical_expr::{PhysicalExpr, conjunction, split_conjunction};
+use datafusion::physical_optimizer::pruning::{PruningPredicate, PruningPredicateBuilder};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::unparser::expr_to_sql;
+use shoal_storage::{ContainerStats, Prune};
 
 /// Whether the replica can evaluate `filter`: deterministic, and expressible as SQL.
 pub fn can_push(filter: &Expr) -> bool {
@@ -35,7 +44,11 @@ pub fn encode(filters: &[Expr]) -> Vec<String> {
 
 /// A conjunction of filters compiled for one chunk's schema.
 pub struct Filter {
+    /// The schema the predicates are bound to.
+    schema: SchemaRef,
     predicates: Vec<Arc<dyn PhysicalExpr>>,
+    /// The conjunction over min/max statistics; `None` when nothing can be pruned on.
+    pruning: Option<Arc<PruningPredicate>>,
 }
 
 impl Filter {
@@ -52,12 +65,48 @@ impl Filter {
                 })?;
                 ctx.create_physical_expr(expr, &df_schema)
             })
-            .collect::<Result<_>>()?;
-        Ok(Self { predicates })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self::of(Arc::clone(schema), predicates))
+    }
+
+    fn of(schema: SchemaRef, predicates: Vec<Arc<dyn PhysicalExpr>>) -> Self {
+        // Reads statistics by column name, so it holds for the same columns in any order.
+        let pruning = PruningPredicateBuilder::new()
+            .with_file_schema(Arc::clone(&schema))
+            .build(conjunction(predicates.clone()));
+        Self {
+            schema,
+            predicates,
+            pruning,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.predicates.is_empty()
+    }
+
+    /// The columns the filters read.
+    pub fn columns(&self) -> BTreeSet<String> {
+        self.predicates
+            .iter()
+            .flat_map(collect_columns)
+            .map(|c| c.name().to_owned())
+            .collect()
+    }
+
+    /// The same filters over `schema`, which holds at least [`Filter::columns`] (by name, in
+    /// any order): for rows read with only some of the chunk's columns.
+    pub fn on(&self, schema: &SchemaRef) -> Result<Self> {
+        let predicates = self
+            .predicates
+            .iter()
+            .map(|p| reassign_expr_columns(Arc::clone(p), schema))
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            schema: Arc::clone(schema),
+            predicates,
+            pruning: self.pruning.clone(),
+        })
     }
 
     /// The rows of `batch` every filter keeps (a NULL outcome drops the row, as in WHERE).
@@ -77,6 +126,73 @@ impl Filter {
             batch = filter_record_batch(&batch, mask.as_boolean())?;
         }
         Ok(batch)
+    }
+}
+
+impl Prune for Filter {
+    /// Every container when nothing can be pruned on, or when evaluating fails (pruning is only
+    /// ever an optimisation).
+    fn may_match(&self, stats: &ContainerStats) -> Vec<bool> {
+        let all = || vec![true; stats.containers()];
+        let Some(p) = &self.pruning else {
+            return all();
+        };
+        p.prune(&Statistics(stats)).unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "pruning skipped");
+            all()
+        })
+    }
+
+    /// The conditions of the conjunction (each filter split at its ANDs) that read only
+    /// `columns`.
+    fn only(&self, columns: &[String]) -> Option<Arc<dyn Prune>> {
+        let within = |p: &Arc<dyn PhysicalExpr>| {
+            collect_columns(p)
+                .iter()
+                .all(|c| columns.iter().any(|k| k == c.name()))
+        };
+        let kept: Vec<Arc<dyn PhysicalExpr>> = self
+            .predicates
+            .iter()
+            .flat_map(split_conjunction)
+            .filter(|p| within(p))
+            .cloned()
+            .collect();
+        let only = Self::of(Arc::clone(&self.schema), kept);
+        only.pruning
+            .is_some()
+            .then(|| Arc::new(only) as Arc<dyn Prune>)
+    }
+}
+
+/// The chunk store's statistics as DataFusion's pruning reads them.
+struct Statistics<'a>(&'a ContainerStats);
+
+impl PruningStatistics for Statistics<'_> {
+    fn min_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.0.column(column.name()).map(|c| Arc::clone(&c.min))
+    }
+
+    fn max_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.0.column(column.name()).map(|c| Arc::clone(&c.max))
+    }
+
+    fn num_containers(&self) -> usize {
+        self.0.containers()
+    }
+
+    fn null_counts(&self, column: &Column) -> Option<ArrayRef> {
+        self.0
+            .column(column.name())
+            .map(|c| Arc::new(c.nulls.clone()) as ArrayRef)
+    }
+
+    fn row_counts(&self) -> Option<ArrayRef> {
+        Some(Arc::new(self.0.rows().clone()))
+    }
+
+    fn contained(&self, _: &Column, _: &HashSet<ScalarValue>) -> Option<BooleanArray> {
+        None
     }
 }
 

@@ -56,7 +56,7 @@ pub(crate) fn file_name(first: u64, last: u64) -> String {
     format!("{first:020}-{last:020}.parquet")
 }
 
-fn parquet_err(
+pub(crate) fn parquet_err(
     what: &'static str,
     path: &Path,
 ) -> impl FnOnce(parquet::errors::ParquetError) -> StorageError {
@@ -445,12 +445,21 @@ pub(crate) fn batches(
     let (path, schema) = (path.to_path_buf(), schema.clone());
     Ok(reader.map(move |b| {
         let b = b.map_err(arrow_err("read chunk file", &path))?;
-        codec::conform(&schema, b).map_err(|d| StorageError::Corrupt {
-            path: path.clone(),
-            offset: 0,
-            reason: format!("chunk file rows do not match the store schema: {d}"),
-        })
+        conform_read(&schema, b, &path)
     }))
+}
+
+/// `batch`, read from the chunk file `path`, labelled `schema` once it is checked to match.
+pub(crate) fn conform_read(
+    schema: &SchemaRef,
+    batch: RecordBatch,
+    path: &Path,
+) -> Result<RecordBatch, StorageError> {
+    codec::conform(schema, batch).map_err(|d| StorageError::Corrupt {
+        path: path.to_path_buf(),
+        offset: 0,
+        reason: format!("chunk file rows do not match the store schema: {d}"),
+    })
 }
 
 /// Read an open chunk file whole.

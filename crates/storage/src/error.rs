@@ -179,6 +179,14 @@ pub enum StorageError {
         /// What is wrong.
         reason: String,
     },
+    /// A scan asked for a column the chunk does not have.
+    #[error("chunk store {} has no column `{column}`", dir.display())]
+    NoSuchColumn {
+        /// The store directory.
+        dir: PathBuf,
+        /// The column asked for.
+        column: String,
+    },
     /// The options passed to `create`/`open` are unusable.
     #[error("invalid options for chunk store {}: {detail}", dir.display())]
     InvalidOptions {

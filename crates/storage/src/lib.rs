@@ -185,13 +185,20 @@
 //! it flushes, and a compaction only the first or last among its inputs; "first" and "last"
 //! are in lsn order (then row order within an append), which the stable sort and the merge's
 //! tie-break (earlier file first) preserve. A key's rows can therefore sit in several files
-//! and in memory until a compaction meets them all, so [`ChunkStore::scan_keeping`] merges
-//! the files and the in-memory rows and keeps the first or last row itself: a query gets the
-//! deduplicated answer whatever has been flushed or compacted. What is kept is a function of
+//! and in memory until a compaction meets them all, so a scan of such a key
+//! ([`ChunkStore::scan_stream`], [`ChunkStore::scan_keeping`]) merges the files and the
+//! in-memory rows (pruned only by conditions on key columns) and keeps the first or last row
+//! itself: a query gets the deduplicated answer whatever has been flushed or compacted. What is kept is a function of
 //! the records alone (keeping the first of firsts is keeping the first), so replicas that
 //! flushed at different lsns answer the same, and their checksums, which chain the records,
 //! are equal as before. Dropped rows stay in the WAL until it is truncated, and
 //! [`ReplicaPosition::rows`] keeps counting every row appended.
+//!
+//! ## Scans
+//! [`ChunkStore::scan_stream`] streams a chunk: its files one Parquet batch at a time, then the
+//! in-memory batches, only the columns asked for, skipping files (by their MANIFEST min/max) and
+//! row groups (by their footer statistics) that the caller's [`Prune`] rules out; what it read
+//! and skipped is counted in [`StoreStats`] (`scan_*`).
 //!
 //! [`RecordBatch`]: arrow::record_batch::RecordBatch
 
@@ -208,6 +215,7 @@ mod index;
 mod manifest;
 mod merge;
 mod meta;
+mod scan;
 mod snapshot;
 mod sort_key;
 mod stats;
@@ -223,6 +231,7 @@ pub use dedup::DEDUP_WINDOW;
 pub use error::StorageError;
 pub use manifest::{MANIFEST_FILE, MANIFEST_FORMAT_VERSION};
 pub use meta::{LOCK_FILE, STORE_FILE, STORE_FORMAT_V1, STORE_FORMAT_V2, STORE_FORMAT_VERSION};
+pub use scan::{ColumnStats, ContainerStats, Prune, ScanBatches, ScanOptions};
 pub use snapshot::{
     SNAPSHOT_PART_BYTES, SnapshotExport, SnapshotFile, SnapshotInstall, StagedSnapshot,
 };

@@ -18,6 +18,15 @@ pub struct StoreStats {
     pub segments_created: u64,
     /// Bytes appended to the WAL since open.
     pub wal_bytes_written: u64,
+    /// Chunk files scans skipped whole: by their MANIFEST statistics, or because pruning
+    /// ruled out every row group.
+    pub scan_files_pruned: u64,
+    /// Row groups scans decoded.
+    pub scan_row_groups_read: u64,
+    /// Row groups scans skipped by their statistics.
+    pub scan_row_groups_pruned: u64,
+    /// Rows scans decoded from chunk files.
+    pub scan_file_rows_read: u64,
 }
 
 #[derive(Default)]
@@ -28,6 +37,10 @@ pub(crate) struct Counters {
     fsyncs: AtomicU64,
     segments_created: AtomicU64,
     wal_bytes_written: AtomicU64,
+    scan_files_pruned: AtomicU64,
+    scan_row_groups_read: AtomicU64,
+    scan_row_groups_pruned: AtomicU64,
+    scan_file_rows_read: AtomicU64,
 }
 
 impl Counters {
@@ -47,6 +60,16 @@ impl Counters {
     pub(crate) fn add_segment(&self) {
         self.segments_created.fetch_add(1, Relaxed);
     }
+    pub(crate) fn add_files_pruned(&self, n: u64) {
+        self.scan_files_pruned.fetch_add(n, Relaxed);
+    }
+    pub(crate) fn add_row_groups(&self, read: u64, pruned: u64) {
+        self.scan_row_groups_read.fetch_add(read, Relaxed);
+        self.scan_row_groups_pruned.fetch_add(pruned, Relaxed);
+    }
+    pub(crate) fn add_file_rows_read(&self, n: u64) {
+        self.scan_file_rows_read.fetch_add(n, Relaxed);
+    }
     pub(crate) fn snapshot(&self) -> StoreStats {
         StoreStats {
             applied: self.applied.load(Relaxed),
@@ -55,6 +78,10 @@ impl Counters {
             fsyncs: self.fsyncs.load(Relaxed),
             segments_created: self.segments_created.load(Relaxed),
             wal_bytes_written: self.wal_bytes_written.load(Relaxed),
+            scan_files_pruned: self.scan_files_pruned.load(Relaxed),
+            scan_row_groups_read: self.scan_row_groups_read.load(Relaxed),
+            scan_row_groups_pruned: self.scan_row_groups_pruned.load(Relaxed),
+            scan_file_rows_read: self.scan_file_rows_read.load(Relaxed),
         }
     }
 }

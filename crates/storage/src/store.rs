@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
-use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use tokio::sync::oneshot;
@@ -14,18 +13,18 @@ use crate::codec;
 use crate::commit_thread::CommitThread;
 use crate::dedup::Dedup;
 use crate::error::{StorageError, arrow_err, io_err};
+use crate::fsutil;
 use crate::group_commit::{Committer, Msg, Op, Request};
 use crate::index::{Entry, View};
 use crate::manifest::{self, FILES_DIR, Manifest};
-use crate::merge;
 use crate::meta::{self, LOCK_FILE, STORE_FILE, STORE_FORMAT_V1, STORE_FORMAT_V2};
+use crate::scan::ScanOptions;
 use crate::sort_key::SortKey;
 use crate::stats::{Counters, StoreStats};
 use crate::types::{AppendOutcome, OpenReport, Record, ReplicaPosition, StoreOptions};
 use crate::wal::record::{self, FRAME_PREFIX_LEN, MAX_PAYLOAD};
 use crate::wal::replay::{self, TailPolicy};
 use crate::wal::{segment, writer::WalWriter};
-use crate::{chunk_file, fsutil};
 
 /// Where the commit thread answers one queued record.
 type Reply = oneshot::Receiver<Result<AppendOutcome, StorageError>>;
@@ -667,64 +666,25 @@ impl ChunkStore {
         }
     }
 
-    /// The rows of records up to lsn `last` (`u64::MAX`: all), as batches with the store's
-    /// schema: first the rows of the chunk files (sorted by the sort key within each file),
-    /// then one batch per in-memory record in lsn order (empty batches included). A chunk file
-    /// is read whole once it holds any record ≤ `last`, so when `last` is below the flushed lsn
-    /// the answer may include rows of records up to the end of that file. Callers that must not
-    /// show records above some lsn flush only up to it.
+    /// The rows of records up to lsn `last` (`u64::MAX`: all), every column, collected:
+    /// [`ChunkStore::scan_stream`] of a table keeping every row.
     pub async fn scan(&self, last: u64) -> Result<Vec<RecordBatch>, StorageError> {
-        self.snapshot(last)?.read(self).await
+        self.scan_keeping(last, &SortKey::default()).await
     }
 
-    /// The rows a table with `sort_key` holds, of records up to lsn `last` (as for
-    /// [`ChunkStore::scan`]). With [`Keep::All`](crate::Keep::All) that is [`ChunkStore::scan`];
-    /// with `First` or `Last`, the first or last row written of each key, in key order:
-    /// flushes and compactions drop duplicates only among the records they meet, so until
-    /// one file holds everything a key's rows may sit in several files and in memory, and the
-    /// scan merges them all (the files and the sorted in-memory rows, [`crate::merge`]) to
-    /// answer as if every duplicate were gone already.
+    /// The rows a table with `sort_key` holds, of records up to lsn `last`, every column,
+    /// collected ([`ChunkStore::scan_stream`]): with `keepDuplicates` FIRST or LAST, the first
+    /// or last row written of each key, in key order. Flushes and compactions drop duplicates
+    /// only among the records they meet, so until one file holds everything a key's rows may
+    /// sit in several files and in memory, and the scan merges them all (the files and the
+    /// sorted in-memory rows, `merge.rs`) to answer as if every duplicate were gone.
     pub async fn scan_keeping(
         &self,
         last: u64,
         sort_key: &SortKey,
     ) -> Result<Vec<RecordBatch>, StorageError> {
-        if !sort_key.drops_duplicates() {
-            return self.scan(last).await;
-        }
-        let snapshot = self.snapshot(last)?;
-        let (dir, schema, key) = (
-            self.shared.dir.clone(),
-            self.shared.schema.clone(),
-            sort_key.clone(),
-        );
-        blocking(&self.shared.dir, move || {
-            snapshot.merge(&dir, &schema, &key)
-        })
-        .await
-    }
-
-    /// What a scan reads: the chunk files opened, and the in-memory batches, taken together.
-    pub(crate) fn snapshot(&self, last: u64) -> Result<ScanSnapshot, StorageError> {
-        let dir = self.shared.dir.join(FILES_DIR);
-        // Opened under the view's lock: a compaction deletes its inputs only after swapping
-        // them out of the view, so every file listed is there, and stays readable once open.
-        let v = self.view();
-        let files = v
-            .files
-            .iter()
-            .filter(|f| f.first_lsn <= last)
-            .map(|f| {
-                let path = dir.join(&f.name);
-                File::open(&path)
-                    .map(|h| (path.clone(), h, f.sort_key.clone()))
-                    .map_err(io_err("open", &path))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(ScanSnapshot {
-            files,
-            mem: v.batches_through(last),
-        })
+        let batches = self.scan_stream(last, sort_key, ScanOptions::default())?;
+        blocking(&self.shared.dir, move || batches.collect()).await
     }
 
     /// Bytes of the store's files (STORE, MANIFEST, chunk files and WAL segments).
@@ -768,61 +728,6 @@ impl ChunkStore {
         tokio::task::spawn_blocking(move || drop(self))
             .await
             .map_err(|_| StorageError::Closed { dir })
-    }
-}
-
-/// The files a scan opened (with the key each is sorted by) and the in-memory batches it saw
-/// (see [`ChunkStore::snapshot`]).
-pub(crate) struct ScanSnapshot {
-    files: Vec<(PathBuf, File, Vec<String>)>,
-    mem: Vec<RecordBatch>,
-}
-
-impl ScanSnapshot {
-    /// The rows: the files' (read off the async runtime), then the in-memory ones.
-    pub(crate) async fn read(self, store: &ChunkStore) -> Result<Vec<RecordBatch>, StorageError> {
-        if self.files.is_empty() {
-            return Ok(self.mem);
-        }
-        let schema = store.shared.schema.clone();
-        blocking(&store.shared.dir, move || {
-            let mut out = Vec::new();
-            for (path, file, _) in self.files {
-                out.extend(chunk_file::read_open(file, &path, &schema)?);
-            }
-            out.extend(self.mem);
-            Ok(out)
-        })
-        .await
-    }
-
-    /// The rows `sort_key` keeps, merged from the files (in lsn order) and then the in-memory
-    /// rows (the highest lsns), in key order. Blocking.
-    fn merge(
-        self,
-        dir: &Path,
-        schema: &SchemaRef,
-        sort_key: &SortKey,
-    ) -> Result<Vec<RecordBatch>, StorageError> {
-        let columns = &sort_key.columns;
-        let mut inputs = self
-            .files
-            .into_iter()
-            .map(|(path, file, file_key)| {
-                merge::sorted_file(file, &path, schema, &file_key, columns)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mem =
-            concat_batches(schema, &self.mem).map_err(arrow_err("concatenate batches", dir))?;
-        if mem.num_rows() > 0 {
-            inputs.push(merge::sorted(dir, schema, &mem, columns)?);
-        }
-        let mut out = Vec::new();
-        merge::merge(dir, schema, inputs, sort_key, &mut |b| {
-            out.push(b);
-            Ok(())
-        })?;
-        Ok(out)
     }
 }
 

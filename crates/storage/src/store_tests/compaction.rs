@@ -10,7 +10,7 @@ use super::*;
 use crate::chunk_file;
 use crate::flush::CrashPoint;
 use crate::manifest;
-use crate::{COMPACT_MIN_FILES, CompactReport, Compaction};
+use crate::{COMPACT_MIN_FILES, CompactReport, Compaction, ScanOptions, SortKey};
 
 /// Every row of `batches` as text, in order.
 fn sequence(batches: &[RecordBatch]) -> Vec<String> {
@@ -208,13 +208,16 @@ async fn a_scan_started_before_a_compaction_reads_every_row_of_the_deleted_input
     let dir = tmp.path();
     let store = flushed_ten_times(dir).await;
     let want = multiset(&store.scan(u64::MAX).await.unwrap());
-    let started = store.snapshot(u64::MAX).unwrap();
+    let started = store
+        .scan_stream(u64::MAX, &SortKey::default(), ScanOptions::default())
+        .unwrap();
     store
         .compact(&key(&["note"]), Compaction::Tiered)
         .await
         .unwrap();
     assert_eq!(chunk_files(dir).len(), 1, "the inputs are unlinked");
-    assert_eq!(multiset(&started.read(&store).await.unwrap()), want);
+    let rows: Vec<RecordBatch> = started.collect::<Result<_, _>>().unwrap();
+    assert_eq!(multiset(&rows), want);
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ mod group_commit;
 mod keep_duplicates;
 mod recovery;
 mod replication;
+mod scan;
 mod snapshot;
 
 use std::path::{Path, PathBuf};

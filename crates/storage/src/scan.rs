@@ -1,0 +1,510 @@
+//! Streamed reads of a chunk ([`ChunkStore::scan_stream`]): the chunk files one after another,
+//! one Parquet batch at a time, then the in-memory batches, so a scan holds about one batch, not
+//! the chunk. Only the columns asked for are decoded (Parquet's `ProjectionMask`), and a caller's
+//! [`Prune`] skips what cannot hold a row it wants, in two steps: whole files by the per-column
+//! min/max their MANIFEST entry keeps (the file is not even opened), then row groups by the
+//! statistics in the file's footer. The caller still filters every row it gets: pruning only
+//! skips what cannot match.
+//!
+//! A table that keeps only the first or last row of each key (`keepDuplicates`) is merged
+//! ([`crate::merge`]) on a thread of its own and streamed through a channel of one batch, and
+//! pruned only by the conditions on its key columns ([`Prune::only`]): which duplicate survives
+//! depends on every row of the key, but the duplicates of a key agree on every key column, so
+//! such a condition keeps all of a key's rows or none. A container it rules out holds only keys
+//! no wanted row has; a key with a wanted row keeps every one of its rows, all in containers it
+//! does not rule out, so the merge still meets every duplicate of it. A condition on another
+//! column could skip the duplicate that should survive and let an older one through.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, StringArray, UInt64Array};
+use arrow::compute::{CastOptions, cast_with_options, concat_batches};
+use arrow::datatypes::{DataType, FieldRef, SchemaRef};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
+
+use crate::chunk_file::{self, parquet_err};
+use crate::error::{StorageError, arrow_err, io_err};
+use crate::manifest::{FILES_DIR, FileMeta};
+use crate::merge;
+use crate::sort_key::SortKey;
+use crate::store::{ChunkStore, Shared};
+
+/// Rows per batch read from a chunk file.
+const READ_BATCH_ROWS: usize = 64 * 1024;
+
+/// Decides from statistics which containers (chunk files, or the row groups of one) may hold
+/// a row the caller wants. Must be conservative: `false` only where no row can.
+pub trait Prune: Send + Sync {
+    /// One answer per container of `stats`.
+    fn may_match(&self, stats: &ContainerStats) -> Vec<bool>;
+
+    /// A pruning that reads only `columns` and rules out no more than this one (a subset of
+    /// the conditions of a conjunction); `None` when there is none.
+    fn only(&self, columns: &[String]) -> Option<Arc<dyn Prune>>;
+}
+
+/// Statistics of some containers: their row counts and, per column, each one's smallest and
+/// largest non-null value (null where unknown) and null count.
+pub struct ContainerStats {
+    rows: UInt64Array,
+    columns: HashMap<String, ColumnStats>,
+}
+
+/// One column's statistics over the containers.
+pub struct ColumnStats {
+    /// Smallest non-null value per container, typed as the column (null: unknown).
+    pub min: ArrayRef,
+    /// Largest non-null value per container (null: unknown).
+    pub max: ArrayRef,
+    /// Nulls per container (null: unknown).
+    pub nulls: UInt64Array,
+}
+
+impl ContainerStats {
+    /// How many containers.
+    pub fn containers(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Rows per container.
+    pub fn rows(&self) -> &UInt64Array {
+        &self.rows
+    }
+
+    /// The statistics of column `name`, if known.
+    pub fn column(&self, name: &str) -> Option<&ColumnStats> {
+        self.columns.get(name)
+    }
+}
+
+/// What a scan reads besides its lsn bound.
+#[derive(Clone, Default)]
+pub struct ScanOptions {
+    /// The columns to read, by name (answered in the chunk schema's order); `None`: all.
+    pub columns: Option<Vec<String>>,
+    /// Skips files and row groups no wanted row can be in (for tables dropping duplicates,
+    /// only [`Prune::only`] their key columns, see the module docs).
+    pub prune: Option<Arc<dyn Prune>>,
+}
+
+/// Batches of a scan, read as they are asked for (blocking: iterate off the async runtime).
+/// An error ends the scan.
+pub struct ScanBatches {
+    schema: SchemaRef,
+    inner: Box<dyn Iterator<Item = Result<RecordBatch, StorageError>> + Send>,
+}
+
+impl ScanBatches {
+    /// The schema of every batch: the chunk's, reduced to the columns read.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+}
+
+impl Iterator for ScanBatches {
+    type Item = Result<RecordBatch, StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.inner.next()
+    }
+}
+
+/// The chunk files a scan opened (with the key each is sorted by) and the in-memory batches it
+/// saw, taken together under the view's lock.
+pub(crate) struct ScanSnapshot {
+    files: Vec<(PathBuf, File, Vec<String>)>,
+    mem: Vec<RecordBatch>,
+}
+
+impl ChunkStore {
+    /// The rows of records up to lsn `last` (`u64::MAX`: all) that a table with `sort_key`
+    /// holds, streamed (see the module docs): first the chunk files' rows (sorted by the sort
+    /// key within each file), then one batch per in-memory record in lsn order; with
+    /// `keepDuplicates` FIRST or LAST, the rows the key keeps, merged in key order. Only
+    /// `opts.columns`; files and row groups `opts.prune` rules out are skipped (with FIRST or
+    /// LAST, those its conditions on key columns rule out). A chunk file is
+    /// read once it holds any record ≤ `last`, so below the flushed lsn the answer may include
+    /// rows of records up to the end of that file.
+    ///
+    /// The files are opened here, under the view's lock: a compaction deletes its inputs only
+    /// after swapping them out of the view, so every file listed is there, and stays readable
+    /// once open, however long the caller takes to read.
+    pub fn scan_stream(
+        &self,
+        last: u64,
+        sort_key: &SortKey,
+        opts: ScanOptions,
+    ) -> Result<ScanBatches, StorageError> {
+        let shared = self.shared_arc();
+        let (indices, schema) = read_columns(&shared, opts.columns.as_deref())?;
+        if sort_key.drops_duplicates() {
+            let prune = opts.prune.and_then(|p| p.only(&sort_key.columns));
+            let fields: Vec<FieldRef> = shared.schema.fields().iter().cloned().collect();
+            let snapshot =
+                self.snapshot(last, |files| prune_files(prune.as_ref(), files, &fields))?;
+            let merge = Merged {
+                shared,
+                snapshot,
+                key: sort_key.clone(),
+                prune,
+                indices,
+                schema: schema.clone(),
+            };
+            let inner = merge.start()?;
+            return Ok(ScanBatches { schema, inner });
+        }
+        let fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
+        let prune = opts.prune;
+        let snapshot = self.snapshot(last, |files| prune_files(prune.as_ref(), files, &fields))?;
+        let files = snapshot
+            .files
+            .into_iter()
+            .map(|(path, file, _)| (path, file));
+        let reader = Reader {
+            shared,
+            schema: schema.clone(),
+            indices,
+            prune,
+            files: Box::new(files),
+            current: None,
+            mem: snapshot.mem.into_iter(),
+        };
+        Ok(ScanBatches {
+            schema,
+            inner: Box::new(reader),
+        })
+    }
+
+    /// The chunk files holding records ≤ `last` that `keep` (given their MANIFEST entries;
+    /// an answer too short keeps the rest) does not rule out, opened, and the in-memory
+    /// batches ≤ `last`.
+    pub(crate) fn snapshot(
+        &self,
+        last: u64,
+        keep: impl FnOnce(&[&FileMeta]) -> Vec<bool>,
+    ) -> Result<ScanSnapshot, StorageError> {
+        let shared = self.shared_arc();
+        let dir = shared.dir.join(FILES_DIR);
+        let v = self.view();
+        let listed: Vec<&FileMeta> = v.files.iter().filter(|f| f.first_lsn <= last).collect();
+        let kept = keep(&listed);
+        let pruned = kept.iter().filter(|k| !**k).count();
+        shared.counters.add_files_pruned(pruned as u64);
+        let files = listed
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| kept.get(*i).copied().unwrap_or(true))
+            .map(|(_, f)| {
+                let path = dir.join(&f.name);
+                File::open(&path)
+                    .map(|h| (path.clone(), h, f.sort_key.clone()))
+                    .map_err(io_err("open", &path))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ScanSnapshot {
+            files,
+            mem: v.batches_through(last),
+        })
+    }
+}
+
+/// The indices and schema of `columns` (all when `None`) in the chunk's order.
+fn read_columns(
+    shared: &Shared,
+    columns: Option<&[String]>,
+) -> Result<(Vec<usize>, SchemaRef), StorageError> {
+    let Some(names) = columns else {
+        let all = (0..shared.schema.fields().len()).collect();
+        return Ok((all, shared.schema.clone()));
+    };
+    let mut indices = names
+        .iter()
+        .map(|name| {
+            shared
+                .schema
+                .index_of(name)
+                .map_err(|_| StorageError::NoSuchColumn {
+                    dir: shared.dir.clone(),
+                    column: name.clone(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    indices.sort_unstable();
+    indices.dedup();
+    let schema = shared
+        .schema
+        .project(&indices)
+        .map_err(arrow_err("project schema", &shared.dir))?;
+    Ok((indices, Arc::new(schema)))
+}
+
+/// Which of `files` `prune` keeps, by their MANIFEST statistics of `fields` (all: empty).
+fn prune_files(
+    prune: Option<&Arc<dyn Prune>>,
+    files: &[&FileMeta],
+    fields: &[FieldRef],
+) -> Vec<bool> {
+    prune.map_or_else(Vec::new, |p| p.may_match(&file_stats(files, fields)))
+}
+
+/// `batch` (with the chunk's schema) reduced to the columns `indices`, labelled `schema`.
+fn project(
+    dir: &Path,
+    batch: &RecordBatch,
+    indices: &[usize],
+    schema: &SchemaRef,
+) -> Result<RecordBatch, StorageError> {
+    if indices.len() == batch.num_columns() {
+        return Ok(batch.clone());
+    }
+    let columns = indices.iter().map(|&i| batch.column(i).clone()).collect();
+    // The row count is explicit so that a batch of no column still counts rows.
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(schema.clone(), columns, &options)
+        .map_err(arrow_err("project rows", dir))
+}
+
+/// A file's batches.
+type Batches = Box<dyn Iterator<Item = Result<RecordBatch, StorageError>> + Send>;
+
+/// The unmerged scan: files in lsn order, then the in-memory batches.
+struct Reader {
+    shared: Arc<Shared>,
+    schema: SchemaRef,
+    indices: Vec<usize>,
+    prune: Option<Arc<dyn Prune>>,
+    files: Box<dyn Iterator<Item = (PathBuf, File)> + Send>,
+    current: Option<Batches>,
+    mem: std::vec::IntoIter<RecordBatch>,
+}
+
+impl Iterator for Reader {
+    type Item = Result<RecordBatch, StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(batch) = self.current.as_mut().and_then(Iterator::next) {
+                if batch.is_err() {
+                    self.stop();
+                }
+                return Some(batch);
+            }
+            self.current = None;
+            let Some((path, file)) = self.files.next() else {
+                let batch = self.mem.next()?;
+                return Some(project(
+                    &self.shared.dir,
+                    &batch,
+                    &self.indices,
+                    &self.schema,
+                ));
+            };
+            match open_file(
+                &self.shared,
+                &path,
+                file,
+                &self.schema,
+                self.prune.as_deref(),
+            ) {
+                Ok(batches) => self.current = batches,
+                Err(e) => {
+                    self.stop();
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+impl Reader {
+    /// Nothing more is read after an error.
+    fn stop(&mut self) {
+        self.current = None;
+        self.files = Box::new(std::iter::empty());
+        self.mem = Vec::new().into_iter();
+    }
+}
+
+/// The batches of the row groups of the chunk file `file` that `prune` keeps, only the columns
+/// of `schema` (by name); `None` when it keeps none.
+fn open_file(
+    shared: &Arc<Shared>,
+    path: &Path,
+    file: File,
+    schema: &SchemaRef,
+    prune: Option<&dyn Prune>,
+) -> Result<Option<Batches>, StorageError> {
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err("open", path))?;
+    let groups = builder.metadata().num_row_groups();
+    let kept: Vec<usize> = match prune {
+        Some(p) => {
+            let answers = p.may_match(&row_group_stats(&builder, schema));
+            (0..groups)
+                .filter(|&g| answers.get(g).copied().unwrap_or(true))
+                .collect()
+        }
+        None => (0..groups).collect(),
+    };
+    let counters = &shared.counters;
+    counters.add_row_groups(kept.len() as u64, (groups - kept.len()) as u64);
+    if kept.is_empty() {
+        counters.add_files_pruned(1);
+        return Ok(None);
+    }
+    let file_schema = builder.schema().clone();
+    let roots = schema
+        .fields()
+        .iter()
+        .map(|f| file_schema.index_of(f.name()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(arrow_err("find columns in chunk file", path))?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let reader = builder
+        .with_projection(mask)
+        .with_row_groups(kept)
+        .with_batch_size(READ_BATCH_ROWS)
+        .build()
+        .map_err(parquet_err("read chunk file", path))?;
+    let (path, schema, shared) = (path.to_path_buf(), schema.clone(), shared.clone());
+    Ok(Some(Box::new(reader.map(move |b| {
+        let b = b.map_err(arrow_err("read chunk file", &path))?;
+        shared.counters.add_file_rows_read(b.num_rows() as u64);
+        chunk_file::conform_read(&schema, b, &path)
+    }))))
+}
+
+/// The row groups' statistics of the columns of `schema`, from the file's footer.
+fn row_group_stats(
+    builder: &ParquetRecordBatchReaderBuilder<File>,
+    schema: &SchemaRef,
+) -> ContainerStats {
+    let groups = builder.metadata().row_groups();
+    let rows = UInt64Array::from_iter_values(groups.iter().map(|g| g.num_rows() as u64));
+    let mut columns = HashMap::new();
+    for field in schema.fields() {
+        let Ok(conv) =
+            StatisticsConverter::try_new(field.name(), builder.schema(), builder.parquet_schema())
+        else {
+            continue;
+        };
+        // A missing null count is unknown, not zero: `IS NULL` must not prune on it.
+        let conv = conv.with_missing_null_counts_as_zero(false);
+        let (Ok(min), Ok(max), Ok(nulls)) = (
+            conv.row_group_mins(groups.iter()),
+            conv.row_group_maxes(groups.iter()),
+            conv.row_group_null_counts(groups.iter()),
+        ) else {
+            continue;
+        };
+        columns.insert(field.name().clone(), ColumnStats { min, max, nulls });
+    }
+    ContainerStats { rows, columns }
+}
+
+/// The files' statistics of `fields`, from their MANIFEST entries. The MANIFEST keeps values as
+/// Arrow displays them; only types whose text parses back to the same value are used.
+fn file_stats(files: &[&FileMeta], fields: &[FieldRef]) -> ContainerStats {
+    let rows = UInt64Array::from_iter_values(files.iter().map(|f| f.rows));
+    let mut columns = HashMap::new();
+    let cast = CastOptions {
+        safe: true,
+        ..CastOptions::default()
+    };
+    for field in fields.iter().filter(|f| text_round_trips(f.data_type())) {
+        let range = |f: &FileMeta| f.columns.iter().find(|c| c.name == *field.name()).cloned();
+        let ranges: Vec<_> = files.iter().map(|f| range(f)).collect();
+        let text = |pick: fn(&crate::manifest::ColumnRange) -> Option<String>| {
+            StringArray::from_iter(ranges.iter().map(|r| r.as_ref().and_then(pick)))
+        };
+        let (Ok(min), Ok(max)) = (
+            cast_with_options(&text(|r| r.min.clone()), field.data_type(), &cast),
+            cast_with_options(&text(|r| r.max.clone()), field.data_type(), &cast),
+        ) else {
+            continue;
+        };
+        let nulls = UInt64Array::from_iter(ranges.iter().map(|r| r.as_ref().map(|r| r.nulls)));
+        columns.insert(field.name().clone(), ColumnStats { min, max, nulls });
+    }
+    ContainerStats { rows, columns }
+}
+
+/// Types whose displayed value parses back to itself (not floats, whose text may round).
+fn text_round_trips(t: &DataType) -> bool {
+    t.is_integer() || t.is_string() || matches!(t, DataType::Date32 | DataType::Timestamp(_, _))
+}
+
+/// The merged scan of a table dropping duplicates (see the module docs).
+struct Merged {
+    shared: Arc<Shared>,
+    snapshot: ScanSnapshot,
+    key: SortKey,
+    /// Reads only key columns.
+    prune: Option<Arc<dyn Prune>>,
+    indices: Vec<usize>,
+    schema: SchemaRef,
+}
+
+impl Merged {
+    /// Produces the rows on a thread of its own, one batch ahead; it stops at its next batch
+    /// once the reader is dropped.
+    fn start(self) -> Result<Batches, StorageError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let dir = self.shared.dir.clone();
+        std::thread::Builder::new()
+            .name("shoal-scan-merge".into())
+            .spawn(move || {
+                let shared = &self.shared;
+                let mut sink = |b: RecordBatch| {
+                    let rows = project(&shared.dir, &b, &self.indices, &self.schema);
+                    tx.send(rows).map_err(|_| StorageError::Closed {
+                        dir: shared.dir.clone(),
+                    })
+                };
+                let merged =
+                    self.snapshot
+                        .merge(shared, &self.key, self.prune.as_deref(), &mut sink);
+                if let Err(e) = merged {
+                    let _ = tx.send(Err(e));
+                }
+            })
+            .map_err(io_err("start a scan thread", &dir))?;
+        Ok(Box::new(rx.into_iter()))
+    }
+}
+
+impl ScanSnapshot {
+    /// Passes to `sink` the rows `sort_key` keeps, merged from the files (in lsn order) and then
+    /// the in-memory rows (the highest lsns), in key order; the row groups of files sorted by
+    /// the key that `prune` (key columns only) rules out are skipped. Blocking.
+    fn merge(
+        self,
+        shared: &Arc<Shared>,
+        sort_key: &SortKey,
+        prune: Option<&dyn Prune>,
+        sink: &mut impl FnMut(RecordBatch) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        let (dir, schema) = (&shared.dir, &shared.schema);
+        let columns = &sort_key.columns;
+        let mut inputs = Vec::new();
+        for (path, file, file_key) in self.files {
+            if file_key != *columns {
+                // Written before the table's key was known (read whole and sorted).
+                inputs.push(merge::sorted_file(file, &path, schema, &file_key, columns)?);
+            } else if let Some(batches) = open_file(shared, &path, file, schema, prune)? {
+                inputs.push(batches);
+            }
+        }
+        let mem =
+            concat_batches(schema, &self.mem).map_err(arrow_err("concatenate batches", dir))?;
+        if mem.num_rows() > 0 {
+            inputs.push(merge::sorted(dir, schema, &mem, columns)?);
+        }
+        merge::merge(dir, schema, inputs, sort_key, sink)
+    }
+}

@@ -1,0 +1,230 @@
+//! `scan_stream`: files and row groups pruned by their statistics, only the columns asked for,
+//! batch by batch, and the same rows as a whole read wherever pruning cannot tell.
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::Int64Type;
+
+use super::files::{key, multiset};
+use super::*;
+use crate::chunk_file::ROW_GROUP_ROWS;
+use crate::{ContainerStats, Keep, Prune, ScanOptions, SortKey, StoreStats};
+
+/// Keeps the containers whose range of the Int64 column `.0` meets `.1..=.2` (unknown
+/// statistics: kept).
+struct Range(&'static str, i64, i64);
+
+impl Prune for Range {
+    fn may_match(&self, stats: &ContainerStats) -> Vec<bool> {
+        let Some(c) = stats.column(self.0) else {
+            return vec![true; stats.containers()];
+        };
+        let (min, max) = (
+            c.min.as_primitive::<Int64Type>(),
+            c.max.as_primitive::<Int64Type>(),
+        );
+        (0..stats.containers())
+            .map(|i| {
+                min.is_null(i)
+                    || max.is_null(i)
+                    || (min.value(i) <= self.2 && max.value(i) >= self.1)
+            })
+            .collect()
+    }
+
+    fn only(&self, columns: &[String]) -> Option<Arc<dyn Prune>> {
+        columns
+            .iter()
+            .any(|c| c == self.0)
+            .then(|| Arc::new(Range(self.0, self.1, self.2)) as Arc<dyn Prune>)
+    }
+}
+
+/// File A: ids 0..3·ROW_GROUP_ROWS-1000 (three row groups of ascending ids); file B: the next
+/// 1000 ids; in memory: 10 more. Sorted by `id`.
+async fn three_places(dir: &Path) -> (ChunkStore, i64) {
+    let store = new_store(dir, opts(false, 64 << 20)).await;
+    let a_end = 3 * ROW_GROUP_ROWS as i64 - 1000;
+    store.append(1, 1, rows(0..a_end)).await.unwrap();
+    store.flush(u64::MAX, &key(&["id"])).await.unwrap();
+    store.append(1, 2, rows(a_end..a_end + 1000)).await.unwrap();
+    store.flush(u64::MAX, &key(&["id"])).await.unwrap();
+    store
+        .append(1, 3, rows(a_end + 1000..a_end + 1010))
+        .await
+        .unwrap();
+    (store, a_end + 1010)
+}
+
+fn read(store: &ChunkStore, opts: ScanOptions) -> (Vec<RecordBatch>, StoreStats) {
+    let before = store.stats();
+    let batches = store
+        .scan_stream(u64::MAX, &SortKey::default(), opts)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let after = store.stats();
+    let read = StoreStats {
+        scan_files_pruned: after.scan_files_pruned - before.scan_files_pruned,
+        scan_row_groups_read: after.scan_row_groups_read - before.scan_row_groups_read,
+        scan_row_groups_pruned: after.scan_row_groups_pruned - before.scan_row_groups_pruned,
+        scan_file_rows_read: after.scan_file_rows_read - before.scan_file_rows_read,
+        ..after
+    };
+    (batches, read)
+}
+
+fn ids(batches: &[RecordBatch]) -> Vec<i64> {
+    let mut v: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| {
+            let i = b.schema().index_of("id").unwrap();
+            b.column(i).as_primitive::<Int64Type>().values().to_vec()
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+fn pruned_by(lo: i64, hi: i64) -> ScanOptions {
+    ScanOptions {
+        columns: None,
+        prune: Some(Arc::new(Range("id", lo, hi))),
+    }
+}
+
+#[tokio::test]
+async fn a_scan_reads_only_the_files_and_row_groups_whose_statistics_can_match() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, end) = three_places(tmp.path()).await;
+    let group = ROW_GROUP_ROWS as i64;
+
+    // Inside file A's second row group: file B is skipped by its MANIFEST range, A's other
+    // row groups by their footer statistics.
+    let (got, stats) = read(&store, pruned_by(group + 10, group + 20));
+    assert_eq!(stats.scan_files_pruned, 1);
+    assert_eq!(
+        (stats.scan_row_groups_read, stats.scan_row_groups_pruned),
+        (1, 2)
+    );
+    assert_eq!(stats.scan_file_rows_read, ROW_GROUP_ROWS as u64);
+    let in_range: Vec<i64> = ids(&got)
+        .into_iter()
+        .filter(|i| (group + 10..=group + 20).contains(i))
+        .collect();
+    assert_eq!(in_range, (group + 10..=group + 20).collect::<Vec<_>>());
+    // The in-memory rows come as they are: the caller filters them.
+    assert_eq!(ids(&got).len(), ROW_GROUP_ROWS + 10);
+
+    // Nothing in any file: neither is read; the in-memory rows still come.
+    let (got, stats) = read(&store, pruned_by(end - 5, end + 100));
+    assert_eq!(stats.scan_files_pruned, 2);
+    assert_eq!(
+        (stats.scan_row_groups_read, stats.scan_file_rows_read),
+        (0, 0)
+    );
+    assert_eq!(ids(&got), (end - 10..end).collect::<Vec<_>>());
+
+    // No pruning: every row once, in the chunk's schema.
+    let (got, stats) = read(&store, ScanOptions::default());
+    assert_eq!(stats.scan_row_groups_read, 4);
+    assert_eq!(ids(&got), (0..end).collect::<Vec<_>>());
+    assert_eq!(
+        multiset(&got),
+        multiset(&store.scan(u64::MAX).await.unwrap())
+    );
+}
+
+#[tokio::test]
+async fn a_scan_decodes_only_its_columns_and_a_reader_that_stops_reads_no_further() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, end) = three_places(tmp.path()).await;
+
+    let only = |columns: &[&str]| ScanOptions {
+        columns: Some(columns.iter().map(|c| (*c).to_owned()).collect()),
+        prune: None,
+    };
+    // Asked out of order and twice: answered once each, in the chunk's order.
+    let (got, _) = read(&store, only(&["note", "id", "note"]));
+    let names: Vec<String> = got[0]
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, ["id", "note"]);
+    assert_eq!(ids(&got), (0..end).collect::<Vec<_>>());
+    let nulls: usize = got.iter().map(|b| b.column(1).null_count()).sum();
+    assert_eq!(
+        nulls,
+        (0..end).filter(|i| i % 3 == 0).count(),
+        "NULLs survive"
+    );
+
+    // No column at all (a count): the row counts survive.
+    let (got, _) = read(&store, only(&[]));
+    assert_eq!(
+        got.iter().map(RecordBatch::num_rows).sum::<usize>(),
+        end as usize
+    );
+
+    let err = store
+        .scan_stream(u64::MAX, &SortKey::default(), only(&["nope"]))
+        .err()
+        .unwrap();
+    assert!(matches!(err, StorageError::NoSuchColumn { .. }), "{err}");
+
+    // A reader that takes one batch (a LIMIT met early) has not decoded the chunk.
+    let before = store.stats().scan_file_rows_read;
+    let mut scan = store
+        .scan_stream(u64::MAX, &SortKey::default(), ScanOptions::default())
+        .unwrap();
+    assert!(scan.next().unwrap().unwrap().num_rows() > 0);
+    drop(scan);
+    let decoded = store.stats().scan_file_rows_read - before;
+    assert!(
+        decoded < (end as u64) / 4,
+        "decoded {decoded} of {end} rows"
+    );
+}
+
+#[tokio::test]
+async fn a_table_dropping_duplicates_is_pruned_only_by_conditions_on_its_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = new_store(tmp.path(), opts(false, 64 << 20)).await;
+    let keep_last = key(&["id"]).keeping(Keep::Last);
+    // The same ids three times: twice flushed, once in memory.
+    for seq in 1..=3 {
+        store.append(1, seq, rows(0..1000)).await.unwrap();
+        if seq < 3 {
+            store.flush(u64::MAX, &keep_last).await.unwrap();
+        }
+    }
+    let want = store.scan_keeping(u64::MAX, &keep_last).await.unwrap();
+    assert_eq!(ids(&want), (0..1000).collect::<Vec<_>>());
+    let scan = |prune: Range| {
+        let before = store.stats().scan_files_pruned;
+        let opts = ScanOptions {
+            columns: Some(vec!["id".into()]),
+            prune: Some(Arc::new(prune)),
+        };
+        let got = store
+            .scan_stream(u64::MAX, &keep_last, opts)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        (got, store.stats().scan_files_pruned - before)
+    };
+    // On the key: both files skipped, the in-memory duplicates still merged.
+    let (got, pruned) = scan(Range("id", 5000, 6000));
+    assert_eq!(pruned, 2);
+    assert_eq!(got[0].num_columns(), 1);
+    assert_eq!(ids(&got), (0..1000).collect::<Vec<_>>());
+    // On another column: nothing skipped (it could drop the duplicate that survives).
+    let (got, pruned) = scan(Range("ts", 0, 1));
+    assert_eq!(pruned, 0);
+    assert_eq!(multiset(&got), multiset(&project_id(&want)));
+}
+
+fn project_id(batches: &[RecordBatch]) -> Vec<RecordBatch> {
+    batches.iter().map(|b| b.project(&[1]).unwrap()).collect()
+}
