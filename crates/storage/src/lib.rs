@@ -206,6 +206,7 @@ mod fsutil;
 mod group_commit;
 mod index;
 mod manifest;
+mod memory;
 mod merge;
 mod meta;
 mod snapshot;
@@ -222,6 +223,7 @@ pub use compaction::{COMPACT_MIN_FILES, Compaction};
 pub use dedup::DEDUP_WINDOW;
 pub use error::StorageError;
 pub use manifest::{MANIFEST_FILE, MANIFEST_FORMAT_VERSION};
+pub use memory::{Charge, MemoryGauge};
 pub use meta::{LOCK_FILE, STORE_FILE, STORE_FORMAT_V1, STORE_FORMAT_V2, STORE_FORMAT_VERSION};
 pub use snapshot::{
     SNAPSHOT_PART_BYTES, SnapshotExport, SnapshotFile, SnapshotInstall, StagedSnapshot,
@@ -230,8 +232,9 @@ pub use sort_key::{Keep, SortKey};
 pub use stats::StoreStats;
 pub use store::ChunkStore;
 pub use types::{
-    AppendOutcome, CompactReport, DEFAULT_COMMIT_IDLE, DEFAULT_SEGMENT_BYTES, FailureHook,
-    FlushReport, OpenReport, Record, ReplicaPosition, StoreOptions,
+    AppendOutcome, CompactReport, DEFAULT_COMMIT_IDLE, DEFAULT_FLUSH_RUN_BYTES,
+    DEFAULT_SEGMENT_BYTES, FailureHook, FlushReport, OpenReport, Record, ReplicaPosition,
+    StoreOptions,
 };
 pub use wal::record::RECORD_FORMAT_VERSION;
 pub use wal::segment::SEGMENT_FORMAT_VERSION;

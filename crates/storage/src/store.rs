@@ -17,6 +17,7 @@ use crate::error::{StorageError, arrow_err, io_err};
 use crate::group_commit::{Committer, Msg, Op, Request};
 use crate::index::{Entry, View};
 use crate::manifest::{self, FILES_DIR, Manifest};
+use crate::memory::MemoryGauge;
 use crate::merge;
 use crate::meta::{self, LOCK_FILE, STORE_FILE, STORE_FORMAT_V1, STORE_FORMAT_V2};
 use crate::sort_key::SortKey;
@@ -35,6 +36,10 @@ pub(crate) struct Shared {
     pub dir: PathBuf,
     pub schema: SchemaRef,
     pub view: RwLock<View>,
+    /// Where the view's records and a flush's working set are counted.
+    pub memory: MemoryGauge,
+    /// [`StoreOptions::flush_run_bytes`].
+    pub flush_run_bytes: u64,
     pub counters: Counters,
     /// What the last committed flush or compaction wrote; held for a whole flush (one at a
     /// time) and for a compaction's plan and commit.
@@ -329,6 +334,7 @@ impl ChunkStore {
             manifest.rows,
             manifest.checksum,
             manifest.files.clone(),
+            &opts.memory,
         );
         if flushed_lsn > 0 {
             view.wal_base = manifest.wal_base.map(|[b, c]| (b, c));
@@ -371,6 +377,8 @@ impl ChunkStore {
             dir: dir.to_path_buf(),
             schema,
             view: RwLock::new(view),
+            memory: opts.memory.clone(),
+            flush_run_bytes: opts.flush_run_bytes,
             counters: Counters::default(),
             flushed: Mutex::new(flushed),
             compacting: Mutex::new(()),
