@@ -1,5 +1,5 @@
 //! Chunk files (storage format 2): the flushed records of a replica as one immutable Parquet
-//! file per flush, under `f/`, named after the lsn range it holds
+//! file per flush run, under `f/`, named after the lsn range it holds
 //! (`{first_lsn:020}-{last_lsn:020}.parquet`; `-<n>` is added before `.parquet` if a failed
 //! flush of the same lsns left a file of that name, which is never replaced).
 //!

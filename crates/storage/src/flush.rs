@@ -1,4 +1,4 @@
-//! [`ChunkStore::flush`]: move the applied records up to an lsn from memory into a chunk file,
+//! [`ChunkStore::flush`]: move the applied records up to an lsn from memory into chunk files,
 //! and [`ChunkStore::truncate_wal`]: delete WAL segments whose records are all flushed.
 //!
 //! A flush runs off the async runtime and holds the view's lock only to copy batch handles and,
@@ -7,14 +7,20 @@
 //! ```text
 //! 1. freeze   commit thread: roll the WAL (fdatasync the last segment, start a new one at
 //!             L + 1), last applied lsn L and the dedup state there; F = min(through, L)
-//! 2. file     rows of records (flushed, F] sorted into f/<first>-<last>.parquet
+//! 2. file     rows of the next run of records (flushed, R], R ≤ F, at most
+//!             `flush_run_bytes` of batches, sorted into f/<first>-<last>.parquet
 //!             (tmp, fsync, rename, fsync f/)
-//! 3. MANIFEST flushed_lsn F, rows and checksum at F, files, dedup state (tmp, fsync, rename,
+//! 3. MANIFEST flushed_lsn R, rows and checksum at R, files, dedup state (tmp, fsync, rename,
 //!             fsync dir)                                            <- the commit point
 //! 4. STORE    rewritten as format 2, the first time only (an older build now refuses the
 //!             directory by version instead of replaying a WAL that may be truncated)
-//! 5. memory   the records ≤ F leave the view; the file joins it
+//! 5. memory   the records ≤ R leave the view; the file joins it
+//!    (2 to 5 again for the next run, until R = F)
 //! ```
+//!
+//! Runs bound a flush's working set whatever the replica holds: the run's sort keys and order
+//! and the Parquet writer's row group, counted in the store's [`crate::MemoryGauge`] while
+//! they are held.
 //!
 //! A crash (or error) after step 2 leaves an orphan file that no MANIFEST lists: open deletes
 //! it and replays the WAL as before. After step 3 the new MANIFEST holds: open reads it, replays
@@ -111,8 +117,10 @@ pub(crate) fn crash_point(_: &Shared, _: CrashPoint) -> Result<(), StorageError>
 
 impl ChunkStore {
     /// Flush the applied records up to `through` (`u64::MAX`: all applied so far) that are not
-    /// flushed yet into one chunk file, commit the MANIFEST, raise STORE to format 2 the first
-    /// time, and drop those records from memory. Appends go on meanwhile. Returns what it did;
+    /// flushed yet into chunk files (one per run of
+    /// [`StoreOptions::flush_run_bytes`](crate::StoreOptions::flush_run_bytes)), commit the
+    /// MANIFEST after each, raise STORE to format 2 the first time, and drop those records from
+    /// memory. Appends go on meanwhile. Returns what it did;
     /// nothing when there is nothing new. Flushes are serialized.
     ///
     /// **Format 2 is written by the first flush**: call it only once the cluster version allows

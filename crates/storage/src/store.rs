@@ -750,8 +750,8 @@ impl ChunkStore {
         self.view().in_memory() as u64
     }
 
-    /// Arrow IPC size of the records held in memory, for a flush policy (the decoded batches
-    /// take about as much, plus a few hundred bytes of overhead per record).
+    /// What the batches of the records held in memory keep allocated (each distinct buffer
+    /// allocation once), for a flush policy; also counted in [`StoreOptions::memory`].
     pub fn unflushed_bytes(&self) -> u64 {
         self.view().in_memory_bytes()
     }

@@ -963,7 +963,11 @@ async fn a_flush_writes_runs_of_bounded_bytes_and_the_gauge_counts_what_memory_h
     let held = gauge.bytes() - held_by_other;
     assert_eq!(a.unflushed_bytes(), held);
     drop(a);
-    assert_eq!(gauge.bytes(), held_by_other, "a closed store gives its memory back");
+    assert_eq!(
+        gauge.bytes(),
+        held_by_other,
+        "a closed store gives its memory back"
+    );
 
     // Replayed batches are decoded from the WAL (one allocation each), so they may hold less
     // than the appended ones did.
@@ -980,7 +984,11 @@ async fn a_flush_writes_runs_of_bounded_bytes_and_the_gauge_counts_what_memory_h
     assert_eq!((r.flushed_lsn, r.records, r.rows), (40, 40, 800));
     assert!((4..=5).contains(&r.files.len()), "{:?}", r.files);
     assert_eq!(chunk_files(&dir).len(), r.files.len());
-    assert_eq!(gauge.bytes(), held_by_other, "flushed records and the working set are gone");
+    assert_eq!(
+        gauge.bytes(),
+        held_by_other,
+        "flushed records and the working set are gone"
+    );
     let position = a.position();
     drop(a);
 
