@@ -55,6 +55,31 @@ pub struct Written {
     pub retries: u64,
     /// Per-append latency, sorted.
     pub latencies: Vec<Duration>,
+    /// The slowest appends over [`SLOW_APPEND`], slowest first (at most [`SLOW_KEPT`]).
+    pub slow: Vec<SlowAppend>,
+    /// Appends over [`SLOW_APPEND`], all of them.
+    pub slow_total: u64,
+}
+
+/// An append is reported as slow past this.
+pub const SLOW_APPEND: Duration = Duration::from_secs(1);
+/// Slow appends kept per writer and overall.
+const SLOW_KEPT: usize = 10;
+
+/// One append slower than [`SLOW_APPEND`] and what it waited on.
+#[derive(Debug)]
+pub struct SlowAppend {
+    pub writer: u64,
+    pub seq: u64,
+    pub latency: Duration,
+    /// Its attempts that failed over (site, time, code, message), in order.
+    pub failures: Vec<String>,
+}
+
+/// Keeps the [`SLOW_KEPT`] slowest of `slow`, slowest first.
+fn keep_slowest(slow: &mut Vec<SlowAppend>) {
+    slow.sort_unstable_by_key(|s| std::cmp::Reverse(s.latency));
+    slow.truncate(SLOW_KEPT);
 }
 
 impl Written {
@@ -102,7 +127,20 @@ pub async fn write(conn: &Conn, load: &Load) -> Result<Written> {
                     .append(DB, TABLE, writer, seq, &batch)
                     .await
                     .with_context(|| format!("append ({writer}, {seq})"))?;
-                w.latencies.push(t.elapsed());
+                let latency = t.elapsed();
+                w.latencies.push(latency);
+                if latency > SLOW_APPEND {
+                    w.slow_total += 1;
+                    w.slow.push(SlowAppend {
+                        writer,
+                        seq,
+                        latency,
+                        failures: r.failures,
+                    });
+                    if w.slow.len() > 2 * SLOW_KEPT {
+                        keep_slowest(&mut w.slow);
+                    }
+                }
                 w.rows += r.rows;
                 w.appends += 1;
                 w.ipc_bytes += per_append;
@@ -119,7 +157,10 @@ pub async fn write(conn: &Conn, load: &Load) -> Result<Written> {
         all.ipc_bytes += w.ipc_bytes;
         all.retries += w.retries;
         all.latencies.extend(w.latencies);
+        all.slow.extend(w.slow);
+        all.slow_total += w.slow_total;
     }
+    keep_slowest(&mut all.slow);
     all.elapsed = started.elapsed();
     all.latencies.sort_unstable();
     Ok(all)

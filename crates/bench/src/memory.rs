@@ -1,9 +1,9 @@
 //! `shoal-bench memory`: what a data node holds in memory while the cluster ingests `--factor`
 //! times its memory budget (`TSDBCacheEngineSize`, set by this command) with flushes and
-//! compaction running. Prints each data node's peak RSS against the budget + 0.5 GiB, its
-//! threads, the ingest rate against fdatasync'd appends to one local file measured in the same
+//! compaction running. Prints each data node's peak RSS against the budget + 0.5 GiB, the
+//! peaks of its allocator's statistics (from its log), its threads, the ingest rate against fdatasync'd appends to one local file measured in the same
 //! run (the reference `ingest` uses, so the two ratios compare), and the bytes per row in chunk
-//! files against the WAL's.
+//! files against the WAL's; then the appends slower than a second and what they waited on.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -93,15 +93,18 @@ pub fn run(
         "peak RSS (MiB)",
         "budget + 0.5 GiB (MiB)",
         "within",
+        "jemalloc peak allocated / resident / retained (MiB)",
         "peak threads",
     ]);
     let limit = budget + OVER_BUDGET;
     for ((_, alias), peak) in datanodes.iter().zip(&peaks) {
+        let [allocated, resident, retained] = allocator_peaks(cluster, alias);
         t.add_row([
             alias.clone(),
             format!("{}", peak.rss >> 20),
             format!("{}", limit >> 20),
             if peak.rss <= limit { "yes" } else { "NO" }.to_owned(),
+            format!("{allocated} / {resident} / {retained}"),
             peak.threads.to_string(),
         ]);
     }
@@ -135,6 +138,7 @@ pub fn run(
     println!("{t}\n");
     // A retried attempt is also what a memory-full refusal costs the client.
     print_written(&w);
+    print_slow(&w);
     let replica_rows = 2.0 * w.rows as f64;
     println!(
         "on disk per replica row: chunk files {:.2} B, WAL {:.2} B ({:.2}×)",
@@ -143,6 +147,61 @@ pub fn run(
         files as f64 / (wal as f64).max(1.0)
     );
     Ok(())
+}
+
+/// The appends slower than [`load::SLOW_APPEND`] and the attempts each failed over from.
+fn print_slow(w: &load::Written) {
+    println!(
+        "appends over {} ms: {}{}",
+        load::SLOW_APPEND.as_millis(),
+        w.slow_total,
+        if w.slow.is_empty() {
+            ""
+        } else {
+            "; the slowest:"
+        }
+    );
+    for s in &w.slow {
+        println!(
+            "  ({}, {}) {} ms, {} failed attempts",
+            s.writer,
+            s.seq,
+            s.latency.as_millis(),
+            s.failures.len()
+        );
+        for f in &s.failures {
+            println!("    {}", f.chars().take(240).collect::<String>());
+        }
+    }
+}
+
+/// The highest jemalloc `allocated`, `resident` and `retained` (MiB) data node `alias` logged
+/// (the `shoal` binary's allocator statistics, logged when `resident` moves); zero if none.
+fn allocator_peaks(cluster: &Cluster, alias: &str) -> [u64; 3] {
+    let mut peaks = [0; 3];
+    for host in &cluster.hosts {
+        let log = cluster
+            .dir
+            .join(host)
+            .join("log")
+            .join(format!("{alias}.log"));
+        let Ok(text) = std::fs::read_to_string(log) else {
+            continue;
+        };
+        for line in text.lines().filter(|l| l.contains("resident_mib=")) {
+            for (peak, key) in
+                peaks
+                    .iter_mut()
+                    .zip(["allocated_mib=", "resident_mib=", "retained_mib="])
+            {
+                let value = line
+                    .split_whitespace()
+                    .find_map(|t| t.strip_prefix(key)?.parse::<u64>().ok());
+                *peak = (*peak).max(value.unwrap_or(0));
+            }
+        }
+    }
+    peaks
 }
 
 /// Samples each process's resident set and thread count until `stop`; answers the peaks.

@@ -44,13 +44,16 @@ pub struct DataClient {
 }
 
 /// What a successful append reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Appended {
     pub rows: u64,
     /// Applied before (this was a retry of an append that had reached the cluster).
     pub duplicate: bool,
     /// Attempts that failed over to another site first.
     pub retries: u32,
+    /// Those attempts, each as `site after <time>: <code>: <message>` (what a slow append
+    /// waited on).
+    pub failures: Vec<String>,
     /// The site that acknowledged it: an index into [`DataClient::sites`].
     pub site: usize,
 }
@@ -95,8 +98,7 @@ impl DataClient {
             arrow_ipc,
         };
         let started = Instant::now();
-        let mut retries = 0;
-        let mut last = String::from("no site tried");
+        let mut failures: Vec<String> = Vec::new();
         while started.elapsed() < self.deadline {
             for _ in 0..self.sites.len() {
                 let i = self.current.load(Ordering::Relaxed) % self.sites.len();
@@ -105,6 +107,7 @@ impl DataClient {
                 let Some(left) = self.deadline.checked_sub(started.elapsed()) else {
                     break;
                 };
+                let attempt = Instant::now();
                 let mut r = tonic::Request::new(req.clone());
                 // Never past the append's deadline: an attempt cut short has an unknown
                 // outcome, which is what running out of time reports anyway.
@@ -116,7 +119,8 @@ impl DataClient {
                         return Ok(Appended {
                             rows,
                             duplicate,
-                            retries,
+                            retries: u32::try_from(failures.len()).unwrap_or(u32::MAX),
+                            failures,
                             site: i,
                         });
                     }
@@ -125,9 +129,14 @@ impl DataClient {
                 if !worth_another_site(&status) {
                     return Err(ClientError::from_status(addr, status));
                 }
-                last = format!("{addr}: {}: {}", status.code(), status.message());
-                tracing::debug!("append ({writer_id}, {seq}) failed over: {last}");
-                retries += 1;
+                let failure = format!(
+                    "{addr} after {} ms: {}: {}",
+                    attempt.elapsed().as_millis(),
+                    status.code(),
+                    status.message()
+                );
+                tracing::debug!("append ({writer_id}, {seq}) failed over: {failure}");
+                failures.push(failure);
                 let _ =
                     self.current
                         .compare_exchange(i, i + 1, Ordering::Relaxed, Ordering::Relaxed);
@@ -137,7 +146,7 @@ impl DataClient {
         Err(ClientError::Unavailable {
             what: format!("append ({writer_id}, {seq})"),
             waited: started.elapsed(),
-            last,
+            last: failures.pop().unwrap_or_else(|| "no site tried".to_owned()),
         })
     }
 }

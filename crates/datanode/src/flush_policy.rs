@@ -2,7 +2,12 @@
 //! cluster version allows the format (after `shoal upgrade --finalize`, or from the start on a
 //! cluster this release created), a replica is flushed when it holds a chunk-file's worth of
 //! rows in memory, when it has had no append for `flushIdleTime`, and, largest first, when the
-//! node's rows in memory exceed `TSDBCacheEngineSize`. One flush at a time per node.
+//! node's rows in memory exceed half of `TSDBCacheEngineSize` (the policy wakes as soon as they
+//! cross it). One flush at a time per node; a flush writes runs of at most
+//! [`shoal_storage::StoreOptions::flush_run_bytes`] each, so its working set stays small.
+//!
+//! What counts is what the stores hold ([`MemoryGauge`]): the allocations of the batches of
+//! the records not yet flushed and the working set of the flush in progress.
 //!
 //! A primary flushes only what every other in-sync replica already holds; another replica
 //! flushes all it holds (every record of it came from the primary, which has it too).
@@ -22,20 +27,19 @@
 //! written again.
 //!
 //! When flushes fall behind, [`MemoryBudget::admit`] holds new appends at their primary while
-//! the node's rows in memory are above twice the budget, and refuses them if that lasts
+//! the node's counted memory is above the budget, and refuses them if that lasts
 //! (RESOURCE_EXHAUSTED with [`Reason::MemoryFull`], which the coordinator passes on to the
 //! client as UNAVAILABLE, to retry, without failing the primary over): memory stays bounded
 //! instead of growing until the node is killed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use shoal_common::version::CHUNK_FILES_CLUSTER_VERSION;
 use shoal_proto::Reason;
-use shoal_storage::Compaction;
-use tokio::sync::{Notify, watch};
+use shoal_storage::{Compaction, MemoryGauge};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::Status;
 
@@ -55,13 +59,12 @@ pub struct FlushPolicy {
     pub idle: Duration,
 }
 
-/// The node's rows in memory (not yet in chunk files) against `TSDBCacheEngineSize`, as the
-/// flush policy last counted them (0 while chunk files are not allowed: nothing can be freed).
+/// The node's stores' memory (rows not yet in chunk files, flushes in progress) against
+/// `TSDBCacheEngineSize` (nothing is freed while chunk files are not allowed).
 pub struct MemoryBudget {
-    /// Rows in memory above it are flushed, largest replica first.
+    /// Appends are held above it.
     pub limit: u64,
-    in_memory: AtomicU64,
-    counted: Notify,
+    gauge: MemoryGauge,
     /// Longest an append is held before it is refused.
     hold: Duration,
 }
@@ -75,39 +78,42 @@ impl MemoryBudget {
     }
 
     fn with_hold(limit: u64, hold: Duration) -> Self {
-        Self {
-            limit,
-            in_memory: AtomicU64::new(0),
-            counted: Notify::new(),
-            hold,
-        }
+        let gauge = MemoryGauge::default();
+        gauge.set_mark(limit / 2);
+        Self { limit, gauge, hold }
     }
 
-    fn set(&self, bytes: u64) {
-        self.in_memory.store(bytes, Ordering::Relaxed);
-        self.counted.notify_waiters();
+    /// What the stores count their memory in: open every store with it.
+    pub fn gauge(&self) -> &MemoryGauge {
+        &self.gauge
+    }
+
+    /// Rows in memory above this are flushed, largest replica first.
+    fn flush_mark(&self) -> u64 {
+        self.limit / 2
     }
 
     fn over(&self) -> Option<u64> {
-        let bytes = self.in_memory.load(Ordering::Relaxed);
-        (bytes > self.limit.saturating_mul(2)).then_some(bytes)
+        let bytes = self.gauge.bytes();
+        (bytes > self.limit).then_some(bytes)
     }
 
-    /// Lets an append through at once unless the node's rows in memory are above twice the
-    /// budget; then waits up to [`HOLD`] for flushes to bring them down, and refuses it
+    /// Lets an append through at once unless the node's counted memory is above the budget;
+    /// then waits up to [`HOLD`] for flushes to bring it down, and refuses it
     /// ([`Reason::MemoryFull`]) if they do not.
     pub async fn admit(&self, alias: &str) -> Result<(), Status> {
         let deadline = tokio::time::Instant::now() + self.hold;
         while let Some(bytes) = self.over() {
-            let counted = self.counted.notified();
+            let freed = self.gauge.freed();
             if self.over().is_none() {
                 break;
             }
-            if tokio::time::timeout_at(deadline, counted).await.is_err() {
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
                 return Err(
                     Reason::MemoryFull.attach(Status::resource_exhausted(format!(
-                        "data node {alias} holds {} MiB of rows not yet flushed to chunk files, \
-                     over twice TSDBCacheEngineSize ({} MiB); retry shortly",
+                        "data node {alias} holds {} MiB of rows not yet flushed to chunk files \
+                         and flushes in progress, over TSDBCacheEngineSize ({} MiB); retry \
+                         shortly",
                         bytes >> 20,
                         self.limit >> 20
                     ))),
@@ -153,20 +159,27 @@ async fn flush_and_compact(
     compaction: &mut Option<JoinHandle<Option<u64>>>,
 ) {
     let mut seen: HashMap<u64, Seen> = HashMap::new();
+    let mut flushed = false;
     loop {
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            _ = tokio::time::sleep(TICK) => {}
+        // Straight on while flushes make progress and still lag behind the mark.
+        if !flushed || node.memory.gauge().bytes() <= node.memory.flush_mark() {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(TICK) => {}
+                () = node.memory.gauge().above_mark() => {}
+            }
+        } else if *stop.borrow() {
+            return;
         }
         if *node.cluster_version.borrow() < CHUNK_FILES_CLUSTER_VERSION {
             continue;
         }
+        flushed = false;
         for id in due(node, policy, &mut seen, Instant::now()) {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
-                () = flush(node, id) => {}
+                moved = flush(node, id) => flushed |= moved,
             }
-            node.memory.set(in_memory(node));
         }
         if compaction.as_ref().is_some_and(JoinHandle::is_finished)
             && let Some(done) = compaction.take()
@@ -188,7 +201,6 @@ async fn flush_and_compact(
 fn due(node: &Node, policy: &FlushPolicy, seen: &mut HashMap<u64, Seen>, now: Instant) -> Vec<u64> {
     let mut in_memory: Vec<(u64, u64)> = Vec::new(); // (bytes, id)
     let mut due = Vec::new();
-    let mut due_bytes = 0;
     let ids = node.replicas.ids();
     seen.retain(|id, _| ids.contains(id));
     for id in ids {
@@ -206,32 +218,20 @@ fn due(node: &Node, policy: &FlushPolicy, seen: &mut HashMap<u64, Seen>, now: In
         }
         if bytes >= CHUNK_FILE_BYTES || now.duration_since(s.since) >= policy.idle {
             due.push(id);
-            due_bytes += bytes;
         } else {
             in_memory.push((bytes, id));
         }
     }
     let mut total: u64 = in_memory.iter().map(|(b, _)| b).sum();
-    node.memory.set(total + due_bytes);
     in_memory.sort_unstable_by(|a, b| b.cmp(a));
     for (bytes, id) in in_memory {
-        if total <= node.memory.limit {
+        if total <= node.memory.flush_mark() {
             break;
         }
         due.push(id);
         total -= bytes;
     }
     due
-}
-
-/// The node's rows not yet in chunk files.
-fn in_memory(node: &Node) -> u64 {
-    node.replicas
-        .ids()
-        .into_iter()
-        .filter_map(|id| node.replicas.get(id))
-        .map(|s| s.unflushed_bytes())
-        .sum()
 }
 
 /// The replica to compact next, among those not paused: one with a run of files due, else a
@@ -290,15 +290,16 @@ async fn compact(node: &Node, id: u64, how: Compaction) -> Option<u64> {
     None
 }
 
-async fn flush(node: &Node, id: u64) {
+/// Flushes replica `id` as far as it may; answers whether any record left memory.
+async fn flush(node: &Node, id: u64) -> bool {
     let Some(chunk) = node.catalog.snapshot().chunks.get(&id).cloned() else {
-        return; // not in the catalog yet, or dropped: nothing to sort it by
+        return false; // not in the catalog yet, or dropped: nothing to sort it by
     };
     let Some(table) = node.catalog.table_of(&chunk) else {
-        return;
+        return false;
     };
     let Some(store) = node.replicas.get(id) else {
-        return;
+        return false;
     };
     let through = if is_primary(node, &chunk) {
         node.links
@@ -312,17 +313,23 @@ async fn flush(node: &Node, id: u64) {
     match node.replicas.flush(id, through, &sort_key(&table)).await {
         Ok(Some(r)) if r.records > 0 => {
             tracing::info!(
-                "chunk {id}: flushed {} records ({} rows) through lsn {} to a {} byte file in {:?}",
+                "chunk {id}: flushed {} records ({} rows) through lsn {} to {} files of {} bytes \
+                 in {:?}",
                 r.records,
                 r.rows,
                 r.flushed_lsn,
+                r.files.len(),
                 r.file_bytes,
                 started.elapsed()
             );
             truncate_wal(node, id, r.flushed_lsn).await;
+            true
         }
-        Ok(_) => {}
-        Err(e) => tracing::warn!("chunk {id}: flush failed: {e}"),
+        Ok(_) => false,
+        Err(e) => {
+            tracing::warn!("chunk {id}: flush failed: {e}");
+            false
+        }
     }
 }
 
@@ -342,12 +349,12 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn appends_pass_under_twice_the_budget_wait_above_it_and_are_refused_if_it_lasts() {
-        let budget = Arc::new(MemoryBudget::with_hold(100, Duration::from_millis(300)));
-        budget.set(200);
+    async fn appends_pass_up_to_the_budget_wait_above_it_and_are_refused_if_it_lasts() {
+        let budget = MemoryBudget::with_hold(100, Duration::from_millis(300));
+        let mut held = budget.gauge().charge(100);
         budget.admit("node1").await.unwrap();
 
-        budget.set(201);
+        held.add(1);
         let started = Instant::now();
         let err = budget.admit("node1").await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::ResourceExhausted);
@@ -359,15 +366,15 @@ mod tests {
         );
         assert!(started.elapsed() >= Duration::from_millis(300));
 
-        // A flush bringing memory down lets the held append through before the deadline.
-        let b = budget.clone();
-        let freed = tokio::spawn(async move {
+        // A flush giving memory back lets the held append through before the deadline.
+        let freeing = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            b.set(150);
+            held.release(51);
+            held
         });
         let started = Instant::now();
         budget.admit("node1").await.unwrap();
         assert!(started.elapsed() < Duration::from_millis(300));
-        freed.await.unwrap();
+        assert_eq!(freeing.await.unwrap().bytes(), 50);
     }
 }

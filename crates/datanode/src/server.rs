@@ -80,11 +80,13 @@ pub async fn run(
         )
     })?;
     let store_failures = StoreFailures::default();
+    let memory = MemoryBudget::new(cfg.cache_engine_bytes());
     let replicas = LocalReplicas::open(
         &cfg.chunk_meta_dir,
         volume,
         cfg.data_sync,
         store_failures.hook(),
+        memory.gauge().clone(),
     )
     .await
     .map_err(DataNodeError::Replicas)?;
@@ -115,7 +117,7 @@ pub async fn run(
         links: Links::default(),
         draining: watch::channel(false).0,
         cluster_version: cluster_version_rx,
-        memory: MemoryBudget::new(cfg.cache_engine_bytes()),
+        memory,
         metrics,
     });
     tracing::info!(

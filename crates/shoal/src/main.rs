@@ -1,5 +1,6 @@
 //! `shoal`: one binary for every role (controller, agent, data node) and every operator tool.
 
+mod allocator;
 mod cli;
 mod cmd;
 mod output;

@@ -1,5 +1,5 @@
 //! Chunk files (storage format 2): the flushed records of a replica as one immutable Parquet
-//! file per flush, under `f/`, named after the lsn range it holds
+//! file per flush run, under `f/`, named after the lsn range it holds
 //! (`{first_lsn:020}-{last_lsn:020}.parquet`; `-<n>` is added before `.parquet` if a failed
 //! flush of the same lsns left a file of that name, which is never replaced).
 //!
@@ -24,11 +24,12 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, UInt64Array};
 use arrow::compute::{
-    SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
+    SortColumn, SortOptions, concat_batches, interleave_record_batch, lexsort_to_indices,
+    take_record_batch,
 };
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use arrow::row::{OwnedRow, RowConverter, SortField};
+use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
 use arrow::util::display::array_value_to_string;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -41,6 +42,7 @@ use crate::codec;
 use crate::error::{StorageError, arrow_err, io_err};
 use crate::fsutil::{self, TMP_SUFFIX};
 use crate::manifest::{ColumnRange, FileMeta};
+use crate::memory::{Charge, held_bytes};
 use crate::meta::STORE_FORMAT_V2;
 use crate::sort_key::{KeepFilter, SortKey};
 
@@ -363,6 +365,11 @@ impl ChunkWriter {
             .map_err(parquet_err("write chunk file", &self.tmp))
     }
 
+    /// Bytes the Parquet writer holds for the row group in progress.
+    pub(crate) fn buffered_bytes(&self) -> u64 {
+        self.writer.memory_size() as u64
+    }
+
     /// Close the file, fsync it, rename it into place and fsync the directory.
     pub(crate) fn finish(mut self) -> Result<FileMeta, StorageError> {
         self.writer
@@ -396,27 +403,121 @@ impl ChunkWriter {
 /// Write the rows of `batches` (records `first..=last`, in lsn order) as one sorted level-0
 /// chunk file in `files_dir`, durably, only the rows `sort_key` keeps. `None` if they hold no
 /// rows (nothing is written).
+///
+/// No sorted copy of all the rows is made: their keys are encoded in Arrow's row format, the
+/// `(batch, row)` pairs sorted by them, and the file written [`WRITE_BATCH_ROWS`] rows at a
+/// time gathered from `batches`. That working set (keys, order, the writer's row group in
+/// progress) is counted in `working` while it is held.
 pub(crate) fn write(
     files_dir: &Path,
     schema: &SchemaRef,
     sort_key: &SortKey,
     batches: &[RecordBatch],
-    first: u64,
-    last: u64,
+    (first, last): (u64, u64),
+    working: &mut Charge,
 ) -> Result<Option<FileMeta>, StorageError> {
-    let all =
-        concat_batches(schema, batches).map_err(arrow_err("concatenate batches", files_dir))?;
-    if all.num_rows() == 0 {
+    if batches.iter().all(|b| b.num_rows() == 0) {
         return Ok(None);
     }
-    let sorted = sort_by(files_dir, &all, schema, &sort_key.columns)?;
-    drop(all);
+    let keys = key_columns(files_dir, schema, &sort_key.columns)?;
+    let order = key_order(files_dir, batches, &keys)?;
+    match &order {
+        KeyOrder::Lsn => {}
+        KeyOrder::Pairs(_, key_bytes) => working.add(*key_bytes),
+        KeyOrder::Sorted(all) => working.add(held_bytes(all)),
+    }
     let mut w = ChunkWriter::create(files_dir, schema, sort_key, (first, last), 0)?;
     let mut keep = KeepFilter::new(files_dir, schema, sort_key)?;
-    let mut sink = |b: RecordBatch| w.write(&b);
-    keep.push(&sorted, &mut sink)?;
+    let held = working.bytes();
+    let mut sink = |b: RecordBatch| {
+        w.write(&b)?;
+        working.set(held + w.buffered_bytes());
+        Ok(())
+    };
+    match order {
+        KeyOrder::Lsn => {
+            for b in batches {
+                keep.push(b, &mut sink)?;
+            }
+        }
+        KeyOrder::Pairs(order, _) => {
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            let mut pairs = Vec::with_capacity(WRITE_BATCH_ROWS);
+            for piece in order.chunks(WRITE_BATCH_ROWS) {
+                pairs.clear();
+                pairs.extend(piece.iter().map(|&(b, r)| (b as usize, r as usize)));
+                let b = interleave_record_batch(&refs, &pairs)
+                    .map_err(arrow_err("gather sorted rows", files_dir))?;
+                keep.push(&b, &mut sink)?;
+            }
+        }
+        KeyOrder::Sorted(all) => keep.push(&all, &mut sink)?,
+    }
     keep.finish(&mut sink)?;
     w.finish().map(Some)
+}
+
+/// Rows per batch a flush gathers and writes.
+const WRITE_BATCH_ROWS: usize = 64 * 1024;
+
+/// How a flush's rows are put in key order.
+enum KeyOrder {
+    /// No sort key: the batches as they are.
+    Lsn,
+    /// `(batch, row)` in key order, and the bytes the sort held (keys and order).
+    Pairs(Vec<(u32, u32)>, u64),
+    /// A key type Arrow's row format lacks: all rows sorted into one batch.
+    Sorted(RecordBatch),
+}
+
+/// The order of the rows of `batches` by the columns `keys`, stably (equal keys keep their lsn
+/// order).
+fn key_order(
+    dir: &Path,
+    batches: &[RecordBatch],
+    keys: &[usize],
+) -> Result<KeyOrder, StorageError> {
+    let Some(schema) = batches.first().map(RecordBatch::schema) else {
+        return Ok(KeyOrder::Lsn);
+    };
+    if keys.is_empty() {
+        return Ok(KeyOrder::Lsn);
+    }
+    let Ok(conv) = key_converter(dir, &schema, keys, "sorting a flush") else {
+        let all =
+            concat_batches(&schema, batches).map_err(arrow_err("concatenate batches", dir))?;
+        return sort(&all, keys)
+            .map(KeyOrder::Sorted)
+            .map_err(arrow_err("sort rows", dir));
+    };
+    let rows = batches
+        .iter()
+        .map(|b| {
+            let cols: Vec<ArrayRef> = keys.iter().map(|&i| b.column(i).clone()).collect();
+            conv.convert_columns(&cols)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(arrow_err("sort key", dir))?;
+    let too_big = |_| StorageError::Failed {
+        dir: dir.to_path_buf(),
+        reason: "a flush holds more than 2^32 batches or rows in one".into(),
+    };
+    let mut order = Vec::with_capacity(rows.iter().map(Rows::num_rows).sum());
+    for (b, r) in rows.iter().enumerate() {
+        let b = u32::try_from(b).map_err(too_big)?;
+        for i in 0..r.num_rows() {
+            order.push((b, u32::try_from(i).map_err(too_big)?));
+        }
+    }
+    // Stable: rows with equal keys keep their order.
+    order.sort_by(|&(ab, ar), &(bb, br)| {
+        rows[ab as usize]
+            .row(ar as usize)
+            .cmp(&rows[bb as usize].row(br as usize))
+    });
+    let key_bytes = rows.iter().map(|r| r.size() as u64).sum::<u64>()
+        + (order.capacity() * std::mem::size_of::<(u32, u32)>()) as u64;
+    Ok(KeyOrder::Pairs(order, key_bytes))
 }
 
 /// `batch` sorted by the columns named `columns` (see [`sort`]).

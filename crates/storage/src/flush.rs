@@ -1,4 +1,4 @@
-//! [`ChunkStore::flush`]: move the applied records up to an lsn from memory into a chunk file,
+//! [`ChunkStore::flush`]: move the applied records up to an lsn from memory into chunk files,
 //! and [`ChunkStore::truncate_wal`]: delete WAL segments whose records are all flushed.
 //!
 //! A flush runs off the async runtime and holds the view's lock only to copy batch handles and,
@@ -7,14 +7,20 @@
 //! ```text
 //! 1. freeze   commit thread: roll the WAL (fdatasync the last segment, start a new one at
 //!             L + 1), last applied lsn L and the dedup state there; F = min(through, L)
-//! 2. file     rows of records (flushed, F] sorted into f/<first>-<last>.parquet
+//! 2. file     rows of the next run of records (flushed, R], R ≤ F, at most
+//!             `flush_run_bytes` of batches, sorted into f/<first>-<last>.parquet
 //!             (tmp, fsync, rename, fsync f/)
-//! 3. MANIFEST flushed_lsn F, rows and checksum at F, files, dedup state (tmp, fsync, rename,
+//! 3. MANIFEST flushed_lsn R, rows and checksum at R, files, dedup state (tmp, fsync, rename,
 //!             fsync dir)                                            <- the commit point
 //! 4. STORE    rewritten as format 2, the first time only (an older build now refuses the
 //!             directory by version instead of replaying a WAL that may be truncated)
-//! 5. memory   the records ≤ F leave the view; the file joins it
+//! 5. memory   the records ≤ R leave the view; the file joins it
+//!    (2 to 5 again for the next run, until R = F)
 //! ```
+//!
+//! Runs bound a flush's working set whatever the replica holds: the run's sort keys and order
+//! and the Parquet writer's row group, counted in the store's [`crate::MemoryGauge`] while
+//! they are held.
 //!
 //! A crash (or error) after step 2 leaves an orphan file that no MANIFEST lists: open deletes
 //! it and replays the WAL as before. After step 3 the new MANIFEST holds: open reads it, replays
@@ -28,12 +34,13 @@ use crate::chunk_file;
 use crate::error::{StorageError, io_err};
 use crate::fsutil;
 use crate::group_commit::{Frozen, Msg};
-use crate::manifest::{self, FILES_DIR};
+use crate::manifest::{self, FILES_DIR, FileMeta};
 use crate::meta::{self, STORE_FORMAT_V2};
 use crate::sort_key::SortKey;
-use crate::store::{ChunkStore, Shared, blocking};
+use crate::store::{ChunkStore, Flushed, Shared, blocking};
 use crate::types::FlushReport;
 use crate::wal::{read, segment};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
 /// Where a flush, compaction or snapshot install can stop as if the process died there (a test
@@ -110,8 +117,10 @@ pub(crate) fn crash_point(_: &Shared, _: CrashPoint) -> Result<(), StorageError>
 
 impl ChunkStore {
     /// Flush the applied records up to `through` (`u64::MAX`: all applied so far) that are not
-    /// flushed yet into one chunk file, commit the MANIFEST, raise STORE to format 2 the first
-    /// time, and drop those records from memory. Appends go on meanwhile. Returns what it did;
+    /// flushed yet into chunk files (one per run of
+    /// [`StoreOptions::flush_run_bytes`](crate::StoreOptions::flush_run_bytes)), commit the
+    /// MANIFEST after each, raise STORE to format 2 the first time, and drop those records from
+    /// memory. Appends go on meanwhile. Returns what it did;
     /// nothing when there is nothing new. Flushes are serialized.
     ///
     /// **Format 2 is written by the first flush**: call it only once the cluster version allows
@@ -201,6 +210,10 @@ fn advance_wal_base(shared: &Arc<Shared>, through: u64) -> Result<u64, StorageEr
     Ok(cut)
 }
 
+/// Flushes the records up to `min(through, frozen.last_lsn)` in runs of
+/// [`StoreOptions::flush_run_bytes`](crate::StoreOptions::flush_run_bytes),
+/// each a file and a MANIFEST commit (steps 2 to 5 of the module docs), stopping early if the
+/// store is closed meanwhile.
 fn flush_frozen(
     shared: &Arc<Shared>,
     through: u64,
@@ -208,30 +221,56 @@ fn flush_frozen(
     frozen: Frozen,
 ) -> Result<FlushReport, StorageError> {
     let mut st = shared.flushed_if_open()?;
-    let dir = &shared.dir;
-    chunk_file::key_columns(dir, &shared.schema, &sort_key.columns)?;
-    let (base, upto, batches, rows, checksum, wal_base) = {
-        let v = shared.view.read().unwrap_or_else(PoisonError::into_inner);
-        let base = v.base();
-        let upto = through.min(frozen.last_lsn);
-        if upto <= base {
-            return Ok(FlushReport {
-                flushed_lsn: base,
-                records: 0,
-                rows: 0,
-                file: None,
-                file_bytes: 0,
-                upgraded_store: false,
-            });
+    chunk_file::key_columns(&shared.dir, &shared.schema, &sort_key.columns)?;
+    let upto = through.min(frozen.last_lsn);
+    let format_before = st.store_version;
+    let mut report = FlushReport {
+        flushed_lsn: 0,
+        records: 0,
+        rows: 0,
+        files: Vec::new(),
+        file_bytes: 0,
+        upgraded_store: false,
+    };
+    loop {
+        let (base, end) = {
+            let v = shared.view.read().unwrap_or_else(PoisonError::into_inner);
+            (v.base(), v.run_end(upto, shared.flush_run_bytes))
+        };
+        report.flushed_lsn = base;
+        if end <= base || shared.closed.load(Ordering::Acquire) {
+            report.upgraded_store =
+                format_before < STORE_FORMAT_V2 && st.store_version >= STORE_FORMAT_V2;
+            return Ok(report);
         }
+        let run = flush_run(shared, &mut st, end, sort_key, &frozen)?;
+        report.records += end - base;
+        report.rows += run.as_ref().map_or(0, |f| f.rows);
+        report.file_bytes += run.as_ref().map_or(0, |f| f.bytes);
+        report.files.extend(run.map(|f| f.name));
+    }
+}
+
+/// Flushes the in-memory records up to `upto` into one file; answers it (`None`: they held
+/// no rows).
+fn flush_run(
+    shared: &Arc<Shared>,
+    st: &mut Flushed,
+    upto: u64,
+    sort_key: &SortKey,
+    frozen: &Frozen,
+) -> Result<Option<FileMeta>, StorageError> {
+    let dir = &shared.dir;
+    let (base, batches, bytes, rows, checksum, wal_base) = {
+        let v = shared.view.read().unwrap_or_else(PoisonError::into_inner);
         let (rows, checksum) = v.at(upto).ok_or_else(|| StorageError::Failed {
             dir: dir.clone(),
             reason: format!("flush: lsn {upto} is not in the view"),
         })?;
         (
-            base,
-            upto,
+            v.base(),
             v.batches_between(upto),
+            v.bytes_through(upto),
             rows,
             checksum,
             v.wal_base,
@@ -242,14 +281,18 @@ fn flush_frozen(
         std::fs::create_dir_all(&files_dir).map_err(io_err("create directory", &files_dir))?;
         fsutil::sync_dir(dir)?;
     }
+    // The batches are counted already (the view holds them until the swap); what the file's
+    // writing holds besides them is counted while it runs.
+    let mut working = shared.memory.charge(0);
     let file = chunk_file::write(
         &files_dir,
         &shared.schema,
         sort_key,
         &batches,
-        base + 1,
-        upto,
+        (base + 1, upto),
+        &mut working,
     )?;
+    drop(working);
     drop(batches);
     crash_point(shared, CrashPoint::File)?;
 
@@ -260,13 +303,12 @@ fn flush_frozen(
     m.checksum = checksum;
     m.files.extend(file.clone());
     m.dedup_lsn = frozen.last_lsn;
-    m.dedup = frozen.dedup;
+    m.dedup = frozen.dedup.clone();
     m.wal_base = wal_base.map(|(b, c)| [b, c]);
     let manifest_bytes = manifest::write(dir, &m)?;
     crash_point(shared, CrashPoint::Manifest)?;
 
-    let upgraded_store = st.store_version < STORE_FORMAT_V2;
-    if upgraded_store {
+    if st.store_version < STORE_FORMAT_V2 {
         st.store_bytes = meta::write_store_file(dir, &shared.schema, STORE_FORMAT_V2)?;
         st.store_version = STORE_FORMAT_V2;
         tracing::info!(dir = %dir.display(), "chunk store raised to format 2 by its first flush");
@@ -275,20 +317,14 @@ fn flush_frozen(
     st.manifest_bytes = manifest_bytes;
     crash_point(shared, CrashPoint::Store)?;
 
-    let report = FlushReport {
-        flushed_lsn: upto,
-        records: upto - base,
-        rows: file.as_ref().map_or(0, |f| f.rows),
-        file_bytes: file.as_ref().map_or(0, |f| f.bytes),
-        file: file.as_ref().map(|f| f.name.clone()),
-        upgraded_store,
-    };
     {
         let mut v = shared.view.write().unwrap_or_else(PoisonError::into_inner);
-        v.swap_flushed(upto, file);
+        v.swap_flushed(upto, file.clone());
         v.other_bytes = st.bytes();
     }
-    tracing::debug!(dir = %dir.display(), flushed_lsn = upto, records = report.records,
-        rows = report.rows, bytes = report.file_bytes, "flushed chunk file");
-    Ok(report)
+    tracing::debug!(dir = %dir.display(), flushed_lsn = upto, records = upto - base,
+        held_bytes = bytes,
+        rows = file.as_ref().map_or(0, |f| f.rows),
+        bytes = file.as_ref().map_or(0, |f| f.bytes), "flushed chunk file");
+    Ok(file)
 }

@@ -220,11 +220,12 @@ impl Committer {
         };
         tracing::error!(dir = %self.shared.dir.display(), error = %reason,
             "WAL write failed; store refuses further writes until reopened");
-        for r in requests {
-            let _ = r.reply.send(Err(self.failed_err(&reason)));
-        }
+        // The hook first: a writer told of the failure finds the owner told already.
         if let Some(hook) = &self.on_failure {
             hook(&self.failed_err(&reason));
+        }
+        for r in requests {
+            let _ = r.reply.send(Err(self.failed_err(&reason)));
         }
         self.failed = Some(reason);
     }

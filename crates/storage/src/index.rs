@@ -10,6 +10,7 @@ use arrow::record_batch::RecordBatch;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::manifest::FileMeta;
+use crate::memory::{Charge, MemoryGauge, held_bytes};
 use crate::types::{Record, ReplicaPosition};
 
 /// One applied record.
@@ -20,6 +21,12 @@ pub(crate) struct Entry {
     pub batch: RecordBatch,
     /// Size of the record's Arrow IPC encoding (used to bound `records_since`).
     pub ipc_len: usize,
+}
+
+/// An applied record in memory, with what its batch keeps allocated.
+struct Held {
+    entry: Entry,
+    bytes: u64,
 }
 
 /// Everything readers see.
@@ -38,14 +45,14 @@ pub(crate) struct View {
     /// `truncate_wal`.
     pub wal_base: Option<(u64, u64)>,
     /// The records base+1, base+2, ... in lsn order.
-    entries: Vec<Entry>,
+    entries: Vec<Held>,
     /// `chain[i]`: the checksum after entry i (so a replica's checksum at any lsn ≥ base is
     /// known).
     chain: Vec<u64>,
     rows: u64,
     checksum: u64,
-    /// Arrow IPC bytes of the records in `entries`.
-    entries_ipc_bytes: u64,
+    /// What the batches of `entries` keep allocated, counted in the store's gauge.
+    held: Charge,
     /// Bytes of the WAL segments.
     pub wal_bytes: u64,
     /// Bytes of STORE, MANIFEST and the chunk files.
@@ -65,9 +72,17 @@ pub(crate) fn chain(checksum: u64, lsn: u64, writer_id: u64, seq: u64, digest: u
 }
 
 impl View {
-    /// A view whose records up to `base` are in `files` (from the MANIFEST at open).
-    pub(crate) fn flushed(base: u64, rows: u64, checksum: u64, files: Vec<FileMeta>) -> Self {
+    /// A view whose records up to `base` are in `files` (from the MANIFEST at open), counting
+    /// the records held in memory in `memory`.
+    pub(crate) fn flushed(
+        base: u64,
+        rows: u64,
+        checksum: u64,
+        files: Vec<FileMeta>,
+        memory: &MemoryGauge,
+    ) -> Self {
         View {
+            held: memory.charge(0),
             wal_base: (base == 0).then_some((0, 0)),
             base,
             base_checksum: checksum,
@@ -84,8 +99,9 @@ impl View {
         debug_assert_eq!(entry.lsn, self.last_lsn() + 1);
         self.checksum = chain(self.checksum, entry.lsn, entry.writer_id, entry.seq, digest);
         self.rows += entry.batch.num_rows() as u64;
-        self.entries_ipc_bytes += entry.ipc_len as u64;
-        self.entries.push(entry);
+        let bytes = held_bytes(&entry.batch);
+        self.held.add(bytes);
+        self.entries.push(Held { entry, bytes });
         self.chain.push(self.checksum);
     }
 
@@ -103,9 +119,33 @@ impl View {
         self.entries.len()
     }
 
-    /// Arrow IPC bytes of the records held in memory.
+    /// What the batches of the records held in memory keep allocated.
     pub(crate) fn in_memory_bytes(&self) -> u64 {
-        self.entries_ipc_bytes
+        self.held.bytes()
+    }
+
+    /// The last lsn of the first run of in-memory records (from `base + 1`, at least one) whose
+    /// batches hold at most `max_bytes`, not past `upto` (`upto` if it is ≤ `base`).
+    pub(crate) fn run_end(&self, upto: u64, max_bytes: u64) -> u64 {
+        let mut end = self.base;
+        let mut bytes = 0;
+        for h in &self.entries {
+            if h.entry.lsn > upto || (end > self.base && bytes + h.bytes > max_bytes) {
+                break;
+            }
+            bytes += h.bytes;
+            end = h.entry.lsn;
+        }
+        end.max(upto.min(self.base))
+    }
+
+    /// What the batches of the in-memory records `base+1..=upto` keep allocated.
+    pub(crate) fn bytes_through(&self, upto: u64) -> u64 {
+        self.entries
+            .iter()
+            .take_while(|h| h.entry.lsn <= upto)
+            .map(|h| h.bytes)
+            .sum()
     }
 
     pub(crate) fn position(&self) -> ReplicaPosition {
@@ -136,7 +176,7 @@ impl View {
         let rows = self.base_rows
             + entries
                 .iter()
-                .map(|e| e.batch.num_rows() as u64)
+                .map(|h| h.entry.batch.num_rows() as u64)
                 .sum::<u64>();
         Some((rows, self.checksum_at(lsn)?))
     }
@@ -152,7 +192,7 @@ impl View {
     ) {
         // lsns are dense, so entry i has lsn base + 1 + i.
         let start = usize::try_from(after.saturating_sub(self.base)).unwrap_or(usize::MAX);
-        for e in self.entries.iter().skip(start) {
+        for e in self.entries.iter().skip(start).map(|h| &h.entry) {
             if !out.is_empty() && bytes.saturating_add(e.ipc_len) > max_bytes {
                 break;
             }
@@ -170,8 +210,8 @@ impl View {
     pub(crate) fn batches_through(&self, last: u64) -> Vec<RecordBatch> {
         self.entries
             .iter()
-            .take_while(|e| e.lsn <= last)
-            .map(|e| e.batch.clone())
+            .take_while(|h| h.entry.lsn <= last)
+            .map(|h| h.entry.batch.clone())
             .collect()
     }
 
@@ -181,7 +221,7 @@ impl View {
         self.entries
             .iter()
             .take(n)
-            .map(|e| e.batch.clone())
+            .map(|h| h.entry.batch.clone())
             .collect()
     }
 
@@ -200,10 +240,9 @@ impl View {
         }
         let dropped_rows: u64 = self.entries[..n]
             .iter()
-            .map(|e| e.batch.num_rows() as u64)
+            .map(|h| h.entry.batch.num_rows() as u64)
             .sum();
-        let dropped_bytes: u64 = self.entries[..n].iter().map(|e| e.ipc_len as u64).sum();
-        self.entries_ipc_bytes -= dropped_bytes;
+        let dropped_bytes: u64 = self.entries[..n].iter().map(|h| h.bytes).sum();
         self.base_checksum = self.chain[n - 1];
         self.base_rows += dropped_rows;
         self.base = upto;
@@ -211,6 +250,8 @@ impl View {
         self.chain.drain(..n);
         self.entries.shrink_to_fit();
         self.chain.shrink_to_fit();
+        // Given back once the batches are gone, so a held append let in by it finds the room.
+        self.held.release(dropped_bytes);
         if let Some(f) = file {
             let mut files = self.files.as_ref().clone();
             files.push(f);

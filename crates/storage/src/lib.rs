@@ -115,11 +115,13 @@
 //!    leaves the WAL at or below `F` in whole segments that open skips unread and
 //!    [`ChunkStore::truncate_wal`] deletes); then the last applied lsn `L ≥ F` and the dedup
 //!    state there;
-//! 2. the chunk file for the records after the previous flush up to `F`, created whole under
-//!    `f/` (`name.tmp`, fsync, rename, fsync `f/`); appends go on meanwhile;
-//! 3. `MANIFEST` (whole, like `STORE`): **the commit point**;
+//! 2. the chunk file for the next run of records after the previous flush, up to `F` and at
+//!    most [`StoreOptions::flush_run_bytes`] of batches in memory, created whole under `f/`
+//!    (`name.tmp`, fsync, rename, fsync `f/`); appends go on meanwhile;
+//! 3. `MANIFEST` (whole, like `STORE`): **the commit point** of that run;
 //! 4. `STORE` rewritten as format 2, the first time only;
-//! 5. the records ≤ `F` leave memory (the view's lock is held only for this swap).
+//! 5. the run's records leave memory (the view's lock is held only for this swap); steps 2–5
+//!    again for the next run, until `F`.
 //!
 //! A crash after 2 leaves a file no MANIFEST lists: open deletes it and replays as before.
 //! After 3, open uses the new MANIFEST and, if `STORE` still says format 1, rewrites it as
@@ -213,6 +215,7 @@ mod fsutil;
 mod group_commit;
 mod index;
 mod manifest;
+mod memory;
 mod merge;
 mod meta;
 mod scan;
@@ -230,6 +233,7 @@ pub use compaction::{COMPACT_MIN_FILES, Compaction};
 pub use dedup::DEDUP_WINDOW;
 pub use error::StorageError;
 pub use manifest::{MANIFEST_FILE, MANIFEST_FORMAT_VERSION};
+pub use memory::{Charge, MemoryGauge};
 pub use meta::{LOCK_FILE, STORE_FILE, STORE_FORMAT_V1, STORE_FORMAT_V2, STORE_FORMAT_VERSION};
 pub use scan::{ColumnStats, ContainerStats, Prune, ScanBatches, ScanOptions};
 pub use snapshot::{
@@ -239,8 +243,9 @@ pub use sort_key::{Keep, SortKey};
 pub use stats::StoreStats;
 pub use store::ChunkStore;
 pub use types::{
-    AppendOutcome, CompactReport, DEFAULT_COMMIT_IDLE, DEFAULT_SEGMENT_BYTES, FailureHook,
-    FlushReport, OpenReport, Record, ReplicaPosition, StoreOptions,
+    AppendOutcome, CompactReport, DEFAULT_COMMIT_IDLE, DEFAULT_FLUSH_RUN_BYTES,
+    DEFAULT_SEGMENT_BYTES, FailureHook, FlushReport, OpenReport, Record, ReplicaPosition,
+    StoreOptions,
 };
 pub use wal::record::RECORD_FORMAT_VERSION;
 pub use wal::segment::SEGMENT_FORMAT_VERSION;

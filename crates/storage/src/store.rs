@@ -17,6 +17,7 @@ use crate::fsutil;
 use crate::group_commit::{Committer, Msg, Op, Request};
 use crate::index::{Entry, View};
 use crate::manifest::{self, FILES_DIR, Manifest};
+use crate::memory::MemoryGauge;
 use crate::meta::{self, LOCK_FILE, STORE_FILE, STORE_FORMAT_V1, STORE_FORMAT_V2};
 use crate::scan::ScanOptions;
 use crate::sort_key::SortKey;
@@ -34,6 +35,10 @@ pub(crate) struct Shared {
     pub dir: PathBuf,
     pub schema: SchemaRef,
     pub view: RwLock<View>,
+    /// Where the view's records and a flush's working set are counted.
+    pub memory: MemoryGauge,
+    /// [`StoreOptions::flush_run_bytes`].
+    pub flush_run_bytes: u64,
     pub counters: Counters,
     /// What the last committed flush or compaction wrote; held for a whole flush (one at a
     /// time) and for a compaction's plan and commit.
@@ -328,6 +333,7 @@ impl ChunkStore {
             manifest.rows,
             manifest.checksum,
             manifest.files.clone(),
+            &opts.memory,
         );
         if flushed_lsn > 0 {
             view.wal_base = manifest.wal_base.map(|[b, c]| (b, c));
@@ -370,6 +376,8 @@ impl ChunkStore {
             dir: dir.to_path_buf(),
             schema,
             view: RwLock::new(view),
+            memory: opts.memory.clone(),
+            flush_run_bytes: opts.flush_run_bytes,
             counters: Counters::default(),
             flushed: Mutex::new(flushed),
             compacting: Mutex::new(()),
@@ -702,8 +710,8 @@ impl ChunkStore {
         self.view().in_memory() as u64
     }
 
-    /// Arrow IPC size of the records held in memory, for a flush policy (the decoded batches
-    /// take about as much, plus a few hundred bytes of overhead per record).
+    /// What the batches of the records held in memory keep allocated (each distinct buffer
+    /// allocation once), for a flush policy; also counted in [`StoreOptions::memory`].
     pub fn unflushed_bytes(&self) -> u64 {
         self.view().in_memory_bytes()
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use arrow::record_batch::RecordBatch;
 
 use crate::StorageError;
+use crate::memory::MemoryGauge;
 
 /// Called once, on the store's commit thread, when a WAL write or fdatasync fails and the store
 /// becomes poisoned ([`StorageError::Failed`]), after the failed group was cut from the WAL.
@@ -27,6 +28,13 @@ pub struct StoreOptions {
     /// The commit thread exits after this long with nothing to do, and starts again on the
     /// next write (an idle chunk holds no thread).
     pub commit_idle: Duration,
+    /// Counts the batches of the records not yet flushed and each flush's working set; share
+    /// one among the stores of a process to bound them together (a memory budget).
+    pub memory: MemoryGauge,
+    /// Most bytes (what their batches hold in memory) of records one chunk file of a flush
+    /// takes; a flush of more writes several files, one after another, each committed on its
+    /// own, so its working set stays about this size however much the replica holds.
+    pub flush_run_bytes: u64,
 }
 
 impl std::fmt::Debug for StoreOptions {
@@ -36,12 +44,17 @@ impl std::fmt::Debug for StoreOptions {
             .field("segment_bytes", &self.segment_bytes)
             .field("on_failure", &self.on_failure.is_some())
             .field("commit_idle", &self.commit_idle)
+            .field("memory", &self.memory)
+            .field("flush_run_bytes", &self.flush_run_bytes)
             .finish()
     }
 }
 
 /// Default [`StoreOptions::commit_idle`].
 pub const DEFAULT_COMMIT_IDLE: Duration = Duration::from_secs(10);
+
+/// Default [`StoreOptions::flush_run_bytes`]: 32 MiB.
+pub const DEFAULT_FLUSH_RUN_BYTES: u64 = 32 << 20;
 
 /// Default segment size: 64 MiB.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
@@ -53,6 +66,8 @@ impl Default for StoreOptions {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             on_failure: None,
             commit_idle: DEFAULT_COMMIT_IDLE,
+            memory: MemoryGauge::default(),
+            flush_run_bytes: DEFAULT_FLUSH_RUN_BYTES,
         }
     }
 }
@@ -114,11 +129,12 @@ pub struct FlushReport {
     pub flushed_lsn: u64,
     /// Records moved out of memory by this flush (0: nothing new to flush).
     pub records: u64,
-    /// Rows written to the new chunk file.
+    /// Rows written to the new chunk files.
     pub rows: u64,
-    /// The new chunk file (`f/<name>`), if the records held rows.
-    pub file: Option<String>,
-    /// Its size.
+    /// The new chunk files (`f/<name>`), in lsn order: one per run of
+    /// [`StoreOptions::flush_run_bytes`]; none if the records held no rows.
+    pub files: Vec<String>,
+    /// Their size.
     pub file_bytes: u64,
     /// Whether this flush raised the STORE file from format 1 to 2.
     pub upgraded_store: bool,

@@ -86,7 +86,7 @@ pub struct DataNodeConfig {
     /// heartbeats to the controller.
     pub heartbeat_interval: Duration,
     /// `TSDBCacheEngineSize` in GB, effective (the default resolved): the memory budget of
-    /// rows not yet flushed to chunk files.
+    /// rows not yet flushed to chunk files and flushes in progress.
     pub cache_engine_gb: f64,
     /// `flushIdleTime` in ms (default 60000): how long a replica with rows in memory may go
     /// without appends before they are flushed.

@@ -74,5 +74,7 @@ pub async fn datanode(args: DataNodeArgs) -> anyhow::Result<()> {
         secret,
         users: Users::load(&args.home.join(USERS_FILE)).map_err(anyhow::Error::msg)?,
     };
+    // Ends with the node, when the runtime shuts down.
+    tokio::spawn(crate::allocator::log_stats());
     Ok(shoal_datanode::run(opts, terminated()).await?)
 }

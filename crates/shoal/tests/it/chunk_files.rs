@@ -14,11 +14,11 @@ use crate::harness::{LocalCluster, kill9, previous_release_binary, shoal_with, s
 use crate::query::sql;
 use crate::storage::datanode_on;
 
-const ROWS_PER_APPEND: i32 = 2_000;
+pub const ROWS_PER_APPEND: i32 = 2_000;
 
 /// Appends `seqs` of writer 1, ids `(seq-1)*ROWS_PER_APPEND+1 ..= seq*ROWS_PER_APPEND`, days
 /// alternating; every one must succeed (the client rides out failures itself).
-fn append_seqs(rt: &tokio::runtime::Runtime, data: &Data, seqs: std::ops::RangeInclusive<u64>) {
+pub fn append_seqs(rt: &tokio::runtime::Runtime, data: &Data, seqs: std::ops::RangeInclusive<u64>) {
     rt.block_on(async {
         for seq in seqs {
             let first = (seq as i32 - 1) * ROWS_PER_APPEND;

@@ -17,6 +17,7 @@ mod ha_write;
 mod harness;
 mod keep_duplicates;
 mod large_chunk;
+mod memory_budget;
 mod metrics;
 mod pause;
 mod query;

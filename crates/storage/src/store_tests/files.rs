@@ -187,7 +187,7 @@ async fn scan_and_checksum_match_an_unflushed_replica() {
     }
     // Nothing new: a no-op.
     let again = a.flush(u64::MAX, &key(&["note", "ts"])).await.unwrap();
-    assert_eq!((again.records, again.file.clone()), (0, None));
+    assert_eq!((again.records, again.files.is_empty()), (0, true));
     assert_eq!(chunk_files(&tmp.path().join("a")).len(), 2);
 }
 
@@ -285,7 +285,7 @@ async fn rows_in_a_chunk_file_are_sorted_by_the_key_stably() {
         store.append(1, seq, batch).await.unwrap();
     }
     let report = store.flush(u64::MAX, &key(&["note"])).await.unwrap();
-    let file = tmp.path().join(FILES_DIR).join(report.file.unwrap());
+    let file = tmp.path().join(FILES_DIR).join(&report.files[0]);
     let back = chunk_file::read(&file, &schema()).unwrap();
     let (mut prev_note, mut prev_pos): (Option<Option<String>>, (i64, i64)) = (None, (0, 0));
     let mut n = 0;
@@ -693,7 +693,7 @@ async fn records_without_rows_move_the_flushed_lsn_without_a_file() {
         store.append(1, seq, rows(0..0)).await.unwrap();
     }
     let r = store.flush(u64::MAX, &key(&["note", "ts"])).await.unwrap();
-    assert_eq!((r.flushed_lsn, r.records, r.file), (3, 3, None));
+    assert_eq!((r.flushed_lsn, r.records, r.files.is_empty()), (3, 3, true));
     assert!(chunk_files(tmp.path()).is_empty());
     fill(&store, 4..=5).await;
     let pos = store.position();
@@ -931,7 +931,7 @@ async fn a_flush_failing_after_its_manifest_is_redone_without_replacing_the_list
     let listed = manifest::read(dir).unwrap().unwrap().0.files[0].clone();
     // The store goes on and flushes the same lsns again.
     let r = store.flush(u64::MAX, &key(&["note", "ts"])).await.unwrap();
-    assert_ne!(r.file.as_deref(), Some(listed.name.as_str()));
+    assert_ne!(r.files.first(), Some(&listed.name));
     assert_eq!(
         file_len(&dir.join(FILES_DIR).join(&listed.name)),
         listed.bytes
@@ -941,4 +941,59 @@ async fn a_flush_failing_after_its_manifest_is_redone_without_replacing_the_list
     let (store, report) = ChunkStore::open(dir, o).await.unwrap();
     assert_eq!((report.files, report.orphans_removed), (1, 1));
     assert_eq!((store.position(), store.row_count()), (pos, 200));
+}
+
+#[tokio::test]
+async fn a_flush_writes_runs_of_bounded_bytes_and_the_gauge_counts_what_memory_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gauge = crate::MemoryGauge::default();
+    let o = |run: u64| StoreOptions {
+        memory: gauge.clone(),
+        flush_run_bytes: run,
+        ..opts(false, 4000)
+    };
+    let other = new_store(&tmp.path().join("other"), o(u64::MAX)).await;
+    fill(&other, 1..=5).await;
+    let held_by_other = gauge.bytes();
+    assert!(held_by_other > 0);
+
+    let dir = tmp.path().join("a");
+    let a = new_store(&dir, o(u64::MAX)).await;
+    fill(&a, 1..=40).await;
+    let held = gauge.bytes() - held_by_other;
+    assert_eq!(a.unflushed_bytes(), held);
+    drop(a);
+    assert_eq!(
+        gauge.bytes(),
+        held_by_other,
+        "a closed store gives its memory back"
+    );
+
+    // Replayed batches are decoded from the WAL (one allocation each), so they may hold less
+    // than the appended ones did.
+    let (a, _) = ChunkStore::open(&dir, o(u64::MAX)).await.unwrap();
+    let replayed = a.unflushed_bytes();
+    assert!(replayed > 0);
+    assert_eq!(gauge.bytes(), held_by_other + replayed);
+    drop(a);
+
+    // Runs of about a quarter of the records each.
+    let (a, _) = ChunkStore::open(&dir, o(replayed / 4)).await.unwrap();
+    let before = multiset(&a.scan(u64::MAX).await.unwrap());
+    let r = a.flush(u64::MAX, &key(&["note", "ts"])).await.unwrap();
+    assert_eq!((r.flushed_lsn, r.records, r.rows), (40, 40, 800));
+    assert!((4..=5).contains(&r.files.len()), "{:?}", r.files);
+    assert_eq!(chunk_files(&dir).len(), r.files.len());
+    assert_eq!(
+        gauge.bytes(),
+        held_by_other,
+        "flushed records and the working set are gone"
+    );
+    let position = a.position();
+    drop(a);
+
+    let (a, _) = ChunkStore::open(&dir, o(u64::MAX)).await.unwrap();
+    assert_eq!(a.position(), position);
+    assert_eq!(multiset(&a.scan(u64::MAX).await.unwrap()), before);
+    assert_eq!(gauge.bytes(), held_by_other);
 }
