@@ -43,7 +43,10 @@ fn a_chunk_of_twenty_million_rows_is_queryable() {
                         )
                         .await
                         .unwrap();
-                    assert_eq!((r.rows, r.duplicate), (ROWS_PER_APPEND as u64, false));
+                    // `duplicate` may be true: an attempt that failed over (here, or inside the
+                    // cluster when a busy primary missed a liveness probe) may have been applied
+                    // already. Exactly once is what the counts below check.
+                    assert_eq!(r.rows, ROWS_PER_APPEND as u64, "{r:?}");
                 }
             }
         });
