@@ -3,6 +3,7 @@
 //! chunks by state and replicas out of sync. Sampled every second: a scrape reads the last
 //! sample.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
@@ -95,24 +96,42 @@ impl ControllerMetrics {
             .set(gauge(raft.last_log_index.unwrap_or_default()));
         self.last_applied_index
             .set(gauge(raft.last_applied.map_or(0, |l| l.index)));
-        core.read(|m| {
+        let (nodes, chunks, out_of_sync) = core.read(|m| {
             self.cluster_version.set(i64::from(m.cluster_version));
-            self.nodes.clear();
+            let mut nodes: BTreeMap<String, i64> = BTreeMap::new();
             for n in m.nodes.values() {
-                self.nodes
-                    .get_or_create(&vec![("state", format!("{:?}", n.state).to_uppercase())])
-                    .inc();
+                *nodes
+                    .entry(format!("{:?}", n.state).to_uppercase())
+                    .or_default() += 1;
             }
-            self.chunks.clear();
+            let mut chunks: BTreeMap<String, i64> = BTreeMap::new();
             let mut out_of_sync = 0;
             for c in m.catalog.chunks.values() {
-                self.chunks
-                    .get_or_create(&vec![("state", c.state.name().to_owned())])
-                    .inc();
+                *chunks.entry(c.state.name().to_owned()).or_default() += 1;
                 out_of_sync += c.replicas.iter().filter(|r| !r.in_sync).count();
             }
-            self.replicas_out_of_sync
-                .set(i64::try_from(out_of_sync).unwrap_or(i64::MAX));
+            (nodes, chunks, out_of_sync)
         });
+        set_counts(&self.nodes, NODE_STATES, &nodes);
+        set_counts(&self.chunks, CHUNK_STATES, &chunks);
+        self.replicas_out_of_sync
+            .set(i64::try_from(out_of_sync).unwrap_or(i64::MAX));
+    }
+}
+
+const NODE_STATES: &[&str] = &["UNKNOWN", "UP", "DOWN", "STOPPING"];
+const CHUNK_STATES: &[&str] = &["CONSTRUCTING", "RECOVERING", "COMPLETE"];
+
+/// Sets every state's count, 0 for those with none: each sample overwrites the last in place,
+/// so a scrape never sees the family half filled (as clearing and refilling it would show).
+fn set_counts(family: &Family<Labels, Gauge>, states: &[&str], counts: &BTreeMap<String, i64>) {
+    for state in states
+        .iter()
+        .copied()
+        .chain(counts.keys().map(String::as_str))
+    {
+        family
+            .get_or_create(&vec![("state", state.to_owned())])
+            .set(counts.get(state).copied().unwrap_or(0));
     }
 }

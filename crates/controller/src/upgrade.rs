@@ -2,7 +2,7 @@
 //! machine stops, keep the orchestrator's record (so a new orchestrator resumes), and raise
 //! the cluster version once every node runs the new release.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
@@ -28,7 +28,9 @@ pub async fn transfer_leadership(
 ) -> Result<TransferLeadershipResponse, Status> {
     core.ensure_lease().await?;
     let metrics = core.raft.metrics().borrow_watched().clone();
-    let not_admitted = not_admitted(core, &metrics).await;
+    let cannot_lead = cannot_lead(core, &metrics).await;
+    // The asks take up to seconds: still the leader, with a fresh lease, before handing over.
+    core.ensure_lease().await?;
     let to = if req.to_alias.is_empty() {
         // The most caught-up other voter: it wins the election without waiting to catch up.
         // Replication also reaches learners (a controller joining or re-admitted), which
@@ -37,7 +39,7 @@ pub async fn transfer_leadership(
             .membership_config
             .membership()
             .voter_ids()
-            .filter(|v| !not_admitted.contains(v))
+            .filter(|v| !cannot_lead.contains_key(v))
             .collect();
         metrics
             .replication
@@ -54,10 +56,9 @@ pub async fn transfer_leadership(
             Status::invalid_argument(format!("`{}` is not a controller", req.to_alias))
         })?
     };
-    if not_admitted.contains(&to) {
+    if let Some(why) = cannot_lead.get(&to) {
         return Err(Status::failed_precondition(format!(
-            "controller `{}` lost its metadata store and has not been re-admitted yet; it cannot \
-             lead",
+            "controller `{}` {why}; it cannot lead",
             core.topology.controller_alias(to).unwrap_or_default()
         )));
     }
@@ -95,13 +96,14 @@ pub async fn transfer_leadership(
     }
 }
 
-/// The other voters that answer, now, that they lost their store and are not admitted yet:
-/// they refuse votes, so leadership is never handed to them. Asked at the call, not cached:
-/// another leader may have admitted one since this controller last led.
-async fn not_admitted(
+/// The other voters that cannot take leadership now, and why: those that answer that they lost
+/// their store and are not admitted yet (they refuse votes) and those that do not answer.
+/// Asked at the call, not cached: another leader may have admitted one since this controller
+/// last led. A controller of a release before `Identity` (UNIMPLEMENTED) holds its state.
+async fn cannot_lead(
     core: &ControllerCore,
     metrics: &openraft::RaftMetrics<crate::raft_types::TypeConfig>,
-) -> BTreeSet<NodeId> {
+) -> BTreeMap<NodeId, String> {
     let voters: Vec<NodeId> = metrics
         .membership_config
         .membership()
@@ -118,8 +120,14 @@ async fn not_admitted(
     futures::future::join_all(asks)
         .await
         .into_iter()
-        .filter(|(_, a)| matches!(a, PeerAnswer::Known(r) if !r.admitted))
-        .map(|(id, _)| id)
+        .filter_map(|(id, answer)| match answer {
+            PeerAnswer::Known(r) if !r.admitted => Some((
+                id,
+                "lost its metadata store and has not been re-admitted yet".to_owned(),
+            )),
+            PeerAnswer::Unreachable(e) => Some((id, format!("does not answer ({e})"))),
+            PeerAnswer::Known(_) | PeerAnswer::Old => None,
+        })
         .collect()
 }
 

@@ -34,10 +34,9 @@ const PRIMARY_CALL_TIMEOUT: Duration = Duration::from_secs(17);
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 pub async fn append(node: &Arc<Node>, req: AppendRequest) -> Result<AppendResponse, Status> {
-    let started = Instant::now();
+    let timer = node.metrics.append();
     let answer = decode_and_append(node, req).await;
-    node.metrics
-        .append(started.elapsed(), answer.as_ref().map(|a| a.duplicate));
+    timer.answered(answer.as_ref().map(|a| a.duplicate));
     answer
 }
 

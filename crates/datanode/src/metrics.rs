@@ -1,7 +1,7 @@
 //! What a data node tells Prometheus (`/metrics`, see `shoal_server::http`): client appends it
 //! coordinated, by outcome, and how long they took; the replicas it holds.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -49,13 +49,18 @@ impl DataNodeMetrics {
         m
     }
 
-    /// One client append answered after `took`: `Ok(duplicate)` or the error it got.
-    pub fn append(&self, took: Duration, outcome: Result<bool, &Status>) {
-        let outcome = match outcome {
-            Ok(false) => "ok".to_owned(),
-            Ok(true) => "duplicate".to_owned(),
-            Err(s) => format!("{:?}", s.code()),
-        };
+    /// Times one client append: [`AppendTimer::answered`] records its outcome; dropped before
+    /// (the client went away, or its deadline passed and the call was dropped) it counts as
+    /// `cancelled`, so the slowest appends are not the ones missing.
+    pub fn append(&self) -> AppendTimer<'_> {
+        AppendTimer {
+            metrics: self,
+            started: Instant::now(),
+            answered: false,
+        }
+    }
+
+    fn record(&self, took: Duration, outcome: String) {
         self.appends
             .get_or_create(&vec![("outcome", outcome)])
             .inc();
@@ -64,5 +69,33 @@ impl DataNodeMetrics {
 
     pub fn set_replicas(&self, n: usize) {
         self.replicas.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+}
+
+pub struct AppendTimer<'a> {
+    metrics: &'a DataNodeMetrics,
+    started: Instant,
+    answered: bool,
+}
+
+impl AppendTimer<'_> {
+    /// The append was answered: `Ok(duplicate)` or the error it got.
+    pub fn answered(mut self, outcome: Result<bool, &Status>) {
+        self.answered = true;
+        let outcome = match outcome {
+            Ok(false) => "ok".to_owned(),
+            Ok(true) => "duplicate".to_owned(),
+            Err(s) => format!("{:?}", s.code()),
+        };
+        self.metrics.record(self.started.elapsed(), outcome);
+    }
+}
+
+impl Drop for AppendTimer<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.metrics
+                .record(self.started.elapsed(), "cancelled".to_owned());
+        }
     }
 }

@@ -146,6 +146,7 @@ pub async fn run(
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
     ready_tx.send_replace(Readiness::Ready);
+    let ready = ready_tx.clone();
     let mut draining = node.draining.subscribe();
     let reporter = health_reporter.clone();
     tokio::spawn(async move {
@@ -226,6 +227,7 @@ pub async fn run(
         health_reporter
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
+        ready.send_replace(Readiness::NotReady("stopping".into()));
         let _ = stop_tx.send(true);
         let _ = heartbeats.await;
         let _ = upkeep.await;

@@ -91,12 +91,14 @@ impl SystemSchema {
                 .map(|p| p.get(&chunk).cloned().unwrap_or_else(|| empty(chunk)))
         };
         let c = &self.chunks;
+        // Rows and bytes from a replica that holds a store: one with none may be in sync on an
+        // empty chunk, or be the replica a peer has not filled yet.
         let in_sync_position = |chunk: &ChunkInfo| {
             chunk
                 .replicas
                 .iter()
                 .filter(|r| r.in_sync)
-                .find_map(|r| position(&r.node, chunk.id))
+                .find_map(|r| positions.get(&r.node)?.get(&chunk.id).cloned())
         };
         let replicas = c.iter().map(|chunk| {
             chunk

@@ -78,11 +78,28 @@ pub async fn spawn(
     tracing::info!("metrics and health on http://{addr} (/metrics, /health, /ready)");
     let registry = Arc::new(registry);
     Ok(tokio::spawn(async move {
+        let mut stopped = stop.clone();
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = serve(listener, registry, ready, shutdown).await {
-            tracing::warn!("HTTP endpoints on {addr}: {e}");
+        let served = serve(listener, registry, ready, shutdown);
+        tokio::pin!(served);
+        // axum waits for every open connection once stopped; a scraper cut off mid-request
+        // must not hold the role's shutdown (or an agent's re-execution) forever.
+        let outcome = tokio::select! {
+            r = &mut served => Some(r),
+            _ = async {
+                let _ = stopped.wait_for(|s| *s).await;
+                tokio::time::sleep(crate::serve::SHUTDOWN_GRACE).await;
+            } => None,
+        };
+        match outcome {
+            Some(Err(e)) => tracing::warn!("HTTP endpoints on {addr}: {e}"),
+            Some(Ok(())) => {}
+            None => tracing::warn!(
+                "HTTP connections still open {:?} after stopping; closing",
+                crate::serve::SHUTDOWN_GRACE
+            ),
         }
     }))
 }

@@ -389,6 +389,17 @@ impl Active {
     pub fn stop(mut self) -> anyhow::Result<()> {
         std::mem::replace(&mut self.undo, Undo::Nothing).undo()
     }
+
+    /// Whether stopping it would not wait: a client process it runs (churn, an upgrade's
+    /// orchestrator) has ended; every other fault is undone at once.
+    pub fn finished(&mut self) -> bool {
+        match &mut self.undo {
+            Undo::Wait(child, _) | Undo::Orchestrator(child, _, _) => {
+                !matches!(child.try_wait(), Ok(None))
+            }
+            _ => true,
+        }
+    }
 }
 
 impl Drop for Active {

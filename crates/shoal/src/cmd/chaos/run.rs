@@ -8,7 +8,8 @@
 //! ```
 //!
 //! The verdict fails if the checker finds a violation, or if the cluster is not healthy
-//! (every node UP, a controller leading) within [`HEAL_TIMEOUT`] of healing.
+//! (every node UP, a controller leading) within [`HEAL_TIMEOUT`] of the workload's end (at
+//! least the tail after the last fault was undone).
 //!
 //! Everything lands in `--out`: `schedule.json`, `workload.jsonl`, `nemesis.jsonl`,
 //! `final.jsonl`, the merged `history.jsonl` (what `shoal chaos check` reads), `report.json`,
@@ -98,6 +99,8 @@ pub fn run(args: ChaosRunArgs) -> anyhow::Result<ExitCode> {
     }
 
     let workload = spawn_workload(&cluster, &out, &schedule, &args)?;
+    // The workload's writes end then: a fault started later meets no client operation.
+    let writes_end = Instant::now() + schedule.duration() - TAIL;
     let mut nemesis_log = Recorder::create(&out.join("nemesis.jsonl"))?;
     std::thread::sleep(WARM_UP);
     // The nemesis running beside the others, and until when it is held.
@@ -109,6 +112,14 @@ pub fn run(args: ChaosRunArgs) -> anyhow::Result<ExitCode> {
             std::thread::sleep(until.saturating_duration_since(Instant::now()));
             held.stop(&cluster, &mut nemesis_log)?;
         }
+        if Instant::now() >= writes_end {
+            eprintln!(
+                "chaos: warning: {} starts after the workload's writes ended (a nemesis \
+                 beside the others ran past its hold): its window holds no append",
+                step.nemesis.name()
+            );
+        }
+        let starting = Instant::now();
         let held = match Held::start(step, &cluster, &mut nemesis_log)? {
             Some(h) => h,
             None => {
@@ -117,14 +128,17 @@ pub fn run(args: ChaosRunArgs) -> anyhow::Result<ExitCode> {
             }
         };
         if step.nemesis.runs_beside() {
-            beside = Some((held, Instant::now() + step.hold));
+            beside = Some((held, starting + step.hold));
             continue;
         }
         std::thread::sleep(step.hold);
         held.stop(&cluster, &mut nemesis_log)?;
         std::thread::sleep(QUIET);
-        if let Some((held, until)) = beside.take_if(|(_, until)| *until <= Instant::now()) {
-            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        // Between faults, only one whose hold is over and whose process has ended: the next
+        // faults do not wait for an orchestrator still at work.
+        if let Some((held, _)) =
+            beside.take_if(|(held, until)| *until <= Instant::now() && held.active.finished())
+        {
             held.stop(&cluster, &mut nemesis_log)?;
         }
     }
@@ -143,10 +157,11 @@ pub fn run(args: ChaosRunArgs) -> anyhow::Result<ExitCode> {
     }
 
     // A fault (or an upgrade that failed beside one) must never leave a machine stopped: the
-    // data may all be there with one replica down, so this is a verdict of its own.
+    // data may all be there with one replica down, so this is a verdict of its own. Counted
+    // from the workload's end, at least `TAIL` after the last fault was undone.
     let healthy = cluster.wait_healthy(HEAL_TIMEOUT);
     if let Err(e) = &healthy {
-        eprintln!("chaos: not healthy {HEAL_TIMEOUT:?} after healing: {e:#}");
+        eprintln!("chaos: not healthy {HEAL_TIMEOUT:?} after the workload ended: {e:#}");
     }
     final_reads(&cluster, &out)?;
     drop(cluster);
@@ -172,7 +187,7 @@ pub fn run(args: ChaosRunArgs) -> anyhow::Result<ExitCode> {
         println!("history: {}", out.join("history.jsonl").display());
     }
     if let Err(e) = &healthy {
-        println!("NOT HEALTHY after healing: {e:#}");
+        println!("NOT HEALTHY {HEAL_TIMEOUT:?} after the workload ended: {e:#}");
     }
     Ok(if report.ok() && healthy.is_ok() {
         ExitCode::SUCCESS
@@ -203,6 +218,8 @@ struct Held {
 impl Held {
     /// `None` when it could not start (e.g. no chunk to aim at yet): said, not recorded.
     fn start(step: &Step, c: &NsCluster, log: &mut Recorder) -> anyhow::Result<Option<Self>> {
+        // Before it starts: an upgrade's first step may come right after.
+        let started_ms = now_ms();
         let active = match step.nemesis.start(c, step.hold) {
             Ok(a) => a,
             Err(e) => {
@@ -212,7 +229,6 @@ impl Held {
         };
         let what = format!("{} for {} s", active.what, step.hold.as_secs());
         eprintln!("chaos: {what}");
-        let started_ms = now_ms();
         log.record(&nemesis_op(F::NemesisStart, &what, started_ms))?;
         Ok(Some(Self {
             nemesis: step.nemesis,

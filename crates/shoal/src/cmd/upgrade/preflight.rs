@@ -160,6 +160,16 @@ pub async fn rollback(
     Ok(st)
 }
 
+/// The nodes not UP, with their state.
+fn not_up(status: &ClusterStatusResponse) -> Vec<String> {
+    status
+        .nodes
+        .iter()
+        .filter(|n| n.state() != NodeState::Up)
+        .map(|n| format!("{} ({:?})", n.alias, n.state()))
+        .collect()
+}
+
 /// The chunks not COMPLETE, with their state.
 async fn recovering(target: &Target) -> anyhow::Result<Vec<String>> {
     let catalog = target.controllers.get_catalog().await?;
@@ -192,19 +202,16 @@ fn running_version(status: &ClusterStatusResponse) -> anyhow::Result<String> {
 }
 
 async fn check_cluster(target: &Target, status: &ClusterStatusResponse) -> anyhow::Result<()> {
-    let down: Vec<String> = status
-        .nodes
-        .iter()
-        .filter(|n| n.state() != NodeState::Up)
-        .map(|n| format!("{} ({:?})", n.alias, n.state()))
-        .collect();
+    let mut down = not_up(status);
     let mut recovering = recovering(target).await?;
     // Every node UP: the replicas not in sync are being refilled (a busy replica may miss a
-    // liveness probe and be taken out), which takes seconds, as between machines.
+    // liveness probe and be taken out), which takes seconds, as between machines. The nodes
+    // are looked at again each time: one going down meanwhile ends the wait.
     let settle_until = Instant::now() + RECOVERY_SETTLE;
     while !recovering.is_empty() && down.is_empty() && Instant::now() < settle_until {
         tokio::time::sleep(RECOVERY_POLL).await;
         recovering = self::recovering(target).await?;
+        down = not_up(&target.controllers.cluster_status().await?);
     }
     // Chunks first: a machine that went down leaves RECOVERING chunks, the more telling fact.
     if !recovering.is_empty() {
