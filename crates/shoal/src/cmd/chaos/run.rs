@@ -109,8 +109,7 @@ pub fn run(args: ChaosRunArgs) -> anyhow::Result<ExitCode> {
         if step.nemesis.runs_beside()
             && let Some((held, until)) = beside.take()
         {
-            std::thread::sleep(until.saturating_duration_since(Instant::now()));
-            held.stop(&cluster, &mut nemesis_log)?;
+            held.stop_at(until, &cluster, &mut nemesis_log)?;
         }
         if Instant::now() >= writes_end {
             eprintln!(
@@ -143,8 +142,7 @@ pub fn run(args: ChaosRunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some((held, until)) = beside.take() {
-        std::thread::sleep(until.saturating_duration_since(Instant::now()));
-        held.stop(&cluster, &mut nemesis_log)?;
+        held.stop_at(until, &cluster, &mut nemesis_log)?;
         std::thread::sleep(QUIET);
     }
     let workload_status = wait_output(workload, TAIL + Duration::from_secs(120))?;
@@ -236,6 +234,12 @@ impl Held {
             what,
             started_ms,
         }))
+    }
+
+    /// [`Held::stop`] once its hold runs out at `until`.
+    fn stop_at(self, until: Instant, c: &NsCluster, log: &mut Recorder) -> anyhow::Result<()> {
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        self.stop(c, log)
     }
 
     /// Undoes it; after an upgrade, each machine it went through becomes a window too.
