@@ -4,7 +4,8 @@
 //! [`Prune`] skips what cannot hold a row it wants, in two steps: whole files by the per-column
 //! min/max their MANIFEST entry keeps (the file is not even opened), then row groups by the
 //! statistics in the file's footer. The caller still filters every row it gets: pruning only
-//! skips what cannot match.
+//! skips what cannot match. A scan of no column (a count) of a table keeping every row opens no
+//! file: each file's MANIFEST entry has its row count.
 //!
 //! A table that keeps only the first or last row of each key (`keepDuplicates`) is merged
 //! ([`crate::merge`]) on a thread of its own and streamed through a channel of one batch, and
@@ -158,6 +159,9 @@ impl ChunkStore {
             let inner = merge.start()?;
             return Ok(ScanBatches { schema, inner });
         }
+        if indices.is_empty() && opts.prune.is_none() {
+            return Ok(self.row_counts(last, schema));
+        }
         let fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
         let prune = opts.prune;
         let snapshot = self.snapshot(last, |files| prune_files(prune.as_ref(), files, &fields))?;
@@ -178,6 +182,33 @@ impl ChunkStore {
             schema,
             inner: Box::new(reader),
         })
+    }
+
+    /// A scan of no column and nothing to prune by (a count) of a table keeping every row:
+    /// each chunk file's rows as its MANIFEST entry counts them, then each in-memory record's,
+    /// as batches of no column. The same files and records as a reading scan, none opened.
+    fn row_counts(&self, last: u64, schema: SchemaRef) -> ScanBatches {
+        let v = self.view();
+        let files = v
+            .files
+            .iter()
+            .filter(|f| f.first_lsn <= last)
+            .map(|f| f.rows);
+        let mem = v.batches_through(last);
+        let rows: Vec<u64> = files
+            .chain(mem.iter().map(|b| b.num_rows() as u64))
+            .collect();
+        drop(v);
+        let (dir, out) = (self.shared_arc().dir.clone(), schema.clone());
+        let inner = rows.into_iter().map(move |n| {
+            let options = RecordBatchOptions::new().with_row_count(Some(n as usize));
+            RecordBatch::try_new_with_options(out.clone(), Vec::new(), &options)
+                .map_err(arrow_err("count rows", &dir))
+        });
+        ScanBatches {
+            schema,
+            inner: Box::new(inner),
+        }
     }
 
     /// The chunk files holding records ≤ `last` that `keep` (given their MANIFEST entries;

@@ -187,18 +187,24 @@ async fn a_scan_decodes_only_its_columns_and_a_reader_that_stops_reads_no_furthe
     );
 }
 
-#[tokio::test]
-async fn a_table_dropping_duplicates_is_pruned_only_by_conditions_on_its_key() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = new_store(tmp.path(), opts(false, 64 << 20)).await;
+/// Ids 0..1000 three times, twice flushed and once in memory, in a table keeping the last row
+/// of each id.
+async fn ids_three_times_keeping_last(dir: &Path) -> (ChunkStore, SortKey) {
+    let store = new_store(dir, opts(false, 64 << 20)).await;
     let keep_last = key(&["id"]).keeping(Keep::Last);
-    // The same ids three times: twice flushed, once in memory.
     for seq in 1..=3 {
         store.append(1, seq, rows(0..1000)).await.unwrap();
         if seq < 3 {
             store.flush(u64::MAX, &keep_last).await.unwrap();
         }
     }
+    (store, keep_last)
+}
+
+#[tokio::test]
+async fn a_table_dropping_duplicates_is_pruned_only_by_conditions_on_its_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, keep_last) = ids_three_times_keeping_last(tmp.path()).await;
     let want = store.scan_keeping(u64::MAX, &keep_last).await.unwrap();
     assert_eq!(ids(&want), (0..1000).collect::<Vec<_>>());
     let scan = |prune: Range| {
@@ -227,4 +233,41 @@ async fn a_table_dropping_duplicates_is_pruned_only_by_conditions_on_its_key() {
 
 fn project_id(batches: &[RecordBatch]) -> Vec<RecordBatch> {
     batches.iter().map(|b| b.project(&[1]).unwrap()).collect()
+}
+
+#[tokio::test]
+async fn a_count_opens_no_file_stops_at_its_lsn_and_counts_one_row_per_kept_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, end) = three_places(tmp.path()).await;
+    let a_end = end - 1010;
+    let no_column = || ScanOptions {
+        columns: Some(Vec::new()),
+        prune: None,
+    };
+    let count = |store: &ChunkStore, last: u64, key: &SortKey| {
+        store
+            .scan_stream(last, key, no_column())
+            .unwrap()
+            .map(|b| b.unwrap().num_rows() as i64)
+            .sum::<i64>()
+    };
+
+    let before = store.stats();
+    assert_eq!(count(&store, u64::MAX, &SortKey::default()), end);
+    let after = store.stats();
+    assert_eq!(
+        (after.scan_row_groups_read, after.scan_file_rows_read),
+        (before.scan_row_groups_read, before.scan_file_rows_read),
+        "a count is answered from the MANIFEST"
+    );
+    // Only the records up to the bound: file A is record 1, file B record 2, memory record 3.
+    assert_eq!(count(&store, 1, &SortKey::default()), a_end);
+    assert_eq!(count(&store, 2, &SortKey::default()), a_end + 1000);
+    assert_eq!(count(&store, 0, &SortKey::default()), 0);
+
+    // A table keeping one row per key counts what it keeps, not what its files hold.
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, keep_last) = ids_three_times_keeping_last(tmp.path()).await;
+    assert_eq!(count(&store, u64::MAX, &keep_last), 1000);
+    assert_eq!(count(&store, u64::MAX, &SortKey::default()), 2000 + 1000);
 }
