@@ -1,5 +1,6 @@
 //! What a data node tells Prometheus (`/metrics`, see `shoal_server::http`): client appends it
-//! coordinated, by outcome, and how long they took; the replicas it holds.
+//! coordinated, by outcome, and how long they took; the replicas it holds; the chunk scans it
+//! served, by how they came.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,16 @@ pub struct DataNodeMetrics {
     appends: Family<Labels, Counter>,
     append_seconds: Histogram,
     replicas: Gauge,
+    chunk_scans: Family<Labels, Counter>,
+}
+
+/// How a chunk scan reached this node.
+#[derive(Clone, Copy)]
+pub enum ScanVia {
+    /// `ScanChunk`, from a query another node (or a client) coordinates.
+    Grpc,
+    /// In-process, from a query this node coordinates.
+    Local,
 }
 
 /// Append latency buckets, seconds: a group commit takes milliseconds, a failover up to a
@@ -30,6 +41,7 @@ impl DataNodeMetrics {
             appends: Family::default(),
             append_seconds: Histogram::new(APPEND_BUCKETS),
             replicas: Gauge::default(),
+            chunk_scans: Family::default(),
         };
         registry.register(
             "appends",
@@ -46,7 +58,23 @@ impl DataNodeMetrics {
             "Chunk replicas held by this node",
             m.replicas.clone(),
         );
+        registry.register(
+            "chunk_scans",
+            "Chunk scans this node served to queries, by how they came: `grpc` (ScanChunk) or \
+             `local` (a query this node coordinates, read in-process)",
+            m.chunk_scans.clone(),
+        );
         m
+    }
+
+    pub fn scanned(&self, via: ScanVia) {
+        let via = match via {
+            ScanVia::Grpc => "grpc",
+            ScanVia::Local => "local",
+        };
+        self.chunk_scans
+            .get_or_create(&vec![("via", via.to_owned())])
+            .inc();
     }
 
     /// Times one client append: [`AppendTimer::answered`] records its outcome; dropped before

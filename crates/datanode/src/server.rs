@@ -184,7 +184,10 @@ pub async fn run(
             shoal_query::flight_service(
                 Arc::new(shoal_query::QueryEngine::new(
                     controllers.clone(),
-                    node.channels.clone(),
+                    shoal_query::Replicas {
+                        channels: node.channels.clone(),
+                        local: Some(Arc::new(crate::chunk_scan::LocalScans(node.clone()))),
+                    },
                     shoal_query::QueryMemory {
                         limit: usize::try_from(cfg.query_memory_bytes()).unwrap_or(usize::MAX),
                         spill_dir: spill_dir.clone(),

@@ -14,15 +14,12 @@ use shoal_proto::{
     ScanChunkRequest, ScanChunkResponse, SnapshotPart, WriteChunkRequest, WriteChunkResponse,
 };
 use shoal_storage::{AppendOutcome, Record};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::catalog_cache::is_in_sync;
 use crate::error::storage_status;
 use crate::node::Node;
-use crate::primary::{is_primary, wait_all_replicated};
 use crate::replicas::position;
-use crate::scan_messages::{self, MESSAGE_BYTES};
 
 pub struct DataNodeService {
     node: Arc<Node>,
@@ -79,9 +76,6 @@ fn held_where_shipped(
     }
     Ok(())
 }
-
-/// Scan messages encoded ahead of what the client has taken.
-const SCAN_MESSAGES_AHEAD: usize = 2;
 
 type ScanStream = Pin<Box<dyn Stream<Item = Result<ScanChunkResponse, Status>> + Send>>;
 
@@ -182,62 +176,8 @@ impl DataNode for DataNodeService {
         req: Request<ScanChunkRequest>,
     ) -> Result<Response<ScanStream>, Status> {
         Principal::of(&req).require_cluster()?;
-        let req = req.into_inner();
-        let chunk = self
-            .node
-            .catalog
-            .chunk_at_least(req.chunk_id, req.chunk_version)
-            .await?;
-        if !is_in_sync(&chunk, &self.node.alias) {
-            return Err(Status::failed_precondition(format!(
-                "the replica of chunk {} on {} is not in sync (version {})",
-                chunk.id, self.node.alias, chunk.version
-            )));
-        }
-        let Some(store) = self.node.replicas.get(chunk.id) else {
-            return Ok(Response::new(Box::pin(futures::stream::empty())));
-        };
-        // The primary holds records no other replica may have yet (writes not acknowledged,
-        // which a failover could lose): it serves what it held when asked only once every
-        // in-sync replica holds that too — a read never shows a row that can disappear. Every
-        // record another replica holds came from a primary that has it, so with two replicas
-        // only the primary can serve such a row.
-        let last = if is_primary(&self.node, &chunk) {
-            let last = store.last_lsn();
-            wait_all_replicated(&self.node, &chunk, last).await?;
-            last
-        } else {
-            u64::MAX
-        };
-        // The store reads only the columns the request needs and skips files and row groups
-        // its filters rule out. A table dropping duplicates has them dropped before the
-        // request's filters see the rows (a filter on another column must not pick an older
-        // duplicate the table no longer holds): its chunk is merged, pruned only by the
-        // conditions on its key (`ChunkStore::scan_stream`).
-        let sort_key = self.node.sort_key_of(&chunk)?;
-        let plan = scan_messages::plan(&store.schema(), &req).map_err(Status::invalid_argument)?;
-        let batches = store
-            .scan_stream(last, &sort_key, plan.read())
-            .map_err(storage_status)?;
-        let read = batches.schema().clone();
-        let batches = Box::new(batches.map(|b| b.map_err(|e| e.to_string())));
-        let (schema, rows) =
-            scan_messages::rows(&read, batches, plan).map_err(Status::invalid_argument)?;
-        // Reading, filtering and encoding are blocking work of unbounded length (a selective
-        // filter may read the whole chunk before a row passes): a blocking thread does it, a
-        // few messages ahead of the client, and stops when the client goes away.
-        let (tx, rx) = tokio::sync::mpsc::channel(SCAN_MESSAGES_AHEAD);
-        tokio::task::spawn_blocking(move || {
-            for m in scan_messages::messages(schema, rows, MESSAGE_BYTES) {
-                let m = m
-                    .map(|arrow_ipc| ScanChunkResponse { arrow_ipc })
-                    .map_err(Status::internal);
-                if tx.blocking_send(m).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let messages = crate::chunk_scan::messages(&self.node, &req.into_inner()).await?;
+        Ok(Response::new(Box::pin(messages)))
     }
 
     async fn install_snapshot(

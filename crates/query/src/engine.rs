@@ -18,11 +18,11 @@ use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use shoal_catalog::DatabaseDef;
-use shoal_client::channel::Channels;
 use shoal_client::controller::ControllerClient;
 use shoal_proto::ChunkInfo;
 
 use crate::error::unavailable;
+use crate::local::Replicas;
 use crate::system::{self, SystemSchema};
 use crate::table::ShoalTable;
 
@@ -42,7 +42,7 @@ pub struct TableEntry {
 
 pub struct QueryEngine {
     controllers: ControllerClient,
-    channels: Channels,
+    replicas: Replicas,
     memory: QueryMemory,
 }
 
@@ -57,10 +57,10 @@ pub struct QueryMemory {
 }
 
 impl QueryEngine {
-    pub fn new(controllers: ControllerClient, channels: Channels, memory: QueryMemory) -> Self {
+    pub fn new(controllers: ControllerClient, replicas: Replicas, memory: QueryMemory) -> Self {
         Self {
             controllers,
-            channels,
+            replicas,
             memory,
         }
     }
@@ -149,7 +149,7 @@ impl QueryEngine {
                     def,
                     db.scheme.kind(),
                     table_chunks,
-                    self.channels.clone(),
+                    self.replicas.clone(),
                 );
                 schema.register_table(name.clone(), Arc::new(table))?;
             }
@@ -157,7 +157,7 @@ impl QueryEngine {
         }
         let system = SystemSchema::new(
             self.controllers.clone(),
-            self.channels.clone(),
+            self.replicas.channels.clone(),
             catalog.chunks,
         );
         shoal.register_schema(system::SCHEMA, Arc::new(system))?;

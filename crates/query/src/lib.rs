@@ -5,7 +5,8 @@
 //! - `engine`: `QueryEngine`, one DataFusion session per query over the current catalog.
 //! - `table` / `prune` / `scan`: a distributed table, which chunks a filter rules out, and the
 //!   plan node reading the others (`ChunkScanExec`, shown by EXPLAIN); `pushdown`: the filters
-//!   a replica applies before sending rows.
+//!   a replica applies before sending rows; `local`: how a scan reaches a replica (gRPC, or
+//!   in-process for the coordinator's own).
 //! - `system`: the `cluster` schema (`nodes`, `chunks`, `config`).
 //! - `flight`: the Flight SQL service; `ingest`: its bulk ingest (ADBC's `adbc_ingest`) into
 //!   an `Appender` the data node provides; `params`: prepared statements' parameters, bound
@@ -17,6 +18,7 @@ mod engine;
 mod error;
 mod flight;
 mod ingest;
+mod local;
 mod metadata;
 mod params;
 mod prune;
@@ -32,3 +34,4 @@ pub use engine::{QueryEngine, QueryMemory};
 pub use error::{Unavailable, is_unavailable};
 pub use flight::{Login, ShoalFlightSqlService, flight_service};
 pub use ingest::{AppendOutcome, Appender, SEQ_HEADER, WRITER_ID_HEADER};
+pub use local::{LocalReplicas, LocalRows, Replicas};

@@ -27,6 +27,7 @@ use shoal_proto::{ChunkInfo, MAX_MESSAGE, ReplicaInfo, ScanChunkRequest, ScanChu
 use tonic::Streaming;
 
 use crate::error::unavailable;
+use crate::local::{LocalReplicas, LocalRows, Replicas};
 
 /// How long a replica may take to start answering before the next one is tried: a paused or
 /// partitioned node accepts the connection but never answers.
@@ -49,7 +50,7 @@ pub struct ChunkScanExec {
     filters: Vec<String>,
     /// Rows each partition needs to produce at most.
     limit: Option<usize>,
-    channels: Channels,
+    replicas: Replicas,
     properties: Arc<PlanProperties>,
 }
 
@@ -61,7 +62,7 @@ impl ChunkScanExec {
         schema: SchemaRef,
         filters: Vec<String>,
         limit: Option<usize>,
-        channels: Channels,
+        replicas: Replicas,
     ) -> Self {
         // At least one partition: a plan with zero partitions trips some operators.
         let partitions = chunks.len().max(1);
@@ -78,7 +79,7 @@ impl ChunkScanExec {
             schema,
             filters,
             limit,
-            channels,
+            replicas,
             properties: Arc::new(properties),
         }
     }
@@ -173,7 +174,7 @@ impl ExecutionPlan for ChunkScanExec {
         };
         let batches = stream::once(open(
             chunk,
-            self.channels.clone(),
+            self.replicas.clone(),
             ask,
             Arc::clone(&schema),
             self.limit,
@@ -183,11 +184,18 @@ impl ExecutionPlan for ChunkScanExec {
     }
 }
 
-/// The chunk's in-sync replicas, starting at a different one per chunk to spread the reads.
-fn read_order(chunk: &ChunkInfo) -> Vec<&ReplicaInfo> {
+/// The chunk's in-sync replicas: this node's own first (read in-process), else starting at a
+/// different one per chunk to spread the reads.
+fn read_order<'a>(chunk: &'a ChunkInfo, replicas: &Replicas) -> Vec<&'a ReplicaInfo> {
     let mut in_sync: Vec<&ReplicaInfo> = chunk.replicas.iter().filter(|r| r.in_sync).collect();
+    let start = match in_sync
+        .iter()
+        .position(|r| replicas.local(&r.node).is_some())
+    {
+        Some(local) => local,
+        None => (chunk.id % in_sync.len().max(1) as u64) as usize,
+    };
     if !in_sync.is_empty() {
-        let start = (chunk.id % in_sync.len() as u64) as usize;
         in_sync.rotate_left(start);
     }
     in_sync
@@ -198,7 +206,7 @@ fn read_order(chunk: &ChunkInfo) -> Vec<&ReplicaInfo> {
 /// stopped (replicas need not return rows in the same order), so a later failure fails the query.
 async fn open(
     chunk: ChunkInfo,
-    channels: Channels,
+    replicas: Replicas,
     ask: ScanChunkRequest,
     schema: SchemaRef,
     limit: Option<usize>,
@@ -209,20 +217,22 @@ async fn open(
         chunk_version: chunk.version,
         ..ask
     };
-    for replica in read_order(&chunk) {
-        match start_scan(&channels, &replica.addr, req.clone()).await {
-            Ok((first, rest)) => {
-                let (path, node) = (chunk.path.clone(), replica.node.clone());
-                let rest = each_within(rest, MESSAGE_TIMEOUT);
-                let messages = stream::iter(first.map(Ok)).chain(rest).map_err(move |s| {
-                    unavailable(format!(
-                        "chunk {path}: replica {node} failed while sending it: {}: {}",
-                        s.code(),
-                        s.message()
-                    ))
-                });
-                return Ok(batches(messages, schema, limit));
-            }
+    for replica in read_order(&chunk, &replicas) {
+        let failed = failed(&chunk, &replica.node);
+        let started = match replicas.local(&replica.node) {
+            Some(local) => start_local(local.as_ref(), req.clone())
+                .await
+                .map(|rows| projected(rows.map_err(failed), Arc::clone(&schema))),
+            None => start_scan(&replicas.channels, &replica.addr, req.clone())
+                .await
+                .map(|(first, rest)| {
+                    let rest = each_within(rest, MESSAGE_TIMEOUT);
+                    let messages = stream::iter(first.map(Ok)).chain(rest).map_err(failed);
+                    decoded(messages, Arc::clone(&schema))
+                }),
+        };
+        match started {
+            Ok(rows) => return Ok(at_most(rows, limit)),
             Err(e) => tried.push(format!("{} ({}): {e}", replica.node, replica.addr)),
         }
     }
@@ -291,29 +301,78 @@ async fn start_scan(
     }
 }
 
-/// Decodes the replica's messages into batches of `schema`, stopping after `limit` rows.
-fn batches(
+/// A replica's failure once it started answering: the query fails, naming chunk and replica.
+fn failed(chunk: &ChunkInfo, node: &str) -> impl Fn(tonic::Status) -> DataFusionError + use<> {
+    let (path, node) = (chunk.path.clone(), node.to_owned());
+    move |s| {
+        unavailable(format!(
+            "chunk {path}: replica {node} failed while sending it: {}: {}",
+            s.code(),
+            s.message()
+        ))
+    }
+}
+
+/// Starts reading the chunk from this node's own replica, which refuses as `ScanChunk` would.
+/// Each batch then costs the reader one yield to the scheduler: read in-process, the next
+/// batch is nearly always ready, and a plan that never has to wait would keep its worker
+/// thread for a whole chunk, starving what is queued behind it (HTTP/2 PINGs among them: a
+/// client then drops the connection, a peer's liveness probe gives the node up).
+async fn start_local(
+    local: &dyn LocalReplicas,
+    req: ScanChunkRequest,
+) -> Result<LocalRows, String> {
+    match tokio::time::timeout(OPEN_TIMEOUT, local.scan(req)).await {
+        Ok(Ok(rows)) => Ok(rows
+            .then(|b| async {
+                tokio::task::yield_now().await;
+                b
+            })
+            .boxed()),
+        Ok(Err(s)) => Err(format!("{}: {}", s.code(), s.message())),
+        Err(_) => Err(format!("no answer within {OPEN_TIMEOUT:?}")),
+    }
+}
+
+/// A replica's batches as batches of `schema`.
+fn projected(
+    rows: impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static,
+    schema: SchemaRef,
+) -> BoxStream<'static, Result<RecordBatch>> {
+    rows.and_then(move |b| futures::future::ready(project(&b, &schema)))
+        .boxed()
+}
+
+/// The replica's messages decoded into batches of `schema`.
+fn decoded(
     messages: impl futures::Stream<Item = Result<ScanChunkResponse>> + Send + 'static,
     schema: SchemaRef,
-    limit: Option<usize>,
 ) -> BoxStream<'static, Result<RecordBatch>> {
     messages
         .map(move |m| m.and_then(|m| decode(&m.arrow_ipc, &schema)))
         .map_ok(|batches| stream::iter(batches.into_iter().map(Ok)))
         .try_flatten()
-        .scan(limit.unwrap_or(usize::MAX), |left, batch| {
-            let out = match batch {
-                _ if *left == 0 => None,
-                Ok(b) => {
-                    let n = b.num_rows().min(*left);
-                    *left -= n;
-                    Some(Ok(b.slice(0, n)))
-                }
-                Err(e) => Some(Err(e)),
-            };
-            futures::future::ready(out)
-        })
         .boxed()
+}
+
+/// `rows`, stopping after `limit` rows.
+fn at_most(
+    rows: impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static,
+    limit: Option<usize>,
+) -> BoxStream<'static, Result<RecordBatch>> {
+    rows.scan(limit.unwrap_or(usize::MAX), |left, batch| {
+        let out = match batch {
+            _ if *left == 0 => None,
+            Ok(b) => {
+                let n = b.num_rows().min(*left);
+                *left -= n;
+                Some(Ok(b.slice(0, n)))
+            }
+            Err(e) => Some(Err(e)),
+        };
+        futures::future::ready(out)
+    })
+    .boxed()
 }
 
 /// One ScanChunk message (an Arrow IPC stream of the table's rows) as batches of `schema`.

@@ -12,9 +12,9 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use shoal_catalog::partition::KeyKind;
 use shoal_catalog::{PartitionKey, TableDef};
-use shoal_client::channel::Channels;
 use shoal_proto::ChunkInfo;
 
+use crate::local::Replicas;
 use crate::prune::PartitionColumn;
 use crate::pushdown;
 use crate::scan::ChunkScanExec;
@@ -26,7 +26,7 @@ pub struct ShoalTable {
     partition: PartitionColumn,
     /// The table's chunks, as the catalog listed them when the query began.
     chunks: Vec<ChunkInfo>,
-    channels: Channels,
+    replicas: Replicas,
 }
 
 impl ShoalTable {
@@ -35,7 +35,7 @@ impl ShoalTable {
         def: &TableDef,
         kind: KeyKind,
         chunks: Vec<ChunkInfo>,
-        channels: Channels,
+        replicas: Replicas,
     ) -> Self {
         let schema = def.schema();
         // The schema's spelling of the partition column (the definition may differ in case).
@@ -47,7 +47,7 @@ impl ShoalTable {
             schema,
             partition: PartitionColumn { name, kind },
             chunks,
-            channels,
+            replicas,
         }
     }
 
@@ -123,7 +123,7 @@ impl TableProvider for ShoalTable {
             schema,
             pushdown::encode(filters),
             limit,
-            self.channels.clone(),
+            self.replicas.clone(),
         )))
     }
 }

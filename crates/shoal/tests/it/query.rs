@@ -2,10 +2,14 @@
 //! DataFusion underneath): aggregates, filters, ordering, partition pruning seen in EXPLAIN,
 //! the system tables, the same answers with a machine down, clear errors.
 
+use std::collections::BTreeMap;
+
+use arrow::array::AsArray;
 use serde_json::{Value, json};
 
 use crate::data::{Data, create_seed_table, runtime, seed_rows};
 use crate::harness::{LocalCluster, stderr, stdout};
+use crate::metrics::{get, http_addr, sample};
 
 pub fn sql(cluster: &LocalCluster, q: &str) -> Value {
     let out = cluster.run(&["sql", q, "--json"]);
@@ -24,23 +28,25 @@ pub fn sql_refused(cluster: &LocalCluster, q: &str) -> String {
     stderr(&out)
 }
 
+/// 4 days × 25 rows: ids 1..=100, day = (id - 1) / 25; a chunk per day.
+async fn append_four_days(data: &Data) {
+    for day in 0..4i64 {
+        let ids: Vec<i32> = (1..=25).map(|k| (day * 25 + k) as i32).collect();
+        let seq = day as u64 + 1;
+        data.client
+            .append("dfs://stock", "stock", 1, seq, &seed_rows(&ids, day))
+            .await
+            .unwrap();
+    }
+}
+
 #[test]
 fn queries_aggregate_filter_prune_and_survive_a_machine_down() {
     let cluster = LocalCluster::start();
     create_seed_table(&cluster);
     let rt = runtime();
     let data = Data::connect(&cluster);
-    // 4 days × 25 rows: ids 1..=100, day = (id - 1) / 25.
-    rt.block_on(async {
-        for day in 0..4i64 {
-            let ids: Vec<i32> = (1..=25).map(|k| (day * 25 + k) as i32).collect();
-            let seq = day as u64 + 1;
-            data.client
-                .append("dfs://stock", "stock", 1, seq, &seed_rows(&ids, day))
-                .await
-                .unwrap();
-        }
-    });
+    rt.block_on(append_four_days(&data));
 
     let count = r#"SELECT count(*) AS n, min(id) AS lo, max(id) AS hi FROM "dfs://stock".stock"#;
     assert_eq!(
@@ -166,4 +172,89 @@ fn a_query_over_its_memory_limit_fails_alone_and_the_node_goes_on() {
         ),
         json!([{"id": ROWS}, {"id": ROWS - 1}])
     );
+}
+
+/// A data node coordinating a query reads the replicas it holds in sync itself, in-process,
+/// and only the other chunks over gRPC; a count alone (answered from row counts) agrees with
+/// the rows whichever node coordinates.
+#[test]
+fn a_coordinator_reads_its_own_replicas_in_process_and_the_rest_over_grpc() {
+    let cluster = LocalCluster::start();
+    create_seed_table(&cluster);
+    let rt = runtime();
+    let data = Data::connect(&cluster);
+    rt.block_on(append_four_days(&data));
+    let chunks = rt.block_on(data.chunks());
+    assert_eq!(chunks.len(), 4);
+    // (local, grpc) chunk scans each data node served so far.
+    let scans = || -> BTreeMap<String, (f64, f64)> {
+        data.datanodes
+            .iter()
+            .map(|(alias, addr)| {
+                let (code, text) = get(&http_addr(addr), "/metrics");
+                assert_eq!(code, 200, "{alias}");
+                let via = |v: &str| sample(&text, "shoal_chunk_scans_total", &[v]);
+                (alias.clone(), (via(r#"via="local""#), via(r#"via="grpc""#)))
+            })
+            .collect()
+    };
+    let query = |addr: &str, q: &str| -> Vec<i64> {
+        let (_, batches) = rt
+            .block_on(async { shoal_query::query(data.channels.get(addr).unwrap(), q).await })
+            .unwrap();
+        assert_eq!(
+            batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+            1,
+            "{q}"
+        );
+        let b = batches.iter().find(|b| b.num_rows() == 1).unwrap();
+        b.columns()
+            .iter()
+            .map(|c| {
+                let c = arrow::compute::cast(c, &arrow::datatypes::DataType::Int64).unwrap();
+                c.as_primitive::<arrow::datatypes::Int64Type>().value(0)
+            })
+            .collect()
+    };
+    for (alias, addr) in &data.datanodes {
+        let before = scans();
+        let summary =
+            r#"SELECT count(*) AS n, min(id) AS lo, max(id) AS hi FROM "dfs://stock".stock"#;
+        assert_eq!(query(addr, summary), [100, 1, 100], "through {alias}");
+        let count = r#"SELECT count(*) AS n FROM "dfs://stock".stock"#;
+        assert_eq!(query(addr, count), [100], "through {alias}");
+        let after = scans();
+
+        let held = chunks
+            .iter()
+            .filter(|c| c.replicas.iter().any(|r| r.node == *alias && r.in_sync))
+            .count();
+        assert!(held > 0, "{alias} holds no chunk: {chunks:?}");
+        let (local, grpc) = (
+            after[alias].0 - before[alias].0,
+            after[alias].1 - before[alias].1,
+        );
+        assert_eq!(
+            local,
+            2.0 * held as f64,
+            "{alias} read its own replicas in-process"
+        );
+        assert_eq!(
+            grpc, 0.0,
+            "{alias} was not called over gRPC for its own replicas"
+        );
+        let elsewhere: f64 = after
+            .iter()
+            .filter(|(a, _)| *a != alias)
+            .map(|(a, (l, g))| {
+                assert_eq!(*l, before[a].0, "{a} coordinated nothing");
+                g - before[a].1
+            })
+            .sum();
+        assert_eq!(
+            elsewhere,
+            2.0 * (chunks.len() - held) as f64,
+            "through {alias}"
+        );
+    }
 }

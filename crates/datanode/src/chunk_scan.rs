@@ -1,0 +1,122 @@
+//! A chunk scan as this node answers it, for `ScanChunk` and for the queries it coordinates
+//! itself (`LocalScans`, no call to its own server): the same checks, the same rows. Reading,
+//! filtering and encoding are blocking work of unbounded length (a selective filter may read
+//! the whole chunk before a row passes): a blocking thread does it, a few items ahead of the
+//! reader, and stops when the reader goes away.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use futures::StreamExt;
+use shoal_proto::{ScanChunkRequest, ScanChunkResponse};
+use shoal_query::{LocalReplicas, LocalRows};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use crate::catalog_cache::is_in_sync;
+use crate::error::storage_status;
+use crate::metrics::ScanVia;
+use crate::node::Node;
+use crate::primary::{is_primary, wait_all_replicated};
+use crate::scan_messages::{self, MESSAGE_BYTES, Rows};
+
+/// Items (messages or batches) produced ahead of what the reader has taken.
+const AHEAD: usize = 2;
+
+/// What a scan of `req` answers here: the rows' schema and the rows (`None`: this node placed
+/// but never wrote the replica, so it holds no row), or why this replica cannot serve it.
+async fn rows(
+    node: &Arc<Node>,
+    req: &ScanChunkRequest,
+    via: ScanVia,
+) -> Result<Option<(SchemaRef, Rows)>, Status> {
+    let chunk = node
+        .catalog
+        .chunk_at_least(req.chunk_id, req.chunk_version)
+        .await?;
+    if !is_in_sync(&chunk, &node.alias) {
+        return Err(Status::failed_precondition(format!(
+            "the replica of chunk {} on {} is not in sync (version {})",
+            chunk.id, node.alias, chunk.version
+        )));
+    }
+    node.metrics.scanned(via);
+    let Some(store) = node.replicas.get(chunk.id) else {
+        return Ok(None);
+    };
+    // The primary holds records no other replica may have yet (writes not acknowledged,
+    // which a failover could lose): it serves what it held when asked only once every
+    // in-sync replica holds that too — a read never shows a row that can disappear. Every
+    // record another replica holds came from a primary that has it, so with two replicas
+    // only the primary can serve such a row.
+    let last = if is_primary(node, &chunk) {
+        let last = store.last_lsn();
+        wait_all_replicated(node, &chunk, last).await?;
+        last
+    } else {
+        u64::MAX
+    };
+    // The store reads only the columns the request needs and skips files and row groups
+    // its filters rule out. A table dropping duplicates has them dropped before the
+    // request's filters see the rows (a filter on another column must not pick an older
+    // duplicate the table no longer holds): its chunk is merged, pruned only by the
+    // conditions on its key (`ChunkStore::scan_stream`).
+    let sort_key = node.sort_key_of(&chunk)?;
+    let plan = scan_messages::plan(&store.schema(), req).map_err(Status::invalid_argument)?;
+    let batches = store
+        .scan_stream(last, &sort_key, plan.read())
+        .map_err(storage_status)?;
+    let read = batches.schema().clone();
+    let batches = Box::new(batches.map(|b| b.map_err(|e| e.to_string())));
+    scan_messages::rows(&read, batches, plan)
+        .map(Some)
+        .map_err(Status::invalid_argument)
+}
+
+/// `ScanChunk`'s answer: the rows as Arrow IPC messages of about [`MESSAGE_BYTES`].
+pub(crate) async fn messages(
+    node: &Arc<Node>,
+    req: &ScanChunkRequest,
+) -> Result<ReceiverStream<Result<ScanChunkResponse, Status>>, Status> {
+    let Some((schema, rows)) = rows(node, req, ScanVia::Grpc).await? else {
+        return Ok(produced(std::iter::empty()));
+    };
+    let messages = scan_messages::messages(schema, rows, MESSAGE_BYTES).map(|m| {
+        m.map(|arrow_ipc| ScanChunkResponse { arrow_ipc })
+            .map_err(Status::internal)
+    });
+    Ok(produced(messages))
+}
+
+/// `items` produced on a blocking thread, [`AHEAD`] at most ahead of the reader.
+fn produced<T: Send + 'static>(
+    items: impl Iterator<Item = Result<T, Status>> + Send + 'static,
+) -> ReceiverStream<Result<T, Status>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(AHEAD);
+    tokio::task::spawn_blocking(move || {
+        for item in items {
+            if tx.blocking_send(item).is_err() {
+                break;
+            }
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// This node's replicas, read in-process by the queries it coordinates.
+pub struct LocalScans(pub Arc<Node>);
+
+#[async_trait]
+impl LocalReplicas for LocalScans {
+    fn alias(&self) -> &str {
+        &self.0.alias
+    }
+
+    async fn scan(&self, req: ScanChunkRequest) -> Result<LocalRows, Status> {
+        let Some((_, rows)) = rows(&self.0, &req, ScanVia::Local).await? else {
+            return Ok(futures::stream::empty().boxed());
+        };
+        Ok(produced(rows.map(|b| b.map_err(Status::internal))).boxed())
+    }
+}
