@@ -3,6 +3,7 @@
 //! that fell behind (record by record, or by a copy of the primary's chunk files), and serves chunk reads for queries. See `replication` for the protocol.
 
 mod catalog_cache;
+mod common_prefix;
 mod coordinator;
 mod drain;
 mod error;

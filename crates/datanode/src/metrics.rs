@@ -1,5 +1,6 @@
 //! What a data node tells Prometheus (`/metrics`, see `shoal_server::http`): client appends it
-//! coordinated, by outcome, and how long they took; the replicas it holds.
+//! coordinated, by outcome, and how long they took; the replicas it holds, and how many of them
+//! were repaired after they diverged or fell behind, by how.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ pub struct DataNodeMetrics {
     appends: Family<Labels, Counter>,
     append_seconds: Histogram,
     replicas: Gauge,
+    repairs: Family<Labels, Counter>,
 }
 
 /// Append latency buckets, seconds: a group commit takes milliseconds, a failover up to a
@@ -30,6 +32,7 @@ impl DataNodeMetrics {
             appends: Family::default(),
             append_seconds: Histogram::new(APPEND_BUCKETS),
             replicas: Gauge::default(),
+            repairs: Family::default(),
         };
         registry.register(
             "appends",
@@ -45,6 +48,13 @@ impl DataNodeMetrics {
             "replicas",
             "Chunk replicas held by this node",
             m.replicas.clone(),
+        );
+        registry.register(
+            "replica_repairs",
+            "Replicas on this node its primary repaired, by how: `cut` back to the prefix they \
+             share (a diverged tail, never acknowledged), a `snapshot` of its chunk files, or \
+             `reset` to empty",
+            m.repairs.clone(),
         );
         m
     }
@@ -65,6 +75,13 @@ impl DataNodeMetrics {
             .get_or_create(&vec![("outcome", outcome)])
             .inc();
         self.append_seconds.observe(took.as_secs_f64());
+    }
+
+    /// A replica here was repaired `how` (`cut`, `snapshot`, `reset`).
+    pub fn repaired(&self, how: &'static str) {
+        self.repairs
+            .get_or_create(&vec![("how", how.to_owned())])
+            .inc();
     }
 
     pub fn set_replicas(&self, n: usize) {

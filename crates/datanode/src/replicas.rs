@@ -214,6 +214,16 @@ impl LocalReplicas {
             .await
     }
 
+    /// Cuts chunk `id`'s records after `after` (see [`ChunkStore::cut_tail`]); answers how
+    /// many were cut, `None` when this node holds no such replica.
+    pub async fn cut_tail(&self, id: u64, after: u64) -> Result<Option<u64>, StorageError> {
+        self.with_store(id, async |s| {
+            let before = s.last_lsn();
+            s.cut_tail(after).await.map(|p| before - p.last_lsn)
+        })
+        .await
+    }
+
     /// Merges chunk `id`'s files (see [`ChunkStore::compact`]); `None` when this node holds no
     /// such replica. Flushes go on meanwhile.
     pub async fn compact(
@@ -440,6 +450,7 @@ pub fn position(chunk_id: u64, store: &ChunkStore) -> ReplicaPosition {
         checksum: p.checksum,
         bytes: store.bytes_on_disk(),
         flushed_lsn: store.flushed_lsn(),
+        checksum_at_lsn: None,
     }
 }
 

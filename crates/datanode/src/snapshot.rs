@@ -175,6 +175,7 @@ pub async fn receive(
         .install(chunk, staged)
         .await
         .map_err(Status::internal)?;
+    node.metrics.repaired("snapshot");
     // `shoal-bench snapshot` reads this line: keep "<bytes> bytes in <seconds> s".
     let took = started.elapsed().as_secs_f64();
     tracing::info!(

@@ -13,6 +13,7 @@ mod data;
 mod ddl;
 mod disk_full;
 mod disk_loss;
+mod diverged_replica;
 mod ha_write;
 mod harness;
 mod keep_duplicates;

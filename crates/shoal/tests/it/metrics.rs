@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::harness::{LocalCluster, nodes, shoal_bin, stderr};
 
 /// `GET path` on `addr`: the status code and the body.
-fn get(addr: &str, path: &str) -> (u16, String) {
+pub(crate) fn get(addr: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
@@ -28,14 +28,14 @@ fn get(addr: &str, path: &str) -> (u16, String) {
     (code, body.to_owned())
 }
 
-fn http_addr(grpc: &str) -> String {
+pub(crate) fn http_addr(grpc: &str) -> String {
     let (host, port) = grpc.rsplit_once(':').unwrap();
     format!("{host}:{}", port.parse::<u16>().unwrap() + 1000)
 }
 
 /// The value of the sample `name{labels}` (labels as written, `""` for none), summed over
 /// every sample whose labels contain each of `labels`.
-fn sample(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+pub(crate) fn sample(metrics: &str, name: &str, labels: &[&str]) -> f64 {
     metrics
         .lines()
         .filter(|l| !l.starts_with('#'))
