@@ -118,6 +118,9 @@ impl DataNode for DataNodeService {
         let req = req.into_inner();
         let chunk = self.replica_chunk(req.chunk_id, req.chunk_version).await?;
         let store = self.node.store(&chunk).await?;
+        // Out of sync, this is catch-up: recovery, not the steady replication of appends.
+        let catching_up = !is_in_sync(&chunk, &self.node.alias);
+        let ipc_bytes: usize = req.records.iter().map(|r| r.arrow_ipc.len()).sum();
         let records = req
             .records
             .into_iter()
@@ -136,6 +139,9 @@ impl DataNode for DataNodeService {
         let wanted: Vec<u64> = records.iter().map(|r| r.lsn).collect();
         let outcomes = store.apply_records(records).await.map_err(storage_status)?;
         held_where_shipped(chunk.id, &wanted, &outcomes)?;
+        if catching_up {
+            self.node.metrics.recovered("records", ipc_bytes as u64);
+        }
         let mut answer = position(chunk.id, &store);
         if let Some(last) = wanted.last() {
             answer.last_lsn = *last;

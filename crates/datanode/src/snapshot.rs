@@ -176,6 +176,7 @@ pub async fn receive(
         .await
         .map_err(Status::internal)?;
     node.metrics.repaired("snapshot");
+    node.metrics.recovered("snapshot", bytes);
     // `shoal-bench snapshot` reads this line: keep "<bytes> bytes in <seconds> s".
     let took = started.elapsed().as_secs_f64();
     tracing::info!(

@@ -248,7 +248,7 @@ pub use store::ChunkStore;
 pub use types::{
     AppendOutcome, CompactReport, DEFAULT_COMMIT_IDLE, DEFAULT_FLUSH_RUN_BYTES,
     DEFAULT_SEGMENT_BYTES, FailureHook, FlushReport, OpenReport, Record, ReplicaPosition,
-    StoreOptions,
+    StoreOptions, SyncHook,
 };
 pub use wal::record::RECORD_FORMAT_VERSION;
 pub use wal::segment::SEGMENT_FORMAT_VERSION;

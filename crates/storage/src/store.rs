@@ -380,7 +380,7 @@ impl ChunkStore {
             view: RwLock::new(view),
             memory: opts.memory.clone(),
             flush_run_bytes: opts.flush_run_bytes,
-            counters: Counters::default(),
+            counters: Counters::new(opts.on_sync.clone()),
             flushed: Mutex::new(flushed),
             compacting: Mutex::new(()),
             flushes_in_flight: std::sync::atomic::AtomicU64::new(0),

@@ -164,8 +164,15 @@ mod tests {
         h.repairs("node2", Some(&[("cut", 1)]));
         h.repairs("node3", None);
         let r = check(&h.ops);
-        assert_eq!(r.json()["repairs"], serde_json::json!({"cut": 3, "snapshot": 1}));
-        assert!(r.text().contains("replica repairs: cut 3, snapshot 1\n"), "{}", r.text());
+        assert_eq!(
+            r.json()["repairs"],
+            serde_json::json!({"cut": 3, "snapshot": 1})
+        );
+        assert!(
+            r.text().contains("replica repairs: cut 3, snapshot 1\n"),
+            "{}",
+            r.text()
+        );
     }
 
     #[test]

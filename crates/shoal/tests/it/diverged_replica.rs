@@ -107,4 +107,11 @@ fn a_diverged_replica_is_cut_back_to_the_common_prefix_not_rebuilt() {
         "{}",
         cluster.logs()
     );
+    // What it caught up by: the ten records it lacked, shipped as records.
+    let received = sample(
+        &metrics,
+        "shoal_recovery_bytes_total",
+        &[r#"how="records""#],
+    );
+    assert!(received > 0.0, "{metrics}");
 }

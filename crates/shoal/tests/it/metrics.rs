@@ -50,7 +50,8 @@ pub(crate) fn sample(metrics: &str, name: &str, labels: &[&str]) -> f64 {
 
 #[test]
 fn every_role_serves_health_readiness_and_metrics() {
-    let cluster = LocalCluster::start();
+    // Idle replicas flush after a second, so the writes below are flushed during the test.
+    let cluster = LocalCluster::start_with(&["--set", "flushIdleTime=1000"]);
     let status = cluster.status();
     let version = crate::upgrade::version_of(std::path::Path::new(shoal_bin()));
     for n in nodes(&status) {
@@ -116,6 +117,29 @@ fn every_role_serves_health_readiness_and_metrics() {
         data.join("\n")
     );
     assert!(timed >= appends, "{timed} timed, {appends} counted");
+
+    // Idle, the replicas flush (the WAL is fdatasync'd as each flush seals its segment).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let data = scrape("datanode");
+        let total = |name: &str, labels: &[&str]| -> f64 {
+            data.iter().map(|m| sample(m, name, labels)).sum()
+        };
+        let flushes = total("shoal_flushes_total", &[r#"outcome="ok""#]);
+        if flushes >= 2.0 {
+            assert!(total("shoal_flushed_bytes_total", &[]) > 0.0);
+            assert_eq!(total("shoal_flush_duration_seconds_count", &[]), flushes);
+            assert_eq!(total("shoal_flushes_total", &[r#"outcome="failed""#]), 0.0);
+            assert!(total("shoal_wal_fsync_duration_seconds_count", &[]) >= flushes);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{flushes} flushes after 30 s:\n{}",
+            data.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // Exactly one controller leads, all in one term; the chunk the writes made is counted
     // (sampled each second: wait for the sample after the writes).

@@ -261,10 +261,11 @@ impl WalWriter {
     }
 
     fn sync(&mut self, counters: &Counters) -> Result<(), StorageError> {
+        let started = std::time::Instant::now();
         self.file
             .sync_data()
             .map_err(io_err("fdatasync", &self.path))?;
-        counters.add_fsync();
+        counters.add_fsync(started.elapsed());
         Ok(())
     }
 }
