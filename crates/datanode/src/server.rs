@@ -110,6 +110,7 @@ pub async fn run(
         registry,
         ready_rx,
         stop_rx.clone(),
+        shoal_server::http::Router::new(),
     )
     .await?;
     // Unknown (0) until the first heartbeat answer: nothing newer than the oldest format.

@@ -27,7 +27,7 @@ pub fn version_of(binary: &Path) -> String {
     info["version"].as_str().unwrap().to_owned()
 }
 
-fn package(dir: &Path, binary: &Path) -> PathBuf {
+pub fn package(dir: &Path, binary: &Path) -> PathBuf {
     let out_file = dir.join(format!("shoal-{}.pkg", version_of(binary)));
     let out = shoal_with(
         Path::new(shoal_bin()),

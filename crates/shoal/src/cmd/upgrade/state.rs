@@ -121,6 +121,10 @@ pub struct UpgradeState {
     /// The cluster version `--finalize` sets (recorded first, so a rerun sets the same).
     #[serde(default)]
     pub finalize_to: Option<u32>,
+    /// What the probe writer has seen in this run so far, saved with each machine (the web
+    /// console shows it); absent without a probe and from an orchestrator before 0.2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<shoal_client::record::WindowStats>,
 }
 
 impl UpgradeState {
