@@ -105,7 +105,16 @@ impl<'h> Interpreter<'h> {
                 Ok(Value::Void)
             }
             Stmt::Expr(e) => self.eval(e).await,
-            Stmt::Ddl(text) => self.session.ddl(text).await.map(Value::Table),
+            // A message is kept with the others (a script of several statements answers them
+            // all); SHOW's table is the statement's value.
+            Stmt::Ddl(text) => {
+                let answer = self.session.ddl(text).await?;
+                Ok(if answer.schema().column_with_name("message").is_some() {
+                    Value::Void
+                } else {
+                    Value::Table(answer)
+                })
+            }
         }
     }
 

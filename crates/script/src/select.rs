@@ -1,7 +1,8 @@
-//! `select ... from ... where ...` as SQL. Over a table in memory (`getClusterChunksStatus`,
-//! `table(...)`) it runs here, with DataFusion; over the cluster's tables (`loadTable(...)`)
-//! it stays SQL text ([`Value::Query`]) that the SQL engine runs where the answer is needed,
-//! so a large result streams instead of being held by the script.
+//! `select ... from ... where ...` as SQL. Over a table in memory (`pnodeRun(...)`,
+//! `getConfig()`, `table(...)`) it runs here, with DataFusion; over the cluster's tables
+//! (`loadTable(...)`, `getClusterChunksStatus()`, both SQL) it stays SQL text
+//! ([`Value::Query`]) that the SQL engine runs where the answer is needed, so a large result
+//! streams instead of being held by the script.
 //!
 //! In a select, a name is a column, unless a script variable of that name holds a scalar
 //! (then its value is used); strings in double quotes are strings, as in DolphinDB.

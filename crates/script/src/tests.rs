@@ -245,12 +245,8 @@ async fn version_and_pnode_run_answer_in_the_seeds_shapes() {
 #[tokio::test]
 async fn chunk_status_is_empty_when_all_are_complete_and_lists_the_others() {
     let check = r#"select * from rpc(getControllerAlias(), getClusterChunksStatus) where state != "COMPLETE""#;
-    let (form, batch) = rows(
-        run(&FakeHost::new(&["COMPLETE", "COMPLETE"]), check)
-            .await
-            .unwrap(),
-    );
-    assert_eq!(form, "table");
+    let host = FakeHost::new(&["COMPLETE", "COMPLETE"]);
+    let batch = queried(&host, run(&host, check).await.unwrap()).await;
     assert_eq!(batch.num_rows(), 0);
     let names: Vec<String> = batch
         .schema()
@@ -264,15 +260,20 @@ async fn chunk_status_is_empty_when_all_are_complete_and_lists_the_others() {
     );
 
     let host = FakeHost::new(&["COMPLETE", "RECOVERING", "COMPLETE"]);
-    let (_, batch) = rows(run(&host, check).await.unwrap());
+    let batch = queried(&host, run(&host, check).await.unwrap()).await;
     assert_eq!(column(&batch, "chunkId"), ["2"]);
     assert_eq!(column(&batch, "state"), ["RECOVERING"]);
-    let (_, batch) = rows(
-        run(&host, "select chunkId, size from getClusterChunksStatus() where size >= 200 order by size desc limit 1")
-            .await
-            .unwrap(),
-    );
+    let top = "select chunkId, size from getClusterChunksStatus() where size >= 200 order by size desc limit 1";
+    let batch = queried(&host, run(&host, top).await.unwrap()).await;
     assert_eq!(column(&batch, "size"), ["300"]);
+}
+
+/// The rows of an answer that is SQL, as the engine would stream them.
+async fn queried(host: &FakeHost, answer: Answer) -> RecordBatch {
+    let Answer::Sql(sql) = answer else {
+        panic!("{answer:?}")
+    };
+    host.query(&sql).await.unwrap()
 }
 
 /// The seed's three lines run the same DDL as the SQL statements the README gives.
@@ -307,6 +308,19 @@ async fn the_seeds_ddl_creates_what_the_sql_ddl_creates() {
             .unwrap(),
     );
     assert_eq!(column(&batch, "value"), ["true", "true", "false"]);
+    // Shoal's SQL DDL in a script: every statement's message, SHOW's table.
+    let (_, batch) = rows(
+        run(&host, "CREATE DATABASE \"dfs://m\" PARTITIONED BY VALUE(1..3);\nCREATE TABLE \"dfs://m\".t(k INT) PARTITIONED BY k")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        column(&batch, "message"),
+        ["created database dfs://m", "created table dfs://m.t"]
+    );
+    let (form, batch) = rows(run(&host, "SHOW DATABASES").await.unwrap());
+    assert_eq!(form, "table");
+    assert_eq!(column(&batch, "database"), ["dfs://m", "dfs://stock"]);
     let e = run(&host, "loadTable(\"dfs://stock\", `nope)")
         .await
         .unwrap_err();

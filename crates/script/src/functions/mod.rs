@@ -116,7 +116,7 @@ pub async fn call(session: &mut Session<'_>, name: &str, args: Vec<Value>) -> Re
         }
         "getClusterChunksStatus" => {
             args.count(0, 0)?;
-            cluster::chunks_status(session.host).await
+            Ok(cluster::chunks_status())
         }
         "database" => ddl::database(session, &args).await,
         "table" => ddl::table(&args),
