@@ -1,14 +1,16 @@
 //! The seed's DolphinDB commands, typed as the runbook has them, through `shoal sql` and
 //! `shoal script FILE`: answers in the runbook's shapes, the seed's DDL making the table the
-//! SQL DDL makes, and scripts outside the subset refused by name without changing anything.
+//! SQL DDL makes, the runbook's checks before and after a rolling upgrade, and scripts
+//! outside the subset refused by name without changing anything.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::data::{CREATE_TABLE, Data, runtime, seed_rows, wait_all_complete_and_identical};
-use crate::harness::{LocalCluster, leader, nodes, shoal, stderr, stdout};
+use crate::harness::{LocalCluster, leader, next_binary, nodes, shoal, stderr, stdout};
 use crate::query::{sql, sql_refused};
+use crate::upgrade::{package, upgrade, version_of};
 
 /// The seed's DDL, its three lines as the runbook has them.
 const SEED_DDL: &str = "db = database(\"dfs://stock\",VALUE,2023.01.01..2023.01.10,,'TSDB')
@@ -182,6 +184,58 @@ fn the_seeds_commands_run_as_typed() {
         sql(&cluster, r#"SELECT count(*) AS n FROM "dfs://stock".stock"#),
         json!([{"n": 30}])
     );
+}
+
+/// The runbook around `shoal upgrade`: its checks before, the upgrade, its checks after
+/// (every data node on the new version, no chunk that is not COMPLETE, the rows all there).
+#[test]
+fn the_runbooks_checks_hold_before_and_after_a_rolling_upgrade() {
+    let next = next_binary();
+    let (old, new) = (
+        version_of(std::path::Path::new(crate::harness::shoal_bin())),
+        version_of(&next),
+    );
+    let cluster = LocalCluster::start();
+    let file = cluster.dir.join("seed.dos");
+    std::fs::write(&file, SEED_DDL).unwrap();
+    let out = cluster.run(&["script", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cluster.run(&["write", "--count", "40", "--rate", "200"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rt = runtime();
+    rt.block_on(wait_all_complete_and_identical(
+        &Data::connect(&cluster),
+        Duration::from_secs(30),
+    ));
+    let on = |version: &str| -> Vec<String> {
+        let rows = sql(&cluster, "pnodeRun(version)");
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let value = r["value"].as_str().unwrap();
+                assert!(value.starts_with(&format!("{version} ")), "{rows}");
+                r["node"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    let count = r#"select count(*) as n from loadTable("dfs://stock", `stock)"#;
+    assert_eq!(on(&old).len(), 3);
+    assert_eq!(sql(&cluster, CHUNKS_NOT_COMPLETE), json!([]));
+    assert_eq!(sql(&cluster, count), json!([{ "n": 40 }]));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = package(tmp.path(), &next);
+    let out = upgrade(
+        &cluster,
+        &["--package", pkg.to_str().unwrap(), "--probe-rate", "0"],
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+
+    assert_eq!(on(&new).len(), 3);
+    assert_eq!(sql(&cluster, CHUNKS_NOT_COMPLETE), json!([]));
+    assert_eq!(sql(&cluster, count), json!([{ "n": 40 }]));
+    assert!(plain(&cluster, "version()").starts_with(&format!("{new} ")));
 }
 
 #[test]
