@@ -19,9 +19,9 @@ const SIGNATURES: [(&str, &str); 16] = [
     ("getClusterChunksStatus", "getClusterChunksStatus()"),
     (
         "database",
-        "database(directory[, VALUE, partitionScheme, locations, engine])",
+        "database(directory[, VALUE, partitionScheme, locations (not supported), engine, atomic])",
     ),
-    ("table", "table(0:0 or 1:0, colNames, colTypes)"),
+    ("table", "table(1:0, colNames, colTypes)"),
     (
         "createPartitionedTable",
         "createPartitionedTable(dbHandle, table, tableName, partitionColumns[, compressMethods, sortColumns, keepDuplicates])",
