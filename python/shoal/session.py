@@ -30,6 +30,8 @@ T = TypeVar("T")
 WRITER_ID_HEADER = "x-shoal-writer-id"
 SEQ_HEADER = "x-shoal-seq"
 _CALL_HEADER = adbc_driver_flightsql.DatabaseOptions.RPC_CALL_HEADER_PREFIX.value
+# Schema metadata of a script's answer: its DolphinDB form (scalar, vector, table, void).
+_FORM_KEY = b"shoal.script.form"
 
 _RETRYABLE = {
     adbc_driver_manager.AdbcStatusCode.IO,  # UNAVAILABLE, connection refused or reset
@@ -215,9 +217,21 @@ class session:
 
     # -- queries ----------------------------------------------------------------------------
 
-    def run(self, sql: str) -> pd.DataFrame:
-        """Runs a SQL query on a data node and returns the result as a pandas DataFrame."""
-        return self.runArrow(sql).to_pandas()
+    def run(self, script: str):
+        """Runs SQL or a DolphinDB script (``pnodeRun(version)``, ``db = database(...)``; see
+        the README's "DolphinDB script") on a data node. A table comes back as a pandas
+        DataFrame; a script's scalar as a Python value (``version()`` → ``"0.2.0 2026.11.25"``),
+        its vector as a list, and a script ending in an assignment as None, as in DolphinDB's
+        API. Each call is one script: variables do not carry over to the next call."""
+        table = self.runArrow(script)
+        form = (table.schema.metadata or {}).get(_FORM_KEY)
+        if form == b"scalar":
+            return table.column(0)[0].as_py()
+        if form == b"vector":
+            return table.column(0).to_pylist()
+        if form == b"void":
+            return None
+        return table.to_pandas()
 
     def runArrow(self, sql: str) -> pa.Table:
         """Like ``run``, as a pyarrow Table."""

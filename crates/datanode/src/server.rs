@@ -201,6 +201,7 @@ pub async fn run(
                     users: opts.users.clone(),
                     secret: opts.secret.clone(),
                 },
+                site.alias.clone(),
             )
             .max_decoding_message_size(MAX_MESSAGE),
             flight_gate,

@@ -24,6 +24,7 @@ mod pause;
 mod query;
 mod reads;
 mod retention;
+mod script;
 mod snapshot_install;
 mod storage;
 mod upgrade;

@@ -27,6 +27,7 @@ pub fn version_of(binary: &Path) -> String {
     info["version"].as_str().unwrap().to_owned()
 }
 
+/// A release package of `binary`, built in `dir`.
 pub fn package(dir: &Path, binary: &Path) -> PathBuf {
     let out_file = dir.join(format!("shoal-{}.pkg", version_of(binary)));
     let out = shoal_with(
@@ -67,7 +68,8 @@ fn assert_all_on(cluster: &LocalCluster, version: &str) {
     );
 }
 
-fn upgrade(cluster: &LocalCluster, args: &[&str]) -> Output {
+/// `shoal upgrade ARGS` on `cluster`.
+pub fn upgrade(cluster: &LocalCluster, args: &[&str]) -> Output {
     let mut all = vec!["upgrade"];
     all.extend_from_slice(args);
     cluster.run(&all)
