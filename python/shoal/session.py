@@ -30,6 +30,8 @@ T = TypeVar("T")
 WRITER_ID_HEADER = "x-shoal-writer-id"
 SEQ_HEADER = "x-shoal-seq"
 _CALL_HEADER = adbc_driver_flightsql.DatabaseOptions.RPC_CALL_HEADER_PREFIX.value
+# Schema metadata of a script's answer: its DolphinDB form (scalar, vector, table, void).
+_FORM_KEY = b"shoal.script.form"
 
 _RETRYABLE = {
     adbc_driver_manager.AdbcStatusCode.IO,  # UNAVAILABLE, connection refused or reset
@@ -56,7 +58,39 @@ def _retryable(e: BaseException) -> bool:
 class session:
     """A DolphinDB-API-style session (``import shoal as ddb; s = ddb.session()``)."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(
+        self,
+        host: Optional[str] = None,
+        port: Optional[int] = None,
+        userid: str = "",
+        password: str = "",
+        enableSSL: bool = False,
+        enableASYNC: bool = False,
+        keepAliveTime: int = 30,
+        enableChunkGranularityConfig: bool = False,
+        compress: bool = False,
+        enablePickle: bool = True,
+        protocol: Optional[int] = None,
+        python: bool = False,
+        show_output: bool = True,
+        sqlStd=None,
+        tryReconnectNums: int = -1,
+    ) -> None:
+        """``dolphindb.session``'s parameters. With ``host`` and ``port`` it connects at once
+        (as dolphindb does). Parameters that would change what the session does and that
+        Shoal cannot honour are refused: ``enableSSL=True`` (no TLS yet: the connection would
+        be cleartext), ``enableASYNC=True``, ``python=True`` (Python-syntax scripts). The
+        others only tune dolphindb's own wire protocol and are accepted and ignored. An
+        unknown keyword is a ``TypeError`` naming it."""
+        if enableSSL:
+            raise ShoalError(
+                "enableSSL=True is not supported: Shoal has no TLS yet, the connection would be "
+                "cleartext (use a trusted network or a tunnel, and enableSSL=False)"
+            )
+        if enableASYNC:
+            raise ShoalError("enableASYNC=True is not supported: run() waits for its answer")
+        if python:
+            raise ShoalError("python=True is not supported: run() takes SQL or DolphinDB script")
         self._sites: List[str] = []
         self._site_index = 0
         self._conn = None
@@ -67,6 +101,11 @@ class session:
         self._seq = 0
         self._closed = False
         self._failovers = 0
+        # upload()ed objects: kept here, client-side (Shoal has no server-side session
+        # variables); loadTable(name) without dbPath reads them back.
+        self._uploaded: dict = {}
+        if host is not None and port is not None:
+            self.connect(host, port, userid or None, password or None)
 
     # -- connection -------------------------------------------------------------------------
 
@@ -81,6 +120,10 @@ class session:
         highAvailabilitySites: Optional[List[str]] = None,
         keepAliveTime: Optional[int] = None,
         reconnect: bool = False,
+        tryReconnectNums: int = -1,
+        readTimeout: float = -1,
+        writeTimeout: float = -1,
+        usePublicName: bool = False,
         *,
         token: Optional[str] = None,
         retryTimeout: float = 60.0,
@@ -91,8 +134,9 @@ class session:
         ``userid`` / ``password`` are passed to the Flight SQL driver (Flight Handshake, basic
         auth, then the bearer token it returns). ``token`` instead sends ``authorization:
         Bearer <token>`` on every call. ``retryTimeout``: how long one request keeps trying
-        the sites before it fails. ``startup``, ``keepAliveTime`` and ``reconnect`` are
-        accepted for compatibility and ignored. Raises ``ShoalError`` if no site answers."""
+        the sites before it fails. ``startup``, ``keepAliveTime``, ``reconnect``,
+        ``tryReconnectNums``, ``readTimeout``, ``writeTimeout`` and ``usePublicName`` are
+        accepted for compatibility and ignored; an unknown keyword is a ``TypeError``. Raises ``ShoalError`` if no site answers."""
         first = f"{host}:{int(port)}"
         sites = [first]
         if highAvailability:
@@ -215,9 +259,21 @@ class session:
 
     # -- queries ----------------------------------------------------------------------------
 
-    def run(self, sql: str) -> pd.DataFrame:
-        """Runs a SQL query on a data node and returns the result as a pandas DataFrame."""
-        return self.runArrow(sql).to_pandas()
+    def run(self, script: str):
+        """Runs SQL or a DolphinDB script (``pnodeRun(version)``, ``db = database(...)``; see
+        the README's "DolphinDB script") on a data node. A table comes back as a pandas
+        DataFrame; a script's scalar as a Python value (``version()`` → ``"0.2.0 2026.11.25"``),
+        its vector as a list, and a script ending in an assignment as None, as in DolphinDB's
+        API. Each call is one script: variables do not carry over to the next call."""
+        table = self.runArrow(script)
+        form = (table.schema.metadata or {}).get(_FORM_KEY)
+        if form == b"scalar":
+            return table.column(0)[0].as_py()
+        if form == b"vector":
+            return table.column(0).to_pylist()
+        if form == b"void":
+            return None
+        return table.to_pandas()
 
     def runArrow(self, sql: str) -> pa.Table:
         """Like ``run``, as a pyarrow Table."""
@@ -232,6 +288,38 @@ class session:
                 cur.close()
 
         return self._with_failover("query", op)
+
+    # -- client-side objects ------------------------------------------------------------------
+
+    def upload(self, nameObjectDict: dict) -> None:
+        """``s.upload({"t": df})``. Shoal has no server-side session variables, so the objects
+        stay in this client: ``s.loadTable("t")`` gives the uploaded table back as a ``Table``
+        (``toDF()``), to append with ``tableAppender`` / ``PartitionedTableAppender``. Scripts
+        run by ``run()`` do not see them. Names must be identifiers."""
+        if not isinstance(nameObjectDict, dict):
+            raise TypeError(f"upload takes a dict of name -> object, not a {type(nameObjectDict).__name__}")
+        for name in nameObjectDict:
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ShoalError(f"cannot upload {name!r}: a name must be an identifier")
+        self._uploaded.update(nameObjectDict)
+
+    def loadTable(self, tableName: str, dbPath: Optional[str] = None, partitions=None, memoryMode: bool = False):
+        """``s.loadTable("stock", "dfs://stock")``: a ``Table`` for a DFS table (``toDF()``
+        reads it all, ``rows`` counts it, ``append(df)`` appends exactly once). Without
+        ``dbPath``, the table ``upload()``ed under ``tableName``. ``partitions`` (loading only
+        some partitions) is not supported; ``memoryMode`` is ignored."""
+        from .table import Table
+
+        if partitions is not None:
+            raise ShoalError("loadTable(partitions=...) is not supported: select with a WHERE on the partition column")
+        if not dbPath:
+            if tableName not in self._uploaded:
+                raise ShoalError(
+                    f"no uploaded table `{tableName}` (loadTable without dbPath reads what upload() kept; "
+                    "for a DFS table give dbPath)"
+                )
+            return Table(self, tableName, None, data=self._uploaded[tableName])
+        return Table(self, tableName, dbPath)
 
     def _table_schema(self, db_path: str, table_name: str) -> pa.Schema:
         sql = f"SELECT * FROM {_quote(db_path)}.{_quote(table_name)} LIMIT 0"

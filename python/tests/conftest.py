@@ -60,6 +60,33 @@ class Cluster:
     def chunks_not_complete(self) -> list:
         return json.loads(self.shoal("chunks", "--not-complete", "--json"))
 
+    def kill_data_node(self, site: str) -> int:
+        """Kills the data node serving at `site` with SIGKILL, then waits until its agent has
+        restarted it and its replicas caught up (every chunk COMPLETE), so a next kill never
+        leaves a chunk without a live in-sync replica. Returns the killed pid."""
+        node = self.data_node(site)
+        assert node["state"] == "UP", node
+        os.kill(node["pid"], signal.SIGKILL)
+        wait_until(
+            f"{node['alias']} is restarted",
+            lambda: (lambda n: n["state"] == "UP" and n["pid"] not in (0, node["pid"]))(self.data_node(site)),
+            timeout=60,
+        )
+        wait_until("every chunk is COMPLETE", lambda: self.chunks_not_complete() == [], timeout=60)
+        return node["pid"]
+
+
+def wait_until(what: str, cond, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if cond():
+                return
+        except AssertionError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting until {what}")
+
 
 def processes_of(directory: str) -> list:
     """Live (not zombie) processes whose command line names `directory`."""

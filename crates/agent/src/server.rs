@@ -222,6 +222,7 @@ pub async fn run(
         shoal_server::http::registry("agent", &site.alias),
         ready_rx,
         stop_rx.clone(),
+        shoal_server::http::Router::new(),
     )
     .await?;
     let controllers = ControllerClient::new(

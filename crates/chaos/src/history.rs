@@ -43,6 +43,9 @@ pub enum F {
     NemesisStart,
     /// The fault of the matching start (same `value`) ends.
     NemesisStop,
+    /// Data node `node`'s replica repairs since it started, by how (`repairs`), read from its
+    /// `/metrics` at the end.
+    Repairs,
 }
 
 /// One line of a history. Fields a given `f` does not use are absent.
@@ -88,6 +91,9 @@ pub struct Op {
     /// Chunk states: checksum per in-sync replica's node (`?` if it did not answer).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub checksums: BTreeMap<String, String>,
+    /// Repairs: count per how (`cut`, `snapshot`, `reset`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub repairs: BTreeMap<String, u64>,
 }
 
 impl Op {
@@ -110,6 +116,7 @@ impl Op {
             in_sync: None,
             state: None,
             checksums: BTreeMap::new(),
+            repairs: BTreeMap::new(),
         }
     }
 

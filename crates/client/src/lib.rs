@@ -11,5 +11,6 @@ pub mod liveness;
 pub mod record;
 pub mod seed;
 mod seq_spread;
+pub mod upgrade_record;
 
 pub use error::ClientError;

@@ -78,7 +78,7 @@ pub fn percentile(sorted: &[u64], q: f64) -> Option<u64> {
 }
 
 /// What a writer saw during a time window: for the upgrade report, per step.
-#[derive(Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct WindowStats {
     /// Appends sent in the window.
     pub appends: u64,

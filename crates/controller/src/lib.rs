@@ -16,6 +16,7 @@ pub mod catalog;
 pub mod chunks;
 pub mod cluster_meta;
 pub mod command;
+mod console;
 pub mod controller_service;
 pub mod ddl;
 pub mod drop_holds;

@@ -10,6 +10,7 @@ use openraft::async_runtime::WatchReceiver;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use shoal_client::upgrade_record::UpgradeState;
 use shoal_server::http::Readiness;
 use tokio::sync::watch;
 
@@ -29,6 +30,9 @@ pub struct ControllerMetrics {
     nodes: Family<Labels, Gauge>,
     chunks: Family<Labels, Gauge>,
     replicas_out_of_sync: Gauge,
+    upgrade_running: Gauge,
+    upgrade_machines: Family<Labels, Gauge>,
+    upgrade_step: Family<Labels, Gauge>,
 }
 
 impl ControllerMetrics {
@@ -61,6 +65,21 @@ impl ControllerMetrics {
             "replicas_out_of_sync",
             "Chunk replicas not in their chunk's in-sync set",
             m.replicas_out_of_sync.clone(),
+        );
+        registry.register(
+            "upgrade_running",
+            "1 while a rolling upgrade (or rollback) runs, by its record",
+            m.upgrade_running.clone(),
+        );
+        registry.register(
+            "upgrade_machines",
+            "Machines of the recorded upgrade's plan, by whether they are done",
+            m.upgrade_machines.clone(),
+        );
+        registry.register(
+            "upgrade_step",
+            "1 for the machine a running upgrade is at and the step it does next",
+            m.upgrade_step.clone(),
         );
         m
     }
@@ -98,6 +117,7 @@ impl ControllerMetrics {
             .set(gauge(raft.last_applied.map_or(0, |l| l.index)));
         let (nodes, chunks, out_of_sync) = core.read(|m| {
             self.cluster_version.set(i64::from(m.cluster_version));
+            self.sample_upgrade(UpgradeState::parse(&m.upgrade.state_json).as_ref());
             let mut nodes: BTreeMap<String, i64> = BTreeMap::new();
             for n in m.nodes.values() {
                 *nodes
@@ -116,6 +136,37 @@ impl ControllerMetrics {
         set_counts(&self.chunks, CHUNK_STATES, &chunks);
         self.replicas_out_of_sync
             .set(i64::try_from(out_of_sync).unwrap_or(i64::MAX));
+    }
+}
+
+impl ControllerMetrics {
+    fn sample_upgrade(&self, st: Option<&UpgradeState>) {
+        let current = st.and_then(UpgradeState::current);
+        self.upgrade_running.set(i64::from(current.is_some()));
+        let total = st.map_or(0, |st| st.machines.len());
+        let done = st.map_or(0, |st| st.machines.iter().filter(|m| m.finished()).count());
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        for (state, n) in [("done", done), ("remaining", total - done)] {
+            self.upgrade_machines
+                .get_or_create(&vec![("state", state.to_owned())])
+                .set(count(n));
+        }
+        // One series at a time: the last step's is dropped when the upgrade moves on.
+        let at = current.map(|(m, step)| {
+            vec![
+                ("machine", m.machine.clone()),
+                ("step", step.map_or("", |s| s.name()).to_owned()),
+            ]
+        });
+        if at
+            .as_ref()
+            .is_none_or(|l| self.upgrade_step.get(l).is_none())
+        {
+            self.upgrade_step.clear();
+        }
+        if let Some(labels) = at {
+            self.upgrade_step.get_or_create(&labels).set(1);
+        }
     }
 }
 

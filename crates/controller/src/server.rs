@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use crate::ControllerError;
 use crate::admission::{Admission, Start};
 use crate::chunks::PlacementPolicy;
+use crate::console::Console;
 use crate::controller_service::{ControllerCore, ControllerService};
 use crate::liveness::Liveness;
 use crate::metrics::ControllerMetrics;
@@ -24,6 +25,7 @@ use crate::raft_network::Network;
 use crate::raft_service::RaftService;
 use crate::raft_types::Raft;
 use crate::topology::Topology;
+use shoal_common::users::Users;
 
 /// Upper bound for sending and installing a snapshot.
 const SNAPSHOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -36,6 +38,8 @@ pub struct ControllerOptions {
     pub config: ControllerConfig,
     pub nodes: ClusterNodes,
     pub secret: String,
+    /// Who may log in to the console (`cluster.users`).
+    pub users: Users,
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -148,6 +152,13 @@ pub async fn run(
         registry,
         ready_rx,
         stop_rx.clone(),
+        Console::new(
+            opts.users.clone(),
+            &opts.secret,
+            ControllerClient::new(topology.controller_addrs(), channels.clone()),
+            channels.clone(),
+        )
+        .router(),
     )
     .await?;
     let sampler = tokio::spawn(metrics.run(core.clone(), ready_tx, stop_rx.clone()));

@@ -14,6 +14,9 @@ pub fn storage_status(e: StorageError) -> Status {
         | StorageError::RecordTooLarge { .. }
         | StorageError::NoSuchColumn { .. } => Status::invalid_argument(e.to_string()),
         StorageError::LsnMismatch { .. } => Status::out_of_range(e.to_string()),
+        // Records to cut are in chunk files (or a flush is under way): the primary copies the
+        // replica instead, or asks again.
+        StorageError::CannotCutTail { .. } => Status::failed_precondition(e.to_string()),
         // The bytes of a snapshot arrived damaged or incomplete: the primary sends it again.
         StorageError::SnapshotRefused { .. } => Status::data_loss(e.to_string()),
         // Neither written nor known to be applied: the client must not take it as an ack, and

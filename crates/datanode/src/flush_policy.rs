@@ -270,19 +270,23 @@ async fn compact(node: &Node, id: u64, how: Compaction) -> Option<u64> {
     let table = node.catalog.table_of(&chunk)?;
     let started = Instant::now();
     match node.replicas.compact(id, &sort_key(&table), how).await {
-        Ok(Some(r)) if r.inputs > 0 => tracing::info!(
-            "chunk {id}: merged {} files ({} bytes) into a level-{} file of {} rows, {} bytes, \
+        Ok(Some(r)) if r.inputs > 0 => {
+            node.metrics.compacted(Ok(r.input_bytes), started.elapsed());
+            tracing::info!(
+                "chunk {id}: merged {} files ({} bytes) into a level-{} file of {} rows, {} bytes, \
              in {:?}; {} files now",
-            r.inputs,
-            r.input_bytes,
-            r.level,
-            r.rows,
-            r.file_bytes,
-            started.elapsed(),
-            r.files
-        ),
+                r.inputs,
+                r.input_bytes,
+                r.level,
+                r.rows,
+                r.file_bytes,
+                started.elapsed(),
+                r.files
+            )
+        }
         Ok(_) => {}
         Err(e) => {
+            node.metrics.compacted(Err(()), started.elapsed());
             tracing::warn!("chunk {id}: compaction failed: {e}");
             return Some(id);
         }
@@ -312,6 +316,7 @@ async fn flush(node: &Node, id: u64) -> bool {
     let started = Instant::now();
     match node.replicas.flush(id, through, &sort_key(&table)).await {
         Ok(Some(r)) if r.records > 0 => {
+            node.metrics.flushed(Ok(r.file_bytes), started.elapsed());
             tracing::info!(
                 "chunk {id}: flushed {} records ({} rows) through lsn {} to {} files of {} bytes \
                  in {:?}",
@@ -327,6 +332,7 @@ async fn flush(node: &Node, id: u64) -> bool {
         }
         Ok(_) => false,
         Err(e) => {
+            node.metrics.flushed(Err(()), started.elapsed());
             tracing::warn!("chunk {id}: flush failed: {e}");
             false
         }

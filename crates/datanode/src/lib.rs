@@ -4,6 +4,7 @@
 
 mod catalog_cache;
 mod chunk_scan;
+mod common_prefix;
 mod coordinator;
 mod drain;
 mod error;

@@ -1,6 +1,7 @@
 //! What a data node tells Prometheus (`/metrics`, see `shoal_server::http`): client appends it
-//! coordinated, by outcome, and how long they took; the replicas it holds; the chunk scans it
-//! served, by how they came.
+//! coordinated, by outcome, and how long they took; the replicas it holds, and how many of them
+//! were repaired after they diverged or fell behind, by how, and the bytes that took; its WAL's
+//! fdatasync latency; its flushes and compactions; the chunk scans it served, by how they came.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,15 @@ pub struct DataNodeMetrics {
     appends: Family<Labels, Counter>,
     append_seconds: Histogram,
     replicas: Gauge,
+    repairs: Family<Labels, Counter>,
+    recovery_bytes: Family<Labels, Counter>,
+    wal_fsync_seconds: Histogram,
+    flushes: Family<Labels, Counter>,
+    flush_seconds: Histogram,
+    flushed_bytes: Counter,
+    compactions: Family<Labels, Counter>,
+    compaction_seconds: Histogram,
+    compacted_bytes: Counter,
     chunk_scans: Family<Labels, Counter>,
 }
 
@@ -34,6 +44,13 @@ pub enum ScanVia {
 const APPEND_BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
 ];
+/// fdatasync buckets, seconds: tens of microseconds on a fast SSD, a stuck disk seconds.
+const FSYNC_BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.0, 10.0,
+];
+/// Flush and compaction buckets, seconds: a small flush takes milliseconds, a 32 MiB run or a
+/// large merge seconds to minutes.
+const BACKGROUND_BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 120.0, 600.0];
 
 impl DataNodeMetrics {
     pub fn register(registry: &mut Registry) -> Self {
@@ -41,6 +58,15 @@ impl DataNodeMetrics {
             appends: Family::default(),
             append_seconds: Histogram::new(APPEND_BUCKETS),
             replicas: Gauge::default(),
+            repairs: Family::default(),
+            recovery_bytes: Family::default(),
+            wal_fsync_seconds: Histogram::new(FSYNC_BUCKETS),
+            flushes: Family::default(),
+            flush_seconds: Histogram::new(BACKGROUND_BUCKETS),
+            flushed_bytes: Counter::default(),
+            compactions: Family::default(),
+            compaction_seconds: Histogram::new(BACKGROUND_BUCKETS),
+            compacted_bytes: Counter::default(),
             chunk_scans: Family::default(),
         };
         registry.register(
@@ -57,6 +83,54 @@ impl DataNodeMetrics {
             "replicas",
             "Chunk replicas held by this node",
             m.replicas.clone(),
+        );
+        registry.register(
+            "replica_repairs",
+            "Replicas on this node its primary repaired, by how: `cut` back to the prefix they \
+             share (a diverged tail, never acknowledged), a `snapshot` of its chunk files, or \
+             `reset` to empty",
+            m.repairs.clone(),
+        );
+        registry.register(
+            "recovery_bytes",
+            "Bytes this node's replicas received to catch up while out of sync, by how: \
+             `records` (Arrow IPC of the records shipped) or `snapshot` (chunk files copied)",
+            m.recovery_bytes.clone(),
+        );
+        registry.register(
+            "wal_fsync_duration_seconds",
+            "fdatasync of a WAL segment (one per commit group with dataSync=1, and per sealed segment)",
+            m.wal_fsync_seconds.clone(),
+        );
+        registry.register(
+            "flushes",
+            "Flushes of a replica's records to chunk files, by outcome (ok, failed)",
+            m.flushes.clone(),
+        );
+        registry.register(
+            "flush_duration_seconds",
+            "Time a flush took, successful ones",
+            m.flush_seconds.clone(),
+        );
+        registry.register(
+            "flushed_bytes",
+            "Bytes of the chunk files flushes wrote",
+            m.flushed_bytes.clone(),
+        );
+        registry.register(
+            "compactions",
+            "Compactions merging a replica's chunk files, by outcome (ok, failed)",
+            m.compactions.clone(),
+        );
+        registry.register(
+            "compaction_duration_seconds",
+            "Time a compaction took, successful ones",
+            m.compaction_seconds.clone(),
+        );
+        registry.register(
+            "compacted_bytes",
+            "Bytes of the chunk files compactions merged (their inputs)",
+            m.compacted_bytes.clone(),
         );
         registry.register(
             "chunk_scans",
@@ -93,6 +167,65 @@ impl DataNodeMetrics {
             .get_or_create(&vec![("outcome", outcome)])
             .inc();
         self.append_seconds.observe(took.as_secs_f64());
+    }
+
+    /// A replica here was repaired `how` (`cut`, `snapshot`, `reset`).
+    pub fn repaired(&self, how: &'static str) {
+        self.repairs
+            .get_or_create(&vec![("how", how.to_owned())])
+            .inc();
+    }
+
+    /// A replica here received `bytes` to catch up, `how` (`records`, `snapshot`).
+    pub fn recovered(&self, how: &'static str, bytes: u64) {
+        self.recovery_bytes
+            .get_or_create(&vec![("how", how.to_owned())])
+            .inc_by(bytes);
+    }
+
+    /// Hands each WAL fdatasync's duration to the histogram (see `StoreOptions::on_sync`).
+    pub fn wal_sync_hook(&self) -> shoal_storage::SyncHook {
+        let h = self.wal_fsync_seconds.clone();
+        std::sync::Arc::new(move |took: Duration| h.observe(took.as_secs_f64()))
+    }
+
+    /// A flush ended: `Ok(file bytes)` after `took`, or failed.
+    pub fn flushed(&self, outcome: Result<u64, ()>, took: Duration) {
+        Self::background(
+            &self.flushes,
+            &self.flush_seconds,
+            &self.flushed_bytes,
+            outcome,
+            took,
+        );
+    }
+
+    /// A compaction ended: `Ok(input bytes)` after `took`, or failed.
+    pub fn compacted(&self, outcome: Result<u64, ()>, took: Duration) {
+        Self::background(
+            &self.compactions,
+            &self.compaction_seconds,
+            &self.compacted_bytes,
+            outcome,
+            took,
+        );
+    }
+
+    fn background(
+        count: &Family<Labels, Counter>,
+        seconds: &Histogram,
+        bytes: &Counter,
+        outcome: Result<u64, ()>,
+        took: Duration,
+    ) {
+        let label = if outcome.is_ok() { "ok" } else { "failed" };
+        count
+            .get_or_create(&vec![("outcome", label.to_owned())])
+            .inc();
+        if let Ok(n) = outcome {
+            seconds.observe(took.as_secs_f64());
+            bytes.inc_by(n);
+        }
     }
 
     pub fn set_replicas(&self, n: usize) {

@@ -11,8 +11,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use shoal_proto::{ChunkInfo, ReplicaPosition};
 use shoal_storage::{
-    ChunkStore, CompactReport, Compaction, FailureHook, FlushReport, MemoryGauge, SortKey,
-    StagedSnapshot, StorageError, StoreOptions,
+    ChunkStore, CompactReport, Compaction, FlushReport, SortKey, StagedSnapshot, StorageError,
+    StoreOptions,
 };
 
 /// Format of the per-chunk record in chunkMetaDir.
@@ -137,21 +137,9 @@ fn per_chunk<T: Default>(map: &Mutex<HashMap<u64, Arc<T>>>, id: u64) -> Arc<T> {
 
 impl LocalReplicas {
     /// Reopens every replica recorded in `meta_dir` (replaying its WAL, cutting a torn tail).
-    /// Every store, opened or created later, tells `on_failure` when a write failure poisons it,
-    /// and counts what it holds in memory in `memory`.
-    pub async fn open(
-        meta_dir: &Path,
-        volume: &Path,
-        data_sync: bool,
-        on_failure: FailureHook,
-        memory: MemoryGauge,
-    ) -> Result<Self, String> {
-        let opts = StoreOptions {
-            data_sync,
-            on_failure: Some(on_failure),
-            memory,
-            ..StoreOptions::default()
-        };
+    /// Every store, opened or created later, takes `opts`: its failure hook is told when a write
+    /// failure poisons it, its memory gauge counts what it holds in memory.
+    pub async fn open(meta_dir: &Path, volume: &Path, opts: StoreOptions) -> Result<Self, String> {
         let data_dir = volume.join("chunks");
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
@@ -212,6 +200,16 @@ impl LocalReplicas {
     pub async fn truncate_wal(&self, id: u64, through: u64) -> Result<Option<u64>, StorageError> {
         self.with_store(id, async |s| s.truncate_wal(through).await)
             .await
+    }
+
+    /// Cuts chunk `id`'s records after `after` (see [`ChunkStore::cut_tail`]); answers how
+    /// many were cut, `None` when this node holds no such replica.
+    pub async fn cut_tail(&self, id: u64, after: u64) -> Result<Option<u64>, StorageError> {
+        self.with_store(id, async |s| {
+            let before = s.last_lsn();
+            s.cut_tail(after).await.map(|p| before - p.last_lsn)
+        })
+        .await
     }
 
     /// Merges chunk `id`'s files (see [`ChunkStore::compact`]); `None` when this node holds no
@@ -440,6 +438,7 @@ pub fn position(chunk_id: u64, store: &ChunkStore) -> ReplicaPosition {
         checksum: p.checksum,
         bytes: store.bytes_on_disk(),
         flushed_lsn: store.flushed_lsn(),
+        checksum_at_lsn: None,
     }
 }
 

@@ -13,9 +13,11 @@
 //! pauses the chunk's appends (the chunk lock, see [`Links::chunk_lock`]), ships the last few
 //! records and commits the replica back into the in-sync set, then appends resume and wait for
 //! it again. A replica whose checksum at its own last lsn differs from the primary's there
-//! diverged (it holds records no in-sync replica has: writes that were never acknowledged) and
-//! is rebuilt: by a copy of the primary's chunk files (`snapshot`) when the primary has flushed
-//! and the cluster version allows chunk files, else from empty. A replica behind the primary's
+//! diverged (it holds records no in-sync replica has: writes that were never acknowledged): it
+//! is cut back to the prefix it shares with the primary and caught up from there
+//! (`common_prefix`), or, when the records to cut are in its chunk files, rebuilt: by a copy of
+//! the primary's chunk files (`snapshot`) when the primary has flushed and the cluster version
+//! allows chunk files, else from empty. A replica behind the primary's
 //! retained WAL (truncated below what every in-sync replica holds in files, see
 //! `flush_policy`) is copied the same way; either way the records after the copy follow here.
 
@@ -342,6 +344,7 @@ async fn handshake(
         chunk_id: chunk.id,
         chunk_version: chunk.version,
         reset,
+        ..Default::default()
     };
     let p = client
         .get_replica_position(timed(ask(false)))
@@ -381,6 +384,13 @@ async fn handshake(
         link.state
             .send_modify(|s| s.removed_at = s.removed_at.max(at));
         return Ok(None);
+    }
+    // Records after the prefix both hold were never acknowledged: cut them and catch up from
+    // there, unless the replica flushed them.
+    if let Some(lsn) =
+        crate::common_prefix::cut_back(node, chunk, replica, store, client, &p).await?
+    {
+        return Ok(Some(lsn));
     }
     // A copy of the chunk files replaces what it holds: far cheaper than replaying every
     // record, and the only way once the WAL below the flushed lsn is truncated.
@@ -473,7 +483,7 @@ async fn rejoin(
             .get_replica_position(timed(ReplicaPositionRequest {
                 chunk_id: chunk.id,
                 chunk_version: chunk.version,
-                reset: false,
+                ..Default::default()
             }))
             .await?
             .into_inner();
@@ -573,7 +583,7 @@ pub async fn remove_from_in_sync(
     }
 }
 
-fn timed<T>(msg: T) -> tonic::Request<T> {
+pub(crate) fn timed<T>(msg: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
     r.set_timeout(CALL_TIMEOUT);
     r
@@ -581,7 +591,7 @@ fn timed<T>(msg: T) -> tonic::Request<T> {
 
 /// The primary's checksum after `lsn`, read back from the WAL when `lsn` lies below what it
 /// flushed to files (a replica that fell behind a flush still hands over cheaply).
-async fn checksum_at(store: &ChunkStore, lsn: u64) -> Result<Option<u64>, Status> {
+pub(crate) async fn checksum_at(store: &ChunkStore, lsn: u64) -> Result<Option<u64>, Status> {
     store
         .checksum_at_retained(lsn)
         .await

@@ -15,6 +15,7 @@ use shoal_proto::data_node_server::DataNodeServer;
 use shoal_proto::node_info_server::NodeInfoServer;
 use shoal_server::http::Readiness;
 use shoal_server::node_info::NodeInfoService;
+use shoal_storage::StoreOptions;
 use tokio::sync::watch;
 
 use crate::catalog_cache::CatalogCache;
@@ -81,12 +82,18 @@ pub async fn run(
     })?;
     let store_failures = StoreFailures::default();
     let memory = MemoryBudget::new(cfg.cache_engine_bytes());
+    let mut registry = shoal_server::http::registry("datanode", &site.alias);
+    let metrics = DataNodeMetrics::register(&mut registry);
     let replicas = LocalReplicas::open(
         &cfg.chunk_meta_dir,
         volume,
-        cfg.data_sync,
-        store_failures.hook(),
-        memory.gauge().clone(),
+        StoreOptions {
+            data_sync: cfg.data_sync,
+            on_failure: Some(store_failures.hook()),
+            on_sync: Some(metrics.wal_sync_hook()),
+            memory: memory.gauge().clone(),
+            ..StoreOptions::default()
+        },
     )
     .await
     .map_err(DataNodeError::Replicas)?;
@@ -95,8 +102,6 @@ pub async fn run(
         opts.nodes.controllers().map(|n| n.site.addr()).collect(),
         channels.clone(),
     );
-    let mut registry = shoal_server::http::registry("datanode", &site.alias);
-    let metrics = DataNodeMetrics::register(&mut registry);
     let (ready_tx, ready_rx) = watch::channel(Readiness::NotReady("starting".into()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let http = shoal_server::http::spawn(
@@ -105,6 +110,7 @@ pub async fn run(
         registry,
         ready_rx,
         stop_rx.clone(),
+        shoal_server::http::Router::new(),
     )
     .await?;
     // Unknown (0) until the first heartbeat answer: nothing newer than the oldest format.
@@ -198,6 +204,7 @@ pub async fn run(
                     users: opts.users.clone(),
                     secret: opts.secret.clone(),
                 },
+                site.alias.clone(),
             )
             .max_decoding_message_size(MAX_MESSAGE),
             flight_gate,

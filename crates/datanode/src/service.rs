@@ -112,6 +112,9 @@ impl DataNode for DataNodeService {
         let req = req.into_inner();
         let chunk = self.replica_chunk(req.chunk_id, req.chunk_version).await?;
         let store = self.node.store(&chunk).await?;
+        // Out of sync, this is catch-up: recovery, not the steady replication of appends.
+        let catching_up = !is_in_sync(&chunk, &self.node.alias);
+        let ipc_bytes: usize = req.records.iter().map(|r| r.arrow_ipc.len()).sum();
         let records = req
             .records
             .into_iter()
@@ -130,6 +133,9 @@ impl DataNode for DataNodeService {
         let wanted: Vec<u64> = records.iter().map(|r| r.lsn).collect();
         let outcomes = store.apply_records(records).await.map_err(storage_status)?;
         held_where_shipped(chunk.id, &wanted, &outcomes)?;
+        if catching_up {
+            self.node.metrics.recovered("records", ipc_bytes as u64);
+        }
         let mut answer = position(chunk.id, &store);
         if let Some(last) = wanted.last() {
             answer.last_lsn = *last;
@@ -144,13 +150,20 @@ impl DataNode for DataNodeService {
         Principal::of(&req).require_cluster()?;
         let req = req.into_inner();
         let chunk = self.replica_chunk(req.chunk_id, req.chunk_version).await?;
+        let changes = if req.reset {
+            Some("reset")
+        } else {
+            req.cut_after.map(|_| "cut back")
+        };
+        if let Some(what) = changes
+            && is_in_sync(&chunk, &self.node.alias)
+        {
+            return Err(Status::failed_precondition(format!(
+                "chunk {}: refusing to {what} a replica that is in sync at version {}",
+                chunk.id, chunk.version
+            )));
+        }
         if req.reset {
-            if is_in_sync(&chunk, &self.node.alias) {
-                return Err(Status::failed_precondition(format!(
-                    "chunk {}: refusing to reset a replica that is in sync at version {}",
-                    chunk.id, chunk.version
-                )));
-            }
             let schema = self.node.schema_of(&chunk)?;
             let store = self
                 .node
@@ -158,15 +171,34 @@ impl DataNode for DataNodeService {
                 .reset(&chunk, schema)
                 .await
                 .map_err(Status::internal)?;
+            self.node.metrics.repaired("reset");
             return Ok(Response::new(position(chunk.id, &store)));
         }
-        Ok(Response::new(match self.node.replicas.get(chunk.id) {
-            Some(store) => position(chunk.id, &store),
-            None => ReplicaPosition {
+        if let Some(after) = req.cut_after
+            && let Some(dropped) = self
+                .node
+                .replicas
+                .cut_tail(chunk.id, after)
+                .await
+                .map_err(storage_status)?
+            && dropped > 0
+        {
+            self.node.metrics.repaired("cut");
+        }
+        let Some(store) = self.node.replicas.get(chunk.id) else {
+            return Ok(Response::new(ReplicaPosition {
                 chunk_id: chunk.id,
                 ..Default::default()
-            },
-        }))
+            }));
+        };
+        let mut at = position(chunk.id, &store);
+        if let Some(lsn) = req.checksum_at {
+            at.checksum_at_lsn = store
+                .checksum_at_retained(lsn)
+                .await
+                .map_err(storage_status)?;
+        }
+        Ok(Response::new(at))
     }
 
     type ScanChunkStream = ScanStream;

@@ -175,6 +175,8 @@ pub async fn receive(
         .install(chunk, staged)
         .await
         .map_err(Status::internal)?;
+    node.metrics.repaired("snapshot");
+    node.metrics.recovered("snapshot", bytes);
     // `shoal-bench snapshot` reads this line: keep "<bytes> bytes in <seconds> s".
     let took = started.elapsed().as_secs_f64();
     tracing::info!(

@@ -31,6 +31,12 @@ pub async fn run(
     controllers: &ControllerClient,
     sql: &str,
 ) -> Result<(Arc<Schema>, Vec<u8>), Status> {
+    let batch = execute(controllers, sql).await?;
+    Ok((batch.schema(), ticket(&batch)?))
+}
+
+/// Runs DDL on the controller leader: its result (SHOW's table, or one `message` column).
+pub async fn execute(controllers: &ControllerClient, sql: &str) -> Result<RecordBatch, Status> {
     let resp = controllers.execute_ddl(sql).await.map_err(|e| match e {
         ClientError::Rpc { code, message, .. } => Status::new(code, message),
         e => Status::unavailable(e.to_string()),
@@ -56,14 +62,18 @@ pub async fn run(
             )) as ArrayRef
         })
         .collect();
-    let batch = RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|e| Status::internal(format!("DDL result: {e}")))?;
+    RecordBatch::try_new(schema, columns).map_err(|e| Status::internal(format!("DDL result: {e}")))
+}
+
+/// A ticket carrying `batch` (a result computed when the statement was planned: DDL, a
+/// script), so fetching it, on any data node, never runs the statement again.
+pub fn ticket(batch: &RecordBatch) -> Result<Vec<u8>, Status> {
     let mut ticket = RESULT_TICKET_PREFIX.to_vec();
     ticket.extend(
-        shoal_catalog::rows::encode_ipc(&schema, &[batch])
-            .map_err(|e| Status::internal(format!("DDL result: {e}")))?,
+        shoal_catalog::rows::encode_ipc(&batch.schema(), std::slice::from_ref(batch))
+            .map_err(|e| Status::internal(format!("result ticket: {e}")))?,
     );
-    Ok((schema, ticket))
+    Ok(ticket)
 }
 
 /// The result a DDL ticket carries, if it is one.

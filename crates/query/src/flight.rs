@@ -1,6 +1,10 @@
 //! The Flight SQL service every data node serves. Stateless: a statement's ticket and a
-//! prepared statement's handle are the SQL text itself, so any data node can answer any of
-//! them, and there is nothing to clean up.
+//! prepared statement's handle are the SQL text itself (or the result of DDL or a script,
+//! computed when it was planned), so any data node can answer any of them, and there is
+//! nothing to clean up.
+//!
+//! A statement is a DolphinDB script if `shoal_script::is_script` says so, else Shoal's DDL
+//! if `shoal_catalog::ddl` parses it as DDL, else a query for DataFusion.
 
 use std::sync::Arc;
 
@@ -33,6 +37,7 @@ use tonic::{Request, Response, Status};
 
 use shoal_common::users::{Role, Users};
 use shoal_proto::auth::Principal;
+use shoal_script::Answer;
 
 use crate::engine::QueryEngine;
 use crate::error::is_unavailable;
@@ -47,6 +52,8 @@ pub struct ShoalFlightSqlService {
     /// Bulk ingest (`CommandStatementIngest`) goes through it: see `crate::ingest`.
     appender: Arc<dyn Appender>,
     login: Login,
+    /// This data node's alias: what a script's `version()` answers for.
+    node: String,
 }
 
 /// Who may log in, and the key that signs their tokens (the cluster secret).
@@ -70,11 +77,13 @@ pub fn flight_service(
     engine: Arc<QueryEngine>,
     appender: Arc<dyn Appender>,
     login: Login,
+    node: String,
 ) -> FlightServiceServer<ShoalFlightSqlService> {
     FlightServiceServer::new(ShoalFlightSqlService {
         engine,
         appender,
         login,
+        node,
     })
 }
 
@@ -92,10 +101,27 @@ impl ShoalFlightSqlService {
     }
 
     /// A statement's handle (what tickets and prepared statements carry: the SQL text of a
-    /// query, or the result of DDL, which runs here, once) with its result schema and its
-    /// parameters' schema.
-    async fn prepare(&self, who: &Principal, sql: &str) -> Result<Prepared, Status> {
-        if let Some(role) = crate::ddl::needed_role(sql) {
+    /// query, or the result of DDL or a script, which runs here, once) with its result schema
+    /// and its parameters' schema.
+    async fn prepare(&self, who: &Principal, text: &str) -> Result<Prepared, Status> {
+        let mut sql = text;
+        let translated;
+        if shoal_script::is_script(text) {
+            match crate::script::run(&self.engine, who, &self.node, text).await? {
+                Answer::Rows(batch) => {
+                    return Ok(Prepared {
+                        handle: crate::ddl::ticket(&batch)?,
+                        schema: batch.schema().as_ref().clone(),
+                        params: Schema::empty(),
+                    });
+                }
+                // A select over the cluster's tables: planned and streamed as any query.
+                Answer::Sql(query) => {
+                    translated = query;
+                    sql = &translated;
+                }
+            }
+        } else if let Some(role) = crate::ddl::needed_role(sql) {
             who.require(role)?;
             let (schema, result) = crate::ddl::run(self.engine.controllers(), sql).await?;
             return Ok(Prepared {
@@ -422,7 +448,7 @@ impl FlightSqlService for ShoalFlightSqlService {
         let handle = &cmd.prepared_statement_handle;
         if crate::ddl::result_of(handle).is_some() {
             return Err(Status::invalid_argument(
-                "a DDL statement takes no parameters",
+                "a DDL statement or a script takes no parameters",
             ));
         }
         let sql = params::parse(handle)?.sql;

@@ -8,6 +8,8 @@
 //!   a replica applies before sending rows; `local`: how a scan reaches a replica (gRPC, or
 //!   in-process for the coordinator's own).
 //! - `system`: the `cluster` schema (`nodes`, `chunks`, `config`).
+//! - `script`: DolphinDB scripts (`shoal_script`), run with this node's engine and the
+//!   controllers, on the same path as SQL.
 //! - `flight`: the Flight SQL service; `ingest`: its bulk ingest (ADBC's `adbc_ingest`) into
 //!   an `Appender` the data node provides; `params`: prepared statements' parameters, bound
 //!   by DoPut into the handle; `client`: a client for one query.
@@ -26,6 +28,7 @@ mod prune;
 mod pruning_tests;
 pub mod pushdown;
 mod scan;
+mod script;
 mod system;
 mod table;
 

@@ -10,6 +10,12 @@
 //!   its primary). Equal checksums = identical replicas.
 //! - `cluster.config`: node, name, value (every node's effective configuration, from its
 //!   NodeInfo; nodes that do not answer are left out).
+//! - `cluster.upgrade`: the rolling upgrade in progress or last run (the orchestrator's record),
+//!   one row per machine in the plan's order: position, machine, nodes, state (`waiting`, the
+//!   step it is at, `done`, `failed`), steps_done, last_step, last_step_started_ms,
+//!   last_step_ended_ms, last_error, from_version, to_version, direction (`upgrade` /
+//!   `rollback`), status (`running`, `paused`, `done`, `failed`, `finalized`), reason. Empty
+//!   when no upgrade was ever recorded.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -25,6 +31,7 @@ use datafusion::error::{DataFusionError, Result};
 use futures::future::join_all;
 use shoal_client::channel::Channels;
 use shoal_client::controller::ControllerClient;
+use shoal_client::upgrade_record::{MachinePlan, UpgradeState};
 use shoal_proto::data_node_client::DataNodeClient;
 use shoal_proto::node_info_client::NodeInfoClient;
 use shoal_proto::{ChunkInfo, ListReplicasRequest, NodeInfoRequest, NodeStatus, ReplicaPosition};
@@ -32,7 +39,7 @@ use shoal_proto::{ChunkInfo, ListReplicasRequest, NodeInfoRequest, NodeStatus, R
 use crate::error::unavailable;
 
 pub const SCHEMA: &str = "cluster";
-const TABLES: [&str; 3] = ["nodes", "chunks", "config"];
+const TABLES: [&str; 4] = ["nodes", "chunks", "config", "upgrade"];
 
 /// Per-node deadline: a dead node must not stall a status query.
 const NODE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -180,6 +187,40 @@ impl SystemSchema {
         ])
     }
 
+    async fn upgrade(&self) -> Result<RecordBatch> {
+        let record = self
+            .controllers
+            .get_upgrade()
+            .await
+            .map_err(|e| unavailable(format!("upgrade record: {e}")))?;
+        let rows: Vec<UpgradeRow> = match UpgradeState::parse(&record.state_json) {
+            Some(st) => (st.machines.iter().enumerate())
+                .map(|(i, m)| UpgradeRow::of(&st, i, m))
+                .collect(),
+            None => Vec::new(),
+        };
+        let col = |f: fn(&UpgradeRow) -> String| text(rows.iter().map(f));
+        let num = |f: fn(&UpgradeRow) -> Option<u64>| -> ArrayRef {
+            Arc::new(rows.iter().map(f).collect::<UInt64Array>())
+        };
+        batch(vec![
+            ("position", num(|r| Some(r.position))),
+            ("machine", col(|r| r.machine.clone())),
+            ("nodes", col(|r| r.nodes.clone())),
+            ("state", col(|r| r.state.clone())),
+            ("steps_done", col(|r| r.steps_done.clone())),
+            ("last_step", col(|r| r.last_step.clone())),
+            ("last_step_started_ms", num(|r| r.last_started_ms)),
+            ("last_step_ended_ms", num(|r| r.last_ended_ms)),
+            ("last_error", col(|r| r.last_error.clone())),
+            ("from_version", col(|r| r.from_version.clone())),
+            ("to_version", col(|r| r.to_version.clone())),
+            ("direction", col(|r| r.direction.clone())),
+            ("status", col(|r| r.status.clone())),
+            ("reason", col(|r| r.reason.clone())),
+        ])
+    }
+
     async fn cluster_nodes(&self) -> Result<Vec<NodeStatus>> {
         let status = self
             .controllers
@@ -223,6 +264,7 @@ impl SchemaProvider for SystemSchema {
             "nodes" => self.nodes().await?,
             "chunks" => self.chunks().await?,
             "config" => self.config().await?,
+            "upgrade" => self.upgrade().await?,
             _ => return Ok(None),
         };
         let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
@@ -236,6 +278,68 @@ impl SchemaProvider for SystemSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         TABLES.contains(&name)
+    }
+}
+
+/// One machine of the upgrade record, as `cluster.upgrade` shows it.
+struct UpgradeRow {
+    position: u64,
+    machine: String,
+    nodes: String,
+    state: String,
+    steps_done: String,
+    last_step: String,
+    last_started_ms: Option<u64>,
+    last_ended_ms: Option<u64>,
+    last_error: String,
+    from_version: String,
+    to_version: String,
+    direction: String,
+    status: String,
+    reason: String,
+}
+
+impl UpgradeRow {
+    fn of(st: &UpgradeState, i: usize, m: &MachinePlan) -> Self {
+        let last = st.steps.iter().rev().find(|s| s.machine == m.machine);
+        let (status, reason) = st.status.name_and_reason();
+        let current = st.current().map(|(c, step)| (c.machine.as_str(), step));
+        let state = if m.finished() {
+            "done".to_owned()
+        } else if last.is_some_and(|l| !l.error.is_empty()) {
+            "failed".to_owned()
+        } else {
+            match current {
+                Some((c, Some(step))) if c == m.machine => step.name().to_owned(),
+                _ => "waiting".to_owned(),
+            }
+        };
+        UpgradeRow {
+            position: i as u64 + 1,
+            machine: m.machine.clone(),
+            nodes: m.nodes().collect::<Vec<_>>().join(","),
+            state,
+            steps_done: m
+                .done
+                .iter()
+                .map(|s| s.name())
+                .collect::<Vec<_>>()
+                .join(","),
+            last_step: last.map_or(String::new(), |l| l.step.name().to_owned()),
+            last_started_ms: last.map(|l| l.started_ms),
+            last_ended_ms: last.map(|l| l.ended_ms),
+            last_error: last.map_or(String::new(), |l| l.error.clone()),
+            from_version: st.from_version.clone(),
+            to_version: st.to_version.clone(),
+            direction: if st.rolling_back {
+                "rollback"
+            } else {
+                "upgrade"
+            }
+            .to_owned(),
+            status: status.to_owned(),
+            reason: reason.to_owned(),
+        }
     }
 }
 

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use axum::Router;
+pub use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -64,25 +64,27 @@ struct Endpoints {
 }
 
 /// Binds the endpoints of a node whose gRPC address is `grpc_addr` now (a port conflict is
-/// reported before the role says it is up) and serves them until `stop` turns true.
+/// reported before the role says it is up) and serves them, and the role's own `routes`
+/// beside them (the controllers' console), until `stop` turns true.
 pub async fn spawn(
     grpc_addr: &str,
     http_port: u16,
     registry: Registry,
     ready: watch::Receiver<Readiness>,
     mut stop: watch::Receiver<bool>,
+    routes: Router,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let addr = http_addr(grpc_addr, http_port)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let listener = crate::serve::bind(&addr).await?;
-    tracing::info!("metrics and health on http://{addr} (/metrics, /health, /ready)");
+    tracing::info!("HTTP endpoints on http://{addr} (/metrics, /health, /ready)");
     let registry = Arc::new(registry);
     Ok(tokio::spawn(async move {
         let mut stopped = stop.clone();
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        let served = serve(listener, registry, ready, shutdown);
+        let served = serve(listener, registry, ready, routes, shutdown);
         tokio::pin!(served);
         // axum waits for every open connection once stopped; a scraper cut off mid-request
         // must not hold the role's shutdown (or an agent's re-execution) forever.
@@ -104,18 +106,20 @@ pub async fn spawn(
     }))
 }
 
-/// Serves the endpoints on `listener` until `shutdown` resolves.
+/// Serves the endpoints and `routes` on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     registry: Arc<Registry>,
     ready: watch::Receiver<Readiness>,
+    routes: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(readiness))
-        .with_state(Endpoints { registry, ready });
+        .with_state(Endpoints { registry, ready })
+        .merge(routes);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

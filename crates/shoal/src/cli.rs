@@ -32,10 +32,14 @@ pub enum Command {
     /// Configuration as the nodes run it.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Run SQL. DDL (CREATE/DROP DATABASE/TABLE, SHOW DATABASES/TABLES in DolphinDB's
-    /// dialect) goes to the controller leader; queries go to a data node's Flight SQL service
-    /// (tables as `"dfs://db".table`, system tables in `cluster`: nodes, chunks, config).
+    /// Run SQL or a DolphinDB script. DDL (CREATE/DROP DATABASE/TABLE, SHOW DATABASES/TABLES
+    /// in DolphinDB's dialect) goes to the controller leader; queries go to a data node's
+    /// Flight SQL service (tables as `"dfs://db".table`, system tables in `cluster`: nodes,
+    /// chunks, config); so do scripts (`pnodeRun(version)`, `db = database(...)`: see the
+    /// README's "DolphinDB script").
     Sql(SqlArgs),
+    /// Run a DolphinDB script file (several statements sharing variables); `shoal sql -f FILE`.
+    Script(ScriptArgs),
     /// Every chunk with its state, replicas, rows and replica checksums (cluster.chunks).
     Chunks(ChunksArgs),
     /// The seed's writer: appends rows (time = now, name, id = 1, 2, 3, ...) at a steady rate,
@@ -220,14 +224,43 @@ pub struct VerifyArgs {
 
 #[derive(Args)]
 pub struct SqlArgs {
-    pub sql: String,
+    /// A SQL statement or a DolphinDB script.
+    #[arg(required_unless_present = "file")]
+    pub sql: Option<String>,
+    /// Read the statement or script from FILE.
+    #[arg(short = 'f', long, value_name = "FILE", conflicts_with = "sql")]
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: SqlRunArgs,
+}
+
+#[derive(Args)]
+pub struct ScriptArgs {
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub run: SqlRunArgs,
+}
+
+/// Where `sql` and `script` run, and how they print.
+#[derive(Args)]
+pub struct SqlRunArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     #[arg(long, conflicts_with = "csv")]
     pub json: bool,
-    /// Print a query's result as CSV with a header line.
+    /// Print a table result as CSV with a header line.
     #[arg(long)]
     pub csv: bool,
+}
+
+impl From<ScriptArgs> for SqlArgs {
+    fn from(a: ScriptArgs) -> Self {
+        SqlArgs {
+            sql: None,
+            file: Some(a.file),
+            run: a.run,
+        }
+    }
 }
 
 #[derive(Args)]

@@ -169,6 +169,16 @@ pub enum StorageError {
         /// The lowest lsn the WAL still holds from.
         first_retained: u64,
     },
+    /// The records after `lsn` cannot be cut (see `ChunkStore::cut_tail`); nothing changed.
+    #[error("chunk store {}: cannot cut the records after lsn {lsn}: {reason}", dir.display())]
+    CannotCutTail {
+        /// The store directory.
+        dir: PathBuf,
+        /// The lsn asked to end at.
+        lsn: u64,
+        /// Why not.
+        reason: String,
+    },
     /// A snapshot sent to replace this replica was refused before its commit (a file name
     /// outside the store, a file short or with another hash than sent, a MANIFEST not listing
     /// exactly the files sent). The store is unchanged.

@@ -23,8 +23,9 @@
 //! the last segment fdatasync'd, so the saved state never claims records a power loss could
 //! still take, and a new segment started, so the frozen records end a segment that open skips
 //! and `truncate_wal` deletes whole), and [`Msg::TruncateWal`] (segment deletion, which changes
-//! what the writer accounts for).
+//! what the writer accounts for), and [`Msg::CutTail`] (see `tail`).
 
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, PoisonError};
 
@@ -74,6 +75,8 @@ pub(crate) enum Msg {
     /// Delete the sealed segments whose records are all ≤ this lsn; answers the first lsn the
     /// WAL still holds.
     TruncateWal(u64, oneshot::Sender<Result<u64, StorageError>>),
+    /// Cut the records after this lsn (a diverged tail, see `tail`).
+    CutTail(u64, oneshot::Sender<Result<(), StorageError>>),
 }
 
 /// Answer to [`Msg::Freeze`].
@@ -82,6 +85,24 @@ pub(crate) struct Frozen {
     pub last_lsn: u64,
     /// The dedup state right after `last_lsn`.
     pub dedup: DedupSnapshot,
+    /// Held until the flush that froze is done: the log's tail cannot be cut meanwhile.
+    pub _in_flight: FlushInFlight,
+}
+
+/// Counts a flush between its freeze and its end in [`Shared::flushes_in_flight`].
+pub(crate) struct FlushInFlight(Arc<Shared>);
+
+impl FlushInFlight {
+    fn new(shared: &Arc<Shared>) -> Self {
+        shared.flushes_in_flight.fetch_add(1, Ordering::SeqCst);
+        FlushInFlight(shared.clone())
+    }
+}
+
+impl Drop for FlushInFlight {
+    fn drop(&mut self) {
+        self.0.flushes_in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// State owned by the commit thread.
@@ -140,6 +161,9 @@ impl Committer {
             Msg::TruncateWal(through, reply) => {
                 let _ = reply.send(self.truncate_wal(through));
             }
+            Msg::CutTail(after, reply) => {
+                let _ = reply.send(self.cut_tail(after));
+            }
         }
     }
 
@@ -149,13 +173,7 @@ impl Committer {
         }
         if let Err(e) = self.wal.roll(&self.shared.counters) {
             // As a failed group: the page cache can no longer be trusted.
-            let reason = e.to_string();
-            tracing::error!(dir = %self.shared.dir.display(), error = %reason,
-                "rolling the WAL for a flush failed; store refuses further writes until reopened");
-            if let Some(hook) = &self.on_failure {
-                hook(&self.failed_err(&reason));
-            }
-            self.failed = Some(reason);
+            self.fail_store("rolling the WAL for a flush", &e);
             return Err(e);
         }
         self.shared
@@ -166,6 +184,7 @@ impl Committer {
         Ok(Frozen {
             last_lsn: self.next_lsn - 1,
             dedup: self.dedup.snapshot(),
+            _in_flight: FlushInFlight::new(&self.shared),
         })
     }
 
@@ -179,7 +198,19 @@ impl Committer {
         Ok(first)
     }
 
-    fn failed_err(&self, reason: &str) -> StorageError {
+    /// `what` failed on the WAL: the store refuses every later write (only a reopen knows what
+    /// the disk holds) and tells its hook.
+    pub(crate) fn fail_store(&mut self, what: &str, error: &StorageError) {
+        let reason = error.to_string();
+        tracing::error!(dir = %self.shared.dir.display(), error = %reason,
+            "{what} failed; store refuses further writes until reopened");
+        if let Some(hook) = &self.on_failure {
+            hook(&self.failed_err(&reason));
+        }
+        self.failed = Some(reason);
+    }
+
+    pub(crate) fn failed_err(&self, reason: &str) -> StorageError {
         StorageError::Failed {
             dir: self.shared.dir.clone(),
             reason: reason.to_string(),

@@ -259,6 +259,24 @@ impl View {
         }
     }
 
+    /// Drop the in-memory records after `lsn` (`base ≤ lsn`): the view is as it was right after
+    /// `lsn` was applied.
+    pub(crate) fn truncate_after(&mut self, lsn: u64) {
+        let keep = usize::try_from(lsn.saturating_sub(self.base))
+            .unwrap_or(usize::MAX)
+            .min(self.entries.len());
+        let dropped = self.entries.split_off(keep);
+        self.chain.truncate(keep);
+        self.rows -= dropped
+            .iter()
+            .map(|h| h.entry.batch.num_rows() as u64)
+            .sum::<u64>();
+        self.checksum = self.chain.last().copied().unwrap_or(self.base_checksum);
+        let bytes = dropped.iter().map(|h| h.bytes).sum();
+        drop(dropped);
+        self.held.release(bytes);
+    }
+
     /// Bytes of the store's files.
     pub(crate) fn bytes_on_disk(&self) -> u64 {
         self.wal_bytes + self.other_bytes

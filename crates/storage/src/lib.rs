@@ -10,7 +10,9 @@
 //! dense per replica). Replicas share lsns: the primary appends, the other replica
 //! [`ChunkStore::apply_at`]s the same lsn, and a stale replica catches up with
 //! [`ChunkStore::records_since`]. Replicas holding the same records have the same
-//! [`ChunkStore::checksum`].
+//! [`ChunkStore::checksum`]. A replica that diverged (records after the prefix it shares with
+//! its primary, never acknowledged) is cut back to that prefix by [`ChunkStore::cut_tail`]
+//! while those records are not flushed yet.
 //!
 //! **Idempotency** (invariant 2): the `(writer_id, seq)` of each record is part of the record, so
 //! what was applied is remembered durably and replicated with the data; re-applying a pair gives
@@ -223,6 +225,7 @@ mod snapshot;
 mod sort_key;
 mod stats;
 mod store;
+mod tail;
 mod types;
 mod wal;
 
@@ -245,7 +248,7 @@ pub use store::ChunkStore;
 pub use types::{
     AppendOutcome, CompactReport, DEFAULT_COMMIT_IDLE, DEFAULT_FLUSH_RUN_BYTES,
     DEFAULT_SEGMENT_BYTES, FailureHook, FlushReport, OpenReport, Record, ReplicaPosition,
-    StoreOptions,
+    StoreOptions, SyncHook,
 };
 pub use wal::record::RECORD_FORMAT_VERSION;
 pub use wal::segment::SEGMENT_FORMAT_VERSION;

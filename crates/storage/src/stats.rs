@@ -31,6 +31,8 @@ pub struct StoreStats {
 
 #[derive(Default)]
 pub(crate) struct Counters {
+    /// [`crate::StoreOptions::on_sync`].
+    on_sync: Option<crate::types::SyncHook>,
     applied: AtomicU64,
     duplicates: AtomicU64,
     groups: AtomicU64,
@@ -44,6 +46,12 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    pub(crate) fn new(on_sync: Option<crate::types::SyncHook>) -> Self {
+        Self {
+            on_sync,
+            ..Self::default()
+        }
+    }
     pub(crate) fn add_applied(&self, n: u64, bytes: u64) {
         self.applied.fetch_add(n, Relaxed);
         self.wal_bytes_written.fetch_add(bytes, Relaxed);
@@ -54,8 +62,11 @@ impl Counters {
     pub(crate) fn add_group(&self) {
         self.groups.fetch_add(1, Relaxed);
     }
-    pub(crate) fn add_fsync(&self) {
+    pub(crate) fn add_fsync(&self, took: std::time::Duration) {
         self.fsyncs.fetch_add(1, Relaxed);
+        if let Some(hook) = &self.on_sync {
+            hook(took);
+        }
     }
     pub(crate) fn add_segment(&self) {
         self.segments_created.fetch_add(1, Relaxed);

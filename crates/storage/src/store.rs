@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     pub flushed: Mutex<Flushed>,
     /// Held for a whole compaction (one at a time).
     pub compacting: Mutex<()>,
+    /// Flushes between their freeze and their end (see `tail`).
+    pub flushes_in_flight: std::sync::atomic::AtomicU64,
     /// Set when the store is closed or dropped, which then waits for a flush or compaction in
     /// progress: one still on its way writes nothing (a compaction stops at its next batch),
     /// so nothing touches the directory once its lock is released.
@@ -378,9 +380,10 @@ impl ChunkStore {
             view: RwLock::new(view),
             memory: opts.memory.clone(),
             flush_run_bytes: opts.flush_run_bytes,
-            counters: Counters::default(),
+            counters: Counters::new(opts.on_sync.clone()),
             flushed: Mutex::new(flushed),
             compacting: Mutex::new(()),
+            flushes_in_flight: std::sync::atomic::AtomicU64::new(0),
             closed: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
             crash_after: Mutex::new(None),

@@ -13,6 +13,9 @@ use crate::memory::MemoryGauge;
 /// A data node uses it to stop: only a reopen, in a fresh process, can be trusted again.
 pub type FailureHook = Arc<dyn Fn(&StorageError) + Send + Sync>;
 
+/// Told how long each fdatasync of a WAL segment took (a data node's latency histogram).
+pub type SyncHook = Arc<dyn Fn(Duration) + Send + Sync>;
+
 /// Options for [`crate::ChunkStore::create`] / [`crate::ChunkStore::open`].
 #[derive(Clone)]
 pub struct StoreOptions {
@@ -25,6 +28,8 @@ pub struct StoreOptions {
     pub segment_bytes: u64,
     /// Told when a write failure poisons the store.
     pub on_failure: Option<FailureHook>,
+    /// Told the duration of every fdatasync of a WAL segment.
+    pub on_sync: Option<SyncHook>,
     /// The commit thread exits after this long with nothing to do, and starts again on the
     /// next write (an idle chunk holds no thread).
     pub commit_idle: Duration,
@@ -43,6 +48,7 @@ impl std::fmt::Debug for StoreOptions {
             .field("data_sync", &self.data_sync)
             .field("segment_bytes", &self.segment_bytes)
             .field("on_failure", &self.on_failure.is_some())
+            .field("on_sync", &self.on_sync.is_some())
             .field("commit_idle", &self.commit_idle)
             .field("memory", &self.memory)
             .field("flush_run_bytes", &self.flush_run_bytes)
@@ -65,6 +71,7 @@ impl Default for StoreOptions {
             data_sync: true,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             on_failure: None,
+            on_sync: None,
             commit_idle: DEFAULT_COMMIT_IDLE,
             memory: MemoryGauge::default(),
             flush_run_bytes: DEFAULT_FLUSH_RUN_BYTES,

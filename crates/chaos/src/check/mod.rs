@@ -15,7 +15,7 @@ mod test_history;
 
 use serde::Serialize;
 
-use crate::history::Op;
+use crate::history::{F, Kind, Op};
 pub use report::Report;
 
 /// Something the cluster promised and did not keep. Ids are the rows' `id` column.
@@ -118,5 +118,22 @@ pub fn check(ops: &[Op]) -> Report {
         counts: set.counts,
         windows: availability::windows(ops),
         violations,
+        repairs: repairs(ops),
     }
+}
+
+/// Replica repairs over every data node (the last reading of each), by how.
+fn repairs(ops: &[Op]) -> std::collections::BTreeMap<String, u64> {
+    let mut last: std::collections::BTreeMap<&str, &Op> = Default::default();
+    for op in ops
+        .iter()
+        .filter(|o| o.f == F::Repairs && o.kind == Kind::Ok)
+    {
+        last.insert(op.node.as_deref().unwrap_or(""), op);
+    }
+    let mut total = std::collections::BTreeMap::new();
+    for (how, n) in last.values().flat_map(|o| &o.repairs) {
+        *total.entry(how.clone()).or_insert(0) += n;
+    }
+    total
 }

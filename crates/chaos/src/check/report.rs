@@ -20,6 +20,9 @@ pub struct Report {
     pub counts: Counts,
     pub windows: Vec<Window>,
     pub violations: Vec<Violation>,
+    /// Replica repairs the data nodes made, by how (`cut`, `snapshot`, `reset`): how the run's
+    /// replicas that diverged or fell behind were brought back.
+    pub repairs: BTreeMap<String, u64>,
 }
 
 impl Report {
@@ -48,6 +51,7 @@ impl Report {
             "windows": self.windows,
             "violation_counts": counts,
             "violations": listed,
+            "repairs": self.repairs,
         })
     }
 
@@ -87,6 +91,14 @@ impl Report {
                 w.longest_ack_gap_ms as f64 / 1000.0,
                 format!("{}/{}", w.reads_ok, w.reads),
             );
+        }
+        if !self.repairs.is_empty() {
+            let list: Vec<String> = self
+                .repairs
+                .iter()
+                .map(|(h, n)| format!("{h} {n}"))
+                .collect();
+            let _ = writeln!(s, "replica repairs: {}", list.join(", "));
         }
         if self.ok() {
             s.push_str("violations: none\n");
@@ -141,6 +153,26 @@ mod tests {
         assert_eq!(json["violation_counts"]["lost"], 6);
         assert_eq!(json["violations"][0]["kind"], "lost");
         assert_eq!(json["counts"]["appends_ok"], 8);
+    }
+
+    #[test]
+    fn replica_repairs_are_summed_over_the_nodes_that_answered() {
+        let mut h = History::default();
+        h.append(1, &[1], 0, Some((Kind::Ok, 5)));
+        h.final_read(10, &[1]);
+        h.repairs("node1", Some(&[("cut", 2), ("snapshot", 1)]));
+        h.repairs("node2", Some(&[("cut", 1)]));
+        h.repairs("node3", None);
+        let r = check(&h.ops);
+        assert_eq!(
+            r.json()["repairs"],
+            serde_json::json!({"cut": 3, "snapshot": 1})
+        );
+        assert!(
+            r.text().contains("replica repairs: cut 3, snapshot 1\n"),
+            "{}",
+            r.text()
+        );
     }
 
     #[test]

@@ -69,6 +69,17 @@ impl History {
         self.ops.push(op);
     }
 
+    /// Data node `node` had repaired replicas `repairs` (how, count); `None`: unreachable.
+    pub fn repairs(&mut self, node: &str, repairs: Option<&[(&str, u64)]>) {
+        let mut op = Op::new("final", Kind::Ok, F::Repairs, 160);
+        op.node = Some(node.into());
+        match repairs {
+            Some(r) => op.repairs = r.iter().map(|(h, n)| ((*h).to_owned(), *n)).collect(),
+            None => (op.kind, op.code) = (Kind::Fail, Some("connection refused".into())),
+        }
+        self.ops.push(op);
+    }
+
     pub fn nemesis(&mut self, what: &str, start: u64, stop: u64) {
         let mut op = Op::new("nemesis", Kind::Info, F::NemesisStart, start);
         op.value = Some(what.into());

@@ -37,6 +37,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Host(HostCommand::Ps(a)) => host::ps(a).await,
         Command::Config(ConfigCommand::Get(a)) => config::get(a).await,
         Command::Sql(a) => sql::run(a).await,
+        Command::Script(a) => sql::run(a.into()).await,
         Command::Chunks(a) => chunks::run(a).await,
         Command::User(UserCommand::Add(a)) => user::add(a),
         Command::Package(PackageCommand::Build(a)) => package::build(a).await,

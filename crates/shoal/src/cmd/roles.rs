@@ -24,6 +24,7 @@ pub async fn controller(args: RoleArgs) -> anyhow::Result<()> {
         config,
         nodes,
         secret,
+        users: Users::load(&args.home.join(USERS_FILE)).map_err(anyhow::Error::msg)?,
     };
     Ok(shoal_controller::run(opts, terminated()).await?)
 }

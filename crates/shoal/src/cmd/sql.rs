@@ -1,5 +1,6 @@
-//! `shoal sql "..."`: DDL through the controller leader; queries through a data node's Flight
-//! SQL service, trying the next data node while one is unavailable.
+//! `shoal sql "..."` (or `-f FILE`, `shoal script FILE`): DDL through the controller leader;
+//! queries and DolphinDB scripts through a data node's Flight SQL service, trying the next
+//! data node while one is unavailable.
 
 use anyhow::{Context, bail};
 use arrow::array::{Array, RecordBatch};
@@ -22,24 +23,36 @@ pub enum Format {
 }
 
 pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
+    let text = match (&args.sql, &args.file) {
+        (Some(text), _) => text.clone(),
+        (None, Some(file)) => {
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+        }
+        (None, None) => bail!("give a statement, or --file FILE"),
+    };
+    let format = match (args.run.json, args.run.csv) {
+        (true, _) => Format::Json,
+        (_, true) => Format::Csv,
+        _ => Format::Table,
+    };
+    if shoal_script::is_script(&text) {
+        let target = Target::resolve(&args.run.target)?;
+        let (schema, batches) = query(&target, &text).await?;
+        return print_script_answer(&schema, &batches, format);
+    }
     // Parse locally first: a malformed statement is reported without contacting the cluster.
-    let statement = ddl::parse(&args.sql)?;
-    let target = Target::resolve(&args.target)?;
+    let statement = ddl::parse(&text)?;
+    let target = Target::resolve(&args.run.target)?;
     if let Statement::Query(_) = statement {
-        let format = match (args.json, args.csv) {
-            (true, _) => Format::Json,
-            (_, true) => Format::Csv,
-            _ => Format::Table,
-        };
-        let (schema, batches) = query(&target, &args.sql).await?;
+        let (schema, batches) = query(&target, &text).await?;
         return print(&schema, &batches, format);
     }
-    if args.csv {
+    if args.run.csv {
         bail!("--csv is for queries; DDL prints a message or a small table");
     }
-    let resp = target.controllers.execute_ddl(&args.sql).await?;
+    let resp = target.controllers.execute_ddl(&text).await?;
     let rows: Vec<Vec<String>> = resp.rows.into_iter().map(|r| r.values).collect();
-    if args.json {
+    if args.run.json {
         let v = if resp.columns.is_empty() {
             json!({ "message": resp.message })
         } else {
@@ -108,8 +121,40 @@ async fn data_node_sites(target: &Target) -> anyhow::Result<Vec<String>> {
     Ok(nodes.into_iter().map(|n| n.addr).collect())
 }
 
-pub fn print(schema: &SchemaRef, batches: &[RecordBatch], format: Format) -> anyhow::Result<()> {
-    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+/// A script's answer as DolphinDB's console shows it: a scalar alone on its line, the
+/// messages of a script that ended in an assignment one per line, a table as a table.
+fn print_script_answer(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    format: Format,
+) -> anyhow::Result<()> {
+    let form = schema
+        .metadata()
+        .get(shoal_script::FORM_KEY)
+        .map(String::as_str);
+    match (form, format) {
+        (Some("scalar" | "void"), Format::Table) => {
+            for row in rows(batches)? {
+                println!(
+                    "{}",
+                    row.into_iter().flatten().collect::<Vec<_>>().join(" ")
+                );
+            }
+            Ok(())
+        }
+        (Some("scalar"), Format::Json) => {
+            let value = rows(batches)?.into_iter().flatten().flatten().next();
+            let t = schema.fields().first().map(|f| f.data_type().clone());
+            let v = json_value(&t.unwrap_or(DataType::Utf8), value);
+            println!("{}", output::json(&v)?);
+            Ok(())
+        }
+        _ => print(schema, batches, format),
+    }
+}
+
+/// Every row's cells as text (`None` for null).
+fn rows(batches: &[RecordBatch]) -> anyhow::Result<Vec<Vec<Option<String>>>> {
     let options = FormatOptions::default();
     let mut rows: Vec<Vec<Option<String>>> = Vec::new();
     for batch in batches {
@@ -129,6 +174,12 @@ pub fn print(schema: &SchemaRef, batches: &[RecordBatch], format: Format) -> any
             );
         }
     }
+    Ok(rows)
+}
+
+pub fn print(schema: &SchemaRef, batches: &[RecordBatch], format: Format) -> anyhow::Result<()> {
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let rows = rows(batches)?;
     match format {
         Format::Table => {
             let rows = rows

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::harness::{LocalCluster, nodes, shoal_bin, stderr};
 
 /// `GET path` on `addr`: the status code and the body.
-pub fn get(addr: &str, path: &str) -> (u16, String) {
+pub(crate) fn get(addr: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
@@ -28,14 +28,14 @@ pub fn get(addr: &str, path: &str) -> (u16, String) {
     (code, body.to_owned())
 }
 
-pub fn http_addr(grpc: &str) -> String {
+pub(crate) fn http_addr(grpc: &str) -> String {
     let (host, port) = grpc.rsplit_once(':').unwrap();
     format!("{host}:{}", port.parse::<u16>().unwrap() + 1000)
 }
 
 /// The value of the sample `name{labels}` (labels as written, `""` for none), summed over
 /// every sample whose labels contain each of `labels`.
-pub fn sample(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+pub(crate) fn sample(metrics: &str, name: &str, labels: &[&str]) -> f64 {
     metrics
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -50,7 +50,8 @@ pub fn sample(metrics: &str, name: &str, labels: &[&str]) -> f64 {
 
 #[test]
 fn every_role_serves_health_readiness_and_metrics() {
-    let cluster = LocalCluster::start();
+    // Idle replicas flush after a second, so the writes below are flushed during the test.
+    let cluster = LocalCluster::start_with(&["--set", "flushIdleTime=1000"]);
     let status = cluster.status();
     let version = crate::upgrade::version_of(std::path::Path::new(shoal_bin()));
     for n in nodes(&status) {
@@ -116,6 +117,29 @@ fn every_role_serves_health_readiness_and_metrics() {
         data.join("\n")
     );
     assert!(timed >= appends, "{timed} timed, {appends} counted");
+
+    // Idle, the replicas flush (the WAL is fdatasync'd as each flush seals its segment).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let data = scrape("datanode");
+        let total = |name: &str, labels: &[&str]| -> f64 {
+            data.iter().map(|m| sample(m, name, labels)).sum()
+        };
+        let flushes = total("shoal_flushes_total", &[r#"outcome="ok""#]);
+        if flushes >= 2.0 {
+            assert!(total("shoal_flushed_bytes_total", &[]) > 0.0);
+            assert_eq!(total("shoal_flush_duration_seconds_count", &[]), flushes);
+            assert_eq!(total("shoal_flushes_total", &[r#"outcome="failed""#]), 0.0);
+            assert!(total("shoal_wal_fsync_duration_seconds_count", &[]) >= flushes);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{flushes} flushes after 30 s:\n{}",
+            data.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // Exactly one controller leads, all in one term; the chunk the writes made is counted
     // (sampled each second: wait for the sample after the writes).

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use shoal_common::version::CLUSTER_VERSION;
 
 use crate::chunk_files::{replica_dirs, wait_all_flushed};
@@ -27,7 +27,8 @@ pub fn version_of(binary: &Path) -> String {
     info["version"].as_str().unwrap().to_owned()
 }
 
-fn package(dir: &Path, binary: &Path) -> PathBuf {
+/// A release package of `binary`, built in `dir`.
+pub fn package(dir: &Path, binary: &Path) -> PathBuf {
     let out_file = dir.join(format!("shoal-{}.pkg", version_of(binary)));
     let out = shoal_with(
         Path::new(shoal_bin()),
@@ -67,10 +68,22 @@ fn assert_all_on(cluster: &LocalCluster, version: &str) {
     );
 }
 
-fn upgrade(cluster: &LocalCluster, args: &[&str]) -> Output {
+/// `shoal upgrade ARGS` on `cluster`.
+pub fn upgrade(cluster: &LocalCluster, args: &[&str]) -> Output {
     let mut all = vec!["upgrade"];
     all.extend_from_slice(args);
     cluster.run(&all)
+}
+
+/// The machines an upgrade report's steps went through, in order.
+fn recorded_machines(report: &Value) -> Vec<&Value> {
+    let mut machines: Vec<&Value> = Vec::new();
+    for step in report["steps"].as_array().into_iter().flatten() {
+        if !machines.contains(&&step["machine"]) {
+            machines.push(&step["machine"]);
+        }
+    }
+    machines
 }
 
 fn recorded(cluster: &LocalCluster) -> Value {
@@ -186,6 +199,48 @@ fn a_rolling_upgrade_under_writes_fails_no_append_and_rollback_returns_every_mac
     assert_eq!(report["status"]["status"], "done");
     assert_eq!(report["probe"]["failed"], 0, "{report:#}");
     assert_all_on(&cluster, &new);
+    // The record, as SQL sees it: every machine done, in the plan's order.
+    let out = cluster.run(&[
+        "sql",
+        "SELECT position, machine, state, steps_done, status, to_version FROM cluster.upgrade ORDER BY position",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan: Vec<&Value> = recorded_machines(&report);
+    assert_eq!(rows.as_array().map(Vec::len), Some(plan.len()), "{rows:#}");
+    for (row, machine) in rows.as_array().unwrap().iter().zip(plan) {
+        assert_eq!(&row["machine"], machine, "{rows:#}");
+        assert_eq!(
+            (&row["state"], &row["status"], &row["to_version"]),
+            (&json!("done"), &json!("done"), &json!(new)),
+            "{rows:#}"
+        );
+        assert!(
+            row["steps_done"].as_str().unwrap().ends_with("recovered"),
+            "{rows:#}"
+        );
+    }
+    // And as the controllers' metrics say: nothing running, every machine done.
+    for n in nodes(&cluster.status())
+        .iter()
+        .filter(|n| n["mode"] == "controller")
+    {
+        let (_, m) = crate::metrics::get(
+            &crate::metrics::http_addr(n["addr"].as_str().unwrap()),
+            "/metrics",
+        );
+        assert_eq!(
+            crate::metrics::sample(&m, "shoal_upgrade_running", &[]),
+            0.0,
+            "{m}"
+        );
+        assert_eq!(
+            crate::metrics::sample(&m, "shoal_upgrade_machines", &[r#"state="done""#]),
+            3.0,
+            "{m}"
+        );
+    }
     let summary = finish_writer(&cluster, tmp.path(), writer);
     eprintln!("writer: {summary:#}");
 

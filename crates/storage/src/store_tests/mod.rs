@@ -9,6 +9,7 @@ mod recovery;
 mod replication;
 mod scan;
 mod snapshot;
+mod tail;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -197,3 +197,37 @@ fn read_prefix(
         Err(e) => Err(io_err("read", path)(e)),
     }
 }
+
+/// The byte offset in the segment at `path` (records from `first`) of the frame of record
+/// `lsn`: where the segment is cut so that it ends right before that record. The offset past
+/// the last frame if the segment ends at `lsn - 1`.
+pub(crate) fn frame_offset(path: &Path, first: u64, lsn: u64) -> Result<u64, StorageError> {
+    let corrupt = |offset: u64, reason: String| StorageError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        reason,
+    };
+    let Some(mut r) = open_segment(path)? else {
+        return Err(corrupt(0, "WAL segment vanished while it was cut".into()));
+    };
+    let mut off = SEGMENT_HEADER_LEN as u64;
+    let mut want = first;
+    while want < lsn {
+        let Some(prefix) = read_prefix(&mut r, path)? else {
+            break;
+        };
+        let len = le_u32(&prefix[0..4]) as usize;
+        let h = &prefix[FRAME_PREFIX_LEN..];
+        if len < RECORD_HEADER_LEN || le_u64(&h[4..12]) != want {
+            return Err(corrupt(off, format!("expected the frame of record {want}")));
+        }
+        r.seek_relative((len - RECORD_HEADER_LEN) as i64)
+            .map_err(io_err("seek", path))?;
+        off += (FRAME_PREFIX_LEN + len) as u64;
+        want += 1;
+    }
+    if want < lsn {
+        return Err(corrupt(off, format!("segment ends before record {lsn}")));
+    }
+    Ok(off)
+}

@@ -189,7 +189,35 @@ impl WalWriter {
         }
     }
 
-    /// After a failed [`WalWriter::write_group`]: cut everything written since `mark`. Segments
+    /// Where the WAL ended right after record `lsn` (`lsn` ≤ the last lsn written, and the
+    /// segments from `lsn + 1` on still there): the mark [`WalWriter::cut_back`] cuts a replica's
+    /// diverged tail back to.
+    pub(crate) fn mark_after(&self, lsn: u64) -> Result<Mark, StorageError> {
+        let segs = segment::list(&self.dir)?;
+        let idx = segs
+            .iter()
+            .rposition(|(first, _)| *first <= lsn + 1)
+            .ok_or_else(|| StorageError::Corrupt {
+                path: self.dir.clone(),
+                offset: 0,
+                reason: format!("no WAL segment holds record {}", lsn + 1),
+            })?;
+        let (first, path) = &segs[idx];
+        let mut sealed_bytes = 0;
+        for (_, p) in &segs[..idx] {
+            sealed_bytes += std::fs::metadata(p).map_err(io_err("stat", p))?.len();
+        }
+        Ok(Mark {
+            first_lsn: *first,
+            path: path.clone(),
+            seg_len: super::read::frame_offset(path, *first, lsn + 1)?,
+            seg_records: lsn + 1 - first,
+            sealed_bytes,
+        })
+    }
+
+    /// After a failed [`WalWriter::write_group`], or to cut a diverged tail
+    /// ([`WalWriter::mark_after`]): cut everything written since `mark`. Segments
     /// created since are deleted, newest first, then the segment that was last at the mark is
     /// truncated back to its length then and fdatasync'd. After a failed fdatasync the page
     /// cache may hold bytes the disk does not; once they are cut, a reopen in this boot cannot
@@ -233,10 +261,11 @@ impl WalWriter {
     }
 
     fn sync(&mut self, counters: &Counters) -> Result<(), StorageError> {
+        let started = std::time::Instant::now();
         self.file
             .sync_data()
             .map_err(io_err("fdatasync", &self.path))?;
-        counters.add_fsync();
+        counters.add_fsync(started.elapsed());
         Ok(())
     }
 }

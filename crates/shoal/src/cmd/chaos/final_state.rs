@@ -1,8 +1,10 @@
 //! What the cluster holds once the faults are healed (`shoal chaos final`, in the client
 //! namespace): it waits (bounded) until every chunk of the run's database is COMPLETE with one
 //! checksum across its in-sync replicas, then records each chunk's state, a `SELECT id` through
-//! every data node, and every replica of every chunk read directly (`ScanChunk` pinned to it).
+//! every data node, every replica of every chunk read directly (`ScanChunk` pinned to it), and
+//! how many replicas each data node had repaired (its `/metrics`).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -11,8 +13,11 @@ use futures::TryStreamExt;
 use shoal_chaos::history::{F, Kind, Op, Recorder};
 use shoal_client::channel::Channels;
 use shoal_client::record::now_ms;
+use shoal_common::config::ClusterCfg;
 use shoal_proto::data_node_client::DataNodeClient;
 use shoal_proto::{MAX_MESSAGE, ScanChunkRequest};
+use shoal_server::http::http_addr;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::cluster::ChunkRow;
 use super::workload::{DB, READ_TIMEOUT, read_ids};
@@ -64,7 +69,52 @@ pub async fn run(args: ChaosFinalArgs) -> anyhow::Result<()> {
             recorder.record(&op)?;
         }
     }
+    let dir = args
+        .target
+        .dir
+        .as_deref()
+        .context("the final read needs --dir")?;
+    for n in nodes.datanodes() {
+        let mut op = Op::new("final", Kind::Ok, F::Repairs, now_ms());
+        op.node = Some(n.site.alias.clone());
+        // Each machine's files are in DIR/<host>/ (`shoal local up`).
+        let cfg = ClusterCfg::load(&dir.join(&n.site.host).join("cluster.cfg"))?;
+        let addr = http_addr(&n.site.addr(), cfg.for_node(&n.site.alias)?.http_port)
+            .map_err(anyhow::Error::msg)?;
+        match repairs(&addr).await {
+            Ok(r) => op.repairs = r,
+            Err(e) => (op.kind, op.code) = (Kind::Fail, Some(format!("{e:#}"))),
+        }
+        recorder.record(&op)?;
+    }
     Ok(())
+}
+
+/// `shoal_replica_repairs_total` by `how`, from the data node's `/metrics` at `addr`.
+async fn repairs(addr: &str) -> anyhow::Result<BTreeMap<String, u64>> {
+    let get = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).await?;
+        anyhow::Ok(body)
+    };
+    let body = tokio::time::timeout(READ_TIMEOUT, get)
+        .await
+        .with_context(|| format!("GET {addr}/metrics timed out"))??;
+    let mut out = BTreeMap::new();
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix("shoal_replica_repairs_total{how=\"") else {
+            continue;
+        };
+        let (how, value) = rest
+            .split_once("\"} ")
+            .with_context(|| format!("{addr}: unreadable sample {line:?}"))?;
+        let n: f64 = value.parse().with_context(|| format!("{addr}: {line:?}"))?;
+        out.insert(how.to_owned(), n as u64);
+    }
+    Ok(out)
 }
 
 /// Polls `cluster.chunks` until the run's chunks are all COMPLETE with equal in-sync

@@ -131,6 +131,9 @@ async fn drive(
         }
         // Between machines: a --pause from another shell (seen by the last save), the
         // budget, the canary.
+        if let Some(p) = &probe {
+            st.probe = Some(record::window_stats(&p.records(), 0, u64::MAX));
+        }
         store.save(&mut st).await?;
         if st.pause_requested {
             st.status = Status::Paused("paused by `shoal upgrade --pause`".into());
@@ -185,11 +188,14 @@ async fn drive(
     if st.status == Status::Running {
         st.status = Status::Done;
     }
-    store.save(&mut st).await?;
     let probe_records = match probe {
         Some(p) => p.stop().await,
         None => Vec::new(),
     };
+    if !probe_records.is_empty() {
+        st.probe = Some(record::window_stats(&probe_records, 0, u64::MAX));
+    }
+    store.save(&mut st).await?;
     let writer = match &args.writer_record {
         Some(path) => Some(record::load(path)?),
         None => None,

@@ -110,6 +110,7 @@ pub async fn new_upgrade(
         steps: Vec::new(),
         started_ms,
         finalize_to: None,
+        probe: None,
     }))
 }
 

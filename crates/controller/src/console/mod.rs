@@ -1,0 +1,128 @@
+//! The web console: a read-only page the controllers serve on their HTTP port (`/console`),
+//! behind the same login as clients. The page (`index.html`, embedded in the binary) polls
+//! `/api/overview` every 2 s and `/api/config` on demand; both answer JSON built from the calls
+//! `shoal status`, `shoal chunks`, `shoal config` and `shoal upgrade --status` make
+//! ([`api`]), so any controller serves it, leader or not.
+//!
+//! Login: `POST /console/login` with the user's name and password (checked against
+//! `cluster.users`, as a client's) sets a session cookie holding a signed token (the one Flight
+//! SQL hands out, [`issue_token`]); the API answers 401 without a valid one (`/api/session`
+//! says who is logged in, or nobody). Any role may look.
+
+mod api;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Form, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use shoal_client::channel::Channels;
+use shoal_client::controller::ControllerClient;
+use shoal_common::users::{TOKEN_TTL, Users, issue_token, verify_token};
+
+const PAGE: &str = include_str!("index.html");
+const COOKIE: &str = "shoal_console";
+
+/// What the console's handlers share.
+#[derive(Clone)]
+pub struct Console {
+    users: Arc<Users>,
+    secret: Arc<String>,
+    controllers: ControllerClient,
+    channels: Channels,
+}
+
+impl Console {
+    pub fn new(
+        users: Users,
+        secret: &str,
+        controllers: ControllerClient,
+        channels: Channels,
+    ) -> Self {
+        Self {
+            users: Arc::new(users),
+            secret: Arc::new(secret.to_owned()),
+            controllers,
+            channels,
+        }
+    }
+
+    /// The console's routes, to serve beside the node's `/metrics`.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/", get(|| async { Redirect::to("/console") }))
+            .route("/console", get(|| async { Html(PAGE) }))
+            .route("/console/login", post(login))
+            .route("/console/logout", post(logout))
+            .route("/api/session", get(session))
+            .route("/api/overview", get(overview))
+            .route("/api/config", get(config))
+            .with_state(self)
+    }
+
+    /// The user a request's session cookie names, if its token is valid.
+    fn session(&self, headers: &HeaderMap) -> Option<String> {
+        let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
+        let token = cookies
+            .split(';')
+            .filter_map(|c| c.trim().split_once('='))
+            .find(|(name, _)| *name == COOKIE)?
+            .1;
+        verify_token(&self.secret, token).map(|(name, _)| name)
+    }
+}
+
+#[derive(Deserialize)]
+struct Login {
+    user: String,
+    password: String,
+}
+
+async fn login(State(c): State<Console>, Form(form): Form<Login>) -> Response {
+    let Some(role) = c.users.verify(&form.user, &form.password) else {
+        tracing::warn!(user = %form.user, "console login refused");
+        return (
+            StatusCode::UNAUTHORIZED,
+            Html("<p>Wrong user name or password. <a href=\"/console\">Back</a></p>"),
+        )
+            .into_response();
+    };
+    let token = issue_token(&c.secret, &form.user, role, TOKEN_TTL);
+    let cookie = format!(
+        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        TOKEN_TTL.as_secs()
+    );
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/console")).into_response()
+}
+
+async fn logout() -> Response {
+    let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/console")).into_response()
+}
+
+/// Who is logged in (`{"user": null}` if nobody): the page asks first, so a visitor who is
+/// not logged in sees the form without a failed request.
+async fn session(State(c): State<Console>, headers: HeaderMap) -> Response {
+    api::json(Ok(serde_json::json!({ "user": c.session(&headers) })))
+}
+
+async fn overview(State(c): State<Console>, headers: HeaderMap) -> Response {
+    match c.session(&headers) {
+        Some(_) => api::json(api::overview(&c.controllers).await),
+        None => unauthorized(),
+    }
+}
+
+async fn config(State(c): State<Console>, headers: HeaderMap) -> Response {
+    match c.session(&headers) {
+        Some(_) => api::json(api::config(&c.controllers, &c.channels).await),
+        None => unauthorized(),
+    }
+}
+
+fn unauthorized() -> Response {
+    (StatusCode::UNAUTHORIZED, "log in first\n").into_response()
+}
