@@ -221,25 +221,24 @@ fn a_rolling_upgrade_under_writes_fails_no_append_and_rollback_returns_every_mac
             "{rows:#}"
         );
     }
-    // And as the controllers' metrics say: nothing running, every machine done.
+    // And as the controllers' metrics say, once they sampled the final record (each second):
+    // nothing running, every machine done.
     for n in nodes(&cluster.status())
         .iter()
         .filter(|n| n["mode"] == "controller")
     {
-        let (_, m) = crate::metrics::get(
-            &crate::metrics::http_addr(n["addr"].as_str().unwrap()),
-            "/metrics",
-        );
-        assert_eq!(
-            crate::metrics::sample(&m, "shoal_upgrade_running", &[]),
-            0.0,
-            "{m}"
-        );
-        assert_eq!(
-            crate::metrics::sample(&m, "shoal_upgrade_machines", &[r#"state="done""#]),
-            3.0,
-            "{m}"
-        );
+        let addr = crate::metrics::http_addr(n["addr"].as_str().unwrap());
+        let started = Instant::now();
+        loop {
+            let (_, m) = crate::metrics::get(&addr, "/metrics");
+            let running = crate::metrics::sample(&m, "shoal_upgrade_running", &[]);
+            let done = crate::metrics::sample(&m, "shoal_upgrade_machines", &[r#"state="done""#]);
+            if (running, done) == (0.0, 3.0) {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "{m}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
     let summary = finish_writer(&cluster, tmp.path(), writer);
     eprintln!("writer: {summary:#}");
