@@ -25,7 +25,12 @@ def test_tools_browse_databases_tables_and_columns(cluster):
         columns = [c["column_name"] for c in tables["browsed"]["table_columns"]]
         assert columns == ["time", "name", "id"]
         system = {t["table_name"]: t["table_type"] for t in schemas["cluster"]["db_schema_tables"]}
-        assert system == {"chunks": "SYSTEM TABLE", "config": "SYSTEM TABLE", "nodes": "SYSTEM TABLE"}
+        assert system == {
+        "chunks": "SYSTEM TABLE",
+        "config": "SYSTEM TABLE",
+        "nodes": "SYSTEM TABLE",
+        "upgrade": "SYSTEM TABLE",
+    }
 
         # Filters narrow the answer on the server's side.
         only = conn.adbc_get_objects(depth="tables", db_schema_filter="cluster", table_name_filter="no%")
