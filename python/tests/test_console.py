@@ -1,6 +1,6 @@
 """The web console in headless Chromium (Debian's `chromium` and `chromium-driver`; scripts/test
 installs them) during a rolling upgrade from the previous release to this code: logged in on the
-first machine that runs this code, it shows each machine's nodes reach the new version in the
+first machine of the plan once it runs this code, it shows each machine's nodes reach the new version in the
 plan's order, the not-finalized banner once every node runs it, and no banner after
 `shoal upgrade --finalize`; the browser logs no error."""
 
@@ -39,6 +39,19 @@ def serves_console(host: str) -> bool:
             return r.status == 200
     except OSError:
         return False
+
+
+def first_done(binary: str, directory: str):
+    """The plan's first machine once its steps reached `recovered`, else None."""
+    r = subprocess.run(
+        [binary, "upgrade", "--show", "--json", "--dir", directory], capture_output=True, text=True, timeout=30
+    )
+    if r.returncode != 0:
+        return None
+    machines = (json.loads(r.stdout) or {}).get("machines") or []
+    if machines and "recovered" in machines[0].get("done", []):
+        return machines[0]["machine"]
+    return None
 
 
 def browser() -> webdriver.Chrome:
@@ -105,7 +118,10 @@ def test_the_console_follows_an_upgrade_and_the_finalize():
                 stderr=subprocess.STDOUT,
             )
             try:
-                first = wait("a controller serving the console", lambda: next((h for h in hosts if serves_console(h)), None), 240)
+                # The first machine of the plan once it is done: its controller runs this code
+                # and nothing restarts it any more (its agent's restart may replace its nodes).
+                first = wait("the first machine upgraded", lambda: first_done(current, directory), 240)
+                assert serves_console(first), f"{first} runs this code but serves no console"
                 page = browser()
                 page.get(f"http://{first}:{CONSOLE_PORT}/console")
                 page.find_element(By.ID, "user").send_keys("admin")
