@@ -8,6 +8,7 @@ pub mod data;
 pub mod error;
 pub mod heartbeat;
 pub mod liveness;
+pub mod node_info;
 pub mod record;
 pub mod seed;
 mod seq_spread;

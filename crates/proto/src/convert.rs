@@ -3,7 +3,7 @@
 
 use shoal_common::config::NodeMode as ConfigMode;
 
-use crate::v1::{ChunkInfo, ChunkState, NodeMode, NodeStatus, RaftRole};
+use crate::v1::{ChunkInfo, ChunkState, NodeMode, NodeState, NodeStatus, RaftRole};
 
 impl From<ConfigMode> for NodeMode {
     fn from(mode: ConfigMode) -> Self {
@@ -25,6 +25,25 @@ impl TryFrom<NodeMode> for ConfigMode {
             NodeMode::Datanode => Ok(ConfigMode::DataNode),
             NodeMode::Unspecified => Err("no node mode given".into()),
         }
+    }
+}
+
+impl NodeState {
+    /// The name `shoal status`, `cluster.nodes` and the console show.
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeState::Up => "UP",
+            NodeState::Down => "DOWN",
+            NodeState::Stopping => "STOPPING",
+            NodeState::Unknown | NodeState::Unspecified => "UNKNOWN",
+        }
+    }
+}
+
+impl NodeMode {
+    /// The mode as `cluster.nodes` spells it (`cluster.nodes` file's names).
+    pub fn name(self) -> &'static str {
+        ConfigMode::try_from(self).map_or("?", |m| m.as_str())
     }
 }
 

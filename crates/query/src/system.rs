@@ -31,10 +31,10 @@ use datafusion::error::{DataFusionError, Result};
 use futures::future::join_all;
 use shoal_client::channel::Channels;
 use shoal_client::controller::ControllerClient;
+use shoal_client::node_info::config_of;
 use shoal_client::upgrade_record::{MachinePlan, UpgradeState};
 use shoal_proto::data_node_client::DataNodeClient;
-use shoal_proto::node_info_client::NodeInfoClient;
-use shoal_proto::{ChunkInfo, ListReplicasRequest, NodeInfoRequest, NodeStatus, ReplicaPosition};
+use shoal_proto::{ChunkInfo, ListReplicasRequest, NodeStatus, ReplicaPosition};
 
 use crate::error::unavailable;
 
@@ -71,13 +71,10 @@ impl SystemSchema {
         let col = |f: fn(&NodeStatus) -> String| text(nodes.iter().map(f));
         batch(vec![
             ("node", col(|n| n.alias.clone())),
-            ("mode", col(mode_name)),
+            ("mode", col(|n| n.mode().name().to_owned())),
             ("machine", col(|n| n.machine.clone())),
             ("address", col(|n| n.addr.clone())),
-            (
-                "state",
-                col(|n| enum_name(n.state().as_str_name(), "NODE_STATE_")),
-            ),
+            ("state", col(|n| n.state().name().to_owned())),
             ("version", col(|n| n.version.clone())),
             ("build_date", col(|n| n.build_date.clone())),
             ("raft_role", col(|n| n.raft_role.clone())),
@@ -164,11 +161,10 @@ impl SystemSchema {
     async fn config(&self) -> Result<RecordBatch> {
         let nodes = self.cluster_nodes().await?;
         let answers = join_all(nodes.iter().map(|n| async move {
-            let mut client = NodeInfoClient::new(self.channels.get(&n.addr).ok()?);
-            let mut req = tonic::Request::new(NodeInfoRequest {});
-            req.set_timeout(NODE_TIMEOUT);
-            let info = client.node_info(req).await.ok()?.into_inner();
-            Some((n.alias.clone(), info.config))
+            let config = config_of(&self.channels, &n.addr, NODE_TIMEOUT)
+                .await
+                .ok()?;
+            Some((n.alias.clone(), config))
         }))
         .await;
         let rows: Vec<(String, String, String)> = answers
@@ -354,14 +350,4 @@ fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> {
         .collect();
     let arrays = columns.into_iter().map(|(_, a)| a).collect();
     RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(DataFusionError::from)
-}
-
-fn mode_name(n: &NodeStatus) -> String {
-    shoal_common::config::NodeMode::try_from(n.mode())
-        .map_or_else(|_| "?".into(), |m| m.as_str().into())
-}
-
-/// `NODE_STATE_UP` → `UP`.
-fn enum_name(name: &str, prefix: &str) -> String {
-    name.strip_prefix(prefix).unwrap_or(name).to_owned()
 }

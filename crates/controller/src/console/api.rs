@@ -8,8 +8,8 @@ use futures::future::join_all;
 use serde_json::{Value, json};
 use shoal_client::channel::Channels;
 use shoal_client::controller::ControllerClient;
-use shoal_proto::node_info_client::NodeInfoClient;
-use shoal_proto::{ChunkState, NodeInfoRequest, NodeState};
+use shoal_client::node_info::config_of;
+use shoal_proto::{ChunkState, NodeState};
 
 /// How long one node may take to tell its configuration.
 const NODE_INFO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -43,10 +43,10 @@ pub async fn overview(controllers: &ControllerClient) -> Result<Value, String> {
         .map(|n| {
             json!({
                 "alias": n.alias,
-                "mode": lower(n.mode().as_str_name(), "NODE_MODE_"),
+                "mode": n.mode().name(),
                 "machine": n.machine,
                 "addr": n.addr,
-                "state": lower(n.state().as_str_name(), "NODE_STATE_").to_uppercase(),
+                "state": n.state().name(),
                 "version": n.version,
                 "build_date": n.build_date,
                 "raft_role": n.current_role().name(),
@@ -104,33 +104,19 @@ pub async fn config(controllers: &ControllerClient, channels: &Channels) -> Resu
         .map_err(|e| e.to_string())?;
     let up = status.nodes.iter().filter(|n| n.state() == NodeState::Up);
     let answers = join_all(up.map(|n| async move {
-        let entries = async {
-            let mut client = NodeInfoClient::new(channels.get(&n.addr).map_err(|e| e.to_string())?);
-            let mut req = tonic::Request::new(NodeInfoRequest {});
-            req.set_timeout(NODE_INFO_TIMEOUT);
-            let info = client
-                .node_info(req)
-                .await
-                .map_err(|s| s.message().to_owned())?;
-            Ok::<_, String>(
-                info.into_inner()
-                    .config
+        match config_of(channels, &n.addr, NODE_INFO_TIMEOUT).await {
+            Ok(entries) => {
+                let map: serde_json::Map<String, Value> = entries
                     .into_iter()
                     .map(|e| (e.name, Value::String(e.value)))
-                    .collect::<serde_json::Map<_, _>>(),
-            )
-        };
-        match entries.await {
-            Ok(map) => json!({ "alias": n.alias, "config": map }),
+                    .collect();
+                json!({ "alias": n.alias, "config": map })
+            }
             Err(e) => json!({ "alias": n.alias, "error": e }),
         }
     }))
     .await;
     Ok(json!({ "nodes": answers }))
-}
-
-fn lower(name: &str, prefix: &str) -> String {
-    name.strip_prefix(prefix).unwrap_or(name).to_lowercase()
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! `shoal config get KEY`: a key's value on every node (the seed's
 //! `pnodeRun(getConfig{`chunkMetaDir})`), asked of each running node itself.
 
+use std::time::Duration;
+
 use anyhow::bail;
 use serde::Serialize;
-use shoal_proto::node_info_client::NodeInfoClient;
-use shoal_proto::{NodeInfoRequest, NodeState};
+use shoal_client::node_info::config_of;
+use shoal_proto::NodeState;
 
 use crate::cli::ConfigGetArgs;
 use crate::output;
@@ -22,24 +24,16 @@ pub async fn get(args: ConfigGetArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let mut unreachable = Vec::new();
     for node in status.nodes.iter().filter(|n| n.state() == NodeState::Up) {
-        let mut client = NodeInfoClient::new(target.channels.get(&node.addr)?);
-        let mut req = tonic::Request::new(NodeInfoRequest {});
-        req.set_timeout(std::time::Duration::from_secs(5));
-        match client.node_info(req).await {
-            Ok(info) => {
-                if let Some(e) = info
-                    .into_inner()
-                    .config
-                    .into_iter()
-                    .find(|e| e.name == args.key)
-                {
+        match config_of(&target.channels, &node.addr, Duration::from_secs(5)).await {
+            Ok(config) => {
+                if let Some(e) = config.into_iter().find(|e| e.name == args.key) {
                     rows.push(Row {
                         node: node.alias.clone(),
                         value: e.value,
                     });
                 }
             }
-            Err(e) => unreachable.push(format!("{}: {}", node.alias, e.message())),
+            Err(e) => unreachable.push(format!("{}: {e}", node.alias)),
         }
     }
     for u in &unreachable {

@@ -9,7 +9,6 @@ use shoal_client::agent::AgentClient;
 use shoal_proto::{ListProcessesResponse, NodeMode, NodeState, ProcessState};
 
 use crate::cli::HostArgs;
-use crate::cmd::status::mode_name;
 use crate::output;
 use crate::target::Target;
 
@@ -70,7 +69,7 @@ fn print(listing: &ListProcessesResponse, json: bool) -> anyhow::Result<()> {
         .iter()
         .map(|p| ProcessView {
             alias: p.alias.clone(),
-            mode: mode_name(p.mode()).into(),
+            mode: p.mode().name().into(),
             state: process_name(p.state()).into(),
             pid: p.pid,
             restarts: p.restarts,

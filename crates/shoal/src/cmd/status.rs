@@ -1,7 +1,7 @@
 //! `shoal status`: what runs where, at which version (the seed's `pnodeRun(version)`).
 
 use serde::Serialize;
-use shoal_proto::{ClusterStatusResponse, NodeMode, NodeState, NodeStatus};
+use shoal_proto::{ClusterStatusResponse, NodeStatus};
 
 use crate::cli::StatusArgs;
 use crate::output;
@@ -33,27 +33,13 @@ pub struct ClusterView {
     pub nodes: Vec<NodeView>,
 }
 
-/// The mode as cluster.nodes spells it.
-pub fn mode_name(mode: NodeMode) -> &'static str {
-    shoal_common::config::NodeMode::try_from(mode).map_or("?", |m| m.as_str())
-}
-
-pub fn state_name(state: NodeState) -> &'static str {
-    match state {
-        NodeState::Up => "UP",
-        NodeState::Down => "DOWN",
-        NodeState::Stopping => "STOPPING",
-        NodeState::Unknown | NodeState::Unspecified => "UNKNOWN",
-    }
-}
-
 fn view(n: &NodeStatus) -> NodeView {
     NodeView {
         alias: n.alias.clone(),
-        mode: mode_name(n.mode()).into(),
+        mode: n.mode().name().into(),
         machine: n.machine.clone(),
         addr: n.addr.clone(),
-        state: state_name(n.state()).into(),
+        state: n.state().name().into(),
         version: n.version.clone(),
         build_date: n.build_date.clone(),
         raft_role: n.raft_role.clone(),

@@ -21,7 +21,6 @@ use shoal_proto::{
 
 use super::machine::not_complete;
 use super::state::MachinePlan;
-use crate::cmd::status::state_name;
 use crate::target::Target;
 
 /// A node's last heartbeat must be at most this old (the default `nodeHeartbeatTimeout`;
@@ -106,7 +105,7 @@ pub fn missing(
                 "{} on {} is {}",
                 n.alias,
                 n.machine,
-                state_name(n.state())
+                n.state().name()
             ));
         } else if !(0..=fresh_ms).contains(&n.last_heartbeat_ms_ago) {
             missing.push(format!(
