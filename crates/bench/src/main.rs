@@ -16,7 +16,7 @@
 //! - `query`: the queries (GROUP BY, filtered counts, latest by time, count, the last
 //!   minutes of one name) through Flight SQL over rows in chunk files, against DuckDB on the same
 //!   rows in one Parquet file.
-//! - `scale`: restart time at two volume sizes, then the seed's writer through `shoal upgrade`
+//! - `scale`: restart time at two sizes of a data node's data, then the seed's writer through `shoal upgrade`
 //!   of the machines holding that data and the minute after, against its own baseline.
 //! - `pause`: the same writer's longest stall while one data node is paused (SIGSTOP) as its
 //!   coordinator, its chunk's primary, its chunk's replica, against nothing paused.
@@ -174,15 +174,15 @@ enum Cmd {
         #[arg(long, default_value = "target/pyenv/bin/python3")]
         python: PathBuf,
     },
-    /// Restart time with `--first-gb` and with `--gb` on a machine's volume, then the seed's
+    /// Restart time with `--first-gb` and with `--gb` in a data node's directory, then the seed's
     /// writer through `shoal upgrade` of the machines holding it and the minute after. Use with
     /// `--payload` (rows that do not compress away), `--days` (chunks) and
     /// `--set flushIdleTime=2000`.
     Scale {
-        /// GB (10^9 bytes) on the restarted machine's volume at the first restart (the reference).
+        /// GB (10^9 bytes) in the restarted data node's directory at the first restart (the reference).
         #[arg(long, default_value_t = 1.0)]
         first_gb: f64,
-        /// GB on its volume at the second restart and through the upgrade.
+        /// GB in it at the second restart and through the upgrade.
         #[arg(long, default_value_t = 20.0)]
         gb: f64,
         /// A build of shoal reporting a newer version, as `upgrade --next`.

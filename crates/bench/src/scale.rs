@@ -1,7 +1,8 @@
 //! `shoal-bench scale`: the storage engine at the sizes the issue names, on one cluster in one
 //! run, with rows that do not compress away (`--payload`) spread over many chunks (`--days`):
 //!
-//! 1. rows are written until a machine's volume holds `--first-gb`, every replica is flushed, and
+//! 1. rows are written until a machine's data node holds `--first-gb` in its directory (chunk
+//!    files, WAL, logs), every replica is flushed, and
 //!    `host stop` / `host start` of that machine is timed until its nodes are UP;
 //! 2. the same again at `--gb` (the reference is the first restart);
 //! 3. the seed's writer (one row per append, `--rate`/s) runs through a baseline window, the
@@ -24,7 +25,7 @@ use crate::writer::{Phase, measure_phases, table};
 
 /// How long `shoal upgrade` of three machines holding the data may take.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(3600);
-/// Rounds of "write, flush, measure" to reach a volume size.
+/// Rounds of "write, flush, measure" to reach a data size.
 const MAX_ROUNDS: usize = 20;
 /// The baseline window of the writer, before anything happens.
 const BASELINE: Duration = Duration::from_secs(10);
@@ -48,7 +49,7 @@ pub fn run(
     let chunks = rt.block_on(conn.chunks())?.len();
     let mut restarts = Table::new();
     restarts.load_preset(ASCII_MARKDOWN).set_header([
-        "on the machine's volume (GB)",
+        "in its data node's directory (GB)",
         "written (GB of Arrow IPC)",
         "rows written",
         "written → flushed (MB/s of IPC)",
@@ -126,8 +127,8 @@ struct Fill {
 }
 
 impl Fill {
-    /// Writes rows until `host`'s volume holds `target` bytes with every replica flushed;
-    /// returns the volume's bytes. Each round writes what the previous ones' bytes per IPC byte
+    /// Writes rows until `host`'s data node directory holds `target` bytes with every replica
+    /// flushed; returns its bytes. Each round writes what the previous ones' bytes per IPC byte
     /// say is missing.
     fn up_to(
         &mut self,
@@ -138,7 +139,12 @@ impl Fill {
         host: &str,
         target: f64,
     ) -> Result<f64> {
-        let volume = cluster.dir.join(host);
+        // The data node's directory (its chunk files, WAL, logs): the machine's directory also
+        // holds the installed binaries.
+        let volume = cluster.dir.join(host).join(conn.datanode_on(host)?);
+        if !volume.is_dir() {
+            bail!("no data node directory at {}", volume.display());
+        }
         let mut stored = dir_bytes(&volume)? as f64;
         self.round_ipc = 0;
         for _ in 0..MAX_ROUNDS {
