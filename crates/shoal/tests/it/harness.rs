@@ -84,7 +84,7 @@ pub fn stderr(o: &Output) -> String {
 }
 
 /// A loopback /24 no other test of this run uses: 127.<pid-derived>.<counter>.0.
-fn fresh_subnet() -> String {
+pub fn fresh_subnet() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(1);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     format!("127.{}.{}", 10 + std::process::id() % 240, n % 250)

@@ -1,0 +1,162 @@
+//! `shoal host init`, a machine's first install: the versioned layout and config files it
+//! writes, and what it refuses (changing nothing).
+
+use std::path::{Path, PathBuf};
+
+use crate::harness::{fresh_subnet, shoal, shoal_bin, stderr, write};
+use crate::upgrade::version_of;
+
+/// A cluster.nodes of three machines of `subnet` (controller, agent, data node on each).
+pub fn cluster_nodes(hosts: &[String]) -> String {
+    let mut text = String::from("localSite,mode\n");
+    for (port, prefix, mode) in [
+        (8920, "ctl", "controller"),
+        (8921, "agent", "agent"),
+        (8922, "node", "datanode"),
+    ] {
+        for (i, host) in hosts.iter().enumerate() {
+            text.push_str(&format!("{host}:{port}:{prefix}{},{mode}\n", i + 1));
+        }
+    }
+    text
+}
+
+/// The cluster-wide files an operator makes once: cluster.nodes and cluster.secret, in `dir`.
+pub fn cluster_files(dir: &Path, hosts: &[String]) -> (PathBuf, PathBuf) {
+    let nodes = dir.join("cluster.nodes");
+    write(&nodes, &cluster_nodes(hosts));
+    let secret = dir.join("cluster.secret");
+    write(&secret, "0123456789abcdef0123456789abcdef\n");
+    (nodes, secret)
+}
+
+/// `shoal host init` of machine `host` into `home`.
+pub fn host_init(home: &Path, nodes: &Path, secret: &Path, host: &str) -> std::process::Output {
+    shoal(&[
+        "host",
+        "init",
+        "--home",
+        home.to_str().unwrap(),
+        "--cluster-nodes",
+        nodes.to_str().unwrap(),
+        "--secret-file",
+        secret.to_str().unwrap(),
+        "--host",
+        host,
+    ])
+}
+
+fn hosts() -> Vec<String> {
+    let subnet = fresh_subnet();
+    (1..=3).map(|i| format!("{subnet}.{i}")).collect()
+}
+
+/// Every entry of `dir`, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn host_init_installs_this_binary_as_current_with_the_machines_files_and_refuses_a_second_init() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hosts = hosts();
+    let (nodes, secret) = cluster_files(tmp.path(), &hosts);
+    let version = version_of(Path::new(shoal_bin()));
+    let home = tmp.path().join("h2");
+
+    // By agent alias as well as by address.
+    let out = host_init(&home, &nodes, &secret, "agent2");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        entries(&home),
+        [
+            "agent.cfg",
+            "cluster.cfg",
+            "cluster.nodes",
+            "cluster.secret",
+            "cluster.users",
+            "controller.cfg",
+            "current",
+            "versions"
+        ]
+    );
+    assert_eq!(
+        std::fs::read_link(home.join("current")).unwrap(),
+        Path::new("versions").join(&version)
+    );
+    // A copy, not a link to the operator's binary (which may be overwritten in place).
+    let installed = home.join("current/shoal");
+    assert_eq!(version_of(&installed), version);
+    use std::os::unix::fs::MetadataExt;
+    assert_ne!(
+        std::fs::metadata(&installed).unwrap().ino(),
+        std::fs::metadata(shoal_bin()).unwrap().ino()
+    );
+    let controller = std::fs::read_to_string(home.join("controller.cfg")).unwrap();
+    assert!(
+        controller.contains(&format!("localSite={}:8920:ctl2", hosts[1])),
+        "{controller}"
+    );
+    let agent = std::fs::read_to_string(home.join("agent.cfg")).unwrap();
+    assert!(
+        agent.contains(&format!("localSite={}:8921:agent2", hosts[1])),
+        "{agent}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.join("cluster.nodes")).unwrap(),
+        cluster_nodes(&hosts)
+    );
+
+    // Initialised once: a second init changes nothing.
+    let before = std::fs::read_to_string(home.join("agent.cfg")).unwrap();
+    let out = host_init(&home, &nodes, &secret, &hosts[1]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("already initialised"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.join("agent.cfg")).unwrap(),
+        before
+    );
+
+    // Bad input is refused before anything is written.
+    let fresh = tmp.path().join("h9");
+    let out = host_init(&fresh, &nodes, &secret, "10.0.0.9");
+    assert!(
+        stderr(&out).contains("no machine `10.0.0.9`"),
+        "{}",
+        stderr(&out)
+    );
+    let short = tmp.path().join("short.secret");
+    write(&short, "abc\n");
+    let out = host_init(&fresh, &nodes, &short, &hosts[0]);
+    assert!(!out.status.success());
+    let mut with_bad_set = vec!["host", "init", "--home", fresh.to_str().unwrap()];
+    with_bad_set.extend([
+        "--cluster-nodes",
+        nodes.to_str().unwrap(),
+        "--secret-file",
+        secret.to_str().unwrap(),
+        "--host",
+        &hosts[0],
+        "--set",
+        "dfsReplicationFactor=two",
+    ]);
+    let out = shoal(&with_bad_set);
+    assert!(
+        stderr(&out).contains("dfsReplicationFactor"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!fresh.exists(), "a refused init left {}", fresh.display());
+}
