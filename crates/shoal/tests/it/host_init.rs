@@ -1,9 +1,13 @@
 //! `shoal host init`, a machine's first install: the versioned layout and config files it
-//! writes, and what it refuses (changing nothing).
+//! writes, what it refuses (changing nothing), and that an agent started from a bare binary
+//! installs that binary as its first version, so the machine's first upgrade has a version to
+//! roll back to. The three-host install, upgrade and rollback is `it::hosts`.
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use crate::harness::{fresh_subnet, shoal, shoal_bin, stderr, write};
+use crate::harness::{Spawned, fresh_subnet, shoal, shoal_bin, stderr, write};
 use crate::upgrade::version_of;
 
 /// A cluster.nodes of three machines of `subnet` (controller, agent, data node on each).
@@ -159,4 +163,45 @@ fn host_init_installs_this_binary_as_current_with_the_machines_files_and_refuses
         stderr(&out)
     );
     assert!(!fresh.exists(), "a refused init left {}", fresh.display());
+}
+
+#[test]
+fn an_agent_started_from_a_bare_binary_installs_it_as_the_version_to_roll_back_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hosts = hosts();
+    let (nodes, secret) = cluster_files(tmp.path(), &hosts);
+    let home = tmp.path().join("h1");
+    let out = host_init(&home, &nodes, &secret, &hosts[0]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A machine set up by hand: the config files, no versioned install.
+    std::fs::remove_file(home.join("current")).unwrap();
+    std::fs::remove_dir_all(home.join("versions")).unwrap();
+
+    let log = std::fs::File::create(tmp.path().join("agent.log")).unwrap();
+    let _agent = Spawned(
+        Command::new(shoal_bin())
+            .args(["agent", "--no-start", "--home", home.to_str().unwrap()])
+            .env_remove("SHOAL_CLUSTER_SECRET")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let version = version_of(Path::new(shoal_bin()));
+    let started = Instant::now();
+    // Without it `shoal upgrade` would switch `current` to the new version with nothing to
+    // switch back to: `--rollback` would fail with "version <old> is not installed".
+    while !home.join("current/shoal").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the agent installed no version in 30 s; its log:\n{}",
+            std::fs::read_to_string(tmp.path().join("agent.log")).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        std::fs::read_link(home.join("current")).unwrap(),
+        Path::new("versions").join(&version)
+    );
+    assert_eq!(version_of(&home.join("current/shoal")), version);
 }
