@@ -17,6 +17,7 @@ mod diverged_replica;
 mod ha_write;
 mod harness;
 mod host_init;
+mod hosts;
 mod keep_duplicates;
 mod large_chunk;
 mod memory_budget;
