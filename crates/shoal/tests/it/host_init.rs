@@ -1,16 +1,18 @@
 //! `shoal host init`, a machine's first install: the versioned layout and config files it
 //! writes, what it refuses (changing nothing), and that an agent started from a bare binary
 //! installs that binary as its first version, so the machine's first upgrade has a version to
-//! roll back to. The three-host install, upgrade and rollback is `it::hosts`.
+//! roll back to; the systemd unit in deploy/systemd/ runs that install. The three-host install,
+//! upgrade and rollback is `it::hosts`.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Spawned, fresh_subnet, shoal, shoal_bin, stderr, write};
+use crate::harness::{Spawned, fresh_subnet, shoal, shoal_bin, stderr, stdout, write};
 use crate::upgrade::version_of;
 
-/// A cluster.nodes of three machines of `subnet` (controller, agent, data node on each).
+/// A cluster.nodes of `hosts` (a controller, an agent and a data node on each).
 pub fn cluster_nodes(hosts: &[String]) -> String {
     let mut text = String::from("localSite,mode\n");
     for (port, prefix, mode) in [
@@ -165,14 +167,20 @@ fn host_init_installs_this_binary_as_current_with_the_machines_files_and_refuses
     assert!(!fresh.exists(), "a refused init left {}", fresh.display());
 }
 
+/// A home `host init` made in `dir` for the first of three machines, and what it printed.
+fn initialised_home(dir: &Path) -> (PathBuf, std::process::Output) {
+    let hosts = hosts();
+    let (nodes, secret) = cluster_files(dir, &hosts);
+    let home = dir.join("home");
+    let out = host_init(&home, &nodes, &secret, &hosts[0]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    (home, out)
+}
+
 #[test]
 fn an_agent_started_from_a_bare_binary_installs_it_as_the_version_to_roll_back_to() {
     let tmp = tempfile::tempdir().unwrap();
-    let hosts = hosts();
-    let (nodes, secret) = cluster_files(tmp.path(), &hosts);
-    let home = tmp.path().join("h1");
-    let out = host_init(&home, &nodes, &secret, &hosts[0]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let (home, _) = initialised_home(tmp.path());
     // A machine set up by hand: the config files, no versioned install.
     std::fs::remove_file(home.join("current")).unwrap();
     std::fs::remove_dir_all(home.join("versions")).unwrap();
@@ -204,4 +212,56 @@ fn an_agent_started_from_a_bare_binary_installs_it_as_the_version_to_roll_back_t
         Path::new("versions").join(&version)
     );
     assert_eq!(version_of(&home.join("current/shoal")), version);
+}
+
+/// deploy/systemd/shoal-agent.service, with its home (/var/lib/shoal) replaced by `home`.
+fn agent_unit(home: &Path) -> String {
+    let unit =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/systemd/shoal-agent.service");
+    std::fs::read_to_string(unit)
+        .unwrap()
+        .replace("/var/lib/shoal", home.to_str().unwrap())
+}
+
+#[test]
+fn the_systemd_unit_runs_the_agent_from_current_and_lets_it_stop_its_nodes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, out) = initialised_home(tmp.path());
+    let unit = agent_unit(&home);
+    let value = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in the unit"))
+            .to_owned()
+    };
+    // What host init told the operator to run, so a reboot after an upgrade runs the new
+    // version.
+    let start = format!("{}/current/shoal agent --home {0}", home.display());
+    assert_eq!(value("ExecStart"), start);
+    assert!(stdout(&out).contains(&start), "{}", stdout(&out));
+    assert_eq!(value("KillMode"), "process");
+    assert_eq!(value("WorkingDirectory"), home.to_str().unwrap());
+    // systemd's own check of the unit (its ExecStart must exist), where systemd is installed.
+    let Ok(verify) = Command::new("systemd-analyze").arg("--version").output() else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED systemd-analyze verify: not installed"
+        );
+        return;
+    };
+    assert!(verify.status.success());
+    let file = tmp.path().join("shoal-agent.service");
+    // The unit's user may not exist here.
+    write(
+        &file,
+        &unit
+            .replace("User=shoal", "User=root")
+            .replace("Group=shoal", "Group=root"),
+    );
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
 }
