@@ -411,6 +411,10 @@ pub struct HostInitArgs {
     /// as `shoal local up --set` does (repeatable; checked before anything is written).
     #[arg(long, value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Also write the agent's systemd unit (deploy/systemd/shoal-agent.service with HOME's
+    /// paths) to FILE, e.g. /etc/systemd/system/shoal-agent.service (refused if FILE exists).
+    #[arg(long, value_name = "FILE")]
+    pub systemd_unit: Option<PathBuf>,
 }
 
 #[derive(Args)]

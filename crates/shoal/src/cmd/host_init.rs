@@ -34,6 +34,20 @@ const INSTALLED: [&str; 8] = [
     USERS_FILE,
 ];
 
+/// deploy/systemd/shoal-agent.service, compiled in, and the home its paths name.
+const AGENT_UNIT: &str = include_str!("../../../../deploy/systemd/shoal-agent.service");
+const AGENT_UNIT_HOME: &str = "/var/lib/shoal";
+
+/// The agent's systemd unit for `home` (absolute, without whitespace, which `ExecStart` would
+/// split).
+fn agent_unit(home: &Path) -> anyhow::Result<String> {
+    let home = home.to_str().context("the home is not UTF-8")?;
+    if home.chars().any(char::is_whitespace) {
+        bail!("--systemd-unit: the home {home:?} has whitespace, which ExecStart would split");
+    }
+    Ok(AGENT_UNIT.replace(AGENT_UNIT_HOME, home))
+}
+
 /// One machine's share of the cluster's files.
 pub(crate) struct Machine<'a> {
     /// The cluster's `cluster.nodes`, as the operator wrote it (copied verbatim).
@@ -194,6 +208,14 @@ pub fn run(args: HostInitArgs) -> anyhow::Result<()> {
         users: &users,
         set: &args.set,
     };
+    // Checked with the rest, before anything is written.
+    let unit = match &args.systemd_unit {
+        Some(file) if file.symlink_metadata().is_ok() => {
+            bail!("--systemd-unit {}: exists already", file.display())
+        }
+        Some(file) => Some((file, agent_unit(&home)?)),
+        None => None,
+    };
     let host = init(&home, &machine, &exe, Placement::Copy)?;
     println!(
         "initialised {} as machine {host}, version {} in {}\nstart its agent with: {} agent --home {0}",
@@ -202,5 +224,15 @@ pub fn run(args: HostInitArgs) -> anyhow::Result<()> {
         home.join("versions").join(crate::VERSION).display(),
         home.join("current").join(install::BINARY).display(),
     );
+    if let Some((file, text)) = unit {
+        std::fs::write(file, text).with_context(|| {
+            format!(
+                "{} is initialised, but its systemd unit could not be written to {}",
+                home.display(),
+                file.display()
+            )
+        })?;
+        println!("systemd unit: {}", file.display());
+    }
     Ok(())
 }

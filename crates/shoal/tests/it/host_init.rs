@@ -36,9 +36,15 @@ pub fn cluster_files(dir: &Path, hosts: &[String]) -> (PathBuf, PathBuf) {
     (nodes, secret)
 }
 
-/// `shoal host init` of machine `host` into `home`.
-pub fn host_init(home: &Path, nodes: &Path, secret: &Path, host: &str) -> std::process::Output {
-    shoal(&[
+/// `shoal host init` of machine `host` into `home`, with `extra` arguments.
+pub fn host_init(
+    home: &Path,
+    nodes: &Path,
+    secret: &Path,
+    host: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
         "host",
         "init",
         "--home",
@@ -49,7 +55,9 @@ pub fn host_init(home: &Path, nodes: &Path, secret: &Path, host: &str) -> std::p
         secret.to_str().unwrap(),
         "--host",
         host,
-    ])
+    ];
+    args.extend_from_slice(extra);
+    shoal(&args)
 }
 
 fn hosts() -> Vec<String> {
@@ -79,7 +87,7 @@ fn host_init_installs_this_binary_as_current_with_the_machines_files_and_refuses
     let home = tmp.path().join("h2");
 
     // By agent alias as well as by address.
-    let out = host_init(&home, &nodes, &secret, "agent2");
+    let out = host_init(&home, &nodes, &secret, "agent2", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         entries(&home),
@@ -123,7 +131,7 @@ fn host_init_installs_this_binary_as_current_with_the_machines_files_and_refuses
 
     // Initialised once: a second init changes nothing.
     let before = std::fs::read_to_string(home.join("agent.cfg")).unwrap();
-    let out = host_init(&home, &nodes, &secret, &hosts[1]);
+    let out = host_init(&home, &nodes, &secret, &hosts[1], &[]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("already initialised"),
@@ -137,7 +145,7 @@ fn host_init_installs_this_binary_as_current_with_the_machines_files_and_refuses
 
     // Bad input is refused before anything is written.
     let fresh = tmp.path().join("h9");
-    let out = host_init(&fresh, &nodes, &secret, "10.0.0.9");
+    let out = host_init(&fresh, &nodes, &secret, "10.0.0.9", &[]);
     assert!(
         stderr(&out).contains("no machine `10.0.0.9`"),
         "{}",
@@ -145,20 +153,15 @@ fn host_init_installs_this_binary_as_current_with_the_machines_files_and_refuses
     );
     let short = tmp.path().join("short.secret");
     write(&short, "abc\n");
-    let out = host_init(&fresh, &nodes, &short, &hosts[0]);
+    let out = host_init(&fresh, &nodes, &short, &hosts[0], &[]);
     assert!(!out.status.success());
-    let mut with_bad_set = vec!["host", "init", "--home", fresh.to_str().unwrap()];
-    with_bad_set.extend([
-        "--cluster-nodes",
-        nodes.to_str().unwrap(),
-        "--secret-file",
-        secret.to_str().unwrap(),
-        "--host",
+    let out = host_init(
+        &fresh,
+        &nodes,
+        &secret,
         &hosts[0],
-        "--set",
-        "dfsReplicationFactor=two",
-    ]);
-    let out = shoal(&with_bad_set);
+        &["--set", "dfsReplicationFactor=two"],
+    );
     assert!(
         stderr(&out).contains("dfsReplicationFactor"),
         "{}",
@@ -167,12 +170,13 @@ fn host_init_installs_this_binary_as_current_with_the_machines_files_and_refuses
     assert!(!fresh.exists(), "a refused init left {}", fresh.display());
 }
 
-/// A home `host init` made in `dir` for the first of three machines, and what it printed.
-fn initialised_home(dir: &Path) -> (PathBuf, std::process::Output) {
+/// A home `host init` (with `extra` arguments) made in `dir` for the first of three machines,
+/// and what it printed.
+fn initialised_home(dir: &Path, extra: &[&str]) -> (PathBuf, std::process::Output) {
     let hosts = hosts();
     let (nodes, secret) = cluster_files(dir, &hosts);
     let home = dir.join("home");
-    let out = host_init(&home, &nodes, &secret, &hosts[0]);
+    let out = host_init(&home, &nodes, &secret, &hosts[0], extra);
     assert!(out.status.success(), "{}", stderr(&out));
     (home, out)
 }
@@ -180,7 +184,7 @@ fn initialised_home(dir: &Path) -> (PathBuf, std::process::Output) {
 #[test]
 fn an_agent_started_from_a_bare_binary_installs_it_as_the_version_to_roll_back_to() {
     let tmp = tempfile::tempdir().unwrap();
-    let (home, _) = initialised_home(tmp.path());
+    let (home, _) = initialised_home(tmp.path(), &[]);
     // A machine set up by hand: the config files, no versioned install.
     std::fs::remove_file(home.join("current")).unwrap();
     std::fs::remove_dir_all(home.join("versions")).unwrap();
@@ -214,20 +218,12 @@ fn an_agent_started_from_a_bare_binary_installs_it_as_the_version_to_roll_back_t
     assert_eq!(version_of(&home.join("current/shoal")), version);
 }
 
-/// deploy/systemd/shoal-agent.service, with its home (/var/lib/shoal) replaced by `home`.
-fn agent_unit(home: &Path) -> String {
-    let unit =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/systemd/shoal-agent.service");
-    std::fs::read_to_string(unit)
-        .unwrap()
-        .replace("/var/lib/shoal", home.to_str().unwrap())
-}
-
 #[test]
 fn the_systemd_unit_runs_the_agent_from_current_and_lets_it_stop_its_nodes() {
     let tmp = tempfile::tempdir().unwrap();
-    let (home, out) = initialised_home(tmp.path());
-    let unit = agent_unit(&home);
+    let file = tmp.path().join("shoal-agent.service");
+    let (home, out) = initialised_home(tmp.path(), &["--systemd-unit", file.to_str().unwrap()]);
+    let unit = std::fs::read_to_string(&file).unwrap();
     let value = |key: &str| {
         unit.lines()
             .find_map(|l| l.strip_prefix(&format!("{key}=")))
@@ -241,26 +237,45 @@ fn the_systemd_unit_runs_the_agent_from_current_and_lets_it_stop_its_nodes() {
     assert!(stdout(&out).contains(&start), "{}", stdout(&out));
     assert_eq!(value("KillMode"), "process");
     assert_eq!(value("WorkingDirectory"), home.to_str().unwrap());
+    // An existing unit is never overwritten, and the refusal writes nothing.
+    let second = tmp.path().join("second");
+    let (nodes, secret) = (
+        tmp.path().join("cluster.nodes"),
+        tmp.path().join("cluster.secret"),
+    );
+    let out = host_init(
+        &second,
+        &nodes,
+        &secret,
+        "agent2",
+        &["--systemd-unit", file.to_str().unwrap()],
+    );
+    assert!(stderr(&out).contains("exists already"), "{}", stderr(&out));
+    assert!(!second.exists());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), unit);
     // systemd's own check of the unit (its ExecStart must exist), where systemd is installed.
-    let Ok(verify) = Command::new("systemd-analyze").arg("--version").output() else {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         let _ = writeln!(
             std::io::stderr(),
             "SKIPPED systemd-analyze verify: not installed"
         );
         return;
-    };
-    assert!(verify.status.success());
-    let file = tmp.path().join("shoal-agent.service");
+    }
     // The unit's user may not exist here.
+    let checked = tmp.path().join("checked.service");
     write(
-        &file,
+        &checked,
         &unit
             .replace("User=shoal", "User=root")
             .replace("Group=shoal", "Group=root"),
     );
     let out = Command::new("systemd-analyze")
         .arg("verify")
-        .arg(&file)
+        .arg(&checked)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));

@@ -171,7 +171,7 @@ fn three_hosts_installed_with_host_init_upgrade_their_first_machine_and_roll_it_
     };
     for (i, addr) in addrs.iter().enumerate() {
         let home = tmp.path().join(format!("host{}", i + 1)).join("shoal");
-        let out = host_init(&home, &nodes_file, &secret, addr);
+        let out = host_init(&home, &nodes_file, &secret, addr, &[]);
         succeeded("host init", &out, &hosts);
         let log = std::fs::File::create(home.join("agent.log")).unwrap();
         // deploy/systemd/shoal-agent.service's ExecStart, in the host's namespace.
