@@ -224,9 +224,26 @@ pub async fn build_info(program: &Path) -> Result<BuildInfo, String> {
         .map_err(|e| format!("`build-info` printed no build info: {e}"))
 }
 
-/// Installs `exe` as the first version of a fresh machine home (what `shoal local up` and an
-/// operator's first install do): hard-linked when possible, else copied.
-pub fn install_first(home: &Path, exe: &Path, version: &str) -> std::io::Result<()> {
+/// How [`install_first`] puts the binary in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// A copy: an operator's binary (`/usr/local/bin/shoal`) may later be overwritten in
+    /// place, which would change a hard-linked installed version under the machine.
+    Copy,
+    /// A hard link (a copy across file systems): a build's output, never written in place,
+    /// installed on several simulated machines (`shoal local up`) without copying it each time.
+    Link,
+}
+
+/// Installs `exe` as version `version` of a home that has none yet and points `current` at it
+/// (what `shoal host init` and `shoal local up` do, and an agent started from a bare binary):
+/// the version the first upgrade keeps as its rollback target. A no-op once `current` exists.
+pub fn install_first(
+    home: &Path,
+    exe: &Path,
+    version: &str,
+    placement: Placement,
+) -> std::io::Result<()> {
     let installs = Installs::new(home);
     if installs.current().is_some() {
         return Ok(());
@@ -234,8 +251,16 @@ pub fn install_first(home: &Path, exe: &Path, version: &str) -> std::io::Result<
     let dir = installs.versions().join(version);
     std::fs::create_dir_all(&dir)?;
     let bin = dir.join(BINARY);
-    if !bin.exists() && std::fs::hard_link(exe, &bin).is_err() {
-        std::fs::copy(exe, &bin)?;
+    if !bin.exists() {
+        // Under a temporary name: a crash mid-copy must not leave a truncated `shoal` that
+        // `installed()` would list.
+        let tmp = dir.join(format!(".{BINARY}.tmp"));
+        let _ = std::fs::remove_file(&tmp);
+        if placement == Placement::Copy || std::fs::hard_link(exe, &tmp).is_err() {
+            std::fs::copy(exe, &tmp)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+        }
+        std::fs::rename(&tmp, &bin)?;
     }
     replace_link(&home.join("current"), &Path::new("versions").join(version))
 }
@@ -286,7 +311,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let exe = dir.path().join("exe");
         std::fs::write(&exe, b"v1").unwrap();
-        install_first(dir.path(), &exe, "0.1.0").unwrap();
+        install_first(dir.path(), &exe, "0.1.0", Placement::Copy).unwrap();
         let i = Installs::new(dir.path());
         assert_eq!(i.current().as_deref(), Some("0.1.0"));
         assert_eq!(i.program(), Some(dir.path().join("current").join(BINARY)));

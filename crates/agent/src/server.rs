@@ -16,7 +16,7 @@ use shoal_server::http::Readiness;
 use shoal_server::node_info::NodeInfoService;
 use tokio::sync::watch;
 
-use crate::install::Installs;
+use crate::install::{self, Installs, Placement};
 use crate::process;
 use crate::service::AgentService;
 use crate::supervisor::{NodeSpec, STOP_GRACE, Supervisor};
@@ -30,8 +30,8 @@ pub struct AgentOptions {
     pub secret: String,
     /// The machine's home: its config files, `log/` and `run/` live here.
     pub home: PathBuf,
-    /// The `shoal` executable that runs the nodes when the home has no versioned install
-    /// (`current/shoal`, see `install`).
+    /// The `shoal` executable this agent runs as: installed as the machine's first version
+    /// when the home has no versioned install yet (`current/shoal`, see `install`).
     pub program: PathBuf,
     /// Start the machine's nodes as soon as the agent is up.
     pub start_nodes: bool,
@@ -51,6 +51,11 @@ pub enum AgentError {
     Config(#[from] shoal_common::config::ConfigError),
     #[error("packageVerifyKey: {0}")]
     VerifyKey(String),
+    #[error("cannot install {} as the machine's first version: {source}", program.display())]
+    Install {
+        program: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Why the agent stopped.
@@ -162,8 +167,24 @@ pub async fn run(
     // Bind first: a second agent for the same machine fails here, before it touches the
     // first one's nodes. Then, before answering or reporting anything, stop orphans.
     let listener = shoal_server::serve::bind(&site.addr()).await?;
+    // A machine set up by hand from a bare binary gets that binary as its first installed
+    // version: the first upgrade then switches `current` away from a version it can switch
+    // back to (without one, `shoal upgrade --rollback` found nothing to return to).
+    install::install_first(
+        &opts.home,
+        &opts.program,
+        shoal_common::version::version(),
+        Placement::Copy,
+    )
+    .map_err(|source| AgentError::Install {
+        program: opts.program.clone(),
+        source,
+    })?;
     let installs = Arc::new(Installs::new(&opts.home));
-    let program = installs.program().unwrap_or_else(|| opts.program.clone());
+    let program = installs.program().ok_or_else(|| AgentError::Install {
+        program: opts.program.clone(),
+        source: std::io::Error::other("no `current/shoal` after installing it"),
+    })?;
     let specs = node_specs(&opts, &program)?;
     let metadata_dirs = metadata_dirs(&opts)?;
     let trusted = match &opts.config.package_verify_key {

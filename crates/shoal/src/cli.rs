@@ -375,12 +375,46 @@ pub struct StatusArgs {
 
 #[derive(Subcommand)]
 pub enum HostCommand {
+    /// First install of one machine (run once on each host): this binary as its first version
+    /// in HOME/versions/<version>, HOME/current pointing at it, and the machine's config files
+    /// from the cluster's cluster.nodes. Start its agent as HOME/current/shoal agent --home HOME
+    /// (deploy/systemd/shoal-agent.service); docs/DEPLOY.md walks through a cluster.
+    Init(HostInitArgs),
     /// Stop the machine's controller and data nodes (its agent keeps running).
     Stop(HostArgs),
     /// Start the machine's nodes and wait until they are up.
     Start(HostArgs),
     /// The machine's node processes as its agent sees them: state, pid, restarts, last exit.
     Ps(HostArgs),
+}
+
+#[derive(Args)]
+pub struct HostInitArgs {
+    /// The machine's home: config files, installed versions, logs and the nodes' data
+    /// (created if missing; refused if already initialised).
+    #[arg(long)]
+    pub home: PathBuf,
+    /// The cluster's cluster.nodes (the same file on every machine).
+    #[arg(long, value_name = "FILE")]
+    pub cluster_nodes: PathBuf,
+    /// This machine: its address in cluster.nodes, or its agent's alias.
+    #[arg(long)]
+    pub host: String,
+    /// File holding the cluster secret (the same on every machine).
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: PathBuf,
+    /// The users file (`shoal user add`; the same on every machine). Without it only the
+    /// cluster secret logs in.
+    #[arg(long, value_name = "FILE")]
+    pub users_file: Option<PathBuf>,
+    /// Override a key of the machine's controller.cfg or cluster.cfg (whichever knows it),
+    /// as `shoal local up --set` does (repeatable; checked before anything is written).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Also write the agent's systemd unit (deploy/systemd/shoal-agent.service with HOME's
+    /// paths) to FILE, e.g. /etc/systemd/system/shoal-agent.service (refused if FILE exists).
+    #[arg(long, value_name = "FILE")]
+    pub systemd_unit: Option<PathBuf>,
 }
 
 #[derive(Args)]

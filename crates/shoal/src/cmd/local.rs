@@ -8,8 +8,9 @@
 //! DIR/<host>/versions/<v>/shoal, current     installed versions (see `shoal_agent::install`)
 //! ```
 //!
-//! A fresh machine gets this `shoal` (hard-linked) as its first installed version, and the
-//! agent runs from `current`, as on a real machine: `shoal upgrade` then replaces it.
+//! Each machine is initialised as `shoal host init` initialises a real one (this `shoal`
+//! hard-linked as its first installed version), and its agent runs from `current`, as on a
+//! real machine: `shoal upgrade` then replaces it.
 
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -20,16 +21,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures::future::join_all;
 use indicatif::{ProgressBar, ProgressStyle};
-use shoal_agent::{install, process};
-use shoal_common::config::{
-    ClusterCfg, ClusterNodes, ControllerConfig, NodeMode, cluster_cfg, controller,
-};
+use shoal_agent::install::{self, Placement};
+use shoal_agent::process;
+use shoal_common::config::ClusterNodes;
 use shoal_common::secret::{self, SECRET_FILE};
-use shoal_common::users::{self, ADMIN_PASSWORD_FILE, Role, USERS_FILE};
+use shoal_common::users::{self, ADMIN_PASSWORD_FILE, Role};
 use shoal_proto::NodeState;
 
 use crate::cli::{LocalDirArgs, LocalUpArgs, TargetArgs};
-use crate::cmd::status;
+use crate::cmd::{host_init, machine_config, status};
 use crate::output;
 use crate::target::Target;
 
@@ -55,78 +55,6 @@ fn cluster_nodes_text(hosts: &[String], base_port: u16) -> String {
     text
 }
 
-/// The seed's controller.cfg for one machine, with the `--set KEY=VALUE` overrides of its keys
-/// applied and the result checked like the controller will check it (a bad value writes
-/// nothing).
-fn controller_cfg(site: &str, overrides: &[String]) -> anyhow::Result<String> {
-    let base = format!(
-        "mode=controller\nlocalSite={site}\ndfsHAMode=Raft\ndfsReplicationFactor=2\n\
-         dfsReplicaReliabilityLevel=1\ndataSync=1\nworkerNum=4\nmaxConnections=512\nmaxMemSize=8\n\
-         lanCluster=0\ndfsRecoveryWaitTime=30000\ndfsMetaDir=dfsMeta\n"
-    );
-    let text = with_overrides(&base, overrides, controller::KEYS)?;
-    ControllerConfig::parse(Path::new("controller.cfg (with --set)"), &text)?;
-    Ok(text)
-}
-
-/// The local cluster's cluster.cfg with the `--set` overrides of its keys, checked like a data
-/// node will check it.
-fn cluster_cfg(overrides: &[String]) -> anyhow::Result<String> {
-    let text = with_overrides(CLUSTER_CFG, overrides, cluster_cfg::KEYS)?;
-    ClusterCfg::parse(Path::new("cluster.cfg (with --set)"), &text)?;
-    Ok(text)
-}
-
-/// `text` with each override whose key is one of `keys` replacing that key's line (or added).
-fn with_overrides(text: &str, overrides: &[String], keys: &[&str]) -> anyhow::Result<String> {
-    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    for o in overrides {
-        let key = override_key(o)?;
-        if !keys.contains(&key) {
-            continue;
-        }
-        let prefix = format!("{key}=");
-        match lines.iter_mut().find(|l| l.starts_with(&prefix)) {
-            Some(line) => *line = o.clone(),
-            None => lines.push(o.clone()),
-        }
-    }
-    Ok(lines.join("\n") + "\n")
-}
-
-fn override_key(o: &str) -> anyhow::Result<&str> {
-    match o.split_once('=') {
-        Some((key, _)) => Ok(key),
-        None => bail!("--set {o}: expected KEY=VALUE"),
-    }
-}
-
-/// Refuses an override no file of the local cluster knows (before anything is written).
-fn check_overrides(overrides: &[String]) -> anyhow::Result<()> {
-    for o in overrides {
-        let key = override_key(o)?;
-        if !controller::KEYS.contains(&key) && !cluster_cfg::KEYS.contains(&key) {
-            bail!(
-                "--set {o}: `{key}` is not a key of controller.cfg ({}) or cluster.cfg ({})",
-                controller::KEYS.join(", "),
-                cluster_cfg::KEYS.join(", ")
-            );
-        }
-    }
-    controller_cfg("127.0.0.1:1:check", overrides)?;
-    cluster_cfg(overrides)?;
-    Ok(())
-}
-
-fn agent_cfg(site: &str, controller: &str) -> String {
-    format!(
-        "mode=agent\nlocalSite={site}\ncontrollerSite={controller}\nworkerNum=4\nmaxMemSize=4\nlanCluster=0\n"
-    )
-}
-
-const CLUSTER_CFG: &str = "# Data nodes; <ALIAS> is replaced by each node's alias.\n\
-    chunkMetaDir=<ALIAS>/storage\nvolumes=<ALIAS>/volumes\ndataSync=1\nworkerNum=4\nmaxMemSize=8\n";
-
 /// Writes the cluster's files unless `dir` already holds a cluster (then it is reused as is):
 /// one machine per address of `hosts`, ports from `base_port`, `set` overrides applied to the
 /// file (controller.cfg, cluster.cfg, or both) that knows each key.
@@ -144,40 +72,25 @@ pub(crate) fn write_config(
     if hosts.is_empty() {
         bail!("--hosts needs at least one address");
     }
-    check_overrides(set)?; // refuse bad overrides before writing
+    machine_config::check_overrides(set)?; // refuse bad overrides before writing
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let text = cluster_nodes_text(hosts, base_port);
     let nodes = ClusterNodes::parse(&nodes_path, &text)?;
-    let secret_path = dir.join(SECRET_FILE);
-    secret::generate(&secret_path)?;
+    let secret = secret::generate(&dir.join(SECRET_FILE))?;
     // The demo's admin login: a generated password, never a default one.
     let admin_password = secret::generate(&dir.join(ADMIN_PASSWORD_FILE))?;
     let users = users::user_line("admin", Role::Admin, &admin_password);
-    let controller = nodes
-        .controllers()
-        .next()
-        .map(|n| n.site.to_string())
-        .context("no controller")?;
+    let exe = std::env::current_exe().context("cannot find the shoal executable")?;
     for host in nodes.machines() {
-        let home = dir.join(&host);
-        fs::create_dir_all(&home)?;
-        for n in nodes.on_machine(&host) {
-            match n.mode {
-                NodeMode::Controller => fs::write(
-                    home.join("controller.cfg"),
-                    controller_cfg(&n.site.to_string(), set)?,
-                )?,
-                NodeMode::Agent => fs::write(
-                    home.join("agent.cfg"),
-                    agent_cfg(&n.site.to_string(), &controller),
-                )?,
-                NodeMode::DataNode => {}
-            }
-        }
-        fs::write(home.join("cluster.cfg"), cluster_cfg(set)?)?;
-        fs::write(home.join("cluster.nodes"), &text)?;
-        fs::copy(&secret_path, home.join(SECRET_FILE))?;
-        secret::write_private(&home.join(USERS_FILE), &users)?;
+        let machine = host_init::Machine {
+            nodes_text: &text,
+            nodes_origin: &nodes_path,
+            host: &host,
+            secret: &secret,
+            users: &users,
+            set,
+        };
+        host_init::init(&dir.join(&host), &machine, &exe, Placement::Link)?;
     }
     // Only now, with every file in place, does DIR count as a cluster.
     fs::write(&nodes_path, &text)?;
@@ -188,8 +101,8 @@ pub(crate) fn agent_pid_file(home: &Path) -> PathBuf {
     home.join("run").join("agent.pid")
 }
 
-/// Starts the machine's agent from its installed `current` version (installing this binary
-/// first on a fresh machine); inside network namespace `netns` if given (`ip netns exec`
+/// Starts the machine's agent from its installed `current` version, as a real machine's
+/// service does (`deploy/systemd/shoal-agent.service`); inside network namespace `netns` if given (`ip netns exec`
 /// execs the agent, so the child's pid is the agent's), with `env` added to its environment,
 /// which its nodes inherit.
 pub(crate) fn spawn_agent(
@@ -205,12 +118,12 @@ pub(crate) fn spawn_agent(
         .create(true)
         .append(true)
         .open(log_dir.join("agent.log"))?;
-    let exe = std::env::current_exe().context("cannot find the shoal executable")?;
-    install::install_first(home, &exe, crate::VERSION)
-        .with_context(|| format!("cannot install {} in {}", exe.display(), home.display()))?;
-    let program = install::Installs::new(home)
-        .program()
-        .context("no current version after installing one")?;
+    let program = install::Installs::new(home).program().with_context(|| {
+        format!(
+            "{} has no installed version (`shoal host init` makes one)",
+            home.display()
+        )
+    })?;
     let mut command = match netns {
         Some(ns) => {
             let mut c = std::process::Command::new("ip");

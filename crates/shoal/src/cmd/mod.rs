@@ -4,7 +4,9 @@ mod chaos;
 mod chunks;
 mod config;
 mod host;
+mod host_init;
 mod local;
+mod machine_config;
 mod package;
 mod roles;
 mod sql;
@@ -32,6 +34,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Local(LocalCommand::Up(a)) => local::up(a).await,
         Command::Local(LocalCommand::Down(a)) => local::down(a).await,
         Command::Status(a) => status::run(a).await,
+        Command::Host(HostCommand::Init(a)) => host_init::run(a),
         Command::Host(HostCommand::Stop(a)) => host::stop(a).await,
         Command::Host(HostCommand::Start(a)) => host::start(a).await,
         Command::Host(HostCommand::Ps(a)) => host::ps(a).await,

@@ -52,10 +52,16 @@ pub fn shoal_with(binary: &Path, args: &[&str]) -> Output {
 
 /// [`shoal_with`] with extra environment variables (e.g. a test-only fault point).
 pub fn shoal_with_env(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let child = Command::new(binary)
-        .args(args)
+    let mut command = Command::new(binary);
+    command.args(args).envs(env.iter().copied());
+    run_shoal(command)
+}
+
+/// Runs a prepared `shoal` command (e.g. inside a network namespace) like [`shoal`]: without
+/// the environment's cluster secret, its output captured, failed after [`COMMAND_TIMEOUT`].
+pub fn run_shoal(mut command: Command) -> Output {
+    let child = command
         .env_remove("SHOAL_CLUSTER_SECRET")
-        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -70,7 +76,7 @@ pub fn shoal_with_env(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> Out
         Ok(out) => out.expect("output"),
         Err(_) => {
             kill("-KILL", u64::from(pid));
-            panic!("`shoal {}` hung for {COMMAND_TIMEOUT:?}", args.join(" "));
+            panic!("`{command:?}` hung for {COMMAND_TIMEOUT:?}");
         }
     }
 }
@@ -84,7 +90,7 @@ pub fn stderr(o: &Output) -> String {
 }
 
 /// A loopback /24 no other test of this run uses: 127.<pid-derived>.<counter>.0.
-fn fresh_subnet() -> String {
+pub fn fresh_subnet() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(1);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     format!("127.{}.{}", 10 + std::process::id() % 240, n % 250)

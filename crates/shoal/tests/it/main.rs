@@ -16,6 +16,8 @@ mod disk_loss;
 mod diverged_replica;
 mod ha_write;
 mod harness;
+mod host_init;
+mod hosts;
 mod keep_duplicates;
 mod large_chunk;
 mod memory_budget;

@@ -18,10 +18,10 @@ use serde_json::Value;
 use shoal_common::config::ClusterNodes;
 
 use super::freezer;
-use super::netns::{Topology, machine_addr};
 use super::rolling_upgrade::Package;
 use super::shim::Shim;
 use crate::cmd::local;
+use shoal_netns::{Topology, machine_addr};
 
 const MACHINES: usize = 3;
 const BASE_PORT: u16 = 8920;

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 
-use super::netns::Topology;
+use shoal_netns::Topology;
 
 const TABLE: &str = "inet shoalchaos";
 

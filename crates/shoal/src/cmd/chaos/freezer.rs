@@ -89,7 +89,7 @@ pub fn remove_stale() {
     };
     for e in entries.flatten() {
         let name = e.file_name();
-        if super::netns::of_a_dead_run(&name.to_string_lossy())
+        if shoal_netns::of_a_dead_run(&name.to_string_lossy())
             && let Err(e) = release(&e.path())
         {
             eprintln!("warning: a stale cgroup: {e:#}");

@@ -3,8 +3,7 @@
 //! full disk, fsync errors, clock jumps, frozen machines, DDL churn) started and stopped on a schedule, and the checker of `shoal-chaos` judging the
 //! history once the faults are healed.
 //!
-//! - [`netns`]: the namespaces and the bridge between them.
-//! - [`cluster`]: the cluster in them (the files of `shoal local up`, agents via `ip netns exec`).
+//! - [`cluster`]: the cluster in network namespaces (`shoal_netns`) (the files of `shoal local up`, agents via `ip netns exec`).
 //! - [`firewall`]: nft rules inside a namespace.
 //! - [`shim`]: the LD_PRELOAD fault shim (fsync EIO, clock jumps) and its control files.
 //! - [`freezer`]: a whole machine frozen in a cgroup.
@@ -22,7 +21,6 @@ mod final_state;
 mod firewall;
 mod freezer;
 mod nemesis;
-mod netns;
 mod rolling_upgrade;
 mod run;
 mod schedule;

@@ -23,9 +23,9 @@ use shoal_agent::process;
 use super::cluster::{ChunkRow, NsCluster, wait_output};
 use super::firewall::{self, Block};
 use super::freezer::{self, Frozen};
-use super::netns::{CLIENT_ADDR, machine_addr};
 use super::shim::{Control, Eio, Faults};
 use super::workload::DB;
+use shoal_netns::{CLIENT_ADDR, machine_addr};
 
 const CONTROLLER_PORT: u16 = 8920;
 const DATA_PORT: u16 = 8922;

@@ -40,7 +40,7 @@ const HEAL_TIMEOUT: Duration = Duration::from_secs(120);
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn run(args: ChaosRunArgs) -> anyhow::Result<ExitCode> {
-    if let Err(why) = supported() {
+    if let Err(why) = shoal_netns::supported() {
         eprintln!("chaos: this machine cannot run the fault tier: {why}");
         return Ok(ExitCode::from(EXIT_UNSUPPORTED));
     }
@@ -192,17 +192,6 @@ pub fn run(args: ChaosRunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// Root, and network namespaces that can be created here.
-fn supported() -> Result<(), String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err("it needs root (network namespaces, nft, mounts)".into());
-    }
-    let probe = format!("shoalchaos-probe-{}", std::process::id());
-    super::netns::ip(&["netns", "add", &probe]).map_err(|e| format!("{e:#}"))?;
-    let _ = super::netns::ip(&["netns", "del", &probe]);
-    Ok(())
 }
 
 /// A nemesis started and recorded in the history.

@@ -1,5 +1,6 @@
-//! The run's network: one namespace per machine (`m1`..), one for clients (`c0`), each with a
-//! veth to a bridge that lives in a hub namespace. The host's own network namespace is never
+//! Machines on one host as network namespaces (the fault tier's cluster, `shoal chaos`; the
+//! three-host install test, `it::hosts`): one namespace per machine (`m1`..), one for clients
+//! (`c0`), each with a veth to a bridge that lives in a hub namespace. The host's own network namespace is never
 //! changed: every link is created from inside the hub (`ip -n`).
 //!
 //! ```text
@@ -169,4 +170,15 @@ pub fn of_a_dead_run(name: &str) -> bool {
         .and_then(|rest| rest.split('-').next())
         .and_then(|p| p.parse::<u32>().ok())
         .is_some_and(|pid| !shoal_agent::process::is_alive(pid))
+}
+
+/// Root, and network namespaces that can be created here; else why not.
+pub fn supported() -> Result<(), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("it needs root (network namespaces, nft, mounts)".into());
+    }
+    let probe = format!("{PREFIX}-probe-{}", std::process::id());
+    ip(&["netns", "add", &probe]).map_err(|e| format!("{e:#}"))?;
+    let _ = ip(&["netns", "del", &probe]);
+    Ok(())
 }

@@ -1,0 +1,282 @@
+//! `shoal host init`, a machine's first install: the versioned layout and config files it
+//! writes, what it refuses (changing nothing), and that an agent started from a bare binary
+//! installs that binary as its first version, so the machine's first upgrade has a version to
+//! roll back to; the systemd unit in deploy/systemd/ runs that install. The three-host install,
+//! upgrade and rollback is `it::hosts`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{Spawned, fresh_subnet, shoal, shoal_bin, stderr, stdout, write};
+use crate::upgrade::version_of;
+
+/// A cluster.nodes of `hosts` (a controller, an agent and a data node on each).
+pub fn cluster_nodes(hosts: &[String]) -> String {
+    let mut text = String::from("localSite,mode\n");
+    for (port, prefix, mode) in [
+        (8920, "ctl", "controller"),
+        (8921, "agent", "agent"),
+        (8922, "node", "datanode"),
+    ] {
+        for (i, host) in hosts.iter().enumerate() {
+            text.push_str(&format!("{host}:{port}:{prefix}{},{mode}\n", i + 1));
+        }
+    }
+    text
+}
+
+/// The cluster-wide files an operator makes once: cluster.nodes and cluster.secret, in `dir`.
+pub fn cluster_files(dir: &Path, hosts: &[String]) -> (PathBuf, PathBuf) {
+    let nodes = dir.join("cluster.nodes");
+    write(&nodes, &cluster_nodes(hosts));
+    let secret = dir.join("cluster.secret");
+    write(&secret, "0123456789abcdef0123456789abcdef\n");
+    (nodes, secret)
+}
+
+/// `shoal host init` of machine `host` into `home`, with `extra` arguments.
+pub fn host_init(
+    home: &Path,
+    nodes: &Path,
+    secret: &Path,
+    host: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        "host",
+        "init",
+        "--home",
+        home.to_str().unwrap(),
+        "--cluster-nodes",
+        nodes.to_str().unwrap(),
+        "--secret-file",
+        secret.to_str().unwrap(),
+        "--host",
+        host,
+    ];
+    args.extend_from_slice(extra);
+    shoal(&args)
+}
+
+fn hosts() -> Vec<String> {
+    let subnet = fresh_subnet();
+    (1..=3).map(|i| format!("{subnet}.{i}")).collect()
+}
+
+/// Every entry of `dir`, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn host_init_installs_this_binary_as_current_with_the_machines_files_and_refuses_a_second_init() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hosts = hosts();
+    let (nodes, secret) = cluster_files(tmp.path(), &hosts);
+    let version = version_of(Path::new(shoal_bin()));
+    let home = tmp.path().join("h2");
+
+    // By agent alias as well as by address.
+    let out = host_init(&home, &nodes, &secret, "agent2", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        entries(&home),
+        [
+            "agent.cfg",
+            "cluster.cfg",
+            "cluster.nodes",
+            "cluster.secret",
+            "cluster.users",
+            "controller.cfg",
+            "current",
+            "versions"
+        ]
+    );
+    assert_eq!(
+        std::fs::read_link(home.join("current")).unwrap(),
+        Path::new("versions").join(&version)
+    );
+    // A copy, not a link to the operator's binary (which may be overwritten in place).
+    let installed = home.join("current/shoal");
+    assert_eq!(version_of(&installed), version);
+    use std::os::unix::fs::MetadataExt;
+    assert_ne!(
+        std::fs::metadata(&installed).unwrap().ino(),
+        std::fs::metadata(shoal_bin()).unwrap().ino()
+    );
+    let controller = std::fs::read_to_string(home.join("controller.cfg")).unwrap();
+    assert!(
+        controller.contains(&format!("localSite={}:8920:ctl2", hosts[1])),
+        "{controller}"
+    );
+    let agent = std::fs::read_to_string(home.join("agent.cfg")).unwrap();
+    assert!(
+        agent.contains(&format!("localSite={}:8921:agent2", hosts[1])),
+        "{agent}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.join("cluster.nodes")).unwrap(),
+        cluster_nodes(&hosts)
+    );
+
+    // Initialised once: a second init changes nothing.
+    let before = std::fs::read_to_string(home.join("agent.cfg")).unwrap();
+    let out = host_init(&home, &nodes, &secret, &hosts[1], &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("already initialised"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.join("agent.cfg")).unwrap(),
+        before
+    );
+
+    // Bad input is refused before anything is written.
+    let fresh = tmp.path().join("h9");
+    let out = host_init(&fresh, &nodes, &secret, "10.0.0.9", &[]);
+    assert!(
+        stderr(&out).contains("no machine `10.0.0.9`"),
+        "{}",
+        stderr(&out)
+    );
+    let short = tmp.path().join("short.secret");
+    write(&short, "abc\n");
+    let out = host_init(&fresh, &nodes, &short, &hosts[0], &[]);
+    assert!(!out.status.success());
+    let out = host_init(
+        &fresh,
+        &nodes,
+        &secret,
+        &hosts[0],
+        &["--set", "dfsReplicationFactor=two"],
+    );
+    assert!(
+        stderr(&out).contains("dfsReplicationFactor"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!fresh.exists(), "a refused init left {}", fresh.display());
+}
+
+/// A home `host init` (with `extra` arguments) made in `dir` for the first of three machines,
+/// and what it printed.
+fn initialised_home(dir: &Path, extra: &[&str]) -> (PathBuf, std::process::Output) {
+    let hosts = hosts();
+    let (nodes, secret) = cluster_files(dir, &hosts);
+    let home = dir.join("home");
+    let out = host_init(&home, &nodes, &secret, &hosts[0], extra);
+    assert!(out.status.success(), "{}", stderr(&out));
+    (home, out)
+}
+
+#[test]
+fn an_agent_started_from_a_bare_binary_installs_it_as_the_version_to_roll_back_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, _) = initialised_home(tmp.path(), &[]);
+    // A machine set up by hand: the config files, no versioned install.
+    std::fs::remove_file(home.join("current")).unwrap();
+    std::fs::remove_dir_all(home.join("versions")).unwrap();
+
+    let log = std::fs::File::create(tmp.path().join("agent.log")).unwrap();
+    let _agent = Spawned(
+        Command::new(shoal_bin())
+            .args(["agent", "--no-start", "--home", home.to_str().unwrap()])
+            .env_remove("SHOAL_CLUSTER_SECRET")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let version = version_of(Path::new(shoal_bin()));
+    let started = Instant::now();
+    // Without it `shoal upgrade` would switch `current` to the new version with nothing to
+    // switch back to: `--rollback` would fail with "version <old> is not installed".
+    while !home.join("current/shoal").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the agent installed no version in 30 s; its log:\n{}",
+            std::fs::read_to_string(tmp.path().join("agent.log")).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        std::fs::read_link(home.join("current")).unwrap(),
+        Path::new("versions").join(&version)
+    );
+    assert_eq!(version_of(&home.join("current/shoal")), version);
+}
+
+#[test]
+fn the_systemd_unit_runs_the_agent_from_current_and_lets_it_stop_its_nodes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("shoal-agent.service");
+    let (home, out) = initialised_home(tmp.path(), &["--systemd-unit", file.to_str().unwrap()]);
+    let unit = std::fs::read_to_string(&file).unwrap();
+    let value = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in the unit"))
+            .to_owned()
+    };
+    // What host init told the operator to run, so a reboot after an upgrade runs the new
+    // version.
+    let start = format!("{}/current/shoal agent --home {0}", home.display());
+    assert_eq!(value("ExecStart"), start);
+    assert!(stdout(&out).contains(&start), "{}", stdout(&out));
+    assert_eq!(value("KillMode"), "process");
+    assert_eq!(value("WorkingDirectory"), home.to_str().unwrap());
+    // An existing unit is never overwritten, and the refusal writes nothing.
+    let second = tmp.path().join("second");
+    let (nodes, secret) = (
+        tmp.path().join("cluster.nodes"),
+        tmp.path().join("cluster.secret"),
+    );
+    let out = host_init(
+        &second,
+        &nodes,
+        &secret,
+        "agent2",
+        &["--systemd-unit", file.to_str().unwrap()],
+    );
+    assert!(stderr(&out).contains("exists already"), "{}", stderr(&out));
+    assert!(!second.exists());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), unit);
+    // systemd's own check of the unit (its ExecStart must exist), where systemd is installed.
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED systemd-analyze verify: not installed"
+        );
+        return;
+    }
+    // The unit's user may not exist here.
+    let checked = tmp.path().join("checked.service");
+    write(
+        &checked,
+        &unit
+            .replace("User=shoal", "User=root")
+            .replace("Group=shoal", "Group=root"),
+    );
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&checked)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+}
