@@ -1,12 +1,15 @@
-//! Resolving `--sites` / `--dir` into an authenticated connection to the cluster.
+//! Resolving `--sites` / `--dir` (and `--tls-*`) into an authenticated connection to the
+//! cluster.
 
 use anyhow::{Context, bail};
 use shoal_client::channel::Channels;
 use shoal_client::controller::ControllerClient;
 use shoal_common::config::ClusterNodes;
 use shoal_common::secret::{self, SECRET_ENV, SECRET_FILE};
+use shoal_common::tls::ClientTls;
 
 use crate::cli::TargetArgs;
+use crate::cmd::local_tls;
 
 pub struct Target {
     pub channels: Channels,
@@ -44,11 +47,30 @@ impl Target {
             }
             (None, true) => bail!("say where the cluster is: --sites host:port,... or --dir DIR"),
         };
-        let channels = Channels::new(&secret)?;
+        let channels = Channels::new(&secret)?.with_tls(client_tls(args)?);
         Ok(Self {
             controllers: ControllerClient::new(sites, channels.clone()),
             channels,
             nodes: nodes_file,
         })
     }
+}
+
+/// How to reach the cluster: TLS when a CA is named (`--tls-ca` / `$SHOAL_TLS_CA`) or the local
+/// cluster of `--dir` has one, presenting `--tls-cert` (or the local cluster's client
+/// certificate) when there is one; `None`: plaintext.
+pub fn client_tls(args: &TargetArgs) -> anyhow::Result<Option<ClientTls>> {
+    let ca = args
+        .tls_ca
+        .clone()
+        .or_else(|| args.dir.as_deref().and_then(local_tls::ca_file));
+    let Some(ca) = ca else {
+        return Ok(None);
+    };
+    let identity = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+        _ => args.dir.as_deref().and_then(local_tls::client_identity),
+    };
+    let identity = identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+    Ok(Some(ClientTls::load(&ca, identity)?))
 }

@@ -6,6 +6,7 @@
 //! DIR/<host>/{controller,agent,cluster}.cfg  the machine's files, as on a real machine
 //! DIR/<host>/{log,run}/                      process logs and pid files
 //! DIR/<host>/versions/<v>/shoal, current     installed versions (see `shoal_agent::install`)
+//! DIR/tls/, DIR/<host>/tls/                  with --tls: CA and certificates (`local_tls`)
 //! ```
 //!
 //! A fresh machine gets this `shoal` (hard-linked) as its first installed version, and the
@@ -29,6 +30,7 @@ use shoal_common::users::{self, ADMIN_PASSWORD_FILE, Role, USERS_FILE};
 use shoal_proto::NodeState;
 
 use crate::cli::{LocalDirArgs, LocalUpArgs, TargetArgs};
+use crate::cmd::local_tls::{self, LocalTls};
 use crate::cmd::status;
 use crate::output;
 use crate::target::Target;
@@ -129,13 +131,15 @@ const CLUSTER_CFG: &str = "# Data nodes; <ALIAS> is replaced by each node's alia
 
 /// Writes the cluster's files unless `dir` already holds a cluster (then it is reused as is):
 /// one machine per address of `hosts`, ports from `base_port`, `set` overrides applied to the
-/// file (controller.cfg, cluster.cfg, or both) that knows each key.
+/// file (controller.cfg, cluster.cfg, or both) that knows each key, and with `tls` a CA and
+/// certificates ([`local_tls`]) named in every file.
 /// Also how `shoal chaos` lays out its cluster in network namespaces.
 pub(crate) fn write_config(
     dir: &Path,
     hosts: &[String],
     base_port: u16,
     set: &[String],
+    tls: Option<LocalTls>,
 ) -> anyhow::Result<ClusterNodes> {
     let nodes_path = dir.join("cluster.nodes");
     if nodes_path.exists() {
@@ -158,6 +162,10 @@ pub(crate) fn write_config(
         .next()
         .map(|n| n.site.to_string())
         .context("no controller")?;
+    if tls.is_some() {
+        local_tls::generate(dir, &nodes.machines())?;
+    }
+    let tls_lines = local_tls::config_lines(tls);
     for host in nodes.machines() {
         let home = dir.join(&host);
         fs::create_dir_all(&home)?;
@@ -165,16 +173,16 @@ pub(crate) fn write_config(
             match n.mode {
                 NodeMode::Controller => fs::write(
                     home.join("controller.cfg"),
-                    controller_cfg(&n.site.to_string(), set)?,
+                    controller_cfg(&n.site.to_string(), set)? + &tls_lines,
                 )?,
                 NodeMode::Agent => fs::write(
                     home.join("agent.cfg"),
-                    agent_cfg(&n.site.to_string(), &controller),
+                    agent_cfg(&n.site.to_string(), &controller) + &tls_lines,
                 )?,
                 NodeMode::DataNode => {}
             }
         }
-        fs::write(home.join("cluster.cfg"), cluster_cfg(set)?)?;
+        fs::write(home.join("cluster.cfg"), cluster_cfg(set)? + &tls_lines)?;
         fs::write(home.join("cluster.nodes"), &text)?;
         fs::copy(&secret_path, home.join(SECRET_FILE))?;
         secret::write_private(&home.join(USERS_FILE), &users)?;
@@ -236,7 +244,10 @@ pub(crate) fn spawn_agent(
 }
 
 pub async fn up(args: LocalUpArgs) -> anyhow::Result<()> {
-    let nodes = write_config(&args.dir, &args.hosts, args.base_port, &args.set)?;
+    let tls = (args.tls || args.mutual_tls).then_some(LocalTls {
+        mutual: args.mutual_tls,
+    });
+    let nodes = write_config(&args.dir, &args.hosts, args.base_port, &args.set, tls)?;
     let dir = fs::canonicalize(&args.dir)?;
     // Start the agents that are not running (all of them, normally): `up` is idempotent and
     // also revives a machine whose agent died.
@@ -250,11 +261,7 @@ pub async fn up(args: LocalUpArgs) -> anyhow::Result<()> {
             None => agents.push((spawn_agent(&home, None, &[])?, home)),
         }
     }
-    let target = Target::resolve(&TargetArgs {
-        sites: Vec::new(),
-        dir: Some(dir.clone()),
-        secret_file: None,
-    })?;
+    let target = Target::resolve(&TargetArgs::of_dir(&dir))?;
     let all: Vec<String> = nodes.nodes.iter().map(|n| n.site.alias.clone()).collect();
     if let Err(e) = wait_healthy(&target, &all, &mut agents, args.timeout).await {
         // Leave nothing half-started behind: each agent stops its nodes as it exits.

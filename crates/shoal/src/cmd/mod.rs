@@ -5,6 +5,7 @@ mod chunks;
 mod config;
 mod host;
 mod local;
+pub(crate) mod local_tls;
 mod package;
 mod roles;
 mod sql;
