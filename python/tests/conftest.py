@@ -1,6 +1,9 @@
-"""A local Shoal cluster for the tests: `shoal local up` on a loopback subnet no Rust test uses
-(127.250.<pid % 250>.1-3), always brought down again."""
+"""Local Shoal clusters for the tests: `shoal local up` on loopback addresses no Rust test uses
+(127.250.<pid % 250>.1-3, the next three for another cluster; `$SHOAL_TEST_SUBNET=a.b.c`: a.b.c.1-3,
+...), always brought down again."""
 
+import contextlib
+import itertools
 import json
 import os
 import pathlib
@@ -19,6 +22,16 @@ def shoal_bin() -> str:
     if not os.access(path, os.X_OK):
         pytest.fail(f"no shoal binary at {path}: build it (cargo build) or set SHOAL_BIN")
     return path
+
+
+_CLUSTERS = itertools.count()
+
+
+def fresh_hosts() -> list:
+    """Three addresses no other cluster of this run uses."""
+    n = next(_CLUSTERS)
+    subnet = os.environ.get("SHOAL_TEST_SUBNET", f"127.250.{os.getpid() % 250}")
+    return [f"{subnet}.{3 * n + i}" for i in (1, 2, 3)]
 
 
 class Cluster:
@@ -128,16 +141,17 @@ def bring_down(binary: str, directory: str) -> None:
         )
 
 
-@pytest.fixture(scope="session")
-def cluster():
-    subnet = f"127.250.{os.getpid() % 250}"
-    hosts = [f"{subnet}.{i}" for i in (1, 2, 3)]
+@contextlib.contextmanager
+def local_cluster(*extra: str):
+    """`shoal local up` (with `extra` arguments, e.g. `--tls`) on fresh addresses, the seed's
+    database created; brought down on exit."""
+    hosts = fresh_hosts()
     with tempfile.TemporaryDirectory(prefix="shoal-pytest-") as tmp:
         directory = os.path.join(tmp, "cluster")
         binary = shoal_bin()
         try:
             up = subprocess.run(
-                [binary, "local", "up", "--dir", directory, "--hosts", ",".join(hosts)],
+                [binary, "local", "up", "--dir", directory, "--hosts", ",".join(hosts), *extra],
                 capture_output=True,
                 text=True,
                 timeout=180,
@@ -148,3 +162,9 @@ def cluster():
             yield c
         finally:
             bring_down(binary, directory)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    with local_cluster() as c:
+        yield c
