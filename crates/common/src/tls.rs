@@ -25,6 +25,13 @@ pub const CERT_ENV: &str = "SHOAL_TLS_CERT";
 /// Its private key.
 pub const KEY_ENV: &str = "SHOAL_TLS_KEY";
 
+/// Where `shoal local up --tls` puts, under the cluster directory, the CA clients trust and the
+/// certificate and key they present to a cluster with `sslMutualAuth=1`.
+pub const LOCAL_DIR: &str = "tls";
+pub const LOCAL_CA: &str = "ca.pem";
+pub const LOCAL_CLIENT_CERT: &str = "client.pem";
+pub const LOCAL_CLIENT_KEY: &str = "client.key";
+
 /// The crypto provider every TLS config here uses (the process default is not relied on:
 /// tonic, axum and the CLI would each have to install it first).
 pub fn provider() -> Arc<CryptoProvider> {
@@ -147,6 +154,19 @@ impl ClientTls {
             }
         };
         Ok(ClientTls { ca_pem, identity })
+    }
+
+    /// How a client reaches the local cluster in `dir` (`shoal local up --dir`): `None` if it
+    /// was made without `--tls`; else its CA, and its client certificate when present.
+    pub fn of_local_cluster(dir: &Path) -> Result<Option<Self>, ClientTlsError> {
+        let tls = dir.join(LOCAL_DIR);
+        let ca = tls.join(LOCAL_CA);
+        if !ca.exists() {
+            return Ok(None);
+        }
+        let (cert, key) = (tls.join(LOCAL_CLIENT_CERT), tls.join(LOCAL_CLIENT_KEY));
+        let identity = (cert.exists() && key.exists()).then_some((cert.as_path(), key.as_path()));
+        Self::load(&ca, identity).map(Some)
     }
 }
 

@@ -375,9 +375,14 @@ pub struct TargetArgs {
     /// it. With --dir, DIR/tls/ca.pem when it exists.
     #[arg(long, env = shoal_common::tls::CA_ENV, value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
-    /// The certificate (PEM) to present to a cluster with `sslMutualAuth=1`, with --tls-key.
-    /// With --dir, DIR/tls/client.pem when it exists.
-    #[arg(long, env = shoal_common::tls::CERT_ENV, value_name = "FILE", requires = "tls_key")]
+    /// The certificate (PEM) to present to a cluster with `sslMutualAuth=1`, with --tls-key and
+    /// --tls-ca. With --dir alone, DIR/tls/client.pem when it exists.
+    #[arg(
+        long,
+        env = shoal_common::tls::CERT_ENV,
+        value_name = "FILE",
+        requires_all = ["tls_key", "tls_ca"]
+    )]
     pub tls_cert: Option<PathBuf>,
     /// The private key (PEM) of --tls-cert.
     #[arg(long, env = shoal_common::tls::KEY_ENV, value_name = "FILE", requires = "tls_cert")]

@@ -9,7 +9,6 @@ use shoal_common::secret::{self, SECRET_ENV, SECRET_FILE};
 use shoal_common::tls::ClientTls;
 
 use crate::cli::TargetArgs;
-use crate::cmd::local_tls;
 
 pub struct Target {
     pub channels: Channels,
@@ -56,21 +55,16 @@ impl Target {
     }
 }
 
-/// How to reach the cluster: TLS when a CA is named (`--tls-ca` / `$SHOAL_TLS_CA`) or the local
-/// cluster of `--dir` has one, presenting `--tls-cert` (or the local cluster's client
-/// certificate) when there is one; `None`: plaintext.
+/// How to reach the cluster: TLS trusting `--tls-ca` (`$SHOAL_TLS_CA`) and presenting
+/// `--tls-cert` when given, else as the local cluster of `--dir` says (its CA and client
+/// certificate if it was made with `--tls`); `None`: plaintext.
 pub fn client_tls(args: &TargetArgs) -> anyhow::Result<Option<ClientTls>> {
-    let ca = args
-        .tls_ca
-        .clone()
-        .or_else(|| args.dir.as_deref().and_then(local_tls::ca_file));
-    let Some(ca) = ca else {
-        return Ok(None);
-    };
-    let identity = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
-        _ => args.dir.as_deref().and_then(local_tls::client_identity),
-    };
-    let identity = identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
-    Ok(Some(ClientTls::load(&ca, identity)?))
+    if let Some(ca) = &args.tls_ca {
+        let identity = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
+        return Ok(Some(ClientTls::load(ca, identity)?));
+    }
+    match &args.dir {
+        Some(dir) => Ok(ClientTls::of_local_cluster(dir)?),
+        None => Ok(None),
+    }
 }

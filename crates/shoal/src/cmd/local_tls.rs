@@ -12,7 +12,7 @@
 //! host clients dial), and serves as its client certificate between nodes too.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use rcgen::{
@@ -20,6 +20,7 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use shoal_common::secret::write_private;
+use shoal_common::tls::{LOCAL_CA, LOCAL_CLIENT_CERT, LOCAL_CLIENT_KEY, LOCAL_DIR};
 
 /// TLS for a new local cluster.
 #[derive(Clone, Copy, Debug)]
@@ -28,31 +29,13 @@ pub struct LocalTls {
     pub mutual: bool,
 }
 
-/// Where the CA and the client's certificate go, under the cluster directory.
-const DIR: &str = "tls";
-const CA_FILE: &str = "ca.pem";
-const CLIENT_CERT: &str = "client.pem";
-const CLIENT_KEY: &str = "client.key";
-
-/// The CA certificate of a local cluster in `dir`, if it was made with `--tls`.
-pub fn ca_file(dir: &Path) -> Option<PathBuf> {
-    Some(dir.join(DIR).join(CA_FILE)).filter(|p| p.exists())
-}
-
-/// The client certificate and key of a local cluster in `dir`, if it was made with `--tls`.
-pub fn client_identity(dir: &Path) -> Option<(PathBuf, PathBuf)> {
-    let tls = dir.join(DIR);
-    let (cert, key) = (tls.join(CLIENT_CERT), tls.join(CLIENT_KEY));
-    (cert.exists() && key.exists()).then_some((cert, key))
-}
-
 /// The TLS keys of every machine's files (paths relative to the machine's home); nothing
 /// without TLS, so a plaintext cluster's files stay readable by releases without TLS.
 pub fn config_lines(tls: Option<LocalTls>) -> String {
     match tls {
         None => String::new(),
         Some(t) => format!(
-            "enableSSL=1\nsslCertFile={DIR}/node.pem\nsslKeyFile={DIR}/node.key\nsslCAFile={DIR}/{CA_FILE}\nsslMutualAuth={}\n",
+            "enableSSL=1\nsslCertFile={LOCAL_DIR}/node.pem\nsslKeyFile={LOCAL_DIR}/node.key\nsslCAFile={LOCAL_DIR}/{LOCAL_CA}\nsslMutualAuth={}\n",
             u8::from(t.mutual)
         ),
     }
@@ -69,34 +52,41 @@ pub fn generate(dir: &Path, machines: &[String]) -> anyhow::Result<()> {
     let ca_pem = ca_params.self_signed(&ca_key)?.pem();
     let ca = Issuer::new(ca_params, ca_key);
 
-    let tls = dir.join(DIR);
+    let tls = dir.join(LOCAL_DIR);
     fs::create_dir_all(&tls).with_context(|| format!("cannot create {}", tls.display()))?;
-    fs::write(tls.join(CA_FILE), &ca_pem)?;
-    issue(&ca, "shoal client", &[], &tls, "client")?;
+    fs::write(tls.join(LOCAL_CA), &ca_pem)?;
+    issue(
+        &ca,
+        "shoal client",
+        &[],
+        &tls.join(LOCAL_CLIENT_CERT),
+        &tls.join(LOCAL_CLIENT_KEY),
+    )?;
     for host in machines {
-        let home_tls = dir.join(host).join(DIR);
+        let home_tls = dir.join(host).join(LOCAL_DIR);
         fs::create_dir_all(&home_tls)?;
-        fs::write(home_tls.join(CA_FILE), &ca_pem)?;
-        issue(&ca, host, std::slice::from_ref(host), &home_tls, "node")?;
+        fs::write(home_tls.join(LOCAL_CA), &ca_pem)?;
+        let (cert, key) = (home_tls.join("node.pem"), home_tls.join("node.key"));
+        issue(&ca, host, std::slice::from_ref(host), &cert, &key)?;
     }
     Ok(())
 }
 
 /// A certificate signed by `ca` for `names` (addresses become IP subject alternative names),
-/// written as `<dir>/<stem>.pem` and a private `<stem>.key`.
+/// written to `cert_file`, and its key to the private `key_file`.
 fn issue(
     ca: &Issuer<'_, KeyPair>,
     common_name: &str,
     names: &[String],
-    dir: &Path,
-    stem: &str,
+    cert_file: &Path,
+    key_file: &Path,
 ) -> anyhow::Result<()> {
     let mut params = CertificateParams::new(names.to_vec())?;
     params.distinguished_name = name(common_name);
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, ca)?;
-    fs::write(dir.join(format!("{stem}.pem")), cert.pem())?;
-    write_private(&dir.join(format!("{stem}.key")), &key.serialize_pem())?;
+    fs::write(cert_file, cert.pem())?;
+    write_private(key_file, &key.serialize_pem())?;
     Ok(())
 }
 
@@ -126,13 +116,7 @@ mod tests {
             mutual: true,
         };
         ServerTls::load(&files).unwrap();
-        let (cert, key) = client_identity(dir.path()).unwrap();
-        let ca = ca_file(dir.path()).unwrap();
-        assert!(
-            ClientTls::load(&ca, Some((&cert, &key)))
-                .unwrap()
-                .identity
-                .is_some()
-        );
+        let client = ClientTls::of_local_cluster(dir.path()).unwrap().unwrap();
+        assert!(client.identity.is_some());
     }
 }

@@ -157,14 +157,7 @@ impl LocalCluster {
     /// How a client reaches this cluster: with its CA and client certificate if it was started
     /// with `--tls` / `--mutual-tls`.
     pub fn client_tls(&self) -> Option<shoal_common::tls::ClientTls> {
-        let tls = self.dir.join("tls");
-        tls.join("ca.pem").exists().then(|| {
-            shoal_common::tls::ClientTls::load(
-                &tls.join("ca.pem"),
-                Some((&tls.join("client.pem"), &tls.join("client.key"))),
-            )
-            .expect("the cluster's TLS files")
-        })
+        shoal_common::tls::ClientTls::of_local_cluster(&self.dir).expect("the cluster's TLS files")
     }
 
     pub fn dir_str(&self) -> &str {
