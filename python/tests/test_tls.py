@@ -1,7 +1,8 @@
 """TLS from Python against a cluster made with `shoal local up --tls`: `session(enableSSL=True)`
 queries and appends, trusting the cluster's CA (keyword or $SHOAL_TLS_CA);
 `MultithreadedTableWriter(useSSL=True)` writes every row; a plaintext session and a session
-trusting only the system's CAs are refused; a missing CA file is named."""
+trusting only the system's CAs are refused; a missing CA file is named; with `--mutual-tls`
+a session presenting the client certificate works and one without is refused."""
 
 import datetime
 import os
@@ -106,3 +107,27 @@ def test_a_missing_ca_file_is_named(tmp_path):
         ddb.session(enableSSL=True, sslCAFile=missing)
     with pytest.raises(ddb.ShoalError, match="give both or neither"):
         ddb.session(enableSSL=True, sslCertFile="client.pem")
+
+
+def test_mutual_tls_needs_the_client_certificate():
+    with local_cluster("--mutual-tls") as c:
+        tls = os.path.join(c.dir, "tls")
+        ca = os.path.join(tls, "ca.pem")
+        host, port = c.sites[0].split(":")
+        s = ddb.session(
+            host,
+            int(port),
+            "admin",
+            c.admin_password,
+            enableSSL=True,
+            sslCAFile=ca,
+            sslCertFile=os.path.join(tls, "client.pem"),
+            sslKeyFile=os.path.join(tls, "client.key"),
+        )
+        assert len(s.run("SELECT node FROM cluster.nodes")) == 9
+        s.close()
+        # The right CA, no certificate: the data node refuses the connection.
+        anonymous = ddb.session(enableSSL=True, sslCAFile=ca)
+        with pytest.raises(ddb.ShoalError, match="certificate required"):
+            anonymous.connect(host, int(port), "admin", c.admin_password, retryTimeout=2)
+            anonymous.run("SELECT 1")
