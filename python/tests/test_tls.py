@@ -112,14 +112,10 @@ def test_a_missing_ca_file_is_named(tmp_path):
 def test_mutual_tls_needs_the_client_certificate():
     with local_cluster("--mutual-tls") as c:
         tls = os.path.join(c.dir, "tls")
-        ca = os.path.join(tls, "ca.pem")
+        ca = ca_of(c)
         host, port = c.sites[0].split(":")
-        s = ddb.session(
-            host,
-            int(port),
-            "admin",
-            c.admin_password,
-            enableSSL=True,
+        s = tls_session(
+            c,
             sslCAFile=ca,
             sslCertFile=os.path.join(tls, "client.pem"),
             sslKeyFile=os.path.join(tls, "client.key"),
