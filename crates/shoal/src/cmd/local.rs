@@ -26,6 +26,7 @@ use shoal_common::config::{
     ClusterCfg, ClusterNodes, ControllerConfig, NodeMode, cluster_cfg, controller,
 };
 use shoal_common::secret::{self, SECRET_FILE};
+use shoal_common::tls::ClientTls;
 use shoal_common::users::{self, ADMIN_PASSWORD_FILE, Role, USERS_FILE};
 use shoal_proto::NodeState;
 
@@ -143,6 +144,13 @@ pub(crate) fn write_config(
 ) -> anyhow::Result<ClusterNodes> {
     let nodes_path = dir.join("cluster.nodes");
     if nodes_path.exists() {
+        // Reused as is: a TLS request it cannot honour is refused, not ignored.
+        if tls.is_some() && ClientTls::of_local_cluster(dir)?.is_none() {
+            bail!(
+                "{} holds a plaintext cluster: --tls and --mutual-tls apply to a new cluster only",
+                dir.display()
+            );
+        }
         return Ok(ClusterNodes::load(&nodes_path)?);
     }
     if hosts.is_empty() {

@@ -1,7 +1,8 @@
 //! TLS on every connection (`shoal local up --tls` / `--mutual-tls`): the nodes form the
 //! cluster over TLS, the CLI and the Rust client write and query through it, the HTTP
 //! endpoints answer over HTTPS; a plaintext client, a client trusting another CA and (with
-//! mutual TLS) a client without a certificate are refused.
+//! mutual TLS) a client without a certificate are refused; `--tls` on an existing plaintext
+//! cluster is refused.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -222,4 +223,26 @@ fn mutual_tls_refuses_a_client_without_a_certificate() {
     assert_eq!(https_get(&http, "/health", &tls).unwrap().0, 200);
     let err = https_get(&http, "/health", &anonymous).unwrap_err();
     assert!(err.contains("CertificateRequired"), "{err}");
+}
+
+#[test]
+fn local_up_tls_on_a_plaintext_cluster_is_refused_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::harness::write(
+        &dir.path().join("cluster.nodes"),
+        "localSite,mode\n127.0.0.1:8920:ctl1,controller\n127.0.0.1:8921:agent1,agent\n",
+    );
+    let out = crate::harness::shoal(&[
+        "local",
+        "up",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--tls",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("holds a plaintext cluster"),
+        "{}",
+        stderr(&out)
+    );
 }
