@@ -122,8 +122,11 @@ def test_mutual_tls_needs_the_client_certificate():
         )
         assert len(s.run("SELECT node FROM cluster.nodes")) == 9
         s.close()
-        # The right CA, no certificate: the data node refuses the connection.
+        # The right CA, no certificate: the data node refuses the connection. Under TLS 1.3 the
+        # client learns it after its handshake, as the alert "certificate required" or, when the
+        # server closed first, a broken pipe: the message is not asserted, the difference from
+        # the session above (only the certificate) is what the test is about.
         anonymous = ddb.session(enableSSL=True, sslCAFile=ca)
-        with pytest.raises(ddb.ShoalError, match="certificate required"):
+        with pytest.raises(ddb.ShoalError):
             anonymous.connect(host, int(port), "admin", c.admin_password, retryTimeout=2)
             anonymous.run("SELECT 1")
