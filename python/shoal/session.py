@@ -8,10 +8,16 @@ talks to fails at the connection level (ADBC OperationalError: IO / UNAVAILABLE,
 TIMEOUT, or UNKNOWN), the session connects to the next site of ``highAvailabilitySites`` and
 sends the same append again, until ``retryTimeout`` seconds have passed. Queries fail over the
 same way. Any other error (a bad column, an unknown table, bad SQL) is raised at once.
+
+TLS: ``session(enableSSL=True)`` connects with ``grpc+tls://``, trusting the CA file
+``sslCAFile`` (keyword, else ``$SHOAL_TLS_CA``, else the system's trust store) and, for a cluster
+with ``sslMutualAuth=1``, presenting ``sslCertFile`` / ``sslKeyFile`` (else ``$SHOAL_TLS_CERT`` /
+``$SHOAL_TLS_KEY``): the same names as the cluster's own keys and the CLI's variables.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
@@ -46,6 +52,36 @@ RPC_TIMEOUT_SECONDS = 30.0
 RETRY_PAUSE_SECONDS = 0.1
 
 
+CA_ENV = "SHOAL_TLS_CA"
+CERT_ENV = "SHOAL_TLS_CERT"
+KEY_ENV = "SHOAL_TLS_KEY"
+
+
+def _read_pem(path: str, what: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError as e:
+        raise ShoalError(f"{what} {path}: cannot read: {e}") from e
+
+
+def _tls_options(ca_file: Optional[str], cert_file: Optional[str], key_file: Optional[str]) -> dict:
+    """The Flight SQL driver's TLS options: the CA to trust (none: the system's trust store)
+    and the certificate to present (both files or neither)."""
+    ca_file = ca_file or os.environ.get(CA_ENV)
+    cert_file = cert_file or os.environ.get(CERT_ENV)
+    key_file = key_file or os.environ.get(KEY_ENV)
+    opts = {}
+    if ca_file:
+        opts[adbc_driver_flightsql.DatabaseOptions.TLS_ROOT_CERTS.value] = _read_pem(ca_file, "sslCAFile")
+    if bool(cert_file) != bool(key_file):
+        raise ShoalError("sslCertFile and sslKeyFile go together: give both or neither")
+    if cert_file:
+        opts[adbc_driver_flightsql.DatabaseOptions.MTLS_CERT_CHAIN.value] = _read_pem(cert_file, "sslCertFile")
+        opts[adbc_driver_flightsql.DatabaseOptions.MTLS_PRIVATE_KEY.value] = _read_pem(key_file, "sslKeyFile")
+    return opts
+
+
 def _retryable(e: BaseException) -> bool:
     """Whether ``e`` says the data node could not be reached or did not answer: then the
     request is sent again elsewhere (appends with the same idempotency key)."""
@@ -75,18 +111,26 @@ class session:
         show_output: bool = True,
         sqlStd=None,
         tryReconnectNums: int = -1,
+        *,
+        sslCAFile: Optional[str] = None,
+        sslCertFile: Optional[str] = None,
+        sslKeyFile: Optional[str] = None,
     ) -> None:
         """``dolphindb.session``'s parameters. With ``host`` and ``port`` it connects at once
         (as dolphindb does). Parameters that would change what the session does and that
-        Shoal cannot honour are refused: ``enableSSL=True`` (no TLS yet: the connection would
-        be cleartext), ``enableASYNC=True``, ``python=True`` (Python-syntax scripts). The
-        others only tune dolphindb's own wire protocol and are accepted and ignored. An
-        unknown keyword is a ``TypeError`` naming it."""
+        Shoal cannot honour are refused: ``enableASYNC=True``, ``python=True`` (Python-syntax
+        scripts). The others only tune dolphindb's own wire protocol and are accepted and
+        ignored. An unknown keyword is a ``TypeError`` naming it.
+
+        ``enableSSL=True``: TLS, with ``sslCAFile`` / ``sslCertFile`` / ``sslKeyFile`` (keyword
+        only; see the module docs); the files are read here, a missing one is a ``ShoalError``.
+        Without ``enableSSL`` they are refused rather than ignored."""
         if enableSSL:
-            raise ShoalError(
-                "enableSSL=True is not supported: Shoal has no TLS yet, the connection would be "
-                "cleartext (use a trusted network or a tunnel, and enableSSL=False)"
-            )
+            self._tls: Optional[dict] = _tls_options(sslCAFile, sslCertFile, sslKeyFile)
+        elif sslCAFile or sslCertFile or sslKeyFile:
+            raise ShoalError("sslCAFile, sslCertFile and sslKeyFile need enableSSL=True")
+        else:
+            self._tls = None
         if enableASYNC:
             raise ShoalError("enableASYNC=True is not supported: run() waits for its answer")
         if python:
@@ -149,6 +193,8 @@ class session:
             adbc_driver_flightsql.DatabaseOptions.TIMEOUT_FETCH.value: str(RPC_TIMEOUT_SECONDS),
             adbc_driver_flightsql.DatabaseOptions.TIMEOUT_UPDATE.value: str(RPC_TIMEOUT_SECONDS),
         }
+        if self._tls is not None:
+            opts.update(self._tls)
         if token is not None:
             opts[adbc_driver_flightsql.DatabaseOptions.AUTHORIZATION_HEADER.value] = f"Bearer {token}"
         elif userid:
@@ -212,7 +258,8 @@ class session:
         while True:
             site = self._sites[self._site_index]
             try:
-                conn = flightsql.connect(f"grpc://{site}", db_kwargs=dict(self._db_kwargs), autocommit=True)
+                scheme = "grpc" if self._tls is None else "grpc+tls"
+                conn = flightsql.connect(f"{scheme}://{site}", db_kwargs=dict(self._db_kwargs), autocommit=True)
                 self._conn = conn
                 return conn
             except Exception as e:

@@ -100,7 +100,8 @@ class _Worker:
 
 class MultithreadedTableWriter:
     """``MultithreadedTableWriter(host, port, userId, password, dbPath, tableName, ...)``, with
-    dolphindb's parameters. ``useSSL=True`` is refused (no TLS yet); ``mode`` must be "" or
+    dolphindb's parameters. ``useSSL=True``: TLS, as ``session(enableSSL=True)`` with the
+    keyword-only ``sslCAFile`` / ``sslCertFile`` / ``sslKeyFile``; ``mode`` must be "" or
     "append" (no upsert); ``compressMethods`` is checked (one per column) and otherwise ignored
     (it tunes dolphindb's wire format); an unknown keyword is a ``TypeError``.
     ``retryTimeout`` (Shoal's, keyword only): with ``reconnect=False``, how long a batch keeps
@@ -127,12 +128,10 @@ class MultithreadedTableWriter:
         reconnect: bool = True,
         *,
         retryTimeout: Optional[float] = None,
+        sslCAFile: Optional[str] = None,
+        sslCertFile: Optional[str] = None,
+        sslKeyFile: Optional[str] = None,
     ) -> None:
-        if useSSL:
-            raise ShoalError(
-                "useSSL=True is not supported: Shoal has no TLS yet, rows and credentials would "
-                "travel in cleartext (use a trusted network or a tunnel, and useSSL=False)"
-            )
         if mode not in ("", "append", "APPEND", "Append"):
             raise ShoalError(f"mode {mode!r} is not supported: only appends (mode=\"\" or \"append\")")
         if modeOption:
@@ -158,7 +157,9 @@ class MultithreadedTableWriter:
         sites = list(highAvailabilitySites or []) if enableHighAvailability else []
 
         def connect() -> session:
-            s = session()
+            s = session(
+                enableSSL=useSSL, sslCAFile=sslCAFile, sslCertFile=sslCertFile, sslKeyFile=sslKeyFile
+            )
             s.connect(
                 host,
                 port,

@@ -1,7 +1,9 @@
-"""A local Shoal cluster for the tests: `shoal local up` on a loopback subnet no Rust test uses
-(127.250.<pid % 250>.1-3), always brought down again."""
+"""Local Shoal clusters for the tests: `shoal local up` on loopback addresses no Rust test uses
+(127.250.<pid % 250>.1-3, the next three for another cluster; `$SHOAL_TEST_SUBNET=a.b.c`: a.b.c.1-3,
+...), always brought down again."""
 
 import contextlib
+import itertools
 import json
 import os
 import pathlib
@@ -20,6 +22,16 @@ def shoal_bin() -> str:
     if not os.access(path, os.X_OK):
         pytest.fail(f"no shoal binary at {path}: build it (cargo build) or set SHOAL_BIN")
     return path
+
+
+_CLUSTERS = itertools.count()
+
+
+def fresh_hosts() -> list:
+    """Three addresses no other cluster of this run uses."""
+    n = next(_CLUSTERS)
+    subnet = os.environ.get("SHOAL_TEST_SUBNET", f"127.250.{os.getpid() % 250}")
+    return [f"{subnet}.{3 * n + i}" for i in (1, 2, 3)]
 
 
 class Cluster:
@@ -130,27 +142,30 @@ def bring_down(binary: str, directory: str) -> None:
 
 
 @contextlib.contextmanager
-def local_cluster(subnet: str):
-    """`shoal local up` on `subnet`.1-3 in a temporary directory; always brought down again."""
-    hosts = [f"{subnet}.{i}" for i in (1, 2, 3)]
+def local_cluster(*extra: str, seed_db: bool = True):
+    """`shoal local up` (with `extra` arguments, e.g. `--tls`) on fresh addresses, the seed's
+    database created unless `seed_db` is False; brought down on exit."""
+    hosts = fresh_hosts()
     with tempfile.TemporaryDirectory(prefix="shoal-pytest-") as tmp:
         directory = os.path.join(tmp, "cluster")
         binary = shoal_bin()
         try:
             up = subprocess.run(
-                [binary, "local", "up", "--dir", directory, "--hosts", ",".join(hosts)],
+                [binary, "local", "up", "--dir", directory, "--hosts", ",".join(hosts), *extra],
                 capture_output=True,
                 text=True,
                 timeout=180,
             )
             assert up.returncode == 0, f"shoal local up failed:\n{up.stdout}\n{up.stderr}"
-            yield Cluster(directory, hosts)
+            c = Cluster(directory, hosts)
+            if seed_db:
+                c.sql('CREATE DATABASE "dfs://stock" PARTITIONED BY VALUE(2023.01.01..2023.01.10), ENGINE="TSDB"')
+            yield c
         finally:
             bring_down(binary, directory)
 
 
 @pytest.fixture(scope="session")
 def cluster():
-    with local_cluster(f"127.250.{os.getpid() % 250}") as c:
-        c.sql('CREATE DATABASE "dfs://stock" PARTITIONED BY VALUE(2023.01.01..2023.01.10), ENGINE="TSDB"')
+    with local_cluster() as c:
         yield c

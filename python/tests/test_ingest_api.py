@@ -220,7 +220,7 @@ def test_new_spellings_are_the_same_classes(cluster):
     s.close()
 
 
-def test_unknown_arguments_and_ssl_are_refused(cluster):
+def test_unknown_arguments_and_ssl_files_without_ssl_are_refused(cluster):
     host, port = cluster.sites[0].split(":")
     pw = cluster.admin_password
     with pytest.raises(TypeError, match="enableSSl"):
@@ -236,10 +236,9 @@ def test_unknown_arguments_and_ssl_are_refused(cluster):
     with pytest.raises(TypeError, match="session"):
         ddb.tableAppender("dfs://stock", "t", session=None)
 
-    with pytest.raises(ddb.ShoalError, match="enableSSL=True is not supported.*no TLS"):
-        ddb.session(host, int(port), "admin", pw, enableSSL=True)
-    with pytest.raises(ddb.ShoalError, match="useSSL=True is not supported.*no TLS"):
-        ddb.MultithreadedTableWriter(host, int(port), "admin", pw, "dfs://stock", "t", useSSL=True)
+    # TLS files without TLS would be ignored: refused (TLS itself: test_tls.py).
+    with pytest.raises(ddb.ShoalError, match="need enableSSL=True"):
+        ddb.session(host, int(port), "admin", pw, sslCAFile="ca.pem")
     with pytest.raises(ddb.ShoalError, match="partitionCol must be given"):
         ddb.MultithreadedTableWriter(host, int(port), "admin", pw, "dfs://stock", "t", threadCount=2)
     with pytest.raises(ddb.ShoalError, match="upsert"):

@@ -46,7 +46,8 @@ def no_chunk_pending(s: ddb.session) -> pd.DataFrame:
 def test_the_runbook_in_python_holds_before_and_after_an_upgrade_the_session_writes_through():
     if not NEXT.exists():
         pytest.fail(f"{NEXT} is missing: run scripts/build-upgrade-binaries (scripts/test does)")
-    with local_cluster(f"127.247.{os.getpid() % 250}") as cluster:
+    # A cluster of its own: the runbook's DDL creates dfs://stock as typed.
+    with local_cluster(seed_db=False) as cluster:
         old, new = (
             json.loads(subprocess.run([b, "build-info"], capture_output=True, text=True, check=True).stdout)["version"]
             for b in (cluster.bin, str(NEXT))

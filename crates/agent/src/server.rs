@@ -1,6 +1,7 @@
 //! Assembles an agent: the machine's node specs from `cluster.nodes`, the supervisor, the gRPC
 //! service and the heartbeat loop.
 
+use shoal_common::tls::ServerTls;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -35,6 +36,9 @@ pub struct AgentOptions {
     pub program: PathBuf,
     /// Start the machine's nodes as soon as the agent is up.
     pub start_nodes: bool,
+    /// The TLS material of `enableSSL=1` (served with, and used to reach the other nodes);
+    /// `None`: plaintext.
+    pub tls: Option<ServerTls>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,7 +218,7 @@ pub async fn run(
 
     let (restart_tx, mut restart_rx) = watch::channel(false);
     let auth = ServerAuth::new(&opts.secret);
-    let router = tonic::transport::Server::builder()
+    let router = shoal_server::serve::builder(opts.tls.as_ref())?
         .add_service(AgentServer::with_interceptor(
             AgentService {
                 machine: site.host.clone(),
@@ -244,11 +248,12 @@ pub async fn run(
         ready_rx,
         stop_rx.clone(),
         shoal_server::http::Router::new(),
+        opts.tls.as_ref(),
     )
     .await?;
     let controllers = ControllerClient::new(
         opts.nodes.controllers().map(|n| n.site.addr()).collect(),
-        Channels::new(&opts.secret)?,
+        Channels::new(&opts.secret)?.with_tls(opts.tls.as_ref().map(ServerTls::client)),
     );
     let heartbeats = tokio::spawn(shoal_client::heartbeat::run(
         controllers,

@@ -1,12 +1,15 @@
-//! One lazily connected, authenticated channel per address, reused across calls.
+//! One lazily connected, authenticated channel per address, reused across calls; TLS when the
+//! cluster is ([`Channels::with_tls`]). Every gRPC connection Shoal makes is built by
+//! [`connect_lazy`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use shoal_common::tls::ClientTls;
 use shoal_proto::auth::ClientAuth;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::ClientError;
 use crate::liveness::Peers;
@@ -29,6 +32,7 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct Channels {
     auth: ClientAuth,
+    tls: Option<ClientTls>,
     cache: Arc<Mutex<HashMap<String, Channel>>>,
     peers: Arc<Peers>,
 }
@@ -39,9 +43,23 @@ impl Channels {
             ClientAuth::new(secret).map_err(|s| ClientError::BadSecret(s.message().to_owned()))?;
         Ok(Self {
             auth,
+            tls: None,
             cache: Arc::default(),
             peers: Arc::default(),
         })
+    }
+
+    /// Connect with TLS (`Some`), trusting its CA and presenting its certificate if it has one.
+    #[must_use]
+    pub fn with_tls(mut self, tls: Option<ClientTls>) -> Self {
+        self.tls = tls;
+        self.cache = Arc::default();
+        self
+    }
+
+    /// The TLS settings channels are made with.
+    pub fn tls(&self) -> Option<&ClientTls> {
+        self.tls.as_ref()
     }
 
     /// The channel to `addr` (`host:port`), created on first use; connects lazily and
@@ -51,19 +69,7 @@ impl Channels {
         let channel = match cache.get(addr) {
             Some(c) => c.clone(),
             None => {
-                let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|e| {
-                    ClientError::BadAddress {
-                        addr: addr.to_owned(),
-                        message: e.to_string(),
-                    }
-                })?;
-                let c = endpoint
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .tcp_nodelay(true)
-                    .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-                    .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-                    .keep_alive_while_idle(true)
-                    .connect_lazy();
+                let c = connect_lazy(addr, self.tls.as_ref())?;
                 cache.insert(addr.to_owned(), c.clone());
                 c
             }
@@ -74,6 +80,32 @@ impl Channels {
     pub(crate) fn peers(&self) -> &Peers {
         &self.peers
     }
+}
+
+/// A channel to `addr` (`host:port`) that connects on first use and reconnects by itself after
+/// the peer restarts; over TLS with `tls` (the server's certificate must be signed by its CA
+/// and name the host of `addr`).
+pub fn connect_lazy(addr: &str, tls: Option<&ClientTls>) -> Result<Channel, ClientError> {
+    let bad = |e: tonic::transport::Error| ClientError::BadAddress {
+        addr: addr.to_owned(),
+        message: e.to_string(),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+        .map_err(bad)?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true);
+    if let Some(tls) = tls {
+        let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+        if let Some(id) = &tls.identity {
+            config = config.identity(Identity::from_pem(&id.cert_pem, &id.key_pem));
+        }
+        endpoint = endpoint.tls_config(config).map_err(bad)?;
+    }
+    Ok(endpoint.connect_lazy())
 }
 
 /// A request that fails with `DeadlineExceeded` if not answered within `timeout`.

@@ -1,5 +1,6 @@
 //! Assembles a controller: storage, Raft node, gRPC services, heartbeats, leader duties.
 
+use shoal_common::tls::ServerTls;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -40,6 +41,9 @@ pub struct ControllerOptions {
     pub secret: String,
     /// Who may log in to the console (`cluster.users`).
     pub users: Users,
+    /// The TLS material of `enableSSL=1` (served with, and used to reach the other nodes);
+    /// `None`: plaintext.
+    pub tls: Option<ServerTls>,
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -83,7 +87,9 @@ pub async fn run(
     }
     .validate()
     .map_err(|e| ControllerError::Raft(e.to_string()))?;
-    let channels = Channels::new(&opts.secret).map_err(|e| ControllerError::Raft(e.to_string()))?;
+    let channels = Channels::new(&opts.secret)
+        .map_err(|e| ControllerError::Raft(e.to_string()))?
+        .with_tls(opts.tls.as_ref().map(ServerTls::client));
     let network = Network::new(channels.clone());
     let raft = Raft::new(id, Arc::new(raft_config), network, log_store, state_machine)
         .await
@@ -127,7 +133,8 @@ pub async fn run(
         drop_holds: Arc::default(),
     };
     let auth = ServerAuth::new(&opts.secret);
-    let router = tonic::transport::Server::builder()
+    let router = shoal_server::serve::builder(opts.tls.as_ref())
+        .map_err(|e| ControllerError::Serve(e.to_string()))?
         .add_service(tonic::service::interceptor::InterceptedService::new(
             RaftTransportServer::new(RaftService::new(raft.clone(), admission.clone()))
                 .max_decoding_message_size(MAX_RAFT_MESSAGE),
@@ -159,6 +166,7 @@ pub async fn run(
             channels.clone(),
         )
         .router(),
+        opts.tls.as_ref(),
     )
     .await?;
     let sampler = tokio::spawn(metrics.run(core.clone(), ready_tx, stop_rx.clone()));

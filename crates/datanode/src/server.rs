@@ -1,5 +1,6 @@
 //! Assembles a data node.
 
+use shoal_common::tls::ServerTls;
 use std::future::Future;
 
 use shoal_client::channel::Channels;
@@ -36,6 +37,9 @@ pub struct DataNodeOptions {
     pub secret: String,
     /// Who may log in (`cluster.users`).
     pub users: Users,
+    /// The TLS material of `enableSSL=1` (served with, and used to reach the other nodes);
+    /// `None`: plaintext.
+    pub tls: Option<ServerTls>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +101,7 @@ pub async fn run(
     )
     .await
     .map_err(DataNodeError::Replicas)?;
-    let channels = Channels::new(&opts.secret)?;
+    let channels = Channels::new(&opts.secret)?.with_tls(opts.tls.as_ref().map(ServerTls::client));
     let controllers = ControllerClient::new(
         opts.nodes.controllers().map(|n| n.site.addr()).collect(),
         channels.clone(),
@@ -111,6 +115,7 @@ pub async fn run(
         ready_rx,
         stop_rx.clone(),
         shoal_server::http::Router::new(),
+        opts.tls.as_ref(),
     )
     .await?;
     // Unknown (0) until the first heartbeat answer: nothing newer than the oldest format.
@@ -174,7 +179,7 @@ pub async fn run(
             tonic::service::Interceptor::call(&mut auth, req)
         }
     };
-    let router = tonic::transport::Server::builder()
+    let router = shoal_server::serve::builder(opts.tls.as_ref())?
         .add_service(health_service)
         .add_service(NodeInfoServer::with_interceptor(
             NodeInfoService::new(&site.alias, shoal_proto::NodeMode::Datanode, cfg.entries()),

@@ -4,7 +4,8 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use futures::TryStreamExt;
-use shoal_client::channel::AuthChannel;
+use shoal_client::channel::{AuthChannel, connect_lazy};
+use shoal_common::tls::ClientTls;
 use std::sync::Arc;
 use tonic::Status;
 
@@ -33,15 +34,18 @@ pub async fn query(
 }
 
 /// Logs in (Flight SQL handshake, basic auth) at the first of `sites` (data nodes) that
-/// answers; the token then goes in `authorization: Bearer` like the cluster secret does.
-/// Wrong credentials fail at once; an unreachable site is skipped.
-pub async fn login(sites: &[String], user: &str, password: &str) -> Result<String, Status> {
+/// answers, over TLS with `tls`; the token then goes in `authorization: Bearer` like the
+/// cluster secret does. Wrong credentials fail at once; an unreachable site is skipped.
+pub async fn login(
+    sites: &[String],
+    user: &str,
+    password: &str,
+    tls: Option<&ClientTls>,
+) -> Result<String, Status> {
     let mut last = Status::unavailable("no data node site given");
     for addr in sites {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Status::invalid_argument(format!("bad address {addr}: {e}")))?
-            .connect_timeout(std::time::Duration::from_secs(2))
-            .connect_lazy();
+        let channel = connect_lazy(addr, tls)
+            .map_err(|e| Status::invalid_argument(format!("bad address {addr}: {e}")))?;
         let mut client = FlightSqlServiceClient::new(channel);
         match client.handshake(user, password).await {
             Ok(token) => {

@@ -8,7 +8,8 @@
 //!   recovering (what a load balancer or an orchestrator waits on).
 //!
 //! Read-only: nothing served here changes state, so, like any Prometheus target, it asks for no
-//! login (TLS comes with the gRPC side's).
+//! login. With `enableSSL=1` they are served over TLS like the gRPC port (and, with
+//! `sslMutualAuth=1`, only to clients presenting a certificate of the cluster's CA).
 
 use std::sync::Arc;
 
@@ -21,8 +22,10 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
+use shoal_common::tls::ServerTls;
 use tokio::sync::watch;
+
+use crate::tls_listener::TlsListener;
 
 /// The default HTTP port is the node's gRPC port plus this (8922 → 9922).
 pub const HTTP_PORT_OFFSET: u16 = 1000;
@@ -65,7 +68,7 @@ struct Endpoints {
 
 /// Binds the endpoints of a node whose gRPC address is `grpc_addr` now (a port conflict is
 /// reported before the role says it is up) and serves them, and the role's own `routes`
-/// beside them (the controllers' console), until `stop` turns true.
+/// beside them (the controllers' console), until `stop` turns true; over TLS with `tls`.
 pub async fn spawn(
     grpc_addr: &str,
     http_port: u16,
@@ -73,18 +76,29 @@ pub async fn spawn(
     ready: watch::Receiver<Readiness>,
     mut stop: watch::Receiver<bool>,
     routes: Router,
+    tls: Option<&ServerTls>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let addr = http_addr(grpc_addr, http_port)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let listener = crate::serve::bind(&addr).await?;
-    tracing::info!("HTTP endpoints on http://{addr} (/metrics, /health, /ready)");
-    let registry = Arc::new(registry);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!("HTTP endpoints on {scheme}://{addr} (/metrics, /health, /ready)");
+    let app = app(Arc::new(registry), ready, routes);
+    let listener = match tls {
+        Some(tls) => Either::Tls(TlsListener::new(listener, tls.http_config())?),
+        None => Either::Plain(listener),
+    };
     Ok(tokio::spawn(async move {
         let mut stopped = stop.clone();
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        let served = serve(listener, registry, ready, routes, shutdown);
+        let served = async move {
+            match listener {
+                Either::Tls(l) => axum::serve(l, app).with_graceful_shutdown(shutdown).await,
+                Either::Plain(l) => axum::serve(l, app).with_graceful_shutdown(shutdown).await,
+            }
+        };
         tokio::pin!(served);
         // axum waits for every open connection once stopped; a scraper cut off mid-request
         // must not hold the role's shutdown (or an agent's re-execution) forever.
@@ -106,23 +120,19 @@ pub async fn spawn(
     }))
 }
 
-/// Serves the endpoints and `routes` on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
-    registry: Arc<Registry>,
-    ready: watch::Receiver<Readiness>,
-    routes: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = Router::new()
+enum Either {
+    Plain(tokio::net::TcpListener),
+    Tls(TlsListener),
+}
+
+/// The endpoints, and `routes` beside them.
+fn app(registry: Arc<Registry>, ready: watch::Receiver<Readiness>, routes: Router) -> Router {
+    Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(readiness))
         .with_state(Endpoints { registry, ready })
-        .merge(routes);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+        .merge(routes)
 }
 
 async fn metrics(State(e): State<Endpoints>) -> impl IntoResponse {

@@ -1,14 +1,40 @@
-//! Binding and serving a role's gRPC services with a bounded graceful shutdown.
+//! Building, binding and serving a role's gRPC services (TLS when configured) with a bounded
+//! graceful shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use shoal_common::tls::ServerTls;
 use tokio::net::TcpListener;
 use tonic::transport::server::{Router, TcpIncoming};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 /// In-flight calls get this long after shutdown starts; tonic alone would wait forever.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A TLS handshake not finished in this long is dropped (a stalled client holds no slot).
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The gRPC server every role adds its services to: with `tls`, every connection is TLS (a
+/// plaintext client fails its handshake) and, with `sslMutualAuth`, must present a
+/// certificate signed by the cluster's CA.
+pub fn builder(tls: Option<&ServerTls>) -> Result<Server, tonic::transport::Error> {
+    let server = Server::builder();
+    let Some(tls) = tls else {
+        return Ok(server);
+    };
+    let mut config = ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            &tls.identity.cert_pem,
+            &tls.identity.key_pem,
+        ))
+        .timeout(TLS_HANDSHAKE_TIMEOUT);
+    if tls.mutual {
+        config = config.client_ca_root(Certificate::from_pem(&tls.ca_pem));
+    }
+    server.tls_config(config)
+}
 
 /// Binds `addr` now, so a port conflict is reported before the role says it is up.
 pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {

@@ -1,6 +1,6 @@
 //! Command-line definitions (clap). Libraries take plain structs; flags stay here.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::VERSION_LINE;
@@ -342,6 +342,14 @@ pub struct LocalUpArgs {
     /// `--set TSDBCacheEngineSize=0.5` (repeatable; checked before anything is written).
     #[arg(long, value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Encrypt every connection: a CA and a certificate per machine are made under DIR/tls and
+    /// DIR/<host>/tls, and every file gets `enableSSL=1` (a new cluster only).
+    #[arg(long)]
+    pub tls: bool,
+    /// `--tls` with `sslMutualAuth=1`: every connection must also present a certificate of the
+    /// cluster's CA (the CLI presents DIR/tls/client.pem).
+    #[arg(long)]
+    pub mutual_tls: bool,
 }
 
 #[derive(Args)]
@@ -363,6 +371,36 @@ pub struct TargetArgs {
     /// File holding the cluster secret (with --sites).
     #[arg(long)]
     pub secret_file: Option<PathBuf>,
+    /// The CA certificate (PEM) of a cluster with `enableSSL=1`: connect with TLS, trusting
+    /// it. With --dir, DIR/tls/ca.pem when it exists.
+    #[arg(long, env = shoal_common::tls::CA_ENV, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// The certificate (PEM) to present to a cluster with `sslMutualAuth=1`, with --tls-key and
+    /// --tls-ca. With --dir alone, DIR/tls/client.pem when it exists.
+    #[arg(
+        long,
+        env = shoal_common::tls::CERT_ENV,
+        value_name = "FILE",
+        requires_all = ["tls_key", "tls_ca"]
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = shoal_common::tls::KEY_ENV, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl TargetArgs {
+    /// The cluster in local directory `dir`, found as `--dir DIR` finds it.
+    pub fn of_dir(dir: &Path) -> Self {
+        TargetArgs {
+            sites: Vec::new(),
+            dir: Some(dir.to_path_buf()),
+            secret_file: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
 }
 
 #[derive(Args)]

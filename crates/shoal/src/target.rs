@@ -1,10 +1,12 @@
-//! Resolving `--sites` / `--dir` into an authenticated connection to the cluster.
+//! Resolving `--sites` / `--dir` (and `--tls-*`) into an authenticated connection to the
+//! cluster.
 
 use anyhow::{Context, bail};
 use shoal_client::channel::Channels;
 use shoal_client::controller::ControllerClient;
 use shoal_common::config::ClusterNodes;
 use shoal_common::secret::{self, SECRET_ENV, SECRET_FILE};
+use shoal_common::tls::ClientTls;
 
 use crate::cli::TargetArgs;
 
@@ -44,11 +46,25 @@ impl Target {
             }
             (None, true) => bail!("say where the cluster is: --sites host:port,... or --dir DIR"),
         };
-        let channels = Channels::new(&secret)?;
+        let channels = Channels::new(&secret)?.with_tls(client_tls(args)?);
         Ok(Self {
             controllers: ControllerClient::new(sites, channels.clone()),
             channels,
             nodes: nodes_file,
         })
+    }
+}
+
+/// How to reach the cluster: TLS trusting `--tls-ca` (`$SHOAL_TLS_CA`) and presenting
+/// `--tls-cert` when given, else as the local cluster of `--dir` says (its CA and client
+/// certificate if it was made with `--tls`); `None`: plaintext.
+pub fn client_tls(args: &TargetArgs) -> anyhow::Result<Option<ClientTls>> {
+    if let Some(ca) = &args.tls_ca {
+        let identity = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
+        return Ok(Some(ClientTls::load(ca, identity)?));
+    }
+    match &args.dir {
+        Some(dir) => Ok(ClientTls::of_local_cluster(dir)?),
+        None => Ok(None),
     }
 }

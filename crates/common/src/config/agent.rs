@@ -19,9 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use super::kv::{
     Key, KvFile, ValueError, common, fmt_bool, fmt_millis, parse_bool, parse_millis, parse_mode,
-    parse_site, resolve_path,
+    parse_optional_path, parse_site, resolve_path,
 };
 use super::site::{NodeMode, Site};
+use super::tls::{self, TlsFiles};
 use super::{ConfigError, config_dir, read_config_file};
 
 const CONTROLLER_SITE: Key<Site> = Key::required("controllerSite", parse_site);
@@ -44,11 +45,12 @@ pub const KEYS: &[&str] = &[
     RESTART_BACKOFF.name,
     PACKAGE_VERIFY_KEY.name,
     common::HTTP_PORT.name,
+    tls::KEYS[0],
+    tls::KEYS[1],
+    tls::KEYS[2],
+    tls::KEYS[3],
+    tls::KEYS[4],
 ];
-
-fn parse_optional_path(value: &str) -> Result<Option<PathBuf>, ValueError> {
-    Ok((!value.is_empty()).then(|| PathBuf::from(value)))
-}
 
 /// `sites`: comma-separated `host:port:alias:mode` entries as DolphinDB
 /// writes them (the trailing `:mode` may be omitted); empty means none.
@@ -106,6 +108,9 @@ pub struct AgentConfig {
     /// `httpPort`: metrics and health endpoints; 0 (default): the node's port + 1000.
     #[serde(default)]
     pub http_port: u16,
+    /// The TLS keys (`enableSSL`, ...); `None`: plaintext.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
 }
 
 impl AgentConfig {
@@ -132,6 +137,7 @@ impl AgentConfig {
                 .get(&PACKAGE_VERIFY_KEY)?
                 .map(|p| resolve_path(&config_dir(file), p)),
             http_port: kv.get(&common::HTTP_PORT)?,
+            tls: TlsFiles::parse(&kv)?,
         })
     }
 
@@ -159,6 +165,9 @@ impl AgentConfig {
                 .unwrap_or_default(),
             self.http_port.to_string(),
         ];
+        let values = values
+            .into_iter()
+            .chain(TlsFiles::entries(self.tls.as_ref()));
         KEYS.iter().map(|k| k.to_string()).zip(values).collect()
     }
 }

@@ -25,6 +25,7 @@ use super::kv::{
     parse_path, parse_path_list, parse_positive_millis, resolve_path, suggest, unknown_key,
 };
 use super::site::validate_alias;
+use super::tls::{self, KeySource, TlsFiles};
 use super::{ConfigError, config_dir, read_config_file};
 
 /// The macro replaced by the node's alias inside values.
@@ -63,6 +64,11 @@ pub const KEYS: &[&str] = &[
     FLUSH_IDLE_TIME.name,
     QUERY_MEMORY.name,
     common::HTTP_PORT.name,
+    tls::KEYS[0],
+    tls::KEYS[1],
+    tls::KEYS[2],
+    tls::KEYS[3],
+    tls::KEYS[4],
 ];
 
 /// The effective settings of one data node.
@@ -98,6 +104,9 @@ pub struct DataNodeConfig {
     /// `httpPort`: metrics and health endpoints; 0 (default): the node's port + 1000.
     #[serde(default)]
     pub http_port: u16,
+    /// The TLS keys (`enableSSL`, ...); `None`: plaintext.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
 }
 
 fn default_query_memory_gb() -> f64 {
@@ -134,6 +143,9 @@ impl DataNodeConfig {
             self.query_memory_gb.to_string(),
             self.http_port.to_string(),
         ];
+        let values = values
+            .into_iter()
+            .chain(TlsFiles::entries(self.tls.as_ref()));
         KEYS.iter().map(|k| k.to_string()).zip(values).collect()
     }
 }
@@ -296,6 +308,7 @@ impl ClusterCfg {
                 gb => gb,
             },
             http_port: self.get(&common::HTTP_PORT, alias)?,
+            tls: TlsFiles::parse(&NodeKeys { cfg: self, alias })?,
         })
     }
 
@@ -316,6 +329,26 @@ impl ClusterCfg {
                 None => Err(key.missing(file)),
             },
         }
+    }
+}
+
+/// One data node's view of `cluster.cfg`, for keys parsed elsewhere ([`TlsFiles`]).
+struct NodeKeys<'a> {
+    cfg: &'a ClusterCfg,
+    alias: &'a str,
+}
+
+impl KeySource for NodeKeys<'_> {
+    fn value<T>(&self, key: &Key<T>) -> Result<T, ConfigError> {
+        self.cfg.get(key, self.alias)
+    }
+
+    fn file(&self) -> &Path {
+        self.cfg.file()
+    }
+
+    fn home(&self) -> PathBuf {
+        self.cfg.home.clone()
     }
 }
 

@@ -22,6 +22,7 @@ use super::kv::{
     parse_path, parse_positive_millis, parse_u32_in, resolve_path,
 };
 use super::site::{NodeMode, Site};
+use super::tls::{self, TlsFiles};
 use super::{ConfigError, config_dir, read_config_file};
 
 /// `dfsReplicaReliabilityLevel`: may replicas of a chunk share a machine?
@@ -95,6 +96,11 @@ pub const KEYS: &[&str] = &[
     RAFT_HEARTBEAT_INTERVAL.name,
     NODE_HEARTBEAT_TIMEOUT.name,
     common::HTTP_PORT.name,
+    tls::KEYS[0],
+    tls::KEYS[1],
+    tls::KEYS[2],
+    tls::KEYS[3],
+    tls::KEYS[4],
 ];
 
 /// The parsed, validated `controller.cfg`.
@@ -134,6 +140,9 @@ pub struct ControllerConfig {
     /// `httpPort`: metrics and health endpoints; 0 (default): the node's port + 1000.
     #[serde(default)]
     pub http_port: u16,
+    /// The TLS keys (`enableSSL`, ...); `None`: plaintext.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
 }
 
 impl ControllerConfig {
@@ -164,6 +173,7 @@ impl ControllerConfig {
             raft_heartbeat_interval: kv.get(&RAFT_HEARTBEAT_INTERVAL)?,
             node_heartbeat_timeout: kv.get(&NODE_HEARTBEAT_TIMEOUT)?,
             http_port: kv.get(&common::HTTP_PORT)?,
+            tls: TlsFiles::parse(&kv)?,
         };
         let min_election = cfg.raft_heartbeat_interval * 3;
         if cfg.raft_election_timeout < min_election {
@@ -200,6 +210,9 @@ impl ControllerConfig {
             fmt_millis(self.node_heartbeat_timeout),
             self.http_port.to_string(),
         ];
+        let values = values
+            .into_iter()
+            .chain(TlsFiles::entries(self.tls.as_ref()));
         KEYS.iter().map(|k| k.to_string()).zip(values).collect()
     }
 }

@@ -167,6 +167,20 @@ impl KvFile {
     }
 }
 
+impl super::tls::KeySource for KvFile {
+    fn value<T>(&self, key: &Key<T>) -> Result<T, ConfigError> {
+        self.get(key)
+    }
+
+    fn file(&self) -> &Path {
+        &self.file
+    }
+
+    fn home(&self) -> PathBuf {
+        super::config_dir(&self.file)
+    }
+}
+
 /// Keys shared by several files (same name, default and parser everywhere).
 pub mod common {
     use super::*;
@@ -315,6 +329,11 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 // Value parsers. Each returns a message saying what was expected and what
 // was found; the caller adds file, line and key.
 // ---------------------------------------------------------------------------
+
+/// A path, or none for an empty value.
+pub fn parse_optional_path(value: &str) -> Result<Option<PathBuf>, ValueError> {
+    Ok((!value.is_empty()).then(|| PathBuf::from(value)))
+}
 
 /// An integer in `min..=max`.
 pub fn parse_u32_in(value: &str, min: u32, max: u32) -> Result<u32, ValueError> {

@@ -7,6 +7,8 @@
 //! | `cluster.cfg`   | `key=value`   | [`ClusterCfg`] → [`DataNodeConfig`] |
 //! | `agent.cfg`     | `key=value`   | [`AgentConfig`]     |
 //!
+//! The three `key=value` files share the TLS keys of [`tls`].
+//!
 //! Every loader returns `Result<_, ConfigError>`: a file is either loaded
 //! completely and validated, or not at all. Errors name the file, the line
 //! and the key, e.g.
@@ -18,6 +20,7 @@ pub mod cluster_nodes;
 pub mod controller;
 pub mod kv;
 pub mod site;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +30,7 @@ pub use cluster_nodes::{ClusterNodes, NodeEntry};
 pub use controller::{ControllerConfig, ReliabilityLevel};
 pub use kv::{Entry, Key, KvFile, ValueError};
 pub use site::{NodeMode, Site};
+pub use tls::TlsFiles;
 
 /// An error in a configuration file.
 ///

@@ -91,8 +91,15 @@ async fn login(State(c): State<Console>, Form(form): Form<Login>) -> Response {
             .into_response();
     };
     let token = issue_token(&c.secret, &form.user, role, TOKEN_TTL);
+    // The console is served over HTTPS exactly when the node's connections are TLS: then the
+    // browser must never send the token over plain HTTP.
+    let secure = if c.channels.tls().is_some() {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie = format!(
-        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         TOKEN_TTL.as_secs()
     );
     ([(header::SET_COOKIE, cookie)], Redirect::to("/console")).into_response()

@@ -61,6 +61,8 @@ pub(crate) struct Machine<'a> {
     pub users: &'a str,
     /// `--set KEY=VALUE` overrides of controller.cfg / cluster.cfg keys.
     pub set: &'a [String],
+    /// Lines added to each of the machine's config files (`local up --tls`'s TLS keys).
+    pub config_lines: &'a str,
 }
 
 /// The files [`init`] writes, by name, for `machine` (every input checked; nothing written).
@@ -79,16 +81,20 @@ fn files(machine: &Machine) -> anyhow::Result<(String, Vec<(&'static str, String
         match n.mode {
             NodeMode::Controller => files.push((
                 "controller.cfg",
-                machine_config::controller_cfg(&n.site.to_string(), machine.set)?,
+                machine_config::controller_cfg(&n.site.to_string(), machine.set)?
+                    + machine.config_lines,
             )),
             NodeMode::Agent => files.push((
                 "agent.cfg",
-                machine_config::agent_cfg(&n.site.to_string(), &controller),
+                machine_config::agent_cfg(&n.site.to_string(), &controller) + machine.config_lines,
             )),
             NodeMode::DataNode => {}
         }
     }
-    files.push(("cluster.cfg", machine_config::cluster_cfg(machine.set)?));
+    files.push((
+        "cluster.cfg",
+        machine_config::cluster_cfg(machine.set)? + machine.config_lines,
+    ));
     files.push(("cluster.nodes", machine.nodes_text.to_owned()));
     Ok((host, files))
 }
@@ -207,6 +213,7 @@ pub fn run(args: HostInitArgs) -> anyhow::Result<()> {
         secret: &secret,
         users: &users,
         set: &args.set,
+        config_lines: "",
     };
     // Checked with the rest, before anything is written.
     let unit = match &args.systemd_unit {

@@ -6,6 +6,7 @@
 //! DIR/<host>/{controller,agent,cluster}.cfg  the machine's files, as on a real machine
 //! DIR/<host>/{log,run}/                      process logs and pid files
 //! DIR/<host>/versions/<v>/shoal, current     installed versions (see `shoal_agent::install`)
+//! DIR/tls/, DIR/<host>/tls/                  with --tls: CA and certificates (`local_tls`)
 //! ```
 //!
 //! Each machine is initialised as `shoal host init` initialises a real one (this `shoal`
@@ -25,10 +26,12 @@ use shoal_agent::install::{self, Placement};
 use shoal_agent::process;
 use shoal_common::config::ClusterNodes;
 use shoal_common::secret::{self, SECRET_FILE};
+use shoal_common::tls::ClientTls;
 use shoal_common::users::{self, ADMIN_PASSWORD_FILE, Role};
 use shoal_proto::NodeState;
 
 use crate::cli::{LocalDirArgs, LocalUpArgs, TargetArgs};
+use crate::cmd::local_tls::{self, LocalTls};
 use crate::cmd::{host_init, machine_config, status};
 use crate::output;
 use crate::target::Target;
@@ -57,16 +60,25 @@ fn cluster_nodes_text(hosts: &[String], base_port: u16) -> String {
 
 /// Writes the cluster's files unless `dir` already holds a cluster (then it is reused as is):
 /// one machine per address of `hosts`, ports from `base_port`, `set` overrides applied to the
-/// file (controller.cfg, cluster.cfg, or both) that knows each key.
+/// file (controller.cfg, cluster.cfg, or both) that knows each key, and with `tls` a CA and
+/// certificates ([`local_tls`]) named in every file.
 /// Also how `shoal chaos` lays out its cluster in network namespaces.
 pub(crate) fn write_config(
     dir: &Path,
     hosts: &[String],
     base_port: u16,
     set: &[String],
+    tls: Option<LocalTls>,
 ) -> anyhow::Result<ClusterNodes> {
     let nodes_path = dir.join("cluster.nodes");
     if nodes_path.exists() {
+        // Reused as is: a TLS request it cannot honour is refused, not ignored.
+        if tls.is_some() && ClientTls::of_local_cluster(dir)?.is_none() {
+            bail!(
+                "{} holds a plaintext cluster: --tls and --mutual-tls apply to a new cluster only",
+                dir.display()
+            );
+        }
         return Ok(ClusterNodes::load(&nodes_path)?);
     }
     if hosts.is_empty() {
@@ -80,6 +92,10 @@ pub(crate) fn write_config(
     // The demo's admin login: a generated password, never a default one.
     let admin_password = secret::generate(&dir.join(ADMIN_PASSWORD_FILE))?;
     let users = users::user_line("admin", Role::Admin, &admin_password);
+    if tls.is_some() {
+        local_tls::generate(dir, &nodes.machines())?;
+    }
+    let tls_lines = local_tls::config_lines(tls);
     let exe = std::env::current_exe().context("cannot find the shoal executable")?;
     for host in nodes.machines() {
         let machine = host_init::Machine {
@@ -89,6 +105,7 @@ pub(crate) fn write_config(
             secret: &secret,
             users: &users,
             set,
+            config_lines: &tls_lines,
         };
         host_init::init(&dir.join(&host), &machine, &exe, Placement::Link)?;
     }
@@ -149,7 +166,10 @@ pub(crate) fn spawn_agent(
 }
 
 pub async fn up(args: LocalUpArgs) -> anyhow::Result<()> {
-    let nodes = write_config(&args.dir, &args.hosts, args.base_port, &args.set)?;
+    let tls = (args.tls || args.mutual_tls).then_some(LocalTls {
+        mutual: args.mutual_tls,
+    });
+    let nodes = write_config(&args.dir, &args.hosts, args.base_port, &args.set, tls)?;
     let dir = fs::canonicalize(&args.dir)?;
     // Start the agents that are not running (all of them, normally): `up` is idempotent and
     // also revives a machine whose agent died.
@@ -163,11 +183,7 @@ pub async fn up(args: LocalUpArgs) -> anyhow::Result<()> {
             None => agents.push((spawn_agent(&home, None, &[])?, home)),
         }
     }
-    let target = Target::resolve(&TargetArgs {
-        sites: Vec::new(),
-        dir: Some(dir.clone()),
-        secret_file: None,
-    })?;
+    let target = Target::resolve(&TargetArgs::of_dir(&dir))?;
     let all: Vec<String> = nodes.nodes.iter().map(|n| n.site.alias.clone()).collect();
     if let Err(e) = wait_healthy(&target, &all, &mut agents, args.timeout).await {
         // Leave nothing half-started behind: each agent stops its nodes as it exits.

@@ -6,6 +6,7 @@ mod config;
 mod host;
 mod host_init;
 mod local;
+pub(crate) mod local_tls;
 mod machine_config;
 mod package;
 mod roles;

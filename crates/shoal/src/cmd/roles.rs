@@ -4,8 +4,10 @@
 use std::path::Path;
 
 use anyhow::Context;
+use shoal_common::config::TlsFiles;
 use shoal_common::config::{AgentConfig, ClusterCfg, ClusterNodes, ControllerConfig};
 use shoal_common::secret::{self, SECRET_FILE};
+use shoal_common::tls::ServerTls;
 use shoal_common::users::{USERS_FILE, Users};
 use shoal_server::signals::terminated;
 
@@ -17,10 +19,16 @@ fn nodes_and_secret(home: &Path) -> anyhow::Result<(ClusterNodes, String)> {
     Ok((nodes, secret))
 }
 
+/// The TLS material the role's file names, read and checked before the role binds anything.
+fn tls(files: Option<&TlsFiles>) -> anyhow::Result<Option<ServerTls>> {
+    Ok(files.map(ServerTls::load).transpose()?)
+}
+
 pub async fn controller(args: RoleArgs) -> anyhow::Result<()> {
     let config = ControllerConfig::load(&args.home.join("controller.cfg"))?;
     let (nodes, secret) = nodes_and_secret(&args.home)?;
     let opts = shoal_controller::ControllerOptions {
+        tls: tls(config.tls.as_ref())?,
         config,
         nodes,
         secret,
@@ -34,6 +42,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let (nodes, secret) = nodes_and_secret(&args.home)?;
     let program = std::env::current_exe().context("cannot find the shoal executable")?;
     let opts = shoal_agent::AgentOptions {
+        tls: tls(config.tls.as_ref())?,
         config,
         nodes,
         secret,
@@ -70,6 +79,7 @@ pub async fn datanode(args: DataNodeArgs) -> anyhow::Result<()> {
     cluster_cfg.check_aliases(&nodes)?;
     let config = cluster_cfg.for_node(&args.alias)?;
     let opts = shoal_datanode::DataNodeOptions {
+        tls: tls(config.tls.as_ref())?,
         config,
         nodes,
         secret,

@@ -433,8 +433,9 @@ async fn connect(args: &WriteArgs) -> anyhow::Result<(Vec<String>, Channels)> {
         None => std::env::var("SHOAL_PASSWORD")
             .context("--user needs --password-file FILE or $SHOAL_PASSWORD")?,
     };
-    let token = shoal_query::login(&sites, user, &password)
+    let tls = crate::target::client_tls(&args.target)?;
+    let token = shoal_query::login(&sites, user, &password, tls.as_ref())
         .await
         .map_err(|s| anyhow::anyhow!("login as `{user}` failed: {}", s.message()))?;
-    Ok((sites, Channels::new(&token)?))
+    Ok((sites, Channels::new(&token)?.with_tls(tls)))
 }

@@ -1,4 +1,5 @@
-//! A role given a bad file refuses to start and names the file, the line and the key.
+//! A role given a bad file refuses to start and names the file, the line (when it has one) and
+//! the key.
 
 use crate::harness::{shoal, stderr, write};
 
@@ -48,4 +49,21 @@ fn a_role_without_a_cluster_secret_refuses_to_start() {
     let out = shoal(&["controller", "--home", home.path().to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("cluster.secret"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_controller_whose_tls_files_are_missing_refuses_to_start_and_writes_nothing() {
+    let home = home_with(
+        "mode=controller\nlocalSite=127.0.0.1:8920:ctl1\nenableSSL=1\nsslCertFile=tls/node.pem\nsslKeyFile=tls/node.key\nsslCAFile=tls/ca.pem\n",
+        NODES,
+    );
+    let out = shoal(&["controller", "--home", home.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let cert = home.path().join("tls/node.pem");
+    assert!(
+        err.contains(&format!("sslCertFile: {}: cannot read", cert.display())),
+        "{err}"
+    );
+    assert!(!home.path().join("dfsMeta").exists(), "{err}");
 }

@@ -33,7 +33,9 @@ impl Data {
         let secret =
             shoal_common::secret::load(&cluster.dir.join(shoal_common::secret::SECRET_FILE))
                 .unwrap();
-        let channels = Channels::new(&secret).unwrap();
+        let channels = Channels::new(&secret)
+            .unwrap()
+            .with_tls(cluster.client_tls());
         let datanodes: BTreeMap<String, String> = nodes
             .datanodes()
             .map(|n| (n.site.alias.clone(), n.site.addr()))

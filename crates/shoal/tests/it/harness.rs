@@ -89,11 +89,26 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A loopback /24 no other test of this run uses: 127.<pid-derived>.<counter>.0.
-pub fn fresh_subnet() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(1);
+/// The three machine addresses of a new cluster, none used by another cluster of this run: on
+/// a loopback /24 of its own (127.<pid-derived>.<counter>.1-3), or, with
+/// `$SHOAL_TEST_SUBNET=a.b.c` (a machine shared with other test runs, each given its own
+/// addresses), the next three of a.b.c.1-254.
+pub fn fresh_hosts() -> Vec<String> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("127.{}.{}", 10 + std::process::id() % 240, n % 250)
+    match std::env::var("SHOAL_TEST_SUBNET") {
+        Ok(subnet) => {
+            assert!(
+                3 * n + 3 <= 254,
+                "$SHOAL_TEST_SUBNET={subnet} has no addresses left"
+            );
+            (1..=3).map(|i| format!("{subnet}.{}", 3 * n + i)).collect()
+        }
+        Err(_) => {
+            let subnet = format!("127.{}.{}", 10 + std::process::id() % 240, (n + 1) % 250);
+            (1..=3).map(|i| format!("{subnet}.{i}")).collect()
+        }
+    }
 }
 
 pub struct LocalCluster {
@@ -117,8 +132,7 @@ impl LocalCluster {
     pub fn start_from(binary: &Path, extra: &[&str]) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("cluster");
-        let subnet = fresh_subnet();
-        let hosts: Vec<String> = (1..=3).map(|i| format!("{subnet}.{i}")).collect();
+        let hosts = fresh_hosts();
         let cluster = Self {
             dir,
             hosts,
@@ -144,6 +158,12 @@ impl LocalCluster {
             cluster.logs()
         );
         cluster
+    }
+
+    /// How a client reaches this cluster: with its CA and client certificate if it was started
+    /// with `--tls` / `--mutual-tls`.
+    pub fn client_tls(&self) -> Option<shoal_common::tls::ClientTls> {
+        shoal_common::tls::ClientTls::of_local_cluster(&self.dir).expect("the cluster's TLS files")
     }
 
     pub fn dir_str(&self) -> &str {

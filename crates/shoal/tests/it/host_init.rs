@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Spawned, fresh_subnet, shoal, shoal_bin, stderr, stdout, write};
+use crate::harness::{Spawned, fresh_hosts, shoal, shoal_bin, stderr, stdout, write};
 use crate::upgrade::version_of;
 
 /// A cluster.nodes of `hosts` (a controller, an agent and a data node on each).
@@ -60,11 +60,6 @@ pub fn host_init(
     shoal(&args)
 }
 
-fn hosts() -> Vec<String> {
-    let subnet = fresh_subnet();
-    (1..=3).map(|i| format!("{subnet}.{i}")).collect()
-}
-
 /// Every entry of `dir`, sorted.
 fn entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
@@ -81,7 +76,7 @@ fn entries(dir: &Path) -> Vec<String> {
 #[test]
 fn host_init_installs_this_binary_as_current_with_the_machines_files_and_refuses_a_second_init() {
     let tmp = tempfile::tempdir().unwrap();
-    let hosts = hosts();
+    let hosts = fresh_hosts();
     let (nodes, secret) = cluster_files(tmp.path(), &hosts);
     let version = version_of(Path::new(shoal_bin()));
     let home = tmp.path().join("h2");
@@ -173,7 +168,7 @@ fn host_init_installs_this_binary_as_current_with_the_machines_files_and_refuses
 /// A home `host init` (with `extra` arguments) made in `dir` for the first of three machines,
 /// and what it printed.
 fn initialised_home(dir: &Path, extra: &[&str]) -> (PathBuf, std::process::Output) {
-    let hosts = hosts();
+    let hosts = fresh_hosts();
     let (nodes, secret) = cluster_files(dir, &hosts);
     let home = dir.join("home");
     let out = host_init(&home, &nodes, &secret, &hosts[0], extra);

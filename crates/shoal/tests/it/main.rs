@@ -29,4 +29,5 @@ mod retention;
 mod script;
 mod snapshot_install;
 mod storage;
+mod tls;
 mod upgrade;

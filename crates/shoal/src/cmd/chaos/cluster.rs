@@ -97,7 +97,7 @@ impl NsCluster {
         freezer::remove_stale();
         let topology = Topology::create(MACHINES)?;
         let hosts: Vec<String> = (1..=MACHINES).map(machine_addr).collect();
-        let nodes = local::write_config(dir, &hosts, BASE_PORT, set)?;
+        let nodes = local::write_config(dir, &hosts, BASE_PORT, set, None)?;
         let dir = std::fs::canonicalize(dir)?;
         let shim = with_shim
             .then(|| Shim::build(&dir.join("shim"), MACHINES))
