@@ -29,6 +29,7 @@ mod pause;
 mod query;
 mod reference;
 mod restart;
+mod scan_traffic;
 mod snapshot;
 mod upgrade;
 mod writer;
