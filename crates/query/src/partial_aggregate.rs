@@ -201,3 +201,138 @@ impl PartitionStream for Once {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{AsArray, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::datasource::MemTable;
+
+    use super::*;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("sym", DataType::Utf8, true),
+            Field::new("qty", DataType::Int64, true),
+        ]))
+    }
+
+    /// Six rows, two symbols; one NULL quantity.
+    fn batch() -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b", "a", "b", "a", "b"])),
+                Arc::new(Int64Array::from(vec![
+                    Some(1),
+                    Some(2),
+                    None,
+                    Some(4),
+                    Some(5),
+                    Some(6),
+                ])),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// The request for the Partial aggregate DataFusion plans for `sql` over table `t`.
+    async fn request_for(sql: &str) -> Option<PartialAggregate> {
+        let ctx = SessionContext::new();
+        let t = MemTable::try_new(schema(), vec![vec![batch()], vec![batch()]]).unwrap();
+        ctx.register_table("t", Arc::new(t)).unwrap();
+        let plan = ctx
+            .sql(sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let mut found = None;
+        plan.apply(|node| {
+            if let Some(agg) = node.downcast_ref::<AggregateExec>()
+                && *agg.mode() == AggregateMode::Partial
+            {
+                found = Some(request_of(agg));
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .unwrap();
+        found.expect("a Partial aggregate")
+    }
+
+    #[tokio::test]
+    async fn plain_aggregates_of_columns_travel_and_others_stay() {
+        let got = request_for("SELECT sym, count(*), count(qty), sum(qty) FROM t GROUP BY sym")
+            .await
+            .unwrap();
+        assert_eq!(got.group_by, ["sym"]);
+        let calls: Vec<(&str, &str)> = got
+            .calls
+            .iter()
+            .map(|c| (c.function.as_str(), c.column.as_str()))
+            .collect();
+        assert_eq!(calls, [("count", ""), ("count", "qty"), ("sum", "qty")]);
+        assert_eq!(columns(&got), ["sym", "qty"]);
+        // DataFusion plans a lone DISTINCT as a GROUP BY of its column first: that travels.
+        let distinct = request_for("SELECT count(DISTINCT qty) FROM t")
+            .await
+            .unwrap();
+        assert_eq!(
+            (distinct.group_by, distinct.calls),
+            (vec!["qty".into()], vec![])
+        );
+        for other in [
+            "SELECT count(DISTINCT qty), count(DISTINCT sym) FROM t",
+            "SELECT sum(qty) FILTER (WHERE qty > 1) FROM t",
+            "SELECT upper(sym), count(*) FROM t GROUP BY upper(sym)",
+            "SELECT sym, median(qty) FROM t GROUP BY sym",
+            // DataFusion averages a BIGINT cast to DOUBLE: an argument that is not a column.
+            "SELECT avg(qty) FROM t",
+        ] {
+            assert_eq!(request_for(other).await, None, "{other}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_answers_one_row_of_states_per_group() {
+        let agg = PartialAggregate {
+            group_by: vec!["sym".into()],
+            calls: vec![
+                AggregateCall {
+                    function: "count".into(),
+                    column: String::new(),
+                    name: "n".into(),
+                },
+                AggregateCall {
+                    function: "sum".into(),
+                    column: "qty".into(),
+                    name: "total".into(),
+                },
+            ],
+        };
+        let runtime = tokio::runtime::Handle::current();
+        let (out, batches) = tokio::task::spawn_blocking(move || {
+            let rows = vec![Ok(batch()), Ok(batch())].into_iter();
+            let (out, batches) = states(&schema(), rows, &agg, runtime).unwrap();
+            (out, batches.collect::<Result<Vec<_>>>().unwrap())
+        })
+        .await
+        .unwrap();
+        let names: Vec<&str> = out.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["sym", "n[count]", "total[sum]"]);
+        let merged = arrow::compute::concat_batches(&out, &batches).unwrap();
+        let mut groups: Vec<(String, i64, i64)> = (0..merged.num_rows())
+            .map(|r| {
+                (
+                    merged.column(0).as_string::<i32>().value(r).to_owned(),
+                    merged.column(1).as_primitive::<Int64Type>().value(r),
+                    merged.column(2).as_primitive::<Int64Type>().value(r),
+                )
+            })
+            .collect();
+        groups.sort();
+        assert_eq!(groups, [("a".into(), 6, 12), ("b".into(), 6, 24)]);
+    }
+}
