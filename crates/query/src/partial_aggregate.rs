@@ -9,16 +9,17 @@
 //! checks on every batch (see `scan::fit`).
 
 use std::fmt;
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{FunctionRegistry, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateExprBuilder;
-use datafusion::physical_expr::expressions::{Column, Literal, col, lit};
+use datafusion::physical_expr::expressions::{CastExpr, Column, Literal, cast, col, lit};
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, PhysicalGroupBy};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
@@ -32,7 +33,8 @@ use shoal_proto::{AggregateCall, PartialAggregate};
 const FUNCTIONS: [&str; 5] = ["count", "sum", "min", "max", "avg"];
 
 /// `agg` (a Partial aggregate) as replicas compute it, if they can: every group expression a
-/// column, every aggregate one of [`FUNCTIONS`] over one column (or `count(*)`), without
+/// column, every aggregate one of [`FUNCTIONS`] over one column (maybe widened, see
+/// [`widened`]) or `count(*)`, without
 /// DISTINCT, FILTER or ORDER BY. Columns are named as `agg`'s input names them, which must be
 /// the chunk's names (the caller checks what lies between the aggregate and the scan).
 pub(crate) fn request_of(agg: &AggregateExec) -> Option<PartialAggregate> {
@@ -56,19 +58,21 @@ pub(crate) fn request_of(agg: &AggregateExec) -> Option<PartialAggregate> {
             if !FUNCTIONS.contains(&function) || a.is_distinct() || !a.order_bys().is_empty() {
                 return None;
             }
-            let column = match a.expressions().as_slice() {
-                [arg] => match column_name(arg) {
-                    Some(c) => c,
-                    // `count(*)`, which DataFusion plans as a count of a non-null literal.
-                    None if function == "count" && is_non_null_literal(arg) => String::new(),
-                    None => return None,
-                },
-                _ => return None,
+            let [arg] = a.expressions().try_into().ok()?;
+            let (column, cast) = match (column_name(&arg), widened(&arg)) {
+                (Some(c), _) => (c, String::new()),
+                (None, Some((c, to))) => (c, to.to_string()),
+                // `count(*)`, which DataFusion plans as a count of a non-null literal.
+                (None, None) if function == "count" && is_non_null_literal(&arg) => {
+                    (String::new(), String::new())
+                }
+                (None, None) => return None,
             };
             Some(AggregateCall {
                 function: function.to_owned(),
                 column,
                 name: a.name().to_owned(),
+                cast,
             })
         })
         .collect::<Option<Vec<_>>>()?;
@@ -88,6 +92,18 @@ pub(crate) fn columns(agg: &PartialAggregate) -> Vec<String> {
 
 fn column_name(e: &Arc<dyn PhysicalExpr>) -> Option<String> {
     e.downcast_ref::<Column>().map(|c| c.name().to_owned())
+}
+
+/// The column and type of a cast that widens a number (what DataFusion puts in `sum` or `avg`
+/// of a narrower column): it gives the same values on both sides, whatever its options.
+fn widened(e: &Arc<dyn PhysicalExpr>) -> Option<(String, DataType)> {
+    let cast = e.downcast_ref::<CastExpr>()?;
+    let to = cast.cast_type();
+    let widening = matches!(to, DataType::Int64 | DataType::Float64);
+    let read_back = DataType::from_str(&to.to_string()).ok().as_ref() == Some(to);
+    (widening && read_back)
+        .then(|| column_name(cast.expr()).map(|c| (c, to.clone())))
+        .flatten()
 }
 
 fn is_non_null_literal(e: &Arc<dyn PhysicalExpr>) -> bool {
@@ -120,10 +136,10 @@ where
         .calls
         .iter()
         .map(|c| {
-            let args = if c.column.is_empty() {
-                vec![lit(ScalarValue::Int64(Some(1)))]
-            } else {
-                vec![col(&c.column, schema)?]
+            let args = match (c.column.as_str(), c.cast.as_str()) {
+                ("", _) => vec![lit(ScalarValue::Int64(Some(1)))],
+                (column, "") => vec![col(column, schema)?],
+                (column, to) => vec![cast(col(column, schema)?, schema, DataType::from_str(to)?)?],
             };
             AggregateExprBuilder::new(ctx.udaf(&c.function)?, args)
                 .schema(Arc::clone(schema))
@@ -274,6 +290,12 @@ mod tests {
             .map(|c| (c.function.as_str(), c.column.as_str()))
             .collect();
         assert_eq!(calls, [("count", ""), ("count", "qty"), ("sum", "qty")]);
+        // DataFusion averages a BIGINT cast to DOUBLE: the cast travels with the column.
+        let avg = request_for("SELECT avg(qty) FROM t").await.unwrap();
+        assert_eq!(
+            (avg.calls[0].column.as_str(), avg.calls[0].cast.as_str()),
+            ("qty", "Float64")
+        );
         assert_eq!(columns(&got), ["sym", "qty"]);
         // DataFusion plans a lone DISTINCT as a GROUP BY of its column first: that travels.
         let distinct = request_for("SELECT count(DISTINCT qty) FROM t")
@@ -288,8 +310,7 @@ mod tests {
             "SELECT sum(qty) FILTER (WHERE qty > 1) FROM t",
             "SELECT upper(sym), count(*) FROM t GROUP BY upper(sym)",
             "SELECT sym, median(qty) FROM t GROUP BY sym",
-            // DataFusion averages a BIGINT cast to DOUBLE: an argument that is not a column.
-            "SELECT avg(qty) FROM t",
+            "SELECT sum(qty + 1) FROM t",
         ] {
             assert_eq!(request_for(other).await, None, "{other}");
         }
@@ -304,11 +325,13 @@ mod tests {
                     function: "count".into(),
                     column: String::new(),
                     name: "n".into(),
+                    ..AggregateCall::default()
                 },
                 AggregateCall {
                     function: "sum".into(),
                     column: "qty".into(),
                     name: "total".into(),
+                    ..AggregateCall::default()
                 },
             ],
         };

@@ -55,7 +55,7 @@ fn trades(first: i64, day: i64) -> RecordBatch {
 /// The queries compared, each over the four days' chunks.
 const QUERIES: [&str; 8] = [
     "SELECT count(*), count(qty), sum(qty), min(price), max(price), avg(price), min(time), max(time) FROM t",
-    "SELECT sym, count(*) AS n, sum(qty), avg(price), min(qty), max(time) FROM t GROUP BY sym ORDER BY sym",
+    "SELECT sym, count(*) AS n, sum(qty), avg(price), avg(qty), min(qty), max(time) FROM t GROUP BY sym ORDER BY sym",
     "SELECT sym, count(price), max(price) FROM t WHERE qty > 50 GROUP BY sym ORDER BY sym",
     "SELECT qty, count(*), sum(price) FROM t GROUP BY qty ORDER BY qty NULLS FIRST",
     "SELECT sym, qty, count(*) FROM t WHERE price IS NULL AND sym IN ('s1', 's2', 's36') GROUP BY sym, qty ORDER BY sym, qty",
