@@ -45,4 +45,6 @@ __all__ = [
     "ShoalError",
     "fit_table",
 ]
-__version__ = "0.1.0"
+# The release of Shoal this client ships with: the workspace's version (Cargo.toml), checked by
+# tests/test_package.py; the wheel takes its version from here (pyproject.toml).
+__version__ = "0.2.0"

@@ -1,6 +1,7 @@
 """A local Shoal cluster for the tests: `shoal local up` on a loopback subnet no Rust test uses
 (127.250.<pid % 250>.1-3), always brought down again."""
 
+import contextlib
 import json
 import os
 import pathlib
@@ -128,9 +129,9 @@ def bring_down(binary: str, directory: str) -> None:
         )
 
 
-@pytest.fixture(scope="session")
-def cluster():
-    subnet = f"127.250.{os.getpid() % 250}"
+@contextlib.contextmanager
+def local_cluster(subnet: str):
+    """`shoal local up` on `subnet`.1-3 in a temporary directory; always brought down again."""
     hosts = [f"{subnet}.{i}" for i in (1, 2, 3)]
     with tempfile.TemporaryDirectory(prefix="shoal-pytest-") as tmp:
         directory = os.path.join(tmp, "cluster")
@@ -143,8 +144,13 @@ def cluster():
                 timeout=180,
             )
             assert up.returncode == 0, f"shoal local up failed:\n{up.stdout}\n{up.stderr}"
-            c = Cluster(directory, hosts)
-            c.sql('CREATE DATABASE "dfs://stock" PARTITIONED BY VALUE(2023.01.01..2023.01.10), ENGINE="TSDB"')
-            yield c
+            yield Cluster(directory, hosts)
         finally:
             bring_down(binary, directory)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    with local_cluster(f"127.250.{os.getpid() % 250}") as c:
+        c.sql('CREATE DATABASE "dfs://stock" PARTITIONED BY VALUE(2023.01.01..2023.01.10), ENGINE="TSDB"')
+        yield c

@@ -21,6 +21,11 @@ const LIST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs `shoal ARGS` to completion; killed and failed after [`COMMAND_TIMEOUT`].
 pub fn shoal(bin: &Path, args: &[&str]) -> Result<Output> {
+    shoal_within(bin, args, COMMAND_TIMEOUT)
+}
+
+/// Runs `shoal ARGS` to completion; killed and failed after `timeout`.
+pub fn shoal_within(bin: &Path, args: &[&str], timeout: Duration) -> Result<Output> {
     let child = Command::new(bin)
         .args(args)
         .env_remove("SHOAL_CLUSTER_SECRET")
@@ -34,13 +39,13 @@ pub fn shoal(bin: &Path, args: &[&str]) -> Result<Output> {
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    match rx.recv_timeout(COMMAND_TIMEOUT) {
+    match rx.recv_timeout(timeout) {
         Ok(out) => Ok(out?),
         Err(_) => {
             let _ = Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
                 .status();
-            bail!("`shoal {}` hung for {COMMAND_TIMEOUT:?}", args.join(" "))
+            bail!("`shoal {}` hung for {timeout:?}", args.join(" "))
         }
     }
 }
@@ -97,9 +102,14 @@ impl Cluster {
 
     /// `shoal ARGS --dir DIR`, failing with its stderr unless it succeeds; returns stdout.
     pub fn run(&self, args: &[&str]) -> Result<String> {
+        self.run_within(args, COMMAND_TIMEOUT)
+    }
+
+    /// [`Cluster::run`] for a command that may take up to `timeout`.
+    pub fn run_within(&self, args: &[&str], timeout: Duration) -> Result<String> {
         let mut all = args.to_vec();
         all.extend(["--dir", self.dir_str()?]);
-        let out = shoal(&self.bin, &all)?;
+        let out = shoal_within(&self.bin, &all, timeout)?;
         if !out.status.success() {
             bail!("`shoal {}` failed: {}", all.join(" "), stderr(&out));
         }

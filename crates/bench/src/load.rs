@@ -5,12 +5,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use arrow::array::RecordBatch;
+use arrow::array::{RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
 
 use crate::cluster::Conn;
 
 pub const DB: &str = "dfs://stock";
 pub const TABLE: &str = "stock";
+/// The table of `--payload` rows, in the seed's database.
+pub const WIDE_TABLE: &str = "wide";
+pub const CREATE_WIDE_TABLE: &str = r#"create table "dfs://stock"."wide"(time TIMESTAMP, name SYMBOL, id INT, payload STRING) partitioned by time, sortColumns=[`name], keepDuplicates=ALL"#;
 /// Milliseconds of 2023-01-01T00:00:00Z.
 const JAN1_MS: i64 = 19_358 * 86_400_000;
 const DAY_MS: i64 = 86_400_000;
@@ -21,6 +25,50 @@ pub fn seed_rows(first_id: i64, n: usize, day: i64) -> RecordBatch {
     shoal_client::seed::rows(&ids, |i| {
         JAN1_MS + day * DAY_MS + i64::from(i).rem_euclid(DAY_MS)
     })
+}
+
+/// The seed's rows with a `payload` column of `len` random printable ASCII characters, which
+/// compress to about 0.8 of their size: stored bytes that do not vanish in zstd, so a benchmark
+/// can fill gigabytes with a bounded number of rows.
+pub fn wide_rows(first_id: i64, n: usize, day: i64, len: usize) -> Result<RecordBatch> {
+    let seed = seed_rows(first_id, n, day);
+    let mut rng = SplitMix64(first_id as u64 ^ (day as u64).rotate_left(32));
+    let mut text = String::with_capacity(len);
+    let payload = StringArray::from_iter_values((0..n).map(|_| {
+        text.clear();
+        while text.len() < len {
+            for b in rng.next().to_le_bytes().into_iter().take(len - text.len()) {
+                text.push(char::from(b' ' + b % 95));
+            }
+        }
+        text.clone()
+    }));
+    let mut fields: Vec<Field> = seed
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new("payload", DataType::Utf8, false));
+    let mut columns = seed.columns().to_vec();
+    columns.push(Arc::new(payload));
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
+/// A small fast generator (Steele, Lea, Flood 2014); the payload needs noise, not secrecy.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
 }
 
 /// Arrow IPC bytes of one batch, as the client sends it.
@@ -44,6 +92,23 @@ pub struct Load {
     pub max_time: Duration,
     /// Writer ids are `writer_base + k`.
     pub writer_base: u64,
+    /// 0: the seed's rows into its table; otherwise [`wide_rows`] of this payload length into
+    /// [`WIDE_TABLE`].
+    pub payload: usize,
+}
+
+impl Load {
+    pub fn table(&self) -> &'static str {
+        if self.payload == 0 { TABLE } else { WIDE_TABLE }
+    }
+
+    pub fn rows(&self, first_id: i64, n: usize, day: i64) -> Result<RecordBatch> {
+        if self.payload == 0 {
+            Ok(seed_rows(first_id, n, day))
+        } else {
+            wide_rows(first_id, n, day, self.payload)
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -96,7 +161,7 @@ impl Written {
 /// coordinator, until a bound is reached. Fails on the first append that fails.
 pub async fn write(conn: &Conn, load: &Load) -> Result<Written> {
     // Every batch has the same shape, so its IPC size is that of a sample (within a few bytes).
-    let per_append = ipc_len(&seed_rows(0, load.batch_rows, 0))?;
+    let per_append = ipc_len(&load.rows(0, load.batch_rows, 0)?)?;
     let claimed_rows = Arc::new(AtomicU64::new(0));
     let claimed_bytes = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -121,10 +186,10 @@ pub async fn write(conn: &Conn, load: &Load) -> Result<Written> {
                 seq += 1;
                 let day = (k as i64 + seq as i64) % load.days;
                 let first_id = (writer as i64 % 20) * 100_000_000 + seq as i64 * rows as i64;
-                let batch = seed_rows(first_id, load.batch_rows, day);
+                let batch = load.rows(first_id, load.batch_rows, day)?;
                 let t = Instant::now();
                 let r = client
-                    .append(DB, TABLE, writer, seq, &batch)
+                    .append(DB, load.table(), writer, seq, &batch)
                     .await
                     .with_context(|| format!("append ({writer}, {seq})"))?;
                 let latency = t.elapsed();

@@ -16,6 +16,8 @@
 //! - `query`: the issue's queries (GROUP BY, filtered counts, latest by time, count, the last
 //!   minutes of one name) through Flight SQL over rows in chunk files, against DuckDB on the same
 //!   rows in one Parquet file.
+//! - `scale`: restart time at two volume sizes, then the seed's writer through `shoal upgrade`
+//!   of the machines holding that data and the minute after, against its own baseline.
 //! - `pause`: the same writer's longest stall while one data node is paused (SIGSTOP) as its
 //!   coordinator, its chunk's primary, its chunk's replica, against nothing paused.
 //!
@@ -29,6 +31,7 @@ mod pause;
 mod query;
 mod reference;
 mod restart;
+mod scale;
 mod scan_traffic;
 mod snapshot;
 mod upgrade;
@@ -86,6 +89,10 @@ struct Common {
     /// Dates (partitions, hence chunks) the rows fall on.
     #[arg(long, global = true, default_value_t = 3)]
     days: i64,
+    /// Give each row a STRING column of this many random printable characters (table
+    /// `dfs://stock`.`wide`), so stored bytes do not compress away; 0: the seed's rows.
+    #[arg(long, global = true, default_value_t = 0)]
+    payload: usize,
 }
 
 #[derive(Subcommand)]
@@ -168,6 +175,27 @@ enum Cmd {
         #[arg(long, default_value = "target/pyenv/bin/python3")]
         python: PathBuf,
     },
+    /// Restart time with `--first-gb` and with `--gb` on a machine's volume, then the seed's
+    /// writer through `shoal upgrade` of the machines holding it and the minute after. Use with
+    /// `--payload` (rows that do not compress away), `--days` (chunks) and
+    /// `--set flushIdleTime=2000`.
+    Scale {
+        /// GB (10^9 bytes) on the restarted machine's volume at the first restart (the reference).
+        #[arg(long, default_value_t = 1.0)]
+        first_gb: f64,
+        /// GB on its volume at the second restart and through the upgrade.
+        #[arg(long, default_value_t = 20.0)]
+        gb: f64,
+        /// A build of shoal reporting a newer version, as `upgrade --next`.
+        #[arg(long)]
+        next: PathBuf,
+        /// The writer's appends per second (one row each).
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+        /// Seconds the writer is watched after the upgrade.
+        #[arg(long, default_value_t = 60)]
+        after: u64,
+    },
     /// The writer's stall while one data node is paused, in each role, vs. nothing paused.
     Pause {
         /// The writer's appends per second (one row each).
@@ -180,6 +208,11 @@ enum Cmd {
 }
 
 const MB: f64 = 1e6;
+/// Days after 2023-01-01 rows may fall on (each a partition, hence a chunk).
+const MAX_DAYS: i64 = 5000;
+const MAX_PAYLOAD: usize = 4096;
+/// An append's rows must fit a gRPC message of the clients' 4 MiB limit, with room to spare.
+const MAX_APPEND_BYTES: usize = 3_000_000;
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -187,8 +220,17 @@ fn main() -> Result<()> {
     if c.hosts.len() != 3 || c.hosts.iter().any(|h| !h.starts_with("127.")) {
         bail!("--hosts: three loopback (127.x.y.z) addresses");
     }
-    if c.writers == 0 || c.writers > 256 || c.batch_rows == 0 || c.days < 1 || c.days > 9 {
-        bail!("--writers 1..=256, --batch-rows >= 1, --days 1..=9");
+    if c.writers == 0
+        || c.writers > 256
+        || c.batch_rows == 0
+        || !(1..=MAX_DAYS).contains(&c.days)
+        || c.payload > MAX_PAYLOAD
+        || c.batch_rows * (c.payload + 20) > MAX_APPEND_BYTES
+    {
+        bail!(
+            "--writers 1..=256, --batch-rows >= 1, --days 1..={MAX_DAYS}, --payload \
+             0..={MAX_PAYLOAD}, --batch-rows × (--payload + 20) ≤ {MAX_APPEND_BYTES} bytes"
+        );
     }
     let bin = match &c.shoal {
         Some(p) => p.clone(),
@@ -220,7 +262,7 @@ fn main() -> Result<()> {
         }
         let mut cluster = Cluster::up(&bin, &dir, &c.hosts, &set)?;
         let r = (|| {
-            for sql in [CREATE_DB, CREATE_TABLE] {
+            for sql in [CREATE_DB, CREATE_TABLE, load::CREATE_WIDE_TABLE] {
                 cluster.run(&["sql", sql])?;
             }
             let conn = Conn::connect(&cluster.dir)?;
@@ -301,6 +343,29 @@ fn main() -> Result<()> {
                     python,
                     &cluster.dir,
                 ),
+                Cmd::Scale {
+                    first_gb,
+                    gb,
+                    next,
+                    rate,
+                    after,
+                } => {
+                    rt.block_on(create_chunks(&conn, c))?;
+                    scale::run(
+                        &cluster,
+                        &conn,
+                        &rt,
+                        base_load(c, 100),
+                        &scale::Scale {
+                            first_gb: first_gb.clamp(0.01, 1000.0),
+                            gb: gb.clamp(0.01, 1000.0),
+                            next,
+                            rate: rate.clamp(1.0, 2000.0),
+                            after: Duration::from_secs((*after).clamp(1, 600)),
+                        },
+                        &c.hosts[1],
+                    )
+                }
                 Cmd::Pause { rate, seconds } => pause::run(
                     &cluster,
                     &conn,
@@ -334,6 +399,7 @@ fn base_load(c: &Common, writer_base: u64) -> Load {
         max_bytes: u64::MAX,
         max_time: Duration::from_secs(600),
         writer_base,
+        payload: c.payload,
     }
 }
 
@@ -453,8 +519,7 @@ async fn ingest(
 
     let r = reference::ipc_append_fsync(
         &cluster.dir.join("reference.arrows"),
-        c.batch_rows,
-        c.days,
+        &l,
         w.rows.max(c.batch_rows as u64),
         seconds,
     )?;

@@ -74,8 +74,7 @@ pub fn run(
 
     let r = reference::ipc_append_fsync(
         &cluster.dir.join("reference.arrows"),
-        load.batch_rows,
-        load.days,
+        &load,
         w.rows,
         Duration::from_secs(120),
     )?;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::load::seed_rows;
+use crate::load::Load;
 
 pub struct RefResult {
     pub rows: u64,
@@ -16,12 +16,11 @@ pub struct RefResult {
     pub elapsed: Duration,
 }
 
-/// The seed's rows in `batch_rows` batches, encoded as Arrow IPC (outside the clock) and
-/// appended to one file with an fdatasync after every batch, until `max_rows` or `max_time`.
+/// The rows `load` writes, in its batches, encoded as Arrow IPC (outside the clock) and appended
+/// to one file with an fdatasync after every batch, until `max_rows` or `max_time`.
 pub fn ipc_append_fsync(
     path: &Path,
-    batch_rows: usize,
-    days: i64,
+    load: &Load,
     max_rows: u64,
     max_time: Duration,
 ) -> Result<RefResult> {
@@ -34,11 +33,12 @@ pub fn ipc_append_fsync(
         bytes: 0,
         elapsed: Duration::ZERO,
     };
+    let batch_rows = load.batch_rows;
     let mut seq = 0i64;
     let wall = Instant::now();
     while r.rows < max_rows && r.elapsed < max_time && wall.elapsed() < max_time * 3 {
         seq += 1;
-        let batch = seed_rows(seq * batch_rows as i64, batch_rows, seq % days);
+        let batch = load.rows(seq * batch_rows as i64, batch_rows, seq % load.days)?;
         let ipc =
             shoal_catalog::rows::encode_ipc(batch.schema_ref(), std::slice::from_ref(&batch))?;
         let t = Instant::now();

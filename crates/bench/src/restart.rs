@@ -43,10 +43,7 @@ pub fn run(
         written += rt.block_on(load::write(conn, &load))?.ipc_bytes / 1_000_000;
         wait_flushed(conn, rt)?;
         let stored = dir_bytes(&cluster.dir.join(host))? as f64 / 1e6;
-        cluster.run(&["host", "stop", host])?;
-        let t = Instant::now();
-        cluster.run(&["host", "start", host])?;
-        let up = t.elapsed().as_secs_f64();
+        let up = time_restart(cluster, host)?;
         let reference = *first.get_or_insert(up);
         table.add_row([
             written.to_string(),
@@ -57,6 +54,14 @@ pub fn run(
     }
     println!("{table}");
     Ok(())
+}
+
+/// Stops `host`'s machine, then times `host start` (which returns once its nodes are UP).
+pub fn time_restart(cluster: &Cluster, host: &str) -> Result<f64> {
+    cluster.run(&["host", "stop", host])?;
+    let t = Instant::now();
+    cluster.run(&["host", "start", host])?;
+    Ok(t.elapsed().as_secs_f64())
 }
 
 /// Waits until every replica holds all its records in chunk files.

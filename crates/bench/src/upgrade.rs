@@ -10,7 +10,7 @@
 //! (b) and (c) restart the same binaries without switching versions: the version switch itself
 //! takes milliseconds, the stall comes from stopping and starting. The reference is (c).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -19,19 +19,8 @@ use crate::cluster::Cluster;
 use crate::writer::{Measured, measure, table, wait_complete};
 
 pub fn run(cluster: &Cluster, next: &Path, rate: f64) -> Result<()> {
-    let pkg = cluster.dir.join("next.pkg");
+    let pkg = stage_package(cluster, next)?;
     let pkg_s = pkg.to_str().context("UTF-8 path")?;
-    let next_s = next.to_str().context("UTF-8 path")?;
-    let out = crate::cluster::shoal(
-        &cluster.bin,
-        &["package", "build", "--binary", next_s, "--out", pkg_s],
-    )?;
-    if !out.status.success() {
-        bail!("package build: {}", crate::cluster::stderr(&out));
-    }
-    // Pre-flight stages the package on every agent; done first, so (a) times the roll itself
-    // (on one VM the three "machines" share a disk, unlike real ones).
-    cluster.run(&["upgrade", "--package", pkg_s, "--dry-run"])?;
     let hosts = cluster.hosts.clone();
     type Scenario<'a> = (&'a str, Box<dyn Fn() -> Result<()> + 'a>);
     let scenarios: Vec<Scenario> = vec![
@@ -93,4 +82,22 @@ pub fn run(cluster: &Cluster, next: &Path, rate: f64) -> Result<()> {
     println!("\n## upgrade: the seed's writer, 1 row per append at {rate}/s, 3 machines\n");
     println!("{}\n", table(&rows, rows.len() - 1, "(c)"));
     Ok(())
+}
+
+/// Builds a package of the `next` binary and stages it on every agent (`upgrade --dry-run`'s
+/// pre-flight), so a timed `shoal upgrade --package` then measures the roll itself (on one VM
+/// the three "machines" share a disk, unlike real ones). Returns the package's path.
+pub fn stage_package(cluster: &Cluster, next: &Path) -> Result<PathBuf> {
+    let pkg = cluster.dir.join("next.pkg");
+    let pkg_s = pkg.to_str().context("UTF-8 path")?;
+    let next_s = next.to_str().context("UTF-8 path")?;
+    let out = crate::cluster::shoal(
+        &cluster.bin,
+        &["package", "build", "--binary", next_s, "--out", pkg_s],
+    )?;
+    if !out.status.success() {
+        bail!("package build: {}", crate::cluster::stderr(&out));
+    }
+    cluster.run(&["upgrade", "--package", pkg_s, "--dry-run"])?;
+    Ok(pkg)
 }

@@ -34,18 +34,58 @@ pub fn measure(
     sites: &[String],
     scenario: impl FnOnce() -> Result<()>,
 ) -> Result<Measured> {
+    let mut phases = measure_phases(cluster, record, rate, sites, vec![Box::new(scenario)])?;
+    Ok(phases.remove(0))
+}
+
+/// One step of a scenario measured as its own window.
+pub type Phase<'a> = Box<dyn FnOnce() -> Result<()> + 'a>;
+
+/// Runs `phases` one after the other under one writer, as [`measure`] runs one scenario: each
+/// phase's window runs from its start to the next one's (the last to [`AFTER_MS`] after its
+/// end), so a stall that starts in one phase and ends in the next counts in the next. Stops at
+/// the first phase that fails.
+pub fn measure_phases(
+    cluster: &Cluster,
+    record: &Path,
+    rate: f64,
+    sites: &[String],
+    phases: Vec<Phase>,
+) -> Result<Vec<Measured>> {
     let mut writer = Writer::start(cluster, record, rate, sites)?;
     writer.wait_for(record, |r| r.len() >= WARM_ACKS)?;
-    let started = Instant::now();
-    let from = now_ms();
-    let outcome = scenario();
-    let to = now_ms();
-    let elapsed = started.elapsed();
+    let mut spans = Vec::new();
+    let mut failed = None;
+    for phase in phases {
+        let (started, from) = (Instant::now(), now_ms());
+        let outcome = phase();
+        spans.push((started.elapsed(), from, now_ms()));
+        if let Err(e) = outcome {
+            failed = Some(e);
+            break;
+        }
+    }
+    let to = spans.last().map_or(now_ms(), |s| s.2);
     writer.wait_for(record, |r| r.iter().any(|a| a.acked_at_ms >= to + AFTER_MS))?;
     drop(writer);
-    outcome?;
-    let stats = record::window_stats(&record::load(record)?, from, to + AFTER_MS);
-    Ok(Measured { elapsed, stats })
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let records = record::load(record)?;
+    let ends: Vec<u64> = spans
+        .iter()
+        .skip(1)
+        .map(|s| s.1)
+        .chain([to + AFTER_MS])
+        .collect();
+    Ok(spans
+        .iter()
+        .zip(ends)
+        .map(|(&(elapsed, from, _), end)| Measured {
+            elapsed,
+            stats: record::window_stats(&records, from, end),
+        })
+        .collect())
 }
 
 /// Polls `shoal chunks` until every chunk is COMPLETE.

@@ -12,7 +12,9 @@
 //! batch by batch; equal keys come out in lsn order, so the result is what one flush of all
 //! those records writes, with the same rows kept when the table keeps only the first or last
 //! of each key ([`crate::SortKey::keep`]). An input written with another sort key is read
-//! whole and sorted first (equal keys then keep that file's order).
+//! whole and sorted first (equal keys then keep that file's order). The batches the merge
+//! holds and the output's row group in progress count in the store's memory gauge, so a node's
+//! memory budget sees a compaction as it sees a flush.
 //!
 //! Steps, in this order:
 //!
@@ -254,12 +256,25 @@ fn merge_into_file(
             merge::sorted_file(file, &path, schema, &f.sort_key, &sort_key.columns)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    merge::merge(files_dir, schema, sources, sort_key, &mut |batch| {
-        // Closing the store stops the merge here, so closing waits a batch, not a whole
-        // compaction.
-        shared.check_open()?;
-        out.write(&batch)
-    })?;
+    // The merge's batches and the writer's row group in progress count against the node's
+    // memory budget, as a flush's working set does.
+    let (mut reading, mut writing) = (shared.memory.charge(0), shared.memory.charge(0));
+    merge::merge(
+        files_dir,
+        schema,
+        sources,
+        sort_key,
+        Some(&mut reading),
+        &mut |batch| {
+            // Closing the store stops the merge here, so closing waits a batch, not a whole
+            // compaction.
+            shared.check_open()?;
+            out.write(&batch)?;
+            writing.set(out.buffered_bytes());
+            Ok(())
+        },
+    )?;
+    drop(reading);
     out.finish()
 }
 

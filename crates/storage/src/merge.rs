@@ -7,7 +7,7 @@
 //! input first, then in the input's own order: with inputs given in lsn order (files hold
 //! disjoint lsn ranges, each sorted stably), equal keys come out in lsn order, which is what
 //! one flush of all those records writes and what [`KeepFilter`] relies on. Memory: one batch
-//! per input plus one output batch.
+//! per input plus one output batch (counted in the store's memory gauge when compacting).
 
 use std::cmp::Ordering;
 use std::fs::File;
@@ -20,6 +20,7 @@ use arrow::row::{Row, RowConverter, Rows};
 
 use crate::chunk_file;
 use crate::error::{StorageError, arrow_err};
+use crate::memory::{Charge, held_bytes};
 use crate::sort_key::{KeepFilter, SortKey};
 
 /// Rows per batch read from each input and passed on.
@@ -63,12 +64,15 @@ pub(crate) fn sorted(
 }
 
 /// Merge `inputs` (each in the order of `sort_key`, given in lsn order) into `sink`, passing
-/// on only the rows `sort_key` keeps. `dir` names the store in errors.
+/// on only the rows `sort_key` keeps. `dir` names the store in errors. `held` counts the
+/// batches the merge holds (each input's current one, and those its picked rows come from)
+/// while it runs; a scan passes `None` (its memory is the query's, bounded by the query's pool).
 pub(crate) fn merge(
     dir: &Path,
     schema: &SchemaRef,
     inputs: Vec<Batches>,
     sort_key: &SortKey,
+    held: Option<&mut Charge>,
     sink: &mut impl FnMut(RecordBatch) -> Result<(), StorageError>,
 ) -> Result<(), StorageError> {
     let keys = chunk_file::key_columns(dir, schema, &sort_key.columns)?;
@@ -81,6 +85,7 @@ pub(crate) fn merge(
         picks: Vec::with_capacity(MERGE_BATCH_ROWS),
         keep: KeepFilter::new(dir, schema, sort_key)?,
         sink,
+        held,
     };
     for rest in inputs {
         m.inputs.push(Input { rest, head: None });
@@ -133,6 +138,7 @@ struct Merge<'a, S> {
     picks: Vec<(usize, usize)>,
     keep: KeepFilter,
     sink: &'a mut S,
+    held: Option<&'a mut Charge>,
 }
 
 impl<S: FnMut(RecordBatch) -> Result<(), StorageError>> Merge<'_, S> {
@@ -206,7 +212,15 @@ impl<S: FnMut(RecordBatch) -> Result<(), StorageError>> Merge<'_, S> {
             });
             break;
         }
+        self.count_held();
         Ok(())
+    }
+
+    /// Sets `held` to what `sources` keep allocated (heads' key encodings are small beside it).
+    fn count_held(&mut self) {
+        if let Some(held) = self.held.as_deref_mut() {
+            held.set(self.sources.iter().map(held_bytes).sum());
+        }
     }
 
     /// Pass on the picked rows, then keep only the batches still being read.
@@ -224,6 +238,7 @@ impl<S: FnMut(RecordBatch) -> Result<(), StorageError>> Merge<'_, S> {
             self.sources.push(h.batch.clone());
             h.source = self.sources.len() - 1;
         }
+        self.count_held();
         Ok(())
     }
 }

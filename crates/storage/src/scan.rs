@@ -536,6 +536,6 @@ impl ScanSnapshot {
         if mem.num_rows() > 0 {
             inputs.push(merge::sorted(dir, schema, &mem, columns)?);
         }
-        merge::merge(dir, schema, inputs, sort_key, sink)
+        merge::merge(dir, schema, inputs, sort_key, None, sink)
     }
 }

@@ -432,3 +432,34 @@ async fn twenty_flushes_of_50k_noisy_rows_compact_into_one_smaller_file() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_compaction_counts_its_merge_in_the_memory_gauge_and_gives_it_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gauge = crate::MemoryGauge::default();
+    let store = new_store(
+        &tmp.path().join("a"),
+        StoreOptions {
+            memory: gauge.clone(),
+            ..opts(false, 4000)
+        },
+    )
+    .await;
+    // No wake-up stored by the appends and flushes.
+    gauge.set_mark(u64::MAX);
+    for f in 0..10u64 {
+        fill(&store, f * 10 + 1..=f * 10 + 10).await;
+        store.flush(u64::MAX, &key(&["note"])).await.unwrap();
+    }
+    assert_eq!(gauge.bytes(), 0, "everything is in files");
+    // Any byte the merge holds crosses this mark, which stores a wake-up.
+    gauge.set_mark(0);
+    store
+        .compact(&key(&["note"]), Compaction::Tiered)
+        .await
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(1), gauge.above_mark())
+        .await
+        .expect("the merge's batches were counted in the gauge");
+    assert_eq!(gauge.bytes(), 0, "and given back when it ended");
+}
