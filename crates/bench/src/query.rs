@@ -53,6 +53,10 @@ fn queries(latest_ms: i64) -> Vec<(&'static str, String)> {
         ),
         ("count(*)", "SELECT count(*) AS n FROM {t}".into()),
         (
+            "min/max of time",
+            "SELECT min(time) AS lo, max(time) AS hi FROM {t}".into(),
+        ),
+        (
             "last 5 minutes of 'Apple'",
             format!(
                 "SELECT time, id FROM {{t}} WHERE name = 'Apple' AND time >= TIMESTAMP '{from}'"
