@@ -36,7 +36,7 @@ use shoal_proto::{PartialAggregate, ScanChunkRequest};
 
 use crate::leaf::leaf_node;
 use crate::partial_aggregate;
-use crate::scan::{Answer, ChunkScanExec, open};
+use crate::scan::{Answer, ChunkScanExec, open, reads_locally};
 
 /// Replaces each Partial aggregate the replicas can compute with a [`ChunkAggregateExec`].
 /// Added to a query's session only when every data node understands the request (see
@@ -73,7 +73,8 @@ pub struct ChunkAggregateExec {
     scan: Arc<ChunkScanExec>,
     aggregate: PartialAggregate,
     /// The Partial aggregate over the scan alone, one partition per chunk: what computes a
-    /// chunk's states here when its replica sends rows instead (a release before this request).
+    /// chunk's states here when its replica sends rows instead (a release before this request)
+    /// and for the chunks this node reads in-process.
     fallback: Arc<dyn ExecutionPlan>,
 }
 
@@ -174,6 +175,11 @@ impl ExecutionPlan for ChunkAggregateExec {
                 stream::empty(),
             )));
         };
+        // This node's own replica is read in-process: its rows cross no wire, and aggregated
+        // here their reading and aggregating overlap (on the replica they would not).
+        if reads_locally(&chunk, self.scan.replicas()) {
+            return self.fallback.execute(partition, context);
+        }
         let ask = ScanChunkRequest {
             columns: partial_aggregate::columns(&self.aggregate),
             project: true,

@@ -205,6 +205,13 @@ pub(crate) enum Answer {
     RowsNotStates,
 }
 
+/// Whether the chunk is read from this node's own replica (in-process).
+pub(crate) fn reads_locally(chunk: &ChunkInfo, replicas: &Replicas) -> bool {
+    read_order(chunk, replicas)
+        .first()
+        .is_some_and(|r| replicas.local(&r.node).is_some())
+}
+
 /// Starts reading the chunk from the first in-sync replica that answers. Only the start fails
 /// over: once rows have been passed on, another replica could not continue where this one
 /// stopped (replicas need not return rows in the same order), so a later failure fails the query.
