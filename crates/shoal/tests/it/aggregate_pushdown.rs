@@ -1,6 +1,7 @@
 //! Aggregates computed partly on the replicas (`ChunkAggregateExec`): the same answers as when
 //! every row travels to the coordinator, over many groups, NULLs, filters on any column, and
-//! rows both in chunk files and still in the WAL/memtable.
+//! rows both in chunk files and still in the WAL/memtable; remote replicas send partial states
+//! (checked by `shoal_scan_sent_bytes_total`), the coordinator aggregates its own chunks.
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use shoal_query::PUSH_AGGREGATES_HEADER;
 use crate::chunk_files::wait_all_flushed;
 use crate::data::{DAY_MS, Data, JAN1_MS, runtime};
 use crate::harness::{LocalCluster, stderr};
+use crate::metrics::{get, http_addr, sample};
 
 const DB: &str = "dfs://agg";
 const CREATE: [&str; 2] = [
@@ -93,7 +95,35 @@ fn aggregates_pushed_to_the_replicas_answer_as_rows_shipped_would() {
         append(seq, seq as i64 * ROWS_PER_APPEND, seq as i64 % 3);
     }
 
-    let addr = data.datanodes.values().next().unwrap().clone();
+    // A coordinator holding some chunks but not all: those it reads in-process it aggregates
+    // itself, the others' replicas send partial states.
+    let chunks = rt.block_on(data.chunks());
+    let held = |alias: &str| {
+        chunks
+            .iter()
+            .filter(|c| c.replicas.iter().any(|r| r.node == alias))
+            .count()
+    };
+    let (_, addr) = data
+        .datanodes
+        .iter()
+        .max_by_key(|(alias, _)| (1..chunks.len()).contains(&held(alias)))
+        .unwrap();
+    let addr = addr.clone();
+    let states_sent = || -> f64 {
+        data.datanodes
+            .values()
+            .map(|a| {
+                let (_, text) = get(&http_addr(a), "/metrics");
+                sample(
+                    &text,
+                    "shoal_scan_sent_bytes_total",
+                    &[r#"answer="partial_aggregate""#],
+                )
+            })
+            .sum()
+    };
+    let before = states_sent();
     let run = |q: &str, headers: &[(&str, &str)]| -> String {
         let q = q.replace("FROM t", r#"FROM "dfs://agg".trades"#);
         let (_, batches) = rt
@@ -121,6 +151,7 @@ fn aggregates_pushed_to_the_replicas_answer_as_rows_shipped_would() {
         in_memory > 0,
         "every row was in files before the comparisons ended"
     );
+    assert!(states_sent() > before, "no replica sent partial states");
 
     // EXPLAIN shows which way each went.
     let explain = |q: &str, headers: &[(&str, &str)]| run(&format!("EXPLAIN {q}"), headers);
