@@ -32,6 +32,7 @@ mod query;
 mod reference;
 mod restart;
 mod scale;
+mod scan_traffic;
 mod snapshot;
 mod upgrade;
 mod writer;

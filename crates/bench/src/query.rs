@@ -15,10 +15,12 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::TimestampMillisecondType;
 use comfy_table::{Table, presets::ASCII_MARKDOWN};
 use parquet::arrow::ArrowWriter;
+use shoal_query::PUSH_AGGREGATES_HEADER;
 
 use crate::cluster::Conn;
 use crate::load::{self, Load};
 use crate::restart::wait_flushed;
+use crate::scan_traffic::ScanTraffic;
 use crate::{fmt_int, rate};
 
 /// The table as Shoal names it; DuckDB's view of the Parquet file gets the name `stock`.
@@ -50,6 +52,10 @@ fn queries(latest_ms: i64) -> Vec<(&'static str, String)> {
             "SELECT time, name, id FROM {t} ORDER BY time DESC LIMIT 10".into(),
         ),
         ("count(*)", "SELECT count(*) AS n FROM {t}".into()),
+        (
+            "min/max of time",
+            "SELECT min(time) AS lo, max(time) AS hi FROM {t}".into(),
+        ),
         (
             "last 5 minutes of 'Apple'",
             format!(
@@ -92,7 +98,7 @@ pub fn run(
     );
 
     let t = Instant::now();
-    let all = rt.block_on(shoal_sql(conn, &format!("SELECT * FROM {TABLE}")))?;
+    let all = rt.block_on(shoal_sql(conn, &format!("SELECT * FROM {TABLE}"), &[]))?;
     let export = t.elapsed();
     let exported: usize = all.iter().map(RecordBatch::num_rows).sum();
     if exported as u64 != w.rows {
@@ -104,18 +110,30 @@ pub fn run(
     drop(all);
 
     let queries = queries(latest);
+    // Each query with aggregate pushdown (the default) and without it, in the same run.
     let mut shoal = Vec::new();
     for (label, sql) in &queries {
         let sql = sql.replace("{t}", TABLE);
-        let mut times = Vec::new();
-        // The first run warms caches and connections; it is not counted.
-        for _ in 0..=runs {
-            let t = Instant::now();
-            rt.block_on(shoal_sql(conn, &sql))
-                .with_context(|| format!("{label}: {sql}"))?;
-            times.push(t.elapsed());
-        }
-        shoal.push(median(&mut times[1..].to_vec()));
+        let timed = |headers: &[(&str, &str)]| -> Result<Measured> {
+            let mut times = Vec::new();
+            let mut traffic = ScanTraffic::default();
+            // The first run warms caches and connections; it is not counted.
+            for run in 0..=runs {
+                let before = ScanTraffic::now(conn)?;
+                let t = Instant::now();
+                rt.block_on(shoal_sql(conn, &sql, headers))
+                    .with_context(|| format!("{label}: {sql}"))?;
+                times.push(t.elapsed());
+                if run == 0 {
+                    traffic = ScanTraffic::now(conn)?.since(before);
+                }
+            }
+            Ok(Measured {
+                time: median(&mut times[1..].to_vec()),
+                traffic,
+            })
+        };
+        shoal.push((timed(&[])?, timed(&[(PUSH_AGGREGATES_HEADER, "false")])?));
     }
     let duck = duckdb(python, &file, &queries, runs)?;
 
@@ -130,16 +148,32 @@ pub fn run(
         "Shoal (ms)",
         "DuckDB (ms)",
         "Shoal ÷ DuckDB",
+        "no agg. pushdown (ms)",
+        "rows answered",
+        "no agg. pushdown",
+        "bytes sent",
+        "no agg. pushdown",
     ]);
-    for (((label, _), s), d) in queries.iter().zip(&shoal).zip(&duck) {
+    for (((label, _), (s, rows)), d) in queries.iter().zip(&shoal).zip(&duck) {
         table.add_row([
             (*label).to_owned(),
-            format!("{:.1}", s.as_secs_f64() * 1e3),
+            format!("{:.1}", s.time.as_secs_f64() * 1e3),
             format!("{:.1}", d.as_secs_f64() * 1e3),
-            format!("{:.1}×", s.as_secs_f64() / d.as_secs_f64().max(1e-9)),
+            format!("{:.1}×", s.time.as_secs_f64() / d.as_secs_f64().max(1e-9)),
+            format!("{:.1}", rows.time.as_secs_f64() * 1e3),
+            fmt_int(s.traffic.rows),
+            fmt_int(rows.traffic.rows),
+            fmt_int(s.traffic.bytes),
+            fmt_int(rows.traffic.bytes),
         ]);
     }
     println!("{table}\n");
+    println!(
+        "rows answered: rows (or rows of partial aggregate states) the replicas produced for \
+         one run of the query; bytes sent: Arrow IPC over ScanChunk (the coordinator reads its \
+         own replicas in-process). \"no agg. pushdown\": the same query with the call header \
+         {PUSH_AGGREGATES_HEADER}: false.\n"
+    );
     println!(
         "full export (SELECT *): {:.2} s, {} rows/s",
         export.as_secs_f64(),
@@ -148,11 +182,18 @@ pub fn run(
     Ok(())
 }
 
-/// Runs `sql` through Flight SQL on the first data node; the answer's batches.
-async fn shoal_sql(conn: &Conn, sql: &str) -> Result<Vec<RecordBatch>> {
+/// One query's warm median time and what its scans answered (in its first run).
+struct Measured {
+    time: Duration,
+    traffic: ScanTraffic,
+}
+
+/// Runs `sql` through Flight SQL on the first data node, with call `headers`; the answer's
+/// batches.
+async fn shoal_sql(conn: &Conn, sql: &str, headers: &[(&str, &str)]) -> Result<Vec<RecordBatch>> {
     let addr = conn.datanodes.values().next().context("no data node")?;
     let channel = conn.channels.get(addr)?;
-    let (_, batches) = shoal_query::query(channel, sql).await?;
+    let (_, batches) = shoal_query::query_with_headers(channel, sql, headers).await?;
     Ok(batches)
 }
 

@@ -23,7 +23,8 @@ pub const STORAGE_FORMAT_VERSION: u32 = 2;
 ///   ([`CHUNK_FILES_CLUSTER_VERSION`]), partitions may be dropped
 ///   ([`DROP_PARTITION_CLUSTER_VERSION`]), tables may keep only the first or last row of a
 ///   sort key ([`KEEP_DUPLICATES_CLUSTER_VERSION`]), a diverged replica is cut back to the
-///   prefix it shares with its primary ([`CUT_TAIL_CLUSTER_VERSION`]).
+///   prefix it shares with its primary ([`CUT_TAIL_CLUSTER_VERSION`]), a query's aggregate is
+///   computed partly on the replicas ([`AGGREGATE_PUSHDOWN_CLUSTER_VERSION`]).
 pub const CLUSTER_VERSION: u32 = 2;
 /// From this cluster version on, data nodes may write chunk files (storage format 2).
 pub const CHUNK_FILES_CLUSTER_VERSION: u32 = 2;
@@ -36,6 +37,9 @@ pub const KEEP_DUPLICATES_CLUSTER_VERSION: u32 = 2;
 /// From this cluster version on, a primary asks a diverged replica for its checksums and to cut
 /// its tail (`ReplicaPositionRequest.checksum_at`, `cut_after`) instead of copying it whole.
 pub const CUT_TAIL_CLUSTER_VERSION: u32 = 2;
+/// From this cluster version on, a coordinator asks replicas for partial aggregate states
+/// (`ScanChunkRequest.aggregate`); a data node of the previous release would send rows.
+pub const AGGREGATE_PUSHDOWN_CLUSTER_VERSION: u32 = 2;
 /// The oldest release this one can upgrade in place (it reads its files and speaks with it).
 pub const MIN_UPGRADE_FROM: &str = "0.1.0";
 

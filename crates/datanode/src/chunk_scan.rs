@@ -20,6 +20,7 @@ use crate::metrics::ScanVia;
 use crate::node::Node;
 use crate::primary::{is_primary, wait_all_replicated};
 use crate::scan_messages::{self, MESSAGE_BYTES, Rows};
+use shoal_query::partial_aggregate;
 
 /// Items (messages or batches) produced ahead of what the reader has taken.
 const AHEAD: usize = 2;
@@ -69,9 +70,26 @@ async fn rows(
         .map_err(storage_status)?;
     let read = batches.schema().clone();
     let batches = Box::new(batches.map(|b| b.map_err(|e| e.to_string())));
-    scan_messages::rows(&read, batches, plan)
-        .map(Some)
-        .map_err(Status::invalid_argument)
+    let (schema, rows) =
+        scan_messages::rows(&read, batches, plan).map_err(Status::invalid_argument)?;
+    let (schema, rows) = match &req.aggregate {
+        None => (schema, rows),
+        // The aggregate runs where the rows are read: on the blocking thread pulling the answer.
+        Some(aggregate) => {
+            let runtime = tokio::runtime::Handle::current();
+            let (states, batches) = partial_aggregate::states(&schema, rows, aggregate, runtime)
+                .map_err(|e| Status::invalid_argument(format!("cannot aggregate: {e}")))?;
+            let batches: Rows = Box::new(batches.map(|b| b.map_err(|e| e.to_string())));
+            (states, batches)
+        }
+    };
+    let (node, states) = (Arc::clone(node), req.aggregate.is_some());
+    let counted = rows.inspect(move |b| {
+        if let Ok(b) = b {
+            node.metrics.answered_rows(states, via, b.num_rows());
+        }
+    });
+    Ok(Some((schema, Box::new(counted))))
 }
 
 /// `ScanChunk`'s answer: the rows as Arrow IPC messages of about [`MESSAGE_BYTES`].
@@ -79,12 +97,21 @@ pub(crate) async fn messages(
     node: &Arc<Node>,
     req: &ScanChunkRequest,
 ) -> Result<ReceiverStream<Result<ScanChunkResponse, Status>>, Status> {
+    // A replica that holds no row answers no message: the reader then takes it as rows,
+    // computes the (empty) states itself, and gets the same answer.
     let Some((schema, rows)) = rows(node, req, ScanVia::Grpc).await? else {
         return Ok(produced(std::iter::empty()));
     };
-    let messages = scan_messages::messages(schema, rows, MESSAGE_BYTES).map(|m| {
-        m.map(|arrow_ipc| ScanChunkResponse { arrow_ipc })
-            .map_err(Status::internal)
+    let (node, partial_aggregate) = (Arc::clone(node), req.aggregate.is_some());
+    let messages = scan_messages::messages(schema, rows, MESSAGE_BYTES).map(move |m| {
+        m.map(|arrow_ipc| {
+            node.metrics.sent_bytes(partial_aggregate, arrow_ipc.len());
+            ScanChunkResponse {
+                arrow_ipc,
+                partial_aggregate,
+            }
+        })
+        .map_err(Status::internal)
     });
     Ok(produced(messages))
 }

@@ -1,7 +1,8 @@
 //! What a data node tells Prometheus (`/metrics`, see `shoal_server::http`): client appends it
 //! coordinated, by outcome, and how long they took; the replicas it holds, and how many of them
 //! were repaired after they diverged or fell behind, by how, and the bytes that took; its WAL's
-//! fdatasync latency; its flushes and compactions; the chunk scans it served, by how they came.
+//! fdatasync latency; its flushes and compactions; the chunk scans it served, by how they came,
+//! and the rows and bytes they answered (rows, or partial aggregate states).
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,8 @@ pub struct DataNodeMetrics {
     compaction_seconds: Histogram,
     compacted_bytes: Counter,
     chunk_scans: Family<Labels, Counter>,
+    scan_rows: Family<Labels, Counter>,
+    scan_bytes: Family<Labels, Counter>,
 }
 
 /// How a chunk scan reached this node.
@@ -37,6 +40,20 @@ pub enum ScanVia {
     Grpc,
     /// In-process, from a query this node coordinates.
     Local,
+}
+
+impl ScanVia {
+    fn name(self) -> &'static str {
+        match self {
+            ScanVia::Grpc => "grpc",
+            ScanVia::Local => "local",
+        }
+    }
+}
+
+/// The `answer` label of a scan's rows and bytes.
+fn answer(states: bool) -> String {
+    if states { "partial_aggregate" } else { "rows" }.to_owned()
 }
 
 /// Append latency buckets, seconds: a group commit takes milliseconds, a failover up to a
@@ -68,6 +85,8 @@ impl DataNodeMetrics {
             compaction_seconds: Histogram::new(BACKGROUND_BUCKETS),
             compacted_bytes: Counter::default(),
             chunk_scans: Family::default(),
+            scan_rows: Family::default(),
+            scan_bytes: Family::default(),
         };
         registry.register(
             "appends",
@@ -138,16 +157,35 @@ impl DataNodeMetrics {
              `local` (a query this node coordinates, read in-process)",
             m.chunk_scans.clone(),
         );
+        registry.register(
+            "scan_answer_rows",
+            "Rows chunk scans answered (after their filters), by `answer`: `rows`, or \
+             `partial_aggregate` (rows of groups and aggregate states), and by `via`",
+            m.scan_rows.clone(),
+        );
+        registry.register(
+            "scan_sent_bytes",
+            "Bytes of Arrow IPC ScanChunk sent, by `answer` (`rows` or `partial_aggregate`)",
+            m.scan_bytes.clone(),
+        );
         m
     }
 
+    /// Rows a scan answered: `states` when they are partial aggregate states.
+    pub fn answered_rows(&self, states: bool, via: ScanVia, rows: usize) {
+        let labels = vec![("answer", answer(states)), ("via", via.name().to_owned())];
+        self.scan_rows.get_or_create(&labels).inc_by(rows as u64);
+    }
+
+    /// Bytes a `ScanChunk` message carried.
+    pub fn sent_bytes(&self, states: bool, bytes: usize) {
+        let labels = vec![("answer", answer(states))];
+        self.scan_bytes.get_or_create(&labels).inc_by(bytes as u64);
+    }
+
     pub fn scanned(&self, via: ScanVia) {
-        let via = match via {
-            ScanVia::Grpc => "grpc",
-            ScanVia::Local => "local",
-        };
         self.chunk_scans
-            .get_or_create(&vec![("via", via.to_owned())])
+            .get_or_create(&vec![("via", via.name().to_owned())])
             .inc();
     }
 

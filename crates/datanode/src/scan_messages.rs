@@ -315,6 +315,7 @@ mod tests {
             project: true,
             limit,
             filters: filters.iter().map(|f| (*f).to_owned()).collect(),
+            ..ScanChunkRequest::default()
         }
     }
 

@@ -198,6 +198,7 @@ pub async fn run(
                     shoal_query::Replicas {
                         channels: node.channels.clone(),
                         local: Some(Arc::new(crate::chunk_scan::LocalScans(node.clone()))),
+                        cluster_version: node.cluster_version.clone(),
                     },
                     shoal_query::QueryMemory {
                         limit: usize::try_from(cfg.query_memory_bytes()).unwrap_or(usize::MAX),

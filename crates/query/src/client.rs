@@ -15,7 +15,19 @@ pub async fn query(
     channel: AuthChannel,
     sql: &str,
 ) -> Result<(SchemaRef, Vec<RecordBatch>), Status> {
+    query_with_headers(channel, sql, &[]).await
+}
+
+/// [`query`] with call headers (e.g. [`crate::PUSH_AGGREGATES_HEADER`]) on each of its calls.
+pub async fn query_with_headers(
+    channel: AuthChannel,
+    sql: &str,
+    headers: &[(&str, &str)],
+) -> Result<(SchemaRef, Vec<RecordBatch>), Status> {
     let mut client = FlightSqlServiceClient::new(channel);
+    for (name, value) in headers {
+        client.set_header(*name, *value);
+    }
     let info = client.execute(sql.to_owned(), None).await?;
     let schema = info
         .clone()

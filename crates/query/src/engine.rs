@@ -16,11 +16,14 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use shoal_catalog::DatabaseDef;
 use shoal_client::controller::ControllerClient;
+use shoal_common::version::AGGREGATE_PUSHDOWN_CLUSTER_VERSION;
 use shoal_proto::ChunkInfo;
 
+use crate::chunk_aggregate::PushPartialAggregates;
 use crate::error::unavailable;
 use crate::local::Replicas;
 use crate::system::{self, SystemSchema};
@@ -56,6 +59,22 @@ pub struct QueryMemory {
     pub spill_dir: PathBuf,
 }
 
+/// What a client chooses for one query (Flight SQL call headers, see `flight`).
+#[derive(Clone, Copy, Debug)]
+pub struct QueryOptions {
+    /// Whether replicas may compute aggregates' Partial phase (`ChunkAggregateExec`), when
+    /// every data node understands it; off, they send rows (a check of the pushdown itself).
+    pub push_aggregates: bool,
+}
+
+impl Default for QueryOptions {
+    fn default() -> Self {
+        Self {
+            push_aggregates: true,
+        }
+    }
+}
+
 impl QueryEngine {
     pub fn new(controllers: ControllerClient, replicas: Replicas, memory: QueryMemory) -> Self {
         Self {
@@ -72,24 +91,27 @@ impl QueryEngine {
 
     /// Plans a read-only statement (queries, EXPLAIN, SHOW); DDL, DML and SET are refused.
     /// The plan's schema is known before anything runs; `execute_stream` runs it.
-    pub async fn plan(&self, sql: &str) -> Result<DataFrame> {
+    pub async fn plan(&self, sql: &str, options: QueryOptions) -> Result<DataFrame> {
         let read_only = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        self.session().await?.sql_with_options(sql, read_only).await
+        self.session(options)
+            .await?
+            .sql_with_options(sql, read_only)
+            .await
     }
 
     /// Runs a statement and collects its result.
     pub async fn execute(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let df = self.plan(sql).await?;
+        let df = self.plan(sql, QueryOptions::default()).await?;
         let schema = Arc::clone(df.schema().inner());
         Ok((schema, df.collect().await?))
     }
 
     /// Every table a query can name, as committed now: what Flight SQL's catalog calls list.
     pub async fn tables(&self) -> Result<Vec<TableEntry>> {
-        let ctx = self.session().await?;
+        let ctx = self.session(QueryOptions::default()).await?;
         let Some(catalog) = ctx.catalog(CATALOG) else {
             return Ok(Vec::new());
         };
@@ -120,7 +142,7 @@ impl QueryEngine {
     }
 
     /// A session whose catalog is the cluster's catalog as committed now.
-    async fn session(&self) -> Result<SessionContext> {
+    async fn session(&self, options: QueryOptions) -> Result<SessionContext> {
         let catalog = self
             .controllers
             .get_catalog()
@@ -173,7 +195,17 @@ impl QueryEngine {
             .with_memory_pool(Arc::new(FairSpillPool::new(self.memory.limit)))
             .with_temp_file_path(&self.memory.spill_dir)
             .build_arc()?;
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let mut state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features();
+        // A data node of a release before partial aggregation would send rows for states.
+        let understood =
+            *self.replicas.cluster_version.borrow() >= AGGREGATE_PUSHDOWN_CLUSTER_VERSION;
+        if options.push_aggregates && understood {
+            state = state.with_physical_optimizer_rule(Arc::new(PushPartialAggregates));
+        }
+        let ctx = SessionContext::new_with_state(state.build());
         ctx.register_catalog(CATALOG, Arc::new(shoal));
         Ok(ctx)
     }

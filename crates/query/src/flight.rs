@@ -39,7 +39,7 @@ use shoal_common::users::{Role, Users};
 use shoal_proto::auth::Principal;
 use shoal_script::Answer;
 
-use crate::engine::QueryEngine;
+use crate::engine::{QueryEngine, QueryOptions};
 use crate::error::is_unavailable;
 use crate::ingest::Appender;
 use crate::metadata;
@@ -89,15 +89,17 @@ pub fn flight_service(
 
 impl ShoalFlightSqlService {
     /// Plans a query, `?` placeholders numbered (see `crate::params`).
-    async fn plan(&self, sql: &str) -> Result<DataFrame, Status> {
+    async fn plan(&self, sql: &str, options: QueryOptions) -> Result<DataFrame, Status> {
         self.engine
-            .plan(&params::numbered(sql))
+            .plan(&params::numbered(sql), options)
             .await
             .map_err(status)
     }
 
+    /// A query's result schema, which no option changes.
     async fn schema_of(&self, sql: &str) -> Result<Schema, Status> {
-        Ok(self.plan(sql).await?.schema().as_arrow().clone())
+        let df = self.plan(sql, QueryOptions::default()).await?;
+        Ok(df.schema().as_arrow().clone())
     }
 
     /// A statement's handle (what tickets and prepared statements carry: the SQL text of a
@@ -131,7 +133,7 @@ impl ShoalFlightSqlService {
             });
         }
         who.require(Role::Reader)?;
-        let df = self.plan(sql).await?;
+        let df = self.plan(sql, QueryOptions::default()).await?;
         Ok(Prepared {
             handle: sql.as_bytes().to_vec(),
             schema: df.schema().as_arrow().clone(),
@@ -140,12 +142,16 @@ impl ShoalFlightSqlService {
     }
 
     /// Streams what a handle stands for: a DDL result as it is, a query by running it.
-    async fn run_handle(&self, handle: &[u8]) -> Result<Response<DoGetStream>, Status> {
+    async fn run_handle(
+        &self,
+        handle: &[u8],
+        options: QueryOptions,
+    ) -> Result<Response<DoGetStream>, Status> {
         if let Some(result) = crate::ddl::result_of(handle) {
             return Ok(one_batch(result?));
         }
         let bound = params::parse(handle)?;
-        let mut df = self.plan(&bound.sql).await?;
+        let mut df = self.plan(&bound.sql, options).await?;
         if !bound.params.is_empty() {
             df = df.with_param_values(bound.params).map_err(status)?;
         }
@@ -164,6 +170,18 @@ impl ShoalFlightSqlService {
 }
 
 /// A FlightInfo whose one endpoint, on this same server, is `ticket`.
+/// The call header that turns aggregate pushdown off for one query (`false`); ADBC sets it
+/// with the statement option `adbc.flight.sql.rpc.call_header.x-shoal-push-aggregates`.
+pub const PUSH_AGGREGATES_HEADER: &str = "x-shoal-push-aggregates";
+
+/// The options a query's call headers choose.
+fn options_of<T>(request: &Request<T>) -> QueryOptions {
+    let header = request.metadata().get(PUSH_AGGREGATES_HEADER);
+    QueryOptions {
+        push_aggregates: header.and_then(|v| v.to_str().ok()) != Some("false"),
+    }
+}
+
 fn flight_info(
     schema: &Schema,
     ticket: Any,
@@ -261,7 +279,8 @@ impl FlightSqlService for ShoalFlightSqlService {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         Principal::of(&request).require(Role::Reader)?;
-        self.run_handle(&ticket.statement_handle).await
+        self.run_handle(&ticket.statement_handle, options_of(&request))
+            .await
     }
 
     async fn do_action_create_prepared_statement(
@@ -310,7 +329,8 @@ impl FlightSqlService for ShoalFlightSqlService {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         Principal::of(&request).require(Role::Reader)?;
-        self.run_handle(&cmd.prepared_statement_handle).await
+        self.run_handle(&cmd.prepared_statement_handle, options_of(&request))
+            .await
     }
 
     async fn get_flight_info_sql_info(

@@ -7,6 +7,8 @@
 //!   plan node reading the others (`ChunkScanExec`, shown by EXPLAIN); `pushdown`: the filters
 //!   a replica applies before sending rows; `local`: how a scan reaches a replica (gRPC, or
 //!   in-process for the coordinator's own).
+//! - `partial_aggregate` / `chunk_aggregate`: a GROUP BY's Partial phase computed by the
+//!   replicas (`ChunkAggregateExec`, placed by the `PushPartialAggregates` optimizer rule).
 //! - `system`: the `cluster` schema (`nodes`, `chunks`, `config`).
 //! - `script`: DolphinDB scripts (`shoal_script`), run with this node's engine and the
 //!   controllers, on the same path as SQL.
@@ -14,15 +16,18 @@
 //!   an `Appender` the data node provides; `params`: prepared statements' parameters, bound
 //!   by DoPut into the handle; `client`: a client for one query.
 
+mod chunk_aggregate;
 mod client;
 mod ddl;
 mod engine;
 mod error;
 mod flight;
 mod ingest;
+mod leaf;
 mod local;
 mod metadata;
 mod params;
+pub mod partial_aggregate;
 mod prune;
 #[cfg(test)]
 mod pruning_tests;
@@ -32,9 +37,9 @@ mod script;
 mod system;
 mod table;
 
-pub use client::{login, query};
-pub use engine::{QueryEngine, QueryMemory};
+pub use client::{login, query, query_with_headers};
+pub use engine::{QueryEngine, QueryMemory, QueryOptions};
 pub use error::{Unavailable, is_unavailable};
-pub use flight::{Login, ShoalFlightSqlService, flight_service};
+pub use flight::{Login, PUSH_AGGREGATES_HEADER, ShoalFlightSqlService, flight_service};
 pub use ingest::{AppendOutcome, Appender, SEQ_HEADER, WRITER_ID_HEADER};
 pub use local::{LocalReplicas, LocalRows, Replicas};

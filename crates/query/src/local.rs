@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use shoal_client::channel::Channels;
 use shoal_proto::ScanChunkRequest;
+use tokio::sync::watch;
 use tonic::Status;
 
 /// The rows of one chunk scan: what `ScanChunk` would send, as batches.
@@ -32,6 +33,8 @@ pub trait LocalReplicas: Send + Sync {
 pub struct Replicas {
     pub channels: Channels,
     pub local: Option<Arc<dyn LocalReplicas>>,
+    /// The cluster version as the heartbeats report it: what every data node understands.
+    pub cluster_version: watch::Receiver<u32>,
 }
 
 impl Replicas {

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::Session;
 use datafusion::common::pruning::PruningStatistics;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::Expr;
@@ -34,12 +36,57 @@ pub fn can_push(filter: &Expr) -> bool {
 
 /// The filters a replica can evaluate, as SQL text.
 pub fn encode(filters: &[Expr]) -> Vec<String> {
+    encodable(filters).map(|(_, sql)| sql).collect()
+}
+
+/// The filters a replica can evaluate, each with its SQL text.
+fn encodable(filters: &[Expr]) -> impl Iterator<Item = (&Expr, String)> {
     filters
         .iter()
         .filter(|f| !f.is_volatile())
-        .filter_map(|f| expr_to_sql(f).ok())
-        .map(|sql| sql.to_string())
-        .collect()
+        .filter_map(|f| expr_to_sql(f).ok().map(|sql| (f, sql.to_string())))
+}
+
+/// The filters a scan sends its replicas.
+#[derive(Clone, Default)]
+pub(crate) struct Pushed {
+    /// As SQL text, what the request carries.
+    pub sql: Vec<String>,
+    /// The same filters as DataFusion plans them over the scan's output, as it plans the
+    /// filter it keeps above the scan: a conjunct equal to one of these is one the replicas
+    /// apply.
+    planned: Vec<Arc<dyn PhysicalExpr>>,
+}
+
+impl Pushed {
+    /// What a scan of `output` (which holds every column an `Inexact` filter reads) sends of
+    /// `filters`. A filter that does not plan here is only not known as applied.
+    pub fn new(state: &dyn Session, filters: &[Expr], output: &SchemaRef) -> Result<Self> {
+        let schema = DFSchema::try_from(Arc::clone(output))?;
+        let mut pushed = Self::default();
+        for (f, sql) in encodable(filters) {
+            // The filters name the table's columns qualified; the scan's output does not.
+            let unqualified = f.clone().transform(|e| {
+                Ok(match e {
+                    Expr::Column(c) => Transformed::yes(Expr::Column(Column::from_name(c.name))),
+                    e => Transformed::no(e),
+                })
+            })?;
+            if let Ok(p) = state.create_physical_expr(unqualified.data, &schema) {
+                pushed.planned.push(p);
+            }
+            pushed.sql.push(sql);
+        }
+        Ok(pushed)
+    }
+
+    /// Whether the replicas apply every condition of `predicate` (a filter over the scan's
+    /// output): then the rows they keep are exactly those it keeps.
+    pub fn applies(&self, predicate: &Arc<dyn PhysicalExpr>) -> bool {
+        split_conjunction(predicate)
+            .into_iter()
+            .all(|p| self.planned.iter().any(|q| q.as_ref() == p.as_ref()))
+    }
 }
 
 /// A conjunction of filters compiled for one chunk's schema.

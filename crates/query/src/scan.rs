@@ -9,15 +9,14 @@ use std::time::Duration;
 use arrow::array::{RecordBatch, RecordBatchOptions};
 use arrow::datatypes::SchemaRef;
 use arrow::ipc::reader::StreamReader;
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
-    PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream,
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    SendableRecordBatchStream,
 };
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt, TryStreamExt};
@@ -27,7 +26,9 @@ use shoal_proto::{ChunkInfo, MAX_MESSAGE, ReplicaInfo, ScanChunkRequest, ScanChu
 use tonic::Streaming;
 
 use crate::error::unavailable;
+use crate::leaf::leaf_node;
 use crate::local::{LocalReplicas, LocalRows, Replicas};
+use crate::pushdown::Pushed;
 
 /// How long a replica may take to start answering before the next one is tried: a paused or
 /// partitioned node accepts the connection but never answers.
@@ -38,6 +39,7 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// it. The query then fails instead of hanging (F10).
 const MESSAGE_TIMEOUT: Duration = Duration::from_secs(120);
 
+#[derive(Clone)]
 pub struct ChunkScanExec {
     /// `dfs://db.table`, for EXPLAIN and errors.
     table: String,
@@ -46,8 +48,8 @@ pub struct ChunkScanExec {
     chunks: Vec<ChunkInfo>,
     /// The projected schema; columns are taken from the replicas' batches by name.
     schema: SchemaRef,
-    /// Conditions (SQL) replicas apply before sending rows (see `pushdown`).
-    filters: Vec<String>,
+    /// Conditions replicas apply before sending rows (see `pushdown`).
+    filters: Pushed,
     /// Rows each partition needs to produce at most.
     limit: Option<usize>,
     replicas: Replicas,
@@ -60,7 +62,7 @@ impl ChunkScanExec {
         total_chunks: usize,
         chunks: Vec<ChunkInfo>,
         schema: SchemaRef,
-        filters: Vec<String>,
+        filters: Pushed,
         limit: Option<usize>,
         replicas: Replicas,
     ) -> Self {
@@ -83,6 +85,24 @@ impl ChunkScanExec {
             properties: Arc::new(properties),
         }
     }
+
+    /// The chunks read, one per output partition.
+    pub(crate) fn chunks(&self) -> &[ChunkInfo] {
+        &self.chunks
+    }
+
+    pub(crate) fn replicas(&self) -> &Replicas {
+        &self.replicas
+    }
+
+    /// The conditions replicas apply.
+    pub(crate) fn filters(&self) -> &Pushed {
+        &self.filters
+    }
+
+    pub(crate) fn limit(&self) -> Option<usize> {
+        self.limit
+    }
 }
 
 impl fmt::Debug for ChunkScanExec {
@@ -104,8 +124,8 @@ impl DisplayAs for ChunkScanExec {
             self.chunks.len(),
             self.total_chunks
         )?;
-        if !self.filters.is_empty() {
-            write!(f, " filters=[{}]", self.filters.join(", "))?;
+        if !self.filters.sql.is_empty() {
+            write!(f, " filters=[{}]", self.filters.sql.join(", "))?;
         }
         if let Some(limit) = self.limit {
             write!(f, " limit={limit}")?;
@@ -123,34 +143,7 @@ impl ExecutionPlan for ChunkScanExec {
         &self.properties
     }
 
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn replace_children(
-        self: Arc<Self>,
-        _children: Vec<Arc<dyn ExecutionPlan>>,
-        _options: ReplaceChildrenOptions,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(self)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.replace_children(
-            children,
-            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
-        )
-    }
+    leaf_node!();
 
     fn execute(
         &self,
@@ -169,18 +162,20 @@ impl ExecutionPlan for ChunkScanExec {
             columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
             project: true,
             limit: self.limit.map_or(0, |l| l as u64),
-            filters: self.filters.clone(),
+            filters: self.filters.sql.clone(),
             ..ScanChunkRequest::default()
         };
-        let batches = stream::once(open(
-            chunk,
-            self.replicas.clone(),
-            ask,
+        let batches = stream::once(open(chunk, self.replicas.clone(), ask, Arc::clone(&schema)))
+            .map_ok(move |rows| match rows {
+                Answer::Rows(rows) => rows,
+                // Never asked for here: a request without an aggregate gets rows.
+                Answer::RowsNotStates => stream::empty().boxed(),
+            })
+            .try_flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&schema),
-            self.limit,
-        ))
-        .try_flatten();
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+            at_most(batches, self.limit),
+        )))
     }
 }
 
@@ -201,16 +196,32 @@ fn read_order<'a>(chunk: &'a ChunkInfo, replicas: &Replicas) -> Vec<&'a ReplicaI
     in_sync
 }
 
+/// What a replica started answering.
+pub(crate) enum Answer {
+    /// Batches of the schema asked for: rows, or partial aggregate states when asked for.
+    Rows(BoxStream<'static, Result<RecordBatch>>),
+    /// Asked for partial aggregate states, the replica (of a release before them) sends rows;
+    /// the caller computes the states itself.
+    RowsNotStates,
+}
+
+/// Whether the chunk is read from this node's own replica (in-process).
+pub(crate) fn reads_locally(chunk: &ChunkInfo, replicas: &Replicas) -> bool {
+    read_order(chunk, replicas)
+        .first()
+        .is_some_and(|r| replicas.local(&r.node).is_some())
+}
+
 /// Starts reading the chunk from the first in-sync replica that answers. Only the start fails
 /// over: once rows have been passed on, another replica could not continue where this one
 /// stopped (replicas need not return rows in the same order), so a later failure fails the query.
-async fn open(
+pub(crate) async fn open(
     chunk: ChunkInfo,
     replicas: Replicas,
     ask: ScanChunkRequest,
     schema: SchemaRef,
-    limit: Option<usize>,
-) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+) -> Result<Answer> {
+    let states = ask.aggregate.is_some();
     let mut tried = Vec::new();
     let req = ScanChunkRequest {
         chunk_id: chunk.id,
@@ -220,19 +231,23 @@ async fn open(
     for replica in read_order(&chunk, &replicas) {
         let failed = failed(&chunk, &replica.node);
         let started = match replicas.local(&replica.node) {
-            Some(local) => start_local(local.as_ref(), req.clone())
-                .await
-                .map(|rows| projected(rows.map_err(failed), Arc::clone(&schema))),
+            // This node's own replica runs this very code: it computes what it is asked.
+            Some(local) => start_local(local.as_ref(), req.clone()).await.map(|rows| {
+                Answer::Rows(fitted(rows.map_err(failed), Arc::clone(&schema), states))
+            }),
             None => start_scan(&replicas.channels, &replica.addr, req.clone())
                 .await
                 .map(|(first, rest)| {
+                    if states && !first.as_ref().is_some_and(|m| m.partial_aggregate) {
+                        return Answer::RowsNotStates;
+                    }
                     let rest = each_within(rest, MESSAGE_TIMEOUT);
                     let messages = stream::iter(first.map(Ok)).chain(rest).map_err(failed);
-                    decoded(messages, Arc::clone(&schema))
+                    decoded(messages, Arc::clone(&schema), states)
                 }),
         };
         match started {
-            Ok(rows) => return Ok(at_most(rows, limit)),
+            Ok(answer) => return Ok(answer),
             Err(e) => tried.push(format!("{} ({}): {e}", replica.node, replica.addr)),
         }
     }
@@ -334,12 +349,13 @@ async fn start_local(
     }
 }
 
-/// A replica's batches as batches of `schema`.
-fn projected(
+/// A replica's batches as batches of `schema` (see [`fit`]).
+fn fitted(
     rows: impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static,
     schema: SchemaRef,
+    states: bool,
 ) -> BoxStream<'static, Result<RecordBatch>> {
-    rows.and_then(move |b| futures::future::ready(project(&b, &schema)))
+    rows.and_then(move |b| futures::future::ready(fit(&b, &schema, states)))
         .boxed()
 }
 
@@ -347,12 +363,23 @@ fn projected(
 fn decoded(
     messages: impl futures::Stream<Item = Result<ScanChunkResponse>> + Send + 'static,
     schema: SchemaRef,
-) -> BoxStream<'static, Result<RecordBatch>> {
-    messages
-        .map(move |m| m.and_then(|m| decode(&m.arrow_ipc, &schema)))
+    states: bool,
+) -> Answer {
+    let batches = messages
+        .map(move |m| {
+            m.and_then(|m| {
+                if m.partial_aggregate != states {
+                    return Err(DataFusionError::Execution(
+                        "a replica changed what it sends midway".into(),
+                    ));
+                }
+                decode(&m.arrow_ipc, &schema, states)
+            })
+        })
         .map_ok(|batches| stream::iter(batches.into_iter().map(Ok)))
         .try_flatten()
-        .boxed()
+        .boxed();
+    Answer::Rows(batches)
 }
 
 /// `rows`, stopping after `limit` rows.
@@ -375,12 +402,28 @@ fn at_most(
     .boxed()
 }
 
-/// One ScanChunk message (an Arrow IPC stream of the table's rows) as batches of `schema`.
-fn decode(ipc: &[u8], schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
+/// One ScanChunk message (an Arrow IPC stream) as batches of `schema`.
+fn decode(ipc: &[u8], schema: &SchemaRef, states: bool) -> Result<Vec<RecordBatch>> {
     let reader = StreamReader::try_new(Cursor::new(ipc), None)?;
     reader
-        .map(|batch| project(&batch?, schema))
+        .map(|batch| fit(&batch?, schema, states))
         .collect::<Result<_>>()
+}
+
+/// A replica's batch as a batch of `schema`: rows by column name (a replica of a release
+/// before projection sends every column), partial states by position (the replica names them
+/// after its own plan); either way a column of another type is an error, never a wrong answer.
+fn fit(batch: &RecordBatch, schema: &SchemaRef, states: bool) -> Result<RecordBatch> {
+    if !states {
+        return project(batch, schema);
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(Arc::clone(schema), batch.columns().to_vec(), &options)
+        .map_err(|e| {
+            DataFusionError::Execution(format!(
+                "a replica's partial aggregate states do not match the plan's: {e}"
+            ))
+        })
 }
 
 /// Picks `schema`'s columns by name. The row count is carried explicitly so that a projection

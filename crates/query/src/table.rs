@@ -107,7 +107,7 @@ impl TableProvider for ShoalTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
@@ -116,12 +116,13 @@ impl TableProvider for ShoalTable {
             Some(p) => Arc::new(self.schema.project(p)?),
             None => Arc::clone(&self.schema),
         };
+        let pushed = pushdown::Pushed::new(state, filters, &schema)?;
         Ok(Arc::new(ChunkScanExec::new(
             self.name.clone(),
             self.chunks.len(),
             self.chunks_to_read(filters),
             schema,
-            pushdown::encode(filters),
+            pushed,
             limit,
             self.replicas.clone(),
         )))

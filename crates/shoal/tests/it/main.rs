@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod aggregate_pushdown;
 mod auth;
 mod chaos;
 mod chunk_files;

@@ -837,12 +837,29 @@ fn the_previous_release_is_upgraded_to_this_code_under_writes() {
             && err.contains("shoal upgrade --finalize"),
         "{err}"
     );
+    // Nor are replicas asked for partial aggregate states, which the previous release would
+    // answer with rows; from the finalize on (once the heartbeats bring it), they are.
+    let grouped = r#"EXPLAIN SELECT name, count(*) FROM "dfs://stock".stock GROUP BY name"#;
+    let pushed = || {
+        let out = cluster.run(&["sql", grouped]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).contains("ChunkAggregateExec")
+    };
+    assert!(!pushed(), "aggregates pushed before the finalize");
     let out = upgrade(&cluster, &["--finalize"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert_eq!(
         cluster.status()["cluster_version"].as_u64(),
         Some(u64::from(CLUSTER_VERSION))
     );
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while !pushed() {
+        assert!(
+            std::time::Instant::now() < until,
+            "aggregates not pushed after the finalize"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     // Accepted now (and so not created by the refused attempt, or it would exist already).
     let out = cluster.run(&["sql", keep_last]);
     assert!(out.status.success(), "{}", stderr(&out));

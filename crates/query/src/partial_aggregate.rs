@@ -1,0 +1,361 @@
+//! An aggregate's first phase computed where the rows are: the coordinator describes
+//! DataFusion's Partial `AggregateExec` as a [`PartialAggregate`] ([`request_of`]), the replica
+//! runs the same Partial aggregate over the rows it would have sent ([`states`]) and sends its
+//! output, groups and accumulator states instead of rows; the coordinator's Final aggregate
+//! merges them as it would merge its own partial states.
+//!
+//! The request names functions and columns, not plan bytes, so both sides build the aggregate
+//! with their own DataFusion: only the answer's column types must agree, which the coordinator
+//! checks on every batch (see `scan::fit`).
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::ScalarValue;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{FunctionRegistry, TaskContext};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+use datafusion::physical_expr::expressions::{CastExpr, Column, Literal, cast, col, lit};
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, PhysicalGroupBy};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
+use datafusion::prelude::SessionContext;
+use futures::StreamExt;
+use shoal_proto::{AggregateCall, PartialAggregate};
+
+/// The aggregate functions a replica computes: their states merge exactly whatever the
+/// split of the rows (an approximate or order-sensitive one would not).
+const FUNCTIONS: [&str; 5] = ["count", "sum", "min", "max", "avg"];
+
+/// `agg` (a Partial aggregate) as replicas compute it, if they can: every group expression a
+/// column, every aggregate one of [`FUNCTIONS`] over one column (maybe widened, see
+/// [`widened`]) or `count(*)`, without
+/// DISTINCT, FILTER or ORDER BY. Columns are named as `agg`'s input names them, which must be
+/// the chunk's names (the caller checks what lies between the aggregate and the scan).
+pub(crate) fn request_of(agg: &AggregateExec) -> Option<PartialAggregate> {
+    if *agg.mode() != AggregateMode::Partial || !agg.group_expr().is_single() {
+        return None;
+    }
+    let group_by = agg
+        .group_expr()
+        .expr()
+        .iter()
+        .map(|(e, _)| column_name(e))
+        .collect::<Option<Vec<_>>>()?;
+    if agg.filter_expr().iter().any(Option::is_some) {
+        return None;
+    }
+    let calls = agg
+        .aggr_expr()
+        .iter()
+        .map(|a| {
+            let function = a.fun().name();
+            if !FUNCTIONS.contains(&function) || a.is_distinct() || !a.order_bys().is_empty() {
+                return None;
+            }
+            let [arg] = a.expressions().try_into().ok()?;
+            let (column, cast) = match (column_name(&arg), widened(&arg)) {
+                (Some(c), _) => (c, String::new()),
+                (None, Some((c, to))) => (c, to.to_string()),
+                // `count(*)`, which DataFusion plans as a count of a non-null literal.
+                (None, None) if function == "count" && is_non_null_literal(&arg) => {
+                    (String::new(), String::new())
+                }
+                (None, None) => return None,
+            };
+            Some(AggregateCall {
+                function: function.to_owned(),
+                column,
+                name: a.name().to_owned(),
+                cast,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(PartialAggregate { group_by, calls })
+}
+
+/// The chunk columns a replica reads to compute `agg` (before its filters' own).
+pub(crate) fn columns(agg: &PartialAggregate) -> Vec<String> {
+    let mut columns: Vec<String> = agg.group_by.clone();
+    for c in &agg.calls {
+        if !c.column.is_empty() && !columns.contains(&c.column) {
+            columns.push(c.column.clone());
+        }
+    }
+    columns
+}
+
+fn column_name(e: &Arc<dyn PhysicalExpr>) -> Option<String> {
+    e.downcast_ref::<Column>().map(|c| c.name().to_owned())
+}
+
+/// The column and type of a cast that widens a number (what DataFusion puts in `sum` or `avg`
+/// of a narrower column): it gives the same values on both sides, whatever its options.
+fn widened(e: &Arc<dyn PhysicalExpr>) -> Option<(String, DataType)> {
+    let cast = e.downcast_ref::<CastExpr>()?;
+    let to = cast.cast_type();
+    let widening = matches!(to, DataType::Int64 | DataType::Float64);
+    let read_back = DataType::from_str(&to.to_string()).ok().as_ref() == Some(to);
+    (widening && read_back)
+        .then(|| column_name(cast.expr()).map(|c| (c, to.clone())))
+        .flatten()
+}
+
+fn is_non_null_literal(e: &Arc<dyn PhysicalExpr>) -> bool {
+    e.downcast_ref::<Literal>()
+        .is_some_and(|l| !l.value().is_null())
+}
+
+/// The replica's side: `agg`'s partial states over `rows` (of `schema`, already filtered),
+/// with their schema. The aggregation runs as the returned iterator is pulled, on the caller's
+/// thread (a blocking one: it reads the rows), through `runtime`.
+pub fn states<I>(
+    schema: &SchemaRef,
+    rows: I,
+    agg: &PartialAggregate,
+    runtime: tokio::runtime::Handle,
+) -> Result<(
+    SchemaRef,
+    impl Iterator<Item = Result<RecordBatch>> + Send + 'static,
+)>
+where
+    I: Iterator<Item = Result<RecordBatch, String>> + Send + 'static,
+{
+    let ctx = SessionContext::new();
+    let group_by = agg
+        .group_by
+        .iter()
+        .map(|c| Ok((col(c, schema)?, c.clone())))
+        .collect::<Result<Vec<_>>>()?;
+    let calls = agg
+        .calls
+        .iter()
+        .map(|c| {
+            let args = match (c.column.as_str(), c.cast.as_str()) {
+                ("", _) => vec![lit(ScalarValue::Int64(Some(1)))],
+                (column, "") => vec![col(column, schema)?],
+                (column, to) => vec![cast(col(column, schema)?, schema, DataType::from_str(to)?)?],
+            };
+            AggregateExprBuilder::new(ctx.udaf(&c.function)?, args)
+                .schema(Arc::clone(schema))
+                .alias(&c.name)
+                .build()
+                .map(Arc::new)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let input = StreamingTableExec::try_new(
+        Arc::clone(schema),
+        vec![Arc::new(Once::new(Arc::clone(schema), rows))],
+        None,
+        vec![],
+        false,
+        None,
+    )?;
+    let filters = vec![None; calls.len()];
+    let exec = AggregateExec::try_new(
+        AggregateMode::Partial,
+        PhysicalGroupBy::new_single(group_by),
+        calls,
+        filters,
+        Arc::new(input),
+        Arc::clone(schema),
+    )?;
+    let out = exec.schema();
+    let mut stream = exec.execute(0, ctx.task_ctx())?;
+    let batches = std::iter::from_fn(move || runtime.block_on(stream.next()));
+    Ok((out, batches))
+}
+
+/// Rows that can be read once, as a DataFusion partition.
+struct Once {
+    schema: SchemaRef,
+    rows: Mutex<Option<SendableRecordBatchStream>>,
+}
+
+impl Once {
+    fn new<I>(schema: SchemaRef, rows: I) -> Self
+    where
+        I: Iterator<Item = Result<RecordBatch, String>> + Send + 'static,
+    {
+        let batches = futures::stream::iter(rows.map(|b| b.map_err(DataFusionError::Execution)));
+        let stream = RecordBatchStreamAdapter::new(Arc::clone(&schema), batches);
+        Self {
+            schema,
+            rows: Mutex::new(Some(Box::pin(stream))),
+        }
+    }
+}
+
+impl fmt::Debug for Once {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Once").finish_non_exhaustive()
+    }
+}
+
+impl PartitionStream for Once {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let taken = self.rows.lock().ok().and_then(|mut r| r.take());
+        taken.unwrap_or_else(|| {
+            let again = futures::stream::once(async {
+                Err(DataFusionError::Internal(
+                    "a chunk's rows were read twice".into(),
+                ))
+            });
+            Box::pin(RecordBatchStreamAdapter::new(
+                Arc::clone(&self.schema),
+                again,
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{AsArray, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::datasource::MemTable;
+
+    use super::*;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("sym", DataType::Utf8, true),
+            Field::new("qty", DataType::Int64, true),
+        ]))
+    }
+
+    /// Six rows, two symbols; one NULL quantity.
+    fn batch() -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b", "a", "b", "a", "b"])),
+                Arc::new(Int64Array::from(vec![
+                    Some(1),
+                    Some(2),
+                    None,
+                    Some(4),
+                    Some(5),
+                    Some(6),
+                ])),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// The request for the Partial aggregate DataFusion plans for `sql` over table `t`.
+    async fn request_for(sql: &str) -> Option<PartialAggregate> {
+        let ctx = SessionContext::new();
+        let t = MemTable::try_new(schema(), vec![vec![batch()], vec![batch()]]).unwrap();
+        ctx.register_table("t", Arc::new(t)).unwrap();
+        let plan = ctx
+            .sql(sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let mut found = None;
+        plan.apply(|node| {
+            if let Some(agg) = node.downcast_ref::<AggregateExec>()
+                && *agg.mode() == AggregateMode::Partial
+            {
+                found = Some(request_of(agg));
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .unwrap();
+        found.expect("a Partial aggregate")
+    }
+
+    #[tokio::test]
+    async fn plain_aggregates_of_columns_travel_and_others_stay() {
+        let got = request_for("SELECT sym, count(*), count(qty), sum(qty) FROM t GROUP BY sym")
+            .await
+            .unwrap();
+        assert_eq!(got.group_by, ["sym"]);
+        let calls: Vec<(&str, &str)> = got
+            .calls
+            .iter()
+            .map(|c| (c.function.as_str(), c.column.as_str()))
+            .collect();
+        assert_eq!(calls, [("count", ""), ("count", "qty"), ("sum", "qty")]);
+        // DataFusion averages a BIGINT cast to DOUBLE: the cast travels with the column.
+        let avg = request_for("SELECT avg(qty) FROM t").await.unwrap();
+        assert_eq!(
+            (avg.calls[0].column.as_str(), avg.calls[0].cast.as_str()),
+            ("qty", "Float64")
+        );
+        assert_eq!(columns(&got), ["sym", "qty"]);
+        // DataFusion plans a lone DISTINCT as a GROUP BY of its column first: that travels.
+        let distinct = request_for("SELECT count(DISTINCT qty) FROM t")
+            .await
+            .unwrap();
+        assert_eq!(
+            (distinct.group_by, distinct.calls),
+            (vec!["qty".into()], vec![])
+        );
+        for other in [
+            "SELECT count(DISTINCT qty), count(DISTINCT sym) FROM t",
+            "SELECT sum(qty) FILTER (WHERE qty > 1) FROM t",
+            "SELECT upper(sym), count(*) FROM t GROUP BY upper(sym)",
+            "SELECT sym, median(qty) FROM t GROUP BY sym",
+            "SELECT sum(qty + 1) FROM t",
+        ] {
+            assert_eq!(request_for(other).await, None, "{other}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_answers_one_row_of_states_per_group() {
+        let agg = PartialAggregate {
+            group_by: vec!["sym".into()],
+            calls: vec![
+                AggregateCall {
+                    function: "count".into(),
+                    column: String::new(),
+                    name: "n".into(),
+                    ..AggregateCall::default()
+                },
+                AggregateCall {
+                    function: "sum".into(),
+                    column: "qty".into(),
+                    name: "total".into(),
+                    ..AggregateCall::default()
+                },
+            ],
+        };
+        let runtime = tokio::runtime::Handle::current();
+        let (out, batches) = tokio::task::spawn_blocking(move || {
+            let rows = vec![Ok(batch()), Ok(batch())].into_iter();
+            let (out, batches) = states(&schema(), rows, &agg, runtime).unwrap();
+            (out, batches.collect::<Result<Vec<_>>>().unwrap())
+        })
+        .await
+        .unwrap();
+        let names: Vec<&str> = out.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["sym", "n[count]", "total[sum]"]);
+        let merged = arrow::compute::concat_batches(&out, &batches).unwrap();
+        let mut groups: Vec<(String, i64, i64)> = (0..merged.num_rows())
+            .map(|r| {
+                (
+                    merged.column(0).as_string::<i32>().value(r).to_owned(),
+                    merged.column(1).as_primitive::<Int64Type>().value(r),
+                    merged.column(2).as_primitive::<Int64Type>().value(r),
+                )
+            })
+            .collect();
+        groups.sort();
+        assert_eq!(groups, [("a".into(), 6, 12), ("b".into(), 6, 24)]);
+    }
+}

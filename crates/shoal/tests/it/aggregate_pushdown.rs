@@ -1,0 +1,169 @@
+//! Aggregates computed partly on the replicas (`ChunkAggregateExec`): the same answers as when
+//! every row travels to the coordinator, over many groups, NULLs, filters on any column, and
+//! rows both in chunk files and still in the WAL/memtable; remote replicas send partial states
+//! (checked by `shoal_scan_sent_bytes_total`), the coordinator aggregates its own chunks.
+
+use std::time::Duration;
+
+use arrow::array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use arrow::util::pretty::pretty_format_batches;
+use shoal_query::PUSH_AGGREGATES_HEADER;
+
+use crate::chunk_files::wait_all_flushed;
+use crate::data::{DAY_MS, Data, JAN1_MS, runtime};
+use crate::harness::{LocalCluster, stderr};
+use crate::metrics::{get, http_addr, sample};
+
+const DB: &str = "dfs://agg";
+const CREATE: [&str; 2] = [
+    r#"CREATE DATABASE "dfs://agg" PARTITIONED BY VALUE(2023.01.01..2023.01.10), ENGINE='TSDB'"#,
+    r#"create table "dfs://agg"."trades"(time TIMESTAMP, sym SYMBOL, qty LONG, price DOUBLE) partitioned by time, sortColumns=[`sym], keepDuplicates=ALL"#,
+];
+const ROWS_PER_APPEND: i64 = 1_500;
+
+/// Rows `first..first+ROWS_PER_APPEND` on `day`: 37 symbols, `qty` NULL every 7th row,
+/// `price` NULL every 11th (halves, so that sums in any order are exact).
+fn trades(first: i64, day: i64) -> RecordBatch {
+    let ids: Vec<i64> = (first..first + ROWS_PER_APPEND).collect();
+    let columns: Vec<ArrayRef> = vec![
+        std::sync::Arc::new(TimestampMillisecondArray::from_iter_values(
+            ids.iter().map(|i| JAN1_MS + day * DAY_MS + i),
+        )),
+        std::sync::Arc::new(StringArray::from_iter_values(
+            ids.iter().map(|i| format!("s{}", i % 37)),
+        )),
+        std::sync::Arc::new(Int64Array::from_iter(
+            ids.iter().map(|i| (i % 7 != 0).then_some(i % 100)),
+        )),
+        std::sync::Arc::new(Float64Array::from_iter(
+            ids.iter().map(|i| (i % 11 != 0).then_some(*i as f64 * 0.5)),
+        )),
+    ];
+    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new(
+            "time",
+            arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+            false,
+        ),
+        arrow::datatypes::Field::new("sym", arrow::datatypes::DataType::Utf8, true),
+        arrow::datatypes::Field::new("qty", arrow::datatypes::DataType::Int64, true),
+        arrow::datatypes::Field::new("price", arrow::datatypes::DataType::Float64, true),
+    ]));
+    RecordBatch::try_new(schema, columns).unwrap()
+}
+
+/// The queries compared, each over the four days' chunks.
+const QUERIES: [&str; 8] = [
+    "SELECT count(*), count(qty), sum(qty), min(price), max(price), avg(price), min(time), max(time) FROM t",
+    "SELECT sym, count(*) AS n, sum(qty), avg(price), avg(qty), min(qty), max(time) FROM t GROUP BY sym ORDER BY sym",
+    "SELECT sym, count(price), max(price) FROM t WHERE qty > 50 GROUP BY sym ORDER BY sym",
+    "SELECT qty, count(*), sum(price) FROM t GROUP BY qty ORDER BY qty NULLS FIRST",
+    "SELECT sym, qty, count(*) FROM t WHERE price IS NULL AND sym IN ('s1', 's2', 's36') GROUP BY sym, qty ORDER BY sym, qty",
+    "SELECT count(*), sum(qty) FROM t WHERE time >= TIMESTAMP '2023-01-02 00:00:00' AND qty BETWEEN 10 AND 20",
+    // Not computed on the replicas (DISTINCT, an expression): the same answer all the same.
+    "SELECT count(DISTINCT sym), sum(qty * 2) FROM t",
+    "SELECT avg(price) FROM t WHERE sym = 'nope'",
+];
+
+#[test]
+fn aggregates_pushed_to_the_replicas_answer_as_rows_shipped_would() {
+    // Idle replicas flush after 6 s: long enough for the comparisons to run while the last
+    // appends are still in memory (checked below).
+    let cluster = LocalCluster::start_with(&["--set", "flushIdleTime=6000"]);
+    for sql in CREATE {
+        let out = cluster.run(&["sql", sql]);
+        assert!(out.status.success(), "{sql}: {}", stderr(&out));
+    }
+    let rt = runtime();
+    let data = Data::connect(&cluster);
+    let append = |seq: u64, first: i64, day: i64| {
+        rt.block_on(async {
+            data.client
+                .append(DB, "trades", 1, seq, &trades(first, day))
+                .await
+                .unwrap_or_else(|e| panic!("append {seq}: {e}"));
+        });
+    };
+    // Four days in files, then more rows of three of them still in the WAL and memtable.
+    for seq in 1..=8u64 {
+        append(seq, seq as i64 * ROWS_PER_APPEND, seq as i64 % 4);
+    }
+    wait_all_flushed(&rt, &data, Duration::from_secs(60));
+    for seq in 9..=11u64 {
+        append(seq, seq as i64 * ROWS_PER_APPEND, seq as i64 % 3);
+    }
+
+    // A coordinator holding some chunks but not all: those it reads in-process it aggregates
+    // itself, the others' replicas send partial states.
+    let chunks = rt.block_on(data.chunks());
+    let held = |alias: &str| {
+        chunks
+            .iter()
+            .filter(|c| c.replicas.iter().any(|r| r.node == alias))
+            .count()
+    };
+    let (_, addr) = data
+        .datanodes
+        .iter()
+        .max_by_key(|(alias, _)| (1..chunks.len()).contains(&held(alias)))
+        .unwrap();
+    let addr = addr.clone();
+    let states_sent = || -> f64 {
+        data.datanodes
+            .values()
+            .map(|a| {
+                let (_, text) = get(&http_addr(a), "/metrics");
+                sample(
+                    &text,
+                    "shoal_scan_sent_bytes_total",
+                    &[r#"answer="partial_aggregate""#],
+                )
+            })
+            .sum()
+    };
+    let before = states_sent();
+    let run = |q: &str, headers: &[(&str, &str)]| -> String {
+        let q = q.replace("FROM t", r#"FROM "dfs://agg".trades"#);
+        let (_, batches) = rt
+            .block_on(shoal_query::query_with_headers(
+                data.channels.get(&addr).unwrap(),
+                &q,
+                headers,
+            ))
+            .unwrap_or_else(|e| panic!("{q}: {e}"));
+        pretty_format_batches(&batches).unwrap().to_string()
+    };
+    let off = [(PUSH_AGGREGATES_HEADER, "false")];
+    for q in QUERIES {
+        let rows = run(q, &off);
+        let pushed = run(q, &[]);
+        assert_eq!(pushed, rows, "{q}");
+        assert!(rows.lines().count() > 4, "{q}: {rows}");
+    }
+    let in_memory = rt
+        .block_on(data.positions())
+        .values()
+        .filter(|p| p.flushed_lsn < p.last_lsn)
+        .count();
+    assert!(
+        in_memory > 0,
+        "every row was in files before the comparisons ended"
+    );
+    assert!(states_sent() > before, "no replica sent partial states");
+
+    // EXPLAIN shows which way each went.
+    let explain = |q: &str, headers: &[(&str, &str)]| run(&format!("EXPLAIN {q}"), headers);
+    let grouped = explain(QUERIES[2], &[]);
+    assert!(
+        grouped.contains("ChunkAggregateExec: gby=[sym] aggr=[count(price), max(price)]")
+            && grouped.contains("qty > 50"),
+        "{grouped}"
+    );
+    assert!(!explain(QUERIES[2], &off).contains("ChunkAggregateExec"));
+    for (i, q) in QUERIES.iter().enumerate() {
+        let pushed = explain(q, &[]).contains("ChunkAggregateExec");
+        assert_eq!(pushed, i != 6, "{q}");
+    }
+}
