@@ -69,9 +69,9 @@ const QUERIES: [&str; 8] = [
 
 #[test]
 fn aggregates_pushed_to_the_replicas_answer_as_rows_shipped_would() {
-    // Idle replicas flush after 6 s: long enough for the comparisons to run while the last
-    // appends are still in memory (checked below).
-    let cluster = LocalCluster::start_with(&["--set", "flushIdleTime=6000"]);
+    // Idle replicas flush after 20 s: the comparisons start while the last appends are still
+    // in memory (checked below; a loaded machine may flush them before the last one ends).
+    let cluster = LocalCluster::start_with(&["--set", "flushIdleTime=20000"]);
     for sql in CREATE {
         let out = cluster.run(&["sql", sql]);
         assert!(out.status.success(), "{sql}: {}", stderr(&out));
@@ -135,13 +135,6 @@ fn aggregates_pushed_to_the_replicas_answer_as_rows_shipped_would() {
             .unwrap_or_else(|e| panic!("{q}: {e}"));
         pretty_format_batches(&batches).unwrap().to_string()
     };
-    let off = [(PUSH_AGGREGATES_HEADER, "false")];
-    for q in QUERIES {
-        let rows = run(q, &off);
-        let pushed = run(q, &[]);
-        assert_eq!(pushed, rows, "{q}");
-        assert!(rows.lines().count() > 4, "{q}: {rows}");
-    }
     let in_memory = rt
         .block_on(data.positions())
         .values()
@@ -149,8 +142,15 @@ fn aggregates_pushed_to_the_replicas_answer_as_rows_shipped_would() {
         .count();
     assert!(
         in_memory > 0,
-        "every row was in files before the comparisons ended"
+        "every row was in files before the comparisons started"
     );
+    let off = [(PUSH_AGGREGATES_HEADER, "false")];
+    for q in QUERIES {
+        let rows = run(q, &off);
+        let pushed = run(q, &[]);
+        assert_eq!(pushed, rows, "{q}");
+        assert!(rows.lines().count() > 4, "{q}: {rows}");
+    }
     assert!(states_sent() > before, "no replica sent partial states");
 
     // EXPLAIN shows which way each went.
