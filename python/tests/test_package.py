@@ -6,11 +6,16 @@ import json
 import subprocess
 import sys
 import tempfile
-import tomllib
 import zipfile
+
+import pytest
 
 import shoal
 from conftest import REPO, shoal_bin
+
+
+# The standard library reads TOML from Python 3.11 on (the package itself runs on 3.9+).
+tomllib = pytest.importorskip("tomllib")
 
 
 def workspace_version() -> str:

@@ -18,6 +18,7 @@ import pytest
 
 import shoal as ddb
 from conftest import REPO, local_cluster
+from test_ha_append import connect
 from test_script import CHUNKS_NOT_COMPLETE, SEED_DDL
 
 NEXT = REPO / "target" / "upgrade" / "shoal-next"
@@ -53,16 +54,7 @@ def test_the_runbook_in_python_holds_before_and_after_an_upgrade_the_session_wri
             for b in (cluster.bin, str(NEXT))
         )
         assert old != new
-        s = ddb.session()
-        host, port = cluster.sites[0].split(":")
-        s.connect(
-            host,
-            int(port),
-            "admin",
-            cluster.admin_password,
-            highAvailability=True,
-            highAvailabilitySites=cluster.sites,
-        )
+        s = connect(cluster)
         assert s.run(SEED_DDL) is None
         assert versions(s) == {old}
         assert s.run("version()").startswith(f"{old} ")

@@ -169,7 +169,6 @@ impl ShoalFlightSqlService {
     }
 }
 
-/// A FlightInfo whose one endpoint, on this same server, is `ticket`.
 /// The call header that turns aggregate pushdown off for one query (`false`); ADBC sets it
 /// with the statement option `adbc.flight.sql.rpc.call_header.x-shoal-push-aggregates`.
 pub const PUSH_AGGREGATES_HEADER: &str = "x-shoal-push-aggregates";
@@ -182,6 +181,7 @@ fn options_of<T>(request: &Request<T>) -> QueryOptions {
     }
 }
 
+/// A FlightInfo whose one endpoint, on this same server, is `ticket`.
 fn flight_info(
     schema: &Schema,
     ticket: Any,

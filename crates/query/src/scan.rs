@@ -169,7 +169,13 @@ impl ExecutionPlan for ChunkScanExec {
             .map_ok(move |rows| match rows {
                 Answer::Rows(rows) => rows,
                 // Never asked for here: a request without an aggregate gets rows.
-                Answer::RowsNotStates => stream::empty().boxed(),
+                Answer::RowsNotStates => stream::once(async {
+                    Err(DataFusionError::Internal(
+                        "a replica answered a row scan as if it had asked for aggregate states"
+                            .into(),
+                    ))
+                })
+                .boxed(),
             })
             .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(

@@ -14,7 +14,8 @@
 //! of each key ([`crate::SortKey::keep`]). An input written with another sort key is read
 //! whole and sorted first (equal keys then keep that file's order). The batches the merge
 //! holds and the output's row group in progress count in the store's memory gauge, so a node's
-//! memory budget sees a compaction as it sees a flush.
+//! memory budget sees a compaction as it sees a flush; an input read whole is counted once it
+//! is sorted, not while it is read and sorted (up to about twice its size for a moment).
 //!
 //! Steps, in this order:
 //!

@@ -59,6 +59,15 @@ fn override_key(o: &str) -> anyhow::Result<&str> {
 pub(crate) fn check_overrides(overrides: &[String]) -> anyhow::Result<()> {
     for o in overrides {
         let key = override_key(o)?;
+        // agent.cfg takes no overrides: TLS set here would leave the agent plaintext, unable
+        // to reach its own controller.
+        if shoal_common::config::tls::KEYS.contains(&key) {
+            bail!(
+                "--set {o}: TLS keys go in every file of a machine (agent.cfg too), not through \
+                 --set: use `shoal local up --tls`, or edit controller.cfg, agent.cfg and \
+                 cluster.cfg (docs/DEPLOY.md)"
+            );
+        }
         if !controller::KEYS.contains(&key) && !cluster_cfg::KEYS.contains(&key) {
             bail!(
                 "--set {o}: `{key}` is not a key of controller.cfg ({}) or cluster.cfg ({})",

@@ -162,6 +162,19 @@ fn host_init_installs_this_binary_as_current_with_the_machines_files_and_refuses
         "{}",
         stderr(&out)
     );
+    // TLS through --set would reach controller.cfg and cluster.cfg but not agent.cfg.
+    let out = host_init(
+        &fresh,
+        &nodes,
+        &secret,
+        &hosts[0],
+        &["--set", "enableSSL=1"],
+    );
+    assert!(
+        stderr(&out).contains("TLS keys go in every file"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!fresh.exists(), "a refused init left {}", fresh.display());
 }
 
