@@ -77,8 +77,9 @@ async fn rows(
         // The aggregate runs where the rows are read: on the blocking thread pulling the answer.
         Some(aggregate) => {
             let runtime = tokio::runtime::Handle::current();
-            let (states, batches) = partial_aggregate::states(&schema, rows, aggregate, runtime)
-                .map_err(|e| Status::invalid_argument(format!("cannot aggregate: {e}")))?;
+            let (states, batches) =
+                partial_aggregate::states(&schema, rows, aggregate, &node.query_memory, runtime)
+                    .map_err(|e| Status::invalid_argument(format!("cannot aggregate: {e}")))?;
             let batches: Rows = Box::new(batches.map(|b| b.map_err(|e| e.to_string())));
             (states, batches)
         }

@@ -30,6 +30,8 @@ pub struct Node {
     pub cluster_version: tokio::sync::watch::Receiver<u32>,
     /// Rows in memory against `TSDBCacheEngineSize` (see `flush_policy`).
     pub memory: MemoryBudget,
+    /// What one query, or a replica's partial aggregate of it, may hold.
+    pub query_memory: shoal_query::QueryMemory,
     pub metrics: DataNodeMetrics,
 }
 

@@ -129,6 +129,10 @@ pub async fn run(
         draining: watch::channel(false).0,
         cluster_version: cluster_version_rx,
         memory,
+        query_memory: shoal_query::QueryMemory {
+            limit: usize::try_from(cfg.query_memory_bytes()).unwrap_or(usize::MAX),
+            spill_dir: spill_dir.clone(),
+        },
         metrics,
     });
     tracing::info!(
@@ -200,10 +204,7 @@ pub async fn run(
                         local: Some(Arc::new(crate::chunk_scan::LocalScans(node.clone()))),
                         cluster_version: node.cluster_version.clone(),
                     },
-                    shoal_query::QueryMemory {
-                        limit: usize::try_from(cfg.query_memory_bytes()).unwrap_or(usize::MAX),
-                        spill_dir: spill_dir.clone(),
-                    },
+                    node.query_memory.clone(),
                 )),
                 Arc::new(crate::ingest::CoordinatorAppender(node.clone())),
                 shoal_query::Login {

@@ -15,7 +15,7 @@ use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::memory_pool::FairSpillPool;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use shoal_catalog::DatabaseDef;
@@ -57,6 +57,18 @@ pub struct QueryMemory {
     /// Sorts and aggregations past the limit write temporary files here (on a data volume,
     /// not the OS temp directory, which may be small or in memory).
     pub spill_dir: PathBuf,
+}
+
+impl QueryMemory {
+    /// A runtime for one query (or one replica's share of it): its own pool of `limit` bytes,
+    /// fair between a plan's spilling operators, so one query over its limit fails alone, with
+    /// DataFusion's "Resources exhausted" naming what asked for how much.
+    pub fn runtime(&self) -> Result<Arc<RuntimeEnv>> {
+        RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(self.limit)))
+            .with_temp_file_path(&self.spill_dir)
+            .build_arc()
+    }
 }
 
 /// What a client chooses for one query (Flight SQL call headers, see `flight`).
@@ -188,13 +200,7 @@ impl QueryEngine {
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(CATALOG, system::SCHEMA)
             .with_information_schema(true);
-        // Each query its own pool: fair between a plan's spilling operators, and one query
-        // over its limit fails alone, with DataFusion's "Resources exhausted" naming what
-        // asked for how much.
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(FairSpillPool::new(self.memory.limit)))
-            .with_temp_file_path(&self.memory.spill_dir)
-            .build_arc()?;
+        let runtime = self.memory.runtime()?;
         let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)

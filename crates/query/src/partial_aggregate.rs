@@ -24,9 +24,11 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, Physic
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use shoal_proto::{AggregateCall, PartialAggregate};
+
+use crate::engine::QueryMemory;
 
 /// The aggregate functions a replica computes: their states merge exactly whatever the
 /// split of the rows (an approximate or order-sensitive one would not).
@@ -113,11 +115,13 @@ fn is_non_null_literal(e: &Arc<dyn PhysicalExpr>) -> bool {
 
 /// The replica's side: `agg`'s partial states over `rows` (of `schema`, already filtered),
 /// with their schema. The aggregation runs as the returned iterator is pulled, on the caller's
-/// thread (a blocking one: it reads the rows), through `runtime`.
+/// thread (a blocking one: it reads the rows), through `runtime`, within `memory` (the data
+/// node's `memLimitOfQueryResult`, spilling to its spill directory).
 pub fn states<I>(
     schema: &SchemaRef,
     rows: I,
     agg: &PartialAggregate,
+    memory: &QueryMemory,
     runtime: tokio::runtime::Handle,
 ) -> Result<(
     SchemaRef,
@@ -126,7 +130,9 @@ pub fn states<I>(
 where
     I: Iterator<Item = Result<RecordBatch, String>> + Send + 'static,
 {
-    let ctx = SessionContext::new();
+    // Bounded as the query's own plan is on its coordinator: a GROUP BY of many groups spills
+    // or fails alone, it does not grow without bound on every replica.
+    let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), memory.runtime()?);
     let group_by = agg
         .group_by
         .iter()
@@ -336,9 +342,14 @@ mod tests {
             ],
         };
         let runtime = tokio::runtime::Handle::current();
+        let spill = tempfile::tempdir().unwrap();
+        let memory = QueryMemory {
+            limit: 64 << 20,
+            spill_dir: spill.path().to_owned(),
+        };
         let (out, batches) = tokio::task::spawn_blocking(move || {
             let rows = vec![Ok(batch()), Ok(batch())].into_iter();
-            let (out, batches) = states(&schema(), rows, &agg, runtime).unwrap();
+            let (out, batches) = states(&schema(), rows, &agg, &memory, runtime).unwrap();
             (out, batches.collect::<Result<Vec<_>>>().unwrap())
         })
         .await
