@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use futures::{StreamExt, TryStreamExt};
 use shoal_proto::{ChunkInfo, DrainResponse};
 use tonic::Status;
 
@@ -20,6 +21,11 @@ use crate::replication::remove_from_in_sync;
 
 /// Attempts per chunk when another change to it commits first.
 const ATTEMPTS: usize = 5;
+
+/// Chunks left at once. Each leave is one Raft commit on the controllers, which batch
+/// concurrent ones into one log append: one at a time, a node holding 667 chunks took 2.9 s
+/// to leave them all (4.3 ms each), and that is the whole of its restart.
+const LEAVE_PARALLELISM: usize = 32;
 
 pub async fn drain(node: &Arc<Node>) -> Result<DrainResponse, Status> {
     node.draining.send_replace(true);
@@ -37,15 +43,10 @@ pub async fn drain(node: &Arc<Node>) -> Result<DrainResponse, Status> {
                 Status::unavailable(format!("cannot read the catalog to drain: {e}"))
             })?;
         }
-        answer.chunks_kept.clear();
         let ids: Vec<u64> = node.catalog.snapshot().chunks.keys().copied().collect();
-        for id in ids {
-            match leave(node, id, |_| false).await? {
-                Left::Yes => answer.chunks_left += 1,
-                Left::NotInSync => {}
-                Left::Kept => answer.chunks_kept.push(id),
-            }
-        }
+        let (left, kept) = leave_each(node, ids, |_| false).await?;
+        answer.chunks_left += u32::try_from(left).unwrap_or(u32::MAX);
+        answer.chunks_kept = kept;
     }
     tracing::info!(
         "{}: drained: left {} chunks, kept {:?}",
@@ -61,6 +62,31 @@ pub(crate) enum Left {
     NotInSync,
     /// This node is the chunk's last in-sync replica, or `stay` said so.
     Kept,
+}
+
+/// [`leave`] for each of `ids`, several at once; answers how many were left and which were
+/// kept (sorted).
+pub(crate) async fn leave_each(
+    node: &Arc<Node>,
+    ids: Vec<u64>,
+    stay: impl Fn(&ChunkInfo) -> bool,
+) -> Result<(usize, Vec<u64>), Status> {
+    let stay = &stay;
+    let outcomes: Vec<(u64, Left)> = futures::stream::iter(ids)
+        .map(|id| async move { leave(node, id, stay).await.map(|l| (id, l)) })
+        .buffer_unordered(LEAVE_PARALLELISM)
+        .try_collect()
+        .await?;
+    let left = outcomes
+        .iter()
+        .filter(|(_, l)| matches!(l, Left::Yes))
+        .count();
+    let mut kept: Vec<u64> = outcomes
+        .into_iter()
+        .filter_map(|(id, l)| matches!(l, Left::Kept).then_some(id))
+        .collect();
+    kept.sort_unstable();
+    Ok((left, kept))
 }
 
 /// Commits "this node is out of sync" for chunk `id` with the chunk's appends paused, unless

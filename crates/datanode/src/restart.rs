@@ -20,7 +20,7 @@ use shoal_proto::NodeState;
 use tonic::Status;
 
 use crate::catalog_cache::{is_in_sync, unavailable};
-use crate::drain::{Left, leave};
+use crate::drain::leave_each;
 use crate::node::Node;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -76,20 +76,14 @@ async fn leave_once(node: &Arc<Node>) -> Result<(usize, Vec<u64>), Status> {
         .filter(|c| is_in_sync(c, &node.alias))
         .map(|c| c.id)
         .collect();
-    let (mut left, mut kept) = (0, Vec::new());
-    for id in ids {
-        let intact = node.replicas.reopened_intact(id);
-        let others_down = |c: &shoal_proto::ChunkInfo| {
-            c.replicas
-                .iter()
-                .filter(|r| r.in_sync && r.node != node.alias)
-                .all(|r| not_up.contains(&r.node))
-        };
-        match leave(node, id, |c| intact && others_down(c)).await? {
-            Left::Yes => left += 1,
-            Left::NotInSync => {}
-            Left::Kept => kept.push(id),
-        }
-    }
-    Ok((left, kept))
+    let others_down = |c: &shoal_proto::ChunkInfo| {
+        c.replicas
+            .iter()
+            .filter(|r| r.in_sync && r.node != node.alias)
+            .all(|r| not_up.contains(&r.node))
+    };
+    leave_each(node, ids, |c| {
+        node.replicas.reopened_intact(c.id) && others_down(c)
+    })
+    .await
 }
