@@ -9,8 +9,9 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use futures::StreamExt;
-use shoal_proto::{ScanChunkRequest, ScanChunkResponse};
+use shoal_proto::{PartialAggregate, ScanChunkRequest, ScanChunkResponse};
 use shoal_query::{LocalReplicas, LocalRows};
+use shoal_storage::{ChunkStore, SortKey};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
@@ -65,6 +66,13 @@ async fn rows(
     // conditions on its key (`ChunkStore::scan_stream`).
     let sort_key = node.sort_key_of(&chunk)?;
     let plan = scan_messages::plan(&store.schema(), req).map_err(Status::invalid_argument)?;
+    if let Some(agg) = &req.aggregate
+        && req.filters.is_empty()
+        && partial_aggregate::may_use_statistics(agg)
+        && let Some((schema, states)) = states_from_statistics(node, &store, last, &sort_key, agg)?
+    {
+        return Ok(Some((schema, counted(node, states, true, via))));
+    }
     let batches = store
         .scan_stream(last, &sort_key, plan.read())
         .map_err(storage_status)?;
@@ -84,13 +92,50 @@ async fn rows(
             (states, batches)
         }
     };
-    let (node, states) = (Arc::clone(node), req.aggregate.is_some());
-    let counted = rows.inspect(move |b| {
+    let states = req.aggregate.is_some();
+    Ok(Some((schema, counted(node, rows, states, via))))
+}
+
+/// `agg`'s states over the chunk up to lsn `last` without reading its files' rows: each
+/// file's from its statistics, those of the rows still in memory computed over them; `None`
+/// when the statistics do not answer it exactly (see `partial_aggregate::from_statistics`).
+fn states_from_statistics(
+    node: &Arc<Node>,
+    store: &ChunkStore,
+    last: u64,
+    sort_key: &SortKey,
+    agg: &PartialAggregate,
+) -> Result<Option<(SchemaRef, Rows)>, Status> {
+    let summary = store
+        .summary(last, &partial_aggregate::columns(agg))
+        .map_err(storage_status)?;
+    let schema = summary.memory.schema().clone();
+    let memory: Rows = Box::new(summary.memory.map(|b| b.map_err(|e| e.to_string())));
+    let runtime = tokio::runtime::Handle::current();
+    let (out, in_memory) =
+        partial_aggregate::states(&schema, memory, agg, &node.query_memory, runtime)
+            .map_err(|e| Status::invalid_argument(format!("cannot aggregate: {e}")))?;
+    let key = sort_key
+        .drops_duplicates()
+        .then_some(sort_key.columns.as_slice());
+    let Some(files) = partial_aggregate::from_statistics(agg, &summary.files, key, &out) else {
+        return Ok(None);
+    };
+    let in_memory = in_memory.map(|b| b.map_err(|e| e.to_string()));
+    Ok(Some((
+        out,
+        Box::new(std::iter::once(Ok(files)).chain(in_memory)),
+    )))
+}
+
+/// `rows`, counted in the node's metrics as they are taken.
+fn counted(node: &Arc<Node>, rows: Rows, states: bool, via: ScanVia) -> Rows {
+    let node = Arc::clone(node);
+    Box::new(rows.inspect(move |b| {
         if let Ok(b) = b {
             node.metrics.answered_rows(states, via, b.num_rows());
         }
-    });
-    Ok(Some((schema, Box::new(counted))))
+    }))
 }
 
 /// `ScanChunk`'s answer: the rows as Arrow IPC messages of about [`MESSAGE_BYTES`].

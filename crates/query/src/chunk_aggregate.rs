@@ -122,6 +122,14 @@ impl ChunkAggregateExec {
     }
 }
 
+impl ChunkAggregateExec {
+    /// Whether the replicas may answer from their chunk files' statistics: an aggregate of
+    /// that shape over every row (no filter).
+    fn may_use_statistics(&self) -> bool {
+        self.scan.filters().sql.is_empty() && partial_aggregate::may_use_statistics(&self.aggregate)
+    }
+}
+
 impl fmt::Debug for ChunkAggregateExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChunkAggregateExec")
@@ -176,8 +184,9 @@ impl ExecutionPlan for ChunkAggregateExec {
             )));
         };
         // This node's own replica is read in-process: its rows cross no wire, and aggregated
-        // here their reading and aggregating overlap (on the replica they would not).
-        if reads_locally(&chunk, self.scan.replicas()) {
+        // here their reading and aggregating overlap (on the replica they would not); unless
+        // the replica may answer from its files' statistics, reading no row.
+        if reads_locally(&chunk, self.scan.replicas()) && !self.may_use_statistics() {
             return self.fallback.execute(partition, context);
         }
         let ask = ScanChunkRequest {

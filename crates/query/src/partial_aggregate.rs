@@ -7,12 +7,15 @@
 //! The request names functions and columns, not plan bytes, so both sides build the aggregate
 //! with their own DataFusion: only the answer's column types must agree, which the coordinator
 //! checks on every batch (see `scan::fit`).
+//!
+//! Some aggregates a replica answers from its chunk files' statistics instead, plus the rows
+//! still in memory ([`may_use_statistics`], [`from_statistics`]): the same states, no file read.
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, RecordBatchOptions};
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
@@ -27,6 +30,7 @@ use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use shoal_proto::{AggregateCall, PartialAggregate};
+use shoal_storage::ContainerStats;
 
 use crate::engine::QueryMemory;
 
@@ -82,7 +86,7 @@ pub(crate) fn request_of(agg: &AggregateExec) -> Option<PartialAggregate> {
 }
 
 /// The chunk columns a replica reads to compute `agg` (before its filters' own).
-pub(crate) fn columns(agg: &PartialAggregate) -> Vec<String> {
+pub fn columns(agg: &PartialAggregate) -> Vec<String> {
     let mut columns: Vec<String> = agg.group_by.clone();
     for c in &agg.calls {
         if !c.column.is_empty() && !columns.contains(&c.column) {
@@ -111,6 +115,75 @@ fn widened(e: &Arc<dyn PhysicalExpr>) -> Option<(String, DataType)> {
 fn is_non_null_literal(e: &Arc<dyn PhysicalExpr>) -> bool {
     e.downcast_ref::<Literal>()
         .is_some_and(|l| !l.value().is_null())
+}
+
+/// Whether statistics may answer `agg`: no group, every call `count(*)`, or `count`, `min` or
+/// `max` of a column as it is. The replica decides on its chunk ([`from_statistics`]).
+pub fn may_use_statistics(agg: &PartialAggregate) -> bool {
+    agg.group_by.is_empty()
+        && agg.calls.iter().all(|c| {
+            c.cast.is_empty()
+                && match c.function.as_str() {
+                    "count" => true,
+                    "min" | "max" => !c.column.is_empty(),
+                    _ => false,
+                }
+        })
+}
+
+/// `agg`'s partial states over chunk files, one row per file, as columns of `out` (the states'
+/// schema, see [`states`]), from the files' statistics alone; `None` where they do not answer
+/// exactly. `count(*)` is a file's rows, `count(c)` its rows less its NULLs of `c`, `min(c)`
+/// and `max(c)` the file's; a file that does not know one of those (a column added after it
+/// was written, a type whose statistics are not kept) answers nothing. When the table drops
+/// duplicates, `key` is its sort key: dropping changes counts and the other columns' values,
+/// but keeps at least one row of every key, so a key column's values, hence their min and
+/// max, stay the same; only those are answered.
+pub fn from_statistics(
+    agg: &PartialAggregate,
+    files: &ContainerStats,
+    key: Option<&[String]>,
+    out: &SchemaRef,
+) -> Option<RecordBatch> {
+    if !may_use_statistics(agg) {
+        return None;
+    }
+    let rows = files.rows();
+    let each = || 0..files.containers();
+    let calls = agg.calls.iter().map(|c| -> Option<ArrayRef> {
+        if key.is_some_and(|key| c.function == "count" || !key.contains(&c.column)) {
+            return None;
+        }
+        if c.column.is_empty() {
+            return Some(Arc::new(Int64Array::from_iter_values(
+                rows.values().iter().map(|&n| n as i64),
+            )));
+        }
+        let stats = files.column(&c.column)?;
+        let nulls = |i: usize| stats.nulls.is_valid(i).then(|| stats.nulls.value(i));
+        match c.function.as_str() {
+            "count" => {
+                let counts = each()
+                    .map(|i| nulls(i).map(|n| rows.value(i).saturating_sub(n) as i64))
+                    .collect::<Option<Vec<i64>>>()?;
+                Some(Arc::new(Int64Array::from(counts)))
+            }
+            function => {
+                let values = if function == "min" {
+                    &stats.min
+                } else {
+                    &stats.max
+                };
+                // An unknown value is NULL too: only a file of NULLs alone may have one.
+                each()
+                    .all(|i| values.is_valid(i) || nulls(i) == Some(rows.value(i)))
+                    .then(|| Arc::clone(values))
+            }
+        }
+    });
+    let columns = calls.collect::<Option<Vec<_>>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(files.containers()));
+    RecordBatch::try_new_with_options(Arc::clone(out), columns, &options).ok()
 }
 
 /// The replica's side: `agg`'s partial states over `rows` (of `schema`, already filtered),
@@ -320,6 +393,113 @@ mod tests {
         ] {
             assert_eq!(request_for(other).await, None, "{other}");
         }
+    }
+
+    fn call(function: &str, column: &str) -> AggregateCall {
+        AggregateCall {
+            function: function.into(),
+            column: column.into(),
+            name: format!("{function}({column})"),
+            ..AggregateCall::default()
+        }
+    }
+
+    /// The states' schema of `agg` over `schema()`, as a replica computes it.
+    async fn states_schema(agg: &PartialAggregate) -> SchemaRef {
+        let (agg, runtime) = (agg.clone(), tokio::runtime::Handle::current());
+        let spill = tempfile::tempdir().unwrap();
+        let memory = QueryMemory {
+            limit: 64 << 20,
+            spill_dir: spill.path().to_owned(),
+        };
+        tokio::task::spawn_blocking(move || {
+            let (out, _) = states(&schema(), std::iter::empty(), &agg, &memory, runtime).unwrap();
+            out
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Two files: 10 rows (`qty` 1..=9, 2 NULLs; `sym` a..c), 5 rows (`qty` all NULL; b..d).
+    fn two_files(qty_min: Option<i64>) -> ContainerStats {
+        use shoal_storage::ColumnStats;
+        let qty = ColumnStats {
+            min: Arc::new(Int64Array::from(vec![qty_min, None])),
+            max: Arc::new(Int64Array::from(vec![Some(9), None])),
+            nulls: vec![Some(2), Some(5)].into(),
+        };
+        let sym = ColumnStats {
+            min: Arc::new(StringArray::from(vec!["a", "b"])),
+            max: Arc::new(StringArray::from(vec!["c", "d"])),
+            nulls: vec![Some(0), Some(0)].into(),
+        };
+        let columns = [("qty".to_owned(), qty), ("sym".to_owned(), sym)].into();
+        ContainerStats::new(vec![10, 5].into(), columns)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn counts_and_extremes_come_from_the_files_statistics_where_exact() {
+        let agg = PartialAggregate {
+            group_by: vec![],
+            calls: vec![
+                call("count", ""),
+                call("count", "qty"),
+                call("min", "qty"),
+                call("max", "sym"),
+            ],
+        };
+        let out = states_schema(&agg).await;
+        let got = from_statistics(&agg, &two_files(Some(1)), None, &out).unwrap();
+        assert_eq!(got.schema(), out);
+        let int = |i: usize| {
+            got.column(i)
+                .as_primitive::<Int64Type>()
+                .iter()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(int(0), [Some(10), Some(5)]);
+        assert_eq!(int(1), [Some(8), Some(0)]);
+        assert_eq!(int(2), [Some(1), None], "a file of NULLs alone has no min");
+        let sym: Vec<_> = got.column(3).as_string::<i32>().iter().collect();
+        assert_eq!(sym, [Some("c"), Some("d")]);
+
+        // A value the statistics do not know, where the file holds some: not answered.
+        assert_eq!(from_statistics(&agg, &two_files(None), None, &out), None);
+        // A table dropping duplicates: no count, no min or max of a column off its key.
+        let key = ["sym".to_owned()];
+        assert_eq!(
+            from_statistics(&agg, &two_files(Some(1)), Some(&key), &out),
+            None
+        );
+        let of_key = PartialAggregate {
+            group_by: vec![],
+            calls: vec![call("min", "sym"), call("max", "sym")],
+        };
+        let out = states_schema(&of_key).await;
+        assert!(from_statistics(&of_key, &two_files(Some(1)), Some(&key), &out).is_some());
+        let off_key = PartialAggregate {
+            group_by: vec![],
+            calls: vec![call("max", "qty")],
+        };
+        let out = states_schema(&off_key).await;
+        assert_eq!(
+            from_statistics(&off_key, &two_files(Some(1)), Some(&key), &out),
+            None
+        );
+        // Not of the shape at all: grouped, or a sum.
+        for other in [
+            PartialAggregate {
+                group_by: vec!["sym".into()],
+                calls: vec![call("count", "")],
+            },
+            PartialAggregate {
+                group_by: vec![],
+                calls: vec![call("sum", "qty")],
+            },
+        ] {
+            assert!(!may_use_statistics(&other), "{other:?}");
+        }
+        assert!(may_use_statistics(&agg));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

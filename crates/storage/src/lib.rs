@@ -225,6 +225,7 @@ mod snapshot;
 mod sort_key;
 mod stats;
 mod store;
+mod summary;
 mod tail;
 mod types;
 mod wal;
@@ -245,6 +246,7 @@ pub use snapshot::{
 pub use sort_key::{Keep, SortKey};
 pub use stats::StoreStats;
 pub use store::ChunkStore;
+pub use summary::Summary;
 pub use types::{
     AppendOutcome, CompactReport, DEFAULT_COMMIT_IDLE, DEFAULT_FLUSH_RUN_BYTES,
     DEFAULT_SEGMENT_BYTES, FailureHook, FlushReport, OpenReport, Record, ReplicaPosition,

@@ -67,6 +67,11 @@ pub struct ColumnStats {
 }
 
 impl ContainerStats {
+    /// Statistics of containers holding `rows` rows each, of the `columns` named.
+    pub fn new(rows: UInt64Array, columns: HashMap<String, ColumnStats>) -> Self {
+        Self { rows, columns }
+    }
+
     /// How many containers.
     pub fn containers(&self) -> usize {
         self.rows.len()
@@ -101,6 +106,16 @@ pub struct ScanBatches {
 }
 
 impl ScanBatches {
+    pub(crate) fn new(
+        schema: SchemaRef,
+        inner: impl Iterator<Item = Result<RecordBatch, StorageError>> + Send + 'static,
+    ) -> Self {
+        Self {
+            schema,
+            inner: Box::new(inner),
+        }
+    }
+
     /// The schema of every batch: the chunk's, reduced to the columns read.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
@@ -245,7 +260,7 @@ impl ChunkStore {
 }
 
 /// The indices and schema of `columns` (all when `None`) in the chunk's order.
-fn read_columns(
+pub(crate) fn read_columns(
     shared: &Shared,
     columns: Option<&[String]>,
 ) -> Result<(Vec<usize>, SchemaRef), StorageError> {
@@ -284,7 +299,7 @@ fn prune_files(
 }
 
 /// `batch` (with the chunk's schema) reduced to the columns `indices`, labelled `schema`.
-fn project(
+pub(crate) fn project(
     dir: &Path,
     batch: &RecordBatch,
     indices: &[usize],
@@ -440,7 +455,7 @@ fn row_group_stats(
 
 /// The files' statistics of `fields`, from their MANIFEST entries. The MANIFEST keeps values as
 /// Arrow displays them; only types whose text parses back to the same value are used.
-fn file_stats(files: &[&FileMeta], fields: &[FieldRef]) -> ContainerStats {
+pub(crate) fn file_stats(files: &[&FileMeta], fields: &[FieldRef]) -> ContainerStats {
     let rows = UInt64Array::from_iter_values(files.iter().map(|f| f.rows));
     let mut columns = HashMap::new();
     let cast = CastOptions {

@@ -67,7 +67,7 @@ impl SortKey {
     }
 
     /// Whether rows equal on the key are dropped.
-    pub(crate) fn drops_duplicates(&self) -> bool {
+    pub fn drops_duplicates(&self) -> bool {
         self.keep != Keep::All && !self.columns.is_empty()
     }
 }

@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use arrow::array::{
-    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
 };
 use arrow::util::pretty::pretty_format_batches;
 use shoal_query::PUSH_AGGREGATES_HEADER;
@@ -52,6 +53,41 @@ fn trades(first: i64, day: i64) -> RecordBatch {
         arrow::datatypes::Field::new("price", arrow::datatypes::DataType::Float64, true),
     ]));
     RecordBatch::try_new(schema, columns).unwrap()
+}
+
+/// `q` with `FROM t` naming `table` of `dfs://agg`, run on the data node at `addr` with call
+/// `headers`, printed.
+fn query(
+    rt: &tokio::runtime::Runtime,
+    data: &Data,
+    addr: &str,
+    q: &str,
+    table: &str,
+    headers: &[(&str, &str)],
+) -> String {
+    let q = q.replace("FROM t", &format!(r#"FROM "dfs://agg".{table}"#));
+    let (_, batches) = rt
+        .block_on(shoal_query::query_with_headers(
+            data.channels.get(addr).unwrap(),
+            &q,
+            headers,
+        ))
+        .unwrap_or_else(|e| panic!("{q}: {e}"));
+    pretty_format_batches(&batches).unwrap().to_string()
+}
+
+/// Some replica holds rows not flushed yet (a loaded machine may flush them before the
+/// comparisons start).
+fn assert_some_in_memory(rt: &tokio::runtime::Runtime, data: &Data) {
+    let in_memory = rt
+        .block_on(data.positions())
+        .values()
+        .filter(|p| p.flushed_lsn < p.last_lsn)
+        .count();
+    assert!(
+        in_memory > 0,
+        "every row was in files before the comparisons started"
+    );
 }
 
 /// The queries compared, each over the four days' chunks.
@@ -124,26 +160,8 @@ fn aggregates_pushed_to_the_replicas_answer_as_rows_shipped_would() {
             .sum()
     };
     let before = states_sent();
-    let run = |q: &str, headers: &[(&str, &str)]| -> String {
-        let q = q.replace("FROM t", r#"FROM "dfs://agg".trades"#);
-        let (_, batches) = rt
-            .block_on(shoal_query::query_with_headers(
-                data.channels.get(&addr).unwrap(),
-                &q,
-                headers,
-            ))
-            .unwrap_or_else(|e| panic!("{q}: {e}"));
-        pretty_format_batches(&batches).unwrap().to_string()
-    };
-    let in_memory = rt
-        .block_on(data.positions())
-        .values()
-        .filter(|p| p.flushed_lsn < p.last_lsn)
-        .count();
-    assert!(
-        in_memory > 0,
-        "every row was in files before the comparisons started"
-    );
+    let run = |q: &str, headers: &[(&str, &str)]| query(&rt, &data, &addr, q, "trades", headers);
+    assert_some_in_memory(&rt, &data);
     let off = [(PUSH_AGGREGATES_HEADER, "false")];
     for q in QUERIES {
         let rows = run(q, &off);
@@ -166,4 +184,96 @@ fn aggregates_pushed_to_the_replicas_answer_as_rows_shipped_would() {
         let pushed = explain(q, &[]).contains("ChunkAggregateExec");
         assert_eq!(pushed, i != 6, "{q}");
     }
+}
+
+/// `batch` written again: the same keys (time, sym), other quantities.
+fn revised(batch: &RecordBatch) -> RecordBatch {
+    let qty = batch
+        .column(2)
+        .as_primitive::<arrow::datatypes::Int64Type>();
+    let qty: Int64Array = qty.iter().map(|q| Some(q.unwrap_or(0) + 1_000)).collect();
+    let mut columns = batch.columns().to_vec();
+    columns[2] = std::sync::Arc::new(qty);
+    RecordBatch::try_new(batch.schema(), columns).unwrap()
+}
+
+/// Answered from metadata (no GROUP BY, no filter): each chunk file's statistics plus the
+/// rows still in memory, unless the table drops duplicates and the column is off its key.
+const FROM_STATISTICS: [&str; 5] = [
+    "SELECT min(time), max(time) FROM t",
+    "SELECT count(*) FROM t",
+    "SELECT count(*), count(qty), min(time), max(time), min(sym), max(sym), min(qty), max(qty) FROM t",
+    // A float's statistics are not kept exactly: read.
+    "SELECT count(price), min(price), max(price), max(time) FROM t",
+    // A filter: read.
+    "SELECT count(*), min(time), max(qty) FROM t WHERE sym = 's1'",
+];
+
+#[test]
+fn counts_and_extremes_from_statistics_answer_as_rows_would() {
+    let cluster = LocalCluster::start_with(&["--set", "flushIdleTime=20000"]);
+    let create_last = r#"create table "dfs://agg"."latest"(time TIMESTAMP, sym SYMBOL, qty LONG, price DOUBLE) partitioned by time, sortColumns=[`sym], keepDuplicates=LAST"#;
+    for sql in CREATE.into_iter().chain([create_last]) {
+        let out = cluster.run(&["sql", sql]);
+        assert!(out.status.success(), "{sql}: {}", stderr(&out));
+    }
+    let rt = runtime();
+    let data = Data::connect(&cluster);
+    let append = |table: &str, seq: u64, batch: &RecordBatch| {
+        rt.block_on(data.client.append(DB, table, 1, seq, batch))
+            .unwrap_or_else(|e| panic!("append {table} {seq}: {e}"));
+    };
+    // Two days in chunk files; then, in memory, new rows and (in `latest`) the first day's
+    // rows again with other quantities, which replace the flushed ones.
+    for (seq, day) in [(1, 0), (2, 1)] {
+        let batch = trades(seq as i64 * ROWS_PER_APPEND, day);
+        append("trades", seq, &batch);
+        append("latest", seq, &batch);
+    }
+    wait_all_flushed(&rt, &data, Duration::from_secs(60));
+    let more = trades(10 * ROWS_PER_APPEND, 1);
+    append("trades", 3, &more);
+    append("latest", 3, &more);
+    append("latest", 4, &revised(&trades(ROWS_PER_APPEND, 0)));
+
+    let addr = data.datanodes.values().next().unwrap().clone();
+    let answered = || -> f64 {
+        data.datanodes
+            .values()
+            .map(|a| {
+                sample(
+                    &get(&http_addr(a), "/metrics").1,
+                    "shoal_scan_answer_rows_total",
+                    &[],
+                )
+            })
+            .sum()
+    };
+    let run = |q: &str, table: &str, headers: &[(&str, &str)]| {
+        query(&rt, &data, &addr, q, table, headers)
+    };
+    assert_some_in_memory(&rt, &data);
+    let off = [(PUSH_AGGREGATES_HEADER, "false")];
+    for table in ["trades", "latest"] {
+        for q in FROM_STATISTICS {
+            assert_eq!(run(q, table, &[]), run(q, table, &off), "{table}: {q}");
+        }
+    }
+    // The duplicates were dropped (the comparison above saw them), and stale maxima did not
+    // survive them.
+    let counts = run(FROM_STATISTICS[1], "latest", &[]);
+    assert!(
+        counts.contains(&format!("| {} ", 3 * ROWS_PER_APPEND)),
+        "{counts}"
+    );
+
+    // Answered from statistics, the replicas produce a row per file and per chunk's memory,
+    // not the 4,500 rows: a coordinator reading the rows itself would count them all.
+    let before = answered();
+    run(FROM_STATISTICS[0], "trades", &[]);
+    let pushed = answered() - before;
+    let before = answered();
+    run(FROM_STATISTICS[0], "trades", &off);
+    let read = answered() - before;
+    assert!(pushed <= 10.0 && read >= 4_500.0, "{pushed} vs {read}");
 }

@@ -271,3 +271,43 @@ async fn a_count_opens_no_file_stops_at_its_lsn_and_counts_one_row_per_kept_key(
     assert_eq!(count(&store, u64::MAX, &keep_last), 1000);
     assert_eq!(count(&store, u64::MAX, &SortKey::default()), 2000 + 1000);
 }
+
+#[tokio::test]
+async fn a_summary_is_the_files_statistics_and_the_rows_in_memory_up_to_an_lsn() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path(), opts(false, 64 << 20)).await;
+    store.append(1, 1, rows(0..100)).await.unwrap();
+    store.flush(u64::MAX, &key(&["id"])).await.unwrap();
+    store.append(1, 2, rows(100..110)).await.unwrap();
+    store.append(1, 3, rows(110..115)).await.unwrap();
+    let columns = ["note".to_owned(), "id".to_owned()];
+    let summary = store.summary(u64::MAX, &columns).unwrap();
+    let files = &summary.files;
+    assert_eq!(files.rows().values().to_vec(), [100]);
+    let id = files.column("id").unwrap();
+    assert_eq!(
+        (
+            id.min.as_primitive::<Int64Type>().value(0),
+            id.max.as_primitive::<Int64Type>().value(0),
+            id.nulls.value(0)
+        ),
+        (0, 99, 0)
+    );
+    // Every third note is NULL: 0, 3, ..., 99.
+    assert_eq!(files.column("note").unwrap().nulls.value(0), 34);
+    assert_eq!(summary.memory.schema().fields().len(), 2);
+    let memory: Vec<RecordBatch> = summary.memory.collect::<Result<_, _>>().unwrap();
+    assert_eq!(ids(&memory), (100..115).collect::<Vec<_>>());
+    // Up to lsn 2: the file and the first in-memory record only.
+    let memory: Vec<RecordBatch> = store
+        .summary(2, &columns)
+        .unwrap()
+        .memory
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(ids(&memory), (100..110).collect::<Vec<_>>());
+    assert!(matches!(
+        store.summary(2, &["nope".to_owned()]),
+        Err(StorageError::NoSuchColumn { .. })
+    ));
+}
