@@ -24,7 +24,8 @@ pub const STORAGE_FORMAT_VERSION: u32 = 2;
 ///   ([`DROP_PARTITION_CLUSTER_VERSION`]), tables may keep only the first or last row of a
 ///   sort key ([`KEEP_DUPLICATES_CLUSTER_VERSION`]), a diverged replica is cut back to the
 ///   prefix it shares with its primary ([`CUT_TAIL_CLUSTER_VERSION`]), a query's aggregate is
-///   computed partly on the replicas ([`AGGREGATE_PUSHDOWN_CLUSTER_VERSION`]).
+///   computed partly on the replicas ([`AGGREGATE_PUSHDOWN_CLUSTER_VERSION`]), replicas keep a
+///   query's top k ([`TOP_K_CLUSTER_VERSION`]).
 pub const CLUSTER_VERSION: u32 = 2;
 /// From this cluster version on, data nodes may write chunk files (storage format 2).
 pub const CHUNK_FILES_CLUSTER_VERSION: u32 = 2;
@@ -40,6 +41,10 @@ pub const CUT_TAIL_CLUSTER_VERSION: u32 = 2;
 /// From this cluster version on, a coordinator asks replicas for partial aggregate states
 /// (`ScanChunkRequest.aggregate`); a data node of the previous release would send rows.
 pub const AGGREGATE_PUSHDOWN_CLUSTER_VERSION: u32 = 2;
+/// From this cluster version on, a coordinator asks replicas for a query's top k
+/// (`ScanChunkRequest.top_k`); a data node of the previous release ignores it and sends every
+/// row, which is still correct, only slower.
+pub const TOP_K_CLUSTER_VERSION: u32 = 2;
 /// The oldest release this one can upgrade in place (it reads its files and speaks with it).
 pub const MIN_UPGRADE_FROM: &str = "0.1.0";
 

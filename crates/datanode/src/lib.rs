@@ -21,5 +21,6 @@ pub mod server;
 mod service;
 mod snapshot;
 mod store_failure;
+mod top_rows;
 
 pub use server::{DataNodeError, DataNodeOptions, run};

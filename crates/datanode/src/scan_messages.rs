@@ -19,6 +19,8 @@ use shoal_proto::ScanChunkRequest;
 use shoal_query::pushdown::Filter;
 use shoal_storage::{Prune, ScanOptions};
 
+use crate::top_rows::TopRows;
+
 /// Bytes of one scan message, give or take one batch piece: large enough that per-message
 /// overhead is negligible, small enough to stay under every gRPC default limit (4 MiB).
 pub(crate) const MESSAGE_BYTES: usize = 1 << 20;
@@ -32,6 +34,7 @@ pub(crate) struct Plan {
     filter: Arc<Filter>,
     columns: Option<Vec<String>>,
     limit: usize,
+    top: Option<TopRows>,
 }
 
 /// The plan of `req` over a chunk of `schema`; a filter that does not compile or a column the
@@ -50,10 +53,16 @@ pub(crate) fn plan(schema: &SchemaRef, req: &ScanChunkRequest) -> Result<Plan, S
         Ok(0) | Err(_) => usize::MAX,
         Ok(n) => n,
     };
+    let sent: Vec<String> = match &columns {
+        Some(c) => c.clone(),
+        None => schema.fields().iter().map(|f| f.name().clone()).collect(),
+    };
+    let top = TopRows::of(req, schema, &sent);
     Ok(Plan {
         filter: Arc::new(filter),
         columns,
         limit,
+        top,
     })
 }
 
@@ -67,7 +76,15 @@ impl Plan {
             all
         });
         let prune = (!self.filter.is_empty()).then(|| Arc::clone(&self.filter) as Arc<dyn Prune>);
-        ScanOptions { columns, prune }
+        let order = self
+            .top
+            .as_ref()
+            .and_then(|t| t.read_order(self.filter.is_empty()));
+        ScanOptions {
+            columns,
+            prune,
+            order,
+        }
     }
 }
 
@@ -112,7 +129,11 @@ pub(crate) fn rows(
             Err(e) => Some(Err(e)),
         })
         .filter(|b| b.as_ref().map_or(true, |b| b.num_rows() > 0));
-    Ok((out, Box::new(rows)))
+    let rows: Rows = Box::new(rows);
+    Ok(match plan.top {
+        Some(top) => (Arc::clone(&out), top.of_rows(out, rows)),
+        None => (out, rows),
+    })
 }
 
 fn no_column(schema: &SchemaRef, chunk: u64, column: &str) -> String {

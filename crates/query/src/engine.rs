@@ -20,7 +20,7 @@ use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use shoal_catalog::DatabaseDef;
 use shoal_client::controller::ControllerClient;
-use shoal_common::version::AGGREGATE_PUSHDOWN_CLUSTER_VERSION;
+use shoal_common::version::{AGGREGATE_PUSHDOWN_CLUSTER_VERSION, TOP_K_CLUSTER_VERSION};
 use shoal_proto::ChunkInfo;
 
 use crate::chunk_aggregate::PushPartialAggregates;
@@ -28,6 +28,7 @@ use crate::error::unavailable;
 use crate::local::Replicas;
 use crate::system::{self, SystemSchema};
 use crate::table::ShoalTable;
+use crate::top_k::PushTopK;
 
 /// The one DataFusion catalog: its schemas are the databases (`dfs://stock`) and `cluster`.
 /// The one catalog: its schemas are the `dfs://` databases, `cluster` and `information_schema`.
@@ -210,6 +211,9 @@ impl QueryEngine {
             *self.replicas.cluster_version.borrow() >= AGGREGATE_PUSHDOWN_CLUSTER_VERSION;
         if options.push_aggregates && understood {
             state = state.with_physical_optimizer_rule(Arc::new(PushPartialAggregates));
+        }
+        if *self.replicas.cluster_version.borrow() >= TOP_K_CLUSTER_VERSION {
+            state = state.with_physical_optimizer_rule(Arc::new(PushTopK));
         }
         let ctx = SessionContext::new_with_state(state.build());
         ctx.register_catalog(CATALOG, Arc::new(shoal));

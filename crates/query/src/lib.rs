@@ -36,6 +36,7 @@ mod scan;
 mod script;
 mod system;
 mod table;
+mod top_k;
 
 pub use client::{login, query, query_with_headers};
 pub use engine::{QueryEngine, QueryMemory, QueryOptions};

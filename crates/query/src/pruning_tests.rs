@@ -77,6 +77,7 @@ fn ids(store: &ChunkStore, key: &SortKey, sql: &str, pruned: bool) -> Vec<i32> {
         ScanOptions {
             columns: Some(columns),
             prune: Some(Arc::clone(&filter) as Arc<dyn Prune>),
+            order: None,
         }
     } else {
         ScanOptions::default()

@@ -22,7 +22,7 @@ use futures::stream::{self, BoxStream};
 use futures::{StreamExt, TryStreamExt};
 use shoal_client::channel::Channels;
 use shoal_proto::data_node_client::DataNodeClient;
-use shoal_proto::{ChunkInfo, MAX_MESSAGE, ReplicaInfo, ScanChunkRequest, ScanChunkResponse};
+use shoal_proto::{ChunkInfo, MAX_MESSAGE, ReplicaInfo, ScanChunkRequest, ScanChunkResponse, TopK};
 use tonic::Streaming;
 
 use crate::error::unavailable;
@@ -52,6 +52,8 @@ pub struct ChunkScanExec {
     filters: Pushed,
     /// Rows each partition needs to produce at most.
     limit: Option<usize>,
+    /// The order and limit a sort above takes the rows in, which replicas keep (see `top_k`).
+    top_k: Option<TopK>,
     replicas: Replicas,
     properties: Arc<PlanProperties>,
 }
@@ -81,8 +83,17 @@ impl ChunkScanExec {
             schema,
             filters,
             limit,
+            top_k: None,
             replicas,
             properties: Arc::new(properties),
+        }
+    }
+
+    /// The same scan, its replicas asked for only the rows that may be among `top`'s.
+    pub(crate) fn with_top_k(self, top: TopK) -> Self {
+        Self {
+            top_k: Some(top),
+            ..self
         }
     }
 
@@ -130,6 +141,17 @@ impl DisplayAs for ChunkScanExec {
         if let Some(limit) = self.limit {
             write!(f, " limit={limit}")?;
         }
+        if let Some(top) = &self.top_k {
+            let by: Vec<String> = top
+                .columns
+                .iter()
+                .map(|c| {
+                    let direction = if c.descending { "DESC" } else { "ASC" };
+                    format!("{} {direction}", c.name)
+                })
+                .collect();
+            write!(f, " top_k={} by [{}]", top.limit, by.join(", "))?;
+        }
         Ok(())
     }
 }
@@ -163,6 +185,7 @@ impl ExecutionPlan for ChunkScanExec {
             project: true,
             limit: self.limit.map_or(0, |l| l as u64),
             filters: self.filters.sql.clone(),
+            top_k: self.top_k.clone(),
             ..ScanChunkRequest::default()
         };
         let batches = stream::once(open(chunk, self.replicas.clone(), ask, Arc::clone(&schema)))

@@ -220,6 +220,7 @@ mod manifest;
 mod memory;
 mod merge;
 mod meta;
+mod ordered;
 mod scan;
 mod snapshot;
 mod sort_key;
@@ -239,6 +240,7 @@ pub use error::StorageError;
 pub use manifest::{MANIFEST_FILE, MANIFEST_FORMAT_VERSION};
 pub use memory::{Charge, MemoryGauge};
 pub use meta::{LOCK_FILE, STORE_FILE, STORE_FORMAT_V1, STORE_FORMAT_V2, STORE_FORMAT_VERSION};
+pub use ordered::{Bar, ReadOrder};
 pub use scan::{ColumnStats, ContainerStats, Prune, ScanBatches, ScanOptions};
 pub use snapshot::{
     SNAPSHOT_PART_BYTES, SnapshotExport, SnapshotFile, SnapshotInstall, StagedSnapshot,

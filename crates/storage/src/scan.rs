@@ -32,6 +32,7 @@ use crate::chunk_file::{self, parquet_err};
 use crate::error::{StorageError, arrow_err, io_err};
 use crate::manifest::{FILES_DIR, FileMeta};
 use crate::merge;
+use crate::ordered::{Ordered, ReadOrder};
 use crate::sort_key::SortKey;
 use crate::store::{ChunkStore, Shared};
 
@@ -96,6 +97,10 @@ pub struct ScanOptions {
     /// Skips files and row groups no wanted row can be in (for tables dropping duplicates,
     /// only [`Prune::only`] their key columns, see the module docs).
     pub prune: Option<Arc<dyn Prune>>,
+    /// Reads the best rows first and stops once nothing left can beat the caller's top k
+    /// (see [`crate::ordered`]); ignored by tables dropping duplicates (merged in key order),
+    /// when the column is not read or not ranked.
+    pub order: Option<ReadOrder>,
 }
 
 /// Batches of a scan, read as they are asked for (blocking: iterate off the async runtime).
@@ -179,6 +184,40 @@ impl ChunkStore {
         }
         let fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
         let prune = opts.prune;
+        let order = opts.order.filter(|o| {
+            schema
+                .field_with_name(&o.column)
+                .is_ok_and(|f| ReadOrder::ranks(f.data_type()))
+        });
+        if let Some(order) = order {
+            // Each kept file's best rank, from the same MANIFEST entries.
+            let mut best = Vec::new();
+            let snapshot = self.snapshot(last, |files| {
+                let kept = prune_files(prune.as_ref(), files, &fields);
+                let all = order.best(&file_stats(files, &fields));
+                best = (0..files.len())
+                    .filter(|i| kept.get(*i).copied().unwrap_or(true))
+                    .map(|i| all[i])
+                    .collect();
+                kept
+            })?;
+            let files = snapshot
+                .files
+                .into_iter()
+                .zip(best)
+                .map(|((path, file, _), best)| (path, file, best))
+                .collect();
+            let reader = Ordered::new(
+                shared,
+                schema.clone(),
+                indices,
+                prune,
+                order,
+                files,
+                snapshot.mem,
+            );
+            return Ok(ScanBatches::new(schema, reader));
+        }
         let snapshot = self.snapshot(last, |files| prune_files(prune.as_ref(), files, &fields))?;
         let files = snapshot
             .files
@@ -316,7 +355,7 @@ pub(crate) fn project(
 }
 
 /// A file's batches.
-type Batches = Box<dyn Iterator<Item = Result<RecordBatch, StorageError>> + Send>;
+pub(crate) type Batches = Box<dyn Iterator<Item = Result<RecordBatch, StorageError>> + Send>;
 
 /// The unmerged scan: files in lsn order, then the in-memory batches.
 struct Reader {
@@ -403,6 +442,21 @@ fn open_file(
         counters.add_files_pruned(1);
         return Ok(None);
     }
+    read_groups(shared, path, builder, schema, kept, |b| b).map(Some)
+}
+
+/// The batches of row groups `groups` of the chunk file at `path` (`builder` opened on it),
+/// only the columns of `schema` (by name), read as `configure` further says (a row filter).
+pub(crate) fn read_groups(
+    shared: &Arc<Shared>,
+    path: &Path,
+    builder: ParquetRecordBatchReaderBuilder<File>,
+    schema: &SchemaRef,
+    groups: Vec<usize>,
+    configure: impl FnOnce(
+        ParquetRecordBatchReaderBuilder<File>,
+    ) -> ParquetRecordBatchReaderBuilder<File>,
+) -> Result<Batches, StorageError> {
     let file_schema = builder.schema().clone();
     let roots = schema
         .fields()
@@ -411,22 +465,23 @@ fn open_file(
         .collect::<Result<Vec<_>, _>>()
         .map_err(arrow_err("find columns in chunk file", path))?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-    let reader = builder
+    let builder = builder
         .with_projection(mask)
-        .with_row_groups(kept)
-        .with_batch_size(READ_BATCH_ROWS)
+        .with_row_groups(groups)
+        .with_batch_size(READ_BATCH_ROWS);
+    let reader = configure(builder)
         .build()
         .map_err(parquet_err("read chunk file", path))?;
     let (path, schema, shared) = (path.to_path_buf(), schema.clone(), shared.clone());
-    Ok(Some(Box::new(reader.map(move |b| {
+    Ok(Box::new(reader.map(move |b| {
         let b = b.map_err(arrow_err("read chunk file", &path))?;
         shared.counters.add_file_rows_read(b.num_rows() as u64);
         chunk_file::conform_read(&schema, b, &path)
-    }))))
+    })))
 }
 
 /// The row groups' statistics of the columns of `schema`, from the file's footer.
-fn row_group_stats(
+pub(crate) fn row_group_stats(
     builder: &ParquetRecordBatchReaderBuilder<File>,
     schema: &SchemaRef,
 ) -> ContainerStats {

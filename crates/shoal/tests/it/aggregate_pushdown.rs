@@ -15,7 +15,7 @@ use shoal_query::PUSH_AGGREGATES_HEADER;
 use crate::chunk_files::wait_all_flushed;
 use crate::data::{DAY_MS, Data, JAN1_MS, runtime};
 use crate::harness::{LocalCluster, stderr};
-use crate::metrics::{get, http_addr, sample};
+use crate::metrics::datanodes_sample;
 
 const DB: &str = "dfs://agg";
 const CREATE: [&str; 2] = [
@@ -146,18 +146,9 @@ fn aggregates_pushed_to_the_replicas_answer_as_rows_shipped_would() {
         .max_by_key(|(alias, _)| (1..chunks.len()).contains(&held(alias)))
         .unwrap();
     let addr = addr.clone();
-    let states_sent = || -> f64 {
-        data.datanodes
-            .values()
-            .map(|a| {
-                let (_, text) = get(&http_addr(a), "/metrics");
-                sample(
-                    &text,
-                    "shoal_scan_sent_bytes_total",
-                    &[r#"answer="partial_aggregate""#],
-                )
-            })
-            .sum()
+    let states_sent = || {
+        let states = [r#"answer="partial_aggregate""#];
+        datanodes_sample(&data, "shoal_scan_sent_bytes_total", &states)
     };
     let before = states_sent();
     let run = |q: &str, headers: &[(&str, &str)]| query(&rt, &data, &addr, q, "trades", headers);
@@ -237,18 +228,7 @@ fn counts_and_extremes_from_statistics_answer_as_rows_would() {
     append("latest", 4, &revised(&trades(ROWS_PER_APPEND, 0)));
 
     let addr = data.datanodes.values().next().unwrap().clone();
-    let answered = || -> f64 {
-        data.datanodes
-            .values()
-            .map(|a| {
-                sample(
-                    &get(&http_addr(a), "/metrics").1,
-                    "shoal_scan_answer_rows_total",
-                    &[],
-                )
-            })
-            .sum()
-    };
+    let answered = || datanodes_sample(&data, "shoal_scan_answer_rows_total", &[]);
     let run = |q: &str, table: &str, headers: &[(&str, &str)]| {
         query(&rt, &data, &addr, q, table, headers)
     };

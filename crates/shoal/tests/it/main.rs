@@ -31,4 +31,5 @@ mod script;
 mod snapshot_install;
 mod storage;
 mod tls;
+mod top_k;
 mod upgrade;

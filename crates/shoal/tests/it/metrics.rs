@@ -33,6 +33,14 @@ pub(crate) fn http_addr(grpc: &str) -> String {
     format!("{host}:{}", port.parse::<u16>().unwrap() + 1000)
 }
 
+/// `sample` of every data node's metrics, summed.
+pub(crate) fn datanodes_sample(data: &crate::data::Data, name: &str, labels: &[&str]) -> f64 {
+    data.datanodes
+        .values()
+        .map(|a| sample(&get(&http_addr(a), "/metrics").1, name, labels))
+        .sum()
+}
+
 /// The value of the sample `name{labels}` (labels as written, `""` for none), summed over
 /// every sample whose labels contain each of `labels`.
 pub(crate) fn sample(metrics: &str, name: &str, labels: &[&str]) -> f64 {

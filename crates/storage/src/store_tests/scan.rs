@@ -7,7 +7,7 @@ use arrow::datatypes::Int64Type;
 use super::files::{key, multiset};
 use super::*;
 use crate::chunk_file::ROW_GROUP_ROWS;
-use crate::{ContainerStats, Keep, Prune, ScanOptions, SortKey, StoreStats};
+use crate::{Bar, ContainerStats, Keep, Prune, ReadOrder, ScanOptions, SortKey, StoreStats};
 
 /// Keeps the containers whose range of the Int64 column `.0` meets `.1..=.2` (unknown
 /// statistics: kept).
@@ -62,15 +62,19 @@ fn read(store: &ChunkStore, opts: ScanOptions) -> (Vec<RecordBatch>, StoreStats)
         .unwrap()
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
+    (batches, scanned_since(store, before))
+}
+
+/// The scan counters' growth since `before`.
+fn scanned_since(store: &ChunkStore, before: StoreStats) -> StoreStats {
     let after = store.stats();
-    let read = StoreStats {
+    StoreStats {
         scan_files_pruned: after.scan_files_pruned - before.scan_files_pruned,
         scan_row_groups_read: after.scan_row_groups_read - before.scan_row_groups_read,
         scan_row_groups_pruned: after.scan_row_groups_pruned - before.scan_row_groups_pruned,
         scan_file_rows_read: after.scan_file_rows_read - before.scan_file_rows_read,
         ..after
-    };
-    (batches, read)
+    }
 }
 
 fn ids(batches: &[RecordBatch]) -> Vec<i64> {
@@ -89,6 +93,7 @@ fn pruned_by(lo: i64, hi: i64) -> ScanOptions {
     ScanOptions {
         columns: None,
         prune: Some(Arc::new(Range("id", lo, hi))),
+        order: None,
     }
 }
 
@@ -142,6 +147,7 @@ async fn a_scan_decodes_only_its_columns_and_a_reader_that_stops_reads_no_furthe
     let only = |columns: &[&str]| ScanOptions {
         columns: Some(columns.iter().map(|c| (*c).to_owned()).collect()),
         prune: None,
+        order: None,
     };
     // Asked out of order and twice: answered once each, in the chunk's order.
     let (got, _) = read(&store, only(&["note", "id", "note"]));
@@ -212,6 +218,7 @@ async fn a_table_dropping_duplicates_is_pruned_only_by_conditions_on_its_key() {
         let opts = ScanOptions {
             columns: Some(vec!["id".into()]),
             prune: Some(Arc::new(prune)),
+            order: None,
         };
         let got = store
             .scan_stream(u64::MAX, &keep_last, opts)
@@ -243,6 +250,7 @@ async fn a_count_opens_no_file_stops_at_its_lsn_and_counts_one_row_per_kept_key(
     let no_column = || ScanOptions {
         columns: Some(Vec::new()),
         prune: None,
+        order: None,
     };
     let count = |store: &ChunkStore, last: u64, key: &SortKey| {
         store
@@ -310,4 +318,77 @@ async fn a_summary_is_the_files_statistics_and_the_rows_in_memory_up_to_an_lsn()
         store.summary(2, &["nope".to_owned()]),
         Err(StorageError::NoSuchColumn { .. })
     ));
+}
+
+/// A scan of `store` in `order` whose consumer keeps the best `k` rows by `ts` and raises the
+/// bar after each batch; answers the ids read and the scan's counters.
+fn read_top(store: &ChunkStore, order: &ReadOrder, k: usize) -> (Vec<i64>, StoreStats) {
+    let before = store.stats();
+    let opts = ScanOptions {
+        columns: Some(vec!["ts".into(), "id".into()]),
+        prune: None,
+        order: Some(order.clone()),
+    };
+    let mut ranks = Vec::new();
+    let mut read = Vec::new();
+    for b in store
+        .scan_stream(u64::MAX, &SortKey::default(), opts)
+        .unwrap()
+    {
+        let b = b.unwrap();
+        ranks.extend(order.rank_all(b.column(0)).unwrap());
+        ranks.sort_unstable_by(|a, b| b.cmp(a));
+        if let Some(&kth) = ranks.get(k - 1) {
+            order.bar.raise(kth);
+        }
+        read.extend(ids(&[b]));
+    }
+    read.sort_unstable();
+    (read, scanned_since(store, before))
+}
+
+fn by_ts(descending: bool, rows_count: Option<usize>) -> ReadOrder {
+    ReadOrder {
+        column: "ts".into(),
+        descending,
+        nulls_first: false,
+        bar: Arc::new(Bar::default()),
+        rows_count,
+    }
+}
+
+#[tokio::test]
+async fn a_top_k_scan_reads_its_best_row_groups_first_and_stops_when_none_left_can_beat_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, end) = three_places(dir.path()).await;
+    let b_start = end - 1010;
+    let group = ROW_GROUP_ROWS as i64;
+
+    // The latest 2,000 (filtered after the scan: the caller raises the bar): memory (10), file
+    // B (1,000), then A's last row group; its other two cannot beat the 2,000th row.
+    let (read, counted) = read_top(&store, &by_ts(true, None), 2_000);
+    assert_eq!(read, (2 * group..end).collect::<Vec<_>>());
+    assert_eq!(
+        (counted.scan_row_groups_read, counted.scan_row_groups_pruned),
+        (2, 2)
+    );
+
+    // The latest 10 with every row counting: memory holds them, no file is opened.
+    let (read, counted) = read_top(&store, &by_ts(true, Some(10)), 10);
+    assert_eq!(read, (end - 10..end).collect::<Vec<_>>());
+    assert_eq!(
+        (counted.scan_row_groups_read, counted.scan_files_pruned),
+        (0, 2)
+    );
+
+    // The earliest 5: memory first (no statistics), then A's first row group, of which only
+    // the rows that can still make it are decoded whole.
+    let (read, counted) = read_top(&store, &by_ts(false, Some(5)), 5);
+    let mut want: Vec<i64> = (0..5).chain(b_start + 1000..end).collect();
+    want.sort_unstable();
+    assert_eq!(read, want);
+    assert_eq!(
+        (counted.scan_row_groups_read, counted.scan_file_rows_read),
+        (1, 5)
+    );
 }
