@@ -7,12 +7,12 @@
 //!
 //! ```text
 //!   SortExec: TopK(fetch=10)             SortExec: TopK(fetch=10)
-//!     [RepartitionExec]            =>      [RepartitionExec]
+//!     [Repartition/Coalesce]       =>      [Repartition/Coalesce]
 //!       [FilterExec]                         [FilterExec]
 //!         ChunkScanExec                        ChunkScanExec ... top_k=10 by [time DESC]
 //! ```
 //!
-//! Only a round-robin repartition and a filter the replicas apply themselves
+//! Only a round-robin repartition, the merge of partitions into one and a filter the replicas apply themselves
 //! may lie between (a filter applied only here would drop some of a replica's k rows, which
 //! the next ones would have replaced).
 
@@ -23,6 +23,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::Result;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
@@ -89,6 +90,9 @@ fn with_top_k(node: &Arc<dyn ExecutionPlan>, top: TopK) -> Option<Result<Arc<dyn
     if let Some(r) = node.downcast_ref::<RepartitionExec>() {
         let round_robin = matches!(r.partitioning(), Partitioning::RoundRobinBatch(_));
         return round_robin.then(|| through(r.input(), top)).flatten();
+    }
+    if let Some(c) = node.downcast_ref::<CoalescePartitionsExec>() {
+        return through(c.input(), top);
     }
     if let Some(f) = node.downcast_ref::<FilterExec>() {
         let scan = f.input().downcast_ref::<ChunkScanExec>()?;
