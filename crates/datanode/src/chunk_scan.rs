@@ -26,12 +26,23 @@ use shoal_query::partial_aggregate;
 /// Items (messages or batches) produced ahead of what the reader has taken.
 const AHEAD: usize = 2;
 
+/// How a scan may answer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// As the request asks, reading rows if need be.
+    Any,
+    /// Only an aggregate's states from the files' statistics, never reading rows.
+    StatisticsOnly,
+}
+
 /// What a scan of `req` answers here: the rows' schema and the rows (`None`: this node placed
-/// but never wrote the replica, so it holds no row), or why this replica cannot serve it.
+/// but never wrote the replica, so it holds no row; with [`Reading::StatisticsOnly`], also:
+/// the statistics do not answer), or why this replica cannot serve it.
 async fn rows(
     node: &Arc<Node>,
     req: &ScanChunkRequest,
     via: ScanVia,
+    reading: Reading,
 ) -> Result<Option<(SchemaRef, Rows)>, Status> {
     let chunk = node
         .catalog
@@ -72,6 +83,9 @@ async fn rows(
         && let Some((schema, states)) = states_from_statistics(node, &store, last, &sort_key, agg)?
     {
         return Ok(Some((schema, counted(node, states, true, via))));
+    }
+    if reading == Reading::StatisticsOnly {
+        return Ok(None);
     }
     let batches = store
         .scan_stream(last, &sort_key, plan.read())
@@ -145,7 +159,7 @@ pub(crate) async fn messages(
 ) -> Result<ReceiverStream<Result<ScanChunkResponse, Status>>, Status> {
     // A replica that holds no row answers no message: the reader then takes it as rows,
     // computes the (empty) states itself, and gets the same answer.
-    let Some((schema, rows)) = rows(node, req, ScanVia::Grpc).await? else {
+    let Some((schema, rows)) = rows(node, req, ScanVia::Grpc, Reading::Any).await? else {
         return Ok(produced(std::iter::empty()));
     };
     let (node, partial_aggregate) = (Arc::clone(node), req.aggregate.is_some());
@@ -187,9 +201,17 @@ impl LocalReplicas for LocalScans {
     }
 
     async fn scan(&self, req: ScanChunkRequest) -> Result<LocalRows, Status> {
-        let Some((_, rows)) = rows(&self.0, &req, ScanVia::Local).await? else {
+        let Some((_, rows)) = rows(&self.0, &req, ScanVia::Local, Reading::Any).await? else {
             return Ok(futures::stream::empty().boxed());
         };
         Ok(produced(rows.map(|b| b.map_err(Status::internal))).boxed())
+    }
+
+    async fn states_from_statistics(
+        &self,
+        req: ScanChunkRequest,
+    ) -> Result<Option<LocalRows>, Status> {
+        let answer = rows(&self.0, &req, ScanVia::Local, Reading::StatisticsOnly).await?;
+        Ok(answer.map(|(_, states)| produced(states.map(|b| b.map_err(Status::internal))).boxed()))
     }
 }

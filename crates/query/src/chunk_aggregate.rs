@@ -36,7 +36,7 @@ use shoal_proto::{PartialAggregate, ScanChunkRequest};
 
 use crate::leaf::leaf_node;
 use crate::partial_aggregate;
-use crate::scan::{Answer, ChunkScanExec, open, reads_locally};
+use crate::scan::{Answer, ChunkScanExec, fitted, open, reads_locally};
 
 /// Replaces each Partial aggregate the replicas can compute with a [`ChunkAggregateExec`].
 /// Added to a query's session only when every data node understands the request (see
@@ -183,12 +183,6 @@ impl ExecutionPlan for ChunkAggregateExec {
                 stream::empty(),
             )));
         };
-        // This node's own replica is read in-process: its rows cross no wire, and aggregated
-        // here their reading and aggregating overlap (on the replica they would not); unless
-        // the replica may answer from its files' statistics, reading no row.
-        if reads_locally(&chunk, self.scan.replicas()) && !self.may_use_statistics() {
-            return self.fallback.execute(partition, context);
-        }
         let ask = ScanChunkRequest {
             columns: partial_aggregate::columns(&self.aggregate),
             project: true,
@@ -197,6 +191,30 @@ impl ExecutionPlan for ChunkAggregateExec {
             ..ScanChunkRequest::default()
         };
         let fallback = Arc::clone(&self.fallback);
+        // This node's own replica is read in-process: its rows cross no wire, and aggregated
+        // here their reading and aggregating overlap (on the replica they would not); unless
+        // the replica answers from its files' statistics, reading no row.
+        if reads_locally(&chunk, self.scan.replicas()) {
+            let local = self.scan.replicas().local.clone();
+            let Some(local) = local.filter(|_| self.may_use_statistics()) else {
+                return self.fallback.execute(partition, context);
+            };
+            let req = ScanChunkRequest {
+                chunk_id: chunk.id,
+                chunk_version: chunk.version,
+                ..ask
+            };
+            let states = async move {
+                let from_statistics = local.states_from_statistics(req).await.ok().flatten();
+                Ok::<_, DataFusionError>(match from_statistics {
+                    Some(states) => fitted(states.map_err(local_failed), fallback.schema(), true),
+                    // Refused too: the fallback's scan tries the other replicas.
+                    None => fallback.execute(partition, context)?.boxed(),
+                })
+            };
+            let states = stream::once(states).try_flatten();
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, states)));
+        }
         let replicas = self.scan.replicas().clone();
         let states = async move {
             Ok::<_, DataFusionError>(
@@ -209,4 +227,13 @@ impl ExecutionPlan for ChunkAggregateExec {
         let states = stream::once(states).try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, states)))
     }
+}
+
+/// This node's replica failing once it started sending states.
+fn local_failed(s: tonic::Status) -> DataFusionError {
+    DataFusionError::Execution(format!(
+        "this node's replica failed while sending states: {}: {}",
+        s.code(),
+        s.message()
+    ))
 }

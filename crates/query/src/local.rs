@@ -25,6 +25,14 @@ pub trait LocalReplicas: Send + Sync {
     /// The rows `ScanChunk` answers `req` with here (by name, like its messages), or its
     /// refusal.
     async fn scan(&self, req: ScanChunkRequest) -> Result<LocalRows, Status>;
+
+    /// The partial aggregate states `req` asks for, if this node's replica answers them from
+    /// its chunk files' statistics (see `partial_aggregate::from_statistics`); `None` when it
+    /// would read rows, which the caller then aggregates itself, overlapping the reading.
+    async fn states_from_statistics(
+        &self,
+        req: ScanChunkRequest,
+    ) -> Result<Option<LocalRows>, Status>;
 }
 
 /// The ways to a replica: channels to every data node, and this node's own replicas when the

@@ -379,7 +379,7 @@ async fn start_local(
 }
 
 /// A replica's batches as batches of `schema` (see [`fit`]).
-fn fitted(
+pub(crate) fn fitted(
     rows: impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static,
     schema: SchemaRef,
     states: bool,

@@ -12,9 +12,10 @@
 //!         ChunkScanExec                        ChunkScanExec ... top_k=10 by [time DESC]
 //! ```
 //!
-//! Only a round-robin repartition, the merge of partitions into one and a filter the replicas apply themselves
-//! may lie between (a filter applied only here would drop some of a replica's k rows, which
-//! the next ones would have replaced).
+//! Only a round-robin repartition, the merge of partitions into one, DataFusion's cooperative
+//! scheduling wrapper (over a single chunk) and a filter the replicas apply themselves may lie
+//! between (a filter applied only here would drop some of a replica's k rows, which the next
+//! ones would have replaced).
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use datafusion::error::Result;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
@@ -87,15 +89,11 @@ impl PhysicalOptimizerRule for PushTopK {
 fn with_top_k(node: &Arc<dyn ExecutionPlan>, top: TopK) -> Option<Result<Arc<dyn ExecutionPlan>>> {
     let through =
         |child: &Arc<dyn ExecutionPlan>, top| with_top_k(child, top).map(|c| with_child(node, c?));
-    if let Some(r) = node.downcast_ref::<RepartitionExec>() {
-        let round_robin = matches!(r.partitioning(), Partitioning::RoundRobinBatch(_));
-        return round_robin.then(|| through(r.input(), top)).flatten();
-    }
-    if let Some(c) = node.downcast_ref::<CoalescePartitionsExec>() {
-        return through(c.input(), top);
+    if let Some(child) = passed(node) {
+        return through(child, top);
     }
     if let Some(f) = node.downcast_ref::<FilterExec>() {
-        let scan = f.input().downcast_ref::<ChunkScanExec>()?;
+        let scan = scan_under(f.input())?;
         // Its projection only drops columns: the sort's still name the scan's.
         let exact = scan.filters().applies(f.predicate());
         return exact.then(|| through(f.input(), top)).flatten();
@@ -118,4 +116,25 @@ fn with_child(
         vec![child],
         ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
     )
+}
+
+/// The input of `node` if it passes every row of it on as they are (a round-robin
+/// repartition, a merge of partitions, the cooperative scheduling wrapper).
+fn passed(node: &Arc<dyn ExecutionPlan>) -> Option<&Arc<dyn ExecutionPlan>> {
+    if let Some(r) = node.downcast_ref::<RepartitionExec>() {
+        let round_robin = matches!(r.partitioning(), Partitioning::RoundRobinBatch(_));
+        return round_robin.then(|| r.input());
+    }
+    if let Some(c) = node.downcast_ref::<CoalescePartitionsExec>() {
+        return Some(c.input());
+    }
+    node.downcast_ref::<CooperativeExec>().map(|c| c.input())
+}
+
+/// The chunk scan under `node` and what [`passed`] lets through.
+fn scan_under(node: &Arc<dyn ExecutionPlan>) -> Option<&ChunkScanExec> {
+    match passed(node) {
+        Some(child) => scan_under(child),
+        None => node.downcast_ref::<ChunkScanExec>(),
+    }
 }

@@ -16,7 +16,7 @@ use crate::query::sql;
 const T: &str = r#""dfs://stock".stock"#;
 
 /// (query without its LIMIT, k)
-const QUERIES: [(&str, usize); 6] = [
+const QUERIES: [(&str, usize); 7] = [
     ("SELECT time, name, id FROM t ORDER BY time DESC", 10),
     ("SELECT time, id FROM t ORDER BY time", 7),
     (
@@ -32,6 +32,11 @@ const QUERIES: [(&str, usize); 6] = [
         6,
     ),
     ("SELECT * FROM t ORDER BY time DESC", 3_000),
+    // One chunk (a plan of one partition, shaped otherwise).
+    (
+        "SELECT time, id FROM t WHERE time < TIMESTAMP '2023-01-02 00:00:00' ORDER BY time DESC",
+        5,
+    ),
 ];
 
 #[test]

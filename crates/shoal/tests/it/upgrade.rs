@@ -839,13 +839,23 @@ fn the_previous_release_is_upgraded_to_this_code_under_writes() {
     );
     // Nor are replicas asked for partial aggregate states, which the previous release would
     // answer with rows; from the finalize on (once the heartbeats bring it), they are.
+    // Nor for a top k (which it would ignore, sending every row).
     let grouped = r#"EXPLAIN SELECT name, count(*) FROM "dfs://stock".stock GROUP BY name"#;
-    let pushed = || {
-        let out = cluster.run(&["sql", grouped]);
+    let latest = r#"EXPLAIN SELECT time, id FROM "dfs://stock".stock ORDER BY time DESC LIMIT 3"#;
+    let explains = |q: &str, what: &str| {
+        let out = cluster.run(&["sql", q]);
         assert!(out.status.success(), "{}", stderr(&out));
-        stdout(&out).contains("ChunkAggregateExec")
+        stdout(&out).contains(what)
     };
-    assert!(!pushed(), "aggregates pushed before the finalize");
+    let pushed = || explains(grouped, "ChunkAggregateExec") && explains(latest, "top_k=3");
+    assert!(
+        !explains(grouped, "ChunkAggregateExec"),
+        "aggregates pushed before the finalize"
+    );
+    assert!(
+        !explains(latest, "top_k="),
+        "top k pushed before the finalize"
+    );
     let out = upgrade(&cluster, &["--finalize"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert_eq!(
@@ -856,7 +866,8 @@ fn the_previous_release_is_upgraded_to_this_code_under_writes() {
     while !pushed() {
         assert!(
             std::time::Instant::now() < until,
-            "aggregates not pushed after the finalize"
+            "aggregates or the top k not pushed after the finalize: {}",
+            stdout(&cluster.run(&["sql", latest]))
         );
         std::thread::sleep(Duration::from_millis(500));
     }
