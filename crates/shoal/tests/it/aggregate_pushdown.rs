@@ -204,7 +204,9 @@ const FROM_STATISTICS: [&str; 5] = [
 fn counts_and_extremes_from_statistics_answer_as_rows_would() {
     let cluster = LocalCluster::start_with(&["--set", "flushIdleTime=20000"]);
     let create_last = r#"create table "dfs://agg"."latest"(time TIMESTAMP, sym SYMBOL, qty LONG, price DOUBLE) partitioned by time, sortColumns=[`sym], keepDuplicates=LAST"#;
-    for sql in CREATE.into_iter().chain([create_last]) {
+    // A table of one chunk, answered the same way.
+    let create_one = r#"create table "dfs://agg"."one"(time TIMESTAMP, sym SYMBOL, qty LONG, price DOUBLE) partitioned by time, sortColumns=[`sym], keepDuplicates=ALL"#;
+    for sql in CREATE.into_iter().chain([create_last, create_one]) {
         let out = cluster.run(&["sql", sql]);
         assert!(out.status.success(), "{sql}: {}", stderr(&out));
     }
@@ -221,7 +223,9 @@ fn counts_and_extremes_from_statistics_answer_as_rows_would() {
         append("trades", seq, &batch);
         append("latest", seq, &batch);
     }
+    append("one", 1, &trades(ROWS_PER_APPEND, 1));
     wait_all_flushed(&rt, &data, Duration::from_secs(60));
+    append("one", 2, &trades(20 * ROWS_PER_APPEND, 1));
     let more = trades(10 * ROWS_PER_APPEND, 1);
     append("trades", 3, &more);
     append("latest", 3, &more);
@@ -234,7 +238,7 @@ fn counts_and_extremes_from_statistics_answer_as_rows_would() {
     };
     assert_some_in_memory(&rt, &data);
     let off = [(PUSH_AGGREGATES_HEADER, "false")];
-    for table in ["trades", "latest"] {
+    for table in ["trades", "latest", "one"] {
         for q in FROM_STATISTICS {
             assert_eq!(run(q, table, &[]), run(q, table, &off), "{table}: {q}");
         }
@@ -256,4 +260,8 @@ fn counts_and_extremes_from_statistics_answer_as_rows_would() {
     run(FROM_STATISTICS[0], "trades", &off);
     let read = answered() - before;
     assert!(pushed <= 10.0 && read >= 4_500.0, "{pushed} vs {read}");
+    let before = answered();
+    run(FROM_STATISTICS[0], "one", &[]);
+    let pushed = answered() - before;
+    assert!(pushed <= 4.0, "{pushed} rows answered for one chunk");
 }
