@@ -157,6 +157,12 @@ fn a_tls_cluster_serves_the_cli_and_the_rust_client_and_refuses_plaintext() {
         secret_file.to_str().unwrap(),
     ]);
     assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out)
+            .contains("the server may require TLS (enableSSL=1): give its CA with --tls-ca"),
+        "{}",
+        stderr(&out)
+    );
     // With it, it can, and every node reports `enableSSL=1`.
     let out = crate::harness::shoal(&[
         "config",
