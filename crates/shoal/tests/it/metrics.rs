@@ -158,6 +158,23 @@ fn every_role_serves_health_readiness_and_metrics() {
         })
         .sum();
     assert_eq!(timed, ok + failed + 2.0);
+    // DDL over Flight SQL (as ADBC and Python send it) is counted as its own kind.
+    let ddl = || -> f64 {
+        let ok = [r#"kind="ddl""#, r#"outcome="ok""#];
+        scrape("datanode")
+            .iter()
+            .map(|m| sample(m, "shoal_queries_total", &ok))
+            .sum()
+    };
+    let before = ddl();
+    let rt = crate::data::runtime();
+    let data = crate::data::Data::connect(&cluster);
+    let node = data.datanodes.values().next().unwrap();
+    rt.block_on(async {
+        let channel = data.channels.get(node).unwrap();
+        shoal_query::query(channel, "SHOW DATABASES").await.unwrap()
+    });
+    assert_eq!(ddl(), before + 1.0);
 
     // Idle, the replicas flush (the WAL is fdatasync'd as each flush seals its segment).
     let deadline = Instant::now() + Duration::from_secs(30);
