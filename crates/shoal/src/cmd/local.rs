@@ -204,30 +204,7 @@ pub async fn up(args: LocalUpArgs) -> anyhow::Result<()> {
     let mut agents = Agents::new();
     let (dir, view) = match start(&args, &mut agents).await {
         Ok(started) => started,
-        Err(e) => {
-            // Leave nothing half-started behind: each agent stops its nodes as it exits.
-            let pids = agents.iter().map(|(agent, _)| agent.id());
-            join_all(pids.map(|pid| process::terminate(pid, AGENT_STOP_GRACE))).await;
-            for (mut agent, _) in agents {
-                let _ = agent.wait();
-            }
-            let Some(before) = before else {
-                return Err(e);
-            };
-            if let Ok(dir) = fs::canonicalize(&args.dir) {
-                stop_leftovers(&homes(&dir, &args.hosts)).await;
-            }
-            return Err(match before.remove_added() {
-                Ok(false) => e,
-                Ok(true) => e.context(format!(
-                    "the new cluster did not start; removed what this `local up` wrote to {}",
-                    args.dir.display()
-                )),
-                Err(undo) => e.context(format!(
-                    "the new cluster did not start, and removing its files failed ({undo:#})"
-                )),
-            });
-        }
+        Err(e) => return Err(take_back(e, agents, before, &args).await),
     };
     if args.json {
         println!("{}", output::json(&view)?);
@@ -239,6 +216,37 @@ pub async fn up(args: LocalUpArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// After a failed `up`, `e`: stops the agents it started (each stops its nodes as it exits)
+/// and, for a new cluster (`before`), whatever they left running and every file `up` added.
+async fn take_back(
+    e: anyhow::Error,
+    agents: Agents,
+    before: Option<DirBefore>,
+    args: &LocalUpArgs,
+) -> anyhow::Error {
+    let pids = agents.iter().map(|(agent, _)| agent.id());
+    join_all(pids.map(|pid| process::terminate(pid, AGENT_STOP_GRACE))).await;
+    for (mut agent, _) in agents {
+        let _ = agent.wait();
+    }
+    let Some(before) = before else {
+        return e;
+    };
+    if let Ok(dir) = fs::canonicalize(&args.dir) {
+        stop_leftovers(&homes(&dir, &args.hosts)).await;
+    }
+    match before.remove_added() {
+        Ok(false) => e,
+        Ok(true) => e.context(format!(
+            "the new cluster did not start; removed what this `local up` wrote to {}",
+            args.dir.display()
+        )),
+        Err(undo) => e.context(format!(
+            "the new cluster did not start, and removing its files failed ({undo:#})"
+        )),
+    }
 }
 
 /// Writes the cluster's files if it is new and starts the agents that are not running (all of
