@@ -32,3 +32,4 @@ mod snapshot_install;
 mod storage;
 mod tls;
 mod upgrade;
+mod upgrade_watch;
