@@ -133,21 +133,39 @@ impl Cluster {
         Ok(())
     }
 
-    /// The tail of every process log, for error messages.
-    pub fn logs(&self) -> String {
-        let mut text = String::new();
+    /// Every process log of every machine: its path and its text.
+    fn log_texts(&self) -> Vec<(PathBuf, String)> {
+        let mut logs = Vec::new();
         for host in &self.hosts {
             let Ok(entries) = std::fs::read_dir(self.dir.join(host).join("log")) else {
                 continue;
             };
             for e in entries.flatten() {
                 let content = std::fs::read_to_string(e.path()).unwrap_or_default();
-                let tail: Vec<&str> = content.lines().rev().take(10).collect();
-                text.push_str(&format!("--- {} ---\n", e.path().display()));
-                for l in tail.into_iter().rev() {
-                    text.push_str(l);
-                    text.push('\n');
-                }
+                logs.push((e.path(), content));
+            }
+        }
+        logs
+    }
+
+    /// The lines of every log that contain `needle`, whole logs read.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        self.log_texts()
+            .iter()
+            .flat_map(|(_, text)| text.lines().filter(|l| l.contains(needle)))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The tail of every process log, for error messages.
+    pub fn logs(&self) -> String {
+        let mut text = String::new();
+        for (path, content) in self.log_texts() {
+            let tail: Vec<&str> = content.lines().rev().take(10).collect();
+            text.push_str(&format!("--- {} ---\n", path.display()));
+            for l in tail.into_iter().rev() {
+                text.push_str(l);
+                text.push('\n');
             }
         }
         text

@@ -66,7 +66,7 @@ pub fn run(
         .filter(|((_, node), _)| *node == down)
         .map(|(_, p)| p.bytes)
         .sum();
-    let (installs, sent, install_secs) = installs(&cluster.logs());
+    let (installs, sent, install_secs) = installs(&cluster.log_lines(INSTALLED).join("\n"));
     if installs == 0 {
         bail!("no replica on {down} was recovered by a snapshot (is flushIdleTime set?)");
     }
@@ -82,7 +82,9 @@ pub fn run(
     let mut t = RateTable::new(ref_mbps);
     let mut row = |label: &str, bytes: u64, took: Duration| t.row(label, bytes, took);
     row(
-        &format!("snapshot install: {installs} replicas, stream received → installed"),
+        &format!(
+            "snapshot install: {installs} replicas, stream received → installed (seconds summed)"
+        ),
         sent,
         Duration::from_secs_f64(install_secs),
     );

@@ -250,7 +250,7 @@ impl ControllerClient {
                         }
                     }
                     Next::TryAnother => {
-                        last = format!("{addr}: {}", status.message());
+                        last = format!("{addr}: {}", crate::error::described(&status));
                         if self.known_leader().as_deref() == Some(addr.as_str()) {
                             self.set_leader(None);
                         }
@@ -259,6 +259,10 @@ impl ControllerClient {
                 }
             }
             if started.elapsed() >= self.leader_wait {
+                let tls = self.channels.tls().is_some();
+                if let Some(hint) = crate::error::tls_hint(&last, tls) {
+                    last = format!("{last}; {hint}");
+                }
                 return Err(ClientError::NoLeader {
                     sites: self.sites.join(","),
                     waited: started.elapsed(),

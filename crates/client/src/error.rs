@@ -80,6 +80,40 @@ pub fn classify(status: &tonic::Status) -> Failure {
     }
 }
 
+/// A failed call's message with the errors under it: a transport error's message is just
+/// "transport error", the reason (refused, reset, a protocol error) is in its sources.
+pub(crate) fn described(status: &tonic::Status) -> String {
+    shoal_common::error_text::with_sources(
+        status.message().to_owned(),
+        std::error::Error::source(status),
+    )
+}
+
+/// How a TLS server's answer to a plaintext HTTP/2 client fails it: the TLS alert read as an
+/// oversized frame, or the connection dropped while the client still writes (which of them
+/// depends on timing). A server that is down refuses the connection instead.
+const DROPPED_BY_TLS: [&str; 4] = [
+    "frame with invalid size",
+    "connection closed",
+    "broken pipe",
+    "Connection reset",
+];
+
+/// What a failed connection suggests when it looks like one side speaks TLS and the other
+/// does not (the last error after every retry, so not a node restarting).
+pub(crate) fn tls_hint(error: &str, client_tls: bool) -> Option<&'static str> {
+    if client_tls {
+        error.contains("InvalidContentType").then_some(
+            "the server may not use TLS (enableSSL=0): leave out --tls-ca and $SHOAL_TLS_CA",
+        )
+    } else {
+        DROPPED_BY_TLS.iter().any(|d| error.contains(d)).then_some(
+            "the server may require TLS (enableSSL=1): give its CA with --tls-ca FILE or \
+                 $SHOAL_TLS_CA; --dir finds DIR/tls/ca.pem",
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use tonic::Status;
@@ -101,5 +135,29 @@ mod tests {
         let mut goaway = Status::resource_exhausted("h2 protocol error");
         goaway.set_source(std::sync::Arc::new(std::io::Error::other("calm down")));
         assert_eq!(classify(&goaway), Failure::OutcomeUnknown);
+    }
+
+    #[test]
+    fn a_protocol_mismatch_suggests_tls_or_no_tls_and_nothing_else_does() {
+        let plain_to_tls = [
+            "a:1: h2 protocol error: http2 error: transport error: connection error detected: frame with invalid size",
+            "a:1: operation was canceled: transport error: connection closed",
+            "a:1: transport error: connection error: stream closed because of a broken pipe",
+        ];
+        for e in plain_to_tls {
+            assert!(tls_hint(e, false).unwrap().contains("--tls-ca FILE"), "{e}");
+            assert_eq!(tls_hint(e, true), None, "{e}");
+        }
+        let tls_to_plain =
+            "a:1: received corrupt message of type InvalidContentType: transport error";
+        assert!(
+            tls_hint(tls_to_plain, true)
+                .unwrap()
+                .contains("may not use TLS")
+        );
+        assert_eq!(tls_hint(tls_to_plain, false), None);
+        let down = "a:1: tcp connect error: transport error: Connection refused (os error 111)";
+        assert_eq!(tls_hint(down, false), None);
+        assert_eq!(tls_hint(down, true), None);
     }
 }

@@ -1,8 +1,9 @@
 //! Shoal's shared vocabulary: configuration files, the cluster secret, users and tokens, TLS
-//! material, and the build version.
+//! material, the build version, and how an error is written out with its causes.
 
 pub mod clock;
 pub mod config;
+pub mod error_text;
 pub mod secret;
 pub mod tls;
 pub mod users;

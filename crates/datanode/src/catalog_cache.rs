@@ -12,10 +12,13 @@ use shoal_common::clock::{BootInstant, CATALOG_LEASE};
 use shoal_proto::{ChunkInfo, UpdateReplicasRequest};
 use tonic::Status;
 
+/// Shared pieces, so a change of one chunk copies a map of pointers, not every chunk: a node
+/// holding 1,000 chunks that commits 667 rejoins after a restart copied 667 catalogs, with the
+/// lock every append reads through held for each copy.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    pub databases: BTreeMap<String, DatabaseDef>,
-    pub chunks: HashMap<u64, ChunkInfo>,
+    pub databases: Arc<BTreeMap<String, DatabaseDef>>,
+    pub chunks: HashMap<u64, Arc<ChunkInfo>>,
     /// Every chunk id up to this was allocated by the controllers when the catalog was read
     /// (0: unknown, an older controller). Never decreases.
     pub allocated_chunk_ids: u64,
@@ -47,21 +50,21 @@ impl Snapshot {
                 self.allocated_chunk_ids
             ));
         }
-        let mut chunks: HashMap<u64, ChunkInfo> = fetched
+        let mut chunks: HashMap<u64, Arc<ChunkInfo>> = fetched
             .into_iter()
             .map(|c| match self.chunks.get(&c.id) {
-                Some(mine) if mine.version > c.version => (c.id, mine.clone()),
-                _ => (c.id, c),
+                Some(mine) if mine.version > c.version => (c.id, Arc::clone(mine)),
+                _ => (c.id, Arc::new(c)),
             })
             .collect();
         for (id, mine) in &self.chunks {
             // 0: an older controller, which cannot tell; keep.
             if !chunks.contains_key(id) && (allocated == 0 || *id > allocated) {
-                chunks.insert(*id, mine.clone());
+                chunks.insert(*id, Arc::clone(mine));
             }
         }
         Ok(Snapshot {
-            databases,
+            databases: Arc::new(databases),
             chunks,
             allocated_chunk_ids: allocated.max(self.allocated_chunk_ids),
         })
@@ -184,16 +187,16 @@ impl CatalogCache {
             return;
         }
         let mut chunks = guard.chunks.clone();
-        chunks.insert(chunk.id, chunk);
+        chunks.insert(chunk.id, Arc::new(chunk));
         *guard = Arc::new(Snapshot {
-            databases: guard.databases.clone(),
+            databases: Arc::clone(&guard.databases),
             chunks,
             allocated_chunk_ids: guard.allocated_chunk_ids,
         });
     }
 
     pub fn chunk(&self, id: u64) -> Option<ChunkInfo> {
-        self.snapshot().chunks.get(&id).cloned()
+        self.snapshot().chunks.get(&id).map(|c| ChunkInfo::clone(c))
     }
 
     /// The chunk at `version` or newer, refreshing once if this node has only older metadata.
@@ -254,7 +257,7 @@ impl CatalogCache {
             .chunks
             .values()
             .find(|c| c.db == db && c.table == table && c.partition_key == partition)
-            .cloned()
+            .map(|c| ChunkInfo::clone(c))
     }
 }
 
@@ -285,8 +288,8 @@ mod tests {
 
     fn snapshot(chunks: &[ChunkInfo], allocated: u64) -> Snapshot {
         Snapshot {
-            databases: BTreeMap::new(),
-            chunks: chunks.iter().map(|c| (c.id, c.clone())).collect(),
+            databases: Arc::default(),
+            chunks: chunks.iter().map(|c| (c.id, Arc::new(c.clone()))).collect(),
             allocated_chunk_ids: allocated,
         }
     }

@@ -266,7 +266,7 @@ fn compaction_due(
 
 /// Compacts replica `id`; returns it if that failed.
 async fn compact(node: &Node, id: u64, how: Compaction) -> Option<u64> {
-    let chunk = node.catalog.snapshot().chunks.get(&id).cloned()?;
+    let chunk = node.catalog.chunk(id)?;
     let table = node.catalog.table_of(&chunk)?;
     let started = Instant::now();
     match node.replicas.compact(id, &sort_key(&table), how).await {
@@ -296,7 +296,7 @@ async fn compact(node: &Node, id: u64, how: Compaction) -> Option<u64> {
 
 /// Flushes replica `id` as far as it may; answers whether any record left memory.
 async fn flush(node: &Node, id: u64) -> bool {
-    let Some(chunk) = node.catalog.snapshot().chunks.get(&id).cloned() else {
+    let Some(chunk) = node.catalog.chunk(id) else {
         return false; // not in the catalog yet, or dropped: nothing to sort it by
     };
     let Some(table) = node.catalog.table_of(&chunk) else {

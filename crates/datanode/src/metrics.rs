@@ -2,8 +2,10 @@
 //! coordinated, by outcome, and how long they took; the replicas it holds, and how many of them
 //! were repaired after they diverged or fell behind, by how, and the bytes that took; its WAL's
 //! fdatasync latency; its flushes and compactions; the chunk scans it served, by how they came,
-//! and the rows and bytes they answered (rows, or partial aggregate states).
+//! and the rows and bytes they answered (rows, or partial aggregate states); the statements
+//! its Flight SQL service answered, by kind and outcome, and how long they took.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
@@ -11,6 +13,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use shoal_query::{Outcome, QueryObserver, StatementKind};
 use tonic::Status;
 
 type Labels = Vec<(&'static str, String)>;
@@ -31,6 +34,31 @@ pub struct DataNodeMetrics {
     chunk_scans: Family<Labels, Counter>,
     scan_rows: Family<Labels, Counter>,
     scan_bytes: Family<Labels, Counter>,
+    queries: QueryMetrics,
+}
+
+/// The Flight SQL service's statements, as `shoal_query` reports them.
+#[derive(Clone)]
+struct QueryMetrics {
+    count: Family<Labels, Counter>,
+    seconds: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+impl QueryObserver for QueryMetrics {
+    fn answered(&self, kind: StatementKind, outcome: Outcome, took: Duration) {
+        let outcome = match outcome {
+            Outcome::Ok => "ok".to_owned(),
+            Outcome::Failed(code) => format!("{code:?}"),
+            Outcome::Cancelled => "cancelled".to_owned(),
+        };
+        let kind = ("kind", kind.name().to_owned());
+        self.count
+            .get_or_create(&vec![kind.clone(), ("outcome", outcome)])
+            .inc();
+        self.seconds
+            .get_or_create(&vec![kind])
+            .observe(took.as_secs_f64());
+    }
 }
 
 /// How a chunk scan reached this node.
@@ -68,6 +96,13 @@ const FSYNC_BUCKETS: [f64; 12] = [
 /// Flush and compaction buckets, seconds: a small flush takes milliseconds, a 32 MiB run or a
 /// large merge seconds to minutes.
 const BACKGROUND_BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 120.0, 600.0];
+/// Statement buckets, seconds: a point lookup or a SHOW takes milliseconds, a scan of a large
+/// table minutes.
+fn query_histogram() -> Histogram {
+    Histogram::new([
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 300.0,
+    ])
+}
 
 impl DataNodeMetrics {
     pub fn register(registry: &mut Registry) -> Self {
@@ -87,6 +122,10 @@ impl DataNodeMetrics {
             chunk_scans: Family::default(),
             scan_rows: Family::default(),
             scan_bytes: Family::default(),
+            queries: QueryMetrics {
+                count: Family::default(),
+                seconds: Family::new_with_constructor(query_histogram),
+            },
         };
         registry.register(
             "appends",
@@ -168,7 +207,24 @@ impl DataNodeMetrics {
             "Bytes of Arrow IPC ScanChunk sent, by `answer` (`rows` or `partial_aggregate`)",
             m.scan_bytes.clone(),
         );
+        registry.register(
+            "queries",
+            "Flight SQL statements this node answered, by `kind` (`query`, `ddl`, `script`) and \
+             `outcome` (ok, the gRPC code, or `cancelled` when the client left mid-result)",
+            m.queries.count.clone(),
+        );
+        registry.register(
+            "query_duration_seconds",
+            "Time a statement took, by `kind`: a query from its DoGet to its last batch sent \
+             (or from its planning, if that failed); DDL and scripts, their run",
+            m.queries.seconds.clone(),
+        );
         m
+    }
+
+    /// What the Flight SQL service reports its statements to.
+    pub fn query_observer(&self) -> Arc<dyn QueryObserver> {
+        Arc::new(self.queries.clone())
     }
 
     /// Rows a scan answered: `states` when they are partial aggregate states.

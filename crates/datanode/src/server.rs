@@ -212,6 +212,7 @@ pub async fn run(
                     secret: opts.secret.clone(),
                 },
                 site.alias.clone(),
+                node.metrics.query_observer(),
             )
             .max_decoding_message_size(MAX_MESSAGE),
             flight_gate,

@@ -4,7 +4,8 @@
 //! nothing to clean up.
 //!
 //! A statement is a DolphinDB script if `shoal_script::is_script` says so, else Shoal's DDL
-//! if `shoal_catalog::ddl` parses it as DDL, else a query for DataFusion.
+//! if `shoal_catalog::ddl` parses it as DDL, else a query for DataFusion. Each one answered is
+//! reported to the data node's [`QueryObserver`] (see `crate::observe`).
 
 use std::sync::Arc;
 
@@ -43,6 +44,7 @@ use crate::engine::{QueryEngine, QueryOptions};
 use crate::error::is_unavailable;
 use crate::ingest::Appender;
 use crate::metadata;
+use crate::observe::{Answering, ObservedStream, Outcome, QueryObserver, StatementKind};
 use crate::params;
 
 type DoGetStream = <ShoalFlightSqlService as FlightService>::DoGetStream;
@@ -54,6 +56,7 @@ pub struct ShoalFlightSqlService {
     login: Login,
     /// This data node's alias: what a script's `version()` answers for.
     node: String,
+    observer: Arc<dyn QueryObserver>,
 }
 
 /// Who may log in, and the key that signs their tokens (the cluster secret).
@@ -72,18 +75,21 @@ type HandshakeStream =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<HandshakeResponse, Status>> + Send>>;
 
 /// The gRPC service to mount in a data node's router, behind `shoal_proto::auth::UserAuth`
-/// (every call but the login needs a user's token or the cluster secret).
+/// (every call but the login needs a user's token or the cluster secret); `observer` is told
+/// of every statement answered.
 pub fn flight_service(
     engine: Arc<QueryEngine>,
     appender: Arc<dyn Appender>,
     login: Login,
     node: String,
+    observer: Arc<dyn QueryObserver>,
 ) -> FlightServiceServer<ShoalFlightSqlService> {
     FlightServiceServer::new(ShoalFlightSqlService {
         engine,
         appender,
         login,
         node,
+        observer,
     })
 }
 
@@ -104,34 +110,50 @@ impl ShoalFlightSqlService {
 
     /// A statement's handle (what tickets and prepared statements carry: the SQL text of a
     /// query, or the result of DDL or a script, which runs here, once) with its result schema
-    /// and its parameters' schema.
+    /// and its parameters' schema. DDL and a script's answer are reported answered here, a
+    /// query only if it fails here (else its DoGet answers it).
     async fn prepare(&self, who: &Principal, text: &str) -> Result<Prepared, Status> {
         let mut sql = text;
         let translated;
         if shoal_script::is_script(text) {
-            match crate::script::run(&self.engine, who, &self.node, text).await? {
-                Answer::Rows(batch) => {
-                    return Ok(Prepared {
-                        handle: crate::ddl::ticket(&batch)?,
-                        schema: batch.schema().as_ref().clone(),
-                        params: Schema::empty(),
-                    });
+            let answering = Answering::new(&self.observer, StatementKind::Script);
+            match crate::script::run(&self.engine, who, &self.node, text).await {
+                Ok(Answer::Rows(batch)) => {
+                    return reported(answering, result_prepared(&batch));
                 }
                 // A select over the cluster's tables: planned and streamed as any query.
-                Answer::Sql(query) => {
+                Ok(Answer::Sql(query)) => {
+                    answering.dismiss();
                     translated = query;
                     sql = &translated;
                 }
+                Err(e) => return reported(answering, Err(e)),
             }
         } else if let Some(role) = crate::ddl::needed_role(sql) {
-            who.require(role)?;
-            let (schema, result) = crate::ddl::run(self.engine.controllers(), sql).await?;
-            return Ok(Prepared {
-                handle: result,
-                schema: schema.as_ref().clone(),
-                params: Schema::empty(),
-            });
+            let answering = Answering::new(&self.observer, StatementKind::Ddl);
+            return reported(answering, self.run_ddl(who, role, sql).await);
         }
+        let answering = Answering::new(&self.observer, StatementKind::Query);
+        match self.plan_query(who, sql).await {
+            Ok(prepared) => {
+                answering.dismiss();
+                Ok(prepared)
+            }
+            Err(e) => reported(answering, Err(e)),
+        }
+    }
+
+    async fn run_ddl(&self, who: &Principal, role: Role, sql: &str) -> Result<Prepared, Status> {
+        who.require(role)?;
+        let (schema, result) = crate::ddl::run(self.engine.controllers(), sql).await?;
+        Ok(Prepared {
+            handle: result,
+            schema: schema.as_ref().clone(),
+            params: Schema::empty(),
+        })
+    }
+
+    async fn plan_query(&self, who: &Principal, sql: &str) -> Result<Prepared, Status> {
         who.require(Role::Reader)?;
         let df = self.plan(sql, QueryOptions::default()).await?;
         Ok(Prepared {
@@ -141,7 +163,8 @@ impl ShoalFlightSqlService {
         })
     }
 
-    /// Streams what a handle stands for: a DDL result as it is, a query by running it.
+    /// Streams what a handle stands for: a DDL result as it is (answered when it ran), a
+    /// query by running it, reported answered when its stream ends.
     async fn run_handle(
         &self,
         handle: &[u8],
@@ -150,22 +173,28 @@ impl ShoalFlightSqlService {
         if let Some(result) = crate::ddl::result_of(handle) {
             return Ok(one_batch(result?));
         }
+        let answering = Answering::new(&self.observer, StatementKind::Query);
+        match self.run_query(handle, options).await {
+            Ok(flight) => Ok(Response::new(Box::pin(ObservedStream::new(
+                flight, answering,
+            )))),
+            Err(e) => reported(answering, Err(e)),
+        }
+    }
+
+    async fn run_query(&self, handle: &[u8], options: QueryOptions) -> Result<DoGetStream, Status> {
         let bound = params::parse(handle)?;
         let mut df = self.plan(&bound.sql, options).await?;
         if !bound.params.is_empty() {
             df = df.with_param_values(bound.params).map_err(status)?;
         }
-        self.run(df).await
-    }
-
-    async fn run(&self, df: DataFrame) -> Result<Response<DoGetStream>, Status> {
         let schema = Arc::clone(df.schema().inner());
         let batches = df.execute_stream().await.map_err(status)?;
         let flight = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(batches.map_err(|e| FlightError::Tonic(Box::new(status(e)))))
             .map_err(Status::from);
-        Ok(Response::new(Box::pin(flight)))
+        Ok(Box::pin(flight))
     }
 }
 
@@ -194,6 +223,21 @@ fn flight_info(
         .with_endpoint(endpoint)
         .with_descriptor(descriptor);
     Ok(Response::new(info))
+}
+
+/// `result`, reported answered.
+fn reported<T>(answering: Answering, result: Result<T, Status>) -> Result<T, Status> {
+    answering.report(Outcome::of(&result));
+    result
+}
+
+/// A statement whose result is `batch`, computed already: the batch is its handle.
+fn result_prepared(batch: &RecordBatch) -> Result<Prepared, Status> {
+    Ok(Prepared {
+        handle: crate::ddl::ticket(batch)?,
+        schema: batch.schema().as_ref().clone(),
+        params: Schema::empty(),
+    })
 }
 
 /// A result of one batch, as a DoGet stream.

@@ -14,7 +14,8 @@
 //!   controllers, on the same path as SQL.
 //! - `flight`: the Flight SQL service; `ingest`: its bulk ingest (ADBC's `adbc_ingest`) into
 //!   an `Appender` the data node provides; `params`: prepared statements' parameters, bound
-//!   by DoPut into the handle; `client`: a client for one query.
+//!   by DoPut into the handle; `client`: a client for one query; `observe`: what the service
+//!   reports of each statement it answers (the data node's query metrics).
 
 mod chunk_aggregate;
 mod client;
@@ -26,6 +27,7 @@ mod ingest;
 mod leaf;
 mod local;
 mod metadata;
+mod observe;
 mod params;
 pub mod partial_aggregate;
 mod prune;
@@ -44,3 +46,4 @@ pub use error::{Unavailable, is_unavailable};
 pub use flight::{Login, PUSH_AGGREGATES_HEADER, ShoalFlightSqlService, flight_service};
 pub use ingest::{AppendOutcome, Appender, SEQ_HEADER, WRITER_ID_HEADER};
 pub use local::{LocalReplicas, LocalRows, Replicas};
+pub use observe::{Outcome, QueryObserver, StatementKind};

@@ -29,7 +29,8 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(cmd::run(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let text = shoal_common::error_text::with_sources(e.to_string(), e.source());
+            eprintln!("error: {text}");
             std::process::ExitCode::FAILURE
         }
     }

@@ -11,7 +11,8 @@
 //!
 //! Each machine is initialised as `shoal host init` initialises a real one (this `shoal`
 //! hard-linked as its first installed version), and its agent runs from `current`, as on a
-//! real machine: `shoal upgrade` then replaces it.
+//! real machine: `shoal upgrade` then replaces it. A new cluster that fails to come up is
+//! taken away again (`dir_before`), so a rerun is not refused by machines it initialised.
 
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -24,13 +25,14 @@ use futures::future::join_all;
 use indicatif::{ProgressBar, ProgressStyle};
 use shoal_agent::install::{self, Placement};
 use shoal_agent::process;
-use shoal_common::config::ClusterNodes;
+use shoal_common::config::{AgentConfig, ClusterNodes};
 use shoal_common::secret::{self, SECRET_FILE};
 use shoal_common::tls::ClientTls;
 use shoal_common::users::{self, ADMIN_PASSWORD_FILE, Role};
 use shoal_proto::NodeState;
 
 use crate::cli::{LocalDirArgs, LocalUpArgs, TargetArgs};
+use crate::cmd::dir_before::DirBefore;
 use crate::cmd::local_tls::{self, LocalTls};
 use crate::cmd::{host_init, machine_config, status};
 use crate::output;
@@ -72,14 +74,11 @@ pub(crate) fn write_config(
 ) -> anyhow::Result<ClusterNodes> {
     let nodes_path = dir.join("cluster.nodes");
     if nodes_path.exists() {
-        // Reused as is: a TLS request it cannot honour is refused, not ignored.
-        if tls.is_some() && ClientTls::of_local_cluster(dir)?.is_none() {
-            bail!(
-                "{} holds a plaintext cluster: --tls and --mutual-tls apply to a new cluster only",
-                dir.display()
-            );
+        let nodes = ClusterNodes::load(&nodes_path)?;
+        if let Some(tls) = tls {
+            refuse_unmet_tls(dir, &nodes, tls)?;
         }
-        return Ok(ClusterNodes::load(&nodes_path)?);
+        return Ok(nodes);
     }
     if hosts.is_empty() {
         bail!("--hosts needs at least one address");
@@ -112,6 +111,33 @@ pub(crate) fn write_config(
     // Only now, with every file in place, does DIR count as a cluster.
     fs::write(&nodes_path, &text)?;
     Ok(nodes)
+}
+
+/// An existing cluster is reused as is: a TLS request it does not meet is refused, not
+/// ignored (mutual TLS asked of a cluster `--tls` made would run without client certificates).
+fn refuse_unmet_tls(dir: &Path, nodes: &ClusterNodes, tls: LocalTls) -> anyhow::Result<()> {
+    if ClientTls::of_local_cluster(dir)?.is_none() {
+        bail!(
+            "{} holds a plaintext cluster: --tls and --mutual-tls apply to a new cluster only",
+            dir.display()
+        );
+    }
+    if !tls.mutual {
+        return Ok(());
+    }
+    for host in nodes.machines() {
+        let file = dir.join(&host).join("agent.cfg");
+        if !AgentConfig::load(&file)?.tls.is_some_and(|t| t.mutual) {
+            bail!(
+                "{} holds a cluster made with --tls, without mutual TLS ({} has no \
+                 sslMutualAuth=1): --mutual-tls applies to a new cluster only; start this one \
+                 with --tls, or give --mutual-tls a new --dir",
+                dir.display(),
+                file.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn agent_pid_file(home: &Path) -> PathBuf {
@@ -165,15 +191,76 @@ pub(crate) fn spawn_agent(
     Ok(child)
 }
 
+type Agents = Vec<(std::process::Child, PathBuf)>;
+
 pub async fn up(args: LocalUpArgs) -> anyhow::Result<()> {
+    // A new cluster that does not come up is taken away again, processes and files, so that
+    // nothing of it refuses the next `up` (a machine is initialised once).
+    let before = if args.dir.join("cluster.nodes").exists() {
+        None
+    } else {
+        Some(DirBefore::take(&args.dir, &args.hosts)?)
+    };
+    let mut agents = Agents::new();
+    let (dir, view) = match start(&args, &mut agents).await {
+        Ok(started) => started,
+        Err(e) => return Err(take_back(e, agents, before, &args).await),
+    };
+    if args.json {
+        println!("{}", output::json(&view)?);
+    } else {
+        println!("{}", status::render(&view));
+        println!(
+            "cluster directory: {}  (shoal status --dir {0})",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// After a failed `up`, `e`: stops the agents it started (each stops its nodes as it exits)
+/// and, for a new cluster (`before`), whatever they left running and every file `up` added.
+async fn take_back(
+    e: anyhow::Error,
+    agents: Agents,
+    before: Option<DirBefore>,
+    args: &LocalUpArgs,
+) -> anyhow::Error {
+    let pids = agents.iter().map(|(agent, _)| agent.id());
+    join_all(pids.map(|pid| process::terminate(pid, AGENT_STOP_GRACE))).await;
+    for (mut agent, _) in agents {
+        let _ = agent.wait();
+    }
+    let Some(before) = before else {
+        return e;
+    };
+    if let Ok(dir) = fs::canonicalize(&args.dir) {
+        stop_leftovers(&homes(&dir, &args.hosts)).await;
+    }
+    match before.remove_added() {
+        Ok(false) => e,
+        Ok(true) => e.context(format!(
+            "the new cluster did not start; removed what this `local up` wrote to {}",
+            args.dir.display()
+        )),
+        Err(undo) => e.context(format!(
+            "the new cluster did not start, and removing its files failed ({undo:#})"
+        )),
+    }
+}
+
+/// Writes the cluster's files if it is new and starts the agents that are not running (all of
+/// them, normally: `up` is idempotent and also revives a machine whose agent died), each one
+/// started into `agents`; answers DIR, canonical, and the cluster once healthy.
+async fn start(
+    args: &LocalUpArgs,
+    agents: &mut Agents,
+) -> anyhow::Result<(PathBuf, status::ClusterView)> {
     let tls = (args.tls || args.mutual_tls).then_some(LocalTls {
         mutual: args.mutual_tls,
     });
     let nodes = write_config(&args.dir, &args.hosts, args.base_port, &args.set, tls)?;
     let dir = fs::canonicalize(&args.dir)?;
-    // Start the agents that are not running (all of them, normally): `up` is idempotent and
-    // also revives a machine whose agent died.
-    let mut agents = Vec::new();
     for host in nodes.machines() {
         let home = dir.join(&host);
         match process::read_pid_file(&agent_pid_file(&home))
@@ -185,26 +272,13 @@ pub async fn up(args: LocalUpArgs) -> anyhow::Result<()> {
     }
     let target = Target::resolve(&TargetArgs::of_dir(&dir))?;
     let all: Vec<String> = nodes.nodes.iter().map(|n| n.site.alias.clone()).collect();
-    if let Err(e) = wait_healthy(&target, &all, &mut agents, args.timeout).await {
-        // Leave nothing half-started behind: each agent stops its nodes as it exits.
-        let pids = agents.iter().map(|(agent, _)| agent.id());
-        join_all(pids.map(|pid| process::terminate(pid, AGENT_STOP_GRACE))).await;
-        for (mut agent, _) in agents {
-            let _ = agent.wait();
-        }
-        return Err(e);
-    }
+    wait_healthy(&target, &all, agents, args.timeout).await?;
     let view = status::cluster_view(&target.controllers.cluster_status().await?);
-    if args.json {
-        println!("{}", output::json(&view)?);
-    } else {
-        println!("{}", status::render(&view));
-        println!(
-            "cluster directory: {}  (shoal status --dir {0})",
-            dir.display()
-        );
-    }
-    Ok(())
+    Ok((dir, view))
+}
+
+fn homes(dir: &Path, hosts: &[String]) -> Vec<PathBuf> {
+    hosts.iter().map(|h| dir.join(h)).collect()
 }
 
 /// A node counts as up once it is UP *as the process this `up` is waiting for* (a controller:
@@ -307,15 +381,22 @@ pub async fn down(args: LocalDirArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{} is not a local cluster directory", args.dir.display()))?;
     // Processes were started with canonical paths; match them the same way.
     let dir = fs::canonicalize(&args.dir)?;
-    let homes: Vec<PathBuf> = nodes.machines().iter().map(|h| dir.join(h)).collect();
+    let homes = homes(&dir, &nodes.machines());
     // Agents first: each stops its own nodes gracefully before exiting.
     let agents = homes.iter().filter_map(|home| {
         process::read_pid_file(&agent_pid_file(home)).filter(|p| process::is_shoal_of(*p, home))
     });
     join_all(agents.map(|pid| process::terminate(pid, AGENT_STOP_GRACE))).await;
-    // Anything an agent left behind (it was killed, say) by its pid file.
+    stop_leftovers(&homes).await;
+    println!("stopped the local cluster in {}", args.dir.display());
+    Ok(())
+}
+
+/// Stops what the agents of `homes` left running (an agent was killed, say), by its pid
+/// files, and removes them.
+async fn stop_leftovers(homes: &[PathBuf]) {
     let mut leftovers = Vec::new();
-    for home in &homes {
+    for home in homes {
         if let Ok(entries) = fs::read_dir(home.join("run")) {
             for e in entries.flatten() {
                 // A pid file can outlive its process; only signal a pid that still runs
@@ -335,6 +416,4 @@ pub async fn down(args: LocalDirArgs) -> anyhow::Result<()> {
             .map(|pid| process::terminate(*pid, AGENT_STOP_GRACE)),
     )
     .await;
-    println!("stopped the local cluster in {}", args.dir.display());
-    Ok(())
 }

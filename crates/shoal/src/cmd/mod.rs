@@ -3,6 +3,7 @@
 mod chaos;
 mod chunks;
 mod config;
+mod dir_before;
 mod host;
 mod host_init;
 mod local;

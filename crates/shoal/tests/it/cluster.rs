@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    Frozen, LocalCluster, all_up, kill9, leader, node, nodes, shoal, stderr, stdout,
+    Frozen, LocalCluster, all_up, fresh_hosts, kill9, leader, node, nodes, shoal, shoal_bin,
+    stderr, stdout, write,
 };
 
 #[test]
@@ -297,6 +298,76 @@ fn a_crashed_data_node_is_restarted_and_a_silent_one_is_marked_down() {
     cluster.wait_status("the thawed data node UP", Duration::from_secs(15), |s| {
         node(s, &alias)["state"] == "UP"
     });
+}
+
+/// The names in `dir`, sorted.
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_failed_local_up_of_a_new_cluster_takes_away_what_it_made_and_nothing_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster");
+    let hosts = fresh_hosts();
+    std::fs::create_dir_all(&dir).unwrap();
+    write(&dir.join("notes.txt"), "the user's");
+    let up = || {
+        let hosts = hosts.join(",");
+        let dir = dir.to_str().unwrap();
+        shoal(&[
+            "local",
+            "up",
+            "--dir",
+            dir,
+            "--hosts",
+            &hosts,
+            "--timeout",
+            "60s",
+        ])
+    };
+
+    // The third machine's home is a file: it fails after the first two are initialised.
+    write(&dir.join(&hosts[2]), "in the way");
+    let out = up();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("exists and is not a directory"),
+        "{}",
+        stderr(&out)
+    );
+    let mut expected = vec![hosts[2].clone(), "notes.txt".to_owned()];
+    expected.sort();
+    assert_eq!(names(&dir), expected);
+    std::fs::remove_file(dir.join(&hosts[2])).unwrap();
+
+    // The third machine's agent port is taken: its agent exits, the others are stopped with
+    // their nodes, and every file of the new cluster goes.
+    let agent_port = (hosts[2].as_str(), 8921);
+    let taken = std::net::TcpListener::bind(agent_port).unwrap();
+    let out = up();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("exited") && err.contains("removed what this `local up` wrote"),
+        "{err}"
+    );
+    assert_eq!(names(&dir), ["notes.txt"]);
+    for port in 8920..=8922 {
+        std::net::TcpListener::bind((hosts[0].as_str(), port))
+            .unwrap_or_else(|e| panic!("{}:{port} still in use: {e}", hosts[0]));
+    }
+    drop(taken);
+
+    // The same command then starts the cluster.
+    let cluster = LocalCluster::start_in(tmp, dir, hosts, std::path::Path::new(shoal_bin()), &[]);
+    assert!(all_up(&cluster.status()));
+    assert!(cluster.dir.join("notes.txt").exists());
 }
 
 #[test]

@@ -132,7 +132,17 @@ impl LocalCluster {
     pub fn start_from(binary: &Path, extra: &[&str]) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("cluster");
-        let hosts = fresh_hosts();
+        Self::start_in(tmp, dir, fresh_hosts(), binary, extra)
+    }
+
+    /// `start_from` in `dir` (under `tmp`, removed with the cluster) on `hosts`.
+    pub fn start_in(
+        tmp: tempfile::TempDir,
+        dir: PathBuf,
+        hosts: Vec<String>,
+        binary: &Path,
+        extra: &[&str],
+    ) -> Self {
         let cluster = Self {
             dir,
             hosts,

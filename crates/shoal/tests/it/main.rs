@@ -33,3 +33,4 @@ mod storage;
 mod tls;
 mod top_k;
 mod upgrade;
+mod upgrade_watch;

@@ -10,22 +10,29 @@ use crate::harness::{LocalCluster, nodes, shoal_bin, stderr};
 
 /// `GET path` on `addr`: the status code and the body.
 pub(crate) fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    try_get(addr, path, Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `GET path` on `addr`, waiting at most `timeout` for the answer: the status code and the
+/// body, or why there is none (a node that is down, or stops mid-answer).
+pub(crate) fn try_get(addr: &str, path: &str, timeout: Duration) -> Result<(u16, String), String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(timeout)).unwrap();
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
-    .unwrap();
+    .map_err(|e| format!("send to {addr}: {e}"))?;
     let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
+    s.read_to_string(&mut out)
+        .map_err(|e| format!("read {addr}{path}: {e}"))?;
     let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
     let code = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line from {addr}{path}: {out}"));
-    (code, body.to_owned())
+        .ok_or_else(|| format!("no status line from {addr}{path}: {out}"))?;
+    Ok((code, body.to_owned()))
 }
 
 pub(crate) fn http_addr(grpc: &str) -> String {
@@ -125,6 +132,57 @@ fn every_role_serves_health_readiness_and_metrics() {
         data.join("\n")
     );
     assert!(timed >= appends, "{timed} timed, {appends} counted");
+
+    // Queries are counted, by outcome, by the data node that answered them: one that
+    // succeeds, one that names a table that does not exist.
+    let queries = |name: &str, outcome: &str| -> f64 {
+        let outcome = format!(r#"outcome="{outcome}""#);
+        scrape("datanode")
+            .iter()
+            .map(|m| sample(m, name, &[r#"kind="query""#, &outcome]))
+            .sum()
+    };
+    let (ok, failed) = (
+        queries("shoal_queries_total", "ok"),
+        queries("shoal_queries_total", "InvalidArgument"),
+    );
+    let out = cluster.run(&["sql", r#"SELECT count(*) FROM "dfs://stock".stock"#]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cluster.run(&["sql", r#"SELECT * FROM "dfs://stock".no_such_table"#]);
+    assert!(!out.status.success());
+    assert_eq!(queries("shoal_queries_total", "ok"), ok + 1.0);
+    assert_eq!(
+        queries("shoal_queries_total", "InvalidArgument"),
+        failed + 1.0
+    );
+    let timed: f64 = scrape("datanode")
+        .iter()
+        .map(|m| {
+            sample(
+                m,
+                "shoal_query_duration_seconds_count",
+                &[r#"kind="query""#],
+            )
+        })
+        .sum();
+    assert_eq!(timed, ok + failed + 2.0);
+    // DDL over Flight SQL (as ADBC and Python send it) is counted as its own kind.
+    let ddl = || -> f64 {
+        let ok = [r#"kind="ddl""#, r#"outcome="ok""#];
+        scrape("datanode")
+            .iter()
+            .map(|m| sample(m, "shoal_queries_total", &ok))
+            .sum()
+    };
+    let before = ddl();
+    let rt = crate::data::runtime();
+    let data = crate::data::Data::connect(&cluster);
+    let node = data.datanodes.values().next().unwrap();
+    rt.block_on(async {
+        let channel = data.channels.get(node).unwrap();
+        shoal_query::query(channel, "SHOW DATABASES").await.unwrap()
+    });
+    assert_eq!(ddl(), before + 1.0);
 
     // Idle, the replicas flush (the WAL is fdatasync'd as each flush seals its segment).
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -2,7 +2,7 @@
 //! cluster over TLS, the CLI and the Rust client write and query through it, the HTTP
 //! endpoints answer over HTTPS; a plaintext client, a client trusting another CA and (with
 //! mutual TLS) a client without a certificate are refused; `--tls` on an existing plaintext
-//! cluster is refused.
+//! cluster, and `--mutual-tls` on one `--tls` made, are refused.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -157,6 +157,12 @@ fn a_tls_cluster_serves_the_cli_and_the_rust_client_and_refuses_plaintext() {
         secret_file.to_str().unwrap(),
     ]);
     assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out)
+            .contains("the server may require TLS (enableSSL=1): give its CA with --tls-ca"),
+        "{}",
+        stderr(&out)
+    );
     // With it, it can, and every node reports `enableSSL=1`.
     let out = crate::harness::shoal(&[
         "config",
@@ -185,6 +191,21 @@ fn a_tls_cluster_serves_the_cli_and_the_rust_client_and_refuses_plaintext() {
     assert!(!answer.starts_with("HTTP/"), "{answer}");
     let err = https_get(&http, "/health", &other_ca()).unwrap_err();
     assert!(err.contains("UnknownIssuer"), "{err}");
+
+    // --mutual-tls on this directory, which --tls made, would run without client
+    // certificates: refused, saying what to do, and the files stay as they are.
+    let agent_cfg = cluster.dir.join(&cluster.hosts[0]).join("agent.cfg");
+    let before = std::fs::read_to_string(&agent_cfg).unwrap();
+    let out = crate::harness::shoal(&["local", "up", "--dir", cluster.dir_str(), "--mutual-tls"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("made with --tls, without mutual TLS")
+            && err.contains("give --mutual-tls a new --dir"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&agent_cfg).unwrap(), before);
+    assert!(crate::harness::all_up(&cluster.status()));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Rolling upgrades with real processes: `shoal upgrade` moves every node of a running cluster
 //! to another build while the seed's writer appends at 200/s (nothing failed, lost or
-//! doubled), refuses bad packages and unhealthy clusters before touching anything, resumes
+//! doubled; every node's `/metrics` and `/ready`, scraped meanwhile, follow it machine by
+//! machine, see `upgrade_watch`), refuses bad packages and unhealthy clusters before touching anything, resumes
 //! after its orchestrator is killed, rolls back a version that cannot start, and `--rollback`
 //! returns every machine to the old version with the data intact.
 
@@ -18,6 +19,7 @@ use crate::harness::{
     previous_release_binary, shoal_bin, shoal_with, shoal_with_env, stderr, stdout,
 };
 use crate::query::sql_refused;
+use crate::upgrade_watch::Watch;
 
 /// The version a binary reports (`build-info`).
 pub fn version_of(binary: &Path) -> String {
@@ -175,6 +177,7 @@ fn a_rolling_upgrade_under_writes_fails_no_append_and_rollback_returns_every_mac
     let writer = start_writer(&cluster, tmp.path(), 45);
     std::thread::sleep(Duration::from_secs(2));
     let record = tmp.path().join("record.jsonl");
+    let watch = Watch::start(&cluster.status());
     let out = upgrade(
         &cluster,
         &[
@@ -194,11 +197,29 @@ fn a_rolling_upgrade_under_writes_fails_no_append_and_rollback_returns_every_mac
         stderr(&out),
         cluster.logs()
     );
+    let seen = watch.stop();
+    eprintln!(
+        "scraped: not ready {:#?}, at most {} chunks RECOVERING",
+        seen.not_ready, seen.recovering_max
+    );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     eprintln!("upgrade report: {report:#}");
     assert_eq!(report["status"]["status"], "done");
     assert_eq!(report["probe"]["failed"], 0, "{report:#}");
     assert_all_on(&cluster, &new);
+    // Scraped meanwhile: every node's build info switched to the new version machine by
+    // machine in the plan's order (and so in no other), a data node's /ready said it was
+    // draining before its stop, and the drains left chunks RECOVERING for a while.
+    let order: Vec<&str> = recorded_machines(&report)
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    seen.check_versions(&order, &old, &new)
+        .unwrap_or_else(|e| panic!("{e}: {seen:#?}"));
+    let reversed: Vec<&str> = order.iter().rev().copied().collect();
+    assert!(seen.check_versions(&reversed, &old, &new).is_err());
+    assert!(!seen.seen_draining().is_empty(), "{:#?}", seen.not_ready);
+    assert!(seen.recovering_max > 0.0, "no chunk seen RECOVERING");
     // The record, as SQL sees it: every machine done, in the plan's order.
     let out = cluster.run(&[
         "sql",
@@ -222,7 +243,7 @@ fn a_rolling_upgrade_under_writes_fails_no_append_and_rollback_returns_every_mac
         );
     }
     // And as the controllers' metrics say, once they sampled the final record (each second):
-    // nothing running, every machine done.
+    // nothing running, every machine done, no chunk RECOVERING.
     for n in nodes(&cluster.status())
         .iter()
         .filter(|n| n["mode"] == "controller")
@@ -233,7 +254,8 @@ fn a_rolling_upgrade_under_writes_fails_no_append_and_rollback_returns_every_mac
             let (_, m) = crate::metrics::get(&addr, "/metrics");
             let running = crate::metrics::sample(&m, "shoal_upgrade_running", &[]);
             let done = crate::metrics::sample(&m, "shoal_upgrade_machines", &[r#"state="done""#]);
-            if (running, done) == (0.0, 3.0) {
+            let recovering = crate::metrics::sample(&m, "shoal_chunks", &[r#"state="RECOVERING""#]);
+            if (running, done, recovering) == (0.0, 3.0, 0.0) {
                 break;
             }
             assert!(started.elapsed() < Duration::from_secs(10), "{m}");
