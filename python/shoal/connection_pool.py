@@ -21,7 +21,8 @@ class DBConnectionPool:
     ``loadBalance=True`` starts the sessions on the sites in turn instead of all on ``host``.
     ``compress``, ``reConnect``, ``protocol``, ``show_output``, ``sqlStd``,
     ``tryReconnectNums`` are accepted and ignored (sessions always reconnect); ``python=True``
-    is refused; an unknown keyword is a ``TypeError``."""
+    is refused; an unknown keyword is a ``TypeError``. ``enableSSL=True`` (with ``sslCAFile``,
+    ``sslCertFile``, ``sslKeyFile``, as ``session`` takes them) makes every session TLS."""
 
     def __init__(
         self,
@@ -42,12 +43,17 @@ class DBConnectionPool:
         *,
         highAvailabilitySites: Optional[List[str]] = None,
         retryTimeout: float = 60.0,
+        enableSSL: bool = False,
+        sslCAFile: Optional[str] = None,
+        sslCertFile: Optional[str] = None,
+        sslKeyFile: Optional[str] = None,
     ) -> None:
         if python:
             raise ShoalError("python=True is not supported: scripts are SQL or DolphinDB script")
         if int(threadNum) < 1:
             raise ShoalError("threadNum must be at least 1")
-        first = session()
+        tls = dict(enableSSL=enableSSL, sslCAFile=sslCAFile, sslCertFile=sslCertFile, sslKeyFile=sslKeyFile)
+        first = session(**tls)
         first.connect(host, port, userid, password, retryTimeout=retryTimeout)
         sites = [first.site]
         if highAvailability or loadBalance:
@@ -65,7 +71,7 @@ class DBConnectionPool:
                 if i == 0 and start == first.site and not highAvailability:
                     s = first
                 else:
-                    s = session()
+                    s = session(**tls)
                     s.connect(
                         h,
                         int(p),

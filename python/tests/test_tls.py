@@ -1,6 +1,7 @@
 """TLS from Python against a cluster made with `shoal local up --tls`: `session(enableSSL=True)`
 queries and appends, trusting the cluster's CA (keyword or $SHOAL_TLS_CA);
-`MultithreadedTableWriter(useSSL=True)` writes every row; a plaintext session and a session
+`MultithreadedTableWriter(useSSL=True)` writes every row; a `DBConnectionPool(enableSSL=True)`
+appends through every session and one without TLS is refused; a plaintext session and a session
 trusting only the system's CAs are refused; a missing CA file is named; with `--mutual-tls`
 a session presenting the client certificate works and one without is refused."""
 
@@ -51,6 +52,34 @@ def test_an_ssl_session_queries_and_appends(tls_cluster):
     assert appender.append(df) == 3
     assert count(s) == before + 3
     s.close()
+
+
+def test_a_connection_pool_with_ssl_appends_through_every_session(tls_cluster):
+    host, port = tls_cluster.sites[0].split(":")
+    pool = ddb.DBConnectionPool(
+        host, int(port), 3, "admin", tls_cluster.admin_password, loadBalance=True,
+        enableSSL=True, sslCAFile=ca_of(tls_cluster),
+    )
+    assert len(pool.sessions) == 3
+    before = count(pool.sessions[0])
+    df = pd.DataFrame(
+        {
+            "time": [datetime.datetime(2023, 1, d, 0, 0, 0) for d in (1, 2, 3)],
+            "name": ["Apple", "Meta", "Google"],
+            "id": [11, 12, 13],
+        }
+    )
+    appender = ddb.PartitionedTableAppender("dfs://stock", "tls", "time", pool)
+    assert appender.append(df) == 3
+    assert all(count(s) == before + 3 for s in pool.sessions)
+    pool.shutDown()
+
+
+def test_a_connection_pool_without_ssl_is_refused_by_a_tls_cluster(tls_cluster, monkeypatch):
+    monkeypatch.delenv("SHOAL_TLS_CA", raising=False)
+    host, port = tls_cluster.sites[0].split(":")
+    with pytest.raises(ddb.ShoalError):
+        ddb.DBConnectionPool(host, int(port), 2, "admin", tls_cluster.admin_password, retryTimeout=2.0)
 
 
 def test_the_ca_may_come_from_the_environment(tls_cluster, monkeypatch):
