@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use shoal_proto::{ChunkInfo, DrainResponse};
 use tonic::Status;
 
@@ -72,11 +72,14 @@ pub(crate) async fn leave_each(
     stay: impl Fn(&ChunkInfo) -> bool,
 ) -> Result<(usize, Vec<u64>), Status> {
     let stay = &stay;
-    let outcomes: Vec<(u64, Left)> = futures::stream::iter(ids)
+    // Every leave runs to its end before a failure is answered: one dropped mid-commit would
+    // leave its outcome unknown to this node's catalog.
+    let outcomes: Vec<Result<(u64, Left), Status>> = futures::stream::iter(ids)
         .map(|id| async move { leave(node, id, stay).await.map(|l| (id, l)) })
         .buffer_unordered(LEAVE_PARALLELISM)
-        .try_collect()
-        .await?;
+        .collect()
+        .await;
+    let outcomes = outcomes.into_iter().collect::<Result<Vec<_>, _>>()?;
     let left = outcomes
         .iter()
         .filter(|(_, l)| matches!(l, Left::Yes))
