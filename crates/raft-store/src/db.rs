@@ -36,9 +36,11 @@ pub(crate) const LOG: TableDefinition<[u8; 8], &[u8]> = TableDefinition::new("ra
 pub(crate) const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta_v1");
 pub(crate) const VOTE_KEY: &str = "vote";
 pub(crate) const LAST_PURGED_KEY: &str = "last_purged_log_id";
+/// The last committed log id this node knew of, written without an fsync (see `LogStore`).
+pub(crate) const COMMITTED_KEY: &str = "committed";
 
-/// Applied state machine (serde_json): the application state, last applied log id and last
-/// applied membership, always rewritten together in one transaction.
+/// State machine as of the current snapshot (serde_json): the application state, its last
+/// applied log id and membership, always rewritten together in one transaction.
 pub(crate) const SM: TableDefinition<&str, &[u8]> = TableDefinition::new("state_machine_v1");
 pub(crate) const STATE_KEY: &str = "state";
 pub(crate) const LAST_APPLIED_KEY: &str = "last_applied";
@@ -212,11 +214,21 @@ impl Db {
         op: &'static str,
         f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let mut txn = self.db.begin_write().map_err(self.err(op))?;
         // Immediate is redb's default; set it anyway so the durability this store relies on
         // is stated here rather than inherited.
-        txn.set_durability(Durability::Immediate)
-            .map_err(self.err(op))?;
+        self.write_with(op, Durability::Immediate, f)
+    }
+
+    /// Runs `f` in a write transaction committed with `durability`. `Durability::None` makes
+    /// the change visible at once and durable with the next immediate commit.
+    pub(crate) fn write_with<R>(
+        &self,
+        op: &'static str,
+        durability: Durability,
+        f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut txn = self.db.begin_write().map_err(self.err(op))?;
+        txn.set_durability(durability).map_err(self.err(op))?;
         let r = f(&txn)?;
         txn.commit().map_err(self.err(op))?;
         Ok(r)
@@ -234,9 +246,24 @@ where
     C: RaftTypeConfig,
     R: Send + 'static,
 {
+    write_blocking_with::<C, R>(db, op, Durability::Immediate, f).await
+}
+
+/// [`write_blocking`] with a chosen durability. Even a write without fsync waits for the one
+/// redb writer, which may be inside another transaction's fsync: hence the blocking thread.
+pub(crate) async fn write_blocking_with<C, R>(
+    db: &std::sync::Arc<Db>,
+    op: &'static str,
+    durability: Durability,
+    f: impl FnOnce(&WriteTransaction, &Db) -> Result<R, StoreError> + Send + 'static,
+) -> Result<R, StoreError>
+where
+    C: RaftTypeConfig,
+    R: Send + 'static,
+{
     let db = db.clone();
     let path = db.path.clone();
-    C::spawn_blocking(move || db.write(op, |txn| f(txn, &db)))
+    C::spawn_blocking(move || db.write_with(op, durability, |txn| f(txn, &db)))
         .await
         .map_err(|source| StoreError::Task { path, op, source })?
 }

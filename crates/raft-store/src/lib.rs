@@ -10,7 +10,7 @@
 //! |--------------------|----------------------------|-----------------------------------------|
 //! | `meta`             | `"format_version"`         | `u64` = 1                               |
 //! | `raft_log_v1`      | log index, `u64` big-endian| serde_json of the openraft `Entry`      |
-//! | `raft_meta_v1`     | `"vote"`, `"last_purged_log_id"` | serde_json                        |
+//! | `raft_meta_v1`     | `"vote"`, `"last_purged_log_id"`, `"committed"` | serde_json         |
 //! | `state_machine_v1` | `"state"`, `"last_applied"`, `"last_membership"` | serde_json        |
 //! | `snapshot_v1`      | `"meta"`, `"data"`         | serde_json `SnapshotMeta`; data bytes   |
 //! | `identity_v1`      | `"identity"`               | serde_json [`Identity`] (since 0.2)     |
@@ -29,10 +29,20 @@
 //! - `save_vote` and `append` return (and `append` signals its `IOFlushed` callback) only after
 //!   the commit;
 //! - `purge` writes the purge marker and deletes the entries in one transaction;
-//! - each `apply` batch mutates the in-memory `S`, then persists `S` (whole, as JSON), the last
-//!   applied log id and the last membership in one transaction, and only then answers clients.
-//!   A restarted controller therefore resumes from its applied state instead of replaying the
-//!   log, and `save_committed` is not needed.
+//! - `apply` only mutates the in-memory `S` and answers clients: the entries are already
+//!   durable in the log of a quorum. `S` (whole, as JSON), its last applied log id and
+//!   membership are written with each snapshot (openraft's default policy: every 5,000
+//!   entries), in the same transaction as the snapshot. Until 0.2 every apply batch rewrote
+//!   `S` whole, O(catalog) per commit.
+//! - `save_committed` records the commit index without an fsync (the next append's fsync
+//!   carries it). On start openraft loads the state machine at the snapshot and re-applies the
+//!   log up to that index before the node serves anything; if a crash lost it, the node
+//!   re-applies once it hears the leader's commit index.
+//!
+//! The layout is the same as before 0.2, only `state_machine_v1` may lag the log and
+//! `"committed"` is new. A build before 0.2 (a rollback) reads such a file correctly: it loads
+//! the state at the snapshot and, not reading `"committed"`, re-applies the log after it when
+//! it hears the leader's commit index; the log after the snapshot is never purged.
 //!
 //! # Snapshots
 //!
@@ -93,10 +103,12 @@ impl<C> StoreConfig for C where
 }
 
 /// Opens (creating if absent) `<dir>/raft.redb` — one redb file holding the log, vote, purge
-/// marker, the state machine (state + last_applied + last_membership) and the current snapshot.
+/// marker, the state machine as of the current snapshot (state + last_applied +
+/// last_membership) and the current snapshot.
 ///
 /// A new file is initialized with format version 1 and `S::default()`. An existing file must be
-/// format version 1; the persisted state, last applied log id and membership are loaded back.
+/// format version 1; the persisted state, last applied log id and membership are loaded back
+/// (openraft then re-applies the log after them, see `LogStore::save_committed`).
 ///
 /// This does blocking file IO (and redb may repair the file after a crash); call it at startup.
 pub fn open<C, S>(dir: &Path) -> Result<(LogStore<C>, StateMachineStore<C, S>), StoreError>

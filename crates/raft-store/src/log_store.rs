@@ -21,6 +21,7 @@ use redb::ReadableDatabase;
 use redb::ReadableTable;
 
 use crate::StoreError;
+use crate::db::COMMITTED_KEY;
 use crate::db::Db;
 use crate::db::LAST_PURGED_KEY;
 use crate::db::LOG;
@@ -28,6 +29,7 @@ use crate::db::RAFT_META;
 use crate::db::VOTE_KEY;
 use crate::db::log_key;
 use crate::db::write_blocking;
+use crate::db::write_blocking_with;
 
 /// The Raft log, vote and purge marker of one node, stored in `raft.redb`.
 ///
@@ -166,8 +168,36 @@ impl<C: RaftTypeConfig> RaftLogStorage<C> for LogStore<C> {
         Ok(())
     }
 
-    // `save_committed` keeps openraft's no-op default: the state machine persists its state on
-    // every apply, so a restart never reverts applied state and does not need the commit index.
+    /// The state machine persists its state only with snapshots, so a restarted node re-applies
+    /// the log from the snapshot up to this id (openraft does it before the node serves
+    /// anything). Written without an fsync: the next append's fsync carries it, and if a crash
+    /// loses it the node re-applies up to what it had instead once it hears the leader's
+    /// commit index. Either way it never applies an entry that was not committed.
+    async fn save_committed(&mut self, committed: Option<LogIdOf<C>>) -> Result<(), io::Error> {
+        let bytes = self.db.encode("committed log id", &committed)?;
+        write_blocking_with::<C, _>(
+            &self.db,
+            "save committed log id",
+            redb::Durability::None,
+            move |txn, db| {
+                let mut t = txn
+                    .open_table(RAFT_META)
+                    .map_err(db.err("open raft meta table"))?;
+                t.insert(COMMITTED_KEY, bytes.as_slice())
+                    .map_err(db.err("write committed log id"))?;
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogIdOf<C>>, io::Error> {
+        Ok(self
+            .db
+            .get_json::<Option<LogIdOf<C>>>(RAFT_META, COMMITTED_KEY)?
+            .flatten())
+    }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<C>) -> Result<(), io::Error>
     where

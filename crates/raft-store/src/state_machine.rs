@@ -1,10 +1,9 @@
-//! [`StateMachineStore`]: the applied application state, persisted on every apply batch, plus
-//! snapshot building and installation.
+//! [`StateMachineStore`]: the applied application state, held in memory and persisted with
+//! each snapshot, plus snapshot building and installation.
 
 use std::fmt;
 use std::io;
 use std::io::Cursor;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::PoisonError;
 use std::sync::RwLock;
@@ -29,7 +28,6 @@ use redb::ReadableTable;
 use redb::WriteTransaction;
 use serde::Deserialize;
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 use crate::MetaState;
 use crate::StoreConfig;
@@ -79,8 +77,7 @@ impl<S> SharedState<S> {
     }
 }
 
-/// The snapshot data: JSON of the full applied state. `St` is `S` when installing and the raw
-/// persisted JSON when building (the builder never needs to decode `S`).
+/// The snapshot data: JSON of the full applied state at one log id.
 #[derive(Serialize, Deserialize)]
 struct SnapshotWire<St, L, M> {
     version: u64,
@@ -93,8 +90,9 @@ type SnapshotData<C, St> = SnapshotWire<St, Option<LogIdOf<C>>, StoredMembership
 
 /// The replicated state machine of one node, stored in `raft.redb`.
 ///
-/// Implements [`RaftStateMachine`]. `S` lives in memory behind a [`SharedState`] and is
-/// rewritten to disk (with last applied log id and membership) after every apply batch.
+/// Implements [`RaftStateMachine`]. `S` lives in memory behind a [`SharedState`]; it is written
+/// to disk (with its last applied log id and membership) only with each snapshot, and a
+/// restart re-applies the log after it.
 pub struct StateMachineStore<C: RaftTypeConfig, S> {
     db: Arc<Db>,
     state: SharedState<S>,
@@ -192,7 +190,7 @@ where
     S: MetaState<C>,
 {
     type SnapshotData = Cursor<Vec<u8>>;
-    type SnapshotBuilder = SnapshotBuilder<C>;
+    type SnapshotBuilder = SnapshotBuilder<C, S>;
 
     async fn applied_state(
         &mut self,
@@ -216,7 +214,7 @@ where
         let mut last_applied = self.last_applied.clone();
         let mut last_membership = self.last_membership.clone();
         let mut replies = Vec::with_capacity(batch.len());
-        let state_bytes = {
+        {
             let mut state = self.state.write();
             for (entry, responder) in batch {
                 let response = match &entry.payload {
@@ -233,21 +231,12 @@ where
                     replies.push((responder, response));
                 }
             }
-            self.db.encode("state", &*state)?
-        };
-
-        let applied_bytes = self.db.encode("last applied", &last_applied)?;
-        let membership_bytes = self.db.encode("last membership", &last_membership)?;
-        // If this fails the in-memory state is ahead of the file; the error is fatal to the
-        // Raft node, and a restart reloads the file and re-applies the batch from the log.
-        write_blocking::<C, _>(&self.db, "persist applied state", move |txn, db| {
-            put_applied(txn, db, &state_bytes, &applied_bytes, &membership_bytes)
-        })
-        .await?;
+        }
+        // Nothing is written here: the entries are durable in the log of a quorum, and a
+        // restart re-applies them from the last snapshot (`LogStore::save_committed`). Writing
+        // the whole state per batch cost O(state) per commit.
         self.last_applied = last_applied;
         self.last_membership = last_membership;
-
-        // Clients hear back only once the result is durable.
         for (responder, response) in replies {
             responder.send(response);
         }
@@ -255,9 +244,15 @@ where
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        // Called between apply batches, so the copy is one consistent applied point.
         SnapshotBuilder {
             db: self.db.clone(),
-            _c: PhantomData,
+            applied: SnapshotWire {
+                version: SNAPSHOT_VERSION,
+                state: self.state.read().clone(),
+                last_applied: self.last_applied.clone(),
+                last_membership: self.last_membership.clone(),
+            },
         }
     }
 
@@ -346,73 +341,48 @@ fn read_current_snapshot<C: RaftTypeConfig>(
     }))
 }
 
-/// Builds snapshots from the persisted state machine.
-///
-/// It reads the state-machine rows in one redb read transaction, which always sees a whole
-/// apply batch, so it needs no lock on the live state and may run concurrently with `apply`.
-pub struct SnapshotBuilder<C: RaftTypeConfig> {
+/// Builds a snapshot of the state as it was when openraft asked for the builder, and makes it
+/// the persisted state machine too (in the same transaction), so a restart starts from it.
+pub struct SnapshotBuilder<C: RaftTypeConfig, S> {
     db: Arc<Db>,
-    _c: PhantomData<C>,
+    applied: SnapshotData<C, S>,
 }
 
-impl<C: RaftTypeConfig> fmt::Debug for SnapshotBuilder<C> {
+impl<C: RaftTypeConfig, S> fmt::Debug for SnapshotBuilder<C, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SnapshotBuilder")
             .field("path", &self.db.path)
+            .field("last_applied", &self.applied.last_applied)
             .finish()
     }
 }
 
-impl<C: RaftTypeConfig> SnapshotBuilder<C> {
-    fn read_applied(&self) -> Result<SnapshotData<C, Box<RawValue>>, StoreError> {
-        let db = &self.db;
-        let txn = db.db.begin_read().map_err(db.err("begin read"))?;
-        let t = txn
-            .open_table(SM)
-            .map_err(db.err("open state machine table"))?;
-        let get = |key: &'static str| -> Result<Option<Vec<u8>>, StoreError> {
-            Ok(t.get(key)
-                .map_err(db.err("read state machine"))?
-                .map(|v| v.value().to_vec()))
-        };
-        let state = get(STATE_KEY)?.ok_or_else(|| StoreError::Missing {
-            path: db.path.clone(),
-            what: "state machine state",
-        })?;
-        let last_applied = match get(LAST_APPLIED_KEY)? {
-            Some(b) => db.decode("last applied", &b)?,
-            None => None,
-        };
-        let last_membership = match get(LAST_MEMBERSHIP_KEY)? {
-            Some(b) => db.decode("last membership", &b)?,
-            None => StoredMembership::default(),
-        };
-        Ok(SnapshotWire {
-            version: SNAPSHOT_VERSION,
-            state: db.decode("state", &state)?,
-            last_applied,
-            last_membership,
-        })
-    }
-}
-
-impl<C: RaftTypeConfig> RaftSnapshotBuilder<C> for SnapshotBuilder<C> {
+impl<C, S> RaftSnapshotBuilder<C> for SnapshotBuilder<C, S>
+where
+    C: StoreConfig,
+    S: MetaState<C>,
+{
     type SnapshotData = Cursor<Vec<u8>>;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<C, Cursor<Vec<u8>>>, io::Error> {
-        let applied = self.read_applied()?;
+        let applied = &self.applied;
         let meta = SnapshotMetaOf::<C> {
             last_log_id: applied.last_applied.clone(),
             last_membership: applied.last_membership.clone(),
         };
-        let data = self.db.encode("snapshot data", &applied)?;
+        let data = self.db.encode("snapshot data", applied)?;
+        let state_bytes = self.db.encode("state", &applied.state)?;
+        let applied_bytes = self.db.encode("last applied", &applied.last_applied)?;
+        let membership_bytes = self
+            .db
+            .encode("last membership", &applied.last_membership)?;
         let meta_bytes = self.db.encode("snapshot meta", &meta)?;
 
         let new_last = meta.last_log_id.clone();
         let stored_data = data.clone();
         let replaced = write_blocking::<C, _>(&self.db, "store snapshot", move |txn, db| {
             // A snapshot installed while this one was being built may be newer; never let
-            // the older one replace it.
+            // the older one replace it (or the state machine it wrote).
             let current: Option<SnapshotMetaOf<C>> = {
                 let t = txn
                     .open_table(SNAPSHOT)
@@ -426,6 +396,7 @@ impl<C: RaftTypeConfig> RaftSnapshotBuilder<C> for SnapshotBuilder<C> {
             if current.is_some_and(|c| c.last_log_id > new_last) {
                 return Ok(false);
             }
+            put_applied(txn, db, &state_bytes, &applied_bytes, &membership_bytes)?;
             put_snapshot(txn, db, &meta_bytes, &stored_data)?;
             Ok(true)
         })

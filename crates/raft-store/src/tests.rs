@@ -106,6 +106,15 @@ async fn apply(sm: &mut StateMachineStore<TestConfig, Applied>, entries: Vec<Ent
     sm.apply(stream::iter(items)).await.unwrap();
 }
 
+/// Builds a snapshot of `sm`, which also persists its state.
+async fn snapshot(sm: &mut StateMachineStore<TestConfig, Applied>) {
+    sm.get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+}
+
 fn sample_entries() -> Vec<EntryOf<TestConfig>> {
     vec![
         EntryOf::<TestConfig>::new_blank(log_id(1, 1)),
@@ -119,20 +128,33 @@ fn sample_entries() -> Vec<EntryOf<TestConfig>> {
 async fn state_vote_and_log_survive_reopen() {
     let dir = TempDir::new().unwrap();
     let vote = VoteOf::<TestConfig>::new(2, 1);
+    let want = Applied {
+        commands: vec!["create table t".into(), "add node 4".into()],
+    };
     {
         let (mut log, mut sm) = open_test(dir.path());
         let shared = sm.state();
         log.save_vote(&vote).await.unwrap();
         append(&mut log, sample_entries()).await;
         apply(&mut sm, sample_entries()).await;
+        log.save_committed(Some(log_id(2, 4))).await.unwrap();
         // The handle observes applied state.
-        assert_eq!(shared.read().commands, vec!["create table t", "add node 4"]);
+        assert_eq!(*shared.read(), want);
     }
 
+    // Applying wrote nothing: the state is the last snapshot's (none yet), and the committed
+    // id tells openraft how far to re-apply the log.
+    {
+        let (mut log, mut sm) = open_test(dir.path());
+        assert_eq!(*sm.state().read(), Applied::default());
+        assert_eq!(sm.applied_state().await.unwrap().0, None);
+        assert_eq!(log.read_committed().await.unwrap(), Some(log_id(2, 4)));
+        apply(&mut sm, sample_entries()).await;
+        snapshot(&mut sm).await;
+    }
+
+    // A snapshot persists the state machine with it.
     let (mut log, mut sm) = open_test(dir.path());
-    let want = Applied {
-        commands: vec!["create table t".into(), "add node 4".into()],
-    };
     assert_eq!(*sm.state().read(), want);
 
     let (last_applied, last_membership) = sm.applied_state().await.unwrap();
@@ -199,13 +221,14 @@ async fn identity_and_raft_state_are_told_apart_and_survive_reopen() {
     id.write(&admitted).unwrap();
     assert_eq!(id.read().unwrap(), Some(admitted));
 
-    for (what, entries_only) in [("a log entry", true), ("an applied entry", false)] {
+    for (what, entries_only) in [("a log entry", true), ("a snapshot", false)] {
         let dir = TempDir::new().unwrap();
         let (mut log, mut sm) = open_test(dir.path());
         if entries_only {
             append(&mut log, sample_entries()).await;
         } else {
             apply(&mut sm, sample_entries()).await;
+            snapshot(&mut sm).await;
         }
         assert!(log.identity().holds_raft_state().unwrap(), "{what}");
     }
@@ -460,14 +483,22 @@ async fn single_node_raft_round_trip() {
         raft.shutdown().await.unwrap();
     }
 
+    {
+        let (raft, state) = start_raft(dir.path()).await;
+        // Loaded from the snapshot before any log replay could happen (the log is purged).
+        assert_eq!(state.read().commands, vec!["first", "second"]);
+        raft.wait(timeout)
+            .state(openraft::ServerState::Leader, "leader again")
+            .await
+            .unwrap();
+        let r3 = raft.client_write("third".to_string()).await.unwrap();
+        assert_eq!(r3.data, "applied #3");
+        raft.shutdown().await.unwrap();
+    }
+
+    // "third" is in no snapshot: the restart re-applies it from the log up to the saved
+    // commit, before the node serves anything or has a leader.
     let (raft, state) = start_raft(dir.path()).await;
-    // Loaded from disk before any log replay could happen (the log is purged anyway).
-    assert_eq!(state.read().commands, vec!["first", "second"]);
-    raft.wait(timeout)
-        .state(openraft::ServerState::Leader, "leader again")
-        .await
-        .unwrap();
-    let r3 = raft.client_write("third".to_string()).await.unwrap();
-    assert_eq!(r3.data, "applied #3");
+    assert_eq!(state.read().commands, vec!["first", "second", "third"]);
     raft.shutdown().await.unwrap();
 }
