@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::RootCertStore;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 use crate::config::tls::{SSL_CA_FILE, SSL_CERT_FILE, SSL_KEY_FILE};
 use crate::config::{ConfigError, TlsFiles};
@@ -31,6 +33,9 @@ pub const LOCAL_DIR: &str = "tls";
 pub const LOCAL_CA: &str = "ca.pem";
 pub const LOCAL_CLIENT_CERT: &str = "client.pem";
 pub const LOCAL_CLIENT_KEY: &str = "client.key";
+/// A machine's certificate and key in its home's `tls` directory (beside `ca.pem`).
+pub const NODE_CERT: &str = "node.pem";
+pub const NODE_KEY: &str = "node.key";
 
 /// The crypto provider every TLS config here uses (the process default is not relied on:
 /// tonic, axum and the CLI would each have to install it first).
@@ -99,6 +104,28 @@ impl ServerTls {
             mutual: files.mutual,
             http: Arc::new(config),
         })
+    }
+
+    /// Whether clients dialling `host` (an address or a DNS name) accept this node: its
+    /// certificate chains to the CA and names `host`. Checked when a machine is installed, so a
+    /// wrong certificate is refused there rather than by every client later.
+    pub fn check_serves(&self, host: &str) -> Result<(), String> {
+        let roots = roots(&self.ca_pem)?;
+        let verifier = WebPkiServerVerifier::builder_with_provider(roots.into(), provider())
+            .build()
+            .map_err(|e| e.to_string())?;
+        let (end_entity, intermediates) = self
+            .identity
+            .certified
+            .cert
+            .split_first()
+            .ok_or("holds no certificate")?;
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|e| format!("`{host}` is not an address or a host name: {e}"))?;
+        verifier
+            .verify_server_cert(end_entity, intermediates, &name, &[], UnixTime::now())
+            .map_err(|e| format!("clients dialling {host} would refuse it: {e}"))?;
+        Ok(())
     }
 
     /// The rustls configuration of the HTTP endpoints (served outside tonic).
@@ -262,6 +289,28 @@ mod tests {
         assert!(tls.client().identity.is_some());
         let client = ClientTls::load(&f.files.ca, Some((&f.files.cert, &f.files.key))).unwrap();
         assert_eq!(client.ca_pem, tls.ca_pem);
+    }
+
+    #[test]
+    fn a_certificate_serves_the_names_it_holds_under_its_ca_only() {
+        let f = files();
+        let tls = ServerTls::load(&f.files).unwrap();
+        tls.check_serves("127.0.0.1").unwrap();
+        let e = tls.check_serves("127.0.0.2").unwrap_err();
+        assert!(
+            e.contains("clients dialling 127.0.0.2 would refuse it"),
+            "{e}"
+        );
+        // The same certificate checked against another CA.
+        let other = files();
+        let foreign = ServerTls::load(&TlsFiles {
+            ca: other.files.ca.clone(),
+            mutual: false,
+            ..f.files.clone()
+        })
+        .unwrap();
+        let e = foreign.check_serves("127.0.0.1").unwrap_err();
+        assert!(e.contains("would refuse it"), "{e}");
     }
 
     #[test]

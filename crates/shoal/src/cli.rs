@@ -48,6 +48,9 @@ pub enum Command {
     /// Users who may log in (Flight SQL, appends).
     #[command(subcommand)]
     User(UserCommand),
+    /// TLS certificates for real hosts: a CA, one per machine, one for clients.
+    #[command(subcommand)]
+    Cert(CertCommand),
     /// Checks a table the writer filled: ids exactly 1..N once each, the latest time current,
     /// and, with the writer's --record, every acknowledged id present exactly once.
     Verify(VerifyArgs),
@@ -453,6 +456,62 @@ pub struct HostInitArgs {
     /// paths) to FILE, e.g. /etc/systemd/system/shoal-agent.service (refused if FILE exists).
     #[arg(long, value_name = "FILE")]
     pub systemd_unit: Option<PathBuf>,
+    /// Encrypt every connection: DIR holds the machine's ca.pem, node.pem and node.key (as
+    /// `shoal cert create-node` writes them; the certificate must name the machine's address),
+    /// copied to HOME/tls and named in every config file with enableSSL=1.
+    #[arg(long, value_name = "DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// With --tls-dir: sslMutualAuth=1, every connection must present a certificate of the CA
+    /// (clients too: `shoal cert create-client`).
+    #[arg(long, requires = "tls_dir")]
+    pub mutual_tls: bool,
+}
+
+#[derive(Subcommand)]
+pub enum CertCommand {
+    /// Make a CA: DIR/ca.pem and its signing key DIR/ca.key (mode 0600; keep it off the
+    /// cluster's machines).
+    #[command(name = "create-ca")]
+    Ca(CertCaArgs),
+    /// Make a machine's certificate, signed by the CA, for `host init --tls-dir`: OUT/ca.pem,
+    /// OUT/node.pem, OUT/node.key.
+    #[command(name = "create-node")]
+    Node(CertNodeArgs),
+    /// Make a client certificate (for a cluster with sslMutualAuth=1): OUT/ca.pem,
+    /// OUT/client.pem, OUT/client.key.
+    #[command(name = "create-client")]
+    Client(CertClientArgs),
+}
+
+#[derive(Args)]
+pub struct CertCaArgs {
+    /// Where the CA's files go (created if missing; refused if they exist).
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: PathBuf,
+}
+
+#[derive(Args)]
+pub struct CertNodeArgs {
+    /// The CA made by `create-ca`.
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: PathBuf,
+    /// The machine's address as in cluster.nodes, and any other name clients dial it by
+    /// (repeatable).
+    #[arg(long = "host", value_name = "ADDRESS", required = true)]
+    pub hosts: Vec<String>,
+    /// Where the machine's files go (created if missing; refused if they exist).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+#[derive(Args)]
+pub struct CertClientArgs {
+    /// The CA made by `create-ca`.
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: PathBuf,
+    /// Where the client's files go (created if missing; refused if they exist).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Args)]

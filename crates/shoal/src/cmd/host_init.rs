@@ -4,6 +4,7 @@
 //! HOME/versions/<v>/shoal   this binary, the machine's first installed version
 //! HOME/current -> versions/<v>    what the agent (and its nodes) start from
 //! HOME/{controller,agent,cluster}.cfg, cluster.nodes, cluster.secret, cluster.users
+//! HOME/tls/{ca.pem,node.pem,node.key}   with --tls-dir: the machine's certificate
 //! ```
 //!
 //! The agent runs as `HOME/current/shoal agent --home HOME` (see `deploy/systemd/`), so after
@@ -15,12 +16,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use shoal_agent::install::{self, Placement};
+use shoal_common::config::TlsFiles;
 use shoal_common::config::{ClusterNodes, NodeMode};
 use shoal_common::secret::{self, SECRET_FILE};
+use shoal_common::tls::{LOCAL_CA, LOCAL_DIR, NODE_CERT, NODE_KEY, ServerTls};
 use shoal_common::users::{USERS_FILE, Users};
 
 use crate::cli::HostInitArgs;
-use crate::cmd::machine_config;
+use crate::cmd::machine_config::{self, TlsMode};
 
 /// What a machine's home holds once initialised: any of them present means it was.
 const INSTALLED: [&str; 8] = [
@@ -61,8 +64,45 @@ pub(crate) struct Machine<'a> {
     pub users: &'a str,
     /// `--set KEY=VALUE` overrides of controller.cfg / cluster.cfg keys.
     pub set: &'a [String],
-    /// Lines added to each of the machine's config files (`local up --tls`'s TLS keys).
-    pub config_lines: &'a str,
+    /// TLS: every config file names `HOME/tls/` (which `local up --tls` fills itself).
+    pub tls: Option<TlsMode>,
+    /// The certificate to put in `HOME/tls/` (`host init --tls-dir`).
+    pub tls_files: Option<&'a NodeTlsFiles>,
+}
+
+/// A machine's certificate, key and CA as `shoal cert create-node` writes them, read and
+/// checked.
+pub(crate) struct NodeTlsFiles {
+    ca_pem: Vec<u8>,
+    server: ServerTls,
+}
+
+impl NodeTlsFiles {
+    /// Reads `dir/{ca.pem,node.pem,node.key}`: PEM, the key belonging to the certificate.
+    pub fn load(dir: &Path, mutual: bool) -> anyhow::Result<Self> {
+        let files = TlsFiles {
+            config: dir.to_path_buf(),
+            cert: dir.join(NODE_CERT),
+            key: dir.join(NODE_KEY),
+            ca: dir.join(LOCAL_CA),
+            mutual,
+        };
+        let server = ServerTls::load(&files).context("--tls-dir")?;
+        Ok(NodeTlsFiles {
+            ca_pem: server.ca_pem.clone(),
+            server,
+        })
+    }
+
+    fn write(&self, home: &Path) -> anyhow::Result<()> {
+        let dir = home.join(LOCAL_DIR);
+        std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::write(dir.join(LOCAL_CA), &self.ca_pem)?;
+        std::fs::write(dir.join(NODE_CERT), &self.server.identity.cert_pem)?;
+        let key = std::str::from_utf8(&self.server.identity.key_pem)?;
+        secret::write_private(&dir.join(NODE_KEY), key)?;
+        Ok(())
+    }
 }
 
 /// The files [`init`] writes, by name, for `machine` (every input checked; nothing written).
@@ -76,24 +116,30 @@ fn files(machine: &Machine) -> anyhow::Result<(String, Vec<(&'static str, String
         .with_context(|| format!("{} declares no controller", machine.nodes_origin.display()))?;
     Users::parse(Path::new(USERS_FILE), machine.users).map_err(anyhow::Error::msg)?;
     machine_config::check_overrides(machine.set)?;
+    if let Some(tls) = machine.tls_files {
+        tls.server
+            .check_serves(&host)
+            .map_err(|e| anyhow::anyhow!("--tls-dir: {}: {e}", NODE_CERT))?;
+    }
+    let config_lines = machine_config::tls_lines(machine.tls);
+    let config_lines = config_lines.as_str();
     let mut files = Vec::new();
     for n in nodes.on_machine(&host) {
         match n.mode {
             NodeMode::Controller => files.push((
                 "controller.cfg",
-                machine_config::controller_cfg(&n.site.to_string(), machine.set)?
-                    + machine.config_lines,
+                machine_config::controller_cfg(&n.site.to_string(), machine.set)? + config_lines,
             )),
             NodeMode::Agent => files.push((
                 "agent.cfg",
-                machine_config::agent_cfg(&n.site.to_string(), &controller) + machine.config_lines,
+                machine_config::agent_cfg(&n.site.to_string(), &controller) + config_lines,
             )),
             NodeMode::DataNode => {}
         }
     }
     files.push((
         "cluster.cfg",
-        machine_config::cluster_cfg(machine.set)? + machine.config_lines,
+        machine_config::cluster_cfg(machine.set)? + config_lines,
     ));
     files.push(("cluster.nodes", machine.nodes_text.to_owned()));
     Ok((host, files))
@@ -149,11 +195,18 @@ pub(crate) fn init(
     placement: Placement,
 ) -> anyhow::Result<String> {
     check_fresh(home)?;
+    let tls_dir = home.join(LOCAL_DIR);
+    if machine.tls_files.is_some() && tls_dir.symlink_metadata().is_ok() {
+        bail!(
+            "{} exists already: --tls-dir puts the machine's certificate there",
+            tls_dir.display()
+        );
+    }
     let (host, files) = files(machine)?;
     let existed = home.exists();
     let written = write(home, &files, machine, exe, placement);
     if written.is_err() {
-        let _ = remove(home, existed);
+        let _ = remove(home, existed, machine.tls_files.is_some());
     }
     written.with_context(|| format!("cannot initialise {}", home.display()))?;
     Ok(host)
@@ -172,15 +225,21 @@ fn write(
     }
     secret::write_private(&home.join(SECRET_FILE), machine.secret)?;
     secret::write_private(&home.join(USERS_FILE), machine.users.trim_end())?;
+    if let Some(tls) = machine.tls_files {
+        tls.write(home)?;
+    }
     install::install_first(home, exe, crate::VERSION, placement)?;
     Ok(())
 }
 
 /// Undoes a failed [`write`]: what it may have created in `home` (all of it if `home` was
 /// created too).
-fn remove(home: &Path, existed: bool) -> std::io::Result<()> {
+fn remove(home: &Path, existed: bool, wrote_tls: bool) -> std::io::Result<()> {
     if !existed {
         return std::fs::remove_dir_all(home);
+    }
+    if wrote_tls && home.join(LOCAL_DIR).is_dir() {
+        std::fs::remove_dir_all(home.join(LOCAL_DIR))?;
     }
     for name in INSTALLED {
         let p = home.join(name);
@@ -206,6 +265,11 @@ pub fn run(args: HostInitArgs) -> anyhow::Result<()> {
     // Absolute: the agent, its nodes and the systemd unit name the home from anywhere.
     let home: PathBuf = std::path::absolute(&args.home)?;
     let exe = std::env::current_exe().context("cannot find the shoal executable")?;
+    let tls_files = args
+        .tls_dir
+        .as_deref()
+        .map(|dir| NodeTlsFiles::load(dir, args.mutual_tls))
+        .transpose()?;
     let machine = Machine {
         nodes_text: &nodes_text,
         nodes_origin: &args.cluster_nodes,
@@ -213,7 +277,10 @@ pub fn run(args: HostInitArgs) -> anyhow::Result<()> {
         secret: &secret,
         users: &users,
         set: &args.set,
-        config_lines: "",
+        tls: tls_files.as_ref().map(|_| TlsMode {
+            mutual: args.mutual_tls,
+        }),
+        tls_files: tls_files.as_ref(),
     };
     // Checked with the rest, before anything is written.
     let unit = match &args.systemd_unit {

@@ -33,7 +33,8 @@ use shoal_proto::NodeState;
 
 use crate::cli::{LocalDirArgs, LocalUpArgs, TargetArgs};
 use crate::cmd::dir_before::DirBefore;
-use crate::cmd::local_tls::{self, LocalTls};
+use crate::cmd::local_tls;
+use crate::cmd::machine_config::TlsMode;
 use crate::cmd::{host_init, machine_config, status};
 use crate::output;
 use crate::target::Target;
@@ -70,7 +71,7 @@ pub(crate) fn write_config(
     hosts: &[String],
     base_port: u16,
     set: &[String],
-    tls: Option<LocalTls>,
+    tls: Option<TlsMode>,
 ) -> anyhow::Result<ClusterNodes> {
     let nodes_path = dir.join("cluster.nodes");
     if nodes_path.exists() {
@@ -94,7 +95,6 @@ pub(crate) fn write_config(
     if tls.is_some() {
         local_tls::generate(dir, &nodes.machines())?;
     }
-    let tls_lines = local_tls::config_lines(tls);
     let exe = std::env::current_exe().context("cannot find the shoal executable")?;
     for host in nodes.machines() {
         let machine = host_init::Machine {
@@ -104,7 +104,8 @@ pub(crate) fn write_config(
             secret: &secret,
             users: &users,
             set,
-            config_lines: &tls_lines,
+            tls,
+            tls_files: None,
         };
         host_init::init(&dir.join(&host), &machine, &exe, Placement::Link)?;
     }
@@ -115,7 +116,7 @@ pub(crate) fn write_config(
 
 /// An existing cluster is reused as is: a TLS request it does not meet is refused, not
 /// ignored (mutual TLS asked of a cluster `--tls` made would run without client certificates).
-fn refuse_unmet_tls(dir: &Path, nodes: &ClusterNodes, tls: LocalTls) -> anyhow::Result<()> {
+fn refuse_unmet_tls(dir: &Path, nodes: &ClusterNodes, tls: TlsMode) -> anyhow::Result<()> {
     if ClientTls::of_local_cluster(dir)?.is_none() {
         bail!(
             "{} holds a plaintext cluster: --tls and --mutual-tls apply to a new cluster only",
@@ -256,7 +257,7 @@ async fn start(
     args: &LocalUpArgs,
     agents: &mut Agents,
 ) -> anyhow::Result<(PathBuf, status::ClusterView)> {
-    let tls = (args.tls || args.mutual_tls).then_some(LocalTls {
+    let tls = (args.tls || args.mutual_tls).then_some(TlsMode {
         mutual: args.mutual_tls,
     });
     let nodes = write_config(&args.dir, &args.hosts, args.base_port, &args.set, tls)?;

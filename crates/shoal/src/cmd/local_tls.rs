@@ -15,48 +15,20 @@ use std::fs;
 use std::path::Path;
 
 use anyhow::Context;
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+use shoal_common::tls::{
+    LOCAL_CA, LOCAL_CLIENT_CERT, LOCAL_CLIENT_KEY, LOCAL_DIR, NODE_CERT, NODE_KEY,
 };
-use shoal_common::secret::write_private;
-use shoal_common::tls::{LOCAL_CA, LOCAL_CLIENT_CERT, LOCAL_CLIENT_KEY, LOCAL_DIR};
 
-/// TLS for a new local cluster.
-#[derive(Clone, Copy, Debug)]
-pub struct LocalTls {
-    /// `sslMutualAuth=1`: every connection presents a certificate of the cluster's CA.
-    pub mutual: bool,
-}
-
-/// The TLS keys of every machine's files (paths relative to the machine's home); nothing
-/// without TLS, so a plaintext cluster's files stay readable by releases without TLS.
-pub fn config_lines(tls: Option<LocalTls>) -> String {
-    match tls {
-        None => String::new(),
-        Some(t) => format!(
-            "enableSSL=1\nsslCertFile={LOCAL_DIR}/node.pem\nsslKeyFile={LOCAL_DIR}/node.key\nsslCAFile={LOCAL_DIR}/{LOCAL_CA}\nsslMutualAuth={}\n",
-            u8::from(t.mutual)
-        ),
-    }
-}
+use crate::cmd::pki::Ca;
 
 /// Makes the CA, the client's certificate and one certificate per machine in `machines`
 /// (each named by its address), written as the module docs lay out.
 pub fn generate(dir: &Path, machines: &[String]) -> anyhow::Result<()> {
-    let mut ca_params = CertificateParams::default();
-    ca_params.distinguished_name = name("Shoal local cluster CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_key = KeyPair::generate()?;
-    let ca_pem = ca_params.self_signed(&ca_key)?.pem();
-    let ca = Issuer::new(ca_params, ca_key);
-
+    let ca = Ca::generate("Shoal local cluster CA")?;
     let tls = dir.join(LOCAL_DIR);
     fs::create_dir_all(&tls).with_context(|| format!("cannot create {}", tls.display()))?;
-    fs::write(tls.join(LOCAL_CA), &ca_pem)?;
-    issue(
-        &ca,
+    fs::write(tls.join(LOCAL_CA), &ca.cert_pem)?;
+    ca.issue(
         "shoal client",
         &[],
         &tls.join(LOCAL_CLIENT_CERT),
@@ -65,35 +37,11 @@ pub fn generate(dir: &Path, machines: &[String]) -> anyhow::Result<()> {
     for host in machines {
         let home_tls = dir.join(host).join(LOCAL_DIR);
         fs::create_dir_all(&home_tls)?;
-        fs::write(home_tls.join(LOCAL_CA), &ca_pem)?;
-        let (cert, key) = (home_tls.join("node.pem"), home_tls.join("node.key"));
-        issue(&ca, host, std::slice::from_ref(host), &cert, &key)?;
+        fs::write(home_tls.join(LOCAL_CA), &ca.cert_pem)?;
+        let (cert, key) = (home_tls.join(NODE_CERT), home_tls.join(NODE_KEY));
+        ca.issue(host, std::slice::from_ref(host), &cert, &key)?;
     }
     Ok(())
-}
-
-/// A certificate signed by `ca` for `names` (addresses become IP subject alternative names),
-/// written to `cert_file`, and its key to the private `key_file`.
-fn issue(
-    ca: &Issuer<'_, KeyPair>,
-    common_name: &str,
-    names: &[String],
-    cert_file: &Path,
-    key_file: &Path,
-) -> anyhow::Result<()> {
-    let mut params = CertificateParams::new(names.to_vec())?;
-    params.distinguished_name = name(common_name);
-    let key = KeyPair::generate()?;
-    let cert = params.signed_by(&key, ca)?;
-    fs::write(cert_file, cert.pem())?;
-    write_private(key_file, &key.serialize_pem())?;
-    Ok(())
-}
-
-fn name(common_name: &str) -> DistinguishedName {
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, common_name);
-    dn
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use anyhow::bail;
 use shoal_common::config::{ClusterCfg, ControllerConfig, cluster_cfg, controller};
+use shoal_common::tls::{LOCAL_CA, LOCAL_DIR, NODE_CERT, NODE_KEY};
 
 /// The seed's controller.cfg for one machine, with the `--set KEY=VALUE` overrides of its keys
 /// applied and the result checked like the controller will check it (a bad value writes
@@ -90,3 +91,22 @@ pub(crate) fn agent_cfg(site: &str, controller: &str) -> String {
 
 const CLUSTER_CFG: &str = "# Data nodes; <ALIAS> is replaced by each node's alias.\n\
     chunkMetaDir=<ALIAS>/storage\nvolumes=<ALIAS>/volumes\ndataSync=1\nworkerNum=4\nmaxMemSize=8\n";
+
+/// A machine's TLS: its home's `tls/` holds `ca.pem`, `node.pem` and `node.key`.
+#[derive(Clone, Copy, Debug)]
+pub struct TlsMode {
+    /// `sslMutualAuth=1`: every connection presents a certificate of the cluster's CA.
+    pub mutual: bool,
+}
+
+/// The TLS keys of every file of a machine (paths relative to its home); nothing without TLS,
+/// so a plaintext cluster's files stay readable by releases without TLS.
+pub fn tls_lines(tls: Option<TlsMode>) -> String {
+    match tls {
+        None => String::new(),
+        Some(t) => format!(
+            "enableSSL=1\nsslCertFile={LOCAL_DIR}/{NODE_CERT}\nsslKeyFile={LOCAL_DIR}/{NODE_KEY}\nsslCAFile={LOCAL_DIR}/{LOCAL_CA}\nsslMutualAuth={}\n",
+            u8::from(t.mutual)
+        ),
+    }
+}

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod cert;
 mod chaos;
 mod chunks;
 mod config;
@@ -10,6 +11,7 @@ mod local;
 pub(crate) mod local_tls;
 mod machine_config;
 mod package;
+mod pki;
 mod roles;
 mod sql;
 mod status;
@@ -22,7 +24,9 @@ use std::process::ExitCode;
 
 pub use chaos::Nemesis;
 
-use crate::cli::{Command, ConfigCommand, HostCommand, LocalCommand, PackageCommand, UserCommand};
+use crate::cli::{
+    CertCommand, Command, ConfigCommand, HostCommand, LocalCommand, PackageCommand, UserCommand,
+};
 
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
@@ -45,6 +49,9 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Script(a) => sql::run(a.into()).await,
         Command::Chunks(a) => chunks::run(a).await,
         Command::User(UserCommand::Add(a)) => user::add(a),
+        Command::Cert(CertCommand::Ca(a)) => cert::create_ca(a),
+        Command::Cert(CertCommand::Node(a)) => cert::create_node(a),
+        Command::Cert(CertCommand::Client(a)) => cert::create_client(a),
         Command::Package(PackageCommand::Build(a)) => package::build(a).await,
         Command::Package(PackageCommand::Keygen(a)) => package::keygen(a),
         Command::Package(PackageCommand::Inspect(a)) => package::inspect(a),

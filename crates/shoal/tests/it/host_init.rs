@@ -288,3 +288,137 @@ fn the_systemd_unit_runs_the_agent_from_current_and_lets_it_stop_its_nodes() {
         .unwrap();
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
 }
+
+/// `shoal cert` makes a CA and one certificate per machine; `host init --tls-dir` puts the
+/// machine's in HOME/tls and names it in every config file. A certificate for another machine,
+/// or one the CA did not sign, is refused with nothing written; so is an existing HOME/tls.
+#[test]
+fn host_init_takes_a_machines_certificate_from_shoal_cert_and_refuses_a_wrong_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hosts = fresh_hosts();
+    let (nodes, secret) = cluster_files(tmp.path(), &hosts);
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    let ca = tmp.path().join("ca");
+    let ok = |args: &[&str]| {
+        let out = shoal(args);
+        assert!(out.status.success(), "shoal {args:?}: {}", stderr(&out));
+        out
+    };
+    // `shoal cert create-node` by CA `ca` for `host` into `out`.
+    let create_node = |ca: &Path, host: &str, out: &Path| {
+        ok(&[
+            "cert",
+            "create-node",
+            "--ca-dir",
+            &path(ca),
+            "--host",
+            host,
+            "--out",
+            &path(out),
+        ]);
+    };
+    ok(&["cert", "create-ca", "--ca-dir", &path(&ca)]);
+    assert_eq!(entries(&ca), ["ca.key", "ca.pem"]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(ca.join("ca.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "the CA key is private: {mode:o}");
+    // Never overwritten.
+    let out = shoal(&["cert", "create-ca", "--ca-dir", &path(&ca)]);
+    assert!(stderr(&out).contains("exists already"), "{}", stderr(&out));
+
+    let node1 = tmp.path().join("node1");
+    create_node(&ca, &hosts[0], &node1);
+    assert_eq!(entries(&node1), ["ca.pem", "node.key", "node.pem"]);
+
+    let home = tmp.path().join("h1");
+    let out = host_init(
+        &home,
+        &nodes,
+        &secret,
+        &hosts[0],
+        &["--tls-dir", &path(&node1)],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        entries(&home.join("tls")),
+        ["ca.pem", "node.key", "node.pem"]
+    );
+    for file in ["controller.cfg", "agent.cfg", "cluster.cfg"] {
+        let text = std::fs::read_to_string(home.join(file)).unwrap();
+        for line in [
+            "enableSSL=1",
+            "sslCertFile=tls/node.pem",
+            "sslKeyFile=tls/node.key",
+            "sslCAFile=tls/ca.pem",
+            "sslMutualAuth=0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{file} lacks {line}:\n{text}"
+            );
+        }
+    }
+
+    // Machine 1's certificate on machine 2: its clients would refuse it.
+    let h2 = tmp.path().join("h2");
+    let out = host_init(
+        &h2,
+        &nodes,
+        &secret,
+        &hosts[1],
+        &["--tls-dir", &path(&node1)],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("clients dialling {} would refuse it", hosts[1])),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!h2.exists(), "a refused init left {}", h2.display());
+
+    // A certificate of another CA beside this CA's ca.pem.
+    let other = tmp.path().join("other-ca");
+    ok(&["cert", "create-ca", "--ca-dir", &path(&other)]);
+    let foreign = tmp.path().join("foreign");
+    create_node(&other, &hosts[1], &foreign);
+    std::fs::copy(ca.join("ca.pem"), foreign.join("ca.pem")).unwrap();
+    let out = host_init(
+        &h2,
+        &nodes,
+        &secret,
+        &hosts[1],
+        &["--tls-dir", &path(&foreign)],
+    );
+    assert!(stderr(&out).contains("would refuse it"), "{}", stderr(&out));
+    assert!(!h2.exists(), "a refused init left {}", h2.display());
+
+    // HOME/tls is never overwritten.
+    let node2 = tmp.path().join("node2");
+    create_node(&ca, &hosts[1], &node2);
+    std::fs::create_dir_all(h2.join("tls")).unwrap();
+    let out = host_init(
+        &h2,
+        &nodes,
+        &secret,
+        &hosts[1],
+        &["--tls-dir", &path(&node2)],
+    );
+    assert!(stderr(&out).contains("exists already"), "{}", stderr(&out));
+    assert_eq!(entries(&h2), ["tls"]);
+    assert!(entries(&h2.join("tls")).is_empty());
+
+    // A client certificate for mutual TLS, from the same CA.
+    let client = tmp.path().join("client");
+    ok(&[
+        "cert",
+        "create-client",
+        "--ca-dir",
+        &path(&ca),
+        "--out",
+        &path(&client),
+    ]);
+    assert_eq!(entries(&client), ["ca.pem", "client.key", "client.pem"]);
+}

@@ -1,5 +1,6 @@
 //! Three hosts installed as docs/DEPLOY.md installs real ones, each a network namespace
-//! (`shoal_netns`, the fault tier's machines): `shoal host init` into its own home, the agent
+//! (`shoal_netns`, the fault tier's machines): certificates from `shoal cert`, `shoal host init
+//! --tls-dir` into its own home (every connection encrypted; a plaintext client is refused), the agent
 //! started as `HOME/current/shoal agent --home HOME` inside the namespace (the systemd unit's
 //! command), clients in their own namespace. The cluster comes up, the seed's table is written
 //! while the first machine is upgraded (`shoal upgrade --canary 1`) and rolled back
@@ -162,6 +163,16 @@ fn three_hosts_installed_with_host_init_upgrade_their_first_machine_and_roll_it_
     write(&nodes_file, &cluster_nodes(&addrs));
     let secret = tmp.path().join("cluster.secret");
     write(&secret, "0123456789abcdef0123456789abcdef\n");
+    let ca = tmp.path().join("ca");
+    let cert = |args: &[&str]| {
+        let out = crate::harness::shoal(args);
+        assert!(
+            out.status.success(),
+            "shoal cert {args:?}: {}",
+            stderr(&out)
+        );
+    };
+    cert(&["cert", "create-ca", "--ca-dir", ca.to_str().unwrap()]);
 
     let topology = Topology::create(MACHINES).unwrap();
     let mut hosts = Hosts {
@@ -171,7 +182,19 @@ fn three_hosts_installed_with_host_init_upgrade_their_first_machine_and_roll_it_
     };
     for (i, addr) in addrs.iter().enumerate() {
         let home = tmp.path().join(format!("host{}", i + 1)).join("shoal");
-        let out = host_init(&home, &nodes_file, &secret, addr, &[]);
+        let certs = tmp.path().join(format!("host{}-tls", i + 1));
+        let certs = certs.to_str().unwrap();
+        cert(&[
+            "cert",
+            "create-node",
+            "--ca-dir",
+            ca.to_str().unwrap(),
+            "--host",
+            addr,
+            "--out",
+            certs,
+        ]);
+        let out = host_init(&home, &nodes_file, &secret, addr, &["--tls-dir", certs]);
         succeeded("host init", &out, &hosts);
         let log = std::fs::File::create(home.join("agent.log")).unwrap();
         // deploy/systemd/shoal-agent.service's ExecStart, in the host's namespace.
@@ -193,6 +216,18 @@ fn three_hosts_installed_with_host_init_upgrade_their_first_machine_and_roll_it_
     hosts.wait_status("9 nodes UP with a leader", Duration::from_secs(90), |s| {
         nodes(s).len() == 3 * MACHINES && all_up(s)
     });
+    // `--dir HOME` finds HOME/tls/ca.pem; a client without the CA speaks plaintext, refused.
+    let mut plaintext = Topology::command_in(&hosts.topology.client_ns(), shoal_bin());
+    plaintext
+        .args(["status", "--sites", &format!("{}:8920", addrs[0])])
+        .arg("--secret-file")
+        .arg(&secret);
+    let out = run_shoal(plaintext);
+    assert!(
+        !out.status.success(),
+        "a plaintext client was served: {}",
+        stdout(&out)
+    );
     for sql in [CREATE_DB, CREATE_TABLE] {
         succeeded(sql, &hosts.client(&["sql", sql]), &hosts);
     }
