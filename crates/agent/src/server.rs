@@ -262,6 +262,7 @@ pub async fn run(
         stop_rx,
         None,
         None,
+        None,
     ));
 
     let restarting = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -9,7 +9,7 @@ use shoal_common::config::{ClusterNodes, DataNodeConfig, NodeMode};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_common::users::Users;
+use shoal_common::users::{Directory, Users};
 use shoal_proto::MAX_MESSAGE;
 use shoal_proto::auth::{ServerAuth, UserAuth};
 use shoal_proto::data_node_server::DataNodeServer;
@@ -172,10 +172,12 @@ pub async fn run(
             ready_tx.send_replace(Readiness::NotReady("draining before a restart".into()));
         }
     });
+    // Who may log in: the file's users until the controllers' table arrives (heartbeats).
+    let users = Arc::new(Directory::from_file(opts.users.clone()));
     // Flight SQL is only for clients: all of it is refused while draining.
     let flight_gate = {
         let node = node.clone();
-        let mut auth = UserAuth::new(&opts.secret);
+        let mut auth = UserAuth::new(&opts.secret, users.clone());
         move |req: tonic::Request<()>| {
             if node.is_draining() {
                 return Err(node.draining_status());
@@ -193,7 +195,7 @@ pub async fn run(
             DataNodeServer::new(DataNodeService::new(node.clone()))
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
-            UserAuth::new(&opts.secret),
+            UserAuth::new(&opts.secret, users.clone()),
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             shoal_query::flight_service(
@@ -208,7 +210,7 @@ pub async fn run(
                 )),
                 Arc::new(crate::ingest::CoordinatorAppender(node.clone())),
                 shoal_query::Login {
-                    users: opts.users.clone(),
+                    users: users.clone(),
                     secret: opts.secret.clone(),
                 },
                 site.alias.clone(),
@@ -226,6 +228,7 @@ pub async fn run(
         stop_rx.clone(),
         Some(node.draining.subscribe()),
         Some(cluster_version),
+        Some(users.clone()),
     ));
     let flushes = tokio::spawn(crate::flush_policy::run(
         node.clone(),

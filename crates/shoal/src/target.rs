@@ -68,3 +68,16 @@ pub fn client_tls(args: &TargetArgs) -> anyhow::Result<Option<ClientTls>> {
         None => Ok(None),
     }
 }
+
+/// A login password: the first line of `file`, else `$SHOAL_PASSWORD` (`option` names the
+/// option that needs it, for the error).
+pub fn password(file: Option<&std::path::Path>, option: &str) -> anyhow::Result<String> {
+    match file {
+        Some(path) => Ok(std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .trim_end_matches(['\r', '\n'])
+            .to_owned()),
+        None => std::env::var("SHOAL_PASSWORD")
+            .with_context(|| format!("{option} needs a password file or $SHOAL_PASSWORD")),
+    }
+}

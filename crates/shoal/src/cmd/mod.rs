@@ -22,7 +22,7 @@ use std::process::ExitCode;
 
 pub use chaos::Nemesis;
 
-use crate::cli::{Command, ConfigCommand, HostCommand, LocalCommand, PackageCommand, UserCommand};
+use crate::cli::{Command, ConfigCommand, HostCommand, LocalCommand, PackageCommand};
 
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
@@ -44,7 +44,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sql(a) => sql::run(a).await,
         Command::Script(a) => sql::run(a.into()).await,
         Command::Chunks(a) => chunks::run(a).await,
-        Command::User(UserCommand::Add(a)) => user::add(a),
+        Command::User(c) => user::run(c).await,
         Command::Package(PackageCommand::Build(a)) => package::build(a).await,
         Command::Package(PackageCommand::Keygen(a)) => package::keygen(a),
         Command::Package(PackageCommand::Inspect(a)) => package::inspect(a),
