@@ -14,7 +14,9 @@
 //! `authorization: Bearer <token>`, HMAC-SHA256-signed with the cluster secret so any node can
 //! check it without asking anyone: `shoal1.<user>.<role>.<expiry unix s>.<hmac hex>` while
 //! users come from the file (what the previous release reads), `shoal2.<user>.<role>.
-//! <generation>.<expiry>.<hmac>` from the managed table. Every call checks the token's user
+//! <generation>.<expiry>.<key id>.<hmac>` from the managed table. The key id names which of the
+//! cluster's secrets signed it ([`crate::secret::Keys`]), so the secret can be rotated without
+//! logging anyone out; a `shoal1` token is checked against each secret. Every call checks the token's user
 //! against the current users: a removed user's tokens stop working, a token of an older
 //! generation (issued before a password change) is refused, and the role is the current one.
 
@@ -29,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::password::{PasswordHash, VerifiedCache};
+use crate::secret::{Keys, key_id};
 
 /// File name of the users file, beside `cluster.nodes`.
 pub const USERS_FILE: &str = "cluster.users";
@@ -277,15 +280,15 @@ impl Directory {
 
     /// A token for a user who just logged in: `shoal2` (with the generation) once the
     /// controllers' table is in use, `shoal1` before, which the previous release reads too.
-    pub fn issue_token(&self, secret: &str, name: &str, role: Role, generation: u64) -> String {
+    pub fn issue_token(&self, keys: &Keys, name: &str, role: Role, generation: u64) -> String {
         let generation = (self.revision() > 0).then_some(generation);
-        issue_token(secret, name, role, generation, TOKEN_TTL)
+        issue_token(keys, name, role, generation, TOKEN_TTL)
     }
 
     /// The user and current role of a validly signed, unexpired token whose user still exists
     /// at the token's generation.
-    pub fn check_token(&self, secret: &str, token: &str) -> Option<(String, Role)> {
-        let claims = verify_token(secret, token)?;
+    pub fn check_token(&self, keys: &Keys, token: &str) -> Option<(String, Role)> {
+        let claims = verify_token(keys, token)?;
         let role = self.users().admit(&claims)?;
         Some((claims.name, role))
     }
@@ -300,37 +303,44 @@ pub struct Claims {
     pub generation: Option<u64>,
 }
 
-/// A signed token for `name` with `role`, valid for `ttl`: `shoal2` carrying `generation`
-/// when given, else `shoal1`.
+/// A signed token for `name` with `role`, valid for `ttl`, signed by the first of `keys`:
+/// `shoal2` carrying `generation` and the key id when given, else `shoal1`.
 pub fn issue_token(
-    secret: &str,
+    keys: &Keys,
     name: &str,
     role: Role,
     generation: Option<u64>,
     ttl: Duration,
 ) -> String {
     let expiry = now_s() + ttl.as_secs();
+    let secret = keys.signing();
     let body = match generation {
-        Some(g) => format!("{TOKEN_PREFIX_2}.{name}.{role}.{g}.{expiry}"),
+        Some(g) => format!(
+            "{TOKEN_PREFIX_2}.{name}.{role}.{g}.{expiry}.{}",
+            key_id(secret)
+        ),
         None => format!("{TOKEN_PREFIX}.{name}.{role}.{expiry}"),
     };
     format!("{body}.{}", to_hex(&sign(secret, &body)))
 }
 
-/// What a token says, if it was signed with `secret` and has not expired.
-pub fn verify_token(secret: &str, token: &str) -> Option<Claims> {
+/// What a token says, if one of `keys` signed it and it has not expired.
+pub fn verify_token(keys: &Keys, token: &str) -> Option<Claims> {
     let (body, mac) = token.rsplit_once('.')?;
+    let mac = from_hex(mac)?;
     let parts: Vec<&str> = body.split('.').collect();
+    let signed_by = |secret: &str| constant_time_eq(&mac, &sign(secret, body));
     let (name, role, generation, expiry) = match parts.as_slice() {
-        [TOKEN_PREFIX, name, role, expiry] => (name, role, None, expiry),
-        [TOKEN_PREFIX_2, name, role, generation, expiry] => {
+        [TOKEN_PREFIX, name, role, expiry] => {
+            keys.all().iter().any(|k| signed_by(k)).then_some(())?;
+            (name, role, None, expiry)
+        }
+        [TOKEN_PREFIX_2, name, role, generation, expiry, id] => {
+            signed_by(keys.by_id(id)?).then_some(())?;
             (name, role, Some(generation.parse().ok()?), expiry)
         }
         _ => return None,
     };
-    if !constant_time_eq(&from_hex(mac)?, &sign(secret, body)) {
-        return None;
-    }
     let expiry: u64 = expiry.parse().ok()?;
     (now_s() < expiry).then_some(())?;
     Some(Claims {
@@ -405,7 +415,8 @@ mod tests {
 
     #[test]
     fn tokens_carry_user_and_role_and_refuse_tampering_other_secrets_and_expiry() {
-        let secret = "0123456789abcdef0123";
+        let secret = &Keys::single("0123456789abcdef0123".into());
+        let other = &Keys::single("another-secret-00000".into());
         let claims = |generation| Claims {
             name: "app".into(),
             role: Role::Writer,
@@ -414,7 +425,7 @@ mod tests {
         let t = issue_token(secret, "app", Role::Writer, None, TOKEN_TTL);
         assert!(t.starts_with("shoal1.app.writer."), "{t}");
         assert_eq!(verify_token(secret, &t), Some(claims(None)));
-        assert_eq!(verify_token("another-secret-00000", &t), None);
+        assert_eq!(verify_token(other, &t), None);
         let promoted = t.replacen(".writer.", ".admin.", 1);
         assert_eq!(verify_token(secret, &promoted), None);
         let expired = issue_token(secret, "app", Role::Writer, None, Duration::ZERO);
@@ -426,6 +437,40 @@ mod tests {
         assert_eq!(verify_token(secret, &t2), Some(claims(Some(7))));
         let older = t2.replacen(".7.", ".6.", 1);
         assert_eq!(verify_token(secret, &older), None);
+        assert_eq!(verify_token(other, &t2), None);
+    }
+
+    #[test]
+    fn tokens_stay_valid_through_a_rotation_of_the_secret_until_the_old_one_is_removed() {
+        let old = "old-secret-0123456789";
+        let new = "new-secret-0123456789";
+        let keys = |text: &str| Keys::parse(text, "cluster.secret").unwrap();
+        let before = keys(old);
+        let t1 = issue_token(&before, "app", Role::Writer, None, TOKEN_TTL);
+        let t2 = issue_token(&before, "app", Role::Writer, Some(1), TOKEN_TTL);
+        assert!(t2.contains(&format!(".{}.", key_id(old))), "{t2}");
+        // Step 1: the new one added (second); step 2: made first. Both tokens hold throughout,
+        // and what is signed after step 2 carries the new key id.
+        for step in [
+            keys(&format!("{old}\n{new}")),
+            keys(&format!("{new}\n{old}")),
+        ] {
+            assert!(verify_token(&step, &t1).is_some());
+            assert!(verify_token(&step, &t2).is_some());
+        }
+        let t3 = issue_token(
+            &keys(&format!("{new}\n{old}")),
+            "app",
+            Role::Writer,
+            Some(1),
+            TOKEN_TTL,
+        );
+        assert!(t3.contains(&format!(".{}.", key_id(new))), "{t3}");
+        // Step 3: the old one removed: only what the new one signed.
+        let after = keys(new);
+        assert!(verify_token(&after, &t1).is_none());
+        assert!(verify_token(&after, &t2).is_none());
+        assert!(verify_token(&after, &t3).is_some());
     }
 
     fn record(name: &str, role: Role, password: &str, generation: u64) -> UserRecord {
@@ -439,7 +484,7 @@ mod tests {
 
     #[test]
     fn a_directory_admits_tokens_only_of_current_users_at_their_generation_with_their_role() {
-        let secret = "0123456789abcdef0123";
+        let secret = &Keys::single("0123456789abcdef0123".into());
         let file = format!("{}\n", user_line("app", Role::Writer, "battery staple"));
         let dir = Directory::from_file(Users::parse(Path::new("u"), &file).unwrap());
         assert_eq!(dir.verify("app", "battery staple"), Some((Role::Writer, 0)));

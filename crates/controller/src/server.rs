@@ -1,5 +1,6 @@
 //! Assembles a controller: storage, Raft node, gRPC services, heartbeats, leader duties.
 
+use shoal_common::secret::Keys;
 use shoal_common::tls::ServerTls;
 use std::future::Future;
 use std::sync::Arc;
@@ -40,7 +41,8 @@ pub const MAX_RAFT_MESSAGE: usize = 256 * 1024 * 1024;
 pub struct ControllerOptions {
     pub config: ControllerConfig,
     pub nodes: ClusterNodes,
-    pub secret: String,
+    /// The cluster secret(s): the first is sent, all are accepted.
+    pub secret: Keys,
     /// Who may log in to the console (`cluster.users`).
     pub users: Users,
     /// The TLS material of `enableSSL=1` (served with, and used to reach the other nodes);
@@ -89,7 +91,7 @@ pub async fn run(
     }
     .validate()
     .map_err(|e| ControllerError::Raft(e.to_string()))?;
-    let channels = Channels::new(&opts.secret)
+    let channels = Channels::new(opts.secret.signing())
         .map_err(|e| ControllerError::Raft(e.to_string()))?
         .with_tls(opts.tls.as_ref().map(ServerTls::client));
     let network = Network::new(channels.clone());

@@ -1,5 +1,6 @@
 //! Assembles a data node.
 
+use shoal_common::secret::Keys;
 use shoal_common::tls::ServerTls;
 use std::future::Future;
 
@@ -34,7 +35,8 @@ const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub struct DataNodeOptions {
     pub config: DataNodeConfig,
     pub nodes: ClusterNodes,
-    pub secret: String,
+    /// The cluster secret(s): the first is sent, all are accepted.
+    pub secret: Keys,
     /// Who may log in (`cluster.users`).
     pub users: Users,
     /// The TLS material of `enableSSL=1` (served with, and used to reach the other nodes);
@@ -101,7 +103,8 @@ pub async fn run(
     )
     .await
     .map_err(DataNodeError::Replicas)?;
-    let channels = Channels::new(&opts.secret)?.with_tls(opts.tls.as_ref().map(ServerTls::client));
+    let channels =
+        Channels::new(opts.secret.signing())?.with_tls(opts.tls.as_ref().map(ServerTls::client));
     let controllers = ControllerClient::new(
         opts.nodes.controllers().map(|n| n.site.addr()).collect(),
         channels.clone(),

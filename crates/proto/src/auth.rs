@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use base64::Engine;
+use shoal_common::secret::Keys;
 use shoal_common::users::{Directory, Role, constant_time_eq};
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
@@ -51,18 +52,23 @@ impl Interceptor for ClientAuth {
     }
 }
 
-/// Refuses requests whose bearer token is not the cluster secret.
+/// Refuses requests whose bearer token is not one of the cluster's secrets.
 #[derive(Clone)]
 pub struct ServerAuth {
-    expected: Vec<u8>,
+    keys: Keys,
 }
 
 impl ServerAuth {
-    pub fn new(secret: &str) -> Self {
-        Self {
-            expected: format!("Bearer {secret}").into_bytes(),
-        }
+    pub fn new(keys: &Keys) -> Self {
+        Self { keys: keys.clone() }
     }
+}
+
+/// Whether `token` is one of the secrets (each compared in constant time).
+fn is_secret(keys: &Keys, token: &[u8]) -> bool {
+    keys.all().iter().fold(false, |found, k| {
+        constant_time_eq(token, k.as_bytes()) | found
+    })
 }
 
 impl Interceptor for ServerAuth {
@@ -70,9 +76,9 @@ impl Interceptor for ServerAuth {
         let given = req
             .metadata()
             .get(HEADER)
-            .map(|v| v.as_bytes())
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
             .unwrap_or_default();
-        if constant_time_eq(given, &self.expected) {
+        if is_secret(&self.keys, given) {
             Ok(req)
         } else {
             Err(Status::unauthenticated(
@@ -139,14 +145,14 @@ impl Principal {
 /// token, and one whose user was removed or changed password since.
 #[derive(Clone)]
 pub struct UserAuth {
-    secret: String,
+    keys: Keys,
     users: Arc<Directory>,
 }
 
 impl UserAuth {
-    pub fn new(secret: &str, users: Arc<Directory>) -> Self {
+    pub fn new(keys: &Keys, users: Arc<Directory>) -> Self {
         Self {
-            secret: secret.to_owned(),
+            keys: keys.clone(),
             users,
         }
     }
@@ -156,21 +162,21 @@ impl Interceptor for UserAuth {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
         let principal = match req.metadata().get(HEADER).map(|v| v.as_bytes()) {
             None => Principal::Anonymous,
-            Some(h) => principal_of(&self.secret, &self.users, h)?,
+            Some(h) => principal_of(&self.keys, &self.users, h)?,
         };
         req.extensions_mut().insert(principal);
         Ok(req)
     }
 }
 
-fn principal_of(secret: &str, users: &Directory, header: &[u8]) -> Result<Principal, Status> {
+fn principal_of(keys: &Keys, users: &Directory, header: &[u8]) -> Result<Principal, Status> {
     if let Some(token) = header.strip_prefix(b"Bearer ") {
-        if constant_time_eq(token, secret.as_bytes()) {
+        if is_secret(keys, token) {
             return Ok(Principal::Cluster);
         }
         let token = std::str::from_utf8(token).unwrap_or_default();
         return users
-            .check_token(secret, token)
+            .check_token(keys, token)
             .map(|(name, role)| Principal::User { name, role })
             .ok_or_else(|| {
                 Status::unauthenticated(
@@ -199,7 +205,7 @@ fn principal_of(secret: &str, users: &Directory, header: &[u8]) -> Result<Princi
 }
 
 /// The login: checks basic credentials against the users and answers a token.
-pub fn login(users: &Directory, secret: &str, principal: &Principal) -> Result<String, Status> {
+pub fn login(users: &Directory, keys: &Keys, principal: &Principal) -> Result<String, Status> {
     let Principal::Login { name, password } = principal else {
         return Err(Status::unauthenticated(
             "send user and password (basic auth) to log in",
@@ -208,7 +214,7 @@ pub fn login(users: &Directory, secret: &str, principal: &Principal) -> Result<S
     let (role, generation) = users
         .verify(name, password)
         .ok_or_else(|| Status::unauthenticated(format!("wrong user or password for `{name}`")))?;
-    Ok(users.issue_token(secret, name, role, generation))
+    Ok(users.issue_token(keys, name, role, generation))
 }
 
 /// The caller as a user with its current role: a [`Principal::Login`] (basic credentials)
@@ -231,17 +237,29 @@ mod tests {
 
     #[test]
     fn server_accepts_only_the_secret_the_client_sends() {
+        let keys = |s: &str| Keys::parse(s, "cluster.secret").unwrap();
         let mut client = ClientAuth::new("s3cret-s3cret-s3cret").unwrap();
         let req = client.call(Request::new(())).unwrap();
-        assert!(ServerAuth::new("s3cret-s3cret-s3cret").call(req).is_ok());
+        assert!(
+            ServerAuth::new(&keys("s3cret-s3cret-s3cret"))
+                .call(req)
+                .is_ok()
+        );
 
         let req = client.call(Request::new(())).unwrap();
-        let err = ServerAuth::new("other-other-other-ot")
+        let err = ServerAuth::new(&keys("other-other-other-ot"))
             .call(req)
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
 
-        let err = ServerAuth::new("x").call(Request::new(())).unwrap_err();
+        // While the secret rotates, a server accepts the old and the new one.
+        let rotating = keys("other-other-other-ot\ns3cret-s3cret-s3cret");
+        let req = client.call(Request::new(())).unwrap();
+        assert!(ServerAuth::new(&rotating).call(req).is_ok());
+
+        let err = ServerAuth::new(&rotating)
+            .call(Request::new(()))
+            .unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
     }
 
@@ -253,7 +271,7 @@ mod tests {
 
     #[test]
     fn users_log_in_and_their_token_carries_their_role() {
-        let secret = "s3cret-s3cret-s3cret";
+        let secret = &Keys::single("s3cret-s3cret-s3cret".into());
         let users = shoal_common::users::Users::parse(
             std::path::Path::new("cluster.users"),
             &shoal_common::users::user_line("app", Role::Writer, "pw"),
@@ -295,7 +313,9 @@ mod tests {
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
         let anonymous = auth.call(Request::new(())).unwrap();
         assert!(Principal::of(&anonymous).require(Role::Reader).is_err());
-        let cluster = auth.call(with_header(&format!("Bearer {secret}"))).unwrap();
+        let cluster = auth
+            .call(with_header(&format!("Bearer {}", secret.signing())))
+            .unwrap();
         assert!(Principal::of(&cluster).require_cluster().is_ok());
     }
 }

@@ -36,6 +36,7 @@ use prost::Message;
 use prost::bytes::Bytes;
 use tonic::{Request, Response, Status};
 
+use shoal_common::secret::Keys;
 use shoal_common::users::{Directory, Role};
 use shoal_proto::auth::Principal;
 use shoal_script::Answer;
@@ -62,7 +63,7 @@ pub struct ShoalFlightSqlService {
 /// Who may log in, and the key that signs their tokens (the cluster secret).
 pub struct Login {
     pub users: Arc<Directory>,
-    pub secret: String,
+    pub secret: Keys,
 }
 
 impl Login {

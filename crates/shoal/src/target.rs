@@ -46,7 +46,7 @@ impl Target {
             }
             (None, true) => bail!("say where the cluster is: --sites host:port,... or --dir DIR"),
         };
-        let channels = Channels::new(&secret)?.with_tls(client_tls(args)?);
+        let channels = Channels::new(secret.signing())?.with_tls(client_tls(args)?);
         Ok(Self {
             controllers: ControllerClient::new(sites, channels.clone()),
             channels,

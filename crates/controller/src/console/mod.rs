@@ -11,8 +11,6 @@
 
 mod api;
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::extract::{Form, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -21,6 +19,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use shoal_client::channel::Channels;
 use shoal_client::controller::ControllerClient;
+use shoal_common::secret::Keys;
 use shoal_common::users::TOKEN_TTL;
 
 use crate::controller_service::ControllerCore;
@@ -33,7 +32,7 @@ const COOKIE: &str = "shoal_console";
 #[derive(Clone)]
 pub struct Console {
     core: ControllerCore,
-    secret: Arc<String>,
+    secret: Keys,
     controllers: ControllerClient,
     channels: Channels,
 }
@@ -41,13 +40,13 @@ pub struct Console {
 impl Console {
     pub fn new(
         core: ControllerCore,
-        secret: &str,
+        secret: &Keys,
         controllers: ControllerClient,
         channels: Channels,
     ) -> Self {
         Self {
             core,
-            secret: Arc::new(secret.to_owned()),
+            secret: secret.clone(),
             controllers,
             channels,
         }

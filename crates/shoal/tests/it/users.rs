@@ -92,15 +92,8 @@ where
     F: Fn(FlightSqlServiceClient<Channel>) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    let until = Instant::now() + PROPAGATION;
     for client in flight(data) {
-        loop {
-            match check(client.clone()).await {
-                Ok(()) => break,
-                Err(last) if Instant::now() > until => panic!("{what}: {last}"),
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
+        eventually(what, || check(client.clone())).await;
     }
 }
 
@@ -313,5 +306,89 @@ fn users_added_changed_and_removed_through_the_cluster_apply_without_restarts() 
             names(&users_json(&cluster)),
             vec![("admin".into(), "admin".into())]
         );
+    });
+}
+
+/// Restarts the whole local cluster with `secrets` as every machine's (and the CLI's)
+/// `cluster.secret`.
+fn restart_with_secrets(cluster: &LocalCluster, secrets: &str) {
+    ok(&cluster.run(&["local", "down"]));
+    let mut files = vec![cluster.dir.join("cluster.secret")];
+    files.extend(
+        cluster
+            .hosts
+            .iter()
+            .map(|h| cluster.dir.join(h).join("cluster.secret")),
+    );
+    for file in files {
+        std::fs::write(file, secrets).unwrap();
+    }
+    ok(&cluster.run(&["local", "up", "--timeout", "60s"]));
+}
+
+/// Polls `call` until it answers Ok (a data node that just started learns the users from its
+/// first heartbeat answer).
+async fn eventually<F, Fut, T>(what: &str, call: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let until = Instant::now() + PROPAGATION;
+    loop {
+        match call().await {
+            Ok(v) => return v,
+            Err(last) if Instant::now() > until => panic!("{what}: {last}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+#[test]
+fn the_cluster_secret_is_rotated_without_logging_anyone_out() {
+    use shoal_common::secret::key_id;
+    let cluster = LocalCluster::start();
+    ok(&user(
+        &cluster,
+        &["add", "app", "--role", "reader"],
+        "app-password-1",
+    ));
+    let old = std::fs::read_to_string(cluster.dir.join("cluster.secret")).unwrap();
+    let old = old.trim().to_owned();
+    let new = "rotated-secret-0123456789abcdef";
+    let rt = runtime();
+    let first = || flight(&Data::connect(&cluster)).remove(0);
+    let old_token = rt.block_on(async {
+        let c = first();
+        eventually("app logs in", || login(&c, "app", "app-password-1")).await
+    });
+    assert!(
+        old_token.contains(&format!(".{}.", key_id(&old))),
+        "{old_token}"
+    );
+
+    // The new secret added and made the one that signs and is sent (one restart here; on real
+    // machines two rolling ones): the cluster runs on it, the old token still works.
+    restart_with_secrets(&cluster, &format!("{new}\n{old}\n"));
+    let new_token = rt.block_on(async {
+        let c = first();
+        eventually("the old token still works", || {
+            run_as(&c, &old_token, "SELECT 1")
+        })
+        .await;
+        login(&c, "app", "app-password-1").await.unwrap()
+    });
+    assert!(
+        new_token.contains(&format!(".{}.", key_id(new))),
+        "{new_token}"
+    );
+    assert!(cluster.status()["nodes"].as_array().is_some());
+
+    // The old secret removed: what it signed is refused, what the new one signed is not.
+    restart_with_secrets(&cluster, new);
+    rt.block_on(async {
+        let c = first();
+        eventually("the new token works", || run_as(&c, &new_token, "SELECT 1")).await;
+        let err = run_as(&c, &old_token, "SELECT 1").await.unwrap_err();
+        assert!(err.contains("log in again"), "{err}");
     });
 }
