@@ -11,21 +11,26 @@ use arrow_flight::sql::client::FlightSqlServiceClient;
 use tonic::transport::Channel;
 
 use crate::data::{Data, runtime};
-use crate::harness::{LocalCluster, run_shoal, shoal_bin, stderr, stdout};
+use crate::harness::{LocalCluster, previous_release_binary, run_shoal, shoal_bin, stderr, stdout};
 
 /// How long a change may take to reach every data node (their heartbeats bring it).
 const PROPAGATION: Duration = Duration::from_secs(15);
 
 /// `shoal user ARGS --dir DIR`, with `stdin` as standard input (a password).
 pub fn user(cluster: &LocalCluster, args: &[&str], stdin: &str) -> Output {
-    let input = cluster.dir.join("stdin.txt");
-    std::fs::write(&input, format!("{stdin}\n")).unwrap();
     let mut command = Command::new(shoal_bin());
     command
         .arg("user")
         .args(args)
-        .args(["--dir", cluster.dir_str()])
-        .stdin(std::fs::File::open(&input).unwrap());
+        .args(["--dir", cluster.dir_str()]);
+    with_stdin(command, &cluster.dir, stdin)
+}
+
+/// Runs `command` with `stdin` (one line, through a file in `dir`) as its standard input.
+fn with_stdin(mut command: Command, dir: &Path, stdin: &str) -> Output {
+    let input = dir.join("stdin.txt");
+    std::fs::write(&input, format!("{stdin}\n")).unwrap();
+    command.stdin(std::fs::File::open(&input).unwrap());
     run_shoal(command)
 }
 
@@ -391,4 +396,37 @@ fn the_cluster_secret_is_rotated_without_logging_anyone_out() {
         let err = run_as(&c, &old_token, "SELECT 1").await.unwrap_err();
         assert!(err.contains("log in again"), "{err}");
     });
+}
+
+#[test]
+fn user_add_with_a_file_writes_a_pbkdf2_line_and_refuses_duplicates_and_short_passwords() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("cluster.users");
+    let file = file.to_str().unwrap();
+    let add_with = |binary: &Path, name: &str, password: &str| {
+        let mut command = Command::new(binary);
+        command.args(["user", "add", name, "--role", "writer", "--file", file]);
+        with_stdin(command, tmp.path(), password)
+    };
+    let add = |name: &str, password: &str| add_with(Path::new(shoal_bin()), name, password);
+    ok(&add("app", "app-password-1"));
+    // The form the previous release reads: it takes the iteration count from the line.
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(
+        text.starts_with("app:writer:pbkdf2-sha256$600000$"),
+        "{text}"
+    );
+    let err = refused(&add("app", "app-password-2"));
+    assert!(err.contains("user `app` exists already"), "{err}");
+    let err = refused(&add("other", "short"));
+    assert!(err.contains("at least 8 characters"), "{err}");
+    assert_eq!(std::fs::read_to_string(file).unwrap(), text);
+    // The previous release reads the file (it parses every line before adding one).
+    ok(&add_with(&previous_release_binary(), "old", "old-password"));
+    let mut both = Command::new(shoal_bin());
+    both.args([
+        "user", "add", "x", "--role", "reader", "--file", file, "--dir", "/tmp",
+    ]);
+    let err = refused(&run_shoal(both));
+    assert!(err.contains("cannot be used with"), "{err}");
 }
