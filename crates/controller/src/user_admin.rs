@@ -82,7 +82,12 @@ impl UserAdminService {
             )
         })?;
         ensure_seeded(&self.core).await?;
-        authenticated(&directory(&self.core), Principal::of(req))?.require(Role::Admin)
+        // Basic credentials cost a password hash: off the async threads.
+        let (users, principal) = (directory(&self.core), Principal::of(req));
+        tokio::task::spawn_blocking(move || authenticated(&users, principal))
+            .await
+            .map_err(|e| Status::internal(format!("checking the password: {e}")))??
+            .require(Role::Admin)
     }
 
     async fn change(&self, cmd: Command) -> Result<Response<UserList>, Status> {
