@@ -110,7 +110,9 @@ fn install_users(users: &Directory, answer: &HeartbeatResponse) {
                 "users table from the controllers: {} users",
                 table.records().count()
             );
-            users.replace(answer.users_revision, table);
+            if let Err(e) = users.replace(answer.users_revision, table) {
+                tracing::error!("users table from the controllers not installed: {e}");
+            }
         }
         Err(e) => tracing::error!("users table from the controllers unreadable: {e}"),
     }

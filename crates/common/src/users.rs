@@ -21,7 +21,7 @@
 //! generation (issued before a password change) is refused, and the role is the current one.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -233,11 +233,24 @@ pub fn user_line(name: &str, role: Role, password: &str) -> String {
     format!("{name}:{role}:{}", PasswordHash::pbkdf2(password))
 }
 
+/// Where a data node keeps the last users table the controllers sent (in its chunk metadata
+/// directory, mode 0600), so that after a restart it never goes back to `cluster.users`.
+pub const USERS_TABLE_FILE: &str = "users.table.json";
+
 /// Who may log in on this node, as it currently knows: the file's users until it hears the
 /// controllers' table (revision 0), then that table, replaced as it changes.
 pub struct Directory {
     current: RwLock<(u64, Arc<Users>)>,
     cache: VerifiedCache,
+    /// Where each new table is saved (data nodes).
+    store: Option<PathBuf>,
+}
+
+/// The saved form of a table.
+#[derive(Serialize, Deserialize)]
+struct SavedTable {
+    revision: u64,
+    users: Vec<UserRecord>,
 }
 
 impl Directory {
@@ -246,7 +259,27 @@ impl Directory {
         Self {
             current: RwLock::new((0, Arc::new(users))),
             cache: VerifiedCache::default(),
+            store: None,
         }
+    }
+
+    /// Starts from the table saved at `store` (the last the controllers sent) if there is one,
+    /// else from `cluster.users`; each new table is saved there.
+    pub fn kept_at(file_users: Users, store: PathBuf) -> Result<Self, String> {
+        let dir = Self {
+            store: Some(store.clone()),
+            ..Self::from_file(file_users)
+        };
+        let text = match std::fs::read_to_string(&store) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(dir),
+            Err(e) => return Err(format!("cannot read {}: {e}", store.display())),
+        };
+        let bad = |e: String| format!("{}: {e}", store.display());
+        let saved: SavedTable = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let users = Users::from_records(saved.users).map_err(bad)?;
+        *dir.current.write().unwrap_or_else(|p| p.into_inner()) = (saved.revision, Arc::new(users));
+        Ok(dir)
     }
 
     /// The revision of the controllers' table in use; 0 while the file is.
@@ -262,12 +295,28 @@ impl Directory {
             .clone()
     }
 
-    /// Installs the controllers' table at `revision` (ignored if not newer than the one held).
-    pub fn replace(&self, revision: u64, users: Users) {
+    /// Installs the controllers' table at `revision` (ignored if not newer than the one held),
+    /// saving it first when this directory is kept on disk.
+    pub fn replace(&self, revision: u64, users: Users) -> Result<(), String> {
+        if revision <= self.revision() {
+            return Ok(());
+        }
+        if let Some(store) = &self.store {
+            let saved = SavedTable {
+                revision,
+                users: users.records().cloned().collect(),
+            };
+            let text = serde_json::to_string(&saved).map_err(|e| e.to_string())?;
+            let tmp = store.with_extension("tmp");
+            crate::secret::write_private(&tmp, &text)
+                .and_then(|()| std::fs::rename(&tmp, store))
+                .map_err(|e| format!("cannot save {}: {e}", store.display()))?;
+        }
         let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
         if revision > current.0 {
             *current = (revision, Arc::new(users));
         }
+        Ok(())
     }
 
     /// Checks a password (remembering it verified, see [`VerifiedCache`]); the user's role
@@ -501,7 +550,8 @@ mod tests {
         dir.replace(
             2,
             table(vec![record("app", Role::Reader, "new password", 0)]),
-        );
+        )
+        .unwrap();
         assert_eq!(
             dir.check_token(secret, &old),
             Some(("app".into(), Role::Reader))
@@ -512,12 +562,38 @@ mod tests {
         assert!(new.starts_with("shoal2.app.reader.0."), "{new}");
 
         // A password change (generation 3) ends both sessions; a stale table is ignored.
-        dir.replace(3, table(vec![record("app", Role::Reader, "third one", 3)]));
-        dir.replace(2, table(vec![]));
+        dir.replace(3, table(vec![record("app", Role::Reader, "third one", 3)]))
+            .unwrap();
+        dir.replace(2, table(vec![])).unwrap();
         assert_eq!(dir.check_token(secret, &old), None);
         assert_eq!(dir.check_token(secret, &new), None);
         // Removed: nothing of it works.
-        dir.replace(4, table(vec![]));
+        dir.replace(4, table(vec![])).unwrap();
         assert_eq!(dir.verify("app", "third one"), None);
+    }
+
+    #[test]
+    fn a_kept_directory_starts_from_the_last_table_it_was_sent_not_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = tmp.path().join(USERS_TABLE_FILE);
+        let file = || {
+            let line = user_line("app", Role::Writer, "battery staple");
+            Users::parse(Path::new("u"), &line).unwrap()
+        };
+        let dir = Directory::kept_at(file(), store.clone()).unwrap();
+        assert_eq!(dir.revision(), 0);
+        assert!(dir.users().contains("app"));
+        let table = Users::from_records(vec![record("ops", Role::Admin, "ops password", 2)]);
+        dir.replace(2, table.unwrap()).unwrap();
+
+        // Restarted: the saved table, not the file (where `app`, removed since, still is).
+        let again = Directory::kept_at(file(), store.clone()).unwrap();
+        assert_eq!(again.revision(), 2);
+        assert!(!again.users().contains("app"));
+        assert_eq!(again.verify("ops", "ops password"), Some((Role::Admin, 2)));
+
+        std::fs::write(&store, "{not json").unwrap();
+        let err = Directory::kept_at(file(), store.clone()).err().unwrap();
+        assert!(err.contains(USERS_TABLE_FILE), "{err}");
     }
 }

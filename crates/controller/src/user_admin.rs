@@ -35,9 +35,13 @@ pub fn directory(core: &ControllerCore) -> Arc<Directory> {
     });
     if let Some((revision, records)) = table {
         match Users::from_records(records) {
-            Ok(table) => core.users.replace(revision, table),
             // Every hash was made by a leader; keep the users held.
             Err(e) => tracing::error!("users table revision {revision} unreadable: {e}"),
+            Ok(table) => {
+                if let Err(e) = core.users.replace(revision, table) {
+                    tracing::error!("users table revision {revision} not installed: {e}");
+                }
+            }
         }
     }
     core.users.clone()

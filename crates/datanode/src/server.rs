@@ -10,7 +10,7 @@ use shoal_common::config::{ClusterNodes, DataNodeConfig, NodeMode};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_common::users::{Directory, Users};
+use shoal_common::users::{Directory, USERS_TABLE_FILE, Users};
 use shoal_proto::MAX_MESSAGE;
 use shoal_proto::auth::{ServerAuth, UserAuth};
 use shoal_proto::data_node_server::DataNodeServer;
@@ -52,6 +52,8 @@ pub enum DataNodeError {
     Io(#[from] std::io::Error),
     #[error("chunk replicas: {0}")]
     Replicas(String),
+    #[error("users table: {0}")]
+    Users(String),
     #[error(transparent)]
     Client(#[from] shoal_client::ClientError),
     #[error("gRPC server: {0}")]
@@ -175,8 +177,14 @@ pub async fn run(
             ready_tx.send_replace(Readiness::NotReady("draining before a restart".into()));
         }
     });
-    // Who may log in: the file's users until the controllers' table arrives (heartbeats).
-    let users = Arc::new(Directory::from_file(opts.users.clone()));
+    // Who may log in: the last table the controllers sent (heartbeats), else the file's users.
+    let users = Arc::new(
+        Directory::kept_at(
+            opts.users.clone(),
+            cfg.chunk_meta_dir.join(USERS_TABLE_FILE),
+        )
+        .map_err(DataNodeError::Users)?,
+    );
     // Flight SQL is only for clients: all of it is refused while draining.
     let flight_gate = {
         let node = node.clone();
