@@ -1,6 +1,7 @@
 //! Assembles an agent: the machine's node specs from `cluster.nodes`, the supervisor, the gRPC
 //! service and the heartbeat loop.
 
+use shoal_common::secret::Keys;
 use shoal_common::tls::ServerTls;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -28,7 +29,8 @@ const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis
 pub struct AgentOptions {
     pub config: AgentConfig,
     pub nodes: ClusterNodes,
-    pub secret: String,
+    /// The cluster secret(s): the first is sent, all are accepted.
+    pub secret: Keys,
     /// The machine's home: its config files, `log/` and `run/` live here.
     pub home: PathBuf,
     /// The `shoal` executable this agent runs as: installed as the machine's first version
@@ -253,13 +255,14 @@ pub async fn run(
     .await?;
     let controllers = ControllerClient::new(
         opts.nodes.controllers().map(|n| n.site.addr()).collect(),
-        Channels::new(&opts.secret)?.with_tls(opts.tls.as_ref().map(ServerTls::client)),
+        Channels::new(opts.secret.signing())?.with_tls(opts.tls.as_ref().map(ServerTls::client)),
     );
     let heartbeats = tokio::spawn(shoal_client::heartbeat::run(
         controllers,
         shoal_client::heartbeat::self_report(&site.alias, NodeMode::Agent, &site.addr()),
         HEARTBEAT_INTERVAL,
         stop_rx,
+        None,
         None,
         None,
     ));

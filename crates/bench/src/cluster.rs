@@ -198,7 +198,7 @@ impl Conn {
     pub fn connect(dir: &Path) -> Result<Self> {
         let nodes = ClusterNodes::load(&dir.join("cluster.nodes"))?;
         let secret = shoal_common::secret::load(&dir.join(shoal_common::secret::SECRET_FILE))?;
-        let channels = Channels::new(&secret)?;
+        let channels = Channels::new(secret.signing())?;
         let datanodes = nodes
             .datanodes()
             .map(|n| (n.site.alias.clone(), n.site.addr()))

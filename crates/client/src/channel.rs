@@ -49,6 +49,19 @@ impl Channels {
         })
     }
 
+    /// Send a user's basic credentials instead of the secret (for the controllers'
+    /// `UserAdmin`, which checks them itself).
+    pub fn as_user(user: &str, password: &str) -> Result<Self, ClientError> {
+        let auth = ClientAuth::basic(user, password)
+            .map_err(|s| ClientError::BadSecret(s.message().to_owned()))?;
+        Ok(Self {
+            auth,
+            tls: None,
+            cache: Arc::default(),
+            peers: Arc::default(),
+        })
+    }
+
     /// Connect with TLS (`Some`), trusting its CA and presenting its certificate if it has one.
     #[must_use]
     pub fn with_tls(mut self, tls: Option<ClientTls>) -> Self {

@@ -8,11 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shoal_proto::controller_client::ControllerClient as PbClient;
+use shoal_proto::user_admin_client::UserAdminClient;
 use shoal_proto::{
     ChunkInfo, ClusterStatusRequest, ClusterStatusResponse, DdlRequest, DdlResponse,
     EnsureChunksRequest, GetCatalogRequest, GetCatalogResponse, GetUpgradeRequest,
-    HeartbeatRequest, HeartbeatResponse, LEADER_METADATA_KEY, SetClusterVersionRequest,
-    SetUpgradeRequest, TransferLeadershipRequest, UpdateReplicasRequest, UpgradeRecord,
+    HeartbeatRequest, HeartbeatResponse, LEADER_METADATA_KEY, ListUsersRequest,
+    SetClusterVersionRequest, SetUpgradeRequest, TransferLeadershipRequest, UpdateReplicasRequest,
+    UpgradeRecord, UserList, UserRequest,
 };
 
 use crate::ClientError;
@@ -206,12 +208,59 @@ impl ControllerClient {
         .await
     }
 
-    /// Runs an idempotent call on the leader: tries the known leader, then every site, follows
-    /// redirects (each address at most once per round), and starts another round after a pause
-    /// until `leader_wait` has passed.
+    /// Lists the users (`UserAdmin`, admin only).
+    pub async fn list_users(&self) -> Result<UserList, ClientError> {
+        self.call_on(
+            UserAdminClient::new,
+            Retry::Idempotent,
+            |mut c| async move {
+                c.list_users(with_timeout(CALL_TIMEOUT, ListUsersRequest {}))
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// Changes a user (`UserAdmin`): re-sent only when it certainly did not run.
+    pub async fn change_user(
+        &self,
+        change: UserChange,
+        req: UserRequest,
+    ) -> Result<UserList, ClientError> {
+        self.call_on(UserAdminClient::new, Retry::OnlyIfNotRun, |mut c| {
+            let req = with_timeout(WRITE_CALL_TIMEOUT, req.clone());
+            async move {
+                match change {
+                    UserChange::Add => c.add_user(req).await,
+                    UserChange::Remove => c.remove_user(req).await,
+                    UserChange::Password => c.set_password(req).await,
+                    UserChange::Role => c.set_role(req).await,
+                }
+            }
+        })
+        .await
+    }
+
     async fn call<T, F, Fut>(&self, retry: Retry, op: F) -> Result<T, ClientError>
     where
         F: Fn(PbClient<AuthChannel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.call_on(PbClient::new, retry, op).await
+    }
+
+    /// Runs a call on the leader: tries the known leader, then every site, follows redirects
+    /// (each address at most once per round), and starts another round after a pause until
+    /// `leader_wait` has passed; re-sends a call whose outcome is unknown only if `retry` says
+    /// it is idempotent.
+    async fn call_on<C, T, F, Fut>(
+        &self,
+        client: fn(AuthChannel) -> C,
+        retry: Retry,
+        op: F,
+    ) -> Result<T, ClientError>
+    where
+        F: Fn(C) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let started = Instant::now();
@@ -227,7 +276,7 @@ impl ControllerClient {
                 if !tried.insert(addr.clone()) {
                     continue;
                 }
-                let client = PbClient::new(self.channels.get(&addr)?);
+                let client = client(self.channels.get(&addr)?);
                 // No attempt may run past the caller's deadline.
                 let left = self.leader_wait.saturating_sub(started.elapsed());
                 let attempt = tokio::time::timeout(left, op(client))
@@ -276,6 +325,15 @@ impl ControllerClient {
     fn set_leader(&self, addr: Option<String>) {
         *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = addr;
     }
+}
+
+/// Which `UserAdmin` change [`ControllerClient::change_user`] makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserChange {
+    Add,
+    Remove,
+    Password,
+    Role,
 }
 
 /// What to do after a call failed.

@@ -1,11 +1,13 @@
 //! The heartbeat loop every node runs: report itself to the controller leader at a fixed
 //! interval, so the leader knows it is up and which version it runs.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_common::config::NodeMode;
+use shoal_common::users::{Directory, Role, UserRecord, Users};
 use shoal_common::version;
-use shoal_proto::HeartbeatRequest;
+use shoal_proto::{HeartbeatRequest, HeartbeatResponse};
 use tokio::sync::watch;
 
 use crate::controller::ControllerClient;
@@ -20,12 +22,14 @@ pub fn self_report(alias: &str, mode: NodeMode, addr: &str) -> HeartbeatRequest 
         build_date: version::build_date().to_owned(),
         pid: std::process::id(),
         stopping: false,
+        users_revision: 0,
     }
 }
 
 /// Sends `report` every `interval` until `shutdown` turns true, then sends one last heartbeat
 /// with `stopping = true` so the leader learns of a graceful stop at once. The cluster version
-/// each answer carries is published on `cluster_version` when given.
+/// each answer carries is published on `cluster_version` when given; a data node passes its
+/// `users` and gets the controllers' users table whenever it changes.
 pub async fn run(
     client: ControllerClient,
     report: HeartbeatRequest,
@@ -33,6 +37,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
     draining: Option<watch::Receiver<bool>>,
     cluster_version: Option<watch::Sender<u32>>,
+    users: Option<Arc<Directory>>,
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -46,6 +51,7 @@ pub async fn run(
         // A draining node says it is stopping: nothing new is placed on it.
         let mut report = report.clone();
         report.stopping = draining.as_ref().is_some_and(|d| *d.borrow());
+        report.users_revision = users.as_ref().map_or(0, |u| u.revision());
         let sent = tokio::time::timeout(interval * 4, client.heartbeat(report)).await;
         if let (Ok(Ok(answer)), Some(v)) = (&sent, &cluster_version) {
             v.send_if_modified(|known| {
@@ -53,6 +59,9 @@ pub async fn run(
                 *known = (*known).max(answer.cluster_version);
                 newer
             });
+        }
+        if let (Ok(Ok(answer)), Some(users)) = (&sent, &users) {
+            install_users(users, answer);
         }
         match sent {
             Ok(Ok(_)) if failing => {
@@ -76,4 +85,35 @@ pub async fn run(
         ..report
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), client.heartbeat(last)).await;
+}
+
+/// Installs the users table an answer carries (when its revision is not the one held).
+fn install_users(users: &Directory, answer: &HeartbeatResponse) {
+    if answer.users_revision == 0 || answer.users_revision == users.revision() {
+        return;
+    }
+    let records = answer.users.iter().map(|u| {
+        Ok(UserRecord {
+            name: u.name.clone(),
+            role: u.role.parse::<Role>()?,
+            hash: u.password_hash.clone(),
+            generation: u.generation,
+        })
+    });
+    match records
+        .collect::<Result<Vec<_>, String>>()
+        .and_then(Users::from_records)
+    {
+        Ok(table) => {
+            tracing::info!(
+                revision = answer.users_revision,
+                "users table from the controllers: {} users",
+                table.records().count()
+            );
+            if let Err(e) = users.replace(answer.users_revision, table) {
+                tracing::error!("users table from the controllers not installed: {e}");
+            }
+        }
+        Err(e) => tracing::error!("users table from the controllers unreadable: {e}"),
+    }
 }

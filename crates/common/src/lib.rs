@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod config;
 pub mod error_text;
+pub mod password;
 pub mod secret;
 pub mod tls;
 pub mod users;

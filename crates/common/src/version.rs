@@ -25,7 +25,8 @@ pub const STORAGE_FORMAT_VERSION: u32 = 2;
 ///   sort key ([`KEEP_DUPLICATES_CLUSTER_VERSION`]), a diverged replica is cut back to the
 ///   prefix it shares with its primary ([`CUT_TAIL_CLUSTER_VERSION`]), a query's aggregate is
 ///   computed partly on the replicas ([`AGGREGATE_PUSHDOWN_CLUSTER_VERSION`]), replicas keep a
-///   query's top k ([`TOP_K_CLUSTER_VERSION`]).
+///   query's top k ([`TOP_K_CLUSTER_VERSION`]), users are managed through the controllers
+///   ([`MANAGED_USERS_CLUSTER_VERSION`]).
 pub const CLUSTER_VERSION: u32 = 2;
 /// From this cluster version on, data nodes may write chunk files (storage format 2).
 pub const CHUNK_FILES_CLUSTER_VERSION: u32 = 2;
@@ -45,6 +46,10 @@ pub const AGGREGATE_PUSHDOWN_CLUSTER_VERSION: u32 = 2;
 /// (`ScanChunkRequest.top_k`); a data node of the previous release ignores it and sends every
 /// row, which is still correct, only slower.
 pub const TOP_K_CLUSTER_VERSION: u32 = 2;
+/// From this cluster version on, the controllers keep the users (seeded from `cluster.users`)
+/// and accept the commands that change them, and nodes hand out `shoal2` tokens: a controller of
+/// the previous release could not apply those commands, a node of it could not read the tokens.
+pub const MANAGED_USERS_CLUSTER_VERSION: u32 = 2;
 /// The oldest release this one can upgrade in place (it reads its files and speaks with it).
 pub const MIN_UPGRADE_FROM: &str = "0.1.0";
 

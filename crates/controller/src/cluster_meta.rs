@@ -8,6 +8,7 @@ use shoal_common::config::NodeMode;
 use crate::catalog::Catalog;
 use crate::command::{Command, CommandResponse, DeclaredNode, NodeReport, Rejection};
 use crate::raft_types::TypeConfig;
+use crate::user_table::UserTable;
 
 /// The cluster version of metadata that never set one: the first release's. Every controller
 /// starts its state machine here, whatever its own release, so replaying the same log gives
@@ -69,6 +70,9 @@ pub struct ClusterMeta {
     /// The rolling upgrade in progress or last finished (the orchestrator's record).
     #[serde(default)]
     pub upgrade: UpgradeRecord,
+    /// Users, from cluster version 2 (empty, revision 0, before).
+    #[serde(default)]
+    pub users: UserTable,
 }
 
 /// Opaque to the controller: the orchestrator owns its format (it carries its own version).
@@ -89,6 +93,7 @@ impl Default for ClusterMeta {
             nodes: BTreeMap::new(),
             catalog: Catalog::default(),
             upgrade: UpgradeRecord::default(),
+            users: UserTable::default(),
         }
     }
 }
@@ -244,6 +249,11 @@ impl shoal_raft_store::MetaState<TypeConfig> for ClusterMeta {
                 self.cluster_version = *cluster_version;
                 CommandResponse::applied()
             }
+            Command::SeedUsers { users } => self.users.seed(users),
+            Command::AddUser { name, role, hash } => self.users.add(name, *role, hash),
+            Command::RemoveUser { name } => self.users.remove(name),
+            Command::SetPassword { name, hash } => self.users.set_password(name, hash),
+            Command::SetRole { name, role } => self.users.set_role(name, *role),
         }
     }
 }

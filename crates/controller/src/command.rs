@@ -10,6 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use shoal_catalog::{DatabaseDef, PartitionKey, TableDef};
 use shoal_common::config::NodeMode;
+use shoal_common::users::{Role, UserRecord};
 
 use crate::catalog::{NewChunk, ReplicaChange};
 use crate::cluster_meta::NodeState;
@@ -102,6 +103,32 @@ pub enum Command {
     SetClusterVersion {
         cluster_version: u32,
     },
+    /// Creates the users table from the leader's `cluster.users`; applied only while there is
+    /// none. This and the user commands below are proposed only at cluster version
+    /// [`shoal_common::version::MANAGED_USERS_CLUSTER_VERSION`] or later.
+    SeedUsers {
+        users: Vec<UserRecord>,
+    },
+    /// A new user (`generation` is set on apply); refused if the name is taken.
+    AddUser {
+        name: String,
+        role: Role,
+        hash: String,
+    },
+    /// Refused for the last admin.
+    RemoveUser {
+        name: String,
+    },
+    /// Raises the user's generation: tokens issued before stop working.
+    SetPassword {
+        name: String,
+        hash: String,
+    },
+    /// Applies at once (each call checks the current role); refused if it would leave no admin.
+    SetRole {
+        name: String,
+        role: Role,
+    },
 }
 
 impl fmt::Display for Command {
@@ -141,6 +168,12 @@ impl fmt::Display for Command {
             Command::SetClusterVersion { cluster_version } => {
                 write!(f, "set_cluster_version({cluster_version})")
             }
+            // Never the hash: the log line must not carry it.
+            Command::SeedUsers { users } => write!(f, "seed_users({})", users.len()),
+            Command::AddUser { name, role, .. } => write!(f, "add_user({name} {role})"),
+            Command::RemoveUser { name } => write!(f, "remove_user({name})"),
+            Command::SetPassword { name, .. } => write!(f, "set_password({name})"),
+            Command::SetRole { name, role } => write!(f, "set_role({name} {role})"),
         }
     }
 }
@@ -193,5 +226,19 @@ impl CommandResponse {
             rejected: why.into(),
             rejection,
         }
+    }
+
+    /// A refusal as the status a caller gets.
+    pub fn into_result(self) -> Result<(), tonic::Status> {
+        if self.rejected.is_empty() {
+            return Ok(());
+        }
+        Err(match self.rejection {
+            Rejection::AlreadyExists => tonic::Status::already_exists(self.rejected),
+            Rejection::NotFound => tonic::Status::not_found(self.rejected),
+            Rejection::Invalid | Rejection::Conflict => {
+                tonic::Status::invalid_argument(self.rejected)
+            }
+        })
     }
 }

@@ -41,6 +41,10 @@ pub struct ControllerCore {
     pub channels: shoal_client::channel::Channels,
     /// Dropped names held on this controller's clock.
     pub drop_holds: Arc<crate::drop_holds::DropHolds>,
+    /// This controller's `cluster.users`: what the table is seeded from.
+    pub users_file: Arc<shoal_common::users::Users>,
+    /// Who may log in, kept up to date by [`crate::user_admin::directory`].
+    pub users: Arc<shoal_common::users::Directory>,
 }
 
 /// A metadata write that has not committed by then is reported as unavailable (e.g. this
@@ -253,11 +257,11 @@ impl Controller for ControllerService {
         let _guard = self.core.liveness_writes.lock().await;
         self.core.liveness.saw(&req.alias);
         let report = NodeReport {
-            alias: req.alias,
+            alias: req.alias.clone(),
             mode,
-            addr: req.addr,
-            version: req.version,
-            build_date: req.build_date,
+            addr: req.addr.clone(),
+            version: req.version.clone(),
+            build_date: req.build_date.clone(),
             pid: req.pid,
             stopping: req.stopping,
         };
@@ -273,9 +277,18 @@ impl Controller for ControllerService {
                 return Err(Status::invalid_argument(resp.rejected));
             }
         }
-        Ok(Response::new(HeartbeatResponse {
-            cluster_version: self.core.read(|m| m.cluster_version),
-        }))
+        // Data nodes check logins and tokens themselves: they get the users table when theirs
+        // is not the current one.
+        let wants_users = mode == NodeMode::DataNode;
+        Ok(Response::new(self.core.read(|m| HeartbeatResponse {
+            cluster_version: m.cluster_version,
+            users_revision: m.users.revision,
+            users: if wants_users && req.users_revision != m.users.revision {
+                m.users.users.values().map(user_entry).collect()
+            } else {
+                Vec::new()
+            },
+        })))
     }
 
     async fn execute_ddl(&self, req: Request<DdlRequest>) -> Result<Response<DdlResponse>, Status> {
@@ -406,6 +419,15 @@ fn shown_state(state: NodeState, role: RaftRole) -> NodeState {
         NodeState::Down
     } else {
         state
+    }
+}
+
+fn user_entry(u: &shoal_common::users::UserRecord) -> shoal_proto::UserEntry {
+    shoal_proto::UserEntry {
+        name: u.name.clone(),
+        role: u.role.name().to_owned(),
+        password_hash: u.hash.clone(),
+        generation: u.generation,
     }
 }
 

@@ -12,7 +12,7 @@ use shoal_proto::{DdlResponse, DdlRow};
 use tonic::Status;
 
 use crate::cluster_meta::ClusterMeta;
-use crate::command::{Command, Rejection};
+use crate::command::Command;
 use crate::controller_service::{ControllerCore, now_ms};
 
 /// How long a DROP waits after it commits before it answers: a data node's catalog lease plus
@@ -121,14 +121,7 @@ pub async fn execute(core: &ControllerCore, sql: &str) -> Result<DdlResponse, St
     };
     refuse_recent_name(core, &cmd).await?;
     let drops = cmd.drops_data();
-    let resp = core.write(cmd).await?;
-    if !resp.rejected.is_empty() {
-        return Err(match resp.rejection {
-            Rejection::AlreadyExists => Status::already_exists(resp.rejected),
-            Rejection::NotFound => Status::not_found(resp.rejected),
-            Rejection::Invalid | Rejection::Conflict => Status::invalid_argument(resp.rejected),
-        });
-    }
+    core.write(cmd).await?.into_result()?;
     if drops {
         // Until then a data node may still acknowledge a write by a catalog that holds the
         // dropped chunks; once the DROP has returned, none does (F9). Waiting longer (a pause
@@ -144,7 +137,11 @@ pub async fn execute(core: &ControllerCore, sql: &str) -> Result<DdlResponse, St
 /// Refuses `what` (a feature nodes of an older release would not know) while the cluster
 /// runs below `needed`, i.e. until an upgrade is finalized. The cluster version never goes
 /// down, so a check after a read-index holds when the command applies.
-fn require_cluster_version(m: &ClusterMeta, needed: u32, what: &str) -> Result<(), Status> {
+pub(crate) fn require_cluster_version(
+    m: &ClusterMeta,
+    needed: u32,
+    what: &str,
+) -> Result<(), Status> {
     if m.cluster_version < needed {
         return Err(Status::failed_precondition(format!(
             "{what} needs cluster version {needed} (this cluster runs at {}): finish the \

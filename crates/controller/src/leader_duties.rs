@@ -55,6 +55,7 @@ async fn tick(core: &ControllerCore, heartbeat_timeout: Duration) -> Result<(), 
         })
         .await?;
     }
+    crate::user_admin::ensure_seeded(core).await?;
     let live: Vec<String> = core.read(|m| {
         m.nodes
             .values()

@@ -33,6 +33,8 @@ pub mod readmission;
 pub mod server;
 pub mod topology;
 pub mod upgrade;
+pub mod user_admin;
+pub mod user_table;
 
 mod error;
 

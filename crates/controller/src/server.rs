@@ -1,5 +1,6 @@
 //! Assembles a controller: storage, Raft node, gRPC services, heartbeats, leader duties.
 
+use shoal_common::secret::Keys;
 use shoal_common::tls::ServerTls;
 use std::future::Future;
 use std::sync::Arc;
@@ -7,10 +8,11 @@ use std::sync::Arc;
 use shoal_client::channel::Channels;
 use shoal_client::controller::ControllerClient;
 use shoal_common::config::{ClusterNodes, ControllerConfig, NodeMode};
-use shoal_proto::auth::ServerAuth;
+use shoal_proto::auth::{ServerAuth, UserAuth};
 use shoal_proto::controller_server::ControllerServer;
 use shoal_proto::node_info_server::NodeInfoServer;
 use shoal_proto::raft_transport_server::RaftTransportServer;
+use shoal_proto::user_admin_server::UserAdminServer;
 use shoal_server::http::Readiness;
 use shoal_server::node_info::NodeInfoService;
 use tokio::sync::watch;
@@ -26,7 +28,8 @@ use crate::raft_network::Network;
 use crate::raft_service::RaftService;
 use crate::raft_types::Raft;
 use crate::topology::Topology;
-use shoal_common::users::Users;
+use crate::user_admin::UserAdminService;
+use shoal_common::users::{Directory, Users};
 
 /// Upper bound for sending and installing a snapshot.
 const SNAPSHOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -38,7 +41,8 @@ pub const MAX_RAFT_MESSAGE: usize = 256 * 1024 * 1024;
 pub struct ControllerOptions {
     pub config: ControllerConfig,
     pub nodes: ClusterNodes,
-    pub secret: String,
+    /// The cluster secret(s): the first is sent, all are accepted.
+    pub secret: Keys,
     /// Who may log in to the console (`cluster.users`).
     pub users: Users,
     /// The TLS material of `enableSSL=1` (served with, and used to reach the other nodes);
@@ -87,7 +91,7 @@ pub async fn run(
     }
     .validate()
     .map_err(|e| ControllerError::Raft(e.to_string()))?;
-    let channels = Channels::new(&opts.secret)
+    let channels = Channels::new(opts.secret.signing())
         .map_err(|e| ControllerError::Raft(e.to_string()))?
         .with_tls(opts.tls.as_ref().map(ServerTls::client));
     let network = Network::new(channels.clone());
@@ -131,8 +135,19 @@ pub async fn run(
         },
         channels: channels.clone(),
         drop_holds: Arc::default(),
+        users_file: Arc::new(opts.users.clone()),
+        users: Arc::new(Directory::from_file(opts.users.clone())),
     };
     let auth = ServerAuth::new(&opts.secret);
+    // Users reach UserAdmin with a token or their password, checked against the current table.
+    let user_gate = {
+        let core = core.clone();
+        let mut auth = UserAuth::new(&opts.secret, core.users.clone());
+        move |req: tonic::Request<()>| {
+            crate::user_admin::directory(&core);
+            tonic::service::Interceptor::call(&mut auth, req)
+        }
+    };
     let router = shoal_server::serve::builder(opts.tls.as_ref())
         .map_err(|e| ControllerError::Serve(e.to_string()))?
         .add_service(tonic::service::interceptor::InterceptedService::new(
@@ -143,6 +158,10 @@ pub async fn run(
         .add_service(ControllerServer::with_interceptor(
             ControllerService::new(core.clone()),
             auth.clone(),
+        ))
+        .add_service(UserAdminServer::with_interceptor(
+            UserAdminService::new(core.clone()),
+            user_gate,
         ))
         .add_service(NodeInfoServer::with_interceptor(
             NodeInfoService::new(&alias, shoal_proto::NodeMode::Controller, cfg.entries()),
@@ -160,7 +179,7 @@ pub async fn run(
         ready_rx,
         stop_rx.clone(),
         Console::new(
-            opts.users.clone(),
+            core.clone(),
             &opts.secret,
             ControllerClient::new(topology.controller_addrs(), channels.clone()),
             channels.clone(),
@@ -198,6 +217,7 @@ pub async fn run(
         shoal_client::heartbeat::self_report(&alias, NodeMode::Controller, &cfg.local_site.addr()),
         cfg.raft_heartbeat_interval,
         stop_rx,
+        None,
         None,
         None,
     ));

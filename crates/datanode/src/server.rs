@@ -1,5 +1,6 @@
 //! Assembles a data node.
 
+use shoal_common::secret::Keys;
 use shoal_common::tls::ServerTls;
 use std::future::Future;
 
@@ -9,7 +10,7 @@ use shoal_common::config::{ClusterNodes, DataNodeConfig, NodeMode};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_common::users::Users;
+use shoal_common::users::{Directory, USERS_TABLE_FILE, Users};
 use shoal_proto::MAX_MESSAGE;
 use shoal_proto::auth::{ServerAuth, UserAuth};
 use shoal_proto::data_node_server::DataNodeServer;
@@ -34,7 +35,8 @@ const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub struct DataNodeOptions {
     pub config: DataNodeConfig,
     pub nodes: ClusterNodes,
-    pub secret: String,
+    /// The cluster secret(s): the first is sent, all are accepted.
+    pub secret: Keys,
     /// Who may log in (`cluster.users`).
     pub users: Users,
     /// The TLS material of `enableSSL=1` (served with, and used to reach the other nodes);
@@ -50,6 +52,8 @@ pub enum DataNodeError {
     Io(#[from] std::io::Error),
     #[error("chunk replicas: {0}")]
     Replicas(String),
+    #[error("users table: {0}")]
+    Users(String),
     #[error(transparent)]
     Client(#[from] shoal_client::ClientError),
     #[error("gRPC server: {0}")]
@@ -101,7 +105,8 @@ pub async fn run(
     )
     .await
     .map_err(DataNodeError::Replicas)?;
-    let channels = Channels::new(&opts.secret)?.with_tls(opts.tls.as_ref().map(ServerTls::client));
+    let channels =
+        Channels::new(opts.secret.signing())?.with_tls(opts.tls.as_ref().map(ServerTls::client));
     let controllers = ControllerClient::new(
         opts.nodes.controllers().map(|n| n.site.addr()).collect(),
         channels.clone(),
@@ -172,10 +177,18 @@ pub async fn run(
             ready_tx.send_replace(Readiness::NotReady("draining before a restart".into()));
         }
     });
+    // Who may log in: the last table the controllers sent (heartbeats), else the file's users.
+    let users = Arc::new(
+        Directory::kept_at(
+            opts.users.clone(),
+            cfg.chunk_meta_dir.join(USERS_TABLE_FILE),
+        )
+        .map_err(DataNodeError::Users)?,
+    );
     // Flight SQL is only for clients: all of it is refused while draining.
     let flight_gate = {
         let node = node.clone();
-        let mut auth = UserAuth::new(&opts.secret);
+        let mut auth = UserAuth::new(&opts.secret, users.clone());
         move |req: tonic::Request<()>| {
             if node.is_draining() {
                 return Err(node.draining_status());
@@ -193,7 +206,7 @@ pub async fn run(
             DataNodeServer::new(DataNodeService::new(node.clone()))
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
-            UserAuth::new(&opts.secret),
+            UserAuth::new(&opts.secret, users.clone()),
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             shoal_query::flight_service(
@@ -208,7 +221,7 @@ pub async fn run(
                 )),
                 Arc::new(crate::ingest::CoordinatorAppender(node.clone())),
                 shoal_query::Login {
-                    users: opts.users.clone(),
+                    users: users.clone(),
                     secret: opts.secret.clone(),
                 },
                 site.alias.clone(),
@@ -226,6 +239,7 @@ pub async fn run(
         stop_rx.clone(),
         Some(node.draining.subscribe()),
         Some(cluster_version),
+        Some(users.clone()),
     ));
     let flushes = tokio::spawn(crate::flush_policy::run(
         node.clone(),

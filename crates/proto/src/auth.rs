@@ -4,10 +4,15 @@
 //! `authorization: Bearer <cluster secret>`; [`ServerAuth`] refuses anything else. Services that
 //! clients reach (appends, Flight SQL) use [`UserAuth`] instead: it also accepts a user's token
 //! (from a login) and basic credentials (for the login itself), and records who called as a
-//! [`Principal`] that each handler checks against what it needs.
+//! [`Principal`] that each handler checks against what it needs. A token is checked against
+//! the node's current users ([`Directory`]): it must be validly signed and its user must still
+//! exist at the token's generation; the role is the user's current one.
+
+use std::sync::Arc;
 
 use base64::Engine;
-use shoal_common::users::{Role, TOKEN_TTL, Users, constant_time_eq, issue_token, verify_token};
+use shoal_common::secret::Keys;
+use shoal_common::users::{Directory, Role, constant_time_eq};
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
@@ -28,6 +33,16 @@ impl ClientAuth {
             .map_err(|_| Status::invalid_argument("cluster secret is not printable ASCII"))?;
         Ok(Self { header })
     }
+
+    /// Basic credentials instead of the secret: a user acting through a service that checks
+    /// them itself (the controllers' `UserAdmin`).
+    pub fn basic(user: &str, password: &str) -> Result<Self, Status> {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let header = format!("Basic {b64}")
+            .parse()
+            .map_err(|_| Status::invalid_argument("credentials are not valid header text"))?;
+        Ok(Self { header })
+    }
 }
 
 impl Interceptor for ClientAuth {
@@ -37,18 +52,23 @@ impl Interceptor for ClientAuth {
     }
 }
 
-/// Refuses requests whose bearer token is not the cluster secret.
+/// Refuses requests whose bearer token is not one of the cluster's secrets.
 #[derive(Clone)]
 pub struct ServerAuth {
-    expected: Vec<u8>,
+    keys: Keys,
 }
 
 impl ServerAuth {
-    pub fn new(secret: &str) -> Self {
-        Self {
-            expected: format!("Bearer {secret}").into_bytes(),
-        }
+    pub fn new(keys: &Keys) -> Self {
+        Self { keys: keys.clone() }
     }
+}
+
+/// Whether `token` is one of the secrets (each compared in constant time).
+fn is_secret(keys: &Keys, token: &[u8]) -> bool {
+    keys.all().iter().fold(false, |found, k| {
+        constant_time_eq(token, k.as_bytes()) | found
+    })
 }
 
 impl Interceptor for ServerAuth {
@@ -56,9 +76,9 @@ impl Interceptor for ServerAuth {
         let given = req
             .metadata()
             .get(HEADER)
-            .map(|v| v.as_bytes())
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
             .unwrap_or_default();
-        if constant_time_eq(given, &self.expected) {
+        if is_secret(&self.keys, given) {
             Ok(req)
         } else {
             Err(Status::unauthenticated(
@@ -120,17 +140,20 @@ impl Principal {
     }
 }
 
-/// For services clients reach: accepts the cluster secret, a valid token, or basic
-/// credentials, and records the [`Principal`]; refuses a wrong or expired bearer token.
+/// For services clients reach: accepts the cluster secret, a valid token of a current user,
+/// or basic credentials, and records the [`Principal`]; refuses a wrong or expired bearer
+/// token, and one whose user was removed or changed password since.
 #[derive(Clone)]
 pub struct UserAuth {
-    secret: String,
+    keys: Keys,
+    users: Arc<Directory>,
 }
 
 impl UserAuth {
-    pub fn new(secret: &str) -> Self {
+    pub fn new(keys: &Keys, users: Arc<Directory>) -> Self {
         Self {
-            secret: secret.to_owned(),
+            keys: keys.clone(),
+            users,
         }
     }
 }
@@ -139,22 +162,28 @@ impl Interceptor for UserAuth {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
         let principal = match req.metadata().get(HEADER).map(|v| v.as_bytes()) {
             None => Principal::Anonymous,
-            Some(h) => principal_of(&self.secret, h)?,
+            Some(h) => principal_of(&self.keys, &self.users, h)?,
         };
         req.extensions_mut().insert(principal);
         Ok(req)
     }
 }
 
-fn principal_of(secret: &str, header: &[u8]) -> Result<Principal, Status> {
+fn principal_of(keys: &Keys, users: &Directory, header: &[u8]) -> Result<Principal, Status> {
     if let Some(token) = header.strip_prefix(b"Bearer ") {
-        if constant_time_eq(token, secret.as_bytes()) {
+        if is_secret(keys, token) {
             return Ok(Principal::Cluster);
         }
         let token = std::str::from_utf8(token).unwrap_or_default();
-        return verify_token(secret, token)
+        return users
+            .check_token(keys, token)
             .map(|(name, role)| Principal::User { name, role })
-            .ok_or_else(|| Status::unauthenticated("invalid or expired token; log in again"));
+            .ok_or_else(|| {
+                Status::unauthenticated(
+                    "invalid or expired token (or its user was removed or changed password); \
+                     log in again",
+                )
+            });
     }
     if let Some(b64) = header.strip_prefix(b"Basic ") {
         let bad = || Status::unauthenticated("malformed basic credentials");
@@ -176,16 +205,30 @@ fn principal_of(secret: &str, header: &[u8]) -> Result<Principal, Status> {
 }
 
 /// The login: checks basic credentials against the users and answers a token.
-pub fn login(users: &Users, secret: &str, principal: &Principal) -> Result<String, Status> {
+pub fn login(users: &Directory, keys: &Keys, principal: &Principal) -> Result<String, Status> {
     let Principal::Login { name, password } = principal else {
         return Err(Status::unauthenticated(
             "send user and password (basic auth) to log in",
         ));
     };
-    let role = users
+    let (role, generation) = users
         .verify(name, password)
         .ok_or_else(|| Status::unauthenticated(format!("wrong user or password for `{name}`")))?;
-    Ok(issue_token(secret, name, role, TOKEN_TTL))
+    Ok(users.issue_token(keys, name, role, generation))
+}
+
+/// The caller as a user with its current role: a [`Principal::Login`] (basic credentials)
+/// is checked against `users` here; others are as [`UserAuth`] recorded them.
+pub fn authenticated(users: &Directory, principal: Principal) -> Result<Principal, Status> {
+    match principal {
+        Principal::Login { name, password } => match users.verify(&name, &password) {
+            Some((role, _)) => Ok(Principal::User { name, role }),
+            None => Err(Status::unauthenticated(format!(
+                "wrong user or password for `{name}`"
+            ))),
+        },
+        p => Ok(p),
+    }
 }
 
 #[cfg(test)]
@@ -194,17 +237,29 @@ mod tests {
 
     #[test]
     fn server_accepts_only_the_secret_the_client_sends() {
+        let keys = |s: &str| Keys::parse(s, "cluster.secret").unwrap();
         let mut client = ClientAuth::new("s3cret-s3cret-s3cret").unwrap();
         let req = client.call(Request::new(())).unwrap();
-        assert!(ServerAuth::new("s3cret-s3cret-s3cret").call(req).is_ok());
+        assert!(
+            ServerAuth::new(&keys("s3cret-s3cret-s3cret"))
+                .call(req)
+                .is_ok()
+        );
 
         let req = client.call(Request::new(())).unwrap();
-        let err = ServerAuth::new("other-other-other-ot")
+        let err = ServerAuth::new(&keys("other-other-other-ot"))
             .call(req)
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
 
-        let err = ServerAuth::new("x").call(Request::new(())).unwrap_err();
+        // While the secret rotates, a server accepts the old and the new one.
+        let rotating = keys("other-other-other-ot\ns3cret-s3cret-s3cret");
+        let req = client.call(Request::new(())).unwrap();
+        assert!(ServerAuth::new(&rotating).call(req).is_ok());
+
+        let err = ServerAuth::new(&rotating)
+            .call(Request::new(()))
+            .unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
     }
 
@@ -216,13 +271,14 @@ mod tests {
 
     #[test]
     fn users_log_in_and_their_token_carries_their_role() {
-        let secret = "s3cret-s3cret-s3cret";
-        let users = Users::parse(
+        let secret = &Keys::single("s3cret-s3cret-s3cret".into());
+        let users = shoal_common::users::Users::parse(
             std::path::Path::new("cluster.users"),
             &shoal_common::users::user_line("app", Role::Writer, "pw"),
         )
         .unwrap();
-        let mut auth = UserAuth::new(secret);
+        let users = Arc::new(Directory::from_file(users));
+        let mut auth = UserAuth::new(secret, users.clone());
         let basic = base64::engine::general_purpose::STANDARD.encode("app:pw");
         let req = auth.call(with_header(&format!("Basic {basic}"))).unwrap();
         let token = login(&users, secret, &Principal::of(&req)).unwrap();
@@ -241,11 +297,25 @@ mod tests {
         let err = login(&users, secret, &Principal::of(&req)).unwrap_err();
         assert!(err.message().contains("wrong user or password"), "{err}");
 
+        let as_user = authenticated(&users, Principal::of(&req)).unwrap_err();
+        assert_eq!(as_user.code(), tonic::Code::Unauthenticated);
+        let basic_admin = auth.call(with_header(&format!("Basic {basic}"))).unwrap();
+        let who = authenticated(&users, Principal::of(&basic_admin)).unwrap();
+        assert_eq!(
+            who,
+            Principal::User {
+                name: "app".into(),
+                role: Role::Writer
+            }
+        );
+
         let err = auth.call(with_header("Bearer forged")).unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
         let anonymous = auth.call(Request::new(())).unwrap();
         assert!(Principal::of(&anonymous).require(Role::Reader).is_err());
-        let cluster = auth.call(with_header(&format!("Bearer {secret}"))).unwrap();
+        let cluster = auth
+            .call(with_header(&format!("Bearer {}", secret.signing())))
+            .unwrap();
         assert!(Principal::of(&cluster).require_cluster().is_ok());
     }
 }

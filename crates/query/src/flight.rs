@@ -36,7 +36,8 @@ use prost::Message;
 use prost::bytes::Bytes;
 use tonic::{Request, Response, Status};
 
-use shoal_common::users::{Role, Users};
+use shoal_common::secret::Keys;
+use shoal_common::users::{Directory, Role};
 use shoal_proto::auth::Principal;
 use shoal_script::Answer;
 
@@ -61,8 +62,8 @@ pub struct ShoalFlightSqlService {
 
 /// Who may log in, and the key that signs their tokens (the cluster secret).
 pub struct Login {
-    pub users: Users,
-    pub secret: String,
+    pub users: Arc<Directory>,
+    pub secret: Keys,
 }
 
 impl Login {

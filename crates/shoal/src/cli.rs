@@ -529,9 +529,32 @@ pub struct HostArgs {
 
 #[derive(Subcommand)]
 pub enum UserCommand {
-    /// Add a user to a users file (`cluster.users`), reading the password from standard input.
-    /// Copy the file to every machine (beside cluster.nodes); nodes read it when they start.
+    /// Add a user, reading the password from standard input: to the cluster (replicated by the
+    /// controllers, effective at once; cluster version 2), or with --file to a users file
+    /// (`cluster.users`, read by nodes when they start; how a new cluster gets its first admin).
     Add(UserAddArgs),
+    /// Remove a user: its tokens stop working at once.
+    Remove(UserNameArgs),
+    /// Change a user's password (read from standard input): its sessions end.
+    Passwd(UserNameArgs),
+    /// Change a user's role (reader, writer, admin); applies at once.
+    Role(UserRoleArgs),
+    /// List the users and their roles.
+    List(UserListArgs),
+}
+
+/// How `shoal user` reaches the cluster: the cluster secret (--dir, --sites with
+/// --secret-file), or as an admin user (--login).
+#[derive(Args)]
+pub struct UserAdminArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Act as this user (it must be an admin) instead of with the cluster secret; its password
+    /// comes from --login-password-file or $SHOAL_PASSWORD.
+    #[arg(long, value_name = "USER")]
+    pub login: Option<String>,
+    #[arg(long, requires = "login", value_name = "FILE")]
+    pub login_password_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -540,9 +563,35 @@ pub struct UserAddArgs {
     /// reader (queries), writer (appends too), admin (DDL and administration too).
     #[arg(long)]
     pub role: String,
-    /// The users file to add to (created with mode 0600 if missing).
+    /// Add to this users file instead of the cluster (created with mode 0600 if missing).
+    #[arg(long, conflicts_with_all = ["sites", "dir", "login"])]
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub admin: UserAdminArgs,
+}
+
+#[derive(Args)]
+pub struct UserNameArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub admin: UserAdminArgs,
+}
+
+#[derive(Args)]
+pub struct UserRoleArgs {
+    pub name: String,
+    /// reader, writer or admin.
+    pub role: String,
+    #[command(flatten)]
+    pub admin: UserAdminArgs,
+}
+
+#[derive(Args)]
+pub struct UserListArgs {
+    #[command(flatten)]
+    pub admin: UserAdminArgs,
     #[arg(long)]
-    pub file: PathBuf,
+    pub json: bool,
 }
 
 #[derive(Subcommand)]

@@ -46,7 +46,7 @@ impl Target {
             }
             (None, true) => bail!("say where the cluster is: --sites host:port,... or --dir DIR"),
         };
-        let channels = Channels::new(&secret)?.with_tls(client_tls(args)?);
+        let channels = Channels::new(secret.signing())?.with_tls(client_tls(args)?);
         Ok(Self {
             controllers: ControllerClient::new(sites, channels.clone()),
             channels,
@@ -66,5 +66,18 @@ pub fn client_tls(args: &TargetArgs) -> anyhow::Result<Option<ClientTls>> {
     match &args.dir {
         Some(dir) => Ok(ClientTls::of_local_cluster(dir)?),
         None => Ok(None),
+    }
+}
+
+/// A login password: the first line of `file`, else `$SHOAL_PASSWORD` (`option` names the
+/// option that needs it, for the error).
+pub fn password(file: Option<&std::path::Path>, option: &str) -> anyhow::Result<String> {
+    match file {
+        Some(path) => Ok(std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .trim_end_matches(['\r', '\n'])
+            .to_owned()),
+        None => std::env::var("SHOAL_PASSWORD")
+            .with_context(|| format!("{option} needs a password file or $SHOAL_PASSWORD")),
     }
 }

@@ -4,14 +4,12 @@
 //! `shoal status`, `shoal chunks`, `shoal config` and `shoal upgrade --status` make
 //! ([`api`]), so any controller serves it, leader or not.
 //!
-//! Login: `POST /console/login` with the user's name and password (checked against
-//! `cluster.users`, as a client's) sets a session cookie holding a signed token (the one Flight
-//! SQL hands out, [`issue_token`]); the API answers 401 without a valid one (`/api/session`
-//! says who is logged in, or nobody). Any role may look.
+//! Login: `POST /console/login` with the user's name and password (checked against the
+//! cluster's users, as a client's: see `crate::user_admin`) sets a session cookie holding a
+//! signed token (the one Flight SQL hands out); the API answers 401 without a token of a
+//! current user (`/api/session` says who is logged in, or nobody). Any role may look.
 
 mod api;
-
-use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Form, State};
@@ -21,7 +19,11 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use shoal_client::channel::Channels;
 use shoal_client::controller::ControllerClient;
-use shoal_common::users::{TOKEN_TTL, Users, issue_token, verify_token};
+use shoal_common::secret::Keys;
+use shoal_common::users::TOKEN_TTL;
+
+use crate::controller_service::ControllerCore;
+use crate::user_admin::directory;
 
 const PAGE: &str = include_str!("index.html");
 const COOKIE: &str = "shoal_console";
@@ -29,22 +31,22 @@ const COOKIE: &str = "shoal_console";
 /// What the console's handlers share.
 #[derive(Clone)]
 pub struct Console {
-    users: Arc<Users>,
-    secret: Arc<String>,
+    core: ControllerCore,
+    secret: Keys,
     controllers: ControllerClient,
     channels: Channels,
 }
 
 impl Console {
     pub fn new(
-        users: Users,
-        secret: &str,
+        core: ControllerCore,
+        secret: &Keys,
         controllers: ControllerClient,
         channels: Channels,
     ) -> Self {
         Self {
-            users: Arc::new(users),
-            secret: Arc::new(secret.to_owned()),
+            core,
+            secret: secret.clone(),
             controllers,
             channels,
         }
@@ -71,7 +73,9 @@ impl Console {
             .filter_map(|c| c.trim().split_once('='))
             .find(|(name, _)| *name == COOKIE)?
             .1;
-        verify_token(&self.secret, token).map(|(name, _)| name)
+        directory(&self.core)
+            .check_token(&self.secret, token)
+            .map(|(name, _)| name)
     }
 }
 
@@ -82,7 +86,8 @@ struct Login {
 }
 
 async fn login(State(c): State<Console>, Form(form): Form<Login>) -> Response {
-    let Some(role) = c.users.verify(&form.user, &form.password) else {
+    let users = directory(&c.core);
+    let Some((role, generation)) = users.verify(&form.user, &form.password) else {
         tracing::warn!(user = %form.user, "console login refused");
         return (
             StatusCode::UNAUTHORIZED,
@@ -90,7 +95,7 @@ async fn login(State(c): State<Console>, Form(form): Form<Login>) -> Response {
         )
             .into_response();
     };
-    let token = issue_token(&c.secret, &form.user, role, TOKEN_TTL);
+    let token = users.issue_token(&c.secret, &form.user, role, generation);
     // The console is served over HTTPS exactly when the node's connections are TLS: then the
     // browser must never send the token over plain HTTP.
     let secure = if c.channels.tls().is_some() {

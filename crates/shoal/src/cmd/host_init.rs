@@ -274,7 +274,7 @@ pub fn run(args: HostInitArgs) -> anyhow::Result<()> {
         nodes_text: &nodes_text,
         nodes_origin: &args.cluster_nodes,
         host: &args.host,
-        secret: &secret,
+        secret: &secret.file_text(),
         users: &users,
         set: &args.set,
         tls: tls_files.as_ref().map(|_| TlsMode {

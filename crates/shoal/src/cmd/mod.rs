@@ -24,9 +24,7 @@ use std::process::ExitCode;
 
 pub use chaos::Nemesis;
 
-use crate::cli::{
-    CertCommand, Command, ConfigCommand, HostCommand, LocalCommand, PackageCommand, UserCommand,
-};
+use crate::cli::{CertCommand, Command, ConfigCommand, HostCommand, LocalCommand, PackageCommand};
 
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
@@ -48,7 +46,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sql(a) => sql::run(a).await,
         Command::Script(a) => sql::run(a.into()).await,
         Command::Chunks(a) => chunks::run(a).await,
-        Command::User(UserCommand::Add(a)) => user::add(a),
+        Command::User(c) => user::run(c).await,
         Command::Cert(CertCommand::Ca(a)) => cert::create_ca(a),
         Command::Cert(CertCommand::Node(a)) => cert::create_node(a),
         Command::Cert(CertCommand::Client(a)) => cert::create_client(a),

@@ -13,7 +13,7 @@ use shoal_server::signals::terminated;
 
 use crate::cli::{AgentArgs, DataNodeArgs, RoleArgs};
 
-fn nodes_and_secret(home: &Path) -> anyhow::Result<(ClusterNodes, String)> {
+fn nodes_and_secret(home: &Path) -> anyhow::Result<(ClusterNodes, secret::Keys)> {
     let nodes = ClusterNodes::load(&home.join("cluster.nodes"))?;
     let secret = secret::load_file_or_env(&home.join(SECRET_FILE))?;
     Ok((nodes, secret))

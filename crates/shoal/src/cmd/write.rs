@@ -425,14 +425,7 @@ async fn connect(args: &WriteArgs) -> anyhow::Result<(Vec<String>, Channels)> {
             .collect(),
         None => args.target.sites.clone(),
     };
-    let password = match &args.password_file {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?
-            .trim_end_matches(['\r', '\n'])
-            .to_owned(),
-        None => std::env::var("SHOAL_PASSWORD")
-            .context("--user needs --password-file FILE or $SHOAL_PASSWORD")?,
-    };
+    let password = crate::target::password(args.password_file.as_deref(), "--user")?;
     let tls = crate::target::client_tls(&args.target)?;
     let token = shoal_query::login(&sites, user, &password, tls.as_ref())
         .await

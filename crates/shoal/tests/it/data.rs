@@ -33,7 +33,7 @@ impl Data {
         let secret =
             shoal_common::secret::load(&cluster.dir.join(shoal_common::secret::SECRET_FILE))
                 .unwrap();
-        let channels = Channels::new(&secret)
+        let channels = Channels::new(secret.signing())
             .unwrap()
             .with_tls(cluster.client_tls());
         let datanodes: BTreeMap<String, String> = nodes

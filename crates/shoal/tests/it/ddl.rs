@@ -159,6 +159,6 @@ fn controllers(cluster: &LocalCluster) -> shoal_client::controller::ControllerCl
     let sites = cluster.hosts.iter().map(|h| format!("{h}:8920")).collect();
     shoal_client::controller::ControllerClient::new(
         sites,
-        shoal_client::channel::Channels::new(&secret).unwrap(),
+        shoal_client::channel::Channels::new(secret.signing()).unwrap(),
     )
 }

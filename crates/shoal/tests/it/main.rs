@@ -34,3 +34,4 @@ mod tls;
 mod top_k;
 mod upgrade;
 mod upgrade_watch;
+mod users;

@@ -85,7 +85,10 @@ fn other_ca() -> ClientTls {
 }
 
 fn secret(cluster: &LocalCluster) -> String {
-    shoal_common::secret::load(&cluster.dir.join(shoal_common::secret::SECRET_FILE)).unwrap()
+    shoal_common::secret::load(&cluster.dir.join(shoal_common::secret::SECRET_FILE))
+        .unwrap()
+        .signing()
+        .to_owned()
 }
 
 #[test]

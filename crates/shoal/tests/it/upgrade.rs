@@ -878,12 +878,30 @@ fn the_previous_release_is_upgraded_to_this_code_under_writes() {
         !explains(latest, "top_k="),
         "top k pushed before the finalize"
     );
+    // Users stay in cluster.users (which the previous release reads) until the finalize.
+    let add_user = || {
+        crate::users::user(
+            &cluster,
+            &["add", "app", "--role", "reader"],
+            "app-password",
+        )
+    };
+    let err = crate::users::refused(&add_user());
+    assert!(
+        err.contains("managing users through the cluster needs cluster version 2")
+            && err.contains("shoal upgrade --finalize"),
+        "{err}"
+    );
     let out = upgrade(&cluster, &["--finalize"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert_eq!(
         cluster.status()["cluster_version"].as_u64(),
         Some(u64::from(CLUSTER_VERSION))
     );
+    // Then the controllers take the users over from the file, and manage them.
+    crate::users::ok(&add_user());
+    let users = crate::users::ok(&crate::users::user(&cluster, &["list"], ""));
+    assert!(users.contains("admin") && users.contains("app"), "{users}");
     let until = std::time::Instant::now() + Duration::from_secs(30);
     while !pushed() {
         assert!(
