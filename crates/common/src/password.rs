@@ -7,7 +7,7 @@
 //! p=1; PBKDF2-HMAC-SHA256 with 600,000 iterations.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Condvar, Mutex, OnceLock};
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -61,20 +61,19 @@ impl PasswordHash {
         })
     }
 
-    /// A new Argon2id hash of `password` with a fresh random salt.
+    /// A new Argon2id hash of `password` with a fresh random salt. Blocks (see [`Slots`]).
     pub fn argon2id(password: &str) -> String {
         let salt: [u8; 16] = rand::random();
         let salt = SaltString::encode_b64(&salt).unwrap_or_else(|_| unreachable!("16 bytes"));
-        hasher()
-            .hash_password(password.as_bytes(), &salt)
+        Slots::run(|| hasher().hash_password(password.as_bytes(), &salt))
             .map(|h| h.to_string())
             .unwrap_or_else(|e| unreachable!("argon2 with fixed valid parameters: {e}"))
     }
 
-    /// A new PBKDF2 hash in the file's form.
+    /// A new PBKDF2 hash in the file's form. Blocks (see [`Slots`]).
     pub fn pbkdf2(password: &str) -> String {
         let salt: [u8; 16] = rand::random();
-        let hash = pbkdf2(password, &salt, PBKDF2_ITERATIONS);
+        let hash = Slots::run(|| pbkdf2(password, &salt, PBKDF2_ITERATIONS));
         format!(
             "pbkdf2-sha256${PBKDF2_ITERATIONS}${}${}",
             to_hex(&salt),
@@ -82,7 +81,12 @@ impl PasswordHash {
         )
     }
 
+    /// Whether `password` matches. Blocks (see [`Slots`]): call it off async workers.
     pub fn verify(&self, password: &str) -> bool {
+        Slots::run(|| self.verify_now(password))
+    }
+
+    fn verify_now(&self, password: &str) -> bool {
         match self {
             Self::Pbkdf2 {
                 iterations,
@@ -101,6 +105,41 @@ impl PasswordHash {
         let _ = NOBODY
             .get_or_init(|| Self::Argon2id(Self::argon2id("nobody")))
             .verify(password);
+    }
+}
+
+/// At most one password hash per core at a time in this process: each costs tens of ms of CPU
+/// and Argon2id 19 MiB, so a burst of logins (or of wrong passwords) queues here instead of
+/// taking every thread and gigabytes.
+struct Slots {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Slots {
+    fn run<T>(f: impl FnOnce() -> T) -> T {
+        static SLOTS: OnceLock<Slots> = OnceLock::new();
+        let slots = SLOTS.get_or_init(|| Slots {
+            free: Mutex::new(std::thread::available_parallelism().map_or(1, |n| n.get())),
+            freed: Condvar::new(),
+        });
+        {
+            let mut free = slots.free.lock().unwrap_or_else(|p| p.into_inner());
+            while *free == 0 {
+                free = slots.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+            }
+            *free -= 1;
+        }
+        // Given back even if `f` panics.
+        struct Release<'a>(&'a Slots);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+                self.0.freed.notify_one();
+            }
+        }
+        let _release = Release(slots);
+        f()
     }
 }
 

@@ -164,7 +164,9 @@ pub fn write_private(path: &Path, secret: &str) -> io::Result<()> {
         .mode(0o600)
         .open(path)?;
     f.write_all(secret.as_bytes())?;
-    f.write_all(b"\n")
+    f.write_all(b"\n")?;
+    // On disk before the caller renames it into place or reports it written.
+    f.sync_all()
 }
 
 #[cfg(test)]

@@ -55,7 +55,10 @@ async fn tick(core: &ControllerCore, heartbeat_timeout: Duration) -> Result<(), 
         })
         .await?;
     }
-    crate::user_admin::ensure_seeded(core).await?;
+    // A failed seed is tried again next tick; it must not hold up failure detection below.
+    if let Err(e) = crate::user_admin::ensure_seeded(core).await {
+        tracing::warn!("seeding the users table: {}", e.message());
+    }
     let live: Vec<String> = core.read(|m| {
         m.nodes
             .values()

@@ -62,10 +62,16 @@ pub async fn run(
         .controller_id(&alias)
         .ok_or_else(|| ControllerError::NotDeclared(alias.clone()))?;
 
-    std::fs::create_dir_all(&cfg.dfs_meta_dir).map_err(|e| ControllerError::Io {
-        path: cfg.dfs_meta_dir.clone(),
-        source: e,
-    })?;
+    // The Raft store holds every user's password hash: only this machine's shoal user reads it.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(&cfg.dfs_meta_dir)
+        .and_then(|()| {
+            std::fs::set_permissions(&cfg.dfs_meta_dir, std::fs::Permissions::from_mode(0o700))
+        })
+        .map_err(|e| ControllerError::Io {
+            path: cfg.dfs_meta_dir.clone(),
+            source: e,
+        })?;
     let (log_store, state_machine) = shoal_raft_store::open(&cfg.dfs_meta_dir)?;
     let state = state_machine.state();
     // Before the Raft node exists, so before it answers anything (see `admission`).

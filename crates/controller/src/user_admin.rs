@@ -76,6 +76,12 @@ impl UserAdminService {
 
     /// The leader, at a cluster version with managed users, seeded, and an admin calling.
     async fn admit<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        // Refuse who cannot pass before any Raft round (and the seeding write) runs for them;
+        // basic credentials are checked after it, against the current table.
+        let principal = Principal::of(req);
+        if !matches!(principal, Principal::Login { .. }) {
+            principal.require(Role::Admin)?;
+        }
         self.core.ensure_lease().await?;
         self.core.read_index().await?;
         self.core.read(|m| {
@@ -87,7 +93,7 @@ impl UserAdminService {
         })?;
         ensure_seeded(&self.core).await?;
         // Basic credentials cost a password hash: off the async threads.
-        let (users, principal) = (directory(&self.core), Principal::of(req));
+        let users = directory(&self.core);
         tokio::task::spawn_blocking(move || authenticated(&users, principal))
             .await
             .map_err(|e| Status::internal(format!("checking the password: {e}")))??

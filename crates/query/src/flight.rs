@@ -67,8 +67,13 @@ pub struct Login {
 }
 
 impl Login {
-    fn log_in(&self, who: &Principal) -> Result<String, Status> {
-        shoal_proto::auth::login(&self.users, &self.secret, who)
+    /// Checks basic credentials on a blocking thread: a password hash must not stall the
+    /// async workers every query runs on.
+    async fn log_in(&self, who: Principal) -> Result<String, Status> {
+        let (users, secret) = (self.users.clone(), self.secret.clone());
+        tokio::task::spawn_blocking(move || shoal_proto::auth::login(&users, &secret, &who))
+            .await
+            .map_err(|e| Status::internal(format!("checking the password: {e}")))?
     }
 }
 
@@ -541,7 +546,7 @@ impl FlightSqlService for ShoalFlightSqlService {
         &self,
         request: Request<tonic::Streaming<HandshakeRequest>>,
     ) -> Result<Response<HandshakeStream>, Status> {
-        let token = self.login.log_in(&Principal::of(&request))?;
+        let token = self.login.log_in(Principal::of(&request)).await?;
         let payload = HandshakeResponse {
             protocol_version: 0,
             payload: token.clone().into(),

@@ -87,7 +87,13 @@ struct Login {
 
 async fn login(State(c): State<Console>, Form(form): Form<Login>) -> Response {
     let users = directory(&c.core);
-    let Some((role, generation)) = users.verify(&form.user, &form.password) else {
+    // A password hash: on a blocking thread, not the controller's async workers.
+    let (checking, user, password) = (users.clone(), form.user.clone(), form.password);
+    let verified = tokio::task::spawn_blocking(move || checking.verify(&user, &password))
+        .await
+        .ok()
+        .flatten();
+    let Some((role, generation)) = verified else {
         tracing::warn!(user = %form.user, "console login refused");
         return (
             StatusCode::UNAUTHORIZED,

@@ -7,6 +7,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use nix::sys::termios;
 use shoal_client::channel::Channels;
 use shoal_client::controller::{ControllerClient, UserChange};
 use shoal_common::config::ClusterNodes;
@@ -115,13 +116,17 @@ fn print(list: &UserList, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A new password from standard input (prompted for on a terminal), checked for length.
+/// A new password from standard input (prompted for on a terminal, not echoed), checked for
+/// length.
 fn new_password(name: &str) -> anyhow::Result<String> {
     let stdin = std::io::stdin();
-    if stdin.is_terminal() {
+    let _quiet = if stdin.is_terminal() {
         eprint!("password for `{name}`: ");
         std::io::stderr().flush().ok();
-    }
+        Some(NoEcho::on(&stdin)?)
+    } else {
+        None
+    };
     let mut password = String::new();
     stdin
         .lock()
@@ -130,6 +135,31 @@ fn new_password(name: &str) -> anyhow::Result<String> {
     let password = password.trim_end_matches(['\r', '\n']).to_owned();
     users::check_password(&password).map_err(anyhow::Error::msg)?;
     Ok(password)
+}
+
+/// The terminal's echo off until dropped, so a typed password is neither shown nor left in the
+/// scrollback.
+struct NoEcho {
+    saved: termios::Termios,
+}
+
+impl NoEcho {
+    fn on(stdin: &std::io::Stdin) -> anyhow::Result<Self> {
+        let saved = termios::tcgetattr(stdin).context("reading the terminal's settings")?;
+        let mut quiet = saved.clone();
+        quiet.local_flags.remove(termios::LocalFlags::ECHO);
+        termios::tcsetattr(stdin, termios::SetArg::TCSANOW, &quiet)
+            .context("turning the terminal's echo off")?;
+        Ok(NoEcho { saved })
+    }
+}
+
+impl Drop for NoEcho {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(std::io::stdin(), termios::SetArg::TCSANOW, &self.saved);
+        // The Enter that ended the password was not echoed either.
+        eprintln!();
+    }
 }
 
 fn add_to_file(file: &Path, name: &str, role: Role) -> anyhow::Result<()> {
