@@ -156,45 +156,58 @@ fn a_cold_restart_of_every_controller_keeps_the_group_and_its_metadata() {
     }
 }
 
-/// The identity record is a table the previous release never opens: that release, put in
-/// place of this one on every machine (as a rollback does), runs the group this code formed
-/// (controller 1 its only first voter, the others added as learners) with everything committed.
+/// A rollback before the finalize, of the controllers' stores: a group the previous release
+/// formed, then run by this code (which records its identity in a table the previous release
+/// never opens, and writes its state only with Raft snapshots, so the stores' applied state
+/// lags their logs) while it commits a database, is run again by the previous release, with
+/// everything committed. (A group this code forms starts at cluster version 2 and logs commands
+/// the previous release cannot read, such as the users table's seed: no rollback goes there,
+/// as the cluster version refuses it.)
 #[test]
-fn the_previous_release_runs_a_group_this_code_formed_and_reads_its_stores() {
+fn the_previous_release_runs_again_a_group_this_code_ran_before_the_finalize() {
     let previous = previous_release_binary();
-    let cluster = LocalCluster::start();
-    create_seed_table(&cluster);
-    let out = cluster.run(&["local", "down"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    for host in &cluster.hosts {
-        let versions = cluster.dir.join(host).join("versions");
-        for v in std::fs::read_dir(&versions).unwrap() {
-            // `local up` installed the binary as a hard link to the test build: a new file,
-            // never a write through that link.
-            let installed = v.unwrap().path().join("shoal");
-            std::fs::remove_file(&installed).unwrap();
-            std::fs::copy(&previous, &installed).unwrap();
+    let cluster = LocalCluster::start_from(&previous, &[]);
+    let run_with = |binary: &Path, version: &str| {
+        let out = cluster.run(&["local", "down"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        for host in &cluster.hosts {
+            let versions = cluster.dir.join(host).join("versions");
+            for v in std::fs::read_dir(&versions).unwrap() {
+                // `local up` installed the binary as a hard link: a new file, never a write
+                // through that link.
+                let installed = v.unwrap().path().join("shoal");
+                std::fs::remove_file(&installed).unwrap();
+                std::fs::copy(binary, &installed).unwrap();
+            }
         }
-    }
-    let dir = cluster.dir_str();
-    let out = shoal_with(
-        &previous,
-        &["local", "up", "--dir", dir, "--timeout", "60s"],
-    );
-    assert!(out.status.success(), "{}\n{}", stderr(&out), cluster.logs());
-    let status = cluster.status();
-    for c in controllers(&status) {
-        let n = node(&status, &c);
-        assert_eq!(
-            n["version"].as_str(),
-            Some(version_of(&previous).as_str()),
-            "{n}"
+        let out = shoal_with(
+            binary,
+            &[
+                "local",
+                "up",
+                "--dir",
+                cluster.dir_str(),
+                "--timeout",
+                "60s",
+            ],
         );
-        assert!(matches!(
-            n["raft_role"].as_str(),
-            Some("leader" | "follower")
-        ));
-    }
+        assert!(out.status.success(), "{}\n{}", stderr(&out), cluster.logs());
+        let status = cluster.status();
+        for c in controllers(&status) {
+            let n = node(&status, &c);
+            assert_eq!(n["version"].as_str(), Some(version), "{n}");
+            assert!(matches!(
+                n["raft_role"].as_str(),
+                Some("leader" | "follower")
+            ));
+        }
+        status
+    };
+    let this = Path::new(crate::harness::shoal_bin());
+    let status = run_with(this, &version_of(this));
+    assert_eq!(status["cluster_version"].as_u64(), Some(1), "{status:#}");
+    create_seed_table(&cluster);
+    run_with(&previous, &version_of(&previous));
     assert_eq!(databases(&cluster), BTreeSet::from([DB.to_owned()]));
 }
 
