@@ -174,6 +174,9 @@ enum Cmd {
         /// A Python with the `duckdb` package.
         #[arg(long, default_value = "target/pyenv/bin/python3")]
         python: PathBuf,
+        /// Only the queries whose label contains this text (e.g. `GROUP BY`), to profile one.
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Restart time with `--first-gb` and with `--gb` in a data node's directory, then the seed's
     /// writer through `shoal upgrade` of the machines holding it and the minute after. Use with
@@ -334,13 +337,21 @@ fn main() -> Result<()> {
                         Duration::from_secs((*timeout).clamp(1, 1800)),
                     )
                 }
-                Cmd::Query { rows, runs, python } => query::run(
+                Cmd::Query {
+                    rows,
+                    runs,
+                    python,
+                    only,
+                } => query::run(
                     &conn,
                     &rt,
                     base_load(c, 1000),
-                    (*rows).clamp(1, 1_000_000_000),
-                    (*runs).clamp(1, 100),
-                    python,
+                    &query::Options {
+                        rows: (*rows).clamp(1, 1_000_000_000),
+                        runs: (*runs).clamp(1, 1000),
+                        python,
+                        only: only.as_deref(),
+                    },
                     &cluster.dir,
                 ),
                 Cmd::Scale {

@@ -16,6 +16,7 @@ use arrow::datatypes::TimestampMillisecondType;
 use comfy_table::{Table, presets::ASCII_MARKDOWN};
 use parquet::arrow::ArrowWriter;
 use shoal_query::PUSH_AGGREGATES_HEADER;
+use shoal_storage::{FILES_DIR, MANIFEST_FILE};
 
 use crate::cluster::Conn;
 use crate::load::{self, Load};
@@ -27,6 +28,8 @@ use crate::{fmt_int, rate};
 const TABLE: &str = r#""dfs://stock".stock"#;
 /// Milliseconds in five minutes.
 const FIVE_MINUTES_MS: i64 = 300_000;
+/// Longest wait for the replicas' files to be merged before the queries are timed.
+const COMPACTION_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The measured queries: a label and the SQL with `{t}` for the table.
 fn queries(latest_ms: i64) -> Vec<(&'static str, String)> {
@@ -72,15 +75,31 @@ fn timestamp_literal(ms: i64) -> String {
     text.replace('T', " ")
 }
 
+/// What `shoal-bench query` runs.
+pub struct Options<'a> {
+    /// Rows of the seed table loaded.
+    pub rows: u64,
+    /// Timed runs of each query (after an untimed one).
+    pub runs: usize,
+    /// A Python with the `duckdb` package.
+    pub python: &'a Path,
+    /// Only the queries whose label contains this.
+    pub only: Option<&'a str>,
+}
+
 pub fn run(
     conn: &Conn,
     rt: &tokio::runtime::Runtime,
     base: Load,
-    rows: u64,
-    runs: usize,
-    python: &Path,
+    opts: &Options,
     dir: &Path,
 ) -> Result<()> {
+    let Options {
+        rows,
+        runs,
+        python,
+        only,
+    } = *opts;
     // Fail before the load, not after it, when the reference cannot run.
     duckdb_available(python)?;
     let load = Load {
@@ -109,7 +128,16 @@ pub fn run(
     let latest = latest_ms(&all).context("no rows")?;
     drop(all);
 
-    let queries = queries(latest);
+    let mut queries = queries(latest);
+    queries.retain(|(label, _)| only.is_none_or(|o| label.contains(o)));
+    if queries.is_empty() {
+        bail!("no query's label contains {only:?}");
+    }
+    wait_compacted(dir)?;
+    println!(
+        "timing {} queries, {runs} runs each after one untimed",
+        queries.len()
+    );
     // Each query with aggregate pushdown (the default) and without it, in the same run.
     let mut shoal = Vec::new();
     for (label, sql) in &queries {
@@ -180,6 +208,56 @@ pub fn run(
         fmt_int(rate(exported as f64, export))
     );
     Ok(())
+}
+
+/// Waits until every replica under `dir` holds its rows in one chunk file: the files of a
+/// chunk idle for 10 × `flushIdleTime` are merged into one, which would otherwise run, and
+/// take the cores, while the queries are timed. After [`COMPACTION_TIMEOUT`] it goes on, saying
+/// so.
+fn wait_compacted(dir: &Path) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let counts = file_counts(dir);
+        if !counts.is_empty() && counts.iter().all(|&n| n <= 1) {
+            println!(
+                "every replica's rows in one chunk file {:.1} s after the export",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if started.elapsed() > COMPACTION_TIMEOUT {
+            println!("note: replicas still hold {counts:?} chunk files; timing anyway");
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The chunk files (`f/*.parquet`) of each replica store (a directory holding a MANIFEST)
+/// under `dir`; a directory that cannot be read (removed meanwhile) is skipped.
+fn file_counts(dir: &Path) -> Vec<usize> {
+    let mut counts = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        if d.join(MANIFEST_FILE).is_file() {
+            let parquet =
+                |e: &std::fs::DirEntry| e.path().extension().is_some_and(|x| x == "parquet");
+            let files = std::fs::read_dir(d.join(FILES_DIR))
+                .map(|entries| entries.filter_map(Result::ok).filter(parquet).count())
+                .unwrap_or(0);
+            counts.push(files);
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(entry.path());
+            }
+        }
+    }
+    counts
 }
 
 /// One query's warm median time and what its scans answered (in its first run).

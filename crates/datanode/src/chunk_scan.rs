@@ -54,8 +54,10 @@ async fn rows(
             chunk.id, node.alias, chunk.version
         )));
     }
-    node.metrics.scanned(via);
     let Some(store) = node.replicas.get(chunk.id) else {
+        if reading == Reading::Any {
+            node.metrics.scanned(via);
+        }
         return Ok(None);
     };
     // The primary holds records no other replica may have yet (writes not acknowledged,
@@ -82,11 +84,14 @@ async fn rows(
         && partial_aggregate::may_use_statistics(agg)
         && let Some((schema, states)) = states_from_statistics(node, &store, last, &sort_key, agg)?
     {
+        node.metrics.scanned(via);
         return Ok(Some((schema, counted(node, states, true, via))));
     }
+    // Counted once: a statistics-only ask that gets no answer is followed by a reading scan.
     if reading == Reading::StatisticsOnly {
         return Ok(None);
     }
+    node.metrics.scanned(via);
     let batches = store
         .scan_stream(last, &sort_key, plan.read())
         .map_err(storage_status)?;

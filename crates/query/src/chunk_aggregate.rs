@@ -128,6 +128,20 @@ impl ChunkAggregateExec {
     fn may_use_statistics(&self) -> bool {
         self.scan.filters().sql.is_empty() && partial_aggregate::may_use_statistics(&self.aggregate)
     }
+
+    /// Whether the groups are the first sort columns (in any order): the chunk files then hold
+    /// each group's rows together.
+    fn groups_sorted_columns(&self) -> bool {
+        let groups = &self.aggregate.group_by;
+        let sorted = self.scan.sort_columns();
+        !groups.is_empty()
+            && groups.len() <= sorted.len()
+            && groups.iter().all(|g| {
+                sorted[..groups.len()]
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(g))
+            })
+    }
 }
 
 impl fmt::Debug for ChunkAggregateExec {
@@ -193,8 +207,9 @@ impl ExecutionPlan for ChunkAggregateExec {
         let fallback = Arc::clone(&self.fallback);
         // This node's own replica is read in-process: its rows cross no wire, and aggregated
         // here their reading and aggregating overlap (on the replica they would not); unless
-        // the replica answers from its files' statistics, reading no row.
-        if reads_locally(&chunk, self.scan.replicas()) {
+        // the replica answers from its files' statistics, reading no row, or groups by the
+        // columns its files are sorted by (then it aggregates runs of rows, not each row).
+        if reads_locally(&chunk, self.scan.replicas()) && !self.groups_sorted_columns() {
             let local = self.scan.replicas().local.clone();
             let Some(local) = local.filter(|_| self.may_use_statistics()) else {
                 return self.fallback.execute(partition, context);

@@ -34,6 +34,7 @@ mod prune;
 #[cfg(test)]
 mod pruning_tests;
 pub mod pushdown;
+mod run_states;
 mod scan;
 mod script;
 mod system;

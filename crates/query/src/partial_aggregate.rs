@@ -33,6 +33,7 @@ use shoal_proto::{AggregateCall, PartialAggregate};
 use shoal_storage::ContainerStats;
 
 use crate::engine::QueryMemory;
+use crate::run_states::RunStates;
 
 /// The aggregate functions a replica computes: their states merge exactly whatever the
 /// split of the rows (an approximate or order-sensitive one would not).
@@ -187,7 +188,8 @@ pub fn from_statistics(
 }
 
 /// The replica's side: `agg`'s partial states over `rows` (of `schema`, already filtered),
-/// with their schema. The aggregation runs as the returned iterator is pulled, on the caller's
+/// with their schema; batches whose rows come in runs of equal keys are aggregated per run
+/// ([`RunStates`]), the others by DataFusion's Partial aggregate. The aggregation runs as the returned iterator is pulled, on the caller's
 /// thread (a blocking one: it reads the rows), through `runtime`, within `memory` (the data
 /// node's `memLimitOfQueryResult`, spilling to its spill directory).
 pub fn states<I>(
@@ -227,6 +229,25 @@ where
                 .map(Arc::new)
         })
         .collect::<Result<Vec<_>>>()?;
+    // Batches in runs of equal keys (sorted chunk files) are aggregated per run; DataFusion's
+    // aggregate gets the others, and its states come first, then the runs'.
+    let group_indices = group_by
+        .iter()
+        .map(|(_, name)| schema.index_of(name))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let runs = Arc::new(Mutex::new(RunStates::new(group_indices, calls.clone())));
+    let absorbing = Arc::clone(&runs);
+    let rows = rows.filter_map(move |b| {
+        let Ok(batch) = b else { return Some(b) };
+        let Ok(mut runs) = absorbing.lock() else {
+            return Some(Err("run states poisoned".into()));
+        };
+        match runs.absorb(&batch) {
+            Ok(true) => None,
+            Ok(false) => Some(Ok(batch)),
+            Err(e) => Some(Err(e.to_string())),
+        }
+    });
     let input = StreamingTableExec::try_new(
         Arc::clone(schema),
         vec![Arc::new(Once::new(Arc::clone(schema), rows))],
@@ -239,7 +260,7 @@ where
     let exec = AggregateExec::try_new(
         AggregateMode::Partial,
         PhysicalGroupBy::new_single(group_by),
-        calls,
+        calls.clone(),
         filters,
         Arc::new(input),
         Arc::clone(schema),
@@ -247,7 +268,13 @@ where
     let out = exec.schema();
     let mut stream = exec.execute(0, ctx.task_ctx())?;
     let batches = std::iter::from_fn(move || runtime.block_on(stream.next()));
-    Ok((out, batches))
+    let states = Arc::clone(&out);
+    let of_runs = std::iter::once_with(move || match runs.lock() {
+        Ok(mut runs) => runs.finish(&states).transpose(),
+        Err(_) => Some(Err(DataFusionError::Internal("run states poisoned".into()))),
+    })
+    .flatten();
+    Ok((out, batches.chain(of_runs)))
 }
 
 /// Rows that can be read once, as a DataFusion partition.
@@ -404,8 +431,12 @@ mod tests {
         }
     }
 
-    /// The states' schema of `agg` over `schema()`, as a replica computes it.
-    async fn states_schema(agg: &PartialAggregate) -> SchemaRef {
+    /// `agg`'s states over `batches` (of `schema()`) and their schema, as a replica computes
+    /// them (on a blocking thread).
+    async fn states_over(
+        agg: &PartialAggregate,
+        batches: Vec<RecordBatch>,
+    ) -> (SchemaRef, Vec<RecordBatch>) {
         let (agg, runtime) = (agg.clone(), tokio::runtime::Handle::current());
         let spill = tempfile::tempdir().unwrap();
         let memory = QueryMemory {
@@ -413,11 +444,17 @@ mod tests {
             spill_dir: spill.path().to_owned(),
         };
         tokio::task::spawn_blocking(move || {
-            let (out, _) = states(&schema(), std::iter::empty(), &agg, &memory, runtime).unwrap();
-            out
+            let rows = batches.into_iter().map(Ok);
+            let (out, states) = states(&schema(), rows, &agg, &memory, runtime).unwrap();
+            (out, states.collect::<Result<Vec<_>>>().unwrap())
         })
         .await
         .unwrap()
+    }
+
+    /// The states' schema of `agg` over `schema()`, as a replica computes it.
+    async fn states_schema(agg: &PartialAggregate) -> SchemaRef {
+        states_over(agg, Vec::new()).await.0
     }
 
     /// Two files: 10 rows (`qty` 1..=9, 2 NULLs; `sym` a..c), 5 rows (`qty` all NULL; b..d).
@@ -521,19 +558,7 @@ mod tests {
                 },
             ],
         };
-        let runtime = tokio::runtime::Handle::current();
-        let spill = tempfile::tempdir().unwrap();
-        let memory = QueryMemory {
-            limit: 64 << 20,
-            spill_dir: spill.path().to_owned(),
-        };
-        let (out, batches) = tokio::task::spawn_blocking(move || {
-            let rows = vec![Ok(batch()), Ok(batch())].into_iter();
-            let (out, batches) = states(&schema(), rows, &agg, &memory, runtime).unwrap();
-            (out, batches.collect::<Result<Vec<_>>>().unwrap())
-        })
-        .await
-        .unwrap();
+        let (out, batches) = states_over(&agg, vec![batch(), batch()]).await;
         let names: Vec<&str> = out.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names, ["sym", "n[count]", "total[sum]"]);
         let merged = arrow::compute::concat_batches(&out, &batches).unwrap();
@@ -548,5 +573,53 @@ mod tests {
             .collect();
         groups.sort();
         assert_eq!(groups, [("a".into(), 6, 12), ("b".into(), 6, 24)]);
+    }
+
+    /// Rows sorted by `sym`: 100 of `a` (`qty` 0..100, 50 NULL), 200 of `b` (100..300).
+    fn sorted_batch() -> RecordBatch {
+        let sym = (0..300).map(|i| if i < 100 { "a" } else { "b" });
+        let qty = (0..300).map(|i| (i != 50).then_some(i));
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(StringArray::from_iter_values(sym)),
+                Arc::new(Int64Array::from_iter(qty)),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rows_in_runs_of_a_group_give_the_same_states_per_run() {
+        let agg = PartialAggregate {
+            group_by: vec!["sym".into()],
+            calls: vec![
+                call("count", ""),
+                call("count", "qty"),
+                call("min", "qty"),
+                call("max", "qty"),
+                call("sum", "qty"),
+            ],
+        };
+        // Runs of one row (left to DataFusion) and long runs (taken per run), mixed.
+        let (out, batches) = states_over(&agg, vec![batch(), sorted_batch(), batch()]).await;
+        let merged = arrow::compute::concat_batches(&out, &batches).unwrap();
+        // Each group twice: once from DataFusion's aggregate, once from the runs.
+        assert_eq!(merged.num_rows(), 4);
+        let mut groups = std::collections::BTreeMap::<String, [i64; 5]>::new();
+        for r in 0..merged.num_rows() {
+            let sym = merged.column(0).as_string::<i32>().value(r).to_owned();
+            let v = |c: usize| merged.column(c).as_primitive::<Int64Type>().value(r);
+            let g = groups.entry(sym).or_insert([0, 0, i64::MAX, i64::MIN, 0]);
+            *g = [
+                g[0] + v(1),
+                g[1] + v(2),
+                g[2].min(v(3)),
+                g[3].max(v(4)),
+                g[4] + v(5),
+            ];
+        }
+        assert_eq!(groups["a"], [106, 103, 0, 99, 4912]);
+        assert_eq!(groups["b"], [206, 206, 2, 299, 39924]);
     }
 }

@@ -153,6 +153,27 @@ async fn pruned_reads_answer_what_filtering_every_row_answers() {
 }
 
 #[tokio::test]
+async fn within_a_row_group_only_the_pages_both_conditions_keep_are_decoded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = SortKey::new(vec!["name".into(), "time".into()]);
+    let store = store(tmp.path(), &key, |i| i).await;
+    // In the first file, Apple's rows (ids 0..200,000, in time order) sit in its first row
+    // group of 131,072 rows, among other names; pages hold 20,480 rows (the writer checks its
+    // 20,000-row limit every 1,024). The pages of `name` that may hold Apple and those of `id`
+    // that may hold 1000..2000 meet in at most two.
+    let sql = "name = 'Apple' AND id BETWEEN 1000 AND 2000";
+    let want = ids(&store, &key, sql, false);
+    assert_eq!(
+        want.len(),
+        (1000..=2000).filter(|i| i % 5 == 0 && i % 11 != 0).count()
+    );
+    let before = store.stats().scan_file_rows_read;
+    assert_eq!(ids(&store, &key, sql, true), want, "{sql}");
+    let decoded = store.stats().scan_file_rows_read - before;
+    assert!(decoded <= 2 * 20_480, "{sql}: decoded {decoded} rows");
+}
+
+#[tokio::test]
 async fn a_table_keeping_the_last_row_of_each_key_is_pruned_only_by_its_key() {
     let tmp = tempfile::tempdir().unwrap();
     let key = SortKey::new(vec!["name".into(), "time".into()]).keeping(Keep::Last);

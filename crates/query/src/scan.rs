@@ -54,6 +54,8 @@ pub struct ChunkScanExec {
     limit: Option<usize>,
     /// The order and limit a sort above takes the rows in, which replicas keep (see `top_k`).
     top_k: Option<TopK>,
+    /// The table's `sortColumns`, by which its chunk files are sorted.
+    sort_columns: Vec<String>,
     replicas: Replicas,
     properties: Arc<PlanProperties>,
 }
@@ -84,9 +86,23 @@ impl ChunkScanExec {
             filters,
             limit,
             top_k: None,
+            sort_columns: Vec::new(),
             replicas,
             properties: Arc::new(properties),
         }
+    }
+
+    /// The same scan of a table whose chunk files are sorted by `columns`.
+    pub(crate) fn sorted_by(self, columns: Vec<String>) -> Self {
+        Self {
+            sort_columns: columns,
+            ..self
+        }
+    }
+
+    /// The columns the chunk files are sorted by (first to last).
+    pub(crate) fn sort_columns(&self) -> &[String] {
+        &self.sort_columns
     }
 
     /// The same scan, its replicas asked for only the rows that may be among `top`'s.

@@ -26,6 +26,8 @@ pub struct ShoalTable {
     partition: PartitionColumn,
     /// The table's chunks, as the catalog listed them when the query began.
     chunks: Vec<ChunkInfo>,
+    /// `sortColumns`: each chunk file's rows are in this order.
+    sort_columns: Vec<String>,
     replicas: Replicas,
 }
 
@@ -47,6 +49,7 @@ impl ShoalTable {
             schema,
             partition: PartitionColumn { name, kind },
             chunks,
+            sort_columns: def.sort_columns.clone(),
             replicas,
         }
     }
@@ -117,7 +120,7 @@ impl TableProvider for ShoalTable {
             None => Arc::clone(&self.schema),
         };
         let pushed = pushdown::Pushed::new(state, filters, &schema)?;
-        Ok(Arc::new(ChunkScanExec::new(
+        let scan = ChunkScanExec::new(
             self.name.clone(),
             self.chunks.len(),
             self.chunks_to_read(filters),
@@ -125,6 +128,7 @@ impl TableProvider for ShoalTable {
             pushed,
             limit,
             self.replicas.clone(),
-        )))
+        );
+        Ok(Arc::new(scan.sorted_by(self.sort_columns.clone())))
     }
 }

@@ -237,7 +237,7 @@ mod store_tests;
 pub use compaction::{COMPACT_MIN_FILES, Compaction};
 pub use dedup::DEDUP_WINDOW;
 pub use error::StorageError;
-pub use manifest::{MANIFEST_FILE, MANIFEST_FORMAT_VERSION};
+pub use manifest::{FILES_DIR, MANIFEST_FILE, MANIFEST_FORMAT_VERSION};
 pub use memory::{Charge, MemoryGauge};
 pub use meta::{LOCK_FILE, STORE_FILE, STORE_FORMAT_V1, STORE_FORMAT_V2, STORE_FORMAT_VERSION};
 pub use ordered::{Bar, ReadOrder};

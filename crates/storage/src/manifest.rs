@@ -22,7 +22,7 @@ pub const MANIFEST_FILE: &str = "MANIFEST";
 /// Manifest format version written by this build (and the highest it reads).
 pub const MANIFEST_FORMAT_VERSION: u32 = 1;
 /// Sub-directory holding the chunk files.
-pub(crate) const FILES_DIR: &str = "f";
+pub const FILES_DIR: &str = "f";
 
 const MAGIC: &[u8; 8] = b"SHOALMAN";
 const PREFIX_LEN: usize = 8 + 4 + 4 + 4;

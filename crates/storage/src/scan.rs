@@ -1,11 +1,13 @@
 //! Streamed reads of a chunk ([`ChunkStore::scan_stream`]): the chunk files one after another,
 //! one Parquet batch at a time, then the in-memory batches, so a scan holds about one batch, not
 //! the chunk. Only the columns asked for are decoded (Parquet's `ProjectionMask`), and a caller's
-//! [`Prune`] skips what cannot hold a row it wants, in two steps: whole files by the per-column
+//! [`Prune`] skips what cannot hold a row it wants, in three steps: whole files by the per-column
 //! min/max their MANIFEST entry keeps (the file is not even opened), then row groups by the
-//! statistics in the file's footer. The caller still filters every row it gets: pruning only
-//! skips what cannot match. A scan of no column (a count) of a table keeping every row opens no
-//! file: each file's MANIFEST entry has its row count.
+//! statistics in the file's footer, then, within those, the rows of pages by the page index
+//! (files are sorted, so a page of a sort column spans a narrow range). The caller still
+//! filters every row it gets: pruning only skips what cannot match. A scan of no column (a
+//! count) of a table keeping every row opens no file: each file's MANIFEST entry has its row
+//! count.
 //!
 //! A table that keeps only the first or last row of each key (`keepDuplicates`) is merged
 //! ([`crate::merge`]) on a thread of its own and streamed through a channel of one batch, and
@@ -25,8 +27,11 @@ use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, StringArray, UInt6
 use arrow::compute::{CastOptions, cast_with_options, concat_batches};
 use arrow::datatypes::{DataType, FieldRef, SchemaRef};
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+};
+use parquet::file::metadata::PageIndexPolicy;
 
 use crate::chunk_file::{self, parquet_err};
 use crate::error::{StorageError, arrow_err, io_err};
@@ -424,8 +429,15 @@ fn open_file(
     schema: &SchemaRef,
     prune: Option<&dyn Prune>,
 ) -> Result<Option<Batches>, StorageError> {
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err("open", path))?;
+    // The page index (page statistics and offsets) is worth loading only to prune with; a
+    // file without one is read as before.
+    let policy = match prune {
+        Some(_) => PageIndexPolicy::Optional,
+        None => PageIndexPolicy::Skip,
+    };
+    let options = ArrowReaderOptions::new().with_page_index_policy(policy);
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
+        .map_err(parquet_err("open", path))?;
     let groups = builder.metadata().num_row_groups();
     let kept: Vec<usize> = match prune {
         Some(p) => {
@@ -436,13 +448,77 @@ fn open_file(
         }
         None => (0..groups).collect(),
     };
+    let pages = prune.and_then(|p| page_selection(&builder, schema, p, &kept));
     let counters = &shared.counters;
     counters.add_row_groups(kept.len() as u64, (groups - kept.len()) as u64);
-    if kept.is_empty() {
+    if kept.is_empty() || pages.as_ref().is_some_and(|s| !s.selects_any()) {
         counters.add_files_pruned(1);
         return Ok(None);
     }
-    read_groups(shared, path, builder, schema, kept, |b| b).map(Some)
+    read_groups(shared, path, builder, schema, kept, |b| match pages {
+        Some(rows) => b.with_row_selection(rows),
+        None => b,
+    })
+    .map(Some)
+}
+
+/// The rows of row groups `groups` to decode, by the page index: pages whose statistics rule
+/// out every row `prune` wants are skipped. The pages of different columns start at different
+/// rows, so each column with conditions of its own ([`Prune::only`]) selects the rows of the
+/// pages it keeps, and the rows read are those every column keeps. `None` when no page is
+/// ruled out (or the file has no page index).
+fn page_selection(
+    builder: &ParquetRecordBatchReaderBuilder<File>,
+    schema: &SchemaRef,
+    prune: &dyn Prune,
+    groups: &[usize],
+) -> Option<RowSelection> {
+    let meta = builder.metadata();
+    let (Some(index), Some(offsets)) = (meta.column_index(), meta.offset_index()) else {
+        return None;
+    };
+    let mut selection: Option<RowSelection> = None;
+    for field in schema.fields() {
+        let Some(column_prune) = prune.only(std::slice::from_ref(field.name())) else {
+            continue;
+        };
+        let Ok(conv) =
+            StatisticsConverter::try_new(field.name(), builder.schema(), builder.parquet_schema())
+        else {
+            continue;
+        };
+        // A missing null count is unknown, not zero: `IS NULL` must not prune on it.
+        let conv = conv.with_missing_null_counts_as_zero(false);
+        let (Ok(min), Ok(max), Ok(nulls), Ok(Some(rows))) = (
+            conv.data_page_mins(index, offsets, groups),
+            conv.data_page_maxes(index, offsets, groups),
+            conv.data_page_null_counts(index, offsets, groups),
+            conv.data_page_row_counts(offsets, meta.row_groups(), groups),
+        ) else {
+            continue;
+        };
+        let stats = ColumnStats { min, max, nulls };
+        let columns = HashMap::from([(field.name().clone(), stats)]);
+        let keep = column_prune.may_match(&ContainerStats::new(rows.clone(), columns));
+        // An answer too short keeps the rest.
+        let keep = |page: usize| keep.get(page).copied().unwrap_or(true);
+        if (0..rows.len()).all(keep) {
+            continue;
+        }
+        let pages = rows.values().iter().enumerate().map(|(page, &n)| {
+            if keep(page) {
+                RowSelector::select(n as usize)
+            } else {
+                RowSelector::skip(n as usize)
+            }
+        });
+        let column = RowSelection::from(pages.collect::<Vec<_>>());
+        selection = Some(match selection {
+            Some(s) => s.intersection(&column),
+            None => column,
+        });
+    }
+    selection
 }
 
 /// The batches of row groups `groups` of the chunk file at `path` (`builder` opened on it),

@@ -264,4 +264,19 @@ fn counts_and_extremes_from_statistics_answer_as_rows_would() {
     run(FROM_STATISTICS[0], "one", &[]);
     let pushed = answered() - before;
     assert!(pushed <= 4.0, "{pushed} rows answered for one chunk");
+
+    // Where the statistics do not answer (a float's), the chunk is read instead: one chunk
+    // scan, also when the coordinator holds it and first asked its replica for statistics.
+    let chunks = rt.block_on(data.chunks());
+    let one = chunks.iter().find(|c| c.table == "one").unwrap();
+    let holder = &one.replicas[0].node;
+    let at = data.datanodes[holder].clone();
+    let scans = || datanodes_sample(&data, "shoal_chunk_scans_total", &[]);
+    let before = scans();
+    query(&rt, &data, &at, FROM_STATISTICS[3], "one", &[]);
+    assert_eq!(
+        scans() - before,
+        1.0,
+        "chunk scans of one chunk through {holder}"
+    );
 }
