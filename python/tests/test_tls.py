@@ -3,11 +3,14 @@ queries and appends, trusting the cluster's CA (keyword or $SHOAL_TLS_CA);
 `MultithreadedTableWriter(useSSL=True)` writes every row; a `DBConnectionPool(enableSSL=True)`
 appends through every session and one without TLS is refused; a plaintext session and a session
 trusting only the system's CAs are refused; a missing CA file is named; with `--mutual-tls`
-a session presenting the client certificate works and one without is refused."""
+a session presenting the client certificate works and one without is refused; ADBC's Flight SQL
+driver (what DBeaver and Grafana use) queries over `grpc+tls` trusting the CA, and is refused
+over plaintext."""
 
 import datetime
 import os
 
+import adbc_driver_flightsql.dbapi as flight_sql
 import pandas as pd
 import pytest
 
@@ -159,3 +162,28 @@ def test_mutual_tls_needs_the_client_certificate():
         with pytest.raises(ddb.ShoalError):
             anonymous.connect(host, int(port), "admin", c.admin_password, retryTimeout=2)
             anonymous.run("SELECT 1")
+
+
+def test_adbc_queries_over_tls_trusting_the_ca_and_plaintext_is_refused(tls_cluster):
+    with open(ca_of(tls_cluster)) as f:
+        ca = f.read()
+    login = {"username": "admin", "password": tls_cluster.admin_password}
+    conn = flight_sql.connect(
+        f"grpc+tls://{tls_cluster.sites[0]}",
+        db_kwargs={**login, "adbc.flight.sql.client_option.tls_root_certs": ca},
+    )
+    try:
+        cur = conn.cursor()
+        cur.execute('SELECT count(*) AS n FROM "dfs://stock"."tls"')
+        got = cur.fetchone()[0]
+        cur.close()
+        # What a session of the Python API counts over its own TLS connection.
+        assert got == count(tls_session(tls_cluster, sslCAFile=ca_of(tls_cluster)))
+    finally:
+        conn.close()
+    with pytest.raises(Exception):
+        plain = flight_sql.connect(f"grpc://{tls_cluster.sites[0]}", db_kwargs=login)
+        try:
+            plain.cursor().execute("SELECT 1")
+        finally:
+            plain.close()
