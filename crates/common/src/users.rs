@@ -193,7 +193,12 @@ impl Users {
         cache: Option<&VerifiedCache>,
     ) -> Option<&UserRecord> {
         let Some(user) = self.get(name) else {
-            PasswordHash::verify_nobody(password);
+            // As long as a real user's check (the first user's hash, PBKDF2 or Argon2id, its
+            // answer dropped), so timing does not tell which names exist.
+            match self.users.first() {
+                Some(u) => drop(u.hash.verify(password)),
+                None => PasswordHash::verify_nobody(password),
+            }
             return None;
         };
         let r = &user.record;
