@@ -169,6 +169,18 @@ pub fn write_private(path: &Path, secret: &str) -> io::Result<()> {
     f.sync_all()
 }
 
+/// Replaces `path` with `text` (mode 0600) so that a crash leaves the old file or the new one,
+/// whole: written to `path.tmp` and synced, renamed over `path`, the directory synced.
+pub fn replace_private(path: &Path, text: &str) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    write_private(&tmp, text)?;
+    fs::rename(&tmp, path)?;
+    match path.parent() {
+        Some(dir) => fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

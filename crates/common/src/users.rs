@@ -312,15 +312,8 @@ impl Directory {
                 users: users.records().cloned().collect(),
             };
             let text = serde_json::to_string(&saved).map_err(|e| e.to_string())?;
-            let tmp = store.with_extension("tmp");
-            // Written whole and synced, renamed, the rename synced: a crash leaves the old
-            // table or the new one, never an empty file the node could not start from.
-            crate::secret::write_private(&tmp, &text)
-                .and_then(|()| std::fs::rename(&tmp, store))
-                .and_then(|()| match store.parent() {
-                    Some(dir) => std::fs::File::open(dir)?.sync_all(),
-                    None => Ok(()),
-                })
+            // Never an empty file the node could not start from.
+            crate::secret::replace_private(store, &text)
                 .map_err(|e| format!("cannot save {}: {e}", store.display()))?;
         }
         let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());

@@ -3,6 +3,7 @@
 use shoal_common::secret::Keys;
 use shoal_common::tls::ServerTls;
 use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use shoal_client::channel::Channels;
@@ -63,7 +64,6 @@ pub async fn run(
         .ok_or_else(|| ControllerError::NotDeclared(alias.clone()))?;
 
     // The Raft store holds every user's password hash: only this machine's shoal user reads it.
-    use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(&cfg.dfs_meta_dir)
         .and_then(|()| {
             std::fs::set_permissions(&cfg.dfs_meta_dir, std::fs::Permissions::from_mode(0o700))

@@ -73,7 +73,6 @@ pub(crate) struct Machine<'a> {
 /// A machine's certificate, key and CA as `shoal cert create-node` writes them, read and
 /// checked.
 pub(crate) struct NodeTlsFiles {
-    ca_pem: Vec<u8>,
     server: ServerTls,
 }
 
@@ -88,16 +87,13 @@ impl NodeTlsFiles {
             mutual,
         };
         let server = ServerTls::load(&files).context("--tls-dir")?;
-        Ok(NodeTlsFiles {
-            ca_pem: server.ca_pem.clone(),
-            server,
-        })
+        Ok(NodeTlsFiles { server })
     }
 
     fn write(&self, home: &Path) -> anyhow::Result<()> {
         let dir = home.join(LOCAL_DIR);
         std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        std::fs::write(dir.join(LOCAL_CA), &self.ca_pem)?;
+        std::fs::write(dir.join(LOCAL_CA), &self.server.ca_pem)?;
         std::fs::write(dir.join(NODE_CERT), &self.server.identity.cert_pem)?;
         let key = std::str::from_utf8(&self.server.identity.key_pem)?;
         secret::write_private(&dir.join(NODE_KEY), key)?;
@@ -277,8 +273,8 @@ pub fn run(args: HostInitArgs) -> anyhow::Result<()> {
         secret: &secret.file_text(),
         users: &users,
         set: &args.set,
-        tls: tls_files.as_ref().map(|_| TlsMode {
-            mutual: args.mutual_tls,
+        tls: tls_files.as_ref().map(|f| TlsMode {
+            mutual: f.server.mutual,
         }),
         tls_files: tls_files.as_ref(),
     };
