@@ -32,17 +32,18 @@
 //! - `apply` only mutates the in-memory `S` and answers clients: the entries are already
 //!   durable in the log of a quorum. `S` (whole, as JSON), its last applied log id and
 //!   membership are written with each snapshot (openraft's default policy: every 5,000
-//!   entries), in the same transaction as the snapshot. Until 0.2 every apply batch rewrote
-//!   `S` whole, O(catalog) per commit.
+//!   entries), in the same transaction as the snapshot. Earlier builds (0.1 among them)
+//!   rewrote `S` whole on every apply batch, O(catalog) per commit.
 //! - `save_committed` records the commit index without an fsync (the next append's fsync
 //!   carries it). On start openraft loads the state machine at the snapshot and re-applies the
 //!   log up to that index before the node serves anything; if a crash lost it, the node
 //!   re-applies once it hears the leader's commit index.
 //!
-//! The layout is the same as before 0.2, only `state_machine_v1` may lag the log and
-//! `"committed"` is new. A build before 0.2 (a rollback) reads such a file correctly: it loads
-//! the state at the snapshot and, not reading `"committed"`, re-applies the log after it when
-//! it hears the leader's commit index; the log after the snapshot is never purged.
+//! The layout is the same as 0.1's, only `state_machine_v1` may lag the log and `"committed"`
+//! is new. 0.1 (a rollback before the finalize) reads such a file correctly: it loads the
+//! state at the snapshot and, not reading `"committed"`, re-applies the log after it when it
+//! hears the leader's commit index (the log after the snapshot is never purged); the cluster
+//! version keeps commands it cannot decode out of that log.
 //!
 //! # Snapshots
 //!
